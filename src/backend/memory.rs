@@ -1,0 +1,124 @@
+//! An in-memory backend for tests and for embedding callers that want a
+//! throw-away repository.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Backend, ObjectInfo, ObjectKind, WriteOutcome};
+use crate::error::{Error, Result};
+
+type Objects = HashMap<(String, String), Arc<Vec<u8>>>;
+
+/// A repository held in process memory.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    objects: Mutex<Objects>,
+}
+
+impl MemoryBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn objects(&self) -> MutexGuard<'_, Objects> {
+        // A panic while holding the lock cannot leave the map half-updated (every
+        // operation is a single insert/remove), so poisoning is safe to ignore.
+        self.objects
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn key(kind: ObjectKind, name: &str) -> (String, String) {
+        (kind.directory().to_string(), kind.key(name))
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Arc<Vec<u8>>> {
+        self.objects()
+            .get(&Self::key(kind, name))
+            .cloned()
+            .ok_or_else(|| {
+                Error::io(
+                    format!("reading {}", kind.describe(name)),
+                    std::io::Error::from(ErrorKind::NotFound),
+                )
+            })
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn location(&self) -> String {
+        "memory:".to_string()
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        Ok(self.get(kind, name)?.as_ref().clone())
+    }
+
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        let object = self.get(kind, name)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX));
+        object.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
+            Error::io(
+                format!(
+                    "reading {length} bytes at offset {offset} of {}",
+                    kind.describe(name)
+                ),
+                std::io::Error::from(ErrorKind::UnexpectedEof),
+            )
+        })
+    }
+
+    fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {
+        let mut objects = self.objects();
+        let key = Self::key(kind, name);
+        if objects.contains_key(&key) {
+            return Ok(WriteOutcome::AlreadyExisted);
+        }
+        objects.insert(key, Arc::new(bytes.to_vec()));
+        Ok(WriteOutcome::Created)
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
+        let directory = kind.directory();
+        Ok(self
+            .objects()
+            .iter()
+            .filter(|((object_directory, _), _)| object_directory == directory)
+            .map(|((_, key), bytes)| ObjectInfo {
+                name: key.rsplit('/').next().unwrap_or(key).to_string(),
+                size: bytes.len() as u64,
+            })
+            .collect())
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
+        self.objects().remove(&Self::key(kind, name));
+        Ok(())
+    }
+
+    fn exists(&self) -> Result<bool> {
+        Ok(self
+            .objects()
+            .contains_key(&Self::key(ObjectKind::Config, "config")))
+    }
+
+    fn create(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_backend_meets_the_contract() {
+        crate::backend::contract::run_all(&super::MemoryBackend::new());
+    }
+}

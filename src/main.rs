@@ -1,0 +1,472 @@
+//! The `lsmvault` command: parses arguments, calls the library, prints results.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lsmvault::tree::EntryKind;
+use lsmvault::{
+    BackupMode, BackupOptions, Error, ErrorCode, InitOptions, Progress, ReadData, Repository,
+    RestoreOptions, VerifyOptions,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "lsmvault",
+    version,
+    about = "Deduplicating snapshot store for LSM databases"
+)]
+struct Cli {
+    /// Repository location (a local directory).
+    #[arg(long, short = 'r', global = true, env = "LSMVAULT_REPOSITORY")]
+    repo: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new repository.
+    Init,
+    /// Back up a directory (e.g. a database checkpoint) into a new snapshot.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots,
+    /// List the files of a snapshot.
+    Ls {
+        /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
+        snapshot: String,
+        /// Only this path (and what is below it).
+        path: Option<String>,
+    },
+    /// Restore a snapshot into a directory.
+    Restore {
+        /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
+        snapshot: String,
+        /// Directory to restore into (must be absent or empty, unless --delta).
+        #[arg(long, short = 't')]
+        target: PathBuf,
+        /// Restore only this path (repeatable).
+        #[arg(long)]
+        include: Vec<String>,
+        /// Keep files in the target that already match; rewrite the rest and
+        /// remove what the snapshot does not have.
+        #[arg(long)]
+        delta: bool,
+    },
+    /// Check the repository's structure, and with --read-data every byte.
+    Verify {
+        /// Read and re-hash every pack.
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// Read subset N of M (e.g. 1/7); cycling N over 1..M covers every pack.
+        #[arg(long, value_name = "N/M")]
+        read_data_subset: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    /// Directory to back up.
+    source: PathBuf,
+    /// Tag the snapshot (repeatable).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Read every file again (still deduplicated).
+    #[arg(long, conflicts_with_all = ["differential", "parent"])]
+    full: bool,
+    /// Take unchanged files from the newest full snapshot of this source.
+    #[arg(long, conflicts_with = "parent")]
+    differential: bool,
+    /// Take unchanged files from this snapshot.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Create the repository first if it does not exist.
+    #[arg(long)]
+    init: bool,
+    /// Host name to record.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+/// Progress bars on a terminal; nothing otherwise.
+struct BarProgress {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for BarProgress {
+    fn start(&self, phase: &str, total_bytes: u64) {
+        let bar = if total_bytes > 0 {
+            let bar = ProgressBar::new(total_bytes);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        } else {
+            ProgressBar::new_spinner()
+        };
+        bar.set_message(phase.to_string());
+        *self
+            .bar
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(bar);
+    }
+
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = self
+            .bar
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+        {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self
+            .bar
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(error) => {
+            let code = error.code();
+            if cli.json {
+                let report = serde_json::json!({
+                    "error": { "code": code.name(), "exit_code": code.exit_code(),
+                               "message": error.to_string(), "hint": error.hint() }
+                });
+                println!("{report}");
+            }
+            eprintln!("error: {error}");
+            eprintln!("hint: {}", error.hint());
+            ExitCode::from(code.exit_code() as u8)
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| Error::InvalidArgument(error.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn parse_subset(text: &str) -> Result<ReadData, Error> {
+    let invalid = || {
+        Error::InvalidArgument(format!(
+            "--read-data-subset {text:?}: expected N/M with 1 <= N <= M"
+        ))
+    };
+    let (n, m) = text.split_once('/').ok_or_else(invalid)?;
+    let n: u32 = n.trim().parse().map_err(|_| invalid())?;
+    let m: u32 = m.trim().parse().map_err(|_| invalid())?;
+    if n == 0 || m == 0 || n > m {
+        return Err(invalid());
+    }
+    Ok(ReadData::Subset { n, m })
+}
+
+fn run(cli: &Cli) -> Result<ExitCode, Error> {
+    let show_bars = !cli.json && !cli.quiet && std::io::stderr().is_terminal();
+    let bars = BarProgress {
+        bar: Mutex::new(None),
+    };
+    let progress: &dyn Progress = if show_bars {
+        &bars
+    } else {
+        &lsmvault::NoProgress
+    };
+    let repo = cli.repo.clone().ok_or_else(|| {
+        Error::InvalidArgument("no repository given: pass --repo or set LSMVAULT_REPOSITORY".into())
+    })?;
+    match &cli.command {
+        Command::Init => {
+            let repository = Repository::init_local(&repo, InitOptions::default())?;
+            if cli.json {
+                print_json(repository.config())?;
+            } else {
+                println!(
+                    "created repository {} at {}",
+                    repository.config().id,
+                    repo.display()
+                );
+            }
+        }
+        Command::Backup(args) => {
+            let repository = match Repository::open_local(&repo) {
+                Err(Error::RepositoryNotFound { .. }) if args.init => {
+                    Repository::init_local(&repo, InitOptions::default())?
+                }
+                other => other?,
+            };
+            let options = BackupOptions {
+                tags: args.tag.clone(),
+                mode: if args.full {
+                    BackupMode::Full
+                } else if args.differential {
+                    BackupMode::Differential
+                } else {
+                    BackupMode::Incremental
+                },
+                parent: args.parent.clone(),
+                host: args.host.clone(),
+                ..BackupOptions::default()
+            };
+            let outcome = repository.backup(&args.source, &options, progress)?;
+            let snapshot = &outcome.snapshot;
+            if cli.json {
+                print_json(&serde_json::json!({ "id": outcome.id, "snapshot": snapshot }))?;
+            } else {
+                let stats = &snapshot.stats;
+                println!(
+                    "snapshot {} ({}) of {}",
+                    outcome.id.short(),
+                    snapshot.kind,
+                    snapshot.source
+                );
+                println!(
+                    "files: {} new, {} changed, {} unmodified; {} read, {} added in {} blobs / {} packs; {:.2} s",
+                    stats.files_new,
+                    stats.files_changed,
+                    stats.files_unmodified,
+                    human_bytes(stats.bytes_read),
+                    human_bytes(stats.bytes_added),
+                    stats.blobs_added,
+                    stats.packs_written,
+                    stats.duration_seconds
+                );
+            }
+            for warning in &snapshot.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if snapshot.incomplete {
+                eprintln!(
+                    "warning: snapshot {} is incomplete: some files could not be read",
+                    outcome.id.short()
+                );
+                return Ok(ExitCode::from(ErrorCode::IncompleteBackup.exit_code() as u8));
+            }
+        }
+        Command::Snapshots => {
+            let repository = Repository::open_local(&repo)?;
+            let snapshots = repository.snapshots()?;
+            if cli.json {
+                let list: Vec<_> = snapshots
+                    .iter()
+                    .map(|entry| serde_json::json!({ "id": entry.id, "snapshot": entry.snapshot }))
+                    .collect();
+                print_json(&list)?;
+            } else {
+                println!(
+                    "{:<10} {:<20} {:<12} {:<12} {:>10}  {}",
+                    "id", "time", "kind", "host", "size", "source [tags]"
+                );
+                for entry in &snapshots {
+                    let snapshot = &entry.snapshot;
+                    let tags = if snapshot.tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", snapshot.tags.join(","))
+                    };
+                    println!(
+                        "{:<10} {:<20} {:<12} {:<12} {:>10}  {}{}{}",
+                        entry.id.short(),
+                        snapshot
+                            .time
+                            .get(..19)
+                            .unwrap_or(&snapshot.time)
+                            .replace('T', " "),
+                        snapshot.kind.to_string(),
+                        snapshot.host,
+                        human_bytes(snapshot.stats.bytes_total),
+                        snapshot.source,
+                        tags,
+                        if snapshot.incomplete {
+                            " (incomplete)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                println!("{} snapshot(s)", snapshots.len());
+            }
+        }
+        Command::Ls { snapshot, path } => {
+            let repository = Repository::open_local(&repo)?;
+            let found = repository.find_snapshot(snapshot)?;
+            let include: Vec<String> = path.iter().cloned().collect();
+            let entries = repository.walk(&found.snapshot.tree, &include)?;
+            if cli.json {
+                let list: Vec<_> = entries
+                    .iter()
+                    .map(|walked| {
+                        let metadata = &walked.entry.metadata;
+                        let (kind, extra) = match &walked.entry.kind {
+                            EntryKind::File { size, digest, chunks } => (
+                                "file",
+                                serde_json::json!({ "size": size, "digest": digest, "chunks": chunks.len() }),
+                            ),
+                            EntryKind::Directory { subtree } => {
+                                ("dir", serde_json::json!({ "subtree": subtree }))
+                            }
+                            EntryKind::Symlink { target } => (
+                                "symlink",
+                                serde_json::json!({ "target": String::from_utf8_lossy(target) }),
+                            ),
+                        };
+                        serde_json::json!({
+                            "path": walked.relative.display().to_string(),
+                            "type": kind,
+                            "mode": format!("{:o}", metadata.mode & 0o7777),
+                            "mtime_ns": metadata.mtime_ns,
+                            "links": metadata.links,
+                            "detail": extra,
+                        })
+                    })
+                    .collect();
+                print_json(&list)?;
+            } else {
+                for walked in &entries {
+                    let metadata = &walked.entry.metadata;
+                    let (kind, suffix) = match &walked.entry.kind {
+                        EntryKind::File { .. } => ('-', String::new()),
+                        EntryKind::Directory { .. } => ('d', "/".to_string()),
+                        EntryKind::Symlink { target } => {
+                            ('l', format!(" -> {}", String::from_utf8_lossy(target)))
+                        }
+                    };
+                    println!(
+                        "{kind}{:04o} {:>12} {}{}",
+                        metadata.mode & 0o7777,
+                        walked.entry.size(),
+                        walked.relative.display(),
+                        suffix
+                    );
+                }
+            }
+        }
+        Command::Restore {
+            snapshot,
+            target,
+            include,
+            delta,
+        } => {
+            let repository = Repository::open_local(&repo)?;
+            let options = RestoreOptions {
+                delta: *delta,
+                include: include.clone(),
+            };
+            let stats = repository.restore(snapshot, target, &options, progress)?;
+            if cli.json {
+                print_json(&stats)?;
+            } else {
+                println!(
+                    "restored snapshot {} to {}: {} files ({} hard links, {} kept), {} directories, {} symlinks, {} written in {:.2} s",
+                    &stats.snapshot[..8],
+                    target.display(),
+                    stats.files,
+                    stats.hard_links,
+                    stats.files_kept,
+                    stats.directories,
+                    stats.symlinks,
+                    human_bytes(stats.bytes_written),
+                    stats.duration_seconds
+                );
+            }
+        }
+        Command::Verify {
+            read_data,
+            read_data_subset,
+        } => {
+            let repository = Repository::open_local(&repo)?;
+            let read = match (read_data, read_data_subset) {
+                (true, _) => ReadData::All,
+                (false, Some(subset)) => parse_subset(subset)?,
+                (false, None) => ReadData::None,
+            };
+            let report = repository.verify(&VerifyOptions { read_data: read }, progress)?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "checked {} snapshot(s), {} tree(s), {} pack(s) ({} read in full, {}), {} blob(s)",
+                    report.snapshots,
+                    report.trees,
+                    report.packs,
+                    report.packs_read,
+                    human_bytes(report.bytes_read),
+                    report.blobs
+                );
+                if !report.unindexed_packs.is_empty() {
+                    println!(
+                        "{} pack(s) not in any index (left by an interrupted backup; garbage collection removes them)",
+                        report.unindexed_packs.len()
+                    );
+                }
+                if report.unreferenced_blobs > 0 {
+                    println!(
+                        "{} indexed blob(s) no snapshot uses",
+                        report.unreferenced_blobs
+                    );
+                }
+                for finding in &report.findings {
+                    println!("DAMAGED {}: {}", finding.object, finding.problem);
+                    for affected in &finding.affected {
+                        println!("    affects {affected}");
+                    }
+                }
+            }
+            if !report.is_clean() {
+                let error = Error::VerifyFailed {
+                    damaged: report.findings.len(),
+                };
+                eprintln!("error: {error}");
+                eprintln!("hint: {}", error.hint());
+                return Ok(ExitCode::from(error.code().exit_code() as u8));
+            }
+            if !cli.json {
+                println!("no problems found");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

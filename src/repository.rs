@@ -1,0 +1,478 @@
+//! A repository: its configuration, its index, and typed access to its objects.
+//!
+//! [`Repository`] is the entry point of the library. It owns the backend and
+//! the `config`, loads the index on first use, and offers the building blocks
+//! the commands share: reading verified blobs and trees, listing snapshots, and
+//! [`PackWriter`], the one place where new blobs become packs and index files.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, LocalBackend, ObjectKind, WriteOutcome};
+use crate::chunker::ChunkerParams;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{decode_index_file, encode_index_file, BlobLocation, Index};
+use crate::pack::{self, BlobKind, Packer};
+use crate::snapshot::{self, Snapshot, SnapshotEntry};
+use crate::tree::Tree;
+
+/// Current repository format version (the `version` field of `config`).
+pub const REPOSITORY_VERSION: u32 = 1;
+
+/// Default target size of a pack file.
+pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+
+/// Index files hold at most this many entries, so each stays a few MiB.
+const INDEX_ENTRIES_PER_FILE: usize = 50_000;
+
+/// The repository's `config` file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub version: u32,
+    /// Random id of this repository (64 hex digits).
+    pub id: String,
+    pub chunker: ChunkerParams,
+    /// Target size of pack files in bytes.
+    pub pack_size: u32,
+    /// Blob compression; only `"none"` in format version 1.
+    pub compression: String,
+    /// Encryption parameters; `null` (plaintext) in format version 1.
+    pub encryption: Option<serde_json::Value>,
+}
+
+/// Options for [`Repository::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub pack_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    index: OnceLock<Index>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    let mut source = std::fs::File::open("/dev/urandom")
+        .map_err(|error| Error::io("opening /dev/urandom", error))?;
+    std::io::Read::read_exact(&mut source, &mut bytes)
+        .map_err(|error| Error::io("reading /dev/urandom", error))?;
+    Ok(Id(bytes).to_hex())
+}
+
+impl Repository {
+    /// Creates a new repository in `backend`.
+    pub fn init(backend: Arc<dyn Backend>, options: InitOptions) -> Result<Repository> {
+        options.chunker.validate()?;
+        if options.pack_size < 1024 * 1024 {
+            return Err(Error::InvalidArgument(format!(
+                "pack size {} is below 1 MiB",
+                options.pack_size
+            )));
+        }
+        if backend.exists()? {
+            return Err(Error::RepositoryExists {
+                location: backend.location(),
+            });
+        }
+        backend.create()?;
+        let config = Config {
+            version: REPOSITORY_VERSION,
+            id: random_id()?,
+            chunker: options.chunker,
+            pack_size: options.pack_size,
+            compression: "none".to_string(),
+            encryption: None,
+        };
+        let bytes = serde_json::to_vec_pretty(&config)
+            .map_err(|error| Error::InvalidArgument(error.to_string()))?;
+        if backend.write_if_absent(ObjectKind::Config, "config", &bytes)?
+            == WriteOutcome::AlreadyExisted
+        {
+            return Err(Error::RepositoryExists {
+                location: backend.location(),
+            });
+        }
+        Ok(Repository {
+            backend,
+            config,
+            index: OnceLock::new(),
+        })
+    }
+
+    /// Opens an existing repository.
+    pub fn open(backend: Arc<dyn Backend>) -> Result<Repository> {
+        if !backend.exists()? {
+            return Err(Error::RepositoryNotFound {
+                location: backend.location(),
+            });
+        }
+        let bytes = backend.read(ObjectKind::Config, "config")?;
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let version: VersionOnly = serde_json::from_slice(&bytes)
+            .map_err(|error| Error::corrupt("config", error.to_string()))?;
+        if version.version != REPOSITORY_VERSION {
+            return Err(Error::UnsupportedVersion {
+                object: format!("repository {}", backend.location()),
+                found: version.version,
+                supported: REPOSITORY_VERSION,
+            });
+        }
+        let config: Config = serde_json::from_slice(&bytes)
+            .map_err(|error| Error::corrupt("config", error.to_string()))?;
+        config.chunker.validate()?;
+        if config.compression != "none" || config.encryption.is_some() {
+            return Err(Error::UnsupportedVersion {
+                object: format!("repository {} (compression/encryption)", backend.location()),
+                found: config.version,
+                supported: REPOSITORY_VERSION,
+            });
+        }
+        Ok(Repository {
+            backend,
+            config,
+            index: OnceLock::new(),
+        })
+    }
+
+    /// Creates a repository in a local directory.
+    pub fn init_local(path: impl AsRef<Path>, options: InitOptions) -> Result<Repository> {
+        Repository::init(Arc::new(LocalBackend::new(path.as_ref())), options)
+    }
+
+    /// Opens a repository in a local directory.
+    pub fn open_local(path: impl AsRef<Path>) -> Result<Repository> {
+        Repository::open(Arc::new(LocalBackend::new(path.as_ref())))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The blob index, loaded from every index file on first use.
+    pub fn index(&self) -> Result<&Index> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let loaded = self.load_index()?;
+        Ok(self.index.get_or_init(|| loaded))
+    }
+
+    fn load_index(&self) -> Result<Index> {
+        let files = self.backend.list(ObjectKind::Index)?;
+        let decoded: Vec<Vec<BlobLocation>> = files
+            .par_iter()
+            .map(|file| self.read_index_file(&file.name))
+            .collect::<Result<_>>()?;
+        let mut index = Index::new();
+        for location in decoded.into_iter().flatten() {
+            index.insert(location);
+        }
+        Ok(index)
+    }
+
+    /// Reads and checks one index file.
+    pub fn read_index_file(&self, name: &str) -> Result<Vec<BlobLocation>> {
+        let bytes = self.backend.read(ObjectKind::Index, name)?;
+        check_name(ObjectKind::Index, name, &bytes)?;
+        decode_index_file(name, &bytes)
+    }
+
+    /// Reads a blob, decodes it and checks it against its id.
+    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let location = self.index()?.get(id).ok_or_else(|| {
+            Error::corrupt(
+                format!("blob {id}"),
+                "not in the index (its pack is missing or unindexed)",
+            )
+        })?;
+        self.read_blob_at(location)
+    }
+
+    /// Reads a blob from a known location and checks it against its id.
+    pub fn read_blob_at(&self, location: &BlobLocation) -> Result<Vec<u8>> {
+        let entry = &location.entry;
+        let pack_name = location.pack.to_hex();
+        let stored = self.backend.read_range(
+            ObjectKind::Pack,
+            &pack_name,
+            u64::from(entry.offset),
+            u64::from(entry.stored_length),
+        )?;
+        pack::decode_blob(entry, &stored, || {
+            format!("blob {} in pack {pack_name}", entry.id)
+        })
+    }
+
+    /// Reads and decodes a tree.
+    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::decode(id, &bytes)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
+        let files = self.backend.list(ObjectKind::Snapshot)?;
+        let mut entries: Vec<SnapshotEntry> = files
+            .par_iter()
+            .map(|file| self.read_snapshot(&file.name))
+            .collect::<Result<_>>()?;
+        snapshot::sort_by_time(&mut entries);
+        Ok(entries)
+    }
+
+    /// Reads one snapshot file by its full name, checking its id.
+    pub fn read_snapshot(&self, name: &str) -> Result<SnapshotEntry> {
+        let bytes = self.backend.read(ObjectKind::Snapshot, name)?;
+        let id = check_name(ObjectKind::Snapshot, name, &bytes)?;
+        Ok(SnapshotEntry {
+            id,
+            snapshot: Snapshot::decode(name, &bytes)?,
+        })
+    }
+
+    /// Resolves an id, unique prefix, `latest` or `latest:TAG`.
+    pub fn find_snapshot(&self, selector: &str) -> Result<SnapshotEntry> {
+        let snapshots = self.snapshots()?;
+        snapshot::select(&snapshots, selector).cloned()
+    }
+
+    /// Publishes a snapshot file (the commit point of a backup).
+    pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let bytes = snapshot.encode();
+        let id = Id::of(&bytes);
+        self.backend
+            .write_if_absent(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
+        Ok(id)
+    }
+
+    /// Writes index files for `locations` (after their packs were published).
+    pub fn write_index(&self, locations: &[BlobLocation]) -> Result<Vec<Id>> {
+        locations
+            .chunks(INDEX_ENTRIES_PER_FILE)
+            .map(|part| {
+                let (id, bytes) = encode_index_file(part);
+                self.backend
+                    .write_if_absent(ObjectKind::Index, &id.to_hex(), &bytes)?;
+                Ok(id)
+            })
+            .collect()
+    }
+}
+
+/// Checks that an object's bytes hash to its name and returns the name as an id.
+pub(crate) fn check_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<Id> {
+    let expected = Id::from_hex(name)
+        .map_err(|_| Error::corrupt(kind.describe(name), "name is not a 64-digit hex id"))?;
+    let actual = Id::of(bytes);
+    if actual != expected {
+        return Err(Error::ChecksumMismatch {
+            object: kind.describe(name),
+            expected: expected.to_hex(),
+            actual: actual.to_hex(),
+        });
+    }
+    Ok(expected)
+}
+
+/// What a [`PackWriter`] wrote.
+#[derive(Debug, Default, Clone)]
+pub struct WriteSummary {
+    /// Where every new blob went (already published, not yet indexed).
+    pub locations: Vec<BlobLocation>,
+    pub packs: u64,
+    pub pack_bytes: u64,
+    pub blob_bytes: u64,
+}
+
+struct PackerState {
+    packer: Packer,
+    /// Blobs added by this writer (in any pack, finished or not).
+    pending: HashSet<Id>,
+}
+
+/// Collects new blobs into packs and publishes each full pack from a dedicated
+/// I/O thread, so chunking and hashing continue while a pack is fsync'd.
+///
+/// Memory is bounded by two packs: the one being filled and the one being
+/// written (the hand-over channel has no buffer).
+pub struct PackWriter<'repository> {
+    repository: &'repository Repository,
+    known: &'repository Index,
+    state: Mutex<PackerState>,
+    sender: Mutex<Option<SyncSender<Packer>>>,
+    thread: Mutex<Option<JoinHandle<Result<WriteSummary>>>>,
+}
+
+impl<'repository> PackWriter<'repository> {
+    pub fn new(repository: &'repository Repository) -> Result<Self> {
+        let known = repository.index()?;
+        let (sender, receiver) = sync_channel::<Packer>(0);
+        let backend = Arc::clone(&repository.backend);
+        let thread = std::thread::Builder::new()
+            .name("lsmvault-pack-writer".into())
+            .spawn(move || write_packs(backend.as_ref(), receiver))
+            .map_err(|error| Error::io("starting the pack writer thread", error))?;
+        Ok(PackWriter {
+            repository,
+            known,
+            state: Mutex::new(PackerState {
+                packer: Packer::new(),
+                pending: HashSet::new(),
+            }),
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, PackerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the repository (or this writer) already has the blob.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.known.contains(id) || self.state().pending.contains(id)
+    }
+
+    /// Adds a blob unless it is already stored; returns whether it was new.
+    pub fn add(&self, id: Id, kind: BlobKind, data: &[u8]) -> Result<bool> {
+        if self.known.contains(&id) {
+            return Ok(false);
+        }
+        let full = {
+            let mut state = self.state();
+            if !state.pending.insert(id) {
+                return Ok(false);
+            }
+            state.packer.add(id, kind, data)?;
+            if state.packer.len() >= self.repository.config.pack_size as usize {
+                Some(std::mem::take(&mut state.packer))
+            } else {
+                None
+            }
+        };
+        if let Some(packer) = full {
+            self.send(packer)?;
+        }
+        Ok(true)
+    }
+
+    fn send(&self, packer: Packer) -> Result<()> {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        match sender {
+            Some(sender) if sender.send(packer).is_ok() => Ok(()),
+            // The writer thread stopped early: its error is reported by `finish`.
+            _ => Err(self.join_writer().err().unwrap_or_else(|| {
+                Error::io(
+                    "pack writer",
+                    std::io::Error::other("the pack writer stopped unexpectedly"),
+                )
+            })),
+        }
+    }
+
+    fn join_writer(&self) -> Result<WriteSummary> {
+        self.sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        match thread {
+            Some(thread) => thread.join().unwrap_or_else(|_| {
+                Err(Error::io(
+                    "pack writer",
+                    std::io::Error::other("the pack writer thread panicked"),
+                ))
+            }),
+            None => Err(Error::io(
+                "pack writer",
+                std::io::Error::other("the pack writer already finished"),
+            )),
+        }
+    }
+
+    /// Publishes the last pack and waits for all writes; returns what was written.
+    /// The caller then writes the index for `locations`.
+    pub fn finish(self) -> Result<WriteSummary> {
+        let last = std::mem::take(&mut self.state().packer);
+        if !last.is_empty() {
+            self.send(last)?;
+        }
+        self.join_writer()
+    }
+}
+
+fn write_packs(backend: &dyn Backend, receiver: Receiver<Packer>) -> Result<WriteSummary> {
+    let mut summary = WriteSummary::default();
+    let mut failure = None;
+    for packer in receiver {
+        if failure.is_some() {
+            break;
+        }
+        let finished = packer.finish();
+        match backend.write_if_absent(ObjectKind::Pack, &finished.id.to_hex(), &finished.bytes) {
+            Ok(_) => {
+                summary.packs += 1;
+                summary.pack_bytes += finished.bytes.len() as u64;
+                for entry in &finished.entries {
+                    summary.blob_bytes += u64::from(entry.raw_length);
+                    summary.locations.push(BlobLocation {
+                        pack: finished.id,
+                        entry: *entry,
+                    });
+                }
+            }
+            Err(error) => failure = Some(error),
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(summary),
+    }
+}
