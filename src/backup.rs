@@ -556,17 +556,26 @@ impl Repository {
             return Ok((None, SnapshotKind::Full));
         }
         let snapshots = self.snapshots()?;
-        let same_source = snapshots
-            .into_iter()
-            .rev()
-            .filter(|entry| entry.snapshot.source == source);
-        let parent = if options.mode == BackupMode::Differential {
-            same_source
-                .filter(|entry| entry.snapshot.kind == SnapshotKind::Full)
-                .next()
-        } else {
-            same_source.into_iter().next()
+        let host = options.host.clone().unwrap_or_else(host_name);
+        let wanted_kind = |entry: &&SnapshotEntry| {
+            options.mode != BackupMode::Differential || entry.snapshot.kind == SnapshotKind::Full
         };
+        // Checkpoints are usually taken into a new directory each time
+        // (`/backups/ckpt-7`, `/backups/ckpt-8`): when this source has no
+        // snapshot yet, the newest sibling directory's snapshot from this host
+        // is the parent. A wrong guess costs nothing but a re-read, because a
+        // file is reused only when device, inode, size and mtime all match.
+        let siblings = |entry: &&SnapshotEntry| {
+            entry.snapshot.host == host
+                && Path::new(&entry.snapshot.source).parent() == Path::new(source).parent()
+        };
+        let parent = snapshots
+            .iter()
+            .rev()
+            .filter(wanted_kind)
+            .find(|entry| entry.snapshot.source == source)
+            .or_else(|| snapshots.iter().rev().filter(wanted_kind).find(siblings))
+            .cloned();
         let kind = match (&parent, options.mode) {
             (None, _) => SnapshotKind::Full,
             (Some(_), BackupMode::Differential) => SnapshotKind::Differential,
