@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, LocalBackend, ObjectKind, WriteOutcome};
+use crate::backend::{is_not_found, Backend, LocalBackend, ObjectKind, WriteOutcome};
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -229,12 +229,24 @@ impl Repository {
     pub fn read_blob_at(&self, location: &BlobLocation) -> Result<Vec<u8>> {
         let entry = &location.entry;
         let pack_name = location.pack.to_hex();
-        let stored = self.backend.read_range(
-            ObjectKind::Pack,
-            &pack_name,
-            u64::from(entry.offset),
-            u64::from(entry.stored_length),
-        )?;
+        let stored = self
+            .backend
+            .read_range(
+                ObjectKind::Pack,
+                &pack_name,
+                u64::from(entry.offset),
+                u64::from(entry.stored_length),
+            )
+            .map_err(|error| {
+                if is_not_found(&error) {
+                    Error::corrupt(
+                        format!("pack {pack_name}"),
+                        format!("missing, but the index says it holds blob {}", entry.id),
+                    )
+                } else {
+                    error
+                }
+            })?;
         pack::decode_blob(entry, &stored, || {
             format!("blob {} in pack {pack_name}", entry.id)
         })

@@ -82,13 +82,19 @@ impl Backend for LocalBackend {
         let length = usize::try_from(length)
             .map_err(|_| Error::InvalidArgument(format!("range of {length} bytes is too large")))?;
         let mut buffer = vec![0u8; length];
-        file.read_exact_at(&mut buffer, offset).context(|| {
-            format!(
-                "reading {length} bytes at offset {offset} of {}",
-                path.display()
-            )
-        })?;
-        Ok(buffer)
+        match file.read_exact_at(&mut buffer, offset) {
+            Ok(()) => Ok(buffer),
+            Err(error) if error.kind() == ErrorKind::UnexpectedEof => {
+                Err(super::short_object(kind, name, offset, length))
+            }
+            Err(error) => Err(Error::io(
+                format!(
+                    "reading {length} bytes at offset {offset} of {}",
+                    path.display()
+                ),
+                error,
+            )),
+        }
     }
 
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {

@@ -65,15 +65,10 @@ impl Backend for MemoryBackend {
         let object = self.get(kind, name)?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let end = start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX));
-        object.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
-            Error::io(
-                format!(
-                    "reading {length} bytes at offset {offset} of {}",
-                    kind.describe(name)
-                ),
-                std::io::Error::from(ErrorKind::UnexpectedEof),
-            )
-        })
+        object
+            .get(start..end)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| super::short_object(kind, name, offset, length as usize))
     }
 
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {

@@ -98,8 +98,9 @@ pub trait Backend: Send + Sync {
 
     /// Returns `length` bytes starting at `offset`.
     ///
-    /// Fails (rather than returning fewer bytes) when the object is shorter than
-    /// `offset + length`: a short object is damage the caller must see.
+    /// Fails with [`crate::Error::CorruptObject`] (rather than returning fewer
+    /// bytes) when the object is shorter than `offset + length`: a short object
+    /// is damage the caller must see.
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64)
         -> Result<Vec<u8>>;
 
@@ -124,6 +125,20 @@ pub trait Backend: Send + Sync {
     /// Prepares the location for a new repository (directories on a local
     /// disk; nothing on an object store). Idempotent.
     fn create(&self) -> Result<()>;
+}
+
+/// The error for an object shorter than a requested range: damage (a
+/// truncated pack), not an I/O problem.
+pub(crate) fn short_object(
+    kind: ObjectKind,
+    name: &str,
+    offset: u64,
+    length: usize,
+) -> crate::Error {
+    crate::Error::corrupt(
+        kind.describe(name),
+        format!("shorter than expected ({length} bytes at offset {offset} requested): truncated?"),
+    )
 }
 
 /// Whether an error from a backend means "no such object".
@@ -160,7 +175,13 @@ pub(crate) mod contract {
             backend.read_range(ObjectKind::Pack, &name, 6, 5).unwrap(),
             b"world"
         );
-        assert!(backend.read_range(ObjectKind::Pack, &name, 6, 6).is_err());
+        assert_eq!(
+            backend
+                .read_range(ObjectKind::Pack, &name, 6, 6)
+                .unwrap_err()
+                .code(),
+            crate::ErrorCode::CorruptObject
+        );
         let listed = backend.list(ObjectKind::Pack).unwrap();
         assert_eq!(
             listed,
