@@ -282,8 +282,8 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 print_json(&list)?;
             } else {
                 println!(
-                    "{:<10} {:<20} {:<12} {:<12} {:>10}  {}",
-                    "id", "time", "kind", "host", "size", "source [tags]"
+                    "{:<10} {:<20} {:<12} {:<12} {:>10}  source [tags]",
+                    "id", "time", "kind", "host", "size"
                 );
                 for entry in &snapshots {
                     let snapshot = &entry.snapshot;

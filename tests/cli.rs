@@ -181,7 +181,7 @@ fn hard_linked_checkpoint_in_new_directory_is_not_reread() {
     fs::write(generation_1.join("000010.sst"), seeded_bytes(10, 2_000_000)).unwrap();
     fs::write(generation_1.join("000011.sst"), seeded_bytes(11, 2_000_000)).unwrap();
     fs::write(generation_1.join("CURRENT"), b"MANIFEST-000012\n").unwrap();
-    lsmvault_ok(&repo, &["backup", "--init", generation_1.to_str().unwrap()]);
+    let first = lsmvault_json(&repo, &["backup", "--init", generation_1.to_str().unwrap()]);
 
     std::thread::sleep(std::time::Duration::from_millis(20));
     fs::hard_link(
@@ -220,20 +220,35 @@ fn hard_linked_checkpoint_in_new_directory_is_not_reread() {
     let fourth = lsmvault_json(&repo, &["backup", generation_2.to_str().unwrap()]);
     assert_eq!(fourth["snapshot"]["stats"]["bytes_read"], 16);
 
-    for (selector, expected) in [(second["id"].as_str().unwrap(), &generation_2)] {
-        let target = work.path().join("restored");
+    // Restoring the first snapshot of generation 1 and the sibling-parented
+    // generation 2 gives each its own content.
+    for (snapshot, expected) in [(&first, &generation_1), (&second, &generation_2)] {
+        let target = work.path().join(format!(
+            "restored-{}",
+            expected.file_name().unwrap().to_str().unwrap()
+        ));
         lsmvault_ok(
             &repo,
-            &["restore", selector, "--target", target.to_str().unwrap()],
+            &[
+                "restore",
+                snapshot["id"].as_str().unwrap(),
+                "--target",
+                target.to_str().unwrap(),
+            ],
         );
-        assert_eq!(
-            fs::read(target.join("000010.sst")).unwrap(),
-            fs::read(expected.join("000010.sst")).unwrap()
-        );
-        assert_eq!(
-            fs::read(target.join("CURRENT")).unwrap(),
-            b"MANIFEST-000014\n"
-        );
+        let mut expected_files: Vec<_> = fs::read_dir(expected)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        expected_files.sort();
+        for name in &expected_files {
+            assert_eq!(
+                fs::read(target.join(name)).unwrap(),
+                fs::read(expected.join(name)).unwrap(),
+                "{name:?}"
+            );
+        }
+        assert_eq!(fs::read_dir(&target).unwrap().count(), expected_files.len());
     }
 }
 
