@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
 use rayon::prelude::*;
@@ -67,7 +67,9 @@ impl Default for InitOptions {
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: Config,
-    index: OnceLock<Index>,
+    /// Loaded on first use; extended by this process's writes and reloaded when
+    /// a lookup misses (another process may have written since).
+    index: RwLock<Option<Arc<Index>>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -125,7 +127,7 @@ impl Repository {
         Ok(Repository {
             backend,
             config,
-            index: OnceLock::new(),
+            index: RwLock::new(None),
         })
     }
 
@@ -163,7 +165,7 @@ impl Repository {
         Ok(Repository {
             backend,
             config,
-            index: OnceLock::new(),
+            index: RwLock::new(None),
         })
     }
 
@@ -186,12 +188,40 @@ impl Repository {
     }
 
     /// The blob index, loaded from every index file on first use.
-    pub fn index(&self) -> Result<&Index> {
-        if let Some(index) = self.index.get() {
-            return Ok(index);
+    pub fn index(&self) -> Result<Arc<Index>> {
+        let cached = self
+            .index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        match cached {
+            Some(index) => Ok(index),
+            None => self.refresh_index(),
         }
-        let loaded = self.load_index()?;
-        Ok(self.index.get_or_init(|| loaded))
+    }
+
+    /// Reloads the index from every index file (to see other processes' writes).
+    pub fn refresh_index(&self) -> Result<Arc<Index>> {
+        let loaded = Arc::new(self.load_index()?);
+        *self
+            .index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&loaded));
+        Ok(loaded)
+    }
+
+    /// Adds this process's newly indexed blobs to the cached index.
+    fn remember(&self, locations: &[BlobLocation]) {
+        let mut cached = self
+            .index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(index) = cached.as_mut() {
+            let index = Arc::make_mut(index);
+            for location in locations {
+                index.insert(*location);
+            }
+        }
     }
 
     fn load_index(&self) -> Result<Index> {
@@ -216,13 +246,18 @@ impl Repository {
 
     /// Reads a blob, decodes it and checks it against its id.
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
-        let location = self.index()?.get(id).ok_or_else(|| {
-            Error::corrupt(
-                format!("blob {id}"),
-                "not in the index (its pack is missing or unindexed)",
-            )
-        })?;
-        self.read_blob_at(location)
+        let cached = self.index()?.get(id).copied();
+        let location = match cached {
+            Some(location) => location,
+            // Another process may have indexed it since the index was loaded.
+            None => *self.refresh_index()?.get(id).ok_or_else(|| {
+                Error::corrupt(
+                    format!("blob {id}"),
+                    "not in the index (its pack is missing or unindexed)",
+                )
+            })?,
+        };
+        self.read_blob_at(&location)
     }
 
     /// Reads a blob from a known location and checks it against its id.
@@ -296,7 +331,7 @@ impl Repository {
 
     /// Writes index files for `locations` (after their packs were published).
     pub fn write_index(&self, locations: &[BlobLocation]) -> Result<Vec<Id>> {
-        locations
+        let written = locations
             .chunks(INDEX_ENTRIES_PER_FILE)
             .map(|part| {
                 let (id, bytes) = encode_index_file(part);
@@ -304,7 +339,9 @@ impl Repository {
                     .write_if_absent(ObjectKind::Index, &id.to_hex(), &bytes)?;
                 Ok(id)
             })
-            .collect()
+            .collect::<Result<Vec<Id>>>()?;
+        self.remember(locations);
+        Ok(written)
     }
 }
 
@@ -346,7 +383,7 @@ struct PackerState {
 /// written (the hand-over channel has no buffer).
 pub struct PackWriter<'repository> {
     repository: &'repository Repository,
-    known: &'repository Index,
+    known: Arc<Index>,
     state: Mutex<PackerState>,
     sender: Mutex<Option<SyncSender<Packer>>>,
     thread: Mutex<Option<JoinHandle<Result<WriteSummary>>>>,

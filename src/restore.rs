@@ -352,21 +352,12 @@ impl Repository {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
             .context(|| format!("creating {}", path.display()))?;
-        let index = self.index()?;
         let mut hasher = (chunks.len() > 1).then(blake3::Hasher::new);
         let mut written = 0u64;
         for window in chunks.chunks(CHUNK_WINDOW) {
             let blobs: Vec<Vec<u8>> = window
                 .par_iter()
-                .map(|chunk| {
-                    let location = index.get(chunk).ok_or_else(|| {
-                        Error::corrupt(
-                            format!("blob {chunk}"),
-                            "not in the index (its pack is missing or unindexed)",
-                        )
-                    })?;
-                    self.read_blob_at(location)
-                })
+                .map(|chunk| self.read_blob(chunk))
                 .collect::<Result<_>>()?;
             for blob in &blobs {
                 if let Some(hasher) = hasher.as_mut() {
