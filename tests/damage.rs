@@ -68,7 +68,7 @@ fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
     let EntryKind::File { chunks, .. } = &entry.kind else {
         panic!("not a file")
     };
-    let location = repository.index().unwrap().get(&chunks[0]).unwrap();
+    let location = *repository.index().unwrap().get(&chunks[0]).unwrap();
     let pack = location.pack.to_hex();
     (
         repo.join("data").join(&pack[..2]).join(pack),
