@@ -95,3 +95,88 @@ fn a_handle_sees_snapshots_written_by_another_handle() {
         seeded_bytes(1, 3_000_000)
     );
 }
+
+/// Appends to a file from inside the backup's progress callback, so the file
+/// changes while it is being read.
+struct Appender {
+    path: std::path::PathBuf,
+    remaining_appends: std::sync::atomic::AtomicUsize,
+}
+
+impl lsmvault::Progress for Appender {
+    fn advance(&self, _bytes: u64) {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let take =
+            self.remaining_appends
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                });
+        if take.is_ok() {
+            let mut file = fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .unwrap();
+            file.write_all(b"appended while being read").unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_file_changing_while_read_is_read_again_or_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    let wal = source.join("000005.log");
+    fs::write(&wal, seeded_bytes(5, 6_000_000)).unwrap();
+    let repository =
+        Repository::init(Arc::new(MemoryBackend::new()), InitOptions::default()).unwrap();
+
+    // One change during the first read: the second read is stable and stored.
+    let once = Appender {
+        path: wal.clone(),
+        remaining_appends: 1.into(),
+    };
+    let outcome = repository
+        .backup(&source, &BackupOptions::default(), &once)
+        .unwrap();
+    assert!(
+        outcome.snapshot.warnings.is_empty(),
+        "{:?}",
+        outcome.snapshot.warnings
+    );
+    assert!(outcome.snapshot.stats.bytes_read > 6_000_000);
+    let target = work.path().join("once");
+    repository
+        .restore("latest", &target, &RestoreOptions::default(), &NoProgress)
+        .unwrap();
+    assert_eq!(
+        fs::read(target.join("000005.log")).unwrap(),
+        fs::read(&wal).unwrap()
+    );
+
+    // Changing during every read: reported, and the last read is stored whole.
+    let always = Appender {
+        path: wal.clone(),
+        remaining_appends: usize::MAX.into(),
+    };
+    let outcome = repository
+        .backup(
+            &source,
+            &BackupOptions {
+                mode: lsmvault::BackupMode::Full,
+                ..BackupOptions::default()
+            },
+            &always,
+        )
+        .unwrap();
+    let warnings = outcome.snapshot.warnings.join("\n");
+    assert!(warnings.contains("changed while being read"), "{warnings}");
+    let target = work.path().join("always");
+    repository
+        .restore("latest", &target, &RestoreOptions::default(), &NoProgress)
+        .unwrap();
+    let restored = fs::read(target.join("000005.log")).unwrap();
+    assert!(restored.len() > 6_000_000);
+    assert_eq!(restored[..], fs::read(&wal).unwrap()[..restored.len()]);
+}
