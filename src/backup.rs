@@ -14,7 +14,6 @@
 //! which garbage collection removes; earlier snapshots are never touched.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -27,6 +26,7 @@ use rayon::prelude::*;
 use crate::chunker::{CutFinder, StreamChunker};
 use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
+use crate::lock::{host_name, LockKind};
 use crate::pack::BlobKind;
 use crate::progress::Progress;
 use crate::repository::{PackWriter, Repository};
@@ -431,6 +431,7 @@ impl Repository {
                 path: source.to_path_buf(),
             })?;
         let source_text = source.display().to_string();
+        let _lock = self.lock(LockKind::Shared, &format!("backup {source_text}"))?;
         let finder = CutFinder::new(&self.config().chunker)?;
 
         let (parent, kind) = self.choose_parent(&source_text, options)?;
@@ -627,12 +628,6 @@ fn build_tree(
     let id = Id::of(&bytes);
     writer.add(id, BlobKind::Tree, &bytes)?;
     Ok(id)
-}
-
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .map(|name| OsStr::new(&name).to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 fn user_name() -> String {

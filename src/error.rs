@@ -43,6 +43,10 @@ pub enum ErrorCode {
     Io = 21,
     /// Invalid arguments or options given through the library API.
     InvalidArgument = 22,
+    /// Another command holds a conflicting lock on the repository.
+    RepositoryLocked = 23,
+    /// A retention policy would remove every snapshot and was not confirmed.
+    PolicyRemovesAll = 24,
 }
 
 impl ErrorCode {
@@ -69,6 +73,8 @@ impl ErrorCode {
             ErrorCode::SourceNotFound => "source_not_found",
             ErrorCode::Io => "io",
             ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::RepositoryLocked => "repository_locked",
+            ErrorCode::PolicyRemovesAll => "policy_removes_all",
         }
     }
 }
@@ -127,6 +133,12 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    #[error("the repository is locked: {holder}")]
+    RepositoryLocked { holder: String },
+
+    #[error("the policy would remove all {count} snapshot(s) of {group}")]
+    PolicyRemovesAll { group: String, count: usize },
+
     #[error("{failed} file(s) could not be restored ({restored} restored); first: {}: {first}", first_path.display())]
     RestoreIncomplete {
         failed: usize,
@@ -154,6 +166,8 @@ impl Error {
             Error::Io { .. } => ErrorCode::Io,
             Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Error::RestoreIncomplete { first, .. } => first.code(),
+            Error::RepositoryLocked { .. } => ErrorCode::RepositoryLocked,
+            Error::PolicyRemovesAll { .. } => ErrorCode::PolicyRemovesAll,
         }
     }
 
@@ -189,6 +203,12 @@ impl Error {
             Error::Io { .. } => "check the path, permissions and free space",
             Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
             Error::RestoreIncomplete { first, .. } => first.hint(),
+            Error::RepositoryLocked { .. } => {
+                "wait for that command to finish; if it no longer runs, `lsmvault unlock` removes stale locks"
+            }
+            Error::PolicyRemovesAll { .. } => {
+                "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
+            }
         }
     }
 

@@ -7,10 +7,11 @@ use std::sync::Mutex;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lsmvault::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
 use lsmvault::tree::EntryKind;
 use lsmvault::{
-    BackupMode, BackupOptions, Error, ErrorCode, InitOptions, Progress, ReadData, Repository,
-    RestoreOptions, VerifyOptions,
+    BackupMode, BackupOptions, Error, ErrorCode, ForgetOptions, InitOptions, Progress,
+    PruneOptions, ReadData, Repository, RestoreOptions, SnapshotKind, VerifyOptions,
 };
 
 #[derive(Parser)]
@@ -63,6 +64,30 @@ enum Command {
         #[arg(long)]
         delta: bool,
     },
+    /// Remove snapshots by retention policy (or by id).
+    Forget(ForgetArgs),
+    /// Delete data no snapshot references; repack mostly-unused packs.
+    Prune {
+        /// Repack packs with more than this percentage of unused bytes.
+        #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
+        max_unused: f64,
+        /// Report only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sizes, deduplication, and what forgetting each snapshot would free.
+    Stats {
+        /// Snapshots to report (all when none).
+        snapshots: Vec<String>,
+    },
+    /// Files and storage that differ between two snapshots.
+    Diff { from: String, to: String },
+    /// Remove stale locks (of crashed commands).
+    Unlock {
+        /// Remove every lock, also live ones.
+        #[arg(long)]
+        remove_all: bool,
+    },
     /// Check the repository's structure, and with --read-data every byte.
     Verify {
         /// Read and re-hash every pack.
@@ -72,6 +97,54 @@ enum Command {
         #[arg(long, value_name = "N/M")]
         read_data_subset: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct ForgetArgs {
+    /// Snapshots to remove (ids or unique prefixes) instead of a policy.
+    snapshots: Vec<String>,
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_yearly: Option<u32>,
+    /// Keep everything within this span of the newest snapshot (e.g. 30d, 1y6m, 12h).
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<String>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long, value_name = "TAG")]
+    keep_tag: Vec<String>,
+    /// Only consider snapshots with this tag (repeatable: all must match).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Only consider snapshots of this source path.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only consider snapshots of this host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only consider snapshots of this kind: full, incremental or differential.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Group snapshots by: host,source (default), host, source, or none.
+    #[arg(long, default_value = "host,source")]
+    group_by: String,
+    /// Report only; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow the policy to remove every snapshot of a group.
+    #[arg(long)]
+    allow_remove_all: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    prune: bool,
 }
 
 #[derive(Args)]
@@ -398,6 +471,109 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 );
             }
         }
+        Command::Forget(args) => {
+            let repository = Repository::open_local(&repo)?;
+            let forgotten = forget(&repository, args, cli.json)?;
+            if args.prune && !args.dry_run {
+                let pruned = prune(&repository, &PruneOptions::default(), cli.json, progress)?;
+                if cli.json {
+                    print_json(&serde_json::json!({ "forget": forgotten, "prune": pruned }))?;
+                }
+            } else if cli.json {
+                print_json(&forgotten)?;
+            }
+        }
+        Command::Prune {
+            max_unused,
+            dry_run,
+        } => {
+            let repository = Repository::open_local(&repo)?;
+            let options = PruneOptions {
+                max_unused_percent: *max_unused,
+                dry_run: *dry_run,
+            };
+            let pruned = prune(&repository, &options, cli.json, progress)?;
+            if cli.json {
+                print_json(&pruned)?;
+            }
+        }
+        Command::Stats { snapshots } => {
+            let repository = Repository::open_local(&repo)?;
+            let stats = repository.stats(snapshots)?;
+            if cli.json {
+                print_json(&stats)?;
+            } else {
+                println!(
+                    "{:<10} {:<20} {:>8} {:>12} {:>12} {:>12}",
+                    "id", "time", "files", "logical", "stored", "unique"
+                );
+                for size in &stats.snapshots {
+                    println!(
+                        "{:<10} {:<20} {:>8} {:>12} {:>12} {:>12}",
+                        &size.id[..8],
+                        size.time.get(..19).unwrap_or(&size.time).replace('T', " "),
+                        size.files,
+                        human_bytes(size.logical_bytes),
+                        human_bytes(size.stored_bytes),
+                        human_bytes(size.unique_bytes)
+                    );
+                }
+                println!(
+                    "selection: {} logical, {} stored, deduplication ratio {:.2}",
+                    human_bytes(stats.logical_bytes),
+                    human_bytes(stats.stored_bytes),
+                    stats.deduplication_ratio
+                );
+                println!(
+                    "repository: {} in {} packs, {} index files; {} data blobs, {} tree blobs",
+                    human_bytes(stats.repository_bytes),
+                    stats.packs,
+                    stats.index_files,
+                    stats.data_blobs,
+                    stats.tree_blobs
+                );
+            }
+        }
+        Command::Diff { from, to } => {
+            let repository = Repository::open_local(&repo)?;
+            let report = repository.diff(from, to)?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                for change in &report.changes {
+                    let sign = match change.change {
+                        "added" => "+",
+                        "removed" => "-",
+                        "metadata" => "U",
+                        _ => "M",
+                    };
+                    println!(
+                        "{sign} {:<50} {:>12} -> {:>12}  ({} new in storage)",
+                        change.path,
+                        human_bytes(change.size_before),
+                        human_bytes(change.size_after),
+                        human_bytes(change.new_bytes)
+                    );
+                }
+                println!(
+                    "{} added, {} removed, {} modified; storage: {} added, {} no longer referenced",
+                    report.added,
+                    report.removed,
+                    report.modified,
+                    human_bytes(report.blob_bytes_added),
+                    human_bytes(report.blob_bytes_removed)
+                );
+            }
+        }
+        Command::Unlock { remove_all } => {
+            let repository = Repository::open_local(&repo)?;
+            let removed = lsmvault::lock::remove_locks(repository.backend().as_ref(), *remove_all)?;
+            if cli.json {
+                print_json(&serde_json::json!({ "removed": removed }))?;
+            } else {
+                println!("removed {removed} lock(s)");
+            }
+        }
         Command::Verify {
             read_data,
             read_data_subset,
@@ -454,6 +630,147 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `forget`; prints text unless `json`; returns the report as JSON.
+fn forget(
+    repository: &Repository,
+    args: &ForgetArgs,
+    json: bool,
+) -> Result<serde_json::Value, Error> {
+    if !args.snapshots.is_empty() {
+        let removed = repository.forget_snapshots(&args.snapshots, args.dry_run)?;
+        if !json {
+            for id in &removed {
+                println!(
+                    "{} {}",
+                    if args.dry_run {
+                        "would remove"
+                    } else {
+                        "removed"
+                    },
+                    &id[..8]
+                );
+            }
+        }
+        return Ok(serde_json::json!({ "removed": removed, "dry_run": args.dry_run }));
+    }
+    let kind = match args.kind.as_deref() {
+        None => None,
+        Some("full") => Some(SnapshotKind::Full),
+        Some("incremental") => Some(SnapshotKind::Incremental),
+        Some("differential") => Some(SnapshotKind::Differential),
+        Some(other) => {
+            return Err(Error::InvalidArgument(format!(
+                "--kind {other:?}: expected full, incremental or differential"
+            )))
+        }
+    };
+    let options = ForgetOptions {
+        policy: RetentionPolicy {
+            keep_last: args.keep_last,
+            keep_hourly: args.keep_hourly,
+            keep_daily: args.keep_daily,
+            keep_weekly: args.keep_weekly,
+            keep_monthly: args.keep_monthly,
+            keep_yearly: args.keep_yearly,
+            keep_within: args
+                .keep_within
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?,
+            keep_tags: args.keep_tag.clone(),
+        },
+        filter: SnapshotFilter {
+            tags: args.tag.clone(),
+            source: args.source.clone(),
+            host: args.host.clone(),
+            kind,
+        },
+        group_by: GroupBy::parse(&args.group_by)?,
+        dry_run: args.dry_run,
+        allow_remove_all: args.allow_remove_all,
+    };
+    let report = repository.forget(&options)?;
+    let value =
+        serde_json::to_value(&report).map_err(|error| Error::InvalidArgument(error.to_string()))?;
+    if json {
+        return Ok(value);
+    }
+    for group in &report.groups {
+        println!("{}:", group.group);
+        for decision in &group.snapshots {
+            let action = match (decision.keep, report.dry_run) {
+                (true, _) => format!("keep   ({})", decision.reasons.join(", ")),
+                (false, true) => "would remove".to_string(),
+                (false, false) => "remove".to_string(),
+            };
+            println!(
+                "  {} {}  {}",
+                &decision.id[..8],
+                decision
+                    .time
+                    .get(..19)
+                    .unwrap_or(&decision.time)
+                    .replace('T', " "),
+                action
+            );
+        }
+    }
+    println!(
+        "{} snapshot(s) {}",
+        report.removed.len(),
+        if report.dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        }
+    );
+    Ok(value)
+}
+
+fn prune(
+    repository: &Repository,
+    options: &PruneOptions,
+    json: bool,
+    progress: &dyn Progress,
+) -> Result<serde_json::Value, Error> {
+    let report = repository.prune(options, progress)?;
+    let value =
+        serde_json::to_value(&report).map_err(|error| Error::InvalidArgument(error.to_string()))?;
+    if json {
+        return Ok(value);
+    }
+    println!(
+        "{}{} snapshot(s) use {} blob(s); {} unused",
+        if report.dry_run { "dry run: " } else { "" },
+        report.snapshots,
+        report.blobs_used,
+        report.blobs_unused
+    );
+    println!(
+        "packs: {} before, {} deleted, {} repacked into {}, {} unindexed deleted; index files {} -> {}",
+        report.packs_before,
+        report.packs_deleted,
+        report.packs_repacked,
+        report.packs_written,
+        report.packs_unindexed,
+        report.index_files_before,
+        report.index_files_after
+    );
+    println!(
+        "{} {} ({} -> {}) in {:.2} s",
+        if report.dry_run {
+            "would free"
+        } else {
+            "freed"
+        },
+        human_bytes(report.bytes_freed),
+        human_bytes(report.bytes_before),
+        human_bytes(report.bytes_after),
+        report.duration_seconds
+    );
+    Ok(value)
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -19,6 +19,7 @@ use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, encode_index_file, BlobLocation, Index};
+use crate::lock::{LockGuard, LockKind};
 use crate::pack::{self, BlobKind, Packer};
 use crate::snapshot::{self, Snapshot, SnapshotEntry};
 use crate::tree::Tree;
@@ -84,10 +85,7 @@ impl std::fmt::Debug for Repository {
 
 fn random_id() -> Result<String> {
     let mut bytes = [0u8; 32];
-    let mut source = std::fs::File::open("/dev/urandom")
-        .map_err(|error| Error::io("opening /dev/urandom", error))?;
-    std::io::Read::read_exact(&mut source, &mut bytes)
-        .map_err(|error| Error::io("reading /dev/urandom", error))?;
+    crate::lock::getrandom(&mut bytes)?;
     Ok(Id(bytes).to_hex())
 }
 
@@ -177,6 +175,11 @@ impl Repository {
     /// Opens a repository in a local directory.
     pub fn open_local(path: impl AsRef<Path>) -> Result<Repository> {
         Repository::open(Arc::new(LocalBackend::new(path.as_ref())))
+    }
+
+    /// Takes a repository lock held until the guard is dropped.
+    pub fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard> {
+        LockGuard::acquire(Arc::clone(&self.backend), kind, purpose)
     }
 
     pub fn config(&self) -> &Config {
@@ -390,8 +393,14 @@ pub struct PackWriter<'repository> {
 }
 
 impl<'repository> PackWriter<'repository> {
+    /// A writer that skips blobs the repository's index already has.
     pub fn new(repository: &'repository Repository) -> Result<Self> {
-        let known = repository.index()?;
+        Self::with_known(repository, repository.index()?)
+    }
+
+    /// A writer that skips only the blobs in `known` (prune passes the blobs
+    /// of the packs it keeps, so blobs of packs it repacks are written again).
+    pub fn with_known(repository: &'repository Repository, known: Arc<Index>) -> Result<Self> {
         let (sender, receiver) = sync_channel::<Packer>(0);
         let backend = Arc::clone(&repository.backend);
         let thread = std::thread::Builder::new()

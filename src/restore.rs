@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
+use crate::lock::LockKind;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::tree::{Entry, EntryKind, Metadata};
@@ -170,6 +171,11 @@ impl Repository {
     ) -> Result<RestoreStats> {
         let started = Instant::now();
         let target = target.as_ref();
+        // Shared: a concurrent prune must not delete what this restore reads.
+        let _lock = self.lock(
+            LockKind::Shared,
+            &format!("restore to {}", target.display()),
+        )?;
         let snapshot = self.find_snapshot(selector)?;
         let includes: Vec<Vec<Vec<u8>>> = options
             .include

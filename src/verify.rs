@@ -22,6 +22,7 @@ use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::BlobLocation;
+use crate::lock::LockKind;
 use crate::pack::{self, PackEntry, TRAILER_LENGTH};
 use crate::progress::Progress;
 use crate::repository::{check_name, Repository};
@@ -126,6 +127,7 @@ impl Repository {
     /// Checks the repository; returns every finding (an error only when the
     /// repository cannot be listed at all).
     pub fn verify(&self, options: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport> {
+        let _lock = self.lock(LockKind::Shared, "verify")?;
         let mut report = VerifyReport::default();
         let mut findings = Findings::default();
 

@@ -170,3 +170,100 @@ fn rocksdb_generations_back_up_and_restore_exactly() {
         );
     }
 }
+
+/// Ten generations, forget all but the newest three, prune: the survivors
+/// restore exactly and the repository is about as small as a fresh one that
+/// only ever held those three.
+#[test]
+fn rocksdb_forget_and_prune_match_a_fresh_repository() {
+    require_rocksdb_tools();
+    let work = tempfile::tempdir().unwrap();
+    let db = work.path().join("db");
+    let repo = work.path().join("repo");
+    let checkpoints = work.path().join("checkpoints");
+    fs::create_dir(&checkpoints).unwrap();
+    db_bench(&db, &["--benchmarks=fillrandom"]);
+    let generations = 10;
+    for generation in 1..=generations {
+        if generation > 1 {
+            db_bench(
+                &db,
+                &[
+                    "--benchmarks=overwrite",
+                    "--use_existing_db=1",
+                    "--writes=15000",
+                    &format!("--seed={generation}"),
+                ],
+            );
+        }
+        let checkpoint_dir = checkpoints.join(format!("gen{generation:02}"));
+        checkpoint(&db, &checkpoint_dir);
+        lsmvault_ok(
+            &repo,
+            &["backup", "--init", checkpoint_dir.to_str().unwrap()],
+        );
+    }
+    // Each checkpoint is its own directory: group by host to treat them as one series.
+    let forget = lsmvault_json(
+        &repo,
+        &[
+            "forget",
+            "--group-by",
+            "host",
+            "--keep-last",
+            "3",
+            "--prune",
+        ],
+    );
+    assert_eq!(forget["forget"]["removed"].as_array().unwrap().len(), 7);
+    assert!(
+        forget["prune"]["bytes_freed"].as_u64().unwrap() > 0,
+        "{forget:#}"
+    );
+    let report = lsmvault_json(&repo, &["verify", "--read-data"]);
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+
+    let fresh = work.path().join("fresh");
+    let kept: Vec<_> = (generations - 2..=generations)
+        .map(|generation| checkpoints.join(format!("gen{generation:02}")))
+        .collect();
+    for checkpoint_dir in &kept {
+        lsmvault_ok(
+            &fresh,
+            &["backup", "--init", checkpoint_dir.to_str().unwrap()],
+        );
+    }
+    let pruned_bytes = lsmvault_json(&repo, &["stats"])["repository_bytes"]
+        .as_u64()
+        .unwrap();
+    let fresh_bytes = lsmvault_json(&fresh, &["stats"])["repository_bytes"]
+        .as_u64()
+        .unwrap();
+    eprintln!("after prune: {pruned_bytes} bytes; fresh repository of the same 3 generations: {fresh_bytes} bytes");
+    assert!(
+        (pruned_bytes as f64 - fresh_bytes as f64).abs() <= fresh_bytes as f64 * 0.05,
+        "pruned {pruned_bytes} vs fresh {fresh_bytes}"
+    );
+
+    let snapshots = lsmvault_json(&repo, &["snapshots"]);
+    for (entry, checkpoint_dir) in snapshots.as_array().unwrap().iter().zip(&kept) {
+        let restored = work.path().join(format!(
+            "restored-{}",
+            checkpoint_dir.file_name().unwrap().to_str().unwrap()
+        ));
+        lsmvault_ok(
+            &repo,
+            &[
+                "restore",
+                entry["id"].as_str().unwrap(),
+                "--target",
+                restored.to_str().unwrap(),
+            ],
+        );
+        assert_same_files(checkpoint_dir, &restored);
+        assert_eq!(scan(&restored), scan(checkpoint_dir));
+    }
+}

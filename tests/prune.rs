@@ -1,0 +1,350 @@
+//! forget / prune / stats / diff: correctness, locking against concurrent
+//! backups and restores, and crash safety of prune (kill loop).
+//!
+//! Loop sizes: `LSMVAULT_PRUNE_KILL_ITERATIONS` (default 12) and
+//! `LSMVAULT_CONCURRENCY_ROUNDS` (default 6).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use lsmvault::lock::LockKind;
+use lsmvault::{ErrorCode, NoProgress, PruneOptions, Repository};
+
+fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Writes generation `generation` of a fake database: a few SSTs that stay,
+/// one that a "compaction" replaces, a growing WAL.
+fn write_generation(source: &Path, generation: u64) {
+    fs::create_dir_all(source).unwrap();
+    fs::write(
+        source.join(format!("{generation:06}.sst")),
+        seeded_bytes(generation, 2_000_000),
+    )
+    .unwrap();
+    if generation > 2 {
+        let _ = fs::remove_file(source.join(format!("{:06}.sst", generation - 2)));
+    }
+    fs::write(
+        source.join("CURRENT"),
+        format!("MANIFEST-{generation:06}\n"),
+    )
+    .unwrap();
+}
+
+fn ids(snapshots: &serde_json::Value) -> Vec<String> {
+    snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn forget_and_prune_free_space_and_keep_survivors_intact() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = work.path().join("db");
+    let mut expected = Vec::new();
+    for generation in 1..=6 {
+        write_generation(&source, generation);
+        let out = lsmvault_json(&repo, &["backup", "--init", source.to_str().unwrap()]);
+        let copy = work.path().join(format!("copy{generation}"));
+        copy_tree(&source, &copy);
+        expected.push((out["id"].as_str().unwrap().to_string(), copy));
+    }
+    let before = lsmvault_json(&repo, &["stats"]);
+    // What forgetting a snapshot would free: SST k lives in generations k and
+    // k+1, so only the newest snapshot holds an SST nobody else has.
+    let unique = |index: usize| before["snapshots"][index]["unique_bytes"].as_u64().unwrap();
+    assert!(unique(5) >= 2_000_000, "{before:#}");
+    assert!(unique(0) < 10_000, "{before:#}");
+    // An empty policy and a remove-everything policy are refused.
+    assert_eq!(lsmvault(&repo, &["forget"]).status.code(), Some(22));
+    let all = lsmvault(&repo, &["forget", "--keep-tag", "none-has-it"]);
+    assert_eq!(
+        all.status.code(),
+        Some(24),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert_eq!(ids(&lsmvault_json(&repo, &["snapshots"])).len(), 6);
+
+    let dry = lsmvault_json(&repo, &["forget", "--keep-last", "2", "--dry-run"]);
+    assert_eq!(dry["removed"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        ids(&lsmvault_json(&repo, &["snapshots"])).len(),
+        6,
+        "dry run removes nothing"
+    );
+    let forget = lsmvault_json(&repo, &["forget", "--keep-last", "2", "--prune"]);
+    // Generations 1-3 own SSTs 1-3 (SST 4 is still in generation 5).
+    let kept_reasons = &forget["forget"]["groups"][0]["snapshots"][0]["reasons"];
+    assert!(
+        forget["prune"]["bytes_freed"].as_u64().unwrap() > 3 * 1_900_000,
+        "{forget:#}"
+    );
+    assert_eq!(kept_reasons[0], "last");
+    let remaining = ids(&lsmvault_json(&repo, &["snapshots"]));
+    assert_eq!(remaining, [expected[4].0.clone(), expected[5].0.clone()]);
+
+    let after = lsmvault_json(&repo, &["stats"]);
+    assert!(
+        after["repository_bytes"].as_u64().unwrap()
+            < before["repository_bytes"].as_u64().unwrap() - 3 * 1_900_000,
+        "prune freed too little: {before:#} {after:#}"
+    );
+    let report = lsmvault_json(&repo, &["verify", "--read-data"]);
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert_eq!(report["unindexed_packs"].as_array().unwrap().len(), 0);
+    for (id, copy) in &expected[4..] {
+        let target = work.path().join(format!("restored-{id}"));
+        lsmvault_ok(
+            &repo,
+            &["restore", id, "--target", target.to_str().unwrap()],
+        );
+        assert_same_tree(copy, &target);
+    }
+    // A second prune has nothing left to do.
+    let again = lsmvault_json(&repo, &["prune"]);
+    assert_eq!(again["bytes_freed"], 0, "{again:#}");
+
+    // diff names the replaced files and the new storage.
+    let diff = lsmvault_json(&repo, &["diff", &expected[4].0, &expected[5].0]);
+    let changes = diff["changes"].to_string();
+    assert!(
+        changes.contains("000006.sst") && changes.contains("\"added\""),
+        "{diff:#}"
+    );
+    assert!(
+        changes.contains("000004.sst") && changes.contains("\"removed\""),
+        "{diff:#}"
+    );
+    assert!(diff["blob_bytes_added"].as_u64().unwrap() >= 2_000_000);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn prune_refuses_while_a_reader_holds_the_lock() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = work.path().join("db");
+    write_generation(&source, 1);
+    lsmvault_ok(&repo, &["backup", "--init", source.to_str().unwrap()]);
+    let repository = Repository::open_local(&repo).unwrap();
+    // As a running restore holds it.
+    let reader = repository.lock(LockKind::Shared, "restore").unwrap();
+    let error = repository
+        .prune(&PruneOptions::default(), &NoProgress)
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::RepositoryLocked);
+    let output = lsmvault(&repo, &["prune"]);
+    assert_eq!(output.status.code(), Some(23));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("restore"));
+    drop(reader);
+    lsmvault_ok(&repo, &["prune"]);
+    // And a backup waits for nobody but is refused while prune holds the lock.
+    let pruning = repository.lock(LockKind::Exclusive, "prune").unwrap();
+    let output = lsmvault(&repo, &["backup", source.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(23));
+    drop(pruning);
+    // A lock left by a killed process is stale and ignored.
+    let mut child = Command::new("sleep").arg("0").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let stale = serde_json::json!({
+        "kind": "exclusive", "host": nix::unistd::gethostname().unwrap().to_string_lossy(),
+        "pid": dead_pid, "purpose": "prune", "created": "2026-01-01T00:00:00Z",
+        "refreshed": humantime::format_rfc3339(std::time::SystemTime::now()).to_string(),
+    });
+    fs::write(repo.join("locks").join("ab".repeat(32)), stale.to_string()).unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    assert_eq!(lsmvault_json(&repo, &["unlock"])["removed"], 1);
+}
+
+/// Backups and prunes run at the same time, again and again. Each may be
+/// refused (exit 23: locked) but nothing else may fail, and in the end every
+/// snapshot is complete.
+#[test]
+fn concurrent_backups_and_prunes_never_lose_data() {
+    let rounds = env_count("LSMVAULT_CONCURRENCY_ROUNDS", 6);
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init"]);
+    let mut refused = 0;
+    for round in 0..rounds {
+        let sources: Vec<_> = (0..2)
+            .map(|writer| {
+                let source = work.path().join(format!("db{writer}"));
+                write_generation(&source, round * 2 + writer + 1);
+                source
+            })
+            .collect();
+        let mut children: Vec<_> = sources
+            .iter()
+            .map(|source| {
+                Command::new(binary())
+                    .args([
+                        "--repo",
+                        repo.to_str().unwrap(),
+                        "backup",
+                        source.to_str().unwrap(),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children.push(
+            Command::new(binary())
+                .args([
+                    "--repo",
+                    repo.to_str().unwrap(),
+                    "forget",
+                    "--keep-last",
+                    "1",
+                    "--prune",
+                    "--allow-remove-all",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            match output.status.code() {
+                Some(0) => {}
+                Some(23) => refused += 1,
+                other => panic!(
+                    "round {round}: exit {other:?}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            }
+        }
+        let report = lsmvault_json(&repo, &["verify"]);
+        assert!(
+            report["findings"].as_array().unwrap().is_empty(),
+            "round {round}: {report:#}"
+        );
+    }
+    let report = lsmvault_json(&repo, &["verify", "--read-data"]);
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    for (index, id) in ids(&lsmvault_json(&repo, &["snapshots"]))
+        .iter()
+        .enumerate()
+    {
+        let target = work.path().join(format!("restore-{index}"));
+        lsmvault_ok(
+            &repo,
+            &["restore", id, "--target", target.to_str().unwrap()],
+        );
+    }
+    eprintln!("{rounds} rounds, {refused} commands refused by a lock");
+}
+
+/// Prune killed at random moments leaves every surviving snapshot complete.
+#[test]
+fn killed_prunes_leave_surviving_snapshots_complete() {
+    let iterations = env_count("LSMVAULT_PRUNE_KILL_ITERATIONS", 12);
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = work.path().join("db");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut killed = 0;
+    let mut generation = 0;
+    // Adapted to the last uninterrupted prune (process start included).
+    let mut prune_time = Duration::from_millis(60);
+    for iteration in 0..iterations {
+        // New generations, then forget all but the newest two, so there is work.
+        for _ in 0..3 {
+            generation += 1;
+            write_generation(&source, generation);
+            lsmvault_ok(
+                &repo,
+                &["backup", "--init", "--full", source.to_str().unwrap()],
+            );
+        }
+        lsmvault_ok(&repo, &["forget", "--keep-last", "2"]);
+        let survivors = ids(&lsmvault_json(&repo, &["snapshots"]));
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let delay = Duration::from_micros(state % (prune_time.as_micros() as u64 + 1));
+        let started = Instant::now();
+        let mut child = Command::new(binary())
+            .args([
+                "--repo",
+                repo.to_str().unwrap(),
+                "prune",
+                "--max-unused",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(
+                    status.success(),
+                    "iteration {iteration}: prune failed on its own"
+                );
+                prune_time = started.elapsed();
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                killed += 1;
+            }
+        }
+        // The killed prune's lock is stale (dead process): verify proceeds.
+        let report = lsmvault_json(&repo, &["verify", "--read-data"]);
+        assert!(
+            report["findings"].as_array().unwrap().is_empty(),
+            "iteration {iteration}, killed after {delay:?}: {report:#}"
+        );
+        assert_eq!(ids(&lsmvault_json(&repo, &["snapshots"])), survivors);
+        let target = work.path().join(format!("restore-{iteration}"));
+        lsmvault_ok(
+            &repo,
+            &["restore", "latest", "--target", target.to_str().unwrap()],
+        );
+        assert_same_tree(&source, &target);
+    }
+    // A final uninterrupted prune cleans up whatever the killed ones left.
+    lsmvault_ok(&repo, &["prune", "--max-unused", "0"]);
+    let report = lsmvault_json(&repo, &["verify", "--read-data"]);
+    assert!(report["findings"].as_array().unwrap().is_empty());
+    assert_eq!(report["unindexed_packs"].as_array().unwrap().len(), 0);
+    assert_eq!(report["unreferenced_blobs"], 0);
+    eprintln!("{iterations} iterations, {killed} prunes killed");
+    assert!(killed > 0, "no prune was interrupted");
+}
