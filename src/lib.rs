@@ -47,6 +47,7 @@ pub mod snapshot;
 mod stats;
 pub mod tree;
 mod verify;
+pub mod wal;
 
 pub use backup::{BackupMode, BackupOptions, BackupOutcome};
 pub use error::{Error, ErrorCode, Result};

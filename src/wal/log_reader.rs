@@ -1,0 +1,1 @@
+//! Placeholder: the LevelDB/RocksDB log format reader.

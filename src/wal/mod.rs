@@ -1,0 +1,4 @@
+//! Write-ahead log support: the LevelDB/RocksDB log format reader.
+//! (Archive and point-in-time cut arrive with the WAL-archiving work.)
+
+pub mod log_reader;
