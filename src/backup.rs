@@ -24,6 +24,7 @@ use std::time::{Instant, SystemTime};
 use rayon::prelude::*;
 
 use crate::chunker::{CutFinder, StreamChunker};
+use crate::compression::Compression;
 use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
 use crate::lock::{host_name, LockKind};
@@ -57,6 +58,8 @@ pub struct BackupOptions {
     pub immutable_suffixes: Vec<String>,
     /// Host name to record (defaults to this machine's).
     pub host: Option<String>,
+    /// Compression of new blobs (defaults to the repository's).
+    pub compression: Option<Compression>,
 }
 
 impl Default for BackupOptions {
@@ -67,6 +70,7 @@ impl Default for BackupOptions {
             parent: None,
             immutable_suffixes: [".sst", ".ldb", ".blob"].map(String::from).to_vec(),
             host: None,
+            compression: None,
         }
     }
 }
@@ -460,7 +464,10 @@ impl Repository {
             ..
         } = scan;
 
-        let writer = PackWriter::new(self)?;
+        let mut writer = PackWriter::new(self)?;
+        if let Some(compression) = options.compression {
+            writer.set_compression(compression);
+        }
         let total: u64 = jobs.iter().map(|job| job.size).sum();
         progress.start("reading", total);
         // Largest files first, so one big file does not start last and run alone.

@@ -139,15 +139,10 @@ pub fn decode_index_file(name: &str, bytes: &[u8]) -> Result<Vec<BlobLocation>> 
             id.copy_from_slice(&raw[..32]);
             let mut pack = [0u8; 32];
             pack.copy_from_slice(&raw[32..64]);
-            let kind = match raw[76] {
-                0 => BlobKind::Data,
-                1 => BlobKind::Tree,
-                other => return Err(corrupt(format!("unknown blob kind {other}"))),
-            };
-            let codec = match raw[77] {
-                0 => Codec::None,
-                other => return Err(corrupt(format!("unknown codec {other}"))),
-            };
+            let kind = BlobKind::from_byte(raw[76])
+                .ok_or_else(|| corrupt(format!("unknown blob kind {}", raw[76])))?;
+            let codec = Codec::from_byte(raw[77])
+                .ok_or_else(|| corrupt(format!("unknown codec {}", raw[77])))?;
             Ok(BlobLocation {
                 pack: Id(pack),
                 entry: PackEntry {

@@ -33,6 +33,7 @@
 pub mod backend;
 mod backup;
 pub mod chunker;
+pub mod compression;
 mod error;
 mod id;
 pub mod index;

@@ -37,7 +37,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a new repository.
-    Init,
+    Init {
+        /// Default compression of new blobs: auto, off, auto:N or zstd:N.
+        #[arg(long, default_value = "auto")]
+        compression: String,
+    },
     /// Back up a directory (e.g. a database checkpoint) into a new snapshot.
     Backup(BackupArgs),
     /// List snapshots.
@@ -169,6 +173,9 @@ struct BackupArgs {
     /// Host name to record.
     #[arg(long)]
     host: Option<String>,
+    /// Compression of new blobs: auto, off, auto:N or zstd:N (default: the repository's).
+    #[arg(long)]
+    compression: Option<String>,
 }
 
 /// Progress bars on a terminal; nothing otherwise.
@@ -277,8 +284,12 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         Error::InvalidArgument("no repository given: pass --repo or set LSMVAULT_REPOSITORY".into())
     })?;
     match &cli.command {
-        Command::Init => {
-            let repository = Repository::init_local(&repo, InitOptions::default())?;
+        Command::Init { compression } => {
+            let options = InitOptions {
+                compression: compression.parse()?,
+                ..InitOptions::default()
+            };
+            let repository = Repository::init_local(&repo, options)?;
             if cli.json {
                 print_json(repository.config())?;
             } else {
@@ -307,6 +318,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 },
                 parent: args.parent.clone(),
                 host: args.host.clone(),
+                compression: args.compression.as_deref().map(str::parse).transpose()?,
                 ..BackupOptions::default()
             };
             let outcome = repository.backup(&args.source, &options, progress)?;

@@ -42,10 +42,12 @@ pub enum BlobKind {
 pub enum Codec {
     /// Stored as is.
     None = 0,
+    /// zstd frame (see [`crate::compression`]).
+    Zstd = 1,
 }
 
 impl BlobKind {
-    fn from_byte(byte: u8) -> Option<BlobKind> {
+    pub(crate) fn from_byte(byte: u8) -> Option<BlobKind> {
         match byte {
             0 => Some(BlobKind::Data),
             1 => Some(BlobKind::Tree),
@@ -55,9 +57,10 @@ impl BlobKind {
 }
 
 impl Codec {
-    fn from_byte(byte: u8) -> Option<Codec> {
+    pub(crate) fn from_byte(byte: u8) -> Option<Codec> {
         match byte {
             0 => Some(Codec::None),
+            1 => Some(Codec::Zstd),
             _ => None,
         }
     }
@@ -105,18 +108,31 @@ impl Packer {
 
     /// Appends a blob stored as is.
     pub fn add(&mut self, id: Id, kind: BlobKind, data: &[u8]) -> Result<()> {
+        self.add_encoded(id, kind, Codec::None, data, data.len())
+    }
+
+    /// Appends a blob already encoded with `codec` (`raw_length`: its decoded size).
+    pub fn add_encoded(
+        &mut self,
+        id: Id,
+        kind: BlobKind,
+        codec: Codec,
+        stored: &[u8],
+        raw_length: usize,
+    ) -> Result<()> {
         let too_large = || Error::InvalidArgument(format!("blob {id} exceeds 4 GiB"));
         let offset = u32::try_from(self.bytes.len()).map_err(|_| too_large())?;
-        let length = u32::try_from(data.len()).map_err(|_| too_large())?;
-        offset.checked_add(length).ok_or_else(too_large)?;
-        self.bytes.extend_from_slice(data);
+        let stored_length = u32::try_from(stored.len()).map_err(|_| too_large())?;
+        let raw_length = u32::try_from(raw_length).map_err(|_| too_large())?;
+        offset.checked_add(stored_length).ok_or_else(too_large)?;
+        self.bytes.extend_from_slice(stored);
         self.entries.push(PackEntry {
             id,
             kind,
-            codec: Codec::None,
+            codec,
             offset,
-            stored_length: length,
-            raw_length: length,
+            stored_length,
+            raw_length,
         });
         Ok(())
     }
@@ -258,9 +274,7 @@ pub fn decode_blob(
     stored: &[u8],
     object: impl Fn() -> String,
 ) -> Result<Vec<u8>> {
-    let raw = match entry.codec {
-        Codec::None => stored.to_vec(),
-    };
+    let raw = crate::compression::decode(entry.codec, stored, entry.raw_length as usize, &object)?;
     check_blob(entry.id, &raw, object)?;
     Ok(raw)
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{is_not_found, Backend, LocalBackend, ObjectKind, WriteOutcome};
 use crate::chunker::ChunkerParams;
+use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, encode_index_file, BlobLocation, Index};
@@ -25,7 +26,11 @@ use crate::snapshot::{self, Snapshot, SnapshotEntry};
 use crate::tree::Tree;
 
 /// Current repository format version (the `version` field of `config`).
-pub const REPOSITORY_VERSION: u32 = 1;
+/// Version 2 added compressed blobs; version 1 repositories (never compressed)
+/// are still read and written, without compression.
+pub const REPOSITORY_VERSION: u32 = 2;
+/// The oldest repository format version this build opens.
+pub const OLDEST_REPOSITORY_VERSION: u32 = 1;
 
 /// Default target size of a pack file.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
@@ -42,7 +47,8 @@ pub struct Config {
     pub chunker: ChunkerParams,
     /// Target size of pack files in bytes.
     pub pack_size: u32,
-    /// Blob compression; only `"none"` in format version 1.
+    /// Default blob compression: `auto`, `off`, `auto:N` or `zstd:N`
+    /// (`none` in format version 1, which has no compression).
     pub compression: String,
     /// Encryption parameters; `null` (plaintext) in format version 1.
     pub encryption: Option<serde_json::Value>,
@@ -53,6 +59,7 @@ pub struct Config {
 pub struct InitOptions {
     pub chunker: ChunkerParams,
     pub pack_size: u32,
+    pub compression: Compression,
 }
 
 impl Default for InitOptions {
@@ -60,6 +67,7 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             pack_size: DEFAULT_PACK_SIZE,
+            compression: Compression::default(),
         }
     }
 }
@@ -68,6 +76,7 @@ impl Default for InitOptions {
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: Config,
+    compression: Compression,
     /// Loaded on first use; extended by this process's writes and reloaded when
     /// a lookup misses (another process may have written since).
     index: RwLock<Option<Arc<Index>>>,
@@ -110,7 +119,7 @@ impl Repository {
             id: random_id()?,
             chunker: options.chunker,
             pack_size: options.pack_size,
-            compression: "none".to_string(),
+            compression: options.compression.to_string(),
             encryption: None,
         };
         let bytes = serde_json::to_vec_pretty(&config)
@@ -125,6 +134,7 @@ impl Repository {
         Ok(Repository {
             backend,
             config,
+            compression: options.compression,
             index: RwLock::new(None),
         })
     }
@@ -143,7 +153,7 @@ impl Repository {
         }
         let version: VersionOnly = serde_json::from_slice(&bytes)
             .map_err(|error| Error::corrupt("config", error.to_string()))?;
-        if version.version != REPOSITORY_VERSION {
+        if !(OLDEST_REPOSITORY_VERSION..=REPOSITORY_VERSION).contains(&version.version) {
             return Err(Error::UnsupportedVersion {
                 object: format!("repository {}", backend.location()),
                 found: version.version,
@@ -153,9 +163,19 @@ impl Repository {
         let config: Config = serde_json::from_slice(&bytes)
             .map_err(|error| Error::corrupt("config", error.to_string()))?;
         config.chunker.validate()?;
-        if config.compression != "none" || config.encryption.is_some() {
+        let compression = match (config.version, config.compression.as_str()) {
+            (1, "none") => Compression::Off,
+            (1, other) => {
+                return Err(Error::corrupt(
+                    "config",
+                    format!("format version 1 has no compression, but names {other:?}"),
+                ))
+            }
+            (_, text) => text.parse()?,
+        };
+        if config.encryption.is_some() {
             return Err(Error::UnsupportedVersion {
-                object: format!("repository {} (compression/encryption)", backend.location()),
+                object: format!("repository {} (encryption)", backend.location()),
                 found: config.version,
                 supported: REPOSITORY_VERSION,
             });
@@ -163,6 +183,7 @@ impl Repository {
         Ok(Repository {
             backend,
             config,
+            compression,
             index: RwLock::new(None),
         })
     }
@@ -180,6 +201,11 @@ impl Repository {
     /// Takes a repository lock held until the guard is dropped.
     pub fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard> {
         LockGuard::acquire(Arc::clone(&self.backend), kind, purpose)
+    }
+
+    /// The repository's default blob compression.
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     pub fn config(&self) -> &Config {
@@ -387,6 +413,7 @@ struct PackerState {
 pub struct PackWriter<'repository> {
     repository: &'repository Repository,
     known: Arc<Index>,
+    compression: Compression,
     state: Mutex<PackerState>,
     sender: Mutex<Option<SyncSender<Packer>>>,
     thread: Mutex<Option<JoinHandle<Result<WriteSummary>>>>,
@@ -410,6 +437,7 @@ impl<'repository> PackWriter<'repository> {
         Ok(PackWriter {
             repository,
             known,
+            compression: repository.compression,
             state: Mutex::new(PackerState {
                 packer: Packer::new(),
                 pending: HashSet::new(),
@@ -430,17 +458,26 @@ impl<'repository> PackWriter<'repository> {
         self.known.contains(id) || self.state().pending.contains(id)
     }
 
+    /// Compresses new blobs with `compression` instead of the repository's default.
+    /// Version 1 repositories are never compressed.
+    pub fn set_compression(&mut self, compression: Compression) {
+        if self.repository.config.version > 1 {
+            self.compression = compression;
+        }
+    }
+
     /// Adds a blob unless it is already stored; returns whether it was new.
+    /// Compression runs in the calling thread, outside the writer's lock.
     pub fn add(&self, id: Id, kind: BlobKind, data: &[u8]) -> Result<bool> {
-        if self.known.contains(&id) {
+        if self.known.contains(&id) || !self.state().pending.insert(id) {
             return Ok(false);
         }
+        let (codec, stored) = self.compression.encode(data);
         let full = {
             let mut state = self.state();
-            if !state.pending.insert(id) {
-                return Ok(false);
-            }
-            state.packer.add(id, kind, data)?;
+            state
+                .packer
+                .add_encoded(id, kind, codec, &stored, data.len())?;
             if state.packer.len() >= self.repository.config.pack_size as usize {
                 Some(std::mem::take(&mut state.packer))
             } else {
