@@ -32,7 +32,7 @@ for generation in 1 2 3; do
   fi
   ldb --db="$db" checkpoint --checkpoint_dir="$work/checkpoints/gen$generation" >/dev/null
   echo "== backing up checkpoint gen$generation"
-  "$lsmvault" backup --init "$work/checkpoints/gen$generation" --tag "gen$generation"
+  "$lsmvault" backup --init --no-encryption "$work/checkpoints/gen$generation" --tag "gen$generation"
 done
 
 echo "== snapshots"

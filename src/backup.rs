@@ -348,7 +348,8 @@ fn read_file(
         let expected_size = before.len();
         // Files no longer than the minimum chunk are one chunk, whose id is the
         // whole-file digest: skip the second hash pass for them.
-        let mut hasher = (expected_size > min_chunk).then(blake3::Hasher::new);
+        let keys = writer.keys();
+        let mut hasher = (expected_size > min_chunk).then(|| keys.hasher());
         let mut chunker = StreamChunker::new(finder, &file, expected_size);
         let mut chunks = Vec::new();
         let mut read_bytes = 0u64;
@@ -358,7 +359,7 @@ fn read_file(
                 Ok(None) => break,
                 Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
             };
-            let id = Id::of(chunk);
+            let id = keys.blob_id(chunk);
             if let Some(hasher) = hasher.as_mut() {
                 hasher.update(chunk);
             }
@@ -377,7 +378,7 @@ fn read_file(
             && after.len() == expected_size
             && before_metadata.mtime_ns == after_metadata.mtime_ns;
         let digest = match (chunks.as_slice(), hasher) {
-            ([], _) => Some(Id::of(b"")),
+            ([], _) => Some(keys.blob_id(b"")),
             ([only], _) => Some(*only),
             (_, Some(hasher)) => Some(Id(*hasher.finalize().as_bytes())),
             // Grew past one chunk while read; the retry below reads it again.
@@ -435,8 +436,8 @@ impl Repository {
                 path: source.to_path_buf(),
             })?;
         let source_text = source.display().to_string();
-        let _lock = self.lock(LockKind::Shared, &format!("backup {source_text}"))?;
-        let finder = CutFinder::new(&self.config().chunker)?;
+        let _lock = self.lock(LockKind::Shared, "backup")?;
+        let finder = CutFinder::new(&self.config().chunker, self.keys().chunker_seed())?;
 
         let (parent, kind) = self.choose_parent(&source_text, options)?;
         let parent_files = match &parent {
@@ -632,7 +633,7 @@ fn build_tree(
         });
     }
     let bytes = tree.encode();
-    let id = Id::of(&bytes);
+    let id = writer.keys().blob_id(&bytes);
     writer.add(id, BlobKind::Tree, &bytes)?;
     Ok(id)
 }

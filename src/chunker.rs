@@ -91,7 +91,9 @@ pub struct CutFinder {
 }
 
 impl CutFinder {
-    pub fn new(params: &ChunkerParams) -> Result<Self> {
+    /// A cut finder; `gear_seed` keys the gear table (0 = FastCDC's own table,
+    /// used by plaintext repositories; encrypted ones derive it from their key).
+    pub fn new(params: &ChunkerParams, gear_seed: u64) -> Result<Self> {
         params.validate()?;
         let bits = v2020::logarithm2(params.avg_size);
         let normalization = params.level().bits();
@@ -102,7 +104,7 @@ impl CutFinder {
         let mask_l = *v2020::MASKS
             .get(mask_index(bits.saturating_sub(normalization)))
             .ok_or_else(|| Error::InvalidArgument("chunker average size too small".into()))?;
-        let (gear, gear_shifted) = v2020::get_gear_with_seed(0);
+        let (gear, gear_shifted) = v2020::get_gear_with_seed(gear_seed);
         Ok(CutFinder {
             min_size: params.min_size as usize,
             avg_size: params.avg_size as usize,
@@ -254,7 +256,7 @@ mod tests {
                 Ok(count)
             }
         }
-        let finder = CutFinder::new(params).unwrap();
+        let finder = CutFinder::new(params, 0).unwrap();
         let mut chunker = StreamChunker::new(&finder, Trickle(data, read_size), hint);
         let mut out = Vec::new();
         while let Some(chunk) = chunker.next_chunk().unwrap() {
@@ -314,7 +316,7 @@ mod tests {
             min_size: 8,
             ..ChunkerParams::default()
         };
-        assert!(CutFinder::new(&params).is_err());
+        assert!(CutFinder::new(&params, 0).is_err());
     }
 
     proptest! {

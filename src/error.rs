@@ -47,6 +47,12 @@ pub enum ErrorCode {
     RepositoryLocked = 23,
     /// A retention policy would remove every snapshot and was not confirmed.
     PolicyRemovesAll = 24,
+    /// The repository is encrypted and no password was given.
+    PasswordRequired = 25,
+    /// No key file opens with the given password.
+    WrongPassword = 26,
+    /// A sealed object failed authentication: it was altered or damaged.
+    AuthenticationFailed = 27,
 }
 
 impl ErrorCode {
@@ -75,6 +81,9 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => "invalid_argument",
             ErrorCode::RepositoryLocked => "repository_locked",
             ErrorCode::PolicyRemovesAll => "policy_removes_all",
+            ErrorCode::PasswordRequired => "password_required",
+            ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::AuthenticationFailed => "authentication_failed",
         }
     }
 }
@@ -139,6 +148,15 @@ pub enum Error {
     #[error("the policy would remove all {count} snapshot(s) of {group}")]
     PolicyRemovesAll { group: String, count: usize },
 
+    #[error("repository {location} is encrypted and no password was given")]
+    PasswordRequired { location: String },
+
+    #[error("no key of repository {location} opens with this password")]
+    WrongPassword { location: String },
+
+    #[error("{object} failed authentication: it was altered or damaged")]
+    AuthenticationFailed { object: String },
+
     #[error("{failed} file(s) could not be restored ({restored} restored); first: {}: {first}", first_path.display())]
     RestoreIncomplete {
         failed: usize,
@@ -168,6 +186,9 @@ impl Error {
             Error::RestoreIncomplete { first, .. } => first.code(),
             Error::RepositoryLocked { .. } => ErrorCode::RepositoryLocked,
             Error::PolicyRemovesAll { .. } => ErrorCode::PolicyRemovesAll,
+            Error::PasswordRequired { .. } => ErrorCode::PasswordRequired,
+            Error::WrongPassword { .. } => ErrorCode::WrongPassword,
+            Error::AuthenticationFailed { .. } => ErrorCode::AuthenticationFailed,
         }
     }
 
@@ -208,6 +229,13 @@ impl Error {
             }
             Error::PolicyRemovesAll { .. } => {
                 "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
+            }
+            Error::PasswordRequired { .. } => {
+                "set LSMVAULT_PASSWORD or LSMVAULT_PASSWORD_FILE, pass --password-file, or run on a terminal to be asked"
+            }
+            Error::WrongPassword { .. } => "check the password; `lsmvault key list` shows the repository's keys",
+            Error::AuthenticationFailed { .. } => {
+                "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"
             }
         }
     }

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use crate::crypto::{Keys, SealKind};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::{BlobKind, Codec, PackEntry};
@@ -78,8 +79,9 @@ impl Index {
     }
 }
 
-/// Serializes index entries into one index file; returns (name, bytes).
-pub fn encode_index_file(locations: &[BlobLocation]) -> (Id, Vec<u8>) {
+/// Serializes (and, when encrypted, seals) index entries into one index
+/// file; returns (name, bytes).
+pub fn encode_index_file(locations: &[BlobLocation], keys: &Keys) -> Result<(Id, Vec<u8>)> {
     let mut bytes = Vec::with_capacity(FIXED_LENGTH + locations.len() * ENTRY_LENGTH + 32);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&INDEX_VERSION.to_le_bytes());
@@ -97,12 +99,15 @@ pub fn encode_index_file(locations: &[BlobLocation]) -> (Id, Vec<u8>) {
     }
     let checksum = blake3::hash(&bytes);
     bytes.extend_from_slice(checksum.as_bytes());
-    (Id::of(&bytes), bytes)
+    let stored = keys.seal(SealKind::Index, &bytes)?;
+    Ok((Id::of(&stored), stored))
 }
 
 /// Parses one index file, checking magic, version and checksum.
-pub fn decode_index_file(name: &str, bytes: &[u8]) -> Result<Vec<BlobLocation>> {
+pub fn decode_index_file(name: &str, stored: &[u8], keys: &Keys) -> Result<Vec<BlobLocation>> {
     let object = || format!("index file {name}");
+    let bytes = keys.open(SealKind::Index, stored, object)?;
+    let bytes = bytes.as_slice();
     let corrupt = |reason: String| Error::corrupt(object(), reason);
     if bytes.len() < FIXED_LENGTH + 32 {
         return Err(corrupt(format!("{} bytes is too short", bytes.len())));
@@ -181,17 +186,17 @@ mod tests {
         #[test]
         fn index_file_round_trip(entries in proptest::collection::vec((any::<u8>(), any::<u32>(), any::<u32>(), any::<bool>()), 0..50)) {
             let locations: Vec<BlobLocation> = entries.iter().map(|(seed, offset, length, tree)| location(*seed, *offset, *length, *tree)).collect();
-            let (name, bytes) = encode_index_file(&locations);
+            let (name, bytes) = encode_index_file(&locations, &Keys::plaintext()).unwrap();
             prop_assert_eq!(name, Id::of(&bytes));
-            prop_assert_eq!(decode_index_file("x", &bytes).unwrap(), locations);
+            prop_assert_eq!(decode_index_file("x", &bytes, &Keys::plaintext()).unwrap(), locations);
         }
 
         #[test]
         fn any_flipped_byte_is_detected(flip in 0usize..1000) {
-            let (_, mut bytes) = encode_index_file(&[location(1, 0, 5, false), location(2, 5, 9, true)]);
+            let (_, mut bytes) = encode_index_file(&[location(1, 0, 5, false), location(2, 5, 9, true)], &Keys::plaintext()).unwrap();
             let position = flip % bytes.len();
             bytes[position] ^= 1;
-            prop_assert!(decode_index_file("x", &bytes).is_err());
+            prop_assert!(decode_index_file("x", &bytes, &Keys::plaintext()).is_err());
         }
     }
 
@@ -205,5 +210,40 @@ mod tests {
         index.insert(second);
         assert_eq!(index.get(&first.entry.id).unwrap().pack, first.pack);
         assert_eq!(index.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod encrypted_tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    #[test]
+    fn encrypted_index_round_trips_and_hides_ids() {
+        let keys = MasterKey::generate().unwrap().keys();
+        let location = BlobLocation {
+            pack: Id([7; 32]),
+            entry: PackEntry {
+                id: Id([9; 32]),
+                kind: BlobKind::Data,
+                codec: Codec::Zstd,
+                offset: 0,
+                stored_length: 10,
+                raw_length: 20,
+            },
+        };
+        let (name, bytes) = encode_index_file(&[location], &keys).unwrap();
+        assert_eq!(name, Id::of(&bytes));
+        assert!(!bytes.windows(32).any(|window| window == [9u8; 32]));
+        assert_eq!(
+            decode_index_file("x", &bytes, &keys).unwrap(),
+            vec![location]
+        );
+        let mut tampered = bytes.clone();
+        tampered[30] ^= 1;
+        assert!(matches!(
+            decode_index_file("x", &tampered, &keys),
+            Err(Error::AuthenticationFailed { .. })
+        ));
     }
 }

@@ -34,6 +34,7 @@ pub mod backend;
 mod backup;
 pub mod chunker;
 pub mod compression;
+pub mod crypto;
 mod error;
 mod id;
 pub mod index;

@@ -97,16 +97,8 @@ pub(crate) fn host_name() -> String {
 
 fn random_name() -> Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom(&mut bytes)?;
+    crate::crypto::random_bytes(&mut bytes)?;
     Ok(Id(bytes).to_hex())
-}
-
-/// Fills `bytes` from the operating system's random source.
-pub(crate) fn getrandom(bytes: &mut [u8]) -> Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut source| source.read_exact(bytes))
-        .map_err(|error| Error::io("reading /dev/urandom", error))
 }
 
 /// Every lock in the repository with its object name.

@@ -1,9 +1,10 @@
 //! The `lsmvault` command: parses arguments, calls the library, prints results.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -30,6 +31,10 @@ struct Cli {
     /// No progress bars.
     #[arg(long, short = 'q', global = true)]
     quiet: bool,
+    /// Read the repository password from this file (or LSMVAULT_PASSWORD_FILE,
+    /// LSMVAULT_PASSWORD; asked on a terminal otherwise).
+    #[arg(long, global = true, env = "LSMVAULT_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,11 +42,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a new repository.
-    Init {
-        /// Default compression of new blobs: auto, off, auto:N or zstd:N.
-        #[arg(long, default_value = "auto")]
-        compression: String,
-    },
+    Init(InitArgs),
+    /// Manage the keys (passwords) of an encrypted repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Back up a directory (e.g. a database checkpoint) into a new snapshot.
     Backup(BackupArgs),
     /// List snapshots.
@@ -101,6 +105,45 @@ enum Command {
         #[arg(long, value_name = "N/M")]
         read_data_subset: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Default compression of new blobs: auto, off, auto:N or zstd:N.
+    #[arg(long, default_value = "auto")]
+    compression: String,
+    /// Create a plaintext repository (without it, init requires a password).
+    #[arg(long)]
+    no_encryption: bool,
+    /// Milliseconds one password check should take (argon2id is tuned to it).
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    kdf_target_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// List the key files.
+    List,
+    /// Add a key: a new password for the same repository (from
+    /// LSMVAULT_NEW_PASSWORD, --new-password-file, or asked).
+    Add(NewPasswordArgs),
+    /// Remove a key file (not the one in use).
+    Remove {
+        /// Key name (or a prefix of at least 8 digits).
+        key: String,
+    },
+    /// Change the password of the key in use.
+    Passwd(NewPasswordArgs),
+}
+
+#[derive(Args)]
+struct NewPasswordArgs {
+    /// Read the new password from this file.
+    #[arg(long, env = "LSMVAULT_NEW_PASSWORD_FILE")]
+    new_password_file: Option<PathBuf>,
+    /// Milliseconds one password check should take.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    kdf_target_ms: u64,
 }
 
 #[derive(Args)]
@@ -170,6 +213,9 @@ struct BackupArgs {
     /// Create the repository first if it does not exist.
     #[arg(long)]
     init: bool,
+    /// With --init: create a plaintext repository.
+    #[arg(long, requires = "init")]
+    no_encryption: bool,
     /// Host name to record.
     #[arg(long)]
     host: Option<String>,
@@ -284,9 +330,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         Error::InvalidArgument("no repository given: pass --repo or set LSMVAULT_REPOSITORY".into())
     })?;
     match &cli.command {
-        Command::Init { compression } => {
+        Command::Init(args) => {
             let options = InitOptions {
-                compression: compression.parse()?,
+                compression: args.compression.parse()?,
+                password: init_password(cli, args.no_encryption, &repo)?,
+                kdf_target: Duration::from_millis(args.kdf_target_ms),
                 ..InitOptions::default()
             };
             let repository = Repository::init_local(&repo, options)?;
@@ -301,9 +349,13 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Backup(args) => {
-            let repository = match Repository::open_local(&repo) {
+            let repository = match open_repository(cli, &repo) {
                 Err(Error::RepositoryNotFound { .. }) if args.init => {
-                    Repository::init_local(&repo, InitOptions::default())?
+                    let options = InitOptions {
+                        password: init_password(cli, args.no_encryption, &repo)?,
+                        ..InitOptions::default()
+                    };
+                    Repository::init_local(&repo, options)?
                 }
                 other => other?,
             };
@@ -357,7 +409,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Snapshots => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let snapshots = repository.snapshots()?;
             if cli.json {
                 let list: Vec<_> = snapshots
@@ -401,7 +453,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Ls { snapshot, path } => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let found = repository.find_snapshot(snapshot)?;
             let include: Vec<String> = path.iter().cloned().collect();
             let entries = repository.walk(&found.snapshot.tree, &include)?;
@@ -460,7 +512,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             include,
             delta,
         } => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let options = RestoreOptions {
                 delta: *delta,
                 include: include.clone(),
@@ -484,7 +536,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Forget(args) => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let forgotten = forget(&repository, args, cli.json)?;
             if args.prune && !args.dry_run {
                 let pruned = prune(&repository, &PruneOptions::default(), cli.json, progress)?;
@@ -499,7 +551,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             max_unused,
             dry_run,
         } => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let options = PruneOptions {
                 max_unused_percent: *max_unused,
                 dry_run: *dry_run,
@@ -510,7 +562,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Stats { snapshots } => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let stats = repository.stats(snapshots)?;
             if cli.json {
                 print_json(&stats)?;
@@ -547,7 +599,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Diff { from, to } => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let report = repository.diff(from, to)?;
             if cli.json {
                 print_json(&report)?;
@@ -577,8 +629,46 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 );
             }
         }
+        Command::Key(command) => {
+            let mut repository = open_repository(cli, &repo)?;
+            match command {
+                KeyCommand::List => {
+                    let keys = repository.list_keys()?;
+                    if cli.json {
+                        print_json(&keys)?;
+                    } else {
+                        for key in &keys {
+                            println!(
+                                "{} {} {}@{} {}",
+                                if key.current { "*" } else { " " },
+                                &key.name[..12],
+                                key.user,
+                                key.host,
+                                key.created
+                            );
+                        }
+                    }
+                }
+                KeyCommand::Add(args) => {
+                    let password = new_password(args)?;
+                    let name =
+                        repository.add_key(&password, Duration::from_millis(args.kdf_target_ms))?;
+                    report_key(cli.json, "added", &name)?;
+                }
+                KeyCommand::Remove { key } => {
+                    repository.remove_key(key)?;
+                    report_key(cli.json, "removed", key)?;
+                }
+                KeyCommand::Passwd(args) => {
+                    let password = new_password(args)?;
+                    let name = repository
+                        .change_password(&password, Duration::from_millis(args.kdf_target_ms))?;
+                    report_key(cli.json, "changed password; new key", &name)?;
+                }
+            }
+        }
         Command::Unlock { remove_all } => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let removed = lsmvault::lock::remove_locks(repository.backend().as_ref(), *remove_all)?;
             if cli.json {
                 print_json(&serde_json::json!({ "removed": removed }))?;
@@ -590,7 +680,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             read_data,
             read_data_subset,
         } => {
-            let repository = Repository::open_local(&repo)?;
+            let repository = open_repository(cli, &repo)?;
             let read = match (read_data, read_data_subset) {
                 (true, _) => ReadData::All,
                 (false, Some(subset)) => parse_subset(subset)?,
@@ -783,6 +873,103 @@ fn prune(
         report.duration_seconds
     );
     Ok(value)
+}
+
+/// The repository password from --password-file / LSMVAULT_PASSWORD_FILE,
+/// LSMVAULT_PASSWORD, or a terminal prompt; `None` when there is none.
+fn password(cli: &Cli, prompt: &str) -> Result<Option<String>, Error> {
+    if let Some(path) = &cli.password_file {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            Error::io(format!("reading password file {}", path.display()), error)
+        })?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    if let Ok(text) = std::env::var("LSMVAULT_PASSWORD") {
+        return Ok(Some(text));
+    }
+    if std::io::stdin().is_terminal() {
+        let text = rpassword::prompt_password(prompt)
+            .map_err(|error| Error::io("reading the password from the terminal", error))?;
+        return Ok(Some(text));
+    }
+    Ok(None)
+}
+
+/// Opens the repository, asking for the password only if it is encrypted.
+fn open_repository(cli: &Cli, repo: &Path) -> Result<Repository, Error> {
+    match Repository::open_local(repo) {
+        Err(Error::PasswordRequired { location }) => {
+            match password(cli, "repository password: ")? {
+                Some(password) => Repository::open_local_with_password(repo, &password),
+                None => Err(Error::PasswordRequired { location }),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The password a new repository is encrypted with; `None` only with --no-encryption.
+fn init_password(cli: &Cli, no_encryption: bool, repo: &Path) -> Result<Option<String>, Error> {
+    if no_encryption {
+        return Ok(None);
+    }
+    let missing = || Error::PasswordRequired {
+        location: repo.display().to_string(),
+    };
+    let first = password(cli, "new repository password: ")?.ok_or_else(missing)?;
+    if cli.password_file.is_none()
+        && std::env::var_os("LSMVAULT_PASSWORD").is_none()
+        && rpassword::prompt_password("repeat the password: ")
+            .map_err(|error| Error::io("reading the password from the terminal", error))?
+            != first
+    {
+        return Err(Error::InvalidArgument("the passwords do not match".into()));
+    }
+    if first.is_empty() {
+        return Err(Error::InvalidArgument(
+            "an empty password is not allowed".into(),
+        ));
+    }
+    Ok(Some(first))
+}
+
+fn new_password(args: &NewPasswordArgs) -> Result<String, Error> {
+    let text = if let Some(path) = &args.new_password_file {
+        std::fs::read_to_string(path)
+            .map_err(|error| Error::io(format!("reading password file {}", path.display()), error))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string()
+    } else if let Ok(text) = std::env::var("LSMVAULT_NEW_PASSWORD") {
+        text
+    } else if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("new password: ")
+            .map_err(|error| Error::io("reading the password from the terminal", error))?;
+        let second = rpassword::prompt_password("repeat the new password: ")
+            .map_err(|error| Error::io("reading the password from the terminal", error))?;
+        if first != second {
+            return Err(Error::InvalidArgument("the passwords do not match".into()));
+        }
+        first
+    } else {
+        return Err(Error::InvalidArgument(
+            "no new password: set LSMVAULT_NEW_PASSWORD or pass --new-password-file".into(),
+        ));
+    };
+    if text.is_empty() {
+        return Err(Error::InvalidArgument(
+            "an empty password is not allowed".into(),
+        ));
+    }
+    Ok(text)
+}
+
+fn report_key(json: bool, action: &str, name: &str) -> Result<(), Error> {
+    if json {
+        print_json(&serde_json::json!({ "action": action, "key": name }))
+    } else {
+        println!("{action} {}", name.get(..12).unwrap_or(name));
+        Ok(())
+    }
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -314,7 +314,7 @@ impl Repository {
         repack.par_iter().try_for_each(|pack| {
             let name = pack.to_hex();
             let bytes = self.backend().read(ObjectKind::Pack, &name)?;
-            for entry in pack::parse_pack(&name, &bytes)? {
+            for entry in pack::parse_pack(&name, &bytes, self.keys())? {
                 let wanted = used.contains(&entry.id)
                     && index
                         .get(&entry.id)
@@ -329,7 +329,7 @@ impl Repository {
                         Error::corrupt(format!("pack {name}"), "blob outside the pack")
                     })?;
                 // Decoding checks the blob against its id: never copy damage.
-                let raw = pack::decode_blob(&entry, stored, || {
+                let raw = pack::decode_blob(&entry, stored, self.keys(), || {
                     format!("blob {} in pack {name}", entry.id)
                 })?;
                 writer.add(entry.id, entry.kind, &raw)?;

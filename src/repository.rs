@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{is_not_found, Backend, LocalBackend, ObjectKind, WriteOutcome};
 use crate::chunker::ChunkerParams;
 use crate::compression::Compression;
+use crate::crypto::{self, KdfParams, KeyFile, Keys, MasterKey, SealKind, DEFAULT_KDF_TARGET};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, encode_index_file, BlobLocation, Index};
@@ -50,8 +52,32 @@ pub struct Config {
     /// Default blob compression: `auto`, `off`, `auto:N` or `zstd:N`
     /// (`none` in format version 1, which has no compression).
     pub compression: String,
-    /// Encryption parameters; `null` (plaintext) in format version 1.
-    pub encryption: Option<serde_json::Value>,
+    /// Encryption scheme; `null` for a plaintext repository.
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// The encryption scheme of an encrypted repository (see `docs/security.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionConfig {
+    /// `xchacha20-poly1305`.
+    pub cipher: String,
+    /// `argon2id` (parameters per key file).
+    pub kdf: String,
+    /// `keyed-blake3`.
+    pub blob_ids: String,
+    /// `seeded`: the FastCDC gear table is XORed with a seed derived from the master key.
+    pub chunker_gear: String,
+}
+
+impl EncryptionConfig {
+    fn current() -> EncryptionConfig {
+        EncryptionConfig {
+            cipher: "xchacha20-poly1305".into(),
+            kdf: "argon2id".into(),
+            blob_ids: "keyed-blake3".into(),
+            chunker_gear: "seeded".into(),
+        }
+    }
 }
 
 /// Options for [`Repository::init`].
@@ -60,6 +86,10 @@ pub struct InitOptions {
     pub chunker: ChunkerParams,
     pub pack_size: u32,
     pub compression: Compression,
+    /// Encrypt the repository under this password (`None`: plaintext).
+    pub password: Option<String>,
+    /// How long one key derivation should take (argon2id is tuned to it).
+    pub kdf_target: Duration,
 }
 
 impl Default for InitOptions {
@@ -68,8 +98,21 @@ impl Default for InitOptions {
             chunker: ChunkerParams::default(),
             pack_size: DEFAULT_PACK_SIZE,
             compression: Compression::default(),
+            password: None,
+            kdf_target: DEFAULT_KDF_TARGET,
         }
     }
+}
+
+/// A key file as listed by [`Repository::list_keys`].
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyListing {
+    pub name: String,
+    pub created: String,
+    pub host: String,
+    pub user: String,
+    /// Whether this repository handle was opened with it.
+    pub current: bool,
 }
 
 /// An open repository.
@@ -77,6 +120,9 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     config: Config,
     compression: Compression,
+    keys: Keys,
+    /// The master key and the key file it was opened with (encrypted only).
+    master: Option<(MasterKey, String)>,
     /// Loaded on first use; extended by this process's writes and reloaded when
     /// a lookup misses (another process may have written since).
     index: RwLock<Option<Arc<Index>>>,
@@ -94,12 +140,20 @@ impl std::fmt::Debug for Repository {
 
 fn random_id() -> Result<String> {
     let mut bytes = [0u8; 32];
-    crate::lock::getrandom(&mut bytes)?;
+    crypto::random_bytes(&mut bytes)?;
     Ok(Id(bytes).to_hex())
 }
 
+fn user_name() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| nix::unistd::getuid().to_string())
+}
+
 impl Repository {
-    /// Creates a new repository in `backend`.
+    /// Creates a new repository in `backend` (encrypted when a password is given).
     pub fn init(backend: Arc<dyn Backend>, options: InitOptions) -> Result<Repository> {
         options.chunker.validate()?;
         if options.pack_size < 1024 * 1024 {
@@ -114,13 +168,29 @@ impl Repository {
             });
         }
         backend.create()?;
+        let master = match &options.password {
+            Some(password) => {
+                let master = MasterKey::generate()?;
+                let name = random_id()?;
+                let key_file = KeyFile::wrap(
+                    &master,
+                    password.as_bytes(),
+                    KdfParams::tuned(options.kdf_target)?,
+                    &crate::lock::host_name(),
+                    &user_name(),
+                )?;
+                write_key_file(backend.as_ref(), &name, &key_file)?;
+                Some((master, name))
+            }
+            None => None,
+        };
         let config = Config {
             version: REPOSITORY_VERSION,
             id: random_id()?,
             chunker: options.chunker,
             pack_size: options.pack_size,
             compression: options.compression.to_string(),
-            encryption: None,
+            encryption: master.as_ref().map(|_| EncryptionConfig::current()),
         };
         let bytes = serde_json::to_vec_pretty(&config)
             .map_err(|error| Error::InvalidArgument(error.to_string()))?;
@@ -135,12 +205,26 @@ impl Repository {
             backend,
             config,
             compression: options.compression,
+            keys: master
+                .as_ref()
+                .map_or_else(Keys::plaintext, |(master, _)| master.keys()),
+            master,
             index: RwLock::new(None),
         })
     }
 
-    /// Opens an existing repository.
+    /// Opens an existing plaintext repository; an encrypted one fails with
+    /// [`Error::PasswordRequired`] (use [`Repository::open_with_password`]).
     pub fn open(backend: Arc<dyn Backend>) -> Result<Repository> {
+        Repository::open_inner(backend, None)
+    }
+
+    /// Opens an existing repository; the password is used only if it is encrypted.
+    pub fn open_with_password(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
+        Repository::open_inner(backend, Some(password))
+    }
+
+    fn open_inner(backend: Arc<dyn Backend>, password: Option<&str>) -> Result<Repository> {
         if !backend.exists()? {
             return Err(Error::RepositoryNotFound {
                 location: backend.location(),
@@ -173,19 +257,105 @@ impl Repository {
             }
             (_, text) => text.parse()?,
         };
-        if config.encryption.is_some() {
-            return Err(Error::UnsupportedVersion {
-                object: format!("repository {} (encryption)", backend.location()),
-                found: config.version,
-                supported: REPOSITORY_VERSION,
-            });
-        }
+        let master = match &config.encryption {
+            None => None,
+            Some(scheme) if *scheme != EncryptionConfig::current() => {
+                return Err(Error::UnsupportedVersion {
+                    object: format!("repository {} (encryption {scheme:?})", backend.location()),
+                    found: config.version,
+                    supported: REPOSITORY_VERSION,
+                })
+            }
+            Some(_) => {
+                let password = password.ok_or_else(|| Error::PasswordRequired {
+                    location: backend.location(),
+                })?;
+                Some(unlock_master_key(backend.as_ref(), password)?)
+            }
+        };
         Ok(Repository {
             backend,
             config,
             compression,
+            keys: master
+                .as_ref()
+                .map_or_else(Keys::plaintext, |(master, _)| master.keys()),
+            master,
             index: RwLock::new(None),
         })
+    }
+
+    /// Whether the repository is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.keys.is_encrypted()
+    }
+
+    /// The repository's secrets (identity operations for a plaintext repository).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Adds a key file wrapping the master key under `password`; returns its name.
+    pub fn add_key(&self, password: &str, kdf_target: Duration) -> Result<String> {
+        let (master, _) = self.master.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("the repository is not encrypted: it has no keys".into())
+        })?;
+        let name = random_id()?;
+        let key_file = KeyFile::wrap(
+            master,
+            password.as_bytes(),
+            KdfParams::tuned(kdf_target)?,
+            &crate::lock::host_name(),
+            &user_name(),
+        )?;
+        write_key_file(self.backend.as_ref(), &name, &key_file)?;
+        Ok(name)
+    }
+
+    /// Every key file of the repository.
+    pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
+        let current = self.master.as_ref().map(|(_, name)| name.as_str());
+        let mut keys = Vec::new();
+        for object in self.backend.list(ObjectKind::Key)? {
+            let file = read_key_file(self.backend.as_ref(), &object.name)?;
+            keys.push(KeyListing {
+                current: current == Some(object.name.as_str()),
+                name: object.name,
+                created: file.created,
+                host: file.host,
+                user: file.user,
+            });
+        }
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        Ok(keys)
+    }
+
+    /// Removes a key file (not the one in use, never the last one).
+    pub fn remove_key(&self, name: &str) -> Result<()> {
+        let keys = self.list_keys()?;
+        let target = keys
+            .iter()
+            .find(|key| key.name == name || (name.len() >= 8 && key.name.starts_with(name)))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("no key {name:?}; see `lsmvault key list`"))
+            })?;
+        if target.current {
+            return Err(Error::InvalidArgument(format!(
+                "key {} is the one this command opened the repository with; open with another key to remove it",
+                &target.name[..8]
+            )));
+        }
+        self.backend.delete(ObjectKind::Key, &target.name)
+    }
+
+    /// Replaces the current key's password: adds a new key file, removes the old one.
+    pub fn change_password(&mut self, password: &str, kdf_target: Duration) -> Result<String> {
+        let name = self.add_key(password, kdf_target)?;
+        if let Some((master, old)) = self.master.take() {
+            self.backend.delete(ObjectKind::Key, &old)?;
+            self.master = Some((master, name.clone()));
+        }
+        Ok(name)
     }
 
     /// Creates a repository in a local directory.
@@ -193,9 +363,14 @@ impl Repository {
         Repository::init(Arc::new(LocalBackend::new(path.as_ref())), options)
     }
 
-    /// Opens a repository in a local directory.
+    /// Opens a plaintext repository in a local directory.
     pub fn open_local(path: impl AsRef<Path>) -> Result<Repository> {
         Repository::open(Arc::new(LocalBackend::new(path.as_ref())))
+    }
+
+    /// Opens a repository in a local directory, encrypted or not.
+    pub fn open_local_with_password(path: impl AsRef<Path>, password: &str) -> Result<Repository> {
+        Repository::open_with_password(Arc::new(LocalBackend::new(path.as_ref())), password)
     }
 
     /// Takes a repository lock held until the guard is dropped.
@@ -269,8 +444,11 @@ impl Repository {
     /// Reads and checks one index file.
     pub fn read_index_file(&self, name: &str) -> Result<Vec<BlobLocation>> {
         let bytes = self.backend.read(ObjectKind::Index, name)?;
+        // Decoding first: in an encrypted repository a changed byte is then
+        // reported as the authentication failure it is.
+        let locations = decode_index_file(name, &bytes, &self.keys)?;
         check_name(ObjectKind::Index, name, &bytes)?;
-        decode_index_file(name, &bytes)
+        Ok(locations)
     }
 
     /// Reads a blob, decodes it and checks it against its id.
@@ -311,7 +489,7 @@ impl Repository {
                     error
                 }
             })?;
-        pack::decode_blob(entry, &stored, || {
+        pack::decode_blob(entry, &stored, &self.keys, || {
             format!("blob {} in pack {pack_name}", entry.id)
         })
     }
@@ -336,10 +514,13 @@ impl Repository {
     /// Reads one snapshot file by its full name, checking its id.
     pub fn read_snapshot(&self, name: &str) -> Result<SnapshotEntry> {
         let bytes = self.backend.read(ObjectKind::Snapshot, name)?;
+        let json = self
+            .keys
+            .open(SealKind::Snapshot, &bytes, || format!("snapshot {name}"))?;
         let id = check_name(ObjectKind::Snapshot, name, &bytes)?;
         Ok(SnapshotEntry {
             id,
-            snapshot: Snapshot::decode(name, &bytes)?,
+            snapshot: Snapshot::decode(name, &json)?,
         })
     }
 
@@ -351,7 +532,7 @@ impl Repository {
 
     /// Publishes a snapshot file (the commit point of a backup).
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
-        let bytes = snapshot.encode();
+        let bytes = self.keys.seal(SealKind::Snapshot, &snapshot.encode())?;
         let id = Id::of(&bytes);
         self.backend
             .write_if_absent(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
@@ -363,7 +544,7 @@ impl Repository {
         let written = locations
             .chunks(INDEX_ENTRIES_PER_FILE)
             .map(|part| {
-                let (id, bytes) = encode_index_file(part);
+                let (id, bytes) = encode_index_file(part, &self.keys)?;
                 self.backend
                     .write_if_absent(ObjectKind::Index, &id.to_hex(), &bytes)?;
                 Ok(id)
@@ -372,6 +553,32 @@ impl Repository {
         self.remember(locations);
         Ok(written)
     }
+}
+
+fn write_key_file(backend: &dyn Backend, name: &str, file: &KeyFile) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(file)
+        .map_err(|error| Error::InvalidArgument(error.to_string()))?;
+    backend.write_if_absent(ObjectKind::Key, name, &bytes)?;
+    Ok(())
+}
+
+fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
+    let bytes = backend.read(ObjectKind::Key, name)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| Error::corrupt(ObjectKind::Key.describe(name), error.to_string()))
+}
+
+/// Tries every key file; returns the master key and the name of the file that opened.
+fn unlock_master_key(backend: &dyn Backend, password: &str) -> Result<(MasterKey, String)> {
+    for object in backend.list(ObjectKind::Key)? {
+        let file = read_key_file(backend, &object.name)?;
+        if let Some(master) = file.unwrap_key(password.as_bytes(), &object.name)? {
+            return Ok((master, object.name));
+        }
+    }
+    Err(Error::WrongPassword {
+        location: backend.location(),
+    })
 }
 
 /// Checks that an object's bytes hash to its name and returns the name as an id.
@@ -430,9 +637,10 @@ impl<'repository> PackWriter<'repository> {
     pub fn with_known(repository: &'repository Repository, known: Arc<Index>) -> Result<Self> {
         let (sender, receiver) = sync_channel::<Packer>(0);
         let backend = Arc::clone(&repository.backend);
+        let keys = repository.keys.clone();
         let thread = std::thread::Builder::new()
             .name("lsmvault-pack-writer".into())
-            .spawn(move || write_packs(backend.as_ref(), receiver))
+            .spawn(move || write_packs(backend.as_ref(), &keys, receiver))
             .map_err(|error| Error::io("starting the pack writer thread", error))?;
         Ok(PackWriter {
             repository,
@@ -451,6 +659,11 @@ impl<'repository> PackWriter<'repository> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The keys blob ids are computed with.
+    pub fn keys(&self) -> &Keys {
+        &self.repository.keys
     }
 
     /// Whether the repository (or this writer) already has the blob.
@@ -472,7 +685,8 @@ impl<'repository> PackWriter<'repository> {
         if self.known.contains(&id) || !self.state().pending.insert(id) {
             return Ok(false);
         }
-        let (codec, stored) = self.compression.encode(data);
+        let (codec, compressed) = self.compression.encode(data);
+        let stored = self.repository.keys.seal(SealKind::Blob, &compressed)?;
         let full = {
             let mut state = self.state();
             state
@@ -543,14 +757,24 @@ impl<'repository> PackWriter<'repository> {
     }
 }
 
-fn write_packs(backend: &dyn Backend, receiver: Receiver<Packer>) -> Result<WriteSummary> {
+fn write_packs(
+    backend: &dyn Backend,
+    keys: &Keys,
+    receiver: Receiver<Packer>,
+) -> Result<WriteSummary> {
     let mut summary = WriteSummary::default();
     let mut failure = None;
     for packer in receiver {
         if failure.is_some() {
             break;
         }
-        let finished = packer.finish();
+        let finished = match packer.finish(keys) {
+            Ok(finished) => finished,
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        };
         match backend.write_if_absent(ObjectKind::Pack, &finished.id.to_hex(), &finished.bytes) {
             Ok(_) => {
                 summary.packs += 1;

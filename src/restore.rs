@@ -27,6 +27,7 @@ use filetime::FileTime;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
 use crate::lock::LockKind;
@@ -172,10 +173,7 @@ impl Repository {
         let started = Instant::now();
         let target = target.as_ref();
         // Shared: a concurrent prune must not delete what this restore reads.
-        let _lock = self.lock(
-            LockKind::Shared,
-            &format!("restore to {}", target.display()),
-        )?;
+        let _lock = self.lock(LockKind::Shared, "restore")?;
         let snapshot = self.find_snapshot(selector)?;
         let includes: Vec<Vec<Vec<u8>>> = options
             .include
@@ -345,7 +343,7 @@ impl Repository {
             return Ok((false, 0));
         };
         if delta {
-            if matches_existing(path, *size, digest) {
+            if matches_existing(path, *size, digest, self.keys()) {
                 apply_metadata(path, &entry.metadata)?;
                 progress.advance(*size);
                 return Ok((true, 0));
@@ -358,7 +356,8 @@ impl Repository {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
             .context(|| format!("creating {}", path.display()))?;
-        let mut hasher = (chunks.len() > 1).then(blake3::Hasher::new);
+        let keys = self.keys();
+        let mut hasher = (chunks.len() > 1).then(|| keys.hasher());
         let mut written = 0u64;
         for window in chunks.chunks(CHUNK_WINDOW) {
             let blobs: Vec<Vec<u8>> = window
@@ -376,10 +375,10 @@ impl Repository {
             }
         }
         let actual = match (chunks.as_slice(), hasher) {
-            ([], _) => Id::of(b""),
+            ([], _) => keys.blob_id(b""),
             ([only], _) => *only,
             (_, Some(hasher)) => Id(*hasher.finalize().as_bytes()),
-            (_, None) => Id::of(b""),
+            (_, None) => keys.blob_id(b""),
         };
         if actual != *digest || written != *size {
             return Err(Error::ChecksumMismatch {
@@ -434,7 +433,7 @@ fn remove_unless(path: &Path, keep: impl Fn(&fs::Metadata) -> bool) -> Result<()
 }
 
 /// Whether a regular file (not a symlink) at `path` has this size and digest.
-fn matches_existing(path: &Path, size: u64, digest: &Id) -> bool {
+fn matches_existing(path: &Path, size: u64, digest: &Id, keys: &Keys) -> bool {
     let Ok(stat) = fs::symlink_metadata(path) else {
         return false;
     };
@@ -444,7 +443,7 @@ fn matches_existing(path: &Path, size: u64, digest: &Id) -> bool {
     let Ok(mut file) = File::open(path) else {
         return false;
     };
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = keys.hasher();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         match file.read(&mut buffer) {

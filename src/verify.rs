@@ -359,7 +359,7 @@ impl Repository {
             check.name_problem = check_name(ObjectKind::Pack, name, &bytes)
                 .err()
                 .map(|error| error.to_string());
-            (pack::parse_pack(name, &bytes)?, Some(bytes))
+            (pack::parse_pack(name, &bytes, self.keys())?, Some(bytes))
         } else {
             if size < TRAILER_LENGTH as u64 {
                 return Err(Error::corrupt(
@@ -380,7 +380,10 @@ impl Repository {
                     Error::corrupt(format!("pack {name}"), "header length exceeds the pack")
                 })?;
             let header = backend.read_range(ObjectKind::Pack, name, header_start, header_length)?;
-            (pack::parse_header(name, &header, header_start)?, None)
+            (
+                pack::parse_header(name, &header, header_start, self.keys())?,
+                None,
+            )
         };
         let by_id: HashMap<Id, &PackEntry> =
             entries.iter().map(|entry| (entry.id, entry)).collect();
@@ -402,7 +405,7 @@ impl Repository {
                 let start = entry.offset as usize;
                 let stored = &bytes[start..start + entry.stored_length as usize];
                 if let Err(error) =
-                    pack::decode_blob(entry, stored, || format!("blob {}", entry.id))
+                    pack::decode_blob(entry, stored, self.keys(), || format!("blob {}", entry.id))
                 {
                     check.damaged_blobs.push((entry.id, error.to_string()));
                 }

@@ -75,7 +75,7 @@ fn awkward_tree_round_trips_and_second_backup_reads_nothing() {
     let source = work.path().join("source");
     let repo = work.path().join("repo");
     build_awkward_tree(&source, 200, 10_000);
-    lsmvault_ok(&repo, &["init"]);
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
 
     let first = lsmvault_json(
         &repo,
@@ -123,7 +123,15 @@ fn changed_and_new_files_are_read_and_unchanged_are_not() {
     fs::write(source.join("000001.sst"), seeded_bytes(1, 3_000_000)).unwrap();
     fs::write(source.join("000002.log"), seeded_bytes(2, 2_000_000)).unwrap();
     fs::write(source.join("MANIFEST-000003"), b"manifest v1").unwrap();
-    lsmvault_ok(&repo, &["backup", "--init", source.to_str().unwrap()]);
+    lsmvault_ok(
+        &repo,
+        &[
+            "backup",
+            "--init",
+            "--no-encryption",
+            source.to_str().unwrap(),
+        ],
+    );
 
     // The WAL grows, the MANIFEST is rewritten, a new SST appears.
     let mut wal = seeded_bytes(2, 2_000_000);
@@ -181,7 +189,15 @@ fn hard_linked_checkpoint_in_new_directory_is_not_reread() {
     fs::write(generation_1.join("000010.sst"), seeded_bytes(10, 2_000_000)).unwrap();
     fs::write(generation_1.join("000011.sst"), seeded_bytes(11, 2_000_000)).unwrap();
     fs::write(generation_1.join("CURRENT"), b"MANIFEST-000012\n").unwrap();
-    let first = lsmvault_json(&repo, &["backup", "--init", generation_1.to_str().unwrap()]);
+    let first = lsmvault_json(
+        &repo,
+        &[
+            "backup",
+            "--init",
+            "--no-encryption",
+            generation_1.to_str().unwrap(),
+        ],
+    );
 
     std::thread::sleep(std::time::Duration::from_millis(20));
     fs::hard_link(
@@ -258,7 +274,15 @@ fn restore_refuses_non_empty_target_and_delta_repairs_it() {
     let source = work.path().join("source");
     let repo = work.path().join("repo");
     build_awkward_tree(&source, 5, 50);
-    lsmvault_ok(&repo, &["backup", "--init", source.to_str().unwrap()]);
+    lsmvault_ok(
+        &repo,
+        &[
+            "backup",
+            "--init",
+            "--no-encryption",
+            source.to_str().unwrap(),
+        ],
+    );
     let target = work.path().join("target");
     fs::create_dir(&target).unwrap();
     fs::write(target.join("stray"), b"x").unwrap();
@@ -314,7 +338,15 @@ fn include_restores_only_selected_paths() {
     let source = work.path().join("source");
     let repo = work.path().join("repo");
     build_awkward_tree(&source, 1, 10);
-    lsmvault_ok(&repo, &["backup", "--init", source.to_str().unwrap()]);
+    lsmvault_ok(
+        &repo,
+        &[
+            "backup",
+            "--init",
+            "--no-encryption",
+            source.to_str().unwrap(),
+        ],
+    );
     let target = work.path().join("target");
     lsmvault_ok(
         &repo,
@@ -367,8 +399,11 @@ fn snapshot_selection_errors_have_distinct_exit_codes() {
         "{stderr}"
     );
 
-    lsmvault_ok(&repo, &["init"]);
-    assert_eq!(lsmvault(&repo, &["init"]).status.code(), Some(11));
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    assert_eq!(
+        lsmvault(&repo, &["init", "--no-encryption"]).status.code(),
+        Some(11)
+    );
     assert_eq!(
         lsmvault(
             &repo,
@@ -475,6 +510,7 @@ fn unreadable_file_makes_an_incomplete_snapshot_with_exit_code_3() {
         "--json",
         "backup",
         "--init",
+        "--no-encryption",
         source.to_str().unwrap(),
     ]);
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
@@ -503,7 +539,7 @@ fn unreadable_file_makes_an_incomplete_snapshot_with_exit_code_3() {
 fn two_backups_at_once_both_succeed() {
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
-    lsmvault_ok(&repo, &["init"]);
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
     let sources: Vec<_> = (0..2)
         .map(|index| {
             let source = work.path().join(format!("source{index}"));

@@ -32,7 +32,7 @@ fn auto_compresses_text_not_noise_and_restores_exactly() {
     let text_size = fs::metadata(source.join("MANIFEST-000001")).unwrap().len();
 
     let auto_repo = work.path().join("auto");
-    lsmvault_ok(&auto_repo, &["init"]);
+    lsmvault_ok(&auto_repo, &["init", "--no-encryption"]);
     let auto = lsmvault_json(&auto_repo, &["backup", source.to_str().unwrap()]);
     let (stored, added) = stored_and_added(&auto);
     // Noise is stored raw (3 MB), text shrinks to a fraction.
@@ -43,7 +43,10 @@ fn auto_compresses_text_not_noise_and_restores_exactly() {
     assert!(stored > 3_000_000, "noise cannot shrink: {stored}");
 
     let off_repo = work.path().join("off");
-    lsmvault_ok(&off_repo, &["init", "--compression", "off"]);
+    lsmvault_ok(
+        &off_repo,
+        &["init", "--no-encryption", "--compression", "off"],
+    );
     let off = lsmvault_json(&off_repo, &["backup", source.to_str().unwrap()]);
     assert!(stored_and_added(&off).0 >= added, "{off:#}");
 
@@ -100,7 +103,7 @@ fn version_1_repositories_open_and_stay_uncompressed() {
     let repo = work.path().join("repo");
     let source = work.path().join("db");
     source_with_text_and_noise(&source);
-    lsmvault_ok(&repo, &["init"]);
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
     let config_path = repo.join("config");
     let config = fs::read_to_string(&config_path)
         .unwrap()

@@ -27,7 +27,15 @@ fn killed_backups_leave_every_earlier_snapshot_restorable() {
         )
         .unwrap();
     }
-    let first = lsmvault_json(&repo, &["backup", "--init", source.to_str().unwrap()]);
+    let first = lsmvault_json(
+        &repo,
+        &[
+            "backup",
+            "--init",
+            "--no-encryption",
+            source.to_str().unwrap(),
+        ],
+    );
     // What one round below costs when not interrupted: a full re-read.
     let started = Instant::now();
     lsmvault_ok(&repo, &["backup", "--full", source.to_str().unwrap()]);

@@ -58,7 +58,15 @@ fn forget_and_prune_free_space_and_keep_survivors_intact() {
     let mut expected = Vec::new();
     for generation in 1..=6 {
         write_generation(&source, generation);
-        let out = lsmvault_json(&repo, &["backup", "--init", source.to_str().unwrap()]);
+        let out = lsmvault_json(
+            &repo,
+            &[
+                "backup",
+                "--init",
+                "--no-encryption",
+                source.to_str().unwrap(),
+            ],
+        );
         let copy = work.path().join(format!("copy{generation}"));
         copy_tree(&source, &copy);
         expected.push((out["id"].as_str().unwrap().to_string(), copy));
@@ -152,7 +160,15 @@ fn prune_refuses_while_a_reader_holds_the_lock() {
     let repo = work.path().join("repo");
     let source = work.path().join("db");
     write_generation(&source, 1);
-    lsmvault_ok(&repo, &["backup", "--init", source.to_str().unwrap()]);
+    lsmvault_ok(
+        &repo,
+        &[
+            "backup",
+            "--init",
+            "--no-encryption",
+            source.to_str().unwrap(),
+        ],
+    );
     let repository = Repository::open_local(&repo).unwrap();
     // As a running restore holds it.
     let reader = repository.lock(LockKind::Shared, "restore").unwrap();
@@ -192,7 +208,7 @@ fn concurrent_backups_and_prunes_never_lose_data() {
     let rounds = env_count("LSMVAULT_CONCURRENCY_ROUNDS", 6);
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
-    lsmvault_ok(&repo, &["init"]);
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
     let mut refused = 0;
     for round in 0..rounds {
         let sources: Vec<_> = (0..2)
@@ -288,7 +304,13 @@ fn killed_prunes_leave_surviving_snapshots_complete() {
             write_generation(&source, generation);
             lsmvault_ok(
                 &repo,
-                &["backup", "--init", "--full", source.to_str().unwrap()],
+                &[
+                    "backup",
+                    "--init",
+                    "--no-encryption",
+                    "--full",
+                    source.to_str().unwrap(),
+                ],
             );
         }
         lsmvault_ok(&repo, &["forget", "--keep-last", "2"]);

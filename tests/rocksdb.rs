@@ -118,6 +118,7 @@ fn rocksdb_generations_back_up_and_restore_exactly() {
             &[
                 "backup",
                 "--init",
+                "--no-encryption",
                 checkpoint_dir.to_str().unwrap(),
                 "--tag",
                 &format!("gen{generation}"),
@@ -200,7 +201,12 @@ fn rocksdb_forget_and_prune_match_a_fresh_repository() {
         checkpoint(&db, &checkpoint_dir);
         lsmvault_ok(
             &repo,
-            &["backup", "--init", checkpoint_dir.to_str().unwrap()],
+            &[
+                "backup",
+                "--init",
+                "--no-encryption",
+                checkpoint_dir.to_str().unwrap(),
+            ],
         );
     }
     // Each checkpoint is its own directory: group by host to treat them as one series.
@@ -233,7 +239,12 @@ fn rocksdb_forget_and_prune_match_a_fresh_repository() {
     for checkpoint_dir in &kept {
         lsmvault_ok(
             &fresh,
-            &["backup", "--init", checkpoint_dir.to_str().unwrap()],
+            &[
+                "backup",
+                "--init",
+                "--no-encryption",
+                checkpoint_dir.to_str().unwrap(),
+            ],
         );
     }
     let pruned_bytes = lsmvault_json(&repo, &["stats"])["repository_bytes"]

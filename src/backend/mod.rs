@@ -28,6 +28,8 @@ pub enum ObjectKind {
     Snapshot,
     /// Lock files (`locks/<id>`).
     Lock,
+    /// Key files of an encrypted repository (`keys/<id>`).
+    Key,
 }
 
 impl ObjectKind {
@@ -39,6 +41,7 @@ impl ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Lock => "locks",
+            ObjectKind::Key => "keys",
         }
     }
 
@@ -65,6 +68,7 @@ impl ObjectKind {
             ObjectKind::Index => format!("index file {name}"),
             ObjectKind::Snapshot => format!("snapshot {name}"),
             ObjectKind::Lock => format!("lock {name}"),
+            ObjectKind::Key => format!("key file {name}"),
         }
     }
 }
