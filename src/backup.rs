@@ -33,6 +33,7 @@ use crate::progress::Progress;
 use crate::repository::{PackWriter, Repository};
 use crate::snapshot::{self, BackupStats, Snapshot, SnapshotEntry, SnapshotKind, SNAPSHOT_VERSION};
 use crate::tree::{Entry, EntryKind, Metadata, Tree};
+use crate::wal::manifest::DatabaseState;
 
 /// How the parent snapshot (the source of unchanged files) is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +61,9 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Compression of new blobs (defaults to the repository's).
     pub compression: Option<Compression>,
+    /// Source path to record instead of the directory read (`backup --live`
+    /// reads a temporary checkpoint but records the database's path).
+    pub source_label: Option<PathBuf>,
 }
 
 impl Default for BackupOptions {
@@ -71,6 +75,7 @@ impl Default for BackupOptions {
             immutable_suffixes: [".sst", ".ldb", ".blob"].map(String::from).to_vec(),
             host: None,
             compression: None,
+            source_label: None,
         }
     }
 }
@@ -326,6 +331,60 @@ impl Scan<'_> {
     }
 }
 
+/// What [`store_stream`] stored.
+pub(crate) struct StoredContent {
+    pub chunks: Vec<Id>,
+    /// Whole-content digest; `None` when the stream outgrew its size hint's
+    /// single chunk (so it was not hashed whole): the caller reads it again.
+    pub digest: Option<Id>,
+    pub size: u64,
+}
+
+/// Chunks a stream and stores its new chunks. Files no longer than the
+/// minimum chunk are one chunk, whose id is the whole-content digest: the
+/// second hash pass is skipped for them. The outer `Result` is a repository
+/// failure, the inner one a read error of the stream.
+pub(crate) fn store_stream(
+    reader: impl std::io::Read,
+    size_hint: u64,
+    finder: &CutFinder,
+    writer: &PackWriter<'_>,
+    progress: &dyn Progress,
+) -> Result<std::io::Result<StoredContent>> {
+    let keys = writer.keys();
+    let min_chunk = finder.min_size() as u64;
+    let mut hasher = (size_hint > min_chunk).then(|| keys.hasher());
+    let mut chunker = StreamChunker::new(finder, reader, size_hint);
+    let mut chunks = Vec::new();
+    let mut size = 0u64;
+    loop {
+        let chunk = match chunker.next_chunk() {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(error) => return Ok(Err(error)),
+        };
+        let id = keys.blob_id(chunk);
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(chunk);
+        }
+        writer.add(id, BlobKind::Data, chunk)?;
+        chunks.push(id);
+        size += chunk.len() as u64;
+        progress.advance(chunk.len() as u64);
+    }
+    let digest = match (chunks.as_slice(), hasher) {
+        ([], _) => Some(keys.blob_id(b"")),
+        ([only], _) => Some(*only),
+        (_, Some(hasher)) => Some(Id(*hasher.finalize().as_bytes())),
+        (_, None) => None,
+    };
+    Ok(Ok(StoredContent {
+        chunks,
+        digest,
+        size,
+    }))
+}
+
 /// Reads, chunks and stores one file. `Ok(Err(warning))` means the file could
 /// not be read (it is left out of the snapshot); `Err` is a repository failure.
 fn read_file(
@@ -333,7 +392,6 @@ fn read_file(
     finder: &CutFinder,
     writer: &PackWriter<'_>,
     progress: &dyn Progress,
-    min_chunk: u64,
 ) -> Result<std::result::Result<(FileContent, Option<String>), String>> {
     let mut changed_warning = None;
     for attempt in 0..=CHANGED_FILE_RETRIES {
@@ -346,28 +404,14 @@ fn read_file(
             Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
         };
         let expected_size = before.len();
-        // Files no longer than the minimum chunk are one chunk, whose id is the
-        // whole-file digest: skip the second hash pass for them.
-        let keys = writer.keys();
-        let mut hasher = (expected_size > min_chunk).then(|| keys.hasher());
-        let mut chunker = StreamChunker::new(finder, &file, expected_size);
-        let mut chunks = Vec::new();
-        let mut read_bytes = 0u64;
-        loop {
-            let chunk = match chunker.next_chunk() {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
-            };
-            let id = keys.blob_id(chunk);
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(chunk);
-            }
-            writer.add(id, BlobKind::Data, chunk)?;
-            chunks.push(id);
-            read_bytes += chunk.len() as u64;
-            progress.advance(chunk.len() as u64);
-        }
+        let StoredContent {
+            chunks,
+            digest,
+            size: read_bytes,
+        } = match store_stream(&file, expected_size, finder, writer, progress)? {
+            Ok(stored) => stored,
+            Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
+        };
         let after = match file.metadata() {
             Ok(stat) => stat,
             Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
@@ -377,13 +421,7 @@ fn read_file(
         let stable = read_bytes == expected_size
             && after.len() == expected_size
             && before_metadata.mtime_ns == after_metadata.mtime_ns;
-        let digest = match (chunks.as_slice(), hasher) {
-            ([], _) => Some(keys.blob_id(b"")),
-            ([only], _) => Some(*only),
-            (_, Some(hasher)) => Some(Id(*hasher.finalize().as_bytes())),
-            // Grew past one chunk while read; the retry below reads it again.
-            (_, None) => None,
-        };
+        // No digest: it grew past one chunk while read; read it again.
         match digest {
             Some(digest) if stable || attempt == CHANGED_FILE_RETRIES => {
                 if !stable {
@@ -435,7 +473,15 @@ impl Repository {
             .ok_or_else(|| Error::SourceNotFound {
                 path: source.to_path_buf(),
             })?;
-        let source_text = source.display().to_string();
+        let source_text = match &options.source_label {
+            Some(label) => fs::canonicalize(label)
+                .unwrap_or_else(|_| label.clone())
+                .display()
+                .to_string(),
+            None => source.display().to_string(),
+        };
+        let database = Some(DatabaseState::read(&source))
+            .filter(|state| state.id.is_some() || state.last_sequence.is_some());
         let _lock = self.lock(LockKind::Shared, "backup")?;
         let finder = CutFinder::new(&self.config().chunker, self.keys().chunker_seed())?;
 
@@ -474,13 +520,12 @@ impl Repository {
         // Largest files first, so one big file does not start last and run alone.
         let mut order: Vec<usize> = (0..jobs.len()).collect();
         order.sort_by_key(|&job| std::cmp::Reverse(jobs[job].size));
-        let min_chunk = u64::from(self.config().chunker.min_size);
         let read_warnings = Mutex::new(Vec::new());
         let mut contents: Vec<Option<FileContent>> = (0..jobs.len()).map(|_| None).collect();
         let results: Vec<(usize, Option<FileContent>)> = order
             .par_iter()
             .map(|&job| {
-                let outcome = read_file(&jobs[job], &finder, &writer, progress, min_chunk)?;
+                let outcome = read_file(&jobs[job], &finder, &writer, progress)?;
                 let record = |warning| {
                     read_warnings
                         .lock()
@@ -545,6 +590,7 @@ impl Repository {
             warnings,
             stats,
             program: format!("lsmvault {}", env!("CARGO_PKG_VERSION")),
+            database,
         };
         let id = self.write_snapshot(&snapshot)?;
         Ok(BackupOutcome { id, snapshot })

@@ -137,6 +137,10 @@ impl CutFinder {
     pub fn max_size(&self) -> usize {
         self.max_size
     }
+
+    pub fn min_size(&self) -> usize {
+        self.min_size
+    }
 }
 
 /// Splits a byte stream into chunks, reusing one buffer of a few `max_size`s.

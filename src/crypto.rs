@@ -44,6 +44,7 @@ pub enum SealKind {
     PackHeader,
     Index,
     Snapshot,
+    WalRecord,
     MasterKey,
 }
 
@@ -54,6 +55,7 @@ impl SealKind {
             SealKind::PackHeader => b"lsmvault pack header v1",
             SealKind::Index => b"lsmvault index v1",
             SealKind::Snapshot => b"lsmvault snapshot v1",
+            SealKind::WalRecord => b"lsmvault wal record v1",
             SealKind::MasterKey => b"lsmvault master key v1",
         }
     }
@@ -228,6 +230,14 @@ impl KdfParams {
     }
 
     fn derive(&self, password: &[u8], salt: &[u8]) -> Result<[u8; 32]> {
+        // A hostile key file must not make every command allocate gigabytes or
+        // spin for hours: refuse parameters far beyond what `tuned` produces.
+        if self.memory_kib > 1024 * 1024 || self.iterations > 1000 || self.parallelism > 64 {
+            return Err(Error::corrupt(
+                "key file",
+                format!("argon2 parameters out of range: {self:?}"),
+            ));
+        }
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
             .map_err(|error| Error::corrupt("key file", format!("argon2 parameters: {error}")))?;
         let mut out = [0u8; 32];

@@ -53,6 +53,8 @@ pub enum ErrorCode {
     WrongPassword = 26,
     /// A sealed object failed authentication: it was altered or damaged.
     AuthenticationFailed = 27,
+    /// A point-in-time target cannot be reached (before the first snapshot, in a gap, after the archive).
+    PointInTimeUnavailable = 28,
 }
 
 impl ErrorCode {
@@ -84,6 +86,7 @@ impl ErrorCode {
             ErrorCode::PasswordRequired => "password_required",
             ErrorCode::WrongPassword => "wrong_password",
             ErrorCode::AuthenticationFailed => "authentication_failed",
+            ErrorCode::PointInTimeUnavailable => "point_in_time_unavailable",
         }
     }
 }
@@ -157,6 +160,9 @@ pub enum Error {
     #[error("{object} failed authentication: it was altered or damaged")]
     AuthenticationFailed { object: String },
 
+    #[error("point in time not recoverable: {reason}")]
+    PointInTimeUnavailable { reason: String },
+
     #[error("{failed} file(s) could not be restored ({restored} restored); first: {}: {first}", first_path.display())]
     RestoreIncomplete {
         failed: usize,
@@ -189,6 +195,7 @@ impl Error {
             Error::PasswordRequired { .. } => ErrorCode::PasswordRequired,
             Error::WrongPassword { .. } => ErrorCode::WrongPassword,
             Error::AuthenticationFailed { .. } => ErrorCode::AuthenticationFailed,
+            Error::PointInTimeUnavailable { .. } => ErrorCode::PointInTimeUnavailable,
         }
     }
 
@@ -236,6 +243,9 @@ impl Error {
             Error::WrongPassword { .. } => "check the password; `lsmvault key list` shows the repository's keys",
             Error::AuthenticationFailed { .. } => {
                 "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"
+            }
+            Error::PointInTimeUnavailable { .. } => {
+                "`lsmvault wal ls` shows the archived timeline, its recoverable windows and its gaps"
             }
         }
     }

@@ -32,6 +32,7 @@
 
 pub mod backend;
 mod backup;
+pub mod checkpoint;
 pub mod chunker;
 pub mod compression;
 pub mod crypto;

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lsmvault::checkpoint::{checkpoint, CheckpointOptions};
 use lsmvault::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
 use lsmvault::tree::EntryKind;
+use lsmvault::wal::archive::ArchiveOptions;
+use lsmvault::wal::recovery::PointInTime;
 use lsmvault::{
     BackupMode, BackupOptions, Error, ErrorCode, ForgetOptions, InitOptions, Progress,
     PruneOptions, ReadData, Repository, RestoreOptions, SnapshotKind, VerifyOptions,
@@ -59,8 +62,9 @@ enum Command {
     },
     /// Restore a snapshot into a directory.
     Restore {
-        /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
-        snapshot: String,
+        /// Snapshot id, unique id prefix, `latest` or `latest:TAG` (not with --at/--seq/--tag).
+        #[arg(required_unless_present_any = ["at", "seq", "tag"], conflicts_with_all = ["at", "seq", "tag"])]
+        snapshot: Option<String>,
         /// Directory to restore into (must be absent or empty, unless --delta).
         #[arg(long, short = 't')]
         target: PathBuf,
@@ -71,6 +75,33 @@ enum Command {
         /// remove what the snapshot does not have.
         #[arg(long)]
         delta: bool,
+        /// Point in time (RFC 3339, e.g. 2026-11-23T14:32:05Z): the newest state known to have existed then.
+        #[arg(long, conflicts_with_all = ["seq", "tag", "include", "delta"])]
+        at: Option<String>,
+        /// Point in time as a sequence number: every write batch ending at or before it.
+        #[arg(long, conflicts_with_all = ["tag", "include", "delta"])]
+        seq: Option<u64>,
+        /// A restore point (`lsmvault tag`) or snapshot tag.
+        #[arg(long, conflicts_with_all = ["include", "delta"])]
+        tag: Option<String>,
+        /// The database (IDENTITY) to recover, when the repository holds several.
+        #[arg(long)]
+        database_id: Option<String>,
+    },
+    /// Checkpoint a live database directory: hard links for immutable files, copies for the rest.
+    Checkpoint(CheckpointArgs),
+    /// Continuous WAL archiving.
+    #[command(subcommand)]
+    Wal(WalCommand),
+    /// Name the current point of a database (archives its WAL now): restore it with `restore --tag`.
+    Tag {
+        /// The restore point's name.
+        name: String,
+        /// The live database directory.
+        database: PathBuf,
+        /// The database id, for databases without an IDENTITY file.
+        #[arg(long)]
+        database_id: Option<String>,
     },
     /// Remove snapshots by retention policy (or by id).
     Forget(ForgetArgs),
@@ -105,6 +136,53 @@ enum Command {
         #[arg(long, value_name = "N/M")]
         read_data_subset: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct CheckpointArgs {
+    /// The live database directory.
+    source: PathBuf,
+    /// Where the checkpoint goes (must not exist; same file system for links).
+    destination: PathBuf,
+    #[command(flatten)]
+    freeze: FreezeArgs,
+}
+
+#[derive(Args, Clone)]
+struct FreezeArgs {
+    /// Shell command that pauses writes (e.g. `kill -STOP $(pidof writer)`), run before linking.
+    #[arg(long, value_name = "CMD")]
+    freeze_cmd: Option<String>,
+    /// Shell command that resumes writes, run right after.
+    #[arg(long, value_name = "CMD")]
+    thaw_cmd: Option<String>,
+}
+
+impl FreezeArgs {
+    fn options(&self) -> CheckpointOptions {
+        CheckpointOptions {
+            freeze_command: self.freeze_cmd.clone(),
+            thaw_command: self.thaw_cmd.clone(),
+            ..CheckpointOptions::default()
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum WalCommand {
+    /// Archive every new or grown WAL segment of a database (`*.log`, `archive/*.log`).
+    Archive {
+        /// The live database directory.
+        database: PathBuf,
+        /// Keep archiving every INTERVAL (e.g. 10s, 1m) until interrupted.
+        #[arg(long, value_name = "INTERVAL")]
+        watch: Option<String>,
+        /// The database id, for databases without an IDENTITY file.
+        #[arg(long)]
+        database_id: Option<String>,
+    },
+    /// The archived timeline: segments, recoverable windows, gaps.
+    Ls,
 }
 
 #[derive(Args)]
@@ -222,6 +300,12 @@ struct BackupArgs {
     /// Compression of new blobs: auto, off, auto:N or zstd:N (default: the repository's).
     #[arg(long)]
     compression: Option<String>,
+    /// SOURCE is a live database: checkpoint it into a temporary directory
+    /// next to it first (hard links), back that up, remove it.
+    #[arg(long)]
+    live: bool,
+    #[command(flatten)]
+    freeze: FreezeArgs,
 }
 
 /// Progress bars on a terminal; nothing otherwise.
@@ -326,6 +410,24 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
     } else {
         &lsmvault::NoProgress
     };
+    if let Command::Checkpoint(args) = &cli.command {
+        let report = checkpoint(&args.source, &args.destination, &args.freeze.options())?;
+        if cli.json {
+            print_json(&report)?;
+        } else {
+            println!(
+                "checkpoint of {} in {}: {} linked, {} copied ({}), {} skipped; writes paused {:.1} ms",
+                args.source.display(),
+                report.destination.display(),
+                report.linked,
+                report.copied,
+                human_bytes(report.bytes_copied),
+                report.skipped,
+                report.pause_seconds * 1000.0
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let repo = cli.repo.clone().ok_or_else(|| {
         Error::InvalidArgument("no repository given: pass --repo or set LSMVAULT_REPOSITORY".into())
     })?;
@@ -373,11 +475,31 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 compression: args.compression.as_deref().map(str::parse).transpose()?,
                 ..BackupOptions::default()
             };
-            let outcome = repository.backup(&args.source, &options, progress)?;
+            let (outcome, live) = if args.live {
+                let (outcome, report) = repository.backup_live(
+                    &args.source,
+                    &args.freeze.options(),
+                    &options,
+                    progress,
+                )?;
+                (outcome, Some(report))
+            } else {
+                (repository.backup(&args.source, &options, progress)?, None)
+            };
             let snapshot = &outcome.snapshot;
             if cli.json {
-                print_json(&serde_json::json!({ "id": outcome.id, "snapshot": snapshot }))?;
+                print_json(
+                    &serde_json::json!({ "id": outcome.id, "snapshot": snapshot, "checkpoint": live }),
+                )?;
             } else {
+                if let Some(report) = &live {
+                    println!(
+                        "live checkpoint: {} linked, {} copied; writes paused {:.1} ms",
+                        report.linked,
+                        report.copied,
+                        report.pause_seconds * 1000.0
+                    );
+                }
                 let stats = &snapshot.stats;
                 println!(
                     "snapshot {} ({}) of {}",
@@ -507,11 +629,82 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Restore {
+            target,
+            at: Some(_),
+            ..
+        }
+        | Command::Restore {
+            target,
+            seq: Some(_),
+            ..
+        }
+        | Command::Restore {
+            target,
+            tag: Some(_),
+            ..
+        } => {
+            let Command::Restore {
+                at,
+                seq,
+                tag,
+                database_id,
+                ..
+            } = &cli.command
+            else {
+                unreachable!("matched above")
+            };
+            let point = match (at, seq, tag) {
+                (Some(at), _, _) => {
+                    PointInTime::Time(humantime::parse_rfc3339_weak(at).map_err(|error| {
+                        Error::InvalidArgument(format!(
+                            "--at {at:?}: {error} (expected e.g. 2026-11-23T14:32:05Z)"
+                        ))
+                    })?)
+                }
+                (_, Some(seq), _) => PointInTime::Sequence(*seq),
+                (_, _, Some(tag)) => PointInTime::Tag(tag.clone()),
+                _ => unreachable!("one of --at, --seq, --tag is present"),
+            };
+            let repository = open_repository(cli, &repo)?;
+            let report = repository.restore_point_in_time(
+                &point,
+                database_id.as_deref(),
+                target,
+                progress,
+            )?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "restored database {} to {} at sequence {} (asked: {}): snapshot {} (sequence {}) + {} WAL segment(s)",
+                    report.database_id,
+                    target.display(),
+                    report.restored_sequence,
+                    report.target_sequence,
+                    &report.snapshot[..8],
+                    report.snapshot_sequence,
+                    report.segments.len()
+                );
+                for segment in &report.segments {
+                    println!(
+                        "  {} sequences {}..={} ({} bytes{})",
+                        segment.file_name,
+                        segment.first_sequence,
+                        segment.last_sequence,
+                        segment.bytes,
+                        if segment.cut { ", cut" } else { "" }
+                    );
+                }
+            }
+        }
+        Command::Restore {
             snapshot,
             target,
             include,
             delta,
+            ..
         } => {
+            let snapshot = snapshot.as_deref().unwrap_or("latest");
             let repository = open_repository(cli, &repo)?;
             let options = RestoreOptions {
                 delta: *delta,
@@ -665,6 +858,128 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                         .change_password(&password, Duration::from_millis(args.kdf_target_ms))?;
                     report_key(cli.json, "changed password; new key", &name)?;
                 }
+            }
+        }
+        Command::Checkpoint(_) => unreachable!("handled before the repository is needed"),
+        Command::Wal(WalCommand::Archive {
+            database,
+            watch,
+            database_id,
+        }) => {
+            let repository = open_repository(cli, &repo)?;
+            let options = ArchiveOptions {
+                database_id: database_id.clone(),
+            };
+            let interval = watch
+                .as_deref()
+                .map(|text| {
+                    humantime::parse_duration(text).map_err(|error| {
+                        Error::InvalidArgument(format!("--watch {text:?}: {error} (e.g. 10s, 1m)"))
+                    })
+                })
+                .transpose()?;
+            loop {
+                let report = repository.archive_wal(database, &options)?;
+                if cli.json {
+                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                } else {
+                    for segment in report
+                        .segments
+                        .iter()
+                        .filter(|segment| segment.status != "unchanged")
+                    {
+                        println!(
+                            "{} {} ({} bytes, sequences {:?}..={:?}, tail {})",
+                            segment.status,
+                            segment.file_name,
+                            segment.size,
+                            segment.first_sequence,
+                            segment.last_sequence,
+                            segment.tail
+                        );
+                        if segment.tail != "clean" {
+                            eprintln!("warning: {}: {}", segment.file_name, segment.tail);
+                        }
+                    }
+                    println!(
+                        "archived database {}: {} read, {} new, {} stored in {:.2} s",
+                        report.database_id,
+                        human_bytes(report.bytes_read),
+                        human_bytes(report.bytes_added),
+                        human_bytes(report.bytes_stored),
+                        report.duration_seconds
+                    );
+                }
+                match interval {
+                    Some(interval) => std::thread::sleep(interval),
+                    None => break,
+                }
+            }
+        }
+        Command::Wal(WalCommand::Ls) => {
+            let repository = open_repository(cli, &repo)?;
+            let timelines = repository.wal_timeline()?;
+            if cli.json {
+                print_json(&timelines)?;
+            } else {
+                for timeline in &timelines {
+                    println!("database {}:", timeline.database_id);
+                    for segment in &timeline.segments {
+                        println!(
+                            "  {:<14} {:>12} sequences {:>10} ..= {:<10} {} version(s), last {} ({})",
+                            segment.file_name,
+                            human_bytes(segment.size),
+                            segment.first_sequence.map_or("-".into(), |value| value.to_string()),
+                            segment.last_sequence.map_or("-".into(), |value| value.to_string()),
+                            segment.versions,
+                            segment.archived_at.get(..19).unwrap_or(&segment.archived_at),
+                            segment.tail
+                        );
+                    }
+                    for window in &timeline.windows {
+                        println!(
+                            "  recoverable: sequences {} ..= {} from snapshot {} ({})",
+                            window.from_sequence,
+                            window.to_sequence,
+                            &window.snapshot[..8],
+                            window
+                                .snapshot_time
+                                .get(..19)
+                                .unwrap_or(&window.snapshot_time)
+                        );
+                    }
+                    for gap in &timeline.gaps {
+                        println!("  GAP: {gap}");
+                    }
+                    for point in &timeline.restore_points {
+                        println!(
+                            "  restore point {:?} at sequence {} ({})",
+                            point.name, point.sequence, point.time
+                        );
+                    }
+                }
+            }
+        }
+        Command::Tag {
+            name,
+            database,
+            database_id,
+        } => {
+            let repository = open_repository(cli, &repo)?;
+            let point = repository.create_restore_point(
+                name,
+                database,
+                &ArchiveOptions {
+                    database_id: database_id.clone(),
+                },
+            )?;
+            if cli.json {
+                print_json(&point)?;
+            } else {
+                println!(
+                    "restore point {:?} of database {} at sequence {}",
+                    point.name, point.database_id, point.sequence
+                );
             }
         }
         Command::Unlock { remove_all } => {

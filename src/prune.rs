@@ -32,6 +32,7 @@ use crate::progress::Progress;
 use crate::repository::{PackWriter, Repository};
 use crate::retention::{self, GroupBy, GroupDecision, RetentionPolicy, SnapshotFilter};
 use crate::tree::EntryKind;
+use crate::wal::archive::WalObject;
 
 /// Options for [`Repository::forget`].
 #[derive(Debug, Clone, Default)]
@@ -198,6 +199,12 @@ impl Repository {
         let mut used = HashSet::new();
         let roots: Vec<Id> = snapshots.iter().map(|entry| entry.snapshot.tree).collect();
         self.referenced_blobs(&roots, &mut used)?;
+        // Archived WAL segments are kept as long as their records exist.
+        for (_, object) in self.wal_objects()? {
+            if let WalObject::Segment(record) = object {
+                used.extend(record.chunks);
+            }
+        }
         report.blobs_used = used.len();
 
         // What is stored: every index file and pack.

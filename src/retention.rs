@@ -340,6 +340,7 @@ mod tests {
                 warnings: vec![],
                 stats: BackupStats::default(),
                 program: "test".into(),
+                database: None,
             },
         }
     }

@@ -83,6 +83,10 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     pub stats: BackupStats,
     pub program: String,
+    /// Identity and last sequence number of the database the source held
+    /// (absent for directories that are not an LSM database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::wal::manifest::DatabaseState>,
 }
 
 impl Snapshot {
@@ -199,6 +203,7 @@ mod tests {
             warnings: vec![],
             stats: BackupStats::default(),
             program: "test".into(),
+            database: None,
         }
     }
 

@@ -38,6 +38,7 @@ impl LocalBackend {
             self.root.join("snapshots"),
             self.root.join("locks"),
             self.root.join("keys"),
+            self.root.join("wal"),
         ];
         directories.extend((0..=255u8).map(|fan| self.root.join(format!("data/{fan:02x}"))));
         for directory in &directories {
@@ -105,7 +106,8 @@ impl Backend for LocalBackend {
         let directory = final_path.parent().ok_or_else(|| {
             Error::InvalidArgument(format!("object key {name:?} has no directory"))
         })?;
-        if kind == ObjectKind::Config {
+        // Repositories created before a kind existed lack its directory.
+        if kind == ObjectKind::Config || !directory.is_dir() {
             fs::create_dir_all(directory)
                 .context(|| format!("creating {}", directory.display()))?;
         }

@@ -30,6 +30,8 @@ pub enum ObjectKind {
     Lock,
     /// Key files of an encrypted repository (`keys/<id>`).
     Key,
+    /// Archived WAL segment records and restore points (`wal/<id>`).
+    Wal,
 }
 
 impl ObjectKind {
@@ -42,6 +44,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Lock => "locks",
             ObjectKind::Key => "keys",
+            ObjectKind::Wal => "wal",
         }
     }
 
@@ -69,6 +72,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => format!("snapshot {name}"),
             ObjectKind::Lock => format!("lock {name}"),
             ObjectKind::Key => format!("key file {name}"),
+            ObjectKind::Wal => format!("WAL record {name}"),
         }
     }
 }
