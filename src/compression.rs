@@ -114,7 +114,7 @@ impl Compression {
             }
             Compression::Zstd { level } => level,
         };
-        match zstd::bulk::compress(raw, level) {
+        match compress(raw, level) {
             Ok(compressed)
                 if compressed.len() + raw.len() / MINIMUM_SAVING_FRACTION < raw.len()
                     || (matches!(self, Compression::Zstd { .. })
@@ -127,15 +127,39 @@ impl Compression {
     }
 }
 
-/// Decodes a stored blob into `raw_length` bytes.
-pub fn decode(
+thread_local! {
+    /// One zstd context per thread and level: creating one per blob costs more
+    /// than compressing a small blob.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached
+            .as_ref()
+            .is_none_or(|(cached_level, _)| *cached_level != level)
+        {
+            *cached = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match cached.as_mut() {
+            Some((_, compressor)) => compressor.compress(raw),
+            None => zstd::bulk::compress(raw, level),
+        }
+    })
+}
+
+/// Decodes a stored blob into `raw_length` bytes (a raw blob is passed
+/// through uncopied).
+pub fn decode<'a>(
     codec: Codec,
-    stored: &[u8],
+    stored: Cow<'a, [u8]>,
     raw_length: usize,
     object: impl Fn() -> String,
-) -> Result<Vec<u8>> {
+) -> Result<Cow<'a, [u8]>> {
     match codec {
-        Codec::None => Ok(stored.to_vec()),
+        Codec::None => Ok(stored),
         Codec::Zstd => {
             if raw_length > MAX_BLOB_SIZE {
                 return Err(Error::corrupt(
@@ -143,7 +167,7 @@ pub fn decode(
                     format!("claims {raw_length} raw bytes"),
                 ));
             }
-            let raw = zstd::bulk::decompress(stored, raw_length)
+            let raw = zstd::bulk::decompress(&stored, raw_length)
                 .map_err(|error| Error::corrupt(object(), format!("zstd: {error}")))?;
             if raw.len() != raw_length {
                 return Err(Error::corrupt(
@@ -151,7 +175,7 @@ pub fn decode(
                     format!("decompressed to {} bytes, expected {raw_length}", raw.len()),
                 ));
             }
-            Ok(raw)
+            Ok(Cow::Owned(raw))
         }
     }
 }
@@ -213,14 +237,14 @@ mod tests {
     fn decode_rejects_lies() {
         let text = b"abc".repeat(1000);
         let compressed = zstd::bulk::compress(&text, 3).unwrap();
-        assert_eq!(
-            decode(Codec::Zstd, &compressed, 3000, || "x".into()).unwrap(),
-            text
-        );
-        assert!(decode(Codec::Zstd, &compressed, 2999, || "x".into()).is_err());
-        assert!(decode(Codec::Zstd, &compressed, 3001, || "x".into()).is_err());
-        assert!(decode(Codec::Zstd, b"garbage", 10, || "x".into()).is_err());
-        assert!(decode(Codec::Zstd, &compressed, MAX_BLOB_SIZE + 1, || "x".into()).is_err());
+        let decode = |stored: &[u8], length| {
+            decode(Codec::Zstd, Cow::Borrowed(stored), length, || "x".into()).map(Cow::into_owned)
+        };
+        assert_eq!(decode(&compressed, 3000).unwrap(), text);
+        assert!(decode(&compressed, 2999).is_err());
+        assert!(decode(&compressed, 3001).is_err());
+        assert!(decode(b"garbage", 10).is_err());
+        assert!(decode(&compressed, MAX_BLOB_SIZE + 1).is_err());
     }
 
     proptest! {
@@ -229,8 +253,8 @@ mod tests {
         fn round_trip(data in proptest::collection::vec(0u8..4, 0..300_000), level in 1i32..6) {
             for compression in [Compression::Off, Compression::Auto { level }, Compression::Zstd { level }] {
                 let (codec, stored) = compression.encode(&data);
-                let raw = decode(codec, &stored, data.len(), || "blob".into()).unwrap();
-                prop_assert_eq!(&raw, &data);
+                let raw = decode(codec, Cow::Borrowed(&stored), data.len(), || "blob".into()).unwrap();
+                prop_assert_eq!(raw.as_ref(), data.as_slice());
                 prop_assert!(stored.len() <= data.len());
             }
         }

@@ -17,6 +17,7 @@
 //! [`Keys::plaintext`] makes every operation the identity (plain BLAKE3 ids,
 //! no sealing), so the rest of the code has one path for both kinds.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,10 +153,10 @@ impl Keys {
         }
     }
 
-    /// Seals `plaintext` (returns it unchanged without encryption).
-    pub fn seal(&self, kind: SealKind, plaintext: &[u8]) -> Result<Vec<u8>> {
+    /// Seals `plaintext` (returns it unchanged, uncopied, without encryption).
+    pub fn seal<'a>(&self, kind: SealKind, plaintext: &'a [u8]) -> Result<Cow<'a, [u8]>> {
         let Some(cipher) = &self.cipher else {
-            return Ok(plaintext.to_vec());
+            return Ok(Cow::Borrowed(plaintext));
         };
         let mut nonce = [0u8; 24];
         random_bytes(&mut nonce)?;
@@ -171,19 +172,21 @@ impl Keys {
         let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// Opens a sealed object; any change to it is an authentication failure
-    /// naming `object`.
-    pub fn open(
+    /// naming `object`. Without encryption the input is returned as it came
+    /// (borrowed or owned: never copied).
+    pub fn open<'a>(
         &self,
         kind: SealKind,
-        sealed: &[u8],
+        sealed: impl Into<Cow<'a, [u8]>>,
         object: impl Fn() -> String,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Cow<'a, [u8]>> {
+        let sealed = sealed.into();
         let Some(cipher) = &self.cipher else {
-            return Ok(sealed.to_vec());
+            return Ok(sealed);
         };
         if sealed.len() < SEAL_OVERHEAD {
             return Err(Error::AuthenticationFailed { object: object() });
@@ -197,6 +200,7 @@ impl Keys {
                     aad: kind.label(),
                 },
             )
+            .map(Cow::Owned)
             .map_err(|_| Error::AuthenticationFailed { object: object() })
     }
 }
@@ -332,7 +336,7 @@ impl KeyFile {
             id_key: None,
             chunker_seed: 0,
         };
-        match wrapping.open(SealKind::MasterKey, &wrapped, || object.clone()) {
+        match wrapping.open(SealKind::MasterKey, wrapped.as_slice(), || object.clone()) {
             Ok(bytes) if bytes.len() == 64 => {
                 let mut master = [0u8; 64];
                 master.copy_from_slice(&bytes);
@@ -386,11 +390,13 @@ mod tests {
         let keys = MasterKey::generate().unwrap().keys();
         let sealed = keys.seal(SealKind::Index, b"index").unwrap();
         assert!(matches!(
-            keys.open(SealKind::Snapshot, &sealed, || "x".into()),
+            keys.open(SealKind::Snapshot, sealed.as_ref(), || "x".into()),
             Err(Error::AuthenticationFailed { .. })
         ));
         assert_eq!(
-            keys.open(SealKind::Index, &sealed, || "x".into()).unwrap(),
+            keys.open(SealKind::Index, sealed.as_ref(), || "x".into())
+                .unwrap()
+                .as_ref(),
             b"index"
         );
     }
@@ -402,17 +408,19 @@ mod tests {
             let keys = MasterKey::generate().unwrap().keys();
             let sealed = keys.seal(SealKind::Blob, &data).unwrap();
             prop_assert_eq!(sealed.len(), data.len() + SEAL_OVERHEAD);
-            prop_assert_eq!(keys.open(SealKind::Blob, &sealed, || "blob".into()).unwrap(), data.clone());
-            let mut tampered = sealed.clone();
+            let opened = keys.open(SealKind::Blob, sealed.as_ref(), || "blob".into()).unwrap().into_owned();
+            prop_assert_eq!(&opened, &data);
+            let mut tampered = sealed.into_owned();
             let position = flip % tampered.len();
             tampered[position] ^= 0x01;
             let failed = matches!(
-                keys.open(SealKind::Blob, &tampered, || "blob".into()),
+                keys.open(SealKind::Blob, tampered.as_slice(), || "blob".into()),
                 Err(Error::AuthenticationFailed { .. })
             );
             prop_assert!(failed);
             // Plaintext keys are the identity.
-            prop_assert_eq!(Keys::plaintext().seal(SealKind::Blob, &data).unwrap(), data);
+            let plain = Keys::plaintext().seal(SealKind::Blob, &data).unwrap().into_owned();
+            prop_assert_eq!(plain, data);
         }
     }
 }

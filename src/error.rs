@@ -151,7 +151,7 @@ pub enum Error {
     #[error("the policy would remove all {count} snapshot(s) of {group}")]
     PolicyRemovesAll { group: String, count: usize },
 
-    #[error("repository {location} is encrypted and no password was given")]
+    #[error("a password is needed for repository {location}, and none was given")]
     PasswordRequired { location: String },
 
     #[error("no key of repository {location} opens with this password")]
@@ -238,7 +238,7 @@ impl Error {
                 "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
             }
             Error::PasswordRequired { .. } => {
-                "set LSMVAULT_PASSWORD or LSMVAULT_PASSWORD_FILE, pass --password-file, or run on a terminal to be asked"
+                "set LSMVAULT_PASSWORD or LSMVAULT_PASSWORD_FILE, pass --password-file, or run on a terminal to be asked; `init --no-encryption` creates a plaintext repository"
             }
             Error::WrongPassword { .. } => "check the password; `lsmvault key list` shows the repository's keys",
             Error::AuthenticationFailed { .. } => {

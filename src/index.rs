@@ -99,7 +99,7 @@ pub fn encode_index_file(locations: &[BlobLocation], keys: &Keys) -> Result<(Id,
     }
     let checksum = blake3::hash(&bytes);
     bytes.extend_from_slice(checksum.as_bytes());
-    let stored = keys.seal(SealKind::Index, &bytes)?;
+    let stored = keys.seal(SealKind::Index, &bytes)?.into_owned();
     Ok((Id::of(&stored), stored))
 }
 
@@ -107,7 +107,7 @@ pub fn encode_index_file(locations: &[BlobLocation], keys: &Keys) -> Result<(Id,
 pub fn decode_index_file(name: &str, stored: &[u8], keys: &Keys) -> Result<Vec<BlobLocation>> {
     let object = || format!("index file {name}");
     let bytes = keys.open(SealKind::Index, stored, object)?;
-    let bytes = bytes.as_slice();
+    let bytes = bytes.as_ref();
     let corrupt = |reason: String| Error::corrupt(object(), reason);
     if bytes.len() < FIXED_LENGTH + 32 {
         return Err(corrupt(format!("{} bytes is too short", bytes.len())));

@@ -358,7 +358,19 @@ impl Progress for BarProgress {
     }
 }
 
+/// Multi-MiB buffers (packs, chunker windows) are allocated and freed all the
+/// time; glibc's adaptive mmap threshold would soon serve them from arenas that
+/// never shrink, so peak memory would grow with every pack. A fixed threshold
+/// keeps them as mappings that are returned when freed.
+fn bound_allocator_memory() {
+    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024 + 1);
+    }
+}
+
 fn main() -> ExitCode {
+    bound_allocator_memory();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => code,

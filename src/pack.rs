@@ -15,6 +15,8 @@
 //! is the BLAKE3 hash of all its bytes. The packer here is sans-I/O: it only
 //! builds bytes; the caller decides where they go.
 
+use std::borrow::Cow;
+
 use crate::crypto::{Keys, SealKind};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -83,6 +85,9 @@ pub struct PackEntry {
 pub struct Packer {
     bytes: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// The pack's name, hashed as blobs arrive (in the threads that add them),
+    /// so finishing a pack does not hash 16 MiB on the writer thread.
+    hasher: blake3::Hasher,
 }
 
 /// A finished pack: its name, bytes and the blobs it holds.
@@ -96,6 +101,15 @@ pub struct FinishedPack {
 impl Packer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A packer whose buffer never reallocates below `capacity` bytes (a
+    /// doubling 16 MiB buffer would briefly need 48 MiB).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Packer {
+            bytes: Vec::with_capacity(capacity),
+            ..Packer::default()
+        }
     }
 
     /// Bytes of blob data so far.
@@ -127,6 +141,7 @@ impl Packer {
         let raw_length = u32::try_from(raw_length).map_err(|_| too_large())?;
         offset.checked_add(stored_length).ok_or_else(too_large)?;
         self.bytes.extend_from_slice(stored);
+        self.hasher.update(stored);
         self.entries.push(PackEntry {
             id,
             kind,
@@ -141,13 +156,20 @@ impl Packer {
     /// Appends the header (sealed in an encrypted repository) and trailer,
     /// and names the pack.
     pub fn finish(self, keys: &Keys) -> Result<FinishedPack> {
-        let Packer { mut bytes, entries } = self;
-        let header = keys.seal(SealKind::PackHeader, &encode_header(&entries))?;
+        let Packer {
+            mut bytes,
+            entries,
+            mut hasher,
+        } = self;
+        let plain_header = encode_header(&entries);
+        let header = keys.seal(SealKind::PackHeader, &plain_header)?;
+        let start = bytes.len();
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         bytes.extend_from_slice(TRAILER_MAGIC);
+        hasher.update(&bytes[start..]);
         Ok(FinishedPack {
-            id: Id::of(&bytes),
+            id: Id(*hasher.finalize().as_bytes()),
             bytes,
             entries,
         })
@@ -203,7 +225,7 @@ pub fn parse_header(
     let header = keys.open(SealKind::PackHeader, stored_header, || {
         format!("header of pack {pack_name}")
     })?;
-    let header = header.as_slice();
+    let header = header.as_ref();
     if header.len() < HEADER_FIXED_LENGTH + HEADER_CHECKSUM_LENGTH {
         return Err(corrupt(format!(
             "header of {} bytes is too short",
@@ -281,17 +303,19 @@ pub fn parse_pack(pack_name: &str, pack: &[u8], keys: &Keys) -> Result<Vec<PackE
     )
 }
 
-/// Decodes a blob's stored bytes into its raw content and checks it against its id.
-pub fn decode_blob(
+/// Decodes a blob's stored bytes into its raw content and checks it against
+/// its id. Owned input of a plaintext, uncompressed blob is returned without
+/// a copy (restore reads every chunk through here).
+pub fn decode_blob<'a>(
     entry: &PackEntry,
-    stored: &[u8],
+    stored: impl Into<Cow<'a, [u8]>>,
     keys: &Keys,
     object: impl Fn() -> String,
 ) -> Result<Vec<u8>> {
     let opened = keys.open(SealKind::Blob, stored, &object)?;
-    let raw = crate::compression::decode(entry.codec, &opened, entry.raw_length as usize, &object)?;
+    let raw = crate::compression::decode(entry.codec, opened, entry.raw_length as usize, &object)?;
     check_blob(keys, entry.id, &raw, object)?;
-    Ok(raw)
+    Ok(raw.into_owned())
 }
 
 /// Fails unless `raw` hashes to `id` (keyed in an encrypted repository).

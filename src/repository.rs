@@ -489,7 +489,7 @@ impl Repository {
                     error
                 }
             })?;
-        pack::decode_blob(entry, &stored, &self.keys, || {
+        pack::decode_blob(entry, stored, &self.keys, || {
             format!("blob {} in pack {pack_name}", entry.id)
         })
     }
@@ -532,7 +532,10 @@ impl Repository {
 
     /// Publishes a snapshot file (the commit point of a backup).
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
-        let bytes = self.keys.seal(SealKind::Snapshot, &snapshot.encode())?;
+        let bytes = self
+            .keys
+            .seal(SealKind::Snapshot, &snapshot.encode())?
+            .into_owned();
         let id = Id::of(&bytes);
         self.backend
             .write_if_absent(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
@@ -647,7 +650,7 @@ impl<'repository> PackWriter<'repository> {
             known,
             compression: repository.compression,
             state: Mutex::new(PackerState {
-                packer: Packer::new(),
+                packer: Packer::with_capacity(packer_capacity(repository)),
                 pending: HashSet::new(),
             }),
             sender: Mutex::new(Some(sender)),
@@ -659,6 +662,10 @@ impl<'repository> PackWriter<'repository> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn packer_capacity(&self) -> usize {
+        packer_capacity(self.repository)
     }
 
     /// The keys blob ids are computed with.
@@ -693,7 +700,10 @@ impl<'repository> PackWriter<'repository> {
                 .packer
                 .add_encoded(id, kind, codec, &stored, data.len())?;
             if state.packer.len() >= self.repository.config.pack_size as usize {
-                Some(std::mem::take(&mut state.packer))
+                Some(std::mem::replace(
+                    &mut state.packer,
+                    Packer::with_capacity(self.packer_capacity()),
+                ))
             } else {
                 None
             }
@@ -755,6 +765,14 @@ impl<'repository> PackWriter<'repository> {
         }
         self.join_writer()
     }
+}
+
+/// A pack closes at the first blob reaching the target size: room for the
+/// target plus one largest chunk (and its seal).
+fn packer_capacity(repository: &Repository) -> usize {
+    repository.config.pack_size as usize
+        + repository.config.chunker.max_size as usize
+        + crypto::SEAL_OVERHEAD
 }
 
 fn write_packs(

@@ -226,6 +226,8 @@ impl Repository {
             }
         }
 
+        // Largest files first, so one big file does not start last and run alone.
+        files.sort_by_key(|&file| std::cmp::Reverse(planned[file].entry.size()));
         let total: u64 = files.iter().map(|&file| planned[file].entry.size()).sum();
         progress.start("restoring", total);
         let failures = Mutex::new(Vec::<(PathBuf, Error)>::new());

@@ -237,7 +237,7 @@ impl Repository {
             object: object.clone(),
         })
         .map_err(|error| Error::InvalidArgument(error.to_string()))?;
-        let stored = self.keys().seal(SealKind::WalRecord, &json)?;
+        let stored = self.keys().seal(SealKind::WalRecord, &json)?.into_owned();
         let id = Id::of(&stored);
         self.backend()
             .write_if_absent(ObjectKind::Wal, &id.to_hex(), &stored)?;
