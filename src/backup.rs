@@ -23,11 +23,12 @@ use std::time::{Instant, SystemTime};
 
 use rayon::prelude::*;
 
+use crate::checkpoint::{matches_pattern, FileClasses};
 use crate::chunker::{CutFinder, StreamChunker};
 use crate::compression::Compression;
 use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
-use crate::lock::{host_name, LockKind};
+use crate::lock::{host_name, user_name, LockKind};
 use crate::pack::BlobKind;
 use crate::progress::Progress;
 use crate::repository::{PackWriter, Repository};
@@ -54,9 +55,9 @@ pub struct BackupOptions {
     pub mode: BackupMode,
     /// An explicit parent snapshot selector, overriding `mode`'s choice.
     pub parent: Option<String>,
-    /// File-name suffixes of files that are never modified in place, whose
-    /// ctime therefore must not veto a metadata match.
-    pub immutable_suffixes: Vec<String>,
+    /// File-name patterns (as in [`FileClasses`]) of files that are never
+    /// modified in place, whose ctime therefore must not veto a metadata match.
+    pub immutable_patterns: Vec<String>,
     /// Host name to record (defaults to this machine's).
     pub host: Option<String>,
     /// Compression of new blobs (defaults to the repository's).
@@ -72,7 +73,7 @@ impl Default for BackupOptions {
             tags: Vec::new(),
             mode: BackupMode::Incremental,
             parent: None,
-            immutable_suffixes: [".sst", ".ldb", ".blob"].map(String::from).to_vec(),
+            immutable_patterns: FileClasses::default().immutable,
             host: None,
             compression: None,
             source_label: None,
@@ -181,7 +182,7 @@ fn metadata_of(stat: &fs::Metadata) -> Metadata {
 struct Scan<'a> {
     repository: &'a Repository,
     parent: &'a ParentFiles,
-    immutable_suffixes: &'a [String],
+    immutable_patterns: &'a [String],
     jobs: Vec<FileJob>,
     warnings: Vec<String>,
     /// Entries left out because they could not be read.
@@ -191,9 +192,10 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     fn is_immutable(&self, name: &[u8]) -> bool {
-        self.immutable_suffixes
+        let name = String::from_utf8_lossy(name);
+        self.immutable_patterns
             .iter()
-            .any(|suffix| name.ends_with(suffix.as_bytes()))
+            .any(|pattern| matches_pattern(pattern, &name))
     }
 
     /// The parent's entry for this file if its content can be reused unread.
@@ -495,7 +497,7 @@ impl Repository {
         let mut scan = Scan {
             repository: self,
             parent: &parent_files,
-            immutable_suffixes: &options.immutable_suffixes,
+            immutable_patterns: &options.immutable_patterns,
             jobs: Vec::new(),
             warnings: Vec::new(),
             unreadable: 0,
@@ -575,7 +577,7 @@ impl Repository {
         stats.bytes_stored = summary.pack_bytes;
         stats.blobs_added = summary.locations.len() as u64;
         stats.packs_written = summary.packs;
-        stats.duration_seconds = snapshot::seconds(started.elapsed());
+        stats.duration_seconds = started.elapsed().as_secs_f64();
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
             time: snapshot::format_time(start_time),
@@ -682,12 +684,4 @@ fn build_tree(
     let id = writer.keys().blob_id(&bytes);
     writer.add(id, BlobKind::Tree, &bytes)?;
     Ok(id)
-}
-
-fn user_name() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|user| user.name)
-        .unwrap_or_else(|| nix::unistd::getuid().to_string())
 }

@@ -13,7 +13,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -229,10 +229,6 @@ fn sync_tree(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A pause measured by [`checkpoint`], for callers that want a `Duration`.
-pub fn pause(report: &CheckpointReport) -> Duration {
-    Duration::from_secs_f64(report.pause_seconds)
-}
 
 impl crate::repository::Repository {
     /// `backup --live`: checkpoints `source` into a temporary directory next

@@ -151,8 +151,6 @@ pub struct StreamChunker<'finder, R> {
     start: usize,
     end: usize,
     end_of_stream: bool,
-    /// Bytes consumed by chunks handed out so far.
-    position: u64,
 }
 
 impl<'finder, R: Read> StreamChunker<'finder, R> {
@@ -171,13 +169,7 @@ impl<'finder, R: Read> StreamChunker<'finder, R> {
             start: 0,
             end: 0,
             end_of_stream: false,
-            position: 0,
         }
-    }
-
-    /// Offset in the stream of the next chunk.
-    pub fn position(&self) -> u64 {
-        self.position
     }
 
     /// Reads until the buffer holds at least `max_size` bytes or the stream ended.
@@ -216,7 +208,6 @@ impl<'finder, R: Read> StreamChunker<'finder, R> {
         let length = self.finder.next_cut(available);
         let chunk_start = self.start;
         self.start += length;
-        self.position += length as u64;
         Ok(Some(&self.buffer[chunk_start..chunk_start + length]))
     }
 }

@@ -89,6 +89,16 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// The name of the user running this process (its uid when it has none).
+pub(crate) fn user_name() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| nix::unistd::getuid().to_string())
+}
+
+/// This machine's host name, as recorded in snapshots and locks.
 pub(crate) fn host_name() -> String {
     nix::unistd::gethostname()
         .map(|name| name.to_string_lossy().into_owned())

@@ -22,7 +22,7 @@ use crate::crypto::{self, KdfParams, KeyFile, Keys, MasterKey, SealKind, DEFAULT
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, encode_index_file, BlobLocation, Index};
-use crate::lock::{LockGuard, LockKind};
+use crate::lock::{user_name, LockGuard, LockKind};
 use crate::pack::{self, BlobKind, Packer};
 use crate::snapshot::{self, Snapshot, SnapshotEntry};
 use crate::tree::Tree;
@@ -142,14 +142,6 @@ fn random_id() -> Result<String> {
     let mut bytes = [0u8; 32];
     crypto::random_bytes(&mut bytes)?;
     Ok(Id(bytes).to_hex())
-}
-
-fn user_name() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|user| user.name)
-        .unwrap_or_else(|| nix::unistd::getuid().to_string())
 }
 
 impl Repository {
@@ -671,11 +663,6 @@ impl<'repository> PackWriter<'repository> {
     /// The keys blob ids are computed with.
     pub fn keys(&self) -> &Keys {
         &self.repository.keys
-    }
-
-    /// Whether the repository (or this writer) already has the blob.
-    pub fn contains(&self, id: &Id) -> bool {
-        self.known.contains(id) || self.state().pending.contains(id)
     }
 
     /// Compresses new blobs with `compression` instead of the repository's default.

@@ -321,26 +321,14 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 mod tests {
     use super::*;
     use crate::id::Id;
-    use crate::snapshot::{BackupStats, Snapshot, SNAPSHOT_VERSION};
+    use crate::snapshot::Snapshot;
 
     fn entry(time: &str, tags: &[&str], seed: u8) -> SnapshotEntry {
         SnapshotEntry {
             id: Id([seed; 32]),
             snapshot: Snapshot {
-                version: SNAPSHOT_VERSION,
-                time: time.to_string(),
-                host: "h".into(),
-                user: "u".into(),
-                source: "/db".into(),
-                tags: tags.iter().map(|tag| tag.to_string()).collect(),
-                parent: None,
                 kind: SnapshotKind::Incremental,
-                tree: Id([0; 32]),
-                incomplete: false,
-                warnings: vec![],
-                stats: BackupStats::default(),
-                program: "test".into(),
-                database: None,
+                ..crate::snapshot::test_snapshot(time, tags)
             },
         }
     }

@@ -5,7 +5,7 @@
 //! pack, index file and tree it references has been published, so a snapshot
 //! that exists is complete.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -179,9 +179,26 @@ pub fn select<'a>(snapshots: &'a [SnapshotEntry], selector: &str) -> Result<&'a 
     }
 }
 
-/// Duration as fractional seconds, for stats.
-pub fn seconds(duration: Duration) -> f64 {
-    duration.as_secs_f64()
+
+/// A snapshot of `/db` at `time` with `tags`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_snapshot(time: &str, tags: &[&str]) -> Snapshot {
+    Snapshot {
+        version: SNAPSHOT_VERSION,
+        time: time.to_string(),
+        host: "h".into(),
+        user: "u".into(),
+        source: "/db".into(),
+        tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        parent: None,
+        kind: SnapshotKind::Full,
+        tree: Id([0; 32]),
+        incomplete: false,
+        warnings: vec![],
+        stats: BackupStats::default(),
+        program: "test".into(),
+        database: None,
+    }
 }
 
 #[cfg(test)]
@@ -189,22 +206,7 @@ mod tests {
     use super::*;
 
     fn snapshot(time: &str, tags: &[&str]) -> Snapshot {
-        Snapshot {
-            version: SNAPSHOT_VERSION,
-            time: time.to_string(),
-            host: "h".into(),
-            user: "u".into(),
-            source: "/db".into(),
-            tags: tags.iter().map(|tag| tag.to_string()).collect(),
-            parent: None,
-            kind: SnapshotKind::Full,
-            tree: Id([0; 32]),
-            incomplete: false,
-            warnings: vec![],
-            stats: BackupStats::default(),
-            program: "test".into(),
-            database: None,
-        }
+        test_snapshot(time, tags)
     }
 
     #[test]

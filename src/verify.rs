@@ -116,6 +116,19 @@ impl Findings {
         self.add(object, problem);
     }
 
+    /// Records that `who` needs `blob` (a `kind`: "tree" or "blob"): a finding
+    /// when no index lists it, and `who` among the affected of any finding on it.
+    fn reference(&mut self, blob: Id, indexed: bool, kind: &str, who: impl FnOnce() -> String) {
+        if !indexed && !self.damaged_blobs.contains_key(&blob) {
+            self.add_blob(
+                blob,
+                format!("{kind} {blob}"),
+                "not in any index (its pack is missing or unindexed)".into(),
+            );
+        }
+        self.affect(&blob, who);
+    }
+
     fn affect(&mut self, blob: &Id, who: impl FnOnce() -> String) {
         if let Some(object) = self.damaged_blobs.get(blob) {
             if let Some(finding) = self.by_object.get_mut(object) {
@@ -271,16 +284,7 @@ impl Repository {
             while let Some((path, tree_id)) = pending.pop() {
                 referenced.insert(tree_id);
                 let where_ = || format!("{label}: {}", if path.is_empty() { "/" } else { &path });
-                if !locations.contains_key(&tree_id)
-                    && !findings.damaged_blobs.contains_key(&tree_id)
-                {
-                    findings.add_blob(
-                        tree_id,
-                        format!("tree {tree_id}"),
-                        "not in any index (its pack is missing or unindexed)".into(),
-                    );
-                }
-                findings.affect(&tree_id, where_);
+                findings.reference(tree_id, locations.contains_key(&tree_id), "tree", where_);
                 let tree = trees
                     .entry(tree_id)
                     .or_insert_with(|| match locations.get(&tree_id) {
@@ -312,17 +316,12 @@ impl Repository {
                         EntryKind::File { chunks, .. } => {
                             for chunk in chunks {
                                 referenced.insert(chunk);
-                                if !locations.contains_key(&chunk)
-                                    && !findings.damaged_blobs.contains_key(&chunk)
-                                {
-                                    findings.add_blob(
-                                        chunk,
-                                        format!("blob {chunk}"),
-                                        "not in any index (its pack is missing or unindexed)"
-                                            .into(),
-                                    );
-                                }
-                                findings.affect(&chunk, || format!("{label}: {child_path}"));
+                                findings.reference(
+                                    chunk,
+                                    locations.contains_key(&chunk),
+                                    "blob",
+                                    || format!("{label}: {child_path}"),
+                                );
                             }
                         }
                         EntryKind::Symlink { .. } => {}
@@ -340,16 +339,7 @@ impl Repository {
                     report.wal_segments += 1;
                     for chunk in record.chunks {
                         referenced.insert(chunk);
-                        if !locations.contains_key(&chunk)
-                            && !findings.damaged_blobs.contains_key(&chunk)
-                        {
-                            findings.add_blob(
-                                chunk,
-                                format!("blob {chunk}"),
-                                "not in any index (its pack is missing or unindexed)".into(),
-                            );
-                        }
-                        findings.affect(&chunk, || {
+                        findings.reference(chunk, locations.contains_key(&chunk), "blob", || {
                             format!(
                                 "WAL segment {} of database {}",
                                 record.file_name, record.database_id
