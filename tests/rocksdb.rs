@@ -88,6 +88,17 @@ fn assert_same_files(expected: &Path, actual: &Path) {
 
 #[test]
 fn rocksdb_generations_back_up_and_restore_exactly() {
+    generations_round_trip(false);
+}
+
+#[test]
+fn rocksdb_generations_encrypted_and_compressed() {
+    generations_round_trip(true);
+}
+
+/// Back up churned generations, restore each, compare bytes, `sst_dump
+/// verify` and `ldb scan`; plaintext, or encrypted with zstd compression.
+fn generations_round_trip(encrypted: bool) {
     require_rocksdb_tools();
     let work = tempfile::tempdir().unwrap();
     let db = work.path().join("db");
@@ -95,6 +106,28 @@ fn rocksdb_generations_back_up_and_restore_exactly() {
     let checkpoints = work.path().join("checkpoints");
     fs::create_dir(&checkpoints).unwrap();
     db_bench(&db, &["--benchmarks=fillrandom"]);
+    let password_file = work.path().join("password");
+    fs::write(&password_file, "rocksdb test password").unwrap();
+    let with_password = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        if encrypted {
+            all.extend([
+                "--password-file".to_string(),
+                password_file.display().to_string(),
+            ]);
+        }
+        all.extend(args.iter().map(|arg| arg.to_string()));
+        all
+    };
+    let vault_json = |args: &[&str]| {
+        let all = with_password(args);
+        lsmvault_json(&repo, &all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    if encrypted {
+        vault_json(&["init", "--kdf-target-ms", "20", "--compression", "zstd:3"]);
+    } else {
+        vault_json(&["init", "--no-encryption"]);
+    }
 
     let generations = 4;
     let mut snapshot_ids = Vec::new();
@@ -113,17 +146,12 @@ fn rocksdb_generations_back_up_and_restore_exactly() {
         }
         let checkpoint_dir = checkpoints.join(format!("gen{generation}"));
         checkpoint(&db, &checkpoint_dir);
-        let backup = lsmvault_json(
-            &repo,
-            &[
-                "backup",
-                "--init",
-                "--no-encryption",
-                checkpoint_dir.to_str().unwrap(),
-                "--tag",
-                &format!("gen{generation}"),
-            ],
-        );
+        let backup = vault_json(&[
+            "backup",
+            checkpoint_dir.to_str().unwrap(),
+            "--tag",
+            &format!("gen{generation}"),
+        ]);
         let stats = &backup["snapshot"]["stats"];
         if generation > 1 {
             // Hard-linked SSTs of the previous checkpoint are not read again.
@@ -138,11 +166,17 @@ fn rocksdb_generations_back_up_and_restore_exactly() {
     }
     // An unchanged checkpoint costs metadata only.
     let last_checkpoint = checkpoints.join(format!("gen{generations}"));
-    let again = lsmvault_json(&repo, &["backup", last_checkpoint.to_str().unwrap()]);
+    let again = vault_json(&["backup", last_checkpoint.to_str().unwrap()]);
     assert_eq!(again["snapshot"]["stats"]["bytes_read"], 0);
     assert_eq!(again["snapshot"]["stats"]["bytes_added"], 0);
+    if encrypted {
+        let config: serde_json::Value =
+            serde_json::from_slice(&fs::read(repo.join("config")).unwrap()).unwrap();
+        assert_eq!(config["encryption"]["cipher"], "xchacha20-poly1305");
+        assert_eq!(config["compression"], "zstd:3");
+    }
 
-    let report = lsmvault_json(&repo, &["verify", "--read-data"]);
+    let report = vault_json(&["verify", "--read-data"]);
     assert!(
         report["findings"].as_array().unwrap().is_empty(),
         "{report:#}"
@@ -151,10 +185,7 @@ fn rocksdb_generations_back_up_and_restore_exactly() {
     for (generation, id) in (1..=generations).zip(&snapshot_ids) {
         let checkpoint_dir = checkpoints.join(format!("gen{generation}"));
         let restored = work.path().join(format!("restored-gen{generation}"));
-        lsmvault_ok(
-            &repo,
-            &["restore", id, "--target", restored.to_str().unwrap()],
-        );
+        vault_json(&["restore", id, "--target", restored.to_str().unwrap()]);
         assert_same_files(&checkpoint_dir, &restored);
         let verified = run(Command::new("sst_dump")
             .arg(format!("--file={}", restored.display()))
