@@ -229,7 +229,6 @@ fn sync_tree(root: &Path) -> Result<()> {
     Ok(())
 }
 
-
 impl crate::repository::Repository {
     /// `backup --live`: checkpoints `source` into a temporary directory next
     /// to it (same file system, so immutable files are hard links), backs the

@@ -179,7 +179,6 @@ pub fn select<'a>(snapshots: &'a [SnapshotEntry], selector: &str) -> Result<&'a 
     }
 }
 
-
 /// A snapshot of `/db` at `time` with `tags`, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_snapshot(time: &str, tags: &[&str]) -> Snapshot {
