@@ -45,7 +45,8 @@ pub struct LockInfo {
     pub kind: LockKind,
     pub host: String,
     pub pid: u32,
-    /// What holds it, e.g. "backup /data/ckpt-7".
+    /// Which command holds it (`backup`, `prune`, ...; never a path, since lock
+    /// objects are not encrypted).
     pub purpose: String,
     /// When the lock was first taken (RFC 3339).
     pub created: String,
