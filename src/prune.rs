@@ -13,7 +13,9 @@
 //! 4. delete the packs that are no longer indexed.
 //!
 //! Until step 3 the old index still serves; after it the new one does; packs
-//! are deleted only once no index file names them.
+//! are deleted only once no index file names them, and never a pack the new
+//! index names (a repacked pack can be byte-identical to, so named like, a
+//! pack a killed prune left behind).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -363,19 +365,31 @@ impl Repository {
                 self.backend().delete(ObjectKind::Index, &file.name)?;
             }
         }
-        let mut freed = 0;
+        // A pack the new index names is never deleted, whatever it was
+        // classified as: repacking is deterministic in a plaintext
+        // repository, so the pack just written can carry the name of an
+        // unused or unindexed pack that an earlier, killed prune wrote.
+        let indexed_packs: HashSet<String> = kept_locations
+            .iter()
+            .map(|location| location.pack.to_hex())
+            .collect();
         for name in delete
             .iter()
             .chain(&repack)
             .map(Id::to_hex)
             .chain(unindexed.iter().cloned())
+            .filter(|name| !indexed_packs.contains(name))
         {
             self.backend().delete(ObjectKind::Pack, &name)?;
-            freed += pack_sizes.get(&name).copied().unwrap_or(0);
         }
         self.refresh_index()?;
-        report.bytes_after = report.bytes_before - freed + written.pack_bytes;
-        report.bytes_freed = report.bytes_before - report.bytes_after;
+        report.bytes_after = self
+            .backend()
+            .list(ObjectKind::Pack)?
+            .iter()
+            .map(|pack| pack.size)
+            .sum();
+        report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
         report.duration_seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
