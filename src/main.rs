@@ -358,20 +358,41 @@ impl Progress for BarProgress {
     }
 }
 
-/// Multi-MiB buffers (packs, chunker windows) are allocated and freed all the
-/// time; glibc's adaptive mmap threshold would soon serve them from arenas that
-/// never shrink, so peak memory would grow with every pack. A fixed threshold
-/// keeps them as mappings that are returned when freed.
-fn bound_allocator_memory() {
+/// Multi-MiB buffers (packs, chunker windows, decompressed chunks) are
+/// allocated and freed all the time. Served as fresh mappings, or from heap
+/// memory that glibc hands back to the kernel as soon as it is free, every
+/// 4 KiB page of them costs a page fault and a zeroing when next used:
+/// measured on an 0.85 GB checkpoint, that was most of the system time of
+/// `verify --read-data` (267 000 faults, 0.6 s of 1.2 s CPU) and of a restore.
+/// So freed heap memory is kept for reuse, and commands that read whole packs
+/// (restore, verify, prune, ...) keep buffers up to glibc's largest threshold
+/// in the heap too. A backup keeps multi-MiB buffers as mappings returned
+/// when freed: its pack buffers are recycled by the pack writer anyway, and
+/// heap arenas would hold its chunker windows at their peak. Peak RSS of each
+/// command is measured in docs/benchmarks.md.
+fn tune_allocator(command: &Command) {
+    let mmap_threshold = match command {
+        Command::Backup(_) => BACKUP_MMAP_THRESHOLD,
+        _ => READER_MMAP_THRESHOLD,
+    };
     // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
     unsafe {
-        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024 + 1);
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, mmap_threshold);
+        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
 
+/// Just above the largest chunk (4 MiB): chunks and their compressed forms
+/// stay in the heap, pack-sized buffers do not.
+const BACKUP_MMAP_THRESHOLD: i32 = 4 * 1024 * 1024 + 1;
+/// glibc's maximum mmap threshold on 64-bit (`DEFAULT_MMAP_THRESHOLD_MAX`).
+const READER_MMAP_THRESHOLD: i32 = 32 * 1024 * 1024;
+/// Free memory at the top of a heap kept before it is returned.
+const TRIM_THRESHOLD: i32 = 256 * 1024 * 1024;
+
 fn main() -> ExitCode {
-    bound_allocator_memory();
     let cli = Cli::parse();
+    tune_allocator(&cli.command);
     match run(&cli) {
         Ok(code) => code,
         Err(error) => {
