@@ -366,8 +366,19 @@ impl Repository {
     }
 
     /// Takes a repository lock held until the guard is dropped.
+    ///
+    /// The cached index is dropped once the lock is held: a prune may have
+    /// run since it was loaded (between two commands of a long-lived handle),
+    /// and a blob of a pack it deleted must not pass for stored. While the
+    /// lock is held no prune runs, so the index loaded next stays valid
+    /// (other backups only add to it).
     pub fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard> {
-        LockGuard::acquire(Arc::clone(&self.backend), kind, purpose)
+        let guard = LockGuard::acquire(Arc::clone(&self.backend), kind, purpose)?;
+        *self
+            .index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        Ok(guard)
     }
 
     /// The repository's default blob compression.

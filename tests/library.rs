@@ -180,3 +180,52 @@ fn a_file_changing_while_read_is_read_again_or_reported() {
     assert!(restored.len() > 6_000_000);
     assert_eq!(restored[..], fs::read(&wal).unwrap()[..restored.len()]);
 }
+
+/// Regression: a handle's cached index outlived another handle's prune. The
+/// long-lived handle (as `wal archive --watch` keeps one) then took blobs of
+/// deleted packs for stored, and wrote a snapshot that referenced them.
+#[test]
+fn a_handle_does_not_trust_its_cached_index_after_another_handle_pruned() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("000001.sst"), seeded_bytes(7, 3_000_000)).unwrap();
+    let long_lived = Repository::init_local(&repo, InitOptions::default()).unwrap();
+    let first = long_lived
+        .backup(&source, &BackupOptions::default(), &NoProgress)
+        .unwrap();
+    assert!(!long_lived.index().unwrap().is_empty());
+
+    // Another handle forgets the only snapshot and prunes its data away.
+    let other = Repository::open_local(&repo).unwrap();
+    other.forget_snapshots(&[first.id.to_hex()], false).unwrap();
+    let pruned = other
+        .prune(&lsmvault::PruneOptions::default(), &NoProgress)
+        .unwrap();
+    assert!(pruned.packs_deleted > 0, "{pruned:?}");
+
+    // The same content again, through the handle whose cache predates the prune.
+    let second = long_lived
+        .backup(&source, &BackupOptions::default(), &NoProgress)
+        .unwrap();
+    assert!(second.snapshot.stats.bytes_added >= 3_000_000);
+    let report = Repository::open_local(&repo)
+        .unwrap()
+        .verify(
+            &VerifyOptions {
+                read_data: ReadData::All,
+            },
+            &NoProgress,
+        )
+        .unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let target = work.path().join("restored");
+    long_lived
+        .restore("latest", &target, &RestoreOptions::default(), &NoProgress)
+        .unwrap();
+    assert_eq!(
+        fs::read(target.join("000001.sst")).unwrap(),
+        seeded_bytes(7, 3_000_000)
+    );
+}
