@@ -39,9 +39,14 @@ pub enum LockKind {
     Exclusive,
 }
 
+/// Version of the lock object format written by this build.
+pub const LOCK_VERSION: u32 = 1;
+
 /// The content of a lock object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
+    /// Format version of lock objects ([`LOCK_VERSION`]).
+    pub version: u32,
     pub kind: LockKind,
     pub host: String,
     pub pid: u32,
@@ -121,6 +126,14 @@ pub fn list_locks(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
             continue;
         };
         match serde_json::from_slice::<LockInfo>(&bytes) {
+            // A lock of a newer format cannot be judged stale or compatible.
+            Ok(info) if info.version != LOCK_VERSION => {
+                return Err(Error::UnsupportedVersion {
+                    object: ObjectKind::Lock.describe(&object.name),
+                    found: info.version,
+                    supported: LOCK_VERSION,
+                })
+            }
             Ok(info) => locks.push((object.name, info)),
             Err(error) => {
                 return Err(Error::corrupt(
@@ -175,6 +188,7 @@ impl LockGuard {
         let host = host_name();
         let now = format_time(SystemTime::now());
         let info = LockInfo {
+            version: LOCK_VERSION,
             kind,
             host: host.clone(),
             pid: std::process::id(),
@@ -308,9 +322,31 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_of_an_unknown_version_is_refused() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let newer = LockInfo {
+            version: LOCK_VERSION + 1,
+            kind: LockKind::Shared,
+            host: host_name(),
+            pid: std::process::id(),
+            purpose: "backup".into(),
+            created: format_time(SystemTime::now()),
+            refreshed: format_time(SystemTime::now()),
+        };
+        write_lock(backend.as_ref(), "newer", &newer).unwrap();
+        let error = list_locks(backend.as_ref()).unwrap_err();
+        assert_eq!(error.code(), crate::ErrorCode::UnsupportedVersion);
+        let error = LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune")
+            .err()
+            .unwrap();
+        assert_eq!(error.code(), crate::ErrorCode::UnsupportedVersion);
+    }
+
+    #[test]
     fn stale_locks_are_ignored_and_removed() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let old = LockInfo {
+            version: LOCK_VERSION,
             kind: LockKind::Exclusive,
             host: "elsewhere".into(),
             pid: 1,

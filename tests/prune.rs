@@ -191,7 +191,7 @@ fn prune_refuses_while_a_reader_holds_the_lock() {
     let dead_pid = child.id();
     child.wait().unwrap();
     let stale = serde_json::json!({
-        "kind": "exclusive", "host": nix::unistd::gethostname().unwrap().to_string_lossy(),
+        "version": 1, "kind": "exclusive", "host": nix::unistd::gethostname().unwrap().to_string_lossy(),
         "pid": dead_pid, "purpose": "prune", "created": "2026-01-01T00:00:00Z",
         "refreshed": humantime::format_rfc3339(std::time::SystemTime::now()).to_string(),
     });
