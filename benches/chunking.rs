@@ -26,7 +26,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use lsmvault::chunker::{ChunkerParams, CutFinder, StreamChunker};
 use lsmvault::compression::Compression;
-use lsmvault::crypto::{MasterKey, SealKind};
+use lsmvault::crypto::{Cipher, MasterKey, SealKind};
 use lsmvault::pack::{BlobKind, Packer};
 use lsmvault::Id;
 
@@ -260,7 +260,9 @@ fn hot_paths(criterion: &mut Criterion) {
     });
     drop(records);
 
-    let keys = MasterKey::generate().expect("system random source").keys();
+    let keys = MasterKey::generate()
+        .expect("system random source")
+        .keys(Cipher::default());
     group.bench_function("encryption/seal_chunks", |bench| {
         bench.iter(|| {
             let mut sealed = 0usize;

@@ -216,11 +216,11 @@ mod tests {
 #[cfg(test)]
 mod encrypted_tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::crypto::{Cipher, MasterKey};
 
     #[test]
     fn encrypted_index_round_trips_and_hides_ids() {
-        let keys = MasterKey::generate().unwrap().keys();
+        let keys = MasterKey::generate().unwrap().keys(Cipher::default());
         let location = BlobLocation {
             pack: Id([7; 32]),
             entry: PackEntry {

@@ -196,6 +196,10 @@ struct InitArgs {
     /// Milliseconds one password check should take (argon2id is tuned to it).
     #[arg(long, default_value_t = 500, value_name = "MS")]
     kdf_target_ms: u64,
+    /// AEAD of an encrypted repository: aes-256-gcm-subkey (fast with AES
+    /// hardware) or xchacha20-poly1305.
+    #[arg(long, default_value = "aes-256-gcm-subkey")]
+    cipher: String,
 }
 
 #[derive(Subcommand)]
@@ -470,6 +474,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 compression: args.compression.parse()?,
                 password: init_password(cli, args.no_encryption, &repo)?,
                 kdf_target: Duration::from_millis(args.kdf_target_ms),
+                cipher: args.cipher.parse()?,
                 ..InitOptions::default()
             };
             let repository = Repository::init_local(&repo, options)?;

@@ -403,7 +403,7 @@ mod tests {
 mod encrypted_tests {
     use super::*;
     use crate::compression::Compression;
-    use crate::crypto::MasterKey;
+    use crate::crypto::{Cipher, MasterKey};
     use proptest::prelude::*;
 
     proptest! {
@@ -418,7 +418,7 @@ mod encrypted_tests {
             compress in any::<bool>(),
             flip in any::<usize>(),
         ) {
-            let keys = if encrypted { MasterKey::generate().unwrap().keys() } else { Keys::plaintext() };
+            let keys = if encrypted { MasterKey::generate().unwrap().keys(Cipher::default()) } else { Keys::plaintext() };
             let compression = if compress { Compression::Zstd { level: 3 } } else { Compression::Off };
             let mut packer = Packer::new();
             for blob in &blobs {
@@ -448,7 +448,7 @@ mod encrypted_tests {
                 };
                 prop_assert!(detected, "flip at {} not detected", position);
                 // Another repository's key opens nothing.
-                let other = MasterKey::generate().unwrap().keys();
+                let other = MasterKey::generate().unwrap().keys(Cipher::default());
                 let refused = matches!(parse_pack("p", &pack.bytes, &other), Err(Error::AuthenticationFailed { .. }));
                 prop_assert!(refused);
             }

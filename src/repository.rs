@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{is_not_found, Backend, LocalBackend, ObjectKind, WriteOutcome};
 use crate::chunker::ChunkerParams;
 use crate::compression::Compression;
-use crate::crypto::{self, KdfParams, KeyFile, Keys, MasterKey, SealKind, DEFAULT_KDF_TARGET};
+use crate::crypto::{
+    self, Cipher, KdfParams, KeyFile, Keys, MasterKey, SealKind, DEFAULT_KDF_TARGET,
+};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, encode_index_file, BlobLocation, Index};
@@ -59,7 +61,7 @@ pub struct Config {
 /// The encryption scheme of an encrypted repository (see `docs/security.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncryptionConfig {
-    /// `xchacha20-poly1305`.
+    /// `aes-256-gcm-subkey` or `xchacha20-poly1305` (see [`Cipher`]).
     pub cipher: String,
     /// `argon2id` (parameters per key file).
     pub kdf: String,
@@ -70,9 +72,9 @@ pub struct EncryptionConfig {
 }
 
 impl EncryptionConfig {
-    fn current() -> EncryptionConfig {
+    fn with_cipher(cipher: Cipher) -> EncryptionConfig {
         EncryptionConfig {
-            cipher: "xchacha20-poly1305".into(),
+            cipher: cipher.name().into(),
             kdf: "argon2id".into(),
             blob_ids: "keyed-blake3".into(),
             chunker_gear: "seeded".into(),
@@ -90,6 +92,8 @@ pub struct InitOptions {
     pub password: Option<String>,
     /// How long one key derivation should take (argon2id is tuned to it).
     pub kdf_target: Duration,
+    /// The AEAD of an encrypted repository.
+    pub cipher: Cipher,
 }
 
 impl Default for InitOptions {
@@ -100,6 +104,7 @@ impl Default for InitOptions {
             compression: Compression::default(),
             password: None,
             kdf_target: DEFAULT_KDF_TARGET,
+            cipher: Cipher::default(),
         }
     }
 }
@@ -182,7 +187,9 @@ impl Repository {
             chunker: options.chunker,
             pack_size: options.pack_size,
             compression: options.compression.to_string(),
-            encryption: master.as_ref().map(|_| EncryptionConfig::current()),
+            encryption: master
+                .as_ref()
+                .map(|_| EncryptionConfig::with_cipher(options.cipher)),
         };
         let bytes = serde_json::to_vec_pretty(&config)
             .map_err(|error| Error::InvalidArgument(error.to_string()))?;
@@ -199,7 +206,7 @@ impl Repository {
             compression: options.compression,
             keys: master
                 .as_ref()
-                .map_or_else(Keys::plaintext, |(master, _)| master.keys()),
+                .map_or_else(Keys::plaintext, |(master, _)| master.keys(options.cipher)),
             master,
             index: RwLock::new(None),
         })
@@ -249,20 +256,23 @@ impl Repository {
             }
             (_, text) => text.parse()?,
         };
-        let master = match &config.encryption {
-            None => None,
-            Some(scheme) if *scheme != EncryptionConfig::current() => {
-                return Err(Error::UnsupportedVersion {
-                    object: format!("repository {} (encryption {scheme:?})", backend.location()),
-                    found: config.version,
-                    supported: REPOSITORY_VERSION,
-                })
-            }
-            Some(_) => {
+        let (master, cipher) = match &config.encryption {
+            None => (None, Cipher::default()),
+            Some(scheme) => {
+                let cipher = Cipher::from_name(&scheme.cipher)
+                    .filter(|cipher| *scheme == EncryptionConfig::with_cipher(*cipher))
+                    .ok_or_else(|| Error::UnsupportedVersion {
+                        object: format!(
+                            "repository {} (encryption {scheme:?})",
+                            backend.location()
+                        ),
+                        found: config.version,
+                        supported: REPOSITORY_VERSION,
+                    })?;
                 let password = password.ok_or_else(|| Error::PasswordRequired {
                     location: backend.location(),
                 })?;
-                Some(unlock_master_key(backend.as_ref(), password)?)
+                (Some(unlock_master_key(backend.as_ref(), password)?), cipher)
             }
         };
         Ok(Repository {
@@ -271,7 +281,7 @@ impl Repository {
             compression,
             keys: master
                 .as_ref()
-                .map_or_else(Keys::plaintext, |(master, _)| master.keys()),
+                .map_or_else(Keys::plaintext, |(master, _)| master.keys(cipher)),
             master,
             index: RwLock::new(None),
         })

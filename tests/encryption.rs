@@ -48,6 +48,12 @@ struct Fixture {
 }
 
 fn encrypted_fixture() -> Fixture {
+    encrypted_fixture_with(&[])
+}
+
+/// An encrypted repository (`init` with `init_arguments` added) holding one
+/// backup of a source full of a marker string.
+fn encrypted_fixture_with(init_arguments: &[&str]) -> Fixture {
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     let source = work.path().join(format!("db-{MARKER}"));
@@ -62,7 +68,9 @@ fn encrypted_fixture() -> Fixture {
     sst[1_000_000..1_000_000 + MARKER.len()].copy_from_slice(MARKER.as_bytes());
     fs::write(source.join("000002.sst"), sst).unwrap();
     fs::write(source.join(MARKER), MARKER).unwrap();
-    let init = run(&repo, Some(PASSWORD), &["init", "--kdf-target-ms", "20"]);
+    let mut init_command = vec!["init", "--kdf-target-ms", "20"];
+    init_command.extend_from_slice(init_arguments);
+    let init = run(&repo, Some(PASSWORD), &init_command);
     assert!(
         init.status.success(),
         "{}",
@@ -86,7 +94,20 @@ fn every_file(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn nothing_is_written_in_plaintext_and_everything_restores() {
-    let fixture = encrypted_fixture();
+    // The default cipher, and the other one a repository may be created with.
+    for (init_arguments, cipher) in [
+        (&[][..], "aes-256-gcm-subkey"),
+        (
+            &["--cipher", "xchacha20-poly1305"][..],
+            "xchacha20-poly1305",
+        ),
+    ] {
+        nothing_in_plaintext_and_everything_restores(init_arguments, cipher);
+    }
+}
+
+fn nothing_in_plaintext_and_everything_restores(init_arguments: &[&str], cipher: &str) {
+    let fixture = encrypted_fixture_with(init_arguments);
     for path in every_file(&fixture.repo) {
         let bytes = fs::read(&path).unwrap();
         assert!(
@@ -99,7 +120,7 @@ fn nothing_is_written_in_plaintext_and_everything_restores() {
     }
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(fixture.repo.join("config")).unwrap()).unwrap();
-    assert_eq!(config["encryption"]["cipher"], "xchacha20-poly1305");
+    assert_eq!(config["encryption"]["cipher"], cipher);
     let report = run_ok(&fixture.repo, &["verify", "--read-data"]);
     assert!(
         report["findings"].as_array().unwrap().is_empty(),

@@ -172,7 +172,7 @@ fn generations_round_trip(encrypted: bool) {
     if encrypted {
         let config: serde_json::Value =
             serde_json::from_slice(&fs::read(repo.join("config")).unwrap()).unwrap();
-        assert_eq!(config["encryption"]["cipher"], "xchacha20-poly1305");
+        assert_eq!(config["encryption"]["cipher"], "aes-256-gcm-subkey");
         assert_eq!(config["compression"], "zstd:3");
     }
 
