@@ -232,7 +232,7 @@ impl Error {
             Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
             Error::RestoreIncomplete { first, .. } => first.hint(),
             Error::RepositoryLocked { .. } => {
-                "wait for that command to finish; if it no longer runs, `lsmvault unlock` removes stale locks"
+                "wait for that command to finish (or pass --retry-lock 10m); if it no longer runs, `lsmvault unlock` removes stale locks"
             }
             Error::PolicyRemovesAll { .. } => {
                 "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"

@@ -38,6 +38,10 @@ struct Cli {
     /// LSMVAULT_PASSWORD; asked on a terminal otherwise).
     #[arg(long, global = true, env = "LSMVAULT_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
+    /// Wait up to this long (e.g. 30s, 10m) for another command's
+    /// conflicting lock instead of failing at once.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    retry_lock: Option<Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -495,7 +499,9 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                         password: init_password(cli, args.no_encryption, &repo)?,
                         ..InitOptions::default()
                     };
-                    Repository::init_local(&repo, options)?
+                    let mut repository = Repository::init_local(&repo, options)?;
+                    repository.set_lock_retry(cli.retry_lock.unwrap_or_default());
+                    repository
                 }
                 other => other?,
             };
@@ -1250,7 +1256,7 @@ fn password(cli: &Cli, prompt: &str) -> Result<Option<String>, Error> {
 
 /// Opens the repository, asking for the password only if it is encrypted.
 fn open_repository(cli: &Cli, repo: &Path) -> Result<Repository, Error> {
-    match Repository::open_local(repo) {
+    let mut repository = match Repository::open_local(repo) {
         Err(Error::PasswordRequired { location }) => {
             match password(cli, "repository password: ")? {
                 Some(password) => Repository::open_local_with_password(repo, &password),
@@ -1258,7 +1264,9 @@ fn open_repository(cli: &Cli, repo: &Path) -> Result<Repository, Error> {
             }
         }
         other => other,
-    }
+    }?;
+    repository.set_lock_retry(cli.retry_lock.unwrap_or_default());
+    Ok(repository)
 }
 
 /// The password a new repository is encrypted with; `None` only with --no-encryption.

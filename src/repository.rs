@@ -131,6 +131,9 @@ pub struct Repository {
     /// Loaded on first use; extended by this process's writes and reloaded when
     /// a lookup misses (another process may have written since).
     index: RwLock<Option<Arc<Index>>>,
+    /// How long [`Repository::lock`] keeps trying while another command's
+    /// lock conflicts (zero: fail at once).
+    lock_retry: Duration,
 }
 
 impl std::fmt::Debug for Repository {
@@ -209,6 +212,7 @@ impl Repository {
                 .map_or_else(Keys::plaintext, |(master, _)| master.keys(options.cipher)),
             master,
             index: RwLock::new(None),
+            lock_retry: Duration::ZERO,
         })
     }
 
@@ -284,6 +288,7 @@ impl Repository {
                 .map_or_else(Keys::plaintext, |(master, _)| master.keys(cipher)),
             master,
             index: RwLock::new(None),
+            lock_retry: Duration::ZERO,
         })
     }
 
@@ -383,12 +388,27 @@ impl Repository {
     /// lock is held no prune runs, so the index loaded next stays valid
     /// (other backups only add to it).
     pub fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard> {
-        let guard = LockGuard::acquire(Arc::clone(&self.backend), kind, purpose)?;
+        let started = std::time::Instant::now();
+        let guard = loop {
+            match LockGuard::acquire(Arc::clone(&self.backend), kind, purpose) {
+                Err(Error::RepositoryLocked { .. }) if started.elapsed() < self.lock_retry => {
+                    std::thread::sleep(lock_retry_pause());
+                }
+                other => break other?,
+            }
+        };
         *self
             .index
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         Ok(guard)
+    }
+
+    /// Makes every command of this handle wait up to `wait` for a
+    /// conflicting lock to go away (restic's `--retry-lock`): a prune
+    /// started next to nightly backups then runs when they finish.
+    pub fn set_lock_retry(&mut self, wait: Duration) {
+        self.lock_retry = wait;
     }
 
     /// The repository's default blob compression.
@@ -610,6 +630,16 @@ pub(crate) fn check_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<I
         });
     }
     Ok(expected)
+}
+
+/// A random pause of 50-550 ms between lock attempts, so that two commands
+/// that refused each other do not retry in lockstep.
+fn lock_retry_pause() -> Duration {
+    let mut random = [0u8; 2];
+    let jitter = crypto::random_bytes(&mut random)
+        .map(|()| u64::from(u16::from_le_bytes(random)) % 500)
+        .unwrap_or(250);
+    Duration::from_millis(50 + jitter)
 }
 
 /// What a [`PackWriter`] wrote.

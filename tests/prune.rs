@@ -210,6 +210,8 @@ fn concurrent_backups_and_prunes_never_lose_data() {
     let repo = work.path().join("repo");
     lsmvault_ok(&repo, &["init", "--no-encryption"]);
     let mut refused = 0;
+    let mut prunes_done = 0;
+    let mut restores_done = 0;
     for round in 0..rounds {
         let sources: Vec<_> = (0..2)
             .map(|writer| {
@@ -218,45 +220,65 @@ fn concurrent_backups_and_prunes_never_lose_data() {
                 source
             })
             .collect();
-        let mut children: Vec<_> = sources
-            .iter()
-            .map(|source| {
-                Command::new(binary())
-                    .args([
-                        "--repo",
-                        repo.to_str().unwrap(),
-                        "backup",
-                        source.to_str().unwrap(),
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        children.push(
+        let spawn = |arguments: &[&str]| {
             Command::new(binary())
-                .args([
-                    "--repo",
-                    repo.to_str().unwrap(),
-                    "forget",
-                    "--keep-last",
-                    "1",
-                    "--prune",
-                    "--allow-remove-all",
-                ])
+                .arg("--repo")
+                .arg(&repo)
+                .args(arguments)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap(),
-        );
-        for child in children {
+                .unwrap()
+        };
+        // Every command waits for the others' locks: all of them must finish.
+        let prune_arguments = [
+            "--retry-lock",
+            "2m",
+            "forget",
+            "--keep-last",
+            "1",
+            "--prune",
+            "--allow-remove-all",
+        ];
+        // Who asks for the lock first alternates, so both orders are covered.
+        let mut children = Vec::new();
+        if round % 2 == 1 {
+            children.push(("prune", spawn(&prune_arguments)));
+        }
+        for source in &sources {
+            children.push((
+                "backup",
+                spawn(&["--retry-lock", "2m", "backup", source.to_str().unwrap()]),
+            ));
+        }
+        // A restore racing the prune finishes with every file checked
+        // against its digest (prune waits for it, or it for prune).
+        if round > 0 {
+            let target = work.path().join(format!("racing-restore-{round}"));
+            children.push((
+                "restore",
+                spawn(&[
+                    "--retry-lock",
+                    "2m",
+                    "restore",
+                    "latest",
+                    "--target",
+                    target.to_str().unwrap(),
+                ]),
+            ));
+        }
+        if round % 2 == 0 {
+            children.push(("prune", spawn(&prune_arguments)));
+        }
+        for (command, child) in children {
             let output = child.wait_with_output().unwrap();
             match output.status.code() {
+                Some(0) if command == "prune" => prunes_done += 1,
+                Some(0) if command == "restore" => restores_done += 1,
                 Some(0) => {}
                 Some(23) => refused += 1,
                 other => panic!(
-                    "round {round}: exit {other:?}: {}",
+                    "round {round}: {command} exit {other:?}: {}",
                     String::from_utf8_lossy(&output.stderr)
                 ),
             }
@@ -282,7 +304,16 @@ fn concurrent_backups_and_prunes_never_lose_data() {
             &["restore", id, "--target", target.to_str().unwrap()],
         );
     }
-    eprintln!("{rounds} rounds, {refused} commands refused by a lock");
+    eprintln!(
+        "{rounds} rounds, {prunes_done} prunes and {restores_done} racing restores done, \
+         {refused} commands refused by a lock"
+    );
+    assert_eq!(refused, 0, "--retry-lock gave up");
+    assert_eq!(
+        prunes_done, rounds,
+        "every prune runs once the backups are done"
+    );
+    assert_eq!(restores_done, rounds - 1);
 }
 
 /// Prune killed at random moments leaves every surviving snapshot complete.
@@ -459,4 +490,135 @@ fn prune_after_killed_prune(first_generation: u64, index_written: bool) {
         &["restore", "latest", "--target", target.to_str().unwrap()],
     );
     assert_same_tree(&source, &target);
+}
+
+/// The seeds' policy ("keep 4 full backups, 30 days of incrementals") as
+/// docs/maintenance.md writes it, `forget ID`, `prune --dry-run`, the stats
+/// counters and a `modified` entry in diff.
+#[test]
+fn kind_filtered_policies_forget_by_id_dry_run_stats_and_diff() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = work.path().join("db");
+    let mut full = Vec::new();
+    let mut incremental = Vec::new();
+    for generation in 1..=6 {
+        write_generation(&source, generation);
+        let backup = |mode: Option<&str>| {
+            let mut arguments = vec!["backup", "--init", "--no-encryption"];
+            arguments.extend(mode);
+            arguments.push(source.to_str().unwrap());
+            lsmvault_json(&repo, &arguments)["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        full.push(backup(Some("--full")));
+        fs::write(source.join("MANIFEST-000001"), format!("edit {generation}")).unwrap();
+        incremental.push(backup(None));
+    }
+    let listed = lsmvault_json(&repo, &["snapshots"]);
+    let kinds: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["snapshot"]["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|kind| **kind == "full").count(),
+        6,
+        "{listed:#}"
+    );
+
+    // Keep 4 full backups: only full ones are candidates.
+    let forget = lsmvault_json(
+        &repo,
+        &[
+            "forget",
+            "--group-by",
+            "host",
+            "--kind",
+            "full",
+            "--keep-last",
+            "4",
+        ],
+    );
+    let mut removed: Vec<String> = forget["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect();
+    removed.sort();
+    let mut oldest_full = full[..2].to_vec();
+    oldest_full.sort();
+    assert_eq!(removed, oldest_full, "{forget:#}");
+    // 30 days of incrementals: all of them are minutes old.
+    let forget = lsmvault_json(
+        &repo,
+        &[
+            "forget",
+            "--group-by",
+            "host",
+            "--kind",
+            "incremental",
+            "--keep-within",
+            "30d",
+        ],
+    );
+    assert_eq!(forget["removed"].as_array().unwrap().len(), 0, "{forget:#}");
+    assert_eq!(ids(&lsmvault_json(&repo, &["snapshots"])).len(), 10);
+
+    // forget by id (a unique prefix) removes exactly that snapshot.
+    let gone = lsmvault_json(&repo, &["forget", &incremental[0][..12]]);
+    assert_eq!(
+        gone.to_string().matches(&incremental[0]).count(),
+        1,
+        "{gone:#}"
+    );
+    let remaining = ids(&lsmvault_json(&repo, &["snapshots"]));
+    assert_eq!(remaining.len(), 9);
+    assert!(!remaining.contains(&incremental[0]));
+
+    // prune --dry-run reports what it would free and touches nothing.
+    let files_before = relative_files(&repo);
+    let dry = lsmvault_json(&repo, &["prune", "--dry-run"]);
+    // The forgotten snapshots' trees and MANIFEST versions are unused.
+    assert!(dry["bytes_freed"].as_u64().unwrap() > 0, "{dry:#}");
+    assert!(dry["blobs_unused"].as_u64().unwrap() > 0, "{dry:#}");
+    assert_eq!(dry["dry_run"], true);
+    let mut files_after = relative_files(&repo);
+    files_after.retain(|path| !path.starts_with("locks"));
+    let mut expected_files = files_before;
+    expected_files.retain(|path| !path.starts_with("locks"));
+    files_after.sort();
+    expected_files.sort();
+    assert_eq!(files_after, expected_files);
+    let pruned = lsmvault_json(&repo, &["prune"]);
+    assert!(
+        pruned["bytes_freed"].as_u64() >= dry["bytes_freed"].as_u64(),
+        "{dry:#} {pruned:#}"
+    );
+
+    // Every SST lives in several snapshots: the content is deduplicated.
+    let stats = lsmvault_json(&repo, &["stats"]);
+    assert!(
+        stats["deduplication_ratio"].as_f64().unwrap() > 2.0,
+        "{stats:#}"
+    );
+    assert!(stats["logical_bytes"].as_u64().unwrap() > stats["stored_bytes"].as_u64().unwrap());
+    assert!(stats["packs"].as_u64().unwrap() >= 1);
+    assert!(stats["data_blobs"].as_u64().unwrap() >= 6);
+    assert!(stats["tree_blobs"].as_u64().unwrap() >= 1);
+
+    // The MANIFEST edited in place is `modified` between two incrementals.
+    let diff = lsmvault_json(&repo, &["diff", &incremental[4], &incremental[5]]);
+    let modified = diff["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["path"] == "MANIFEST-000001")
+        .unwrap_or_else(|| panic!("{diff:#}"));
+    assert_eq!(modified["change"], "modified", "{diff:#}");
+    assert!(modified["new_bytes"].as_u64().unwrap() > 0, "{diff:#}");
 }
