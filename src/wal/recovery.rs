@@ -18,6 +18,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
+use crate::id::Id;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::restore::RestoreOptions;
@@ -207,7 +208,10 @@ impl Repository {
         };
 
         // Walk the archived records after the snapshot, up to the target.
-        let mut segments: Vec<(SegmentRecord, Vec<u8>, u64, u64, u64)> = Vec::new();
+        // (record, cut offset, first and last sequence kept). Only one
+        // segment's content is held at a time: it is parsed here, dropped,
+        // and streamed again into the target below.
+        let mut segments: Vec<(SegmentRecord, u64, u64, u64)> = Vec::new();
         let mut expected = snapshot_sequence + 1;
         let mut restored = snapshot_sequence;
         'segments: for record in self.latest_segments(&database)?.into_values() {
@@ -241,13 +245,7 @@ impl Repository {
                 }
                 if last > target_sequence {
                     if let Some(end) = cut {
-                        segments.push((
-                            record,
-                            content,
-                            end,
-                            first_included.unwrap_or(last),
-                            restored,
-                        ));
+                        segments.push((record, end, first_included.unwrap_or(last), restored));
                     }
                     break 'segments;
                 }
@@ -258,7 +256,7 @@ impl Repository {
             }
             if let Some(end) = cut {
                 let first = first_included.unwrap_or(restored);
-                segments.push((record, content, end, first, restored));
+                segments.push((record, end, first, restored));
             }
         }
         if restored < target_sequence && expected <= target_sequence {
@@ -298,18 +296,12 @@ impl Repository {
             duration_seconds: 0.0,
         };
         let last_number = segments.last().map(|(record, ..)| record.segment);
-        for (record, content, end, first, last) in &segments {
+        for (record, end, first, last) in &segments {
             let path = target.join(&record.file_name);
-            let bytes = content.get(..*end as usize).ok_or_else(|| {
-                Error::corrupt(
-                    format!("WAL segment {}", record.file_name),
-                    "cut beyond its end",
-                )
-            })?;
             let mut file =
                 fs::File::create(&path).context(|| format!("creating {}", path.display()))?;
-            file.write_all(bytes)
-                .and_then(|()| file.sync_all())
+            self.write_segment_prefix(record, *end, &mut file, &path)?;
+            file.sync_all()
                 .context(|| format!("writing {}", path.display()))?;
             report.segments.push(RecoveredSegment {
                 file_name: record.file_name.clone(),
@@ -335,6 +327,46 @@ impl Repository {
         }
         report.duration_seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Writes the first `end` bytes of an archived segment version to `file`,
+    /// one chunk in memory at a time; the whole version is still read and
+    /// checked against its digest.
+    fn write_segment_prefix(
+        &self,
+        record: &SegmentRecord,
+        end: u64,
+        file: &mut fs::File,
+        path: &Path,
+    ) -> Result<()> {
+        if end > record.size {
+            return Err(Error::corrupt(
+                format!("WAL segment {}", record.file_name),
+                "cut beyond its end",
+            ));
+        }
+        let mut hasher = self.keys().hasher();
+        let mut offset = 0u64;
+        for chunk in &record.chunks {
+            let bytes = self.read_blob(chunk)?;
+            hasher.update(&bytes);
+            let wanted = end.saturating_sub(offset).min(bytes.len() as u64) as usize;
+            file.write_all(&bytes[..wanted])
+                .context(|| format!("writing {}", path.display()))?;
+            offset += bytes.len() as u64;
+        }
+        let actual = Id(*hasher.finalize().as_bytes());
+        if offset != record.size || actual != record.digest {
+            return Err(Error::ChecksumMismatch {
+                object: format!(
+                    "archived WAL segment {} of database {}",
+                    record.file_name, record.database_id
+                ),
+                expected: record.digest.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(())
     }
 
     /// The content of an archived segment version, checked against its digest.
