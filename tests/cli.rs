@@ -596,3 +596,45 @@ fn two_backups_at_once_both_succeed() {
         assert_same_tree(source, &target);
     }
 }
+
+/// Progress bars are drawn on a terminal only: not with `--json`, `--quiet`,
+/// or when stderr is not a terminal. `script` (util-linux) provides the pty.
+#[test]
+fn progress_bars_only_on_a_terminal() {
+    assert!(have("script"), "script (util-linux) is needed for a pty");
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("000001.sst"), seeded_bytes(11, 60_000_000)).unwrap();
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let on_terminal = |flags: &str| {
+        let command = format!(
+            "{} --repo {} {flags} backup --full {}",
+            binary().display(),
+            repo.display(),
+            source.display()
+        );
+        let output = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{command}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let drawn = on_terminal("");
+    assert!(
+        drawn.contains("reading ["),
+        "no bar on a terminal: {drawn:?}"
+    );
+    for flags in ["--json", "--quiet"] {
+        let plain = on_terminal(flags);
+        assert!(
+            !plain.contains("reading ["),
+            "{flags} drew a bar: {plain:?}"
+        );
+    }
+    let piped = lsmvault(&repo, &["backup", "--full", source.to_str().unwrap()]);
+    assert!(piped.status.success());
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("reading ["));
+}
