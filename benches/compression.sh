@@ -5,13 +5,16 @@
 # For each database compression (db_bench --compression_type=none, snappy,
 # zstd) the script builds one RocksDB with db_bench fillrandom (same keys,
 # same seed, so the same logical data each time) and takes one `ldb
-# checkpoint`. For that checkpoint it measures five lsmvault settings:
+# checkpoint`. For that checkpoint it measures these lsmvault settings:
 #
 #   plain-off    init --no-encryption --compression off
 #   plain-auto   init --no-encryption                   (compression auto, the default)
 #   plain-zstd3  init --no-encryption --compression zstd:3
-#   enc-auto     init --kdf-target-ms K                 (encrypted, auto)
+#   enc-auto     init --kdf-target-ms K                 (encrypted, default cipher, auto)
 #   enc-off      init --kdf-target-ms K --compression off
+#   enc-off-xchacha  init --kdf-target-ms K --compression off --cipher xchacha20-poly1305
+#                (only when `init --help` lists --cipher; the default cipher is
+#                then aes-256-gcm-subkey)
 #
 # Per setting and run: an initial backup into a fresh repository (wall, CPU,
 # peak RSS), the stored repository bytes (`du -sb`), `lsmvault snapshots`
@@ -215,6 +218,11 @@ PASSWORD_ARGS=(--password-file "$WORK/password")
 # The settings, in their interleaving order: name, global arguments (password),
 # init arguments.
 SETTINGS=(plain-off plain-auto plain-zstd3 enc-auto enc-off)
+HAS_CIPHER=0
+if "$LSMVAULT" init --help | grep -q -- --cipher; then
+    HAS_CIPHER=1
+    SETTINGS+=(enc-off-xchacha)
+fi
 declare -A SETTING_GLOBAL SETTING_INIT
 SETTING_GLOBAL[plain-off]=""
 SETTING_INIT[plain-off]="--no-encryption --compression off"
@@ -226,6 +234,8 @@ SETTING_GLOBAL[enc-auto]="password"
 SETTING_INIT[enc-auto]="--kdf-target-ms $KDF_TARGET_MS"
 SETTING_GLOBAL[enc-off]="password"
 SETTING_INIT[enc-off]="--kdf-target-ms $KDF_TARGET_MS --compression off"
+SETTING_GLOBAL[enc-off-xchacha]="password"
+SETTING_INIT[enc-off-xchacha]="--kdf-target-ms $KDF_TARGET_MS --compression off --cipher xchacha20-poly1305"
 
 # lsmv_cmd SETTING REPO ARGS...: sets CMD to the lsmvault command line for
 # SETTING (with the password file when it is an encrypted one).
@@ -354,7 +364,7 @@ else
     built="source tree at git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes in src/')"
 fi
 echo "- lsmvault: $("$LSMVAULT" --version), binary \`$LSMVAULT\`, $built"
-echo "- settings: plain-off = \`init --no-encryption --compression off\`; plain-auto = \`init --no-encryption\` (auto); plain-zstd3 = \`init --no-encryption --compression zstd:3\`; enc-auto = \`init --kdf-target-ms $KDF_TARGET_MS\` ($BENCH_KDF); enc-off = same with \`--compression off\`; every backup into a fresh repository"
+echo "- settings: plain-off = \`init --no-encryption --compression off\`; plain-auto = \`init --no-encryption\` (auto); plain-zstd3 = \`init --no-encryption --compression zstd:3\`; enc-auto = \`init --kdf-target-ms $KDF_TARGET_MS\` ($BENCH_KDF); enc-off = same with \`--compression off\`$([[ $HAS_CIPHER -eq 1 ]] && echo " (both with the default cipher, \`aes-256-gcm-subkey\`); enc-off-xchacha = enc-off with \`--cipher xchacha20-poly1305\`"); every backup into a fresh repository"
 echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r); warm page cache (not dropped); before each timed step: \`sync\`$([[ $PREFAULT -eq 1 ]] && echo " and a prefault file of 1.25x the checkpoint written and deleted")"
 echo "- $REPEAT run(s) per setting, interleaved (${SETTINGS[*]}, then again); figures are medians; MB = 10^6 bytes; MB/s = checkpoint bytes / wall; open = \`lsmvault snapshots\` on the backed-up repository (includes the KDF when encrypted); other CPU s = max over the runs of the CPU time the rest of the machine used during the step"
 echo
@@ -373,7 +383,7 @@ for line in open(sys.argv[1]):
 kdf = sys.argv[2]
 median = statistics.median
 dbs = list(dict.fromkeys(r["db"] for r in rows if r["db"] != "small"))
-SETTINGS = ["plain-off", "plain-auto", "plain-zstd3", "enc-auto", "enc-off"]
+SETTINGS = ["plain-off", "plain-auto", "plain-zstd3", "enc-auto", "enc-off", "enc-off-xchacha"]
 
 def sel(db, setting, step):
     return [r for r in rows if r["db"] == db and r["setting"] == setting and r["step"] == step]
@@ -440,7 +450,8 @@ print("Slowdown = encrypted wall / plaintext wall - 1 (positive = encrypted slow
 print("| db compression | compression | backup slowdown incl. KDF | excl. KDF | with default KDF | restore slowdown incl. KDF | excl. KDF | with default KDF | fixed cost s (open enc - plain) | <= 15% (backup / restore, excl. KDF) |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for db in dbs:
-    for comp, enc, plain in (("auto", "enc-auto", "plain-auto"), ("off", "enc-off", "plain-off")):
+    for comp, enc, plain in (("auto", "enc-auto", "plain-auto"), ("off", "enc-off", "plain-off"),
+                             ("off, xchacha20-poly1305", "enc-off-xchacha", "plain-off")):
         if (db, enc) not in summary or (db, plain) not in summary:
             continue
         e, p = summary[(db, enc)], summary[(db, plain)]
