@@ -197,6 +197,23 @@ fn segment_files(directory: &Path) -> Result<Vec<(PathBuf, String, u64)>> {
     Ok(found)
 }
 
+/// Reads a listed segment. RocksDB moves a finished segment into `archive/`
+/// at any moment (`WAL_ttl_seconds`), so one listed in the database
+/// directory and gone from it is read from `archive/` (found in CI: skipping
+/// it left the newest records of that run unarchived). `None`: the database
+/// deleted it.
+fn read_segment_file(directory: &Path, path: &Path, file_name: &str) -> Result<Option<Vec<u8>>> {
+    let moved = directory.join("archive").join(file_name);
+    for candidate in [path, moved.as_path()] {
+        match fs::read(candidate) {
+            Ok(bytes) => return Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(Error::io(format!("reading {}", candidate.display()), error)),
+        }
+    }
+    Ok(None)
+}
+
 fn describe_tail(tail: &Tail) -> String {
     match tail {
         Tail::Clean => "clean".to_string(),
@@ -279,8 +296,7 @@ impl Repository {
         };
         let mut records = Vec::new();
         for (path, file_name, segment) in files {
-            // A segment deleted by the database since the listing is simply gone.
-            let Ok(bytes) = fs::read(&path) else {
+            let Some(bytes) = read_segment_file(directory, &path, &file_name)? else {
                 continue;
             };
             report.bytes_read += bytes.len() as u64;
@@ -497,5 +513,25 @@ impl Repository {
         };
         self.write_wal_object(&WalObject::RestorePoint(point.clone()))?;
         Ok(point)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_moved_into_archive_after_listing_is_read_from_there() {
+        let directory = tempfile::tempdir().unwrap();
+        let listed = directory.path().join("000005.log");
+        fs::create_dir(directory.path().join("archive")).unwrap();
+        fs::write(directory.path().join("archive/000005.log"), b"records").unwrap();
+        let bytes = read_segment_file(directory.path(), &listed, "000005.log").unwrap();
+        assert_eq!(bytes.as_deref(), Some(&b"records"[..]));
+        // Deleted everywhere: skipped, not an error.
+        let gone = directory.path().join("000006.log");
+        assert!(read_segment_file(directory.path(), &gone, "000006.log")
+            .unwrap()
+            .is_none());
     }
 }
