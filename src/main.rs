@@ -372,16 +372,16 @@ impl Progress for BarProgress {
 /// 4 KiB page of them costs a page fault and a zeroing when next used:
 /// measured on an 0.85 GB checkpoint, that was most of the system time of
 /// `verify --read-data` (267 000 faults, 0.6 s of 1.2 s CPU) and of a restore.
-/// So freed heap memory is kept for reuse, and commands that read whole packs
-/// (restore, verify, prune, ...) keep buffers up to glibc's largest threshold
-/// in the heap too. A backup keeps multi-MiB buffers as mappings returned
-/// when freed: its pack buffers are recycled by the pack writer anyway, and
-/// heap arenas would hold its chunker windows at their peak. Peak RSS of each
-/// command is measured in docs/benchmarks.md.
+/// So freed heap memory is kept for reuse, and chunk-sized buffers stay in the
+/// heap. Pack-sized buffers stay mappings returned when freed, except in a
+/// restore (which reads chunk by chunk, so it holds no pack buffer and its
+/// peak stays at ~37 MiB): heap arenas kept a verify's 16-20 MiB pack buffers
+/// at their fragmented peak, 75 MiB on a repository of zstd SSTs, above the
+/// 64 MiB target. Peak RSS of each command is in docs/benchmarks.md.
 fn tune_allocator(command: &Command) {
     let mmap_threshold = match command {
-        Command::Backup(_) => BACKUP_MMAP_THRESHOLD,
-        _ => READER_MMAP_THRESHOLD,
+        Command::Restore { .. } => RESTORE_MMAP_THRESHOLD,
+        _ => DEFAULT_MMAP_THRESHOLD,
     };
     // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
     unsafe {
@@ -392,9 +392,9 @@ fn tune_allocator(command: &Command) {
 
 /// Just above the largest chunk (4 MiB): chunks and their compressed forms
 /// stay in the heap, pack-sized buffers do not.
-const BACKUP_MMAP_THRESHOLD: i32 = 4 * 1024 * 1024 + 1;
+const DEFAULT_MMAP_THRESHOLD: i32 = 4 * 1024 * 1024 + 1;
 /// glibc's maximum mmap threshold on 64-bit (`DEFAULT_MMAP_THRESHOLD_MAX`).
-const READER_MMAP_THRESHOLD: i32 = 32 * 1024 * 1024;
+const RESTORE_MMAP_THRESHOLD: i32 = 32 * 1024 * 1024;
 /// Free memory at the top of a heap kept before it is returned.
 const TRIM_THRESHOLD: i32 = 256 * 1024 * 1024;
 

@@ -71,6 +71,16 @@ impl Backend for LocalBackend {
         fs::read(&path).context(|| format!("reading {}", path.display()))
     }
 
+    fn read_into(&self, kind: ObjectKind, name: &str, buffer: &mut Vec<u8>) -> Result<()> {
+        use std::io::Read;
+        let path = self.path(kind, name);
+        buffer.clear();
+        File::open(&path)
+            .and_then(|mut file| file.read_to_end(buffer))
+            .context(|| format!("reading {}", path.display()))?;
+        Ok(())
+    }
+
     fn read_range(
         &self,
         kind: ObjectKind,

@@ -104,6 +104,14 @@ pub trait Backend: Send + Sync {
     /// Fails with [`crate::Error::Io`] of kind `NotFound` when it does not exist.
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>>;
 
+    /// Like [`Backend::read`], into `buffer` (replacing its content). A
+    /// caller reading many packs passes one buffer, so its pages are
+    /// allocated once, not per pack.
+    fn read_into(&self, kind: ObjectKind, name: &str, buffer: &mut Vec<u8>) -> Result<()> {
+        *buffer = self.read(kind, name)?;
+        Ok(())
+    }
+
     /// Returns `length` bytes starting at `offset`.
     ///
     /// Fails with [`crate::Error::CorruptObject`] (rather than returning fewer
@@ -179,6 +187,12 @@ pub(crate) mod contract {
             backend.read(ObjectKind::Pack, &name).unwrap(),
             b"hello world"
         );
+        // read_into replaces whatever the buffer held.
+        let mut buffer = b"leftover bytes of an earlier, longer pack".to_vec();
+        backend
+            .read_into(ObjectKind::Pack, &name, &mut buffer)
+            .unwrap();
+        assert_eq!(buffer, b"hello world");
         assert_eq!(
             backend.read_range(ObjectKind::Pack, &name, 6, 5).unwrap(),
             b"world"
