@@ -19,11 +19,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::ObjectKind;
-
-thread_local! {
-    /// The buffer whole packs are read into by this thread.
-    static PACK_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::BlobLocation;
@@ -32,6 +27,11 @@ use crate::pack::{self, PackEntry, TRAILER_LENGTH};
 use crate::progress::Progress;
 use crate::repository::{check_name, Repository};
 use crate::tree::{EntryKind, Tree};
+
+thread_local! {
+    /// The buffer whole packs are read into by this thread.
+    static PACK_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Which packs `verify` reads in full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -257,6 +257,9 @@ impl Repository {
                 }
             }
         });
+        // The pool's threads outlive this call (an embedding program keeps
+        // them): give their pack buffers back.
+        rayon::broadcast(|_| PACK_BUFFER.with(|cell| cell.take()));
         progress.finish();
         let pack_findings = pack_findings
             .into_inner()
