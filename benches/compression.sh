@@ -64,6 +64,8 @@
 # (/usr/bin/time; installed with apt-get when missing and running as root).
 
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SIZE_MB=${LSMVAULT_BENCH_SIZE_MB:-512}
 REPEAT=${LSMVAULT_BENCH_REPEAT:-3}
@@ -79,7 +81,6 @@ VALUE_SIZE=400
 # key count is used for every database compression.
 BYTES_PER_KEY=236
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -112,8 +113,6 @@ for db_compression in "${DB_LIST[@]}"; do
     [[ $db_compression =~ ^[a-z0-9]+$ ]] || { echo "bad --db-compressions entry: $db_compression" >&2; exit 2; }
 done
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { echo "error: $*" >&2; exit 1; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LSMVAULT=${LSMVAULT_BIN:-$ROOT/target/release/lsmvault}
@@ -152,34 +151,7 @@ mkdir -p "$LOGS"
 : >"$RESULTS"
 KEYS=$((SIZE_MB * 1048576 / BYTES_PER_KEY))
 
-# --- measurement helpers (as in generations.sh) ------------------------------
-
-CLOCK_TICKS=$(getconf CLK_TCK)
-cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-
-# measure NAME CMD...: runs CMD (stdout to $LOGS/NAME.out, stderr to .err) and
-# sets WALL (s, bash's microsecond clock), CPU (user+sys s) and RSS (peak KiB)
-# from GNU time, and OTHER (CPU s the rest of the machine used meanwhile).
-measure() {
-    local name=$1
-    shift
-    local timing=$LOGS/$name.time started ended user sys busy_before busy_after
-    busy_before=$(cpu_busy)
-    started=$EPOCHREALTIME
-    if ! /usr/bin/time -f '%e %U %S %M' -o "$timing" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err"; then
-        echo "error: step $name failed: $*" >&2
-        tail -n 20 "$LOGS/$name.err" "$LOGS/$name.out" >&2 || true
-        exit 1
-    fi
-    ended=$EPOCHREALTIME
-    busy_after=$(cpu_busy)
-    read -r _ user sys RSS < <(tail -n 1 "$timing")
-    WALL=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$started" "$ended")
-    CPU=$(python3 -c "import sys; print(f'{float(sys.argv[1]) + float(sys.argv[2]):.2f}')" "$user" "$sys")
-    OTHER=$(python3 -c "import sys; print(f'{max(0.0, (int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]) - float(sys.argv[4])):.2f}')" \
-        "$busy_before" "$busy_after" "$CLOCK_TICKS" "$CPU")
-    log "$name: ${WALL}s wall, ${CPU}s CPU, $((RSS / 1024)) MiB peak RSS, ${OTHER}s CPU of other processes"
-}
+# --- measurement (helpers in benches/lib.sh) ---------------------------------
 
 # record DB SETTING STEP RUN DATA REPO STORED NOTE: one result row (after measure).
 record() {
@@ -191,16 +163,8 @@ json() {
     python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print($2)" "$1"
 }
 
-bytes_of() { du -sb "$1" | cut -f1; }
 
 PREFAULT_MB=0
-settle() {
-    sync
-    if [[ $PREFAULT -eq 1 && $PREFAULT_MB -gt 0 ]]; then
-        dd if=/dev/zero of="$WORK/prefault" bs=16M count=$(((PREFAULT_MB + 15) / 16)) status=none
-        rm -f "$WORK/prefault"
-    fi
-}
 
 # --- build -------------------------------------------------------------------
 

@@ -49,6 +49,8 @@
 # and optionally b3sum (same).
 
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SIZE_MB=${LSMVAULT_BENCH_SIZE_MB:-1024}
 GENERATIONS=${LSMVAULT_BENCH_GENERATIONS:-5}
@@ -66,7 +68,6 @@ VALUE_SIZE=400
 # db_bench's default --compression_ratio=0.5 (measured: ~236 B/key).
 BYTES_PER_KEY=236
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -101,8 +102,6 @@ fi
 [[ $REPEAT =~ ^[0-9]+$ && $REPEAT -ge 1 ]] || { echo "--repeat must be >= 1" >&2; exit 2; }
 [[ $CHURN_PERCENT =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--churn-percent must be a number" >&2; exit 2; }
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { echo "error: $*" >&2; exit 1; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # LSMVAULT_BIN: a prebuilt binary (the cargo test smoke run passes its debug build).
@@ -151,38 +150,7 @@ mkdir -p "$CKPT" "$LOGS"
 KEYS=$((SIZE_MB * 1048576 / BYTES_PER_KEY))
 CHURN_KEYS=$(python3 -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]) / 100)))" "$KEYS" "$CHURN_PERCENT")
 
-# --- measurement helpers -----------------------------------------------------
-
-# measure NAME CMD...: runs CMD (stdout to $LOGS/NAME.out, stderr to .err) and
-# sets WALL (s, from bash's microsecond clock: GNU time's %e has 10 ms steps),
-# CPU (user+sys s, 10 ms steps) and RSS (peak, KiB) from GNU time.
-measure() {
-    local name=$1
-    shift
-    local timing=$LOGS/$name.time started ended user sys busy_before busy_after
-    busy_before=$(cpu_busy)
-    started=$EPOCHREALTIME
-    if ! /usr/bin/time -f '%e %U %S %M' -o "$timing" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err"; then
-        echo "error: step $name failed: $*" >&2
-        tail -n 20 "$LOGS/$name.err" "$LOGS/$name.out" >&2 || true
-        exit 1
-    fi
-    ended=$EPOCHREALTIME
-    busy_after=$(cpu_busy)
-    read -r _ user sys RSS < <(tail -n 1 "$timing")
-    WALL=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$started" "$ended")
-    CPU=$(python3 -c "import sys; print(f'{float(sys.argv[1]) + float(sys.argv[2]):.2f}')" "$user" "$sys")
-    OTHER=$(python3 -c "import sys; print(f'{max(0.0, (int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]) - float(sys.argv[4])):.2f}')" \
-        "$busy_before" "$busy_after" "$CLOCK_TICKS" "$CPU")
-    log "$name: ${WALL}s wall, ${CPU}s CPU, $((RSS / 1024)) MiB peak RSS, ${OTHER}s CPU of other processes"
-}
-
-# Busy CPU time of the whole machine so far, in clock ticks (/proc/stat: user
-# nice system irq softirq steal). A step's busy delta minus its own CPU time
-# is what other processes (and kernel writeback threads) used meanwhile: the
-# machine is shared, and this column says which runs were disturbed.
-CLOCK_TICKS=$(getconf CLK_TCK)
-cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# --- measurement (helpers in benches/lib.sh) ---------------------------------
 
 # record GROUP NAME DATA READ ADDED REPO NOTE: one result row (after measure).
 record() {
@@ -194,18 +162,8 @@ json() {
     python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print($2)" "$1"
 }
 
-bytes_of() { du -sb "$1" | cut -f1; }
 
-# settle: run before every timed step (see the header): sync, then write and
-# delete a file of PREFAULT_MB MiB (set once the checkpoints exist).
 PREFAULT_MB=0
-settle() {
-    sync
-    if [[ $PREFAULT -eq 1 && $PREFAULT_MB -gt 0 ]]; then
-        dd if=/dev/zero of="$WORK/prefault" bs=16M count=$(((PREFAULT_MB + 15) / 16)) status=none
-        rm -f "$WORK/prefault"
-    fi
-}
 
 # --- build -------------------------------------------------------------------
 

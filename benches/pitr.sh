@@ -54,6 +54,8 @@
 # Requires db_bench and ldb (Debian: rocksdb-tools), python3, GNU time.
 
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SIZE_MB=${LSMVAULT_BENCH_SIZE_MB:-1024}
 WAL_MB=${LSMVAULT_BENCH_WAL_MB:-64}
@@ -72,7 +74,6 @@ VALUE_SIZE=400
 # in generations.sh.
 BYTES_PER_KEY=236
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -110,8 +111,6 @@ done
 [[ $WAL_RATE_MB =~ ^[0-9]+$ ]] || { echo "--wal-rate-mb must be an integer" >&2; exit 2; }
 [[ $CHECKPOINT_GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--checkpoint-gap must be a number" >&2; exit 2; }
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { echo "error: $*" >&2; exit 1; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LSMVAULT=${LSMVAULT_BIN:-$ROOT/target/release/lsmvault}
@@ -154,35 +153,7 @@ RESULTS=$WORK/results.tsv
 mkdir -p "$LOGS"
 : >"$RESULTS"
 
-# --- measurement helpers (as in generations.sh) -------------------------------
-
-# measure NAME CMD...: runs CMD (stdout to $LOGS/NAME.out, stderr to .err) and
-# sets WALL (s, bash's microsecond clock), CPU (user+sys s) and RSS (peak KiB)
-# from GNU time, and OTHER (CPU s the rest of the machine used meanwhile).
-measure() {
-    local name=$1
-    shift
-    local timing=$LOGS/$name.time started ended user sys busy_before busy_after
-    busy_before=$(cpu_busy)
-    started=$EPOCHREALTIME
-    if ! /usr/bin/time -f '%e %U %S %M' -o "$timing" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err"; then
-        echo "error: step $name failed: $*" >&2
-        tail -n 20 "$LOGS/$name.err" "$LOGS/$name.out" >&2 || true
-        exit 1
-    fi
-    ended=$EPOCHREALTIME
-    busy_after=$(cpu_busy)
-    read -r _ user sys RSS < <(tail -n 1 "$timing")
-    # awk, not python3 as in generations.sh: a python3 start costs ~0.15 s
-    # on the VM, which the smoke test pays per step.
-    read -r WALL CPU OTHER < <(awk -v s="$started" -v e="$ended" -v u="$user" -v y="$sys" \
-        -v b="$busy_before" -v a="$busy_after" -v t="$CLOCK_TICKS" 'BEGIN {
-            other = (a - b) / t - (u + y); if (other < 0) other = 0
-            printf "%.3f %.2f %.2f\n", e - s, u + y, other }')
-    log "$name: ${WALL}s wall, ${CPU}s CPU, $((RSS / 1024)) MiB peak RSS, ${OTHER}s CPU of other processes"
-}
-CLOCK_TICKS=$(getconf CLK_TCK)
-cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# --- measurement (helpers in benches/lib.sh) ---------------------------------
 
 # record PART NAME [KEY=VALUE...]: one result row (after measure): the part,
 # the step name, wall, CPU, RSS, other CPU, then free-form fields.
@@ -205,19 +176,11 @@ print("\t".join(str(eval(expression)) for expression in sys.argv[3:]))
 EOF
 }
 
-bytes_of() { du -sb "$1" | cut -f1; }
 
 # Prefault (see generations.sh): 1.25x the largest output of a timed step, the
 # WAL segment (restores) or the active WAL copied by a checkpoint (<= the
 # default 64 MiB memtable).
 PREFAULT_MB=$(((WAL_MB > 64 ? WAL_MB : 64) * 5 / 4 + 1))
-settle() {
-    sync
-    if [[ $PREFAULT -eq 1 ]]; then
-        dd if=/dev/zero of="$WORK/prefault" bs=16M count=$(((PREFAULT_MB + 15) / 16)) status=none
-        rm -f "$WORK/prefault"
-    fi
-}
 
 # wal_wait PID DIR BYTES [cont]: (with `cont`: sends PID SIGCONT first, from
 # the poller, so its start-up does not count) waits until the newest *.log of

@@ -4,21 +4,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 #[test]
 fn peers_benchmark_runs_end_to_end() {
-    for tool in ["db_bench", "ldb", "/usr/bin/time"] {
-        assert!(
-            have(tool),
-            "{tool} is missing: .ci/run installs rocksdb-tools and time"
-        );
-    }
-    let output = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/run.sh"))
-        .args([
+    let stdout = run_bench_script(
+        "benches/peers/run.sh",
+        &[
             "--size-mb",
             "20",
             "--generations",
@@ -33,24 +25,14 @@ fn peers_benchmark_runs_end_to_end() {
             "--no-install",
             "--no-ceilings",
             "--no-prefault",
-        ])
-        .env("LSMVAULT_BIN", binary())
-        .output()
-        .expect("running benches/peers/run.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
     );
-    for expected in [
-        "### Dataset: snappy",
-        "| lsmvault |",
-        "all restores identical and open",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
-    }
+    assert_contains_all(
+        &stdout,
+        &[
+            "### Dataset: snappy",
+            "| lsmvault |",
+            "all restores identical and open",
+        ],
+    );
 }

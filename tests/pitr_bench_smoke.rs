@@ -5,21 +5,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 #[test]
 fn pitr_benchmark_runs_end_to_end() {
-    for tool in ["db_bench", "ldb", "/usr/bin/time"] {
-        assert!(
-            have(tool),
-            "{tool} is missing: .ci/run installs rocksdb-tools and time"
-        );
-    }
-    let output = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pitr.sh"))
-        .args([
+    let stdout = run_bench_script(
+        "benches/pitr.sh",
+        &[
             "--size-mb",
             "8",
             "--wal-mb",
@@ -34,29 +26,19 @@ fn pitr_benchmark_runs_end_to_end() {
             "0.5",
             "--no-build",
             "--no-prefault",
-        ])
-        .env("LSMVAULT_BIN", env!("CARGO_BIN_EXE_lsmvault"))
-        .output()
-        .expect("running benches/pitr.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
     );
-    for expected in [
-        "### WAL archive (`lsmvault wal archive`)",
-        "| step | run | repository | wall s |",
-        "### Point-in-time restore vs plain restore",
-        "| restore | run | wall s |",
-        "### Live checkpoint under a writer",
-        "| run | pause ms |",
-        "holds exactly keys 0..",
-        "all checks passed",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
-    }
+    assert_contains_all(
+        &stdout,
+        &[
+            "### WAL archive (`lsmvault wal archive`)",
+            "| step | run | repository | wall s |",
+            "### Point-in-time restore vs plain restore",
+            "| restore | run | wall s |",
+            "### Live checkpoint under a writer",
+            "| run | pause ms |",
+            "holds exactly keys 0..",
+            "all checks passed",
+        ],
+    );
 }

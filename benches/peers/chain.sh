@@ -11,6 +11,8 @@
 #
 #   benches/peers/chain.sh [--size-mb 256] [--generations 20] [--repeat 3] [--work DIR] [--keep]
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 SIZE_MB=256 GENERATIONS=20 REPEAT=3 WORK="" KEEP=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -24,25 +26,12 @@ while [[ $# -gt 0 ]]; do
 done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LSMVAULT=${LSMVAULT_BIN:-$ROOT/target/release/lsmvault}
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 [[ -n $WORK ]] || WORK=$(mktemp -d /tmp/lsmvault-chain.XXXXXX)
 mkdir -p "$WORK/logs" "$WORK/ckpt"
 [[ $KEEP -eq 1 ]] || trap 'rm -rf "$WORK"' EXIT
 LOGS=$WORK/logs
-measure() {
-    local name=$1; shift
-    local started ended
-    started=$EPOCHREALTIME
-    /usr/bin/time -f '%e %U %S %M' -o "$LOGS/$name.time" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err"
-    ended=$EPOCHREALTIME
-    read -r _ user sys RSS < <(tail -n 1 "$LOGS/$name.time")
-    WALL=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$started" "$ended")
-    CPU=$(python3 -c "import sys; print(f'{float(sys.argv[1]) + float(sys.argv[2]):.2f}')" "$user" "$sys")
-    log "$name: ${WALL}s wall, ${CPU}s CPU, $((RSS / 1024)) MiB"
-}
 PREFAULT_MB=$((SIZE_MB * 5 / 4 + 1))
-settle() { sync; dd if=/dev/zero of="$WORK/prefault" bs=16M count=$(((PREFAULT_MB + 15) / 16)) status=none; rm -f "$WORK/prefault"; }
-bytes_of() { du -sb "$1" | cut -f1; }
+PREFAULT=1
 KEYS=$((SIZE_MB * 1048576 / 236)); CHURN=$((KEYS * 75 / 1000))
 FLAGS=(--db="$WORK/db" --value_size=400 --compression_type=snappy --threads=1)
 db_bench "${FLAGS[@]}" --benchmarks=fillrandom --use_existing_db=0 --num="$KEYS" --seed=1 >/dev/null

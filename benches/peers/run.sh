@@ -51,6 +51,10 @@
 # i.e. artificial redundancy: compression figures flatter every compressing tool.
 
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+# A failed step is reported in the table, not fatal.
+MEASURE_FAILURES=return
 
 SIZE_MB=1024
 GENERATIONS=8
@@ -71,7 +75,6 @@ CHART=""
 VALUE_SIZE=400
 BYTES_PER_KEY=236
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --size-mb) SIZE_MB=$2; shift 2 ;;
@@ -101,8 +104,6 @@ IFS=, read -r -a DATASET_LIST <<<"$DATASETS"
 for t in "${TOOL_LIST[@]}"; do [[ ,$ALL_TOOLS, == *,$t,* ]] || { echo "unknown tool $t" >&2; exit 2; }; done
 for d in "${DATASET_LIST[@]}"; do [[ $d == snappy || $d == zstd ]] || { echo "unknown dataset $d" >&2; exit 2; }; done
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { echo "error: $*" >&2; exit 1; }
 has_tool() { [[ ,$TOOLS, == *,$1,* ]]; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -157,51 +158,14 @@ unset LSMVAULT_PASSWORD LSMVAULT_PASSWORD_FILE LSMVAULT_REPOSITORY
 KEYS=$((SIZE_MB * 1048576 / BYTES_PER_KEY))
 CHURN_KEYS=$(python3 -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]) / 100)))" "$KEYS" "$CHURN_PERCENT")
 
-# --- measurement helpers (as in benches/generations.sh) ----------------------
-CLOCK_TICKS=$(getconf CLK_TCK)
-cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-
-# measure NAME CMD...: sets WALL, CPU, RSS (KiB), OTHER; returns the command's status.
-measure() {
-    local name=$1
-    shift
-    local timing=$LOGS/$name.time started ended user sys busy_before busy_after status=0
-    busy_before=$(cpu_busy)
-    started=$EPOCHREALTIME
-    /usr/bin/time -f '%e %U %S %M' -o "$timing" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err" || status=$?
-    ended=$EPOCHREALTIME
-    busy_after=$(cpu_busy)
-    read -r _ user sys RSS < <(tail -n 1 "$timing")
-    [[ $RSS =~ ^[0-9]+$ ]] || RSS=0
-    [[ $user =~ ^[0-9.]+$ ]] || user=0
-    [[ $sys =~ ^[0-9.]+$ ]] || sys=0
-    WALL=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$started" "$ended")
-    CPU=$(python3 -c "import sys; print(f'{float(sys.argv[1]) + float(sys.argv[2]):.2f}')" "$user" "$sys")
-    OTHER=$(python3 -c "import sys; print(f'{max(0.0, (int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]) - float(sys.argv[4])):.2f}')" \
-        "$busy_before" "$busy_after" "$CLOCK_TICKS" "$CPU")
-    if [[ $status -ne 0 ]]; then
-        log "$name: FAILED (status $status): $*"
-        tail -n 5 "$LOGS/$name.err" >&2 || true
-    else
-        log "$name: ${WALL}s wall, ${CPU}s CPU, $((RSS / 1024)) MiB peak RSS, ${OTHER}s other CPU"
-    fi
-    return "$status"
-}
+# --- measurement (helpers in benches/lib.sh) ---------------------------------
 
 # record DATASET TOOL STEP GEN RUN REPO_BYTES OK NOTE (after measure)
 record() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$WALL" "$CPU" "$RSS" "$OTHER" "$6" "$7" "$8" >>"$RESULTS"
 }
 
-bytes_of() { du -sb "$1" | cut -f1; }
 PREFAULT_MB=$((SIZE_MB * 5 / 4 + 1))
-settle() {
-    sync
-    if [[ $PREFAULT -eq 1 ]]; then
-        dd if=/dev/zero of="$WORK/prefault" bs=16M count=$(((PREFAULT_MB + 15) / 16)) status=none
-        rm -f "$WORK/prefault"
-    fi
-}
 
 # --- adapters ------------------------------------------------------------------
 # adapter_T_init REPO                  create an empty repository (untimed)

@@ -135,3 +135,36 @@ pub fn have(tool: &str) -> bool {
         .map(|output| output.status.success())
         .unwrap_or(false)
 }
+
+/// Runs a benchmark script (path relative to the crate) in its smoke mode
+/// with this build's binary, and returns its stdout (the Markdown report);
+/// panics with its output unless it succeeds. The assertions on the report
+/// are each smoke test's own.
+pub fn run_bench_script(script: &str, arguments: &[&str]) -> String {
+    for tool in ["db_bench", "ldb", "/usr/bin/time"] {
+        assert!(
+            have(tool),
+            "{tool} is missing: .ci/run installs rocksdb-tools and time"
+        );
+    }
+    let output = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .args(arguments)
+        .env("LSMVAULT_BIN", binary())
+        .output()
+        .unwrap_or_else(|error| panic!("running {script}: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Panics unless `report` contains every one of `expected`.
+pub fn assert_contains_all(report: &str, expected: &[&str]) {
+    for text in expected {
+        assert!(report.contains(text), "missing {text:?} in:\n{report}");
+    }
+}
