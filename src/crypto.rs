@@ -168,32 +168,41 @@ impl SealingKey {
         Some(out)
     }
 
-    /// Decrypts `buffer` in place; `None` when it or the tag was altered.
-    fn open_in_place(
-        &self,
-        nonce: &[u8; NONCE_LENGTH],
-        aad: &[u8],
-        buffer: &mut Vec<u8>,
-        tag: &[u8; TAG_LENGTH],
-    ) -> Option<()> {
+    /// Opens `sealed` (`nonce | ciphertext | tag`) in its own allocation and
+    /// leaves the plaintext at its start; `None` when anything was altered.
+    /// ring's AES-GCM decrypts from the ciphertext's offset straight to the
+    /// buffer's start, so the plaintext is not moved after decryption (that
+    /// move was ~2% of an encrypted restore's samples).
+    fn open_in_place(&self, aad: &[u8], sealed: &mut Vec<u8>) -> Option<()> {
+        let tag_start = sealed.len().checked_sub(TAG_LENGTH)?;
+        if tag_start < NONCE_LENGTH {
+            return None;
+        }
+        let mut nonce = [0u8; NONCE_LENGTH];
+        nonce.copy_from_slice(&sealed[..NONCE_LENGTH]);
+        let plaintext_length = tag_start - NONCE_LENGTH;
         match self {
-            SealingKey::XChaCha(cipher) => cipher
-                .decrypt_in_place_detached(
-                    XNonce::from_slice(nonce),
-                    aad,
-                    buffer,
-                    Tag::from_slice(tag),
-                )
-                .ok(),
+            SealingKey::XChaCha(cipher) => {
+                let mut tag = [0u8; TAG_LENGTH];
+                tag.copy_from_slice(&sealed[tag_start..]);
+                cipher
+                    .decrypt_in_place_detached(
+                        XNonce::from_slice(&nonce),
+                        aad,
+                        &mut sealed[NONCE_LENGTH..tag_start],
+                        Tag::from_slice(&tag),
+                    )
+                    .ok()?;
+                sealed.copy_within(NONCE_LENGTH..tag_start, 0);
+            }
             SealingKey::Aes256GcmSubkey(key) => {
-                let (key, nonce) = Self::aes_object_key(key, nonce)?;
-                // ring opens `ciphertext | tag` in one buffer.
-                buffer.extend_from_slice(tag);
-                let length = key.open_in_place(nonce, Aad::from(aad), buffer).ok()?.len();
-                buffer.truncate(length);
-                Some(())
+                let (key, nonce) = Self::aes_object_key(key, &nonce)?;
+                key.open_within(nonce, Aad::from(aad), sealed, NONCE_LENGTH..)
+                    .ok()?;
             }
         }
+        sealed.truncate(plaintext_length);
+        Some(())
     }
 }
 
@@ -322,28 +331,9 @@ impl Keys {
         let Some(cipher) = &self.cipher else {
             return Ok(sealed);
         };
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::AuthenticationFailed { object: object() });
-        }
-        let mut nonce = [0u8; NONCE_LENGTH];
-        nonce.copy_from_slice(&sealed[..NONCE_LENGTH]);
-        let tag_start = sealed.len() - TAG_LENGTH;
-        let mut tag = [0u8; TAG_LENGTH];
-        tag.copy_from_slice(&sealed[tag_start..]);
-        let mut buffer = match sealed {
-            Cow::Owned(mut bytes) => {
-                bytes.truncate(tag_start);
-                bytes.drain(..NONCE_LENGTH);
-                bytes
-            }
-            Cow::Borrowed(bytes) => {
-                let mut copy = Vec::with_capacity(tag_start - NONCE_LENGTH + TAG_LENGTH);
-                copy.extend_from_slice(&bytes[NONCE_LENGTH..tag_start]);
-                copy
-            }
-        };
+        let mut buffer = sealed.into_owned();
         cipher
-            .open_in_place(&nonce, kind.label(), &mut buffer, &tag)
+            .open_in_place(kind.label(), &mut buffer)
             .ok_or_else(|| Error::AuthenticationFailed { object: object() })?;
         Ok(Cow::Owned(buffer))
     }

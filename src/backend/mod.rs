@@ -204,6 +204,17 @@ pub(crate) mod contract {
                 .code(),
             crate::ErrorCode::CorruptObject
         );
+        assert_eq!(
+            backend
+                .read_range(ObjectKind::Pack, &name, 20, 1)
+                .unwrap_err()
+                .code(),
+            crate::ErrorCode::CorruptObject
+        );
+        assert!(backend
+            .read_range(ObjectKind::Pack, &name, 11, 0)
+            .unwrap()
+            .is_empty());
         let listed = backend.list(ObjectKind::Pack).unwrap();
         assert_eq!(
             listed,
