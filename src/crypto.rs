@@ -299,23 +299,38 @@ impl Keys {
     }
 
     /// Seals `plaintext` (returns it unchanged, uncopied, without encryption).
-    /// The result is built in one allocation and encrypted in place: a
-    /// separate ciphertext buffer would cost a copy and, for multi-MiB
-    /// chunks, fresh pages (measured: as much as the cipher itself).
     pub fn seal<'a>(&self, kind: SealKind, plaintext: &'a [u8]) -> Result<Cow<'a, [u8]>> {
-        let Some(cipher) = &self.cipher else {
+        if self.cipher.is_none() {
             return Ok(Cow::Borrowed(plaintext));
+        }
+        let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
+        self.seal_append(kind, plaintext, &mut out)?;
+        Ok(Cow::Owned(out))
+    }
+
+    /// Appends `plaintext`, sealed (as is without encryption), to `out` and
+    /// encrypts it there: the pack writer seals each blob straight into its
+    /// pack buffer. A separate ciphertext buffer would cost a copy and, for
+    /// multi-MiB chunks, fresh pages (measured: as much as the cipher itself).
+    pub fn seal_append(&self, kind: SealKind, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let Some(cipher) = &self.cipher else {
+            out.extend_from_slice(plaintext);
+            return Ok(());
         };
         let mut nonce = [0u8; NONCE_LENGTH];
         random_bytes(&mut nonce)?;
-        let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
+        out.reserve(SEAL_OVERHEAD + plaintext.len());
         out.extend_from_slice(&nonce);
+        let start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = cipher
-            .seal_in_place(&nonce, kind.label(), &mut out[NONCE_LENGTH..])
-            .ok_or_else(|| Error::InvalidArgument("encryption failed".into()))?;
+        let sealed = cipher.seal_in_place(&nonce, kind.label(), &mut out[start..]);
+        let Some(tag) = sealed else {
+            // Leave `out` as it was: no half-sealed plaintext in a pack.
+            out.truncate(start - NONCE_LENGTH);
+            return Err(Error::InvalidArgument("encryption failed".into()));
+        };
         out.extend_from_slice(&tag);
-        Ok(Cow::Owned(out))
+        Ok(())
     }
 
     /// Opens a sealed object; any change to it is an authentication failure
@@ -349,22 +364,34 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// Parameters taking about `target` on this machine (at least 1 iteration).
+    ///
+    /// A derivation costs a fixed part (allocating and faulting in the
+    /// memory, paid by every command again) plus a part per iteration; one
+    /// timed 1-iteration probe counts the fixed part as an iteration's cost
+    /// and undershot the target by ~2x. So time 1 and 4 iterations and solve
+    /// for both parts.
     pub fn tuned(target: Duration) -> Result<KdfParams> {
-        let probe = KdfParams {
+        let with_iterations = |iterations| KdfParams {
             memory_kib: KDF_MEMORY_KIB,
-            iterations: 1,
+            iterations,
             parallelism: 1,
         };
-        let started = Instant::now();
-        probe.derive(b"probe", &[0u8; 16])?;
-        let one = started.elapsed().max(Duration::from_micros(1));
-        let iterations = (target.as_secs_f64() / one.as_secs_f64())
-            .floor()
+        let time = |params: KdfParams| -> Result<f64> {
+            let started = Instant::now();
+            params.derive(b"probe", &[0u8; 16])?;
+            Ok(started.elapsed().as_secs_f64())
+        };
+        const PROBE_ITERATIONS: u32 = 4;
+        let one = time(with_iterations(1))?;
+        let several = time(with_iterations(PROBE_ITERATIONS))?;
+        let per_iteration = ((several - one) / f64::from(PROBE_ITERATIONS - 1))
+            .max(one / f64::from(PROBE_ITERATIONS))
+            .max(1e-6);
+        let fixed = (one - per_iteration).max(0.0);
+        let iterations = ((target.as_secs_f64() - fixed) / per_iteration)
+            .round()
             .clamp(1.0, 100.0) as u32;
-        Ok(KdfParams {
-            iterations,
-            ..probe
-        })
+        Ok(with_iterations(iterations))
     }
 
     fn derive(&self, password: &[u8], salt: &[u8]) -> Result<[u8; 32]> {
@@ -596,6 +623,12 @@ mod tests {
             let opened = keys.open(SealKind::Blob, sealed.as_ref(), || "blob".into()).unwrap().into_owned();
             prop_assert_eq!(&opened, &data);
             let opened = keys.open(SealKind::Blob, sealed.clone().into_owned(), || "blob".into()).unwrap().into_owned();
+            prop_assert_eq!(&opened, &data);
+            // Sealing onto a buffer's end leaves what it held and opens alike.
+            let mut appended = b"prefix".to_vec();
+            keys.seal_append(SealKind::Blob, &data, &mut appended).unwrap();
+            prop_assert_eq!(&appended[..6], b"prefix");
+            let opened = keys.open(SealKind::Blob, &appended[6..], || "blob".into()).unwrap().into_owned();
             prop_assert_eq!(&opened, &data);
             // The other cipher under the same master key does not open it.
             let other = master.keys(if xchacha { Cipher::Aes256GcmSubkey } else { Cipher::XChaCha20Poly1305 });

@@ -390,9 +390,12 @@ fn tune_allocator(command: &Command) {
     }
 }
 
-/// Just above the largest chunk (4 MiB): chunks and their compressed forms
-/// stay in the heap, pack-sized buffers do not.
-const DEFAULT_MMAP_THRESHOLD: i32 = 4 * 1024 * 1024 + 1;
+/// Above the largest chunk (4 MiB) with room for what a chunk grows by on
+/// its way into a pack (zstd's worst-case bound, ~16 KiB; the seal's nonce
+/// and tag, 40 bytes): chunks and their compressed forms stay in the heap,
+/// pack-sized buffers do not. At exactly 4 MiB + 1, every incompressible
+/// maximum-size chunk's zstd output buffer was a fresh mapping.
+const DEFAULT_MMAP_THRESHOLD: i32 = 4 * 1024 * 1024 + 64 * 1024;
 /// glibc's maximum mmap threshold on 64-bit (`DEFAULT_MMAP_THRESHOLD_MAX`).
 const RESTORE_MMAP_THRESHOLD: i32 = 32 * 1024 * 1024;
 /// Free memory at the top of a heap kept before it is returned.

@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use crate::crypto::{Keys, SealKind};
+use crate::crypto::{Keys, SealKind, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -112,6 +112,16 @@ impl Packer {
         }
     }
 
+    /// A packer reusing `buffer` (a written pack's), grown to `capacity`.
+    pub fn with_buffer(mut buffer: Vec<u8>, capacity: usize) -> Self {
+        buffer.clear();
+        buffer.reserve_exact(capacity);
+        Packer {
+            bytes: buffer,
+            ..Packer::default()
+        }
+    }
+
     /// Bytes of blob data so far.
     pub fn len(&self) -> usize {
         self.bytes.len()
@@ -123,25 +133,34 @@ impl Packer {
 
     /// Appends a blob stored as is.
     pub fn add(&mut self, id: Id, kind: BlobKind, data: &[u8]) -> Result<()> {
-        self.add_encoded(id, kind, Codec::None, data, data.len())
+        self.add_encoded(id, kind, Codec::None, data, data.len(), &Keys::plaintext())
     }
 
-    /// Appends a blob already encoded with `codec` (`raw_length`: its decoded size).
+    /// Appends a blob already encoded with `codec` (`raw_length`: its decoded
+    /// size), sealing it with `keys` straight into the pack buffer.
     pub fn add_encoded(
         &mut self,
         id: Id,
         kind: BlobKind,
         codec: Codec,
-        stored: &[u8],
+        encoded: &[u8],
         raw_length: usize,
+        keys: &Keys,
     ) -> Result<()> {
         let too_large = || Error::InvalidArgument(format!("blob {id} exceeds 4 GiB"));
         let offset = u32::try_from(self.bytes.len()).map_err(|_| too_large())?;
-        let stored_length = u32::try_from(stored.len()).map_err(|_| too_large())?;
         let raw_length = u32::try_from(raw_length).map_err(|_| too_large())?;
+        let stored_length = encoded.len()
+            + if keys.is_encrypted() {
+                SEAL_OVERHEAD
+            } else {
+                0
+            };
+        let stored_length = u32::try_from(stored_length).map_err(|_| too_large())?;
         offset.checked_add(stored_length).ok_or_else(too_large)?;
-        self.bytes.extend_from_slice(stored);
-        self.hasher.update(stored);
+        keys.seal_append(SealKind::Blob, encoded, &mut self.bytes)?;
+        debug_assert_eq!(self.bytes.len() - offset as usize, stored_length as usize);
+        self.hasher.update(&self.bytes[offset as usize..]);
         self.entries.push(PackEntry {
             id,
             kind,
@@ -383,6 +402,23 @@ mod tests {
         }
     }
 
+    /// A packer in a written pack's buffer writes the same pack as a fresh one.
+    #[test]
+    fn reused_buffer_makes_the_same_pack() {
+        let keys = Keys::plaintext();
+        let build = |mut packer: Packer| {
+            for blob in [&b"first"[..], b"second", b""] {
+                packer.add(Id::of(blob), BlobKind::Data, blob).unwrap();
+            }
+            packer.finish(&keys).unwrap()
+        };
+        let fresh = build(Packer::new());
+        let reused = build(Packer::with_buffer(vec![0xAA; 4096], 64));
+        assert_eq!(reused.bytes, fresh.bytes);
+        assert_eq!(reused.id, fresh.id);
+        assert_eq!(reused.entries, fresh.entries);
+    }
+
     #[test]
     fn damaged_blob_fails_its_checksum() {
         let entry = PackEntry {
@@ -423,8 +459,7 @@ mod encrypted_tests {
             let mut packer = Packer::new();
             for blob in &blobs {
                 let (codec, compressed) = compression.encode(blob);
-                let stored = keys.seal(SealKind::Blob, &compressed).unwrap();
-                packer.add_encoded(keys.blob_id(blob), BlobKind::Data, codec, &stored, blob.len()).unwrap();
+                packer.add_encoded(keys.blob_id(blob), BlobKind::Data, codec, &compressed, blob.len(), &keys).unwrap();
             }
             let pack = packer.finish(&keys).unwrap();
             let entries = parse_pack("p", &pack.bytes, &keys).unwrap();
