@@ -112,16 +112,6 @@ impl Packer {
         }
     }
 
-    /// A packer reusing `buffer` (a written pack's), grown to `capacity`.
-    pub fn with_buffer(mut buffer: Vec<u8>, capacity: usize) -> Self {
-        buffer.clear();
-        buffer.reserve_exact(capacity);
-        Packer {
-            bytes: buffer,
-            ..Packer::default()
-        }
-    }
-
     /// Bytes of blob data so far.
     pub fn len(&self) -> usize {
         self.bytes.len()
@@ -400,23 +390,6 @@ mod tests {
                 "length {length}"
             );
         }
-    }
-
-    /// A packer in a written pack's buffer writes the same pack as a fresh one.
-    #[test]
-    fn reused_buffer_makes_the_same_pack() {
-        let keys = Keys::plaintext();
-        let build = |mut packer: Packer| {
-            for blob in [&b"first"[..], b"second", b""] {
-                packer.add(Id::of(blob), BlobKind::Data, blob).unwrap();
-            }
-            packer.finish(&keys).unwrap()
-        };
-        let fresh = build(Packer::new());
-        let reused = build(Packer::with_buffer(vec![0xAA; 4096], 64));
-        assert_eq!(reused.bytes, fresh.bytes);
-        assert_eq!(reused.id, fresh.id);
-        assert_eq!(reused.entries, fresh.entries);
     }
 
     #[test]

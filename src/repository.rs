@@ -661,19 +661,14 @@ struct PackerState {
 /// Collects new blobs into packs and publishes each full pack from a dedicated
 /// I/O thread, so chunking and hashing continue while a pack is fsync'd.
 ///
-/// Memory is bounded by three pack buffers: the one being filled, the one
-/// being written (the hand-over channel has no buffer) and one written pack's
-/// buffer handed back for reuse. Reusing it instead of allocating each pack
-/// afresh keeps the buffers' pages: a new pack-sized mapping is faulted in
-/// page by page, and on a VM that returns freed memory to its host every
-/// such page is a host fault as well.
+/// Memory is bounded by two packs: the one being filled and the one being
+/// written (the hand-over channel has no buffer).
 pub struct PackWriter<'repository> {
     repository: &'repository Repository,
     known: Arc<Index>,
     compression: Compression,
     state: Mutex<PackerState>,
     sender: Mutex<Option<SyncSender<Packer>>>,
-    spare_buffers: Mutex<Receiver<Vec<u8>>>,
     thread: Mutex<Option<JoinHandle<Result<WriteSummary>>>>,
 }
 
@@ -687,12 +682,11 @@ impl<'repository> PackWriter<'repository> {
     /// of the packs it keeps, so blobs of packs it repacks are written again).
     pub fn with_known(repository: &'repository Repository, known: Arc<Index>) -> Result<Self> {
         let (sender, receiver) = sync_channel::<Packer>(0);
-        let (spare_sender, spare_receiver) = sync_channel::<Vec<u8>>(1);
         let backend = Arc::clone(&repository.backend);
         let keys = repository.keys.clone();
         let thread = std::thread::Builder::new()
             .name("lsmvault-pack-writer".into())
-            .spawn(move || write_packs(backend.as_ref(), &keys, receiver, spare_sender))
+            .spawn(move || write_packs(backend.as_ref(), &keys, receiver))
             .map_err(|error| Error::io("starting the pack writer thread", error))?;
         Ok(PackWriter {
             repository,
@@ -703,7 +697,6 @@ impl<'repository> PackWriter<'repository> {
                 pending: HashSet::new(),
             }),
             sender: Mutex::new(Some(sender)),
-            spare_buffers: Mutex::new(spare_receiver),
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -714,17 +707,8 @@ impl<'repository> PackWriter<'repository> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// An empty packer, in a written pack's buffer when one is spare.
-    fn next_packer(&self) -> Packer {
-        let spare = self
-            .spare_buffers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .try_recv();
-        match spare {
-            Ok(buffer) => Packer::with_buffer(buffer, packer_capacity(self.repository)),
-            Err(_) => Packer::with_capacity(packer_capacity(self.repository)),
-        }
+    fn packer_capacity(&self) -> usize {
+        packer_capacity(self.repository)
     }
 
     /// The keys blob ids are computed with.
@@ -758,7 +742,10 @@ impl<'repository> PackWriter<'repository> {
                 &self.repository.keys,
             )?;
             if state.packer.len() >= self.repository.config.pack_size as usize {
-                Some(std::mem::replace(&mut state.packer, self.next_packer()))
+                Some(std::mem::replace(
+                    &mut state.packer,
+                    Packer::with_capacity(self.packer_capacity()),
+                ))
             } else {
                 None
             }
@@ -834,7 +821,6 @@ fn write_packs(
     backend: &dyn Backend,
     keys: &Keys,
     receiver: Receiver<Packer>,
-    spare_buffers: SyncSender<Vec<u8>>,
 ) -> Result<WriteSummary> {
     let mut summary = WriteSummary::default();
     let mut failure = None;
@@ -860,9 +846,6 @@ fn write_packs(
                         entry: *entry,
                     });
                 }
-                // Full (one is spare already) or closed (the writer is
-                // finishing): the buffer is simply freed.
-                let _ = spare_buffers.try_send(finished.bytes);
             }
             Err(error) => failure = Some(error),
         }
