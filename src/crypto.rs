@@ -298,12 +298,20 @@ impl Keys {
         }
     }
 
+    /// The stored length of a sealed object of `plaintext_length` bytes.
+    pub fn sealed_length(&self, plaintext_length: usize) -> usize {
+        match self.cipher {
+            Some(_) => plaintext_length + SEAL_OVERHEAD,
+            None => plaintext_length,
+        }
+    }
+
     /// Seals `plaintext` (returns it unchanged, uncopied, without encryption).
     pub fn seal<'a>(&self, kind: SealKind, plaintext: &'a [u8]) -> Result<Cow<'a, [u8]>> {
         if self.cipher.is_none() {
             return Ok(Cow::Borrowed(plaintext));
         }
-        let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
+        let mut out = Vec::with_capacity(self.sealed_length(plaintext.len()));
         self.seal_append(kind, plaintext, &mut out)?;
         Ok(Cow::Owned(out))
     }

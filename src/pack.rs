@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use crate::crypto::{Keys, SealKind, SEAL_OVERHEAD};
+use crate::crypto::{Keys, SealKind};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -140,13 +140,8 @@ impl Packer {
         let too_large = || Error::InvalidArgument(format!("blob {id} exceeds 4 GiB"));
         let offset = u32::try_from(self.bytes.len()).map_err(|_| too_large())?;
         let raw_length = u32::try_from(raw_length).map_err(|_| too_large())?;
-        let stored_length = encoded.len()
-            + if keys.is_encrypted() {
-                SEAL_OVERHEAD
-            } else {
-                0
-            };
-        let stored_length = u32::try_from(stored_length).map_err(|_| too_large())?;
+        let stored_length =
+            u32::try_from(keys.sealed_length(encoded.len())).map_err(|_| too_large())?;
         offset.checked_add(stored_length).ok_or_else(too_large)?;
         keys.seal_append(SealKind::Blob, encoded, &mut self.bytes)?;
         debug_assert_eq!(self.bytes.len() - offset as usize, stored_length as usize);

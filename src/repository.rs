@@ -725,7 +725,10 @@ impl<'repository> PackWriter<'repository> {
     }
 
     /// Adds a blob unless it is already stored; returns whether it was new.
-    /// Compression runs in the calling thread, outside the writer's lock.
+    /// Compression runs in the calling thread, outside the writer's lock;
+    /// encryption runs inside it, straight into the pack buffer (which saves
+    /// a chunk-sized allocation and copy; AES-GCM at ~6 GiB/s per core is a
+    /// small share next to chunking and hashing, but it is serialised).
     pub fn add(&self, id: Id, kind: BlobKind, data: &[u8]) -> Result<bool> {
         if self.known.contains(&id) || !self.state().pending.insert(id) {
             return Ok(false);
