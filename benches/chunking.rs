@@ -24,10 +24,10 @@ use std::ops::Range;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use lsmvault::chunker::{ChunkerParams, CutFinder, StreamChunker};
-use lsmvault::compression::Compression;
-use lsmvault::crypto::{Cipher, MasterKey, SealKind};
-use lsmvault::pack::{BlobKind, Packer};
+use lsmvault::codec::chunker::{ChunkerParams, CutFinder, StreamChunker};
+use lsmvault::codec::compression::Compression;
+use lsmvault::codec::crypto::{Cipher, MasterKey, SealKind};
+use lsmvault::format::pack::{BlobKind, Packer};
 use lsmvault::Id;
 
 /// Input size of every benchmark.
@@ -182,7 +182,7 @@ fn hot_paths(criterion: &mut Criterion) {
                 if packer.len() >= PACK_SIZE {
                     last = Some(
                         std::mem::take(&mut packer)
-                            .finish(&lsmvault::crypto::Keys::plaintext())
+                            .finish(&lsmvault::codec::crypto::Keys::plaintext())
                             .expect("plaintext pack")
                             .id,
                     );
@@ -191,7 +191,7 @@ fn hot_paths(criterion: &mut Criterion) {
             if !packer.is_empty() {
                 last = Some(
                     packer
-                        .finish(&lsmvault::crypto::Keys::plaintext())
+                        .finish(&lsmvault::codec::crypto::Keys::plaintext())
                         .expect("plaintext pack")
                         .id,
                 );
@@ -215,7 +215,7 @@ fn hot_paths(criterion: &mut Criterion) {
                 if packer.len() >= PACK_SIZE {
                     last = Some(
                         std::mem::take(&mut packer)
-                            .finish(&lsmvault::crypto::Keys::plaintext())
+                            .finish(&lsmvault::codec::crypto::Keys::plaintext())
                             .expect("plaintext pack")
                             .id,
                     );
@@ -224,7 +224,7 @@ fn hot_paths(criterion: &mut Criterion) {
             if !packer.is_empty() {
                 last = Some(
                     packer
-                        .finish(&lsmvault::crypto::Keys::plaintext())
+                        .finish(&lsmvault::codec::crypto::Keys::plaintext())
                         .expect("plaintext pack")
                         .id,
                 );

@@ -325,7 +325,7 @@ echo "- database: $KEYS keys (db_bench fillrandom --value_size $VALUE_SIZE --see
 if [[ -n ${LSMVAULT_BIN_COMMIT:-} ]]; then
     built="built from git $LSMVAULT_BIN_COMMIT"
 else
-    built="source tree at git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes in src/')"
+    built="source tree at git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes in crates/')"
 fi
 echo "- lsmvault: $("$LSMVAULT" --version), binary \`$LSMVAULT\`, $built"
 echo "- settings: plain-off = \`init --no-encryption --compression off\`; plain-auto = \`init --no-encryption\` (auto); plain-zstd3 = \`init --no-encryption --compression zstd:3\`; enc-auto = \`init --kdf-target-ms $KDF_TARGET_MS\` ($BENCH_KDF); enc-off = same with \`--compression off\`$([[ $HAS_CIPHER -eq 1 ]] && echo " (both with the default cipher, \`aes-256-gcm-subkey\`); enc-off-xchacha = enc-off with \`--cipher xchacha20-poly1305\`"); every backup into a fresh repository"

@@ -326,7 +326,7 @@ fi
 echo "## lsmvault generations benchmark"
 echo
 echo "- database: ~$SIZE_MB MiB target, $KEYS keys (db_bench fillrandom, value_size $VALUE_SIZE, snappy), $GENERATIONS generation(s), overwrite of $CHURN_KEYS keys between generations"
-echo "- lsmvault: $("$LSMVAULT" --version), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes in src/')"
+echo "- lsmvault: $("$LSMVAULT" --version), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes in crates/')"
 echo "- repository: $([[ $ENCRYPTED -eq 1 ]] && echo encrypted || echo plaintext), \`lsmvault init${INIT_ARGS[*]:+ ${INIT_ARGS[*]}}\`, otherwise defaults"
 echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r); warm page cache (not dropped); before each timed step: \`sync\`$([[ $PREFAULT -eq 1 ]] && echo " and a $PREFAULT_MB MiB prefault file written and deleted")"
 echo "- MB = 10^6 bytes; data = checkpoint size (verify: bytes re-read); MB/s = data / wall; repeated steps: $REPEAT run(s), targets judged on medians"

@@ -452,7 +452,7 @@ echo
 if [[ -n ${LSMVAULT_BIN:-} ]]; then
     built="prebuilt LSMVAULT_BIN=$LSMVAULT (checkout now at git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 else
-    built="git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes in src/')"
+    built="git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes in crates/')"
 fi
 echo "- lsmvault: $("$LSMVAULT" --version), $built; repository plaintext (\`init ${INIT_ARGS[*]}\`), compression auto; $(db_bench --version 2>&1 | head -n 1)"
 echo "- WAL: db_bench fillseq on a fresh database (16-byte keys, $VALUE_SIZE-byte values, rate limit $([[ $WAL_RATE_MB -gt 0 ]] && echo "$WAL_RATE_MB MB/s" || echo none), memtable larger than the WAL), stopped with SIGSTOP at >= $WAL_MB MiB, then $REPEAT time(s) let on for >= $GROWTH_KB KiB"

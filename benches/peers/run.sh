@@ -399,7 +399,7 @@ log "work $WORK; ~$SIZE_MB MiB ($KEYS keys), $GENERATIONS generations, $CHURN_KE
 for dataset in "${DATASET_LIST[@]}"; do run_dataset "$dataset"; done
 
 # --- report ----------------------------------------------------------------------
-versions="lsmvault: $("$LSMVAULT" --version 2>/dev/null || echo n/a), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes in src/')"
+versions="lsmvault: $("$LSMVAULT" --version 2>/dev/null || echo n/a), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes in crates/')"
 has_tool restic && versions+="; $(restic version | cut -d' ' -f1-2)"
 has_tool borg-lz4 && versions+="; $(borg --version)"
 has_tool rsync && versions+="; rsync $(rsync --version | awk 'NR == 1 {print $3}')"

@@ -8,12 +8,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lsmvault::crypto::{KeyFile, Keys};
-use lsmvault::index::decode_index_file;
-use lsmvault::pack::{parse_header, parse_pack, parse_trailer};
-use lsmvault::snapshot::Snapshot;
-use lsmvault::tree::Tree;
-use lsmvault::wal::manifest::manifest_last_sequence;
+use lsmvault::codec::crypto::{KeyFile, Keys};
+use lsmvault::format::index::decode_index_file;
+use lsmvault::format::pack::{parse_header, parse_pack, parse_trailer};
+use lsmvault::format::snapshot::Snapshot;
+use lsmvault::format::tree::Tree;
+use lsmvault::lsm::manifest::manifest_last_sequence;
 use lsmvault::Id;
 
 fuzz_target!(|data: &[u8]| {

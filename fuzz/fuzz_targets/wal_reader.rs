@@ -3,13 +3,13 @@
 //! Run with `cargo +nightly fuzz run wal_reader` from the repository root. Besides
 //! "never panics", it checks the reader's documented invariants: records in file order
 //! within the input, and a tail that starts at or after the last trusted record.
-//! Seed idea: `lsmvault::wal::log_reader::encode_log` output of a few records.
+//! Seed idea: `lsmvault::lsm::log_reader::encode_log` output of a few records.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lsmvault::wal::log_reader::{read_log, sequence_ranges};
-use lsmvault::wal::write_batch::parse_write_batch;
+use lsmvault::lsm::log_reader::{read_log, sequence_ranges};
+use lsmvault::lsm::write_batch::parse_write_batch;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the log number: none, or a small one (so recyclable

@@ -1,0 +1,262 @@
+//! Blob compression: zstd per blob, with an `auto` mode that does not waste
+//! CPU or space on data that is already compressed.
+//!
+//! SST files are usually compressed by the database itself (snappy, lz4,
+//! zstd); compressing them again costs CPU and gains nothing. `auto` first
+//! compresses a small sample of the blob at zstd's fastest level and gives up
+//! when the sample does not shrink by [`SAMPLE_GIVE_UP_RATIO`]; otherwise it
+//! compresses the whole blob and keeps the result only when it saves at least
+//! 1/[`MINIMUM_SAVING_FRACTION`] of the size. Every blob records its codec, so
+//! any mix of compressed and raw blobs reads back.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::format::pack::Codec;
+
+/// Default zstd level: zstd's own default, a good speed/size balance.
+pub const DEFAULT_LEVEL: i32 = 3;
+/// Blobs larger than this are sampled before being compressed in `auto` mode.
+const SAMPLE_THRESHOLD: usize = 128 * 1024;
+const SAMPLE_LENGTH: usize = 32 * 1024;
+/// `auto` stores a blob raw when its sample compresses to more than this fraction.
+pub const SAMPLE_GIVE_UP_RATIO: f64 = 0.92;
+/// `auto` keeps a compressed blob only if it saves at least 1/32 (about 3%).
+pub const MINIMUM_SAVING_FRACTION: usize = 32;
+/// Upper bound on a blob's decoded size, so a hostile header cannot make a
+/// reader allocate gigabytes (chunks are at most 16 MiB; trees far less).
+pub const MAX_BLOB_SIZE: usize = 256 * 1024 * 1024;
+
+/// How blobs are compressed when written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Never compress.
+    Off,
+    /// Compress with zstd at `level` unless the data does not shrink.
+    Auto { level: i32 },
+    /// Always zstd at `level` (still stored raw if compression would grow it).
+    Zstd { level: i32 },
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Auto {
+            level: DEFAULT_LEVEL,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::Off => formatter.write_str("off"),
+            Compression::Auto { level } if *level == DEFAULT_LEVEL => formatter.write_str("auto"),
+            Compression::Auto { level } => write!(formatter, "auto:{level}"),
+            Compression::Zstd { level } => write!(formatter, "zstd:{level}"),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = Error;
+
+    /// Parses `off`, `auto`, `auto:N` or `zstd:N` (N in 1..=22; `none` = `off`).
+    fn from_str(text: &str) -> Result<Compression> {
+        let invalid = || {
+            Error::InvalidArgument(format!(
+                "compression {text:?}: expected auto, off, or zstd:N with N from 1 to 22"
+            ))
+        };
+        let level = |digits: &str| -> Result<i32> {
+            let level: i32 = digits.parse().map_err(|_| invalid())?;
+            if (1..=22).contains(&level) {
+                Ok(level)
+            } else {
+                Err(invalid())
+            }
+        };
+        match text.split_once(':') {
+            None if text == "off" || text == "none" => Ok(Compression::Off),
+            None if text == "auto" => Ok(Compression::default()),
+            None if text == "zstd" => Ok(Compression::Zstd {
+                level: DEFAULT_LEVEL,
+            }),
+            Some(("auto", digits)) => Ok(Compression::Auto {
+                level: level(digits)?,
+            }),
+            Some(("zstd", digits)) => Ok(Compression::Zstd {
+                level: level(digits)?,
+            }),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl Compression {
+    /// Encodes a blob: the codec used and the bytes to store.
+    pub fn encode<'a>(&self, raw: &'a [u8]) -> (Codec, Cow<'a, [u8]>) {
+        let level = match *self {
+            Compression::Off => return (Codec::None, Cow::Borrowed(raw)),
+            Compression::Auto { level } => {
+                if raw.len() > SAMPLE_THRESHOLD {
+                    let middle = raw.len() / 2 - SAMPLE_LENGTH / 2;
+                    let sample = &raw[middle..middle + SAMPLE_LENGTH];
+                    let compressed = zstd::bulk::compress(sample, 1).map(|bytes| bytes.len());
+                    if compressed.map_or(true, |length| {
+                        length as f64 > SAMPLE_LENGTH as f64 * SAMPLE_GIVE_UP_RATIO
+                    }) {
+                        return (Codec::None, Cow::Borrowed(raw));
+                    }
+                }
+                level
+            }
+            Compression::Zstd { level } => level,
+        };
+        match compress(raw, level) {
+            Ok(compressed)
+                if compressed.len() + raw.len() / MINIMUM_SAVING_FRACTION < raw.len()
+                    || (matches!(self, Compression::Zstd { .. })
+                        && compressed.len() < raw.len()) =>
+            {
+                (Codec::Zstd, Cow::Owned(compressed))
+            }
+            _ => (Codec::None, Cow::Borrowed(raw)),
+        }
+    }
+}
+
+thread_local! {
+    /// One zstd context per thread and level: creating one per blob costs more
+    /// than compressing a small blob.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached
+            .as_ref()
+            .is_none_or(|(cached_level, _)| *cached_level != level)
+        {
+            *cached = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match cached.as_mut() {
+            Some((_, compressor)) => compressor.compress(raw),
+            None => zstd::bulk::compress(raw, level),
+        }
+    })
+}
+
+/// Decodes a stored blob into `raw_length` bytes (a raw blob is passed
+/// through uncopied).
+pub fn decode<'a>(
+    codec: Codec,
+    stored: Cow<'a, [u8]>,
+    raw_length: usize,
+    object: impl Fn() -> String,
+) -> Result<Cow<'a, [u8]>> {
+    match codec {
+        Codec::None => Ok(stored),
+        Codec::Zstd => {
+            if raw_length > MAX_BLOB_SIZE {
+                return Err(Error::corrupt(
+                    object(),
+                    format!("claims {raw_length} raw bytes"),
+                ));
+            }
+            let raw = zstd::bulk::decompress(&stored, raw_length)
+                .map_err(|error| Error::corrupt(object(), format!("zstd: {error}")))?;
+            if raw.len() != raw_length {
+                return Err(Error::corrupt(
+                    object(),
+                    format!("decompressed to {} bytes, expected {raw_length}", raw.len()),
+                ));
+            }
+            Ok(Cow::Owned(raw))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn noise(length: usize) -> Vec<u8> {
+        let mut state = 0x1234_5678_9abc_def1u64;
+        (0..length)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parse_and_display() {
+        assert_eq!(
+            "auto".parse::<Compression>().unwrap(),
+            Compression::default()
+        );
+        assert_eq!("off".parse::<Compression>().unwrap(), Compression::Off);
+        assert_eq!(
+            "zstd:19".parse::<Compression>().unwrap(),
+            Compression::Zstd { level: 19 }
+        );
+        assert_eq!(
+            "auto:7".parse::<Compression>().unwrap().to_string(),
+            "auto:7"
+        );
+        for bad in ["zstd:0", "zstd:23", "lz4", "zstd:x", ""] {
+            assert!(bad.parse::<Compression>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn auto_compresses_text_and_stores_noise_raw() {
+        let text = b"key000001 value value value\n".repeat(20_000);
+        let (codec, stored) = Compression::default().encode(&text);
+        assert_eq!(codec, Codec::Zstd);
+        assert!(stored.len() * 10 < text.len());
+        let random = noise(1 << 20);
+        let (codec, stored) = Compression::default().encode(&random);
+        assert_eq!(codec, Codec::None);
+        assert_eq!(stored.len(), random.len());
+        // Small incompressible blobs are tried in full, then stored raw.
+        let (codec, _) = Compression::default().encode(&random[..1000]);
+        assert_eq!(codec, Codec::None);
+        assert_eq!(Compression::Off.encode(&text).0, Codec::None);
+    }
+
+    #[test]
+    fn decode_rejects_lies() {
+        let text = b"abc".repeat(1000);
+        let compressed = zstd::bulk::compress(&text, 3).unwrap();
+        let decode = |stored: &[u8], length| {
+            decode(Codec::Zstd, Cow::Borrowed(stored), length, || "x".into()).map(Cow::into_owned)
+        };
+        assert_eq!(decode(&compressed, 3000).unwrap(), text);
+        assert!(decode(&compressed, 2999).is_err());
+        assert!(decode(&compressed, 3001).is_err());
+        assert!(decode(b"garbage", 10).is_err());
+        assert!(decode(&compressed, MAX_BLOB_SIZE + 1).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn round_trip(data in proptest::collection::vec(0u8..4, 0..300_000), level in 1i32..6) {
+            for compression in [Compression::Off, Compression::Auto { level }, Compression::Zstd { level }] {
+                let (codec, stored) = compression.encode(&data);
+                let raw = decode(codec, Cow::Borrowed(&stored), data.len(), || "blob".into()).unwrap();
+                prop_assert_eq!(raw.as_ref(), data.as_slice());
+                prop_assert!(stored.len() <= data.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The blob index: which pack holds which blob, and where.
+//!
+//! On disk it is a set of immutable index files, each written after the packs
+//! it describes, so every index entry points at a pack that was published
+//! before it. In memory it is one map from blob id to location; when two packs
+//! hold the same blob (two concurrent backups stored it) either location serves.
+//!
+//! Index file layout (little-endian; `docs/format.md` is the reference):
+//!
+//! ```text
+//! "LSMVINDX" | version u32 | count u32 | count x entry(80 bytes) | blake3(all before)
+//! entry = id [32] | pack [32] | offset u32 | stored_length u32 | raw_length u32
+//!         | kind u8 | codec u8 | reserved u16
+//! ```
+
+use std::collections::HashMap;
+
+use crate::codec::crypto::{Keys, SealKind};
+use crate::error::{Error, Result};
+use crate::format::pack::{BlobKind, Codec, PackEntry};
+use crate::id::Id;
+
+/// Current index file format version.
+pub const INDEX_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"LSMVINDX";
+const ENTRY_LENGTH: usize = 80;
+const FIXED_LENGTH: usize = 8 + 4 + 4;
+
+/// Where a blob lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: Id,
+    pub entry: PackEntry,
+}
+
+/// In-memory map of every indexed blob.
+#[derive(Debug, Default, Clone)]
+pub struct Index {
+    blobs: HashMap<Id, BlobLocation>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, id: &Id) -> Option<&BlobLocation> {
+        self.blobs.get(id)
+    }
+
+    pub fn contains(&self, id: &Id) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Records every blob of `pack`. An id already present keeps its first location.
+    pub fn add_pack(&mut self, pack: Id, entries: &[PackEntry]) {
+        for entry in entries {
+            self.blobs.entry(entry.id).or_insert(BlobLocation {
+                pack,
+                entry: *entry,
+            });
+        }
+    }
+
+    pub fn insert(&mut self, location: BlobLocation) {
+        self.blobs.entry(location.entry.id).or_insert(location);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &BlobLocation> {
+        self.blobs.values()
+    }
+}
+
+/// Serializes (and, when encrypted, seals) index entries into one index
+/// file; returns (name, bytes).
+pub fn encode_index_file(locations: &[BlobLocation], keys: &Keys) -> Result<(Id, Vec<u8>)> {
+    let mut bytes = Vec::with_capacity(FIXED_LENGTH + locations.len() * ENTRY_LENGTH + 32);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(locations.len() as u32).to_le_bytes());
+    for location in locations {
+        let entry = &location.entry;
+        bytes.extend_from_slice(&entry.id.0);
+        bytes.extend_from_slice(&location.pack.0);
+        bytes.extend_from_slice(&entry.offset.to_le_bytes());
+        bytes.extend_from_slice(&entry.stored_length.to_le_bytes());
+        bytes.extend_from_slice(&entry.raw_length.to_le_bytes());
+        bytes.push(entry.kind as u8);
+        bytes.push(entry.codec as u8);
+        bytes.extend_from_slice(&0u16.to_le_bytes());
+    }
+    let checksum = blake3::hash(&bytes);
+    bytes.extend_from_slice(checksum.as_bytes());
+    let stored = keys.seal(SealKind::Index, &bytes)?.into_owned();
+    Ok((Id::of(&stored), stored))
+}
+
+/// Parses one index file, checking magic, version and checksum.
+pub fn decode_index_file(name: &str, stored: &[u8], keys: &Keys) -> Result<Vec<BlobLocation>> {
+    let object = || format!("index file {name}");
+    let bytes = keys.open(SealKind::Index, stored, object)?;
+    let bytes = bytes.as_ref();
+    let corrupt = |reason: String| Error::corrupt(object(), reason);
+    if bytes.len() < FIXED_LENGTH + 32 {
+        return Err(corrupt(format!("{} bytes is too short", bytes.len())));
+    }
+    let (body, checksum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != checksum {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    if &body[..8] != MAGIC {
+        return Err(corrupt("magic missing".into()));
+    }
+    let version = u32::from_le_bytes([body[8], body[9], body[10], body[11]]);
+    if version != INDEX_VERSION {
+        return Err(Error::UnsupportedVersion {
+            object: object(),
+            found: version,
+            supported: INDEX_VERSION,
+        });
+    }
+    let count = u32::from_le_bytes([body[12], body[13], body[14], body[15]]) as usize;
+    let listed = &body[FIXED_LENGTH..];
+    if listed.len() != count.saturating_mul(ENTRY_LENGTH) {
+        return Err(corrupt(format!(
+            "lists {count} entries but holds {} bytes of entries",
+            listed.len()
+        )));
+    }
+    listed
+        .chunks_exact(ENTRY_LENGTH)
+        .map(|raw| {
+            let word =
+                |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&raw[..32]);
+            let mut pack = [0u8; 32];
+            pack.copy_from_slice(&raw[32..64]);
+            let kind = BlobKind::from_byte(raw[76])
+                .ok_or_else(|| corrupt(format!("unknown blob kind {}", raw[76])))?;
+            let codec = Codec::from_byte(raw[77])
+                .ok_or_else(|| corrupt(format!("unknown codec {}", raw[77])))?;
+            Ok(BlobLocation {
+                pack: Id(pack),
+                entry: PackEntry {
+                    id: Id(id),
+                    kind,
+                    codec,
+                    offset: word(64),
+                    stored_length: word(68),
+                    raw_length: word(72),
+                },
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn location(seed: u8, offset: u32, length: u32, tree: bool) -> BlobLocation {
+        BlobLocation {
+            pack: Id([seed.wrapping_add(1); 32]),
+            entry: PackEntry {
+                id: Id([seed; 32]),
+                kind: if tree { BlobKind::Tree } else { BlobKind::Data },
+                codec: Codec::None,
+                offset,
+                stored_length: length,
+                raw_length: length,
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn index_file_round_trip(entries in proptest::collection::vec((any::<u8>(), any::<u32>(), any::<u32>(), any::<bool>()), 0..50)) {
+            let locations: Vec<BlobLocation> = entries.iter().map(|(seed, offset, length, tree)| location(*seed, *offset, *length, *tree)).collect();
+            let (name, bytes) = encode_index_file(&locations, &Keys::plaintext()).unwrap();
+            prop_assert_eq!(name, Id::of(&bytes));
+            prop_assert_eq!(decode_index_file("x", &bytes, &Keys::plaintext()).unwrap(), locations);
+        }
+
+        #[test]
+        fn any_flipped_byte_is_detected(flip in 0usize..1000) {
+            let (_, mut bytes) = encode_index_file(&[location(1, 0, 5, false), location(2, 5, 9, true)], &Keys::plaintext()).unwrap();
+            let position = flip % bytes.len();
+            bytes[position] ^= 1;
+            prop_assert!(decode_index_file("x", &bytes, &Keys::plaintext()).is_err());
+        }
+    }
+
+    #[test]
+    fn first_location_wins() {
+        let mut index = Index::new();
+        let first = location(1, 0, 5, false);
+        let mut second = first;
+        second.pack = Id([9; 32]);
+        index.insert(first);
+        index.insert(second);
+        assert_eq!(index.get(&first.entry.id).unwrap().pack, first.pack);
+        assert_eq!(index.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod encrypted_tests {
+    use super::*;
+    use crate::codec::crypto::{Cipher, MasterKey};
+
+    #[test]
+    fn encrypted_index_round_trips_and_hides_ids() {
+        let keys = MasterKey::generate().unwrap().keys(Cipher::default());
+        let location = BlobLocation {
+            pack: Id([7; 32]),
+            entry: PackEntry {
+                id: Id([9; 32]),
+                kind: BlobKind::Data,
+                codec: Codec::Zstd,
+                offset: 0,
+                stored_length: 10,
+                raw_length: 20,
+            },
+        };
+        let (name, bytes) = encode_index_file(&[location], &keys).unwrap();
+        assert_eq!(name, Id::of(&bytes));
+        assert!(!bytes.windows(32).any(|window| window == [9u8; 32]));
+        assert_eq!(
+            decode_index_file("x", &bytes, &keys).unwrap(),
+            vec![location]
+        );
+        let mut tampered = bytes.clone();
+        tampered[30] ^= 1;
+        assert!(matches!(
+            decode_index_file("x", &tampered, &keys),
+            Err(Error::AuthenticationFailed { .. })
+        ));
+    }
+}

@@ -1,0 +1,9 @@
+//! Every on-disk object of a repository, as bytes in and values out: no I/O.
+//!
+//! Each module owns one object's encoding and its checks; the fuzz targets
+//! depend on these parsers accepting any bytes without panicking.
+
+pub mod index;
+pub mod pack;
+pub mod snapshot;
+pub mod tree;

@@ -1,0 +1,271 @@
+//! Snapshot files: the commit point of a backup.
+//!
+//! A snapshot is a small JSON document naming a root tree, stored under the
+//! BLAKE3 hash of its bytes in `snapshots/`. It is written only after every
+//! pack, index file and tree it references has been published, so a snapshot
+//! that exists is complete.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// Current snapshot file format version.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// How a backup chose its parent (and so how much it read); never how restore works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    /// Every file was read (no parent, or `--full`).
+    Full,
+    /// Unchanged files were taken from the newest snapshot of the same source.
+    Incremental,
+    /// Unchanged files were taken from the newest full snapshot of the same source.
+    Differential,
+}
+
+impl std::fmt::Display for SnapshotKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            SnapshotKind::Full => "full",
+            SnapshotKind::Incremental => "incremental",
+            SnapshotKind::Differential => "differential",
+        })
+    }
+}
+
+/// What a backup did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupStats {
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    /// Files not in the parent (or `--full`).
+    pub files_new: u64,
+    /// Files in the parent whose metadata changed, so they were read again.
+    pub files_changed: u64,
+    /// Files taken from the parent without reading.
+    pub files_unmodified: u64,
+    /// Logical size of all files in the snapshot.
+    pub bytes_total: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Raw bytes of blobs that were new to the repository.
+    pub bytes_added: u64,
+    /// Bytes of packs written (what the repository grew by, before index and snapshot).
+    pub bytes_stored: u64,
+    pub blobs_added: u64,
+    pub packs_written: u64,
+    pub duration_seconds: f64,
+}
+
+/// The contents of a snapshot file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    /// When the backup started (RFC 3339, UTC, nanoseconds).
+    pub time: String,
+    pub host: String,
+    pub user: String,
+    /// Absolute path of the backed-up directory.
+    pub source: String,
+    pub tags: Vec<String>,
+    /// The snapshot unchanged files were taken from.
+    pub parent: Option<Id>,
+    pub kind: SnapshotKind,
+    /// Root tree.
+    pub tree: Id,
+    /// True when some source files could not be read (they are absent from the tree).
+    pub incomplete: bool,
+    pub warnings: Vec<String>,
+    pub stats: BackupStats,
+    pub program: String,
+    /// Identity and last sequence number of the database the source held
+    /// (absent for directories that are not an LSM database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::lsm::manifest::DatabaseState>,
+}
+
+impl Snapshot {
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data with string keys always serializes.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    pub fn decode(name: &str, bytes: &[u8]) -> Result<Snapshot> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let object = || format!("snapshot {name}");
+        let version: VersionOnly = serde_json::from_slice(bytes)
+            .map_err(|error| Error::corrupt(object(), error.to_string()))?;
+        if version.version != SNAPSHOT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                object: object(),
+                found: version.version,
+                supported: SNAPSHOT_VERSION,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(|error| Error::corrupt(object(), error.to_string()))
+    }
+
+    /// The snapshot time as a `SystemTime` (the epoch if unparsable).
+    pub fn system_time(&self) -> SystemTime {
+        humantime::parse_rfc3339(&self.time).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// Formats a time as RFC 3339 UTC with nanoseconds.
+pub fn format_time(time: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(time).to_string()
+}
+
+/// A snapshot together with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotEntry {
+    pub id: Id,
+    pub snapshot: Snapshot,
+}
+
+/// Sorts snapshots oldest first (ties broken by id, so the order is total).
+pub fn sort_by_time(snapshots: &mut [SnapshotEntry]) {
+    snapshots.sort_by(|a, b| {
+        a.snapshot
+            .system_time()
+            .cmp(&b.snapshot.system_time())
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+/// Resolves a user's snapshot selector: a full id, a unique id prefix,
+/// `latest`, or `latest:TAG`. `snapshots` must be sorted oldest first.
+pub fn select<'a>(snapshots: &'a [SnapshotEntry], selector: &str) -> Result<&'a SnapshotEntry> {
+    let not_found = || Error::SnapshotNotFound {
+        selector: selector.to_string(),
+    };
+    if selector == "latest" {
+        return snapshots.last().ok_or_else(not_found);
+    }
+    if let Some(tag) = selector.strip_prefix("latest:") {
+        return snapshots
+            .iter()
+            .rev()
+            .find(|entry| entry.snapshot.tags.iter().any(|candidate| candidate == tag))
+            .ok_or_else(not_found);
+    }
+    let prefix = selector.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    let matches: Vec<&SnapshotEntry> = snapshots
+        .iter()
+        .filter(|entry| entry.id.to_hex().starts_with(&prefix))
+        .collect();
+    match matches.as_slice() {
+        [] => Err(not_found()),
+        [only] => Ok(only),
+        several => Err(Error::AmbiguousPrefix {
+            prefix: selector.to_string(),
+            candidates: several
+                .iter()
+                .map(|entry| entry.id.short())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// A snapshot of `/db` at `time` with `tags`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_snapshot(time: &str, tags: &[&str]) -> Snapshot {
+    Snapshot {
+        version: SNAPSHOT_VERSION,
+        time: time.to_string(),
+        host: "h".into(),
+        user: "u".into(),
+        source: "/db".into(),
+        tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        parent: None,
+        kind: SnapshotKind::Full,
+        tree: Id([0; 32]),
+        incomplete: false,
+        warnings: vec![],
+        stats: BackupStats::default(),
+        program: "test".into(),
+        database: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(time: &str, tags: &[&str]) -> Snapshot {
+        test_snapshot(time, tags)
+    }
+
+    #[test]
+    fn json_round_trip_and_version_check() {
+        let original = snapshot("2026-11-23T14:32:05.000000001Z", &["nightly"]);
+        let bytes = original.encode();
+        assert_eq!(Snapshot::decode("x", &bytes).unwrap(), original);
+        let future = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"version\": 1", "\"version\": 99");
+        assert!(matches!(
+            Snapshot::decode("x", future.as_bytes()),
+            Err(Error::UnsupportedVersion { found: 99, .. })
+        ));
+        assert!(matches!(
+            Snapshot::decode("x", b"{not json"),
+            Err(Error::CorruptObject { .. })
+        ));
+    }
+
+    #[test]
+    fn selectors() {
+        let mut list = vec![
+            SnapshotEntry {
+                id: Id([0xab; 32]),
+                snapshot: snapshot("2026-01-02T00:00:00Z", &["a"]),
+            },
+            SnapshotEntry {
+                id: Id([0xac; 32]),
+                snapshot: snapshot("2026-01-03T00:00:00Z", &[]),
+            },
+            SnapshotEntry {
+                id: Id([0x12; 32]),
+                snapshot: snapshot("2026-01-01T00:00:00Z", &["a"]),
+            },
+        ];
+        sort_by_time(&mut list);
+        assert_eq!(select(&list, "latest").unwrap().id, Id([0xac; 32]));
+        assert_eq!(select(&list, "latest:a").unwrap().id, Id([0xab; 32]));
+        assert_eq!(select(&list, "12").unwrap().id, Id([0x12; 32]));
+        assert_eq!(select(&list, "ABAB").unwrap().id, Id([0xab; 32]));
+        assert!(matches!(
+            select(&list, "a"),
+            Err(Error::AmbiguousPrefix { .. })
+        ));
+        assert!(matches!(
+            select(&list, "ff"),
+            Err(Error::SnapshotNotFound { .. })
+        ));
+        assert!(matches!(
+            select(&list, "latest:zz"),
+            Err(Error::SnapshotNotFound { .. })
+        ));
+        assert!(matches!(
+            select(&list, "../x"),
+            Err(Error::SnapshotNotFound { .. })
+        ));
+        assert!(matches!(
+            select(&[], "latest"),
+            Err(Error::SnapshotNotFound { .. })
+        ));
+    }
+}

@@ -1,0 +1,366 @@
+//! Checkpoints of a live LSM database directory: hard links for immutable
+//! files, copies for mutable ones, with an optional freeze/thaw around them.
+//!
+//! The result is crash-consistent when writes are paused while it is taken:
+//! the freeze command runs before the directory is listed, the thaw command
+//! right after the last link or copy, and the time in between is measured and
+//! reported. Immutable files (SSTs, blob files, rotated WAL segments) are
+//! hard-linked, which costs nothing; mutable ones (MANIFEST, CURRENT,
+//! OPTIONS, IDENTITY, the active WAL) are copied. `LOCK` and info logs are
+//! skipped. When the destination is on another file system, links become copies.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, IoContext, Result};
+
+/// How the files of a database directory are treated. Patterns are file names
+/// with at most one `*` (e.g. `*.sst`, `MANIFEST-*`, `LOG*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileClasses {
+    /// Never modified once written: hard-linked.
+    pub immutable: Vec<String>,
+    /// Write-ahead log segments: the newest is copied (still growing), the
+    /// older ones are hard-linked (rotated, immutable).
+    pub wal: Vec<String>,
+    /// Not part of a checkpoint.
+    pub skip: Vec<String>,
+}
+
+impl Default for FileClasses {
+    /// RocksDB and LevelDB (fjall and others: override with their patterns).
+    fn default() -> Self {
+        FileClasses {
+            immutable: ["*.sst", "*.ldb", "*.blob"].map(String::from).to_vec(),
+            wal: vec!["*.log".to_string()],
+            skip: ["LOCK", "LOG", "LOG.old*", "*.dbtmp", "*.tmp"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// Whether `name` matches `pattern` (one optional `*`).
+pub fn matches_pattern(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((prefix, suffix)) => {
+            name.len() >= prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
+        }
+    }
+}
+
+fn matches_any(patterns: &[String], name: &str) -> bool {
+    patterns
+        .iter()
+        .any(|pattern| matches_pattern(pattern, name))
+}
+
+/// The number in a name like `000123.log` (None when there is none).
+pub fn file_number(name: &str) -> Option<u64> {
+    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Options for [`checkpoint`].
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointOptions {
+    /// Shell command run before the files are linked (e.g. `kill -STOP 1234`).
+    pub freeze_command: Option<String>,
+    /// Shell command run right after (e.g. `kill -CONT 1234`); also run when
+    /// the checkpoint fails, so a frozen writer is never left frozen.
+    pub thaw_command: Option<String>,
+    pub classes: FileClasses,
+}
+
+/// What a checkpoint did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckpointReport {
+    pub destination: PathBuf,
+    pub linked: u64,
+    pub copied: u64,
+    pub skipped: u64,
+    pub bytes_copied: u64,
+    /// Links that crossed file systems and became copies.
+    pub cross_device_copies: u64,
+    /// Time between the freeze command's start and the thaw command's end
+    /// (the link-and-copy time when there are none).
+    pub pause_seconds: f64,
+}
+
+fn run_shell(command: &str, what: &str) -> Result<()> {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .status()
+        .map_err(|error| Error::io(format!("running the {what} command {command:?}"), error))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "the {what} command {command:?} failed with {status}"
+        )))
+    }
+}
+
+/// Takes a checkpoint of `source` into `destination` (which must not exist).
+pub fn checkpoint(
+    source: &Path,
+    destination: &Path,
+    options: &CheckpointOptions,
+) -> Result<CheckpointReport> {
+    if !source.is_dir() {
+        return Err(Error::SourceNotFound {
+            path: source.to_path_buf(),
+        });
+    }
+    if destination.exists() {
+        return Err(Error::TargetNotEmpty {
+            path: destination.to_path_buf(),
+        });
+    }
+    let mut report = CheckpointReport {
+        destination: destination.to_path_buf(),
+        ..CheckpointReport::default()
+    };
+    let paused = Instant::now();
+    if let Some(freeze) = &options.freeze_command {
+        run_shell(freeze, "freeze")?;
+    }
+    let copied = copy_tree(source, destination, &options.classes, true, &mut report);
+    let thawed = match &options.thaw_command {
+        Some(thaw) => run_shell(thaw, "thaw"),
+        None => Ok(()),
+    };
+    report.pause_seconds = paused.elapsed().as_secs_f64();
+    if let Err(error) = copied {
+        let _ = fs::remove_dir_all(destination);
+        return Err(error);
+    }
+    thawed?;
+    sync_tree(destination)?;
+    Ok(report)
+}
+
+fn copy_tree(
+    source: &Path,
+    destination: &Path,
+    classes: &FileClasses,
+    top_level: bool,
+    report: &mut CheckpointReport,
+) -> Result<()> {
+    fs::create_dir(destination).context(|| format!("creating {}", destination.display()))?;
+    let mut names: Vec<(String, fs::FileType)> = Vec::new();
+    for entry in fs::read_dir(source).context(|| format!("listing {}", source.display()))? {
+        let entry = entry.context(|| format!("listing {}", source.display()))?;
+        let file_type = entry
+            .file_type()
+            .context(|| format!("inspecting {}", entry.path().display()))?;
+        names.push((entry.file_name().to_string_lossy().into_owned(), file_type));
+    }
+    // The active WAL is the newest segment of the database directory itself;
+    // older ones, and every segment in subdirectories (RocksDB's `archive/`),
+    // are rotated and immutable.
+    let newest_wal = names
+        .iter()
+        .filter(|(name, kind)| top_level && kind.is_file() && matches_any(&classes.wal, name))
+        .filter_map(|(name, _)| file_number(name))
+        .max();
+    for (name, file_type) in names {
+        let from = source.join(&name);
+        let to = destination.join(&name);
+        if matches_any(&classes.skip, &name) {
+            report.skipped += 1;
+        } else if file_type.is_dir() {
+            copy_tree(&from, &to, classes, false, report)?;
+        } else if !file_type.is_file() {
+            report.skipped += 1;
+        } else {
+            let is_wal = matches_any(&classes.wal, &name);
+            let link = matches_any(&classes.immutable, &name)
+                || (is_wal && file_number(&name) != newest_wal);
+            if link {
+                match fs::hard_link(&from, &to) {
+                    Ok(()) => report.linked += 1,
+                    Err(error) if error.raw_os_error() == Some(nix::libc::EXDEV) => {
+                        report.bytes_copied += copy_file(&from, &to)?;
+                        report.cross_device_copies += 1;
+                    }
+                    // Deleted by the database between listing and linking
+                    // (only possible without a freeze): not part of this state.
+                    Err(error) if error.kind() == ErrorKind::NotFound => report.skipped += 1,
+                    Err(error) => {
+                        return Err(Error::io(
+                            format!("linking {} to {}", to.display(), from.display()),
+                            error,
+                        ))
+                    }
+                }
+            } else {
+                report.bytes_copied += copy_file(&from, &to)?;
+                report.copied += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<u64> {
+    fs::copy(from, to).context(|| format!("copying {} to {}", from.display(), to.display()))
+}
+
+/// Flushes copied files and directory entries, so the checkpoint survives a crash.
+fn sync_tree(root: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry
+            .map_err(|error| Error::io(format!("walking {}", root.display()), error.into()))?;
+        let path = entry.path();
+        fs::File::open(path)
+            .and_then(|file| file.sync_all())
+            .context(|| format!("syncing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+impl crate::repo::Repository {
+    /// `backup --live`: checkpoints `source` into a temporary directory next
+    /// to it (same file system, so immutable files are hard links), backs the
+    /// checkpoint up recording `source` as the snapshot's source, and removes
+    /// the temporary directory whatever happened.
+    pub fn backup_live(
+        &self,
+        source: &Path,
+        checkpoint_options: &CheckpointOptions,
+        backup_options: &crate::ops::backup::BackupOptions,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<(crate::ops::backup::BackupOutcome, CheckpointReport)> {
+        let source = fs::canonicalize(source).map_err(|_| Error::SourceNotFound {
+            path: source.to_path_buf(),
+        })?;
+        let parent = source.parent().ok_or_else(|| Error::SourceNotFound {
+            path: source.clone(),
+        })?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let temporary = parent.join(format!(".lsmvault-live-{}-{nanos}", std::process::id()));
+        let outcome = checkpoint(&source, &temporary, checkpoint_options).and_then(|report| {
+            let options = crate::ops::backup::BackupOptions {
+                source_label: Some(source.clone()),
+                ..backup_options.clone()
+            };
+            self.backup(&temporary, &options, progress)
+                .map(|outcome| (outcome, report))
+        });
+        let removed = fs::remove_dir_all(&temporary);
+        let outcome = outcome?;
+        removed.context(|| format!("removing the temporary checkpoint {}", temporary.display()))?;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn patterns() {
+        assert!(matches_pattern("*.sst", "000123.sst"));
+        assert!(!matches_pattern("*.sst", "000123.sst.tmp"));
+        assert!(matches_pattern("MANIFEST-*", "MANIFEST-000005"));
+        assert!(matches_pattern("LOG.old*", "LOG.old.1700000000"));
+        assert!(matches_pattern("LOCK", "LOCK"));
+        assert!(!matches_pattern("LOG", "LOG.old.1"));
+        assert_eq!(file_number("000123.log"), Some(123));
+        assert_eq!(file_number("CURRENT"), None);
+    }
+
+    #[test]
+    fn links_immutable_copies_mutable_skips_lock() {
+        let work = tempfile::tempdir().unwrap();
+        let db = work.path().join("db");
+        fs::create_dir_all(db.join("archive")).unwrap();
+        for (name, content) in [
+            ("000010.sst", "sst"),
+            ("000011.log", "old wal"),
+            ("000014.log", "active wal"),
+            ("MANIFEST-000012", "manifest"),
+            ("CURRENT", "MANIFEST-000012\n"),
+            ("IDENTITY", "uuid"),
+            ("LOCK", ""),
+            ("LOG", "info"),
+            ("LOG.old.1", "info"),
+            ("archive/000008.log", "archived"),
+        ] {
+            fs::write(db.join(name), content).unwrap();
+        }
+        let destination = work.path().join("ckpt");
+        let marker = work.path().join("frozen");
+        let options = CheckpointOptions {
+            freeze_command: Some(format!("touch {}", marker.display())),
+            thaw_command: Some(format!("rm {}", marker.display())),
+            classes: FileClasses::default(),
+        };
+        let report = checkpoint(&db, &destination, &options).unwrap();
+        assert!(!marker.exists(), "thaw ran");
+        let inode = |path: &Path| fs::metadata(path).unwrap().ino();
+        assert_eq!(
+            inode(&db.join("000010.sst")),
+            inode(&destination.join("000010.sst"))
+        );
+        assert_eq!(
+            inode(&db.join("000011.log")),
+            inode(&destination.join("000011.log"))
+        );
+        assert_eq!(
+            inode(&db.join("archive/000008.log")),
+            inode(&destination.join("archive/000008.log"))
+        );
+        assert_ne!(
+            inode(&db.join("000014.log")),
+            inode(&destination.join("000014.log"))
+        );
+        assert_eq!(
+            fs::read(destination.join("000014.log")).unwrap(),
+            b"active wal"
+        );
+        assert!(!destination.join("LOCK").exists() && !destination.join("LOG").exists());
+        assert!(!destination.join("LOG.old.1").exists());
+        assert_eq!(report.linked, 3);
+        assert_eq!(report.copied, 4);
+        assert_eq!(report.skipped, 3);
+        assert!(report.pause_seconds > 0.0);
+        // An existing destination is refused.
+        assert!(checkpoint(&db, &destination, &options).is_err());
+    }
+
+    #[test]
+    fn failing_freeze_aborts_and_failing_copy_still_thaws() {
+        let work = tempfile::tempdir().unwrap();
+        let db = work.path().join("db");
+        fs::create_dir(&db).unwrap();
+        fs::write(db.join("CURRENT"), "x").unwrap();
+        let options = CheckpointOptions {
+            freeze_command: Some("exit 3".into()),
+            ..CheckpointOptions::default()
+        };
+        assert!(checkpoint(&db, &work.path().join("a"), &options).is_err());
+        // A destination whose parent is missing fails the copy; thaw still runs.
+        let marker = work.path().join("thawed");
+        let options = CheckpointOptions {
+            thaw_command: Some(format!("touch {}", marker.display())),
+            ..CheckpointOptions::default()
+        };
+        assert!(checkpoint(&db, &work.path().join("missing/parent"), &options).is_err());
+        assert!(marker.exists());
+    }
+}

@@ -1,0 +1,8 @@
+//! What lsmvault knows about LSM databases: the LevelDB/RocksDB log format,
+//! write batches, the MANIFEST's last sequence, file classes and live
+//! checkpoints of a database directory.
+
+pub mod checkpoint;
+pub mod log_reader;
+pub mod manifest;
+pub mod write_batch;

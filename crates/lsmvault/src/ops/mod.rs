@@ -1,0 +1,10 @@
+//! One module per operation: options in, report out.
+
+pub mod backup;
+pub mod prune;
+pub mod recovery;
+pub mod restore;
+pub mod retention;
+pub mod stats;
+pub mod verify;
+pub mod wal_archive;

@@ -1,0 +1,524 @@
+//! Restore ("rehydrate") a snapshot into a directory.
+//!
+//! Every snapshot is a complete tree, so restore reads one tree and the chunks
+//! it names, whatever generation it is: there is no chain to replay.
+//!
+//! Invariants:
+//! - nothing is written outside the target: tree names are validated when
+//!   decoded, new files are created with `O_EXCL` (never through an existing
+//!   symlink), and with `--delta` an existing entry of the wrong type is
+//!   removed (not followed) before its replacement is created;
+//! - every chunk is checked against its id and every file against its
+//!   whole-content digest; a file that fails is removed and reported, and the
+//!   other files still restore;
+//! - memory per file is a bounded window of chunks, whatever the file size.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use filetime::FileTime;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::codec::crypto::Keys;
+use crate::error::{Error, IoContext, Result};
+use crate::format::tree::{Entry, EntryKind, Metadata};
+use crate::id::Id;
+use crate::progress::Progress;
+use crate::repo::lock::LockKind;
+use crate::repo::Repository;
+
+/// How many chunks of one file are fetched and verified in parallel.
+const CHUNK_WINDOW: usize = 4;
+
+/// Options for [`Repository::restore`].
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Keep existing files whose size and digest match; rewrite the rest and
+    /// remove entries the snapshot does not have (pgBackRest's `--delta`).
+    pub delta: bool,
+    /// Restore only these relative paths (and everything below them).
+    pub include: Vec<String>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreStats {
+    pub snapshot: String,
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    pub hard_links: u64,
+    pub bytes_written: u64,
+    /// With `--delta`: files already correct in the target, left as they were.
+    pub files_kept: u64,
+    /// With `--delta`: entries removed because the snapshot does not have them.
+    pub entries_removed: u64,
+    pub duration_seconds: f64,
+}
+
+/// One entry of a flattened snapshot tree, with its path relative to the root.
+#[derive(Debug, Clone)]
+pub struct WalkedEntry {
+    pub relative: PathBuf,
+    pub entry: Entry,
+}
+
+/// Splits a user's `--include` path into components, refusing `..`.
+fn include_components(path: &str) -> Result<Vec<Vec<u8>>> {
+    let mut components = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(name) => components.push(name.as_bytes().to_vec()),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "--include {path:?} must not contain '..'"
+                )))
+            }
+        }
+    }
+    Ok(components)
+}
+
+/// Whether `relative` is selected: inside an include path, or a directory on the way to one.
+fn selected(relative: &Path, includes: &[Vec<Vec<u8>>]) -> bool {
+    if includes.is_empty() {
+        return true;
+    }
+    let components: Vec<&[u8]> = relative
+        .components()
+        .map(|component| component.as_os_str().as_bytes())
+        .collect();
+    includes.iter().any(|include| {
+        let shared = include.len().min(components.len());
+        include[..shared]
+            .iter()
+            .zip(&components[..shared])
+            .all(|(a, b)| a.as_slice() == *b)
+    })
+}
+
+/// Whether `relative` is inside (or equal to) an include path (not merely on the way).
+fn inside_include(relative: &Path, includes: &[Vec<Vec<u8>>]) -> bool {
+    includes.is_empty()
+        || includes.iter().any(|include| {
+            let components: Vec<&[u8]> = relative
+                .components()
+                .map(|component| component.as_os_str().as_bytes())
+                .collect();
+            components.len() >= include.len()
+                && include
+                    .iter()
+                    .zip(&components)
+                    .all(|(a, b)| a.as_slice() == *b)
+        })
+}
+
+impl Repository {
+    /// Flattens the tree `root`, parents before children, keeping only the
+    /// entries under the `include` paths (all when empty) and the directories
+    /// leading to them. Serves both `restore --include` and `ls PATH`.
+    pub fn walk(&self, root: &Id, include: &[String]) -> Result<Vec<WalkedEntry>> {
+        let includes: Vec<Vec<Vec<u8>>> = include
+            .iter()
+            .map(|path| include_components(path))
+            .collect::<Result<_>>()?;
+        self.walk_selected(root, &includes)
+    }
+
+    fn walk_selected(&self, root: &Id, includes: &[Vec<Vec<u8>>]) -> Result<Vec<WalkedEntry>> {
+        let mut planned = Vec::new();
+        let mut pending = vec![(PathBuf::new(), *root)];
+        while let Some((prefix, tree_id)) = pending.pop() {
+            let tree = self.read_tree(&tree_id)?;
+            let mut subdirectories = Vec::new();
+            for entry in tree.entries {
+                let relative = prefix.join(OsStr::from_bytes(&entry.name));
+                if !selected(&relative, includes) {
+                    continue;
+                }
+                if !inside_include(&relative, includes)
+                    && !matches!(entry.kind, EntryKind::Directory { .. })
+                {
+                    continue;
+                }
+                if let EntryKind::Directory { subtree } = entry.kind {
+                    subdirectories.push((relative.clone(), subtree));
+                }
+                planned.push(WalkedEntry { relative, entry });
+            }
+            // Reverse so that popping visits directories in name order.
+            pending.extend(subdirectories.into_iter().rev());
+        }
+        Ok(planned)
+    }
+
+    /// Restores the snapshot chosen by `selector` (id, prefix, `latest`,
+    /// `latest:TAG`) into `target`.
+    pub fn restore(
+        &self,
+        selector: &str,
+        target: impl AsRef<Path>,
+        options: &RestoreOptions,
+        progress: &dyn Progress,
+    ) -> Result<RestoreStats> {
+        let started = Instant::now();
+        let target = target.as_ref();
+        // Shared: a concurrent prune must not delete what this restore reads.
+        let _lock = self.lock(LockKind::Shared, "restore")?;
+        let snapshot = self.find_snapshot(selector)?;
+        let includes: Vec<Vec<Vec<u8>>> = options
+            .include
+            .iter()
+            .map(|path| include_components(path))
+            .collect::<Result<_>>()?;
+        prepare_target(target, options.delta)?;
+        let planned = self.walk_selected(&snapshot.snapshot.tree, &includes)?;
+        let mut stats = RestoreStats {
+            snapshot: snapshot.id.to_hex(),
+            ..RestoreStats::default()
+        };
+
+        // Directories first (parents before children), so files can be created in parallel.
+        for item in &planned {
+            if let EntryKind::Directory { .. } = item.entry.kind {
+                let path = target.join(&item.relative);
+                if options.delta {
+                    remove_unless(&path, |stat| stat.is_dir())?;
+                }
+                match fs::create_dir(&path) {
+                    Ok(()) => {}
+                    Err(error)
+                        if options.delta && error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(error) => {
+                        return Err(Error::io(format!("creating {}", path.display()), error))
+                    }
+                }
+                stats.directories += 1;
+            }
+        }
+
+        // Hard links: the first entry of each (device, inode) group is written,
+        // the others are linked to it afterwards.
+        let mut first_of_inode: HashMap<(u64, u64), usize> = HashMap::new();
+        let mut links: Vec<(usize, usize)> = Vec::new();
+        let mut files: Vec<usize> = Vec::new();
+        for (position, item) in planned.iter().enumerate() {
+            if let EntryKind::File { .. } = item.entry.kind {
+                let metadata = &item.entry.metadata;
+                if metadata.links > 1 {
+                    let key = (metadata.device, metadata.inode);
+                    if let Some(&first) = first_of_inode.get(&key) {
+                        links.push((position, first));
+                        continue;
+                    }
+                    first_of_inode.insert(key, position);
+                }
+                files.push(position);
+            }
+        }
+
+        // Largest files first, so one big file does not start last and run alone.
+        files.sort_by_key(|&file| std::cmp::Reverse(planned[file].entry.size()));
+        let total: u64 = files.iter().map(|&file| planned[file].entry.size()).sum();
+        progress.start("restoring", total);
+        let failures = Mutex::new(Vec::<(PathBuf, Error)>::new());
+        let outcomes: Vec<Option<(bool, u64)>> = files
+            .par_iter()
+            .map(|&file| {
+                let item = &planned[file];
+                let path = target.join(&item.relative);
+                match self.restore_file(&path, &item.entry, options.delta, progress) {
+                    Ok(outcome) => Some(outcome),
+                    Err(error) => {
+                        let _ = fs::remove_file(&path);
+                        failures
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .push((item.relative.clone(), error));
+                        None
+                    }
+                }
+            })
+            .collect();
+        progress.finish();
+        let mut failed_positions = HashSet::new();
+        for (&file, outcome) in files.iter().zip(&outcomes) {
+            match outcome {
+                Some((kept, written)) => {
+                    stats.files += 1;
+                    stats.bytes_written += written;
+                    stats.files_kept += u64::from(*kept);
+                }
+                None => {
+                    failed_positions.insert(file);
+                }
+            }
+        }
+
+        for &(position, first) in &links {
+            if failed_positions.contains(&first) {
+                continue;
+            }
+            let path = target.join(&planned[position].relative);
+            let original = target.join(&planned[first].relative);
+            if options.delta {
+                remove_unless(&path, |_| false)?;
+            }
+            fs::hard_link(&original, &path)
+                .context(|| format!("linking {} to {}", path.display(), original.display()))?;
+            stats.hard_links += 1;
+            stats.files += 1;
+        }
+
+        for item in &planned {
+            if let EntryKind::Symlink { target: link } = &item.entry.kind {
+                let path = target.join(&item.relative);
+                if options.delta {
+                    remove_unless(&path, |_| false)?;
+                }
+                std::os::unix::fs::symlink(OsStr::from_bytes(link), &path)
+                    .context(|| format!("creating symlink {}", path.display()))?;
+                apply_owner(&path, &item.entry.metadata)?;
+                let mtime = file_time(item.entry.metadata.mtime_ns);
+                filetime::set_symlink_file_times(&path, mtime, mtime)
+                    .context(|| format!("setting times of {}", path.display()))?;
+                stats.symlinks += 1;
+            }
+        }
+
+        if options.delta && includes.is_empty() {
+            let wanted: HashSet<PathBuf> =
+                planned.iter().map(|item| item.relative.clone()).collect();
+            stats.entries_removed = remove_extraneous(target, Path::new(""), &wanted)?;
+        }
+
+        // Directory metadata last (children change a directory's mtime), deepest first.
+        for item in planned.iter().rev() {
+            if let EntryKind::Directory { .. } = item.entry.kind {
+                let path = target.join(&item.relative);
+                apply_metadata(&path, &item.entry.metadata)?;
+            }
+        }
+        stats.duration_seconds = started.elapsed().as_secs_f64();
+
+        let mut failures = failures
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if failures.is_empty() {
+            return Ok(stats);
+        }
+        failures.sort_by(|a, b| a.0.cmp(&b.0));
+        let failed = failures.len();
+        let (path, first) = failures.swap_remove(0);
+        Err(Error::RestoreIncomplete {
+            failed,
+            restored: stats.files,
+            first_path: path,
+            first: Box::new(first),
+        })
+    }
+
+    /// Writes one file (or keeps it with `delta` when it already matches).
+    /// Returns (kept, bytes written).
+    fn restore_file(
+        &self,
+        path: &Path,
+        entry: &Entry,
+        delta: bool,
+        progress: &dyn Progress,
+    ) -> Result<(bool, u64)> {
+        let EntryKind::File {
+            size,
+            digest,
+            chunks,
+        } = &entry.kind
+        else {
+            return Ok((false, 0));
+        };
+        if delta {
+            if matches_existing(path, *size, digest, self.keys()) {
+                apply_metadata(path, &entry.metadata)?;
+                progress.advance(*size);
+                return Ok((true, 0));
+            }
+            remove_unless(path, |_| false)?;
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .context(|| format!("creating {}", path.display()))?;
+        let keys = self.keys();
+        let mut hasher = (chunks.len() > 1).then(|| keys.hasher());
+        let mut written = 0u64;
+        for window in chunks.chunks(CHUNK_WINDOW) {
+            let blobs: Vec<Vec<u8>> = window
+                .par_iter()
+                .map(|chunk| self.read_blob(chunk))
+                .collect::<Result<_>>()?;
+            for blob in &blobs {
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(blob);
+                }
+                file.write_all(blob)
+                    .context(|| format!("writing {}", path.display()))?;
+                written += blob.len() as u64;
+                progress.advance(blob.len() as u64);
+            }
+        }
+        let actual = match (chunks.as_slice(), hasher) {
+            ([], _) => keys.blob_id(b""),
+            ([only], _) => *only,
+            (_, Some(hasher)) => Id(*hasher.finalize().as_bytes()),
+            (_, None) => keys.blob_id(b""),
+        };
+        if actual != *digest || written != *size {
+            return Err(Error::ChecksumMismatch {
+                object: format!(
+                    "restored file {} ({written} of {size} bytes)",
+                    path.display()
+                ),
+                expected: digest.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        drop(file);
+        apply_metadata(path, &entry.metadata)?;
+        Ok((false, written))
+    }
+}
+
+/// Creates the target, or checks that it is an empty directory (any directory with `delta`).
+fn prepare_target(target: &Path, delta: bool) -> Result<()> {
+    match fs::symlink_metadata(target) {
+        Ok(stat) if stat.is_dir() => {
+            let mut listing =
+                fs::read_dir(target).context(|| format!("listing {}", target.display()))?;
+            if !delta && listing.next().is_some() {
+                return Err(Error::TargetNotEmpty {
+                    path: target.to_path_buf(),
+                });
+            }
+            Ok(())
+        }
+        Ok(_) => Err(Error::TargetNotEmpty {
+            path: target.to_path_buf(),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(target).context(|| format!("creating {}", target.display()))
+        }
+        Err(error) => Err(Error::io(format!("inspecting {}", target.display()), error)),
+    }
+}
+
+/// Removes whatever is at `path` (without following symlinks) unless `keep` accepts it.
+fn remove_unless(path: &Path, keep: impl Fn(&fs::Metadata) -> bool) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(stat) if keep(&stat) => Ok(()),
+        Ok(stat) if stat.is_dir() => {
+            fs::remove_dir_all(path).context(|| format!("removing {}", path.display()))
+        }
+        Ok(_) => fs::remove_file(path).context(|| format!("removing {}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(Error::io(format!("inspecting {}", path.display()), error)),
+    }
+}
+
+/// Whether a regular file (not a symlink) at `path` has this size and digest.
+fn matches_existing(path: &Path, size: u64, digest: &Id, keys: &Keys) -> bool {
+    let Ok(stat) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !stat.is_file() || stat.len() != size {
+        return false;
+    }
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    let mut hasher = keys.hasher();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => {
+                hasher.update(&buffer[..count]);
+            }
+            Err(_) => return false,
+        }
+    }
+    Id(*hasher.finalize().as_bytes()) == *digest
+}
+
+/// Removes entries under `target` that the snapshot does not have; returns how many.
+fn remove_extraneous(target: &Path, relative: &Path, wanted: &HashSet<PathBuf>) -> Result<u64> {
+    let directory = target.join(relative);
+    let mut removed = 0;
+    for item in fs::read_dir(&directory).context(|| format!("listing {}", directory.display()))? {
+        let item = item.context(|| format!("listing {}", directory.display()))?;
+        let child = relative.join(item.file_name());
+        let is_directory = item.file_type().map(|kind| kind.is_dir()).unwrap_or(false);
+        if !wanted.contains(&child) {
+            remove_unless(&target.join(&child), |_| false)?;
+            removed += 1;
+        } else if is_directory {
+            removed += remove_extraneous(target, &child, wanted)?;
+        }
+    }
+    Ok(removed)
+}
+
+fn file_time(nanoseconds: i64) -> FileTime {
+    FileTime::from_unix_time(
+        nanoseconds.div_euclid(1_000_000_000),
+        nanoseconds.rem_euclid(1_000_000_000) as u32,
+    )
+}
+
+/// Restores owner (when running as root), permission bits and mtime.
+fn apply_metadata(path: &Path, metadata: &Metadata) -> Result<()> {
+    apply_owner(path, metadata)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(metadata.mode & 0o7777))
+        .context(|| format!("setting permissions of {}", path.display()))?;
+    let mtime = file_time(metadata.mtime_ns);
+    filetime::set_file_times(path, mtime, mtime)
+        .context(|| format!("setting times of {}", path.display()))
+}
+
+fn apply_owner(path: &Path, metadata: &Metadata) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::lchown(path, Some(metadata.uid), Some(metadata.gid))
+            .context(|| format!("setting owner of {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_selection() {
+        let includes = vec![include_components("db/sub").unwrap()];
+        assert!(selected(Path::new("db"), &includes));
+        assert!(!inside_include(Path::new("db"), &includes));
+        assert!(selected(Path::new("db/sub/x"), &includes));
+        assert!(inside_include(Path::new("db/sub/x"), &includes));
+        assert!(!selected(Path::new("db/other"), &includes));
+        assert!(!selected(Path::new("other"), &includes));
+        assert!(include_components("../etc").is_err());
+        assert_eq!(
+            include_components("./a//b/").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+}

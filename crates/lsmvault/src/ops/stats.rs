@@ -1,0 +1,323 @@
+//! `stats` (how big snapshots are, and what forgetting one would free) and
+//! `diff` (what changed between two snapshots, in files and in storage).
+//!
+//! Both are read-only: they take no lock, so they never block a backup, and
+//! a concurrent prune can at worst make them fail with a missing-blob error.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::format::index::Index;
+use crate::format::snapshot::SnapshotEntry;
+use crate::format::tree::{Entry, EntryKind, Tree};
+use crate::id::Id;
+use crate::repo::Repository;
+
+/// Figures for one snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotSize {
+    pub id: String,
+    pub time: String,
+    pub source: String,
+    pub files: u64,
+    /// Sum of the file sizes (what a restore writes).
+    pub logical_bytes: u64,
+    /// Distinct blobs (chunks and trees) it references.
+    pub blobs: u64,
+    /// Stored bytes of those blobs.
+    pub stored_bytes: u64,
+    /// Stored bytes no other snapshot references: what forgetting it (and
+    /// pruning) would free.
+    pub unique_bytes: u64,
+}
+
+/// Figures for a selection of snapshots and for the repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryStats {
+    pub snapshots: Vec<SnapshotSize>,
+    /// Sum of the selected snapshots' logical sizes.
+    pub logical_bytes: u64,
+    /// Stored bytes of the distinct blobs the selection references.
+    pub stored_bytes: u64,
+    /// `logical_bytes / stored_bytes`.
+    pub deduplication_ratio: f64,
+    pub repository_bytes: u64,
+    pub packs: u64,
+    pub index_files: u64,
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+}
+
+/// One changed path.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Change {
+    pub path: String,
+    /// `added`, `removed`, `modified` (content), `type` (file <-> dir ...), `metadata`.
+    pub change: &'static str,
+    pub size_before: u64,
+    pub size_after: u64,
+    /// Raw bytes of this file's chunks that the first snapshot does not have.
+    pub new_bytes: u64,
+}
+
+/// What differs between two snapshots.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    pub from: String,
+    pub to: String,
+    pub added: usize,
+    pub removed: usize,
+    pub modified: usize,
+    pub changes: Vec<Change>,
+    /// Raw bytes of blobs `to` references and `from` does not.
+    pub blob_bytes_added: u64,
+    /// Raw bytes of blobs `from` references and `to` does not.
+    pub blob_bytes_removed: u64,
+}
+
+/// Decoded trees, read once per command.
+struct TreeCache<'a> {
+    repository: &'a Repository,
+    trees: HashMap<Id, Tree>,
+}
+
+impl TreeCache<'_> {
+    fn tree(&mut self, id: &Id) -> Result<&Tree> {
+        if !self.trees.contains_key(id) {
+            let tree = self.repository.read_tree(id)?;
+            self.trees.insert(*id, tree);
+        }
+        Ok(&self.trees[id])
+    }
+
+    /// Every blob under `root` (including the trees), and the file count and size.
+    fn blobs(&mut self, root: &Id) -> Result<(HashSet<Id>, u64, u64)> {
+        let mut blobs = HashSet::new();
+        let (mut files, mut bytes) = (0, 0);
+        let mut pending = vec![*root];
+        while let Some(tree_id) = pending.pop() {
+            blobs.insert(tree_id);
+            for entry in &self.tree(&tree_id)?.entries {
+                match &entry.kind {
+                    EntryKind::Directory { subtree } => pending.push(*subtree),
+                    EntryKind::File { size, chunks, .. } => {
+                        files += 1;
+                        bytes += size;
+                        blobs.extend(chunks.iter().copied());
+                    }
+                    EntryKind::Symlink { .. } => {}
+                }
+            }
+        }
+        Ok((blobs, files, bytes))
+    }
+}
+
+fn stored_size(index: &Index, blobs: &HashSet<Id>) -> u64 {
+    blobs
+        .iter()
+        .filter_map(|blob| index.get(blob))
+        .map(|location| u64::from(location.entry.stored_length))
+        .sum()
+}
+
+fn raw_size(index: &Index, blobs: impl Iterator<Item = Id>) -> u64 {
+    blobs
+        .filter_map(|blob| {
+            index
+                .get(&blob)
+                .map(|location| u64::from(location.entry.raw_length))
+        })
+        .sum()
+}
+
+impl Repository {
+    /// Sizes of the selected snapshots (all when `selectors` is empty).
+    pub fn stats(&self, selectors: &[String]) -> Result<RepositoryStats> {
+        let all = self.snapshots()?;
+        let selected: Vec<SnapshotEntry> = if selectors.is_empty() {
+            all.clone()
+        } else {
+            selectors
+                .iter()
+                .map(|selector| crate::format::snapshot::select(&all, selector).cloned())
+                .collect::<Result<_>>()?
+        };
+        let index = self.index()?;
+        let mut cache = TreeCache {
+            repository: self,
+            trees: HashMap::new(),
+        };
+        // How many snapshots reference each blob, over the whole repository.
+        let mut references: HashMap<Id, u32> = HashMap::new();
+        let mut per_snapshot: HashMap<Id, (HashSet<Id>, u64, u64)> = HashMap::new();
+        for entry in &all {
+            let (blobs, files, bytes) = cache.blobs(&entry.snapshot.tree)?;
+            for blob in &blobs {
+                *references.entry(*blob).or_default() += 1;
+            }
+            per_snapshot.insert(entry.id, (blobs, files, bytes));
+        }
+        let mut union = HashSet::new();
+        let mut sizes = Vec::new();
+        let mut logical_bytes = 0;
+        for entry in &selected {
+            let (blobs, files, bytes) = &per_snapshot[&entry.id];
+            let unique: HashSet<Id> = blobs
+                .iter()
+                .filter(|blob| references.get(blob) == Some(&1))
+                .copied()
+                .collect();
+            sizes.push(SnapshotSize {
+                id: entry.id.to_hex(),
+                time: entry.snapshot.time.clone(),
+                source: entry.snapshot.source.clone(),
+                files: *files,
+                logical_bytes: *bytes,
+                blobs: blobs.len() as u64,
+                stored_bytes: stored_size(&index, blobs),
+                unique_bytes: stored_size(&index, &unique),
+            });
+            logical_bytes += bytes;
+            union.extend(blobs.iter().copied());
+        }
+        let stored_bytes = stored_size(&index, &union);
+        let packs = self.backend().list(crate::backend::ObjectKind::Pack)?;
+        let index_files = self.backend().list(crate::backend::ObjectKind::Index)?;
+        let snapshot_files = self.backend().list(crate::backend::ObjectKind::Snapshot)?;
+        let tree_blobs = index
+            .iter()
+            .filter(|location| location.entry.kind == crate::format::pack::BlobKind::Tree)
+            .count() as u64;
+        Ok(RepositoryStats {
+            snapshots: sizes,
+            logical_bytes,
+            stored_bytes,
+            deduplication_ratio: if stored_bytes == 0 {
+                0.0
+            } else {
+                logical_bytes as f64 / stored_bytes as f64
+            },
+            repository_bytes: packs
+                .iter()
+                .chain(&index_files)
+                .chain(&snapshot_files)
+                .map(|object| object.size)
+                .sum(),
+            packs: packs.len() as u64,
+            index_files: index_files.len() as u64,
+            data_blobs: index.len() as u64 - tree_blobs,
+            tree_blobs,
+        })
+    }
+
+    /// What changed from snapshot `from` to snapshot `to`.
+    pub fn diff(&self, from: &str, to: &str) -> Result<DiffReport> {
+        let snapshots = self.snapshots()?;
+        let from = crate::format::snapshot::select(&snapshots, from)?.clone();
+        let to = crate::format::snapshot::select(&snapshots, to)?.clone();
+        let index = self.index()?;
+        let mut cache = TreeCache {
+            repository: self,
+            trees: HashMap::new(),
+        };
+        let (from_blobs, _, _) = cache.blobs(&from.snapshot.tree)?;
+        let (to_blobs, _, _) = cache.blobs(&to.snapshot.tree)?;
+        let flatten = |root: &Id| -> Result<BTreeMap<String, Entry>> {
+            Ok(self
+                .walk(root, &[])?
+                .into_iter()
+                .map(|walked| (walked.relative.display().to_string(), walked.entry))
+                .collect())
+        };
+        let before = flatten(&from.snapshot.tree)?;
+        let after = flatten(&to.snapshot.tree)?;
+        let new_bytes = |entry: &Entry| match &entry.kind {
+            EntryKind::File { chunks, .. } => raw_size(
+                &index,
+                chunks
+                    .iter()
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .filter(|chunk| !from_blobs.contains(chunk))
+                    .copied(),
+            ),
+            _ => 0,
+        };
+        let mut changes = Vec::new();
+        for (path, old) in &before {
+            match after.get(path) {
+                None => changes.push(Change {
+                    path: path.clone(),
+                    change: "removed",
+                    size_before: old.size(),
+                    size_after: 0,
+                    new_bytes: 0,
+                }),
+                Some(new) => {
+                    let change =
+                        match (&old.kind, &new.kind) {
+                            (
+                                EntryKind::File { digest: a, .. },
+                                EntryKind::File { digest: b, .. },
+                            ) if a != b => Some("modified"),
+                            (
+                                EntryKind::Symlink { target: a },
+                                EntryKind::Symlink { target: b },
+                            ) if a != b => Some("modified"),
+                            (EntryKind::File { .. }, EntryKind::File { .. })
+                            | (EntryKind::Symlink { .. }, EntryKind::Symlink { .. })
+                            | (EntryKind::Directory { .. }, EntryKind::Directory { .. }) => {
+                                let (a, b) = (&old.metadata, &new.metadata);
+                                (a.mode != b.mode
+                                    || a.mtime_ns != b.mtime_ns
+                                    || a.uid != b.uid
+                                    || a.gid != b.gid)
+                                    .then_some("metadata")
+                            }
+                            _ => Some("type"),
+                        };
+                    if let Some(change) = change {
+                        changes.push(Change {
+                            path: path.clone(),
+                            change,
+                            size_before: old.size(),
+                            size_after: new.size(),
+                            new_bytes: new_bytes(new),
+                        });
+                    }
+                }
+            }
+        }
+        for (path, new) in &after {
+            if !before.contains_key(path) {
+                changes.push(Change {
+                    path: path.clone(),
+                    change: "added",
+                    size_before: 0,
+                    size_after: new.size(),
+                    new_bytes: new_bytes(new),
+                });
+            }
+        }
+        changes.sort_by(|a, b| a.path.cmp(&b.path));
+        let count = |kind: &str| {
+            changes
+                .iter()
+                .filter(|change| change.change == kind)
+                .count()
+        };
+        Ok(DiffReport {
+            from: from.id.to_hex(),
+            to: to.id.to_hex(),
+            added: count("added"),
+            removed: count("removed"),
+            modified: count("modified") + count("type"),
+            blob_bytes_added: raw_size(&index, to_blobs.difference(&from_blobs).copied()),
+            blob_bytes_removed: raw_size(&index, from_blobs.difference(&to_blobs).copied()),
+            changes,
+        })
+    }
+}

@@ -1,0 +1,395 @@
+//! Repository locks: shared for commands that add or read data (backup,
+//! restore, verify), exclusive for commands that delete data (prune).
+//!
+//! A lock is a small JSON object `locks/<random id>`. Taking a lock is
+//! "write my lock, then list all locks": a shared lock fails if it sees a live
+//! exclusive lock, an exclusive lock fails if it sees any other live lock, and
+//! the loser removes its own lock. Because each side writes before it looks,
+//! two conflicting lockers can both lose but never both win. This needs only
+//! create-if-absent, list and delete, so it holds on object storage too (no
+//! rename, no atomic directory operation).
+//!
+//! A lock is stale, and ignored (and removed by `unlock`), when it was not
+//! refreshed for [`STALE_AFTER`], or when it belongs to a process of this host
+//! that no longer runs. Holders refresh their lock every [`REFRESH_EVERY`] by
+//! writing a new lock object and deleting the old one.
+
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, ObjectKind};
+use crate::error::{Error, Result};
+use crate::format::snapshot::format_time;
+use crate::id::Id;
+
+/// A lock not refreshed for this long is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// Holders refresh their lock this often.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// Shared or exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// Version of the lock object format written by this build.
+pub const LOCK_VERSION: u32 = 1;
+
+/// The content of a lock object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Format version of lock objects ([`LOCK_VERSION`]).
+    pub version: u32,
+    pub kind: LockKind,
+    pub host: String,
+    pub pid: u32,
+    /// Which command holds it (`backup`, `prune`, ...; never a path, since lock
+    /// objects are not encrypted).
+    pub purpose: String,
+    /// When the lock was first taken (RFC 3339).
+    pub created: String,
+    /// When it was last refreshed (RFC 3339).
+    pub refreshed: String,
+}
+
+impl LockInfo {
+    /// Whether the lock no longer protects anything.
+    pub fn is_stale(&self, this_host: &str, now: SystemTime) -> bool {
+        let refreshed = humantime::parse_rfc3339(&self.refreshed).unwrap_or(SystemTime::UNIX_EPOCH);
+        if now.duration_since(refreshed).unwrap_or_default() > STALE_AFTER {
+            return true;
+        }
+        self.host == this_host && !process_alive(self.pid)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} lock of {} (pid {} on {}, since {})",
+            match self.kind {
+                LockKind::Shared => "shared",
+                LockKind::Exclusive => "exclusive",
+            },
+            self.purpose,
+            self.pid,
+            self.host,
+            self.created
+        )
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks existence; EPERM means it exists but is not ours.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno == nix::errno::Errno::EPERM,
+    }
+}
+
+/// The name of the user running this process (its uid when it has none).
+pub(crate) fn user_name() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| nix::unistd::getuid().to_string())
+}
+
+/// This machine's host name, as recorded in snapshots and locks.
+pub(crate) fn host_name() -> String {
+    nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+fn random_name() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    crate::codec::crypto::random_bytes(&mut bytes)?;
+    Ok(Id(bytes).to_hex())
+}
+
+/// Every lock in the repository with its object name.
+pub fn list_locks(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
+    let mut locks = Vec::new();
+    for object in backend.list(ObjectKind::Lock)? {
+        // A lock deleted between list and read was released: skip it.
+        let Ok(bytes) = backend.read(ObjectKind::Lock, &object.name) else {
+            continue;
+        };
+        match serde_json::from_slice::<LockInfo>(&bytes) {
+            // A lock of a newer format cannot be judged stale or compatible.
+            Ok(info) if info.version != LOCK_VERSION => {
+                return Err(Error::UnsupportedVersion {
+                    object: ObjectKind::Lock.describe(&object.name),
+                    found: info.version,
+                    supported: LOCK_VERSION,
+                })
+            }
+            Ok(info) => locks.push((object.name, info)),
+            Err(error) => {
+                return Err(Error::corrupt(
+                    ObjectKind::Lock.describe(&object.name),
+                    format!(
+                    "{error} (remove it with `lsmvault unlock --remove-all` if no command runs)"
+                ),
+                ))
+            }
+        }
+    }
+    Ok(locks)
+}
+
+/// Removes stale locks (all locks with `all`); returns how many were removed.
+pub fn remove_locks(backend: &dyn Backend, all: bool) -> Result<usize> {
+    let host = host_name();
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for (name, info) in list_locks(backend)? {
+        if all || info.is_stale(&host, now) {
+            backend.delete(ObjectKind::Lock, &name)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+struct Held {
+    name: String,
+    info: LockInfo,
+}
+
+/// A lock held until dropped; refreshed in the background meanwhile.
+pub struct LockGuard {
+    backend: Arc<dyn Backend>,
+    held: Arc<Mutex<Held>>,
+    stop: Option<Sender<()>>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("LockGuard")
+    }
+}
+
+impl LockGuard {
+    /// Takes a lock, or fails with [`Error::RepositoryLocked`] naming the
+    /// conflicting lock.
+    pub fn acquire(backend: Arc<dyn Backend>, kind: LockKind, purpose: &str) -> Result<LockGuard> {
+        let host = host_name();
+        let now = format_time(SystemTime::now());
+        let info = LockInfo {
+            version: LOCK_VERSION,
+            kind,
+            host: host.clone(),
+            pid: std::process::id(),
+            purpose: purpose.to_string(),
+            created: now.clone(),
+            refreshed: now,
+        };
+        let name = random_name()?;
+        write_lock(backend.as_ref(), &name, &info)?;
+        let conflict = list_locks(backend.as_ref()).map(|locks| {
+            let now = SystemTime::now();
+            locks.into_iter().find(|(other, other_info)| {
+                other != &name
+                    && !other_info.is_stale(&host, now)
+                    && (kind == LockKind::Exclusive || other_info.kind == LockKind::Exclusive)
+            })
+        });
+        match conflict {
+            Ok(None) => {}
+            Ok(Some((_, other))) => {
+                backend.delete(ObjectKind::Lock, &name)?;
+                return Err(Error::RepositoryLocked {
+                    holder: other.describe(),
+                });
+            }
+            Err(error) => {
+                backend.delete(ObjectKind::Lock, &name)?;
+                return Err(error);
+            }
+        }
+        let held = Arc::new(Mutex::new(Held { name, info }));
+        let (stop, stopped) = channel::<()>();
+        let refresher = {
+            let backend = Arc::clone(&backend);
+            let held = Arc::clone(&held);
+            std::thread::Builder::new()
+                .name("lsmvault-lock-refresh".into())
+                .spawn(move || loop {
+                    match stopped.recv_timeout(REFRESH_EVERY) {
+                        Err(RecvTimeoutError::Timeout) => {
+                            let mut held =
+                                held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                            // A failed refresh keeps the old lock, which stays
+                            // valid until it goes stale: try again next round.
+                            let _ = refresh(backend.as_ref(), &mut held);
+                        }
+                        _ => return,
+                    }
+                })
+                .map_err(|error| Error::io("starting the lock refresh thread", error))?
+        };
+        Ok(LockGuard {
+            backend,
+            held,
+            stop: Some(stop),
+            refresher: Some(refresher),
+        })
+    }
+
+    /// Name of the lock object currently held.
+    pub fn name(&self) -> String {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .name
+            .clone()
+    }
+}
+
+fn write_lock(backend: &dyn Backend, name: &str, info: &LockInfo) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(info)
+        .map_err(|error| Error::InvalidArgument(error.to_string()))?;
+    backend.write_if_absent(ObjectKind::Lock, name, &bytes)?;
+    Ok(())
+}
+
+fn refresh(backend: &dyn Backend, held: &mut Held) -> Result<()> {
+    let mut info = held.info.clone();
+    info.refreshed = format_time(SystemTime::now());
+    let name = random_name()?;
+    write_lock(backend, &name, &info)?;
+    let old = std::mem::replace(&mut held.name, name);
+    held.info = info;
+    backend.delete(ObjectKind::Lock, &old)
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(refresher) = self.refresher.take() {
+            let _ = refresher.join();
+        }
+        let name = self.name();
+        // If this fails the lock goes stale (dead pid / no refresh) and is ignored.
+        let _ = self.backend.delete(ObjectKind::Lock, &name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+
+    #[test]
+    fn shared_locks_coexist_and_exclusive_excludes() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let first = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup a").unwrap();
+        let second =
+            LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup b").unwrap();
+        let error =
+            LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune").unwrap_err();
+        assert!(
+            matches!(&error, Error::RepositoryLocked { holder } if holder.contains("backup")),
+            "{error}"
+        );
+        // The loser removed its own lock.
+        assert_eq!(list_locks(backend.as_ref()).unwrap().len(), 2);
+        drop(first);
+        drop(second);
+        assert!(list_locks(backend.as_ref()).unwrap().is_empty());
+        let exclusive =
+            LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune").unwrap();
+        let error =
+            LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap_err();
+        assert!(
+            matches!(&error, Error::RepositoryLocked { holder } if holder.contains("prune")),
+            "{error}"
+        );
+        drop(exclusive);
+        assert!(list_locks(backend.as_ref()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_lock_of_an_unknown_version_is_refused() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let newer = LockInfo {
+            version: LOCK_VERSION + 1,
+            kind: LockKind::Shared,
+            host: host_name(),
+            pid: std::process::id(),
+            purpose: "backup".into(),
+            created: format_time(SystemTime::now()),
+            refreshed: format_time(SystemTime::now()),
+        };
+        write_lock(backend.as_ref(), "newer", &newer).unwrap();
+        let error = list_locks(backend.as_ref()).unwrap_err();
+        assert_eq!(error.code(), crate::ErrorCode::UnsupportedVersion);
+        let error = LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune")
+            .err()
+            .unwrap();
+        assert_eq!(error.code(), crate::ErrorCode::UnsupportedVersion);
+    }
+
+    #[test]
+    fn stale_locks_are_ignored_and_removed() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let old = LockInfo {
+            version: LOCK_VERSION,
+            kind: LockKind::Exclusive,
+            host: "elsewhere".into(),
+            pid: 1,
+            purpose: "prune".into(),
+            created: "2020-01-01T00:00:00Z".into(),
+            refreshed: "2020-01-01T00:00:00Z".into(),
+        };
+        write_lock(backend.as_ref(), "old", &old).unwrap();
+        // A dead process of this host, refreshed just now.
+        let now = format_time(SystemTime::now());
+        let dead = LockInfo {
+            host: host_name(),
+            pid: u32::MAX - 7,
+            created: now.clone(),
+            refreshed: now,
+            ..old.clone()
+        };
+        write_lock(backend.as_ref(), "dead", &dead).unwrap();
+        // A live lock of another host is not stale.
+        let live = LockInfo {
+            kind: LockKind::Shared,
+            refreshed: format_time(SystemTime::now()),
+            ..old.clone()
+        };
+        assert!(!live.is_stale(&host_name(), SystemTime::now()));
+        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
+        drop(guard);
+        assert_eq!(remove_locks(backend.as_ref(), false).unwrap(), 2);
+        assert!(list_locks(backend.as_ref()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn refresh_replaces_the_lock_object() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
+        let before = guard.name();
+        {
+            let mut held = guard.held.lock().unwrap();
+            refresh(backend.as_ref(), &mut held).unwrap();
+        }
+        let locks = list_locks(backend.as_ref()).unwrap();
+        assert_eq!(locks.len(), 1);
+        assert_ne!(locks[0].0, before);
+        assert_eq!(locks[0].0, guard.name());
+    }
+}

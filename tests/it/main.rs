@@ -1,0 +1,18 @@
+//! The integration tests: one binary (linked once), one module per area.
+//! Tests that need real RocksDB tools (`db_bench`, `ldb`, `sst_dump`) say so
+//! and skip when they are missing, unless `LSMVAULT_REQUIRE_TOOLS=1`.
+
+mod common;
+
+mod bench_smoke;
+mod cli;
+mod compression;
+mod crash;
+mod damage;
+mod encryption;
+mod library;
+mod peers_smoke;
+mod pitr;
+mod pitr_bench_smoke;
+mod prune;
+mod rocksdb;
