@@ -41,6 +41,7 @@ mod progress;
 pub mod repo;
 
 pub use error::{Error, ErrorCode, Result};
+pub use format::config::Config;
 pub use format::snapshot::{BackupStats, Snapshot, SnapshotEntry, SnapshotKind};
 pub use id::Id;
 pub use ops::backup::{BackupMode, BackupOptions, BackupOutcome};
@@ -49,4 +50,4 @@ pub use ops::restore::{RestoreOptions, RestoreStats, WalkedEntry};
 pub use ops::stats::{Change, DiffReport, RepositoryStats, SnapshotSize};
 pub use ops::verify::{Finding, ReadData, VerifyOptions, VerifyReport};
 pub use progress::{NoProgress, Progress};
-pub use repo::{Config, InitOptions, PackWriter, Repository, WriteSummary};
+pub use repo::{InitOptions, PackWriter, Repository, WriteSummary};

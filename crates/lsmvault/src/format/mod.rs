@@ -3,6 +3,7 @@
 //! Each module owns one object's encoding and its checks; the fuzz targets
 //! depend on these parsers accepting any bytes without panicking.
 
+pub mod config;
 pub mod index;
 pub mod pack;
 pub mod snapshot;

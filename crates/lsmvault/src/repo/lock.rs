@@ -287,6 +287,49 @@ impl Drop for LockGuard {
     }
 }
 
+impl crate::repo::Repository {
+    /// Takes a repository lock held until the guard is dropped.
+    ///
+    /// The cached index is dropped once the lock is held: a prune may have
+    /// run since it was loaded (between two commands of a long-lived handle),
+    /// and a blob of a pack it deleted must not pass for stored. While the
+    /// lock is held no prune runs, so the index loaded next stays valid
+    /// (other backups only add to it).
+    pub fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard> {
+        let started = std::time::Instant::now();
+        let guard = loop {
+            match LockGuard::acquire(Arc::clone(&self.backend), kind, purpose) {
+                Err(Error::RepositoryLocked { .. }) if started.elapsed() < self.lock_retry => {
+                    std::thread::sleep(lock_retry_pause());
+                }
+                other => break other?,
+            }
+        };
+        *self
+            .index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        Ok(guard)
+    }
+
+    /// Makes every command of this handle wait up to `wait` for a
+    /// conflicting lock to go away (restic's `--retry-lock`): a prune
+    /// started next to nightly backups then runs when they finish.
+    pub fn set_lock_retry(&mut self, wait: Duration) {
+        self.lock_retry = wait;
+    }
+}
+
+/// A random pause of 50-550 ms between lock attempts, so that two commands
+/// that refused each other do not retry in lockstep.
+fn lock_retry_pause() -> Duration {
+    let mut random = [0u8; 2];
+    let jitter = crate::codec::crypto::random_bytes(&mut random)
+        .map(|()| u64::from(u16::from_le_bytes(random)) % 500)
+        .unwrap_or(250);
+    Duration::from_millis(50 + jitter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,61 @@
+//! Reading blobs and trees: every blob is located through the index, read
+//! with one ranged read of its pack, decoded and checked against its id.
+
+use crate::backend::{is_not_found, ObjectKind};
+use crate::error::{Error, Result};
+use crate::format::index::BlobLocation;
+use crate::format::pack;
+use crate::format::tree::Tree;
+use crate::id::Id;
+use crate::repo::Repository;
+
+impl Repository {
+    /// Reads a blob, decodes it and checks it against its id.
+    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let cached = self.index()?.get(id).copied();
+        let location = match cached {
+            Some(location) => location,
+            // Another process may have indexed it since the index was loaded.
+            None => *self.refresh_index()?.get(id).ok_or_else(|| {
+                Error::corrupt(
+                    format!("blob {id}"),
+                    "not in the index (its pack is missing or unindexed)",
+                )
+            })?,
+        };
+        self.read_blob_at(&location)
+    }
+
+    /// Reads a blob from a known location and checks it against its id.
+    pub fn read_blob_at(&self, location: &BlobLocation) -> Result<Vec<u8>> {
+        let entry = &location.entry;
+        let pack_name = location.pack.to_hex();
+        let stored = self
+            .backend
+            .read_range(
+                ObjectKind::Pack,
+                &pack_name,
+                u64::from(entry.offset),
+                u64::from(entry.stored_length),
+            )
+            .map_err(|error| {
+                if is_not_found(&error) {
+                    Error::corrupt(
+                        format!("pack {pack_name}"),
+                        format!("missing, but the index says it holds blob {}", entry.id),
+                    )
+                } else {
+                    error
+                }
+            })?;
+        pack::decode_blob(entry, stored, &self.keys, || {
+            format!("blob {} in pack {pack_name}", entry.id)
+        })
+    }
+
+    /// Reads and decodes a tree.
+    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::decode(id, &bytes)
+    }
+}

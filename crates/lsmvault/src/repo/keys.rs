@@ -1,0 +1,120 @@
+//! Key files of an encrypted repository: adding, listing, removing them and
+//! finding the one a password opens.
+//!
+//! Invariant: the key file a handle was opened with is never removed through
+//! that handle, so a repository always keeps at least one key that opens it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::backend::{Backend, ObjectKind};
+use crate::codec::crypto::{KdfParams, KeyFile, MasterKey};
+use crate::error::{Error, Result};
+use crate::repo::lock::{host_name, user_name};
+use crate::repo::{random_id, Repository};
+
+/// A key file as listed by [`Repository::list_keys`].
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyListing {
+    pub name: String,
+    pub created: String,
+    pub host: String,
+    pub user: String,
+    /// Whether this repository handle was opened with it.
+    pub current: bool,
+}
+
+impl Repository {
+    /// Adds a key file wrapping the master key under `password`; returns its name.
+    pub fn add_key(&self, password: &str, kdf_target: Duration) -> Result<String> {
+        let (master, _) = self.master.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("the repository is not encrypted: it has no keys".into())
+        })?;
+        let name = random_id()?;
+        let key_file = KeyFile::wrap(
+            master,
+            password.as_bytes(),
+            KdfParams::tuned(kdf_target)?,
+            &host_name(),
+            &user_name(),
+        )?;
+        write_key_file(self.backend.as_ref(), &name, &key_file)?;
+        Ok(name)
+    }
+
+    /// Every key file of the repository.
+    pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
+        let current = self.master.as_ref().map(|(_, name)| name.as_str());
+        let mut keys = Vec::new();
+        for object in self.backend.list(ObjectKind::Key)? {
+            let file = read_key_file(self.backend.as_ref(), &object.name)?;
+            keys.push(KeyListing {
+                current: current == Some(object.name.as_str()),
+                name: object.name,
+                created: file.created,
+                host: file.host,
+                user: file.user,
+            });
+        }
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        Ok(keys)
+    }
+
+    /// Removes a key file (not the one in use, never the last one).
+    pub fn remove_key(&self, name: &str) -> Result<()> {
+        let keys = self.list_keys()?;
+        let target = keys
+            .iter()
+            .find(|key| key.name == name || (name.len() >= 8 && key.name.starts_with(name)))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("no key {name:?}; see `lsmvault key list`"))
+            })?;
+        if target.current {
+            return Err(Error::InvalidArgument(format!(
+                "key {} is the one this command opened the repository with; open with another key to remove it",
+                &target.name[..8]
+            )));
+        }
+        self.backend.delete(ObjectKind::Key, &target.name)
+    }
+
+    /// Replaces the current key's password: adds a new key file, removes the old one.
+    pub fn change_password(&mut self, password: &str, kdf_target: Duration) -> Result<String> {
+        let name = self.add_key(password, kdf_target)?;
+        if let Some((master, old)) = self.master.take() {
+            self.backend.delete(ObjectKind::Key, &old)?;
+            self.master = Some((master, name.clone()));
+        }
+        Ok(name)
+    }
+}
+
+pub(crate) fn write_key_file(backend: &dyn Backend, name: &str, file: &KeyFile) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(file)
+        .map_err(|error| Error::InvalidArgument(error.to_string()))?;
+    backend.write_if_absent(ObjectKind::Key, name, &bytes)?;
+    Ok(())
+}
+
+fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
+    let bytes = backend.read(ObjectKind::Key, name)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| Error::corrupt(ObjectKind::Key.describe(name), error.to_string()))
+}
+
+/// Tries every key file; returns the master key and the name of the file that opened.
+pub(crate) fn unlock_master_key(
+    backend: &dyn Backend,
+    password: &str,
+) -> Result<(MasterKey, String)> {
+    for object in backend.list(ObjectKind::Key)? {
+        let file = read_key_file(backend, &object.name)?;
+        if let Some(master) = file.unwrap_key(password.as_bytes(), &object.name)? {
+            return Ok((master, object.name));
+        }
+    }
+    Err(Error::WrongPassword {
+        location: backend.location(),
+    })
+}
