@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lsmvault::format::tree::EntryKind;
 use lsmvault::lsm::checkpoint::{checkpoint, CheckpointOptions};
-use lsmvault::ops::recovery::PointInTime;
+use lsmvault::ops::restore::point_in_time::PointInTime;
 use lsmvault::ops::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
 use lsmvault::ops::wal_archive::ArchiveOptions;
 use lsmvault::{

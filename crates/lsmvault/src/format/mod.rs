@@ -8,3 +8,4 @@ pub mod index;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod wal_object;

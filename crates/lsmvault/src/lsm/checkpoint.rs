@@ -229,44 +229,6 @@ fn sync_tree(root: &Path) -> Result<()> {
     Ok(())
 }
 
-impl crate::repo::Repository {
-    /// `backup --live`: checkpoints `source` into a temporary directory next
-    /// to it (same file system, so immutable files are hard links), backs the
-    /// checkpoint up recording `source` as the snapshot's source, and removes
-    /// the temporary directory whatever happened.
-    pub fn backup_live(
-        &self,
-        source: &Path,
-        checkpoint_options: &CheckpointOptions,
-        backup_options: &crate::ops::backup::BackupOptions,
-        progress: &dyn crate::progress::Progress,
-    ) -> Result<(crate::ops::backup::BackupOutcome, CheckpointReport)> {
-        let source = fs::canonicalize(source).map_err(|_| Error::SourceNotFound {
-            path: source.to_path_buf(),
-        })?;
-        let parent = source.parent().ok_or_else(|| Error::SourceNotFound {
-            path: source.clone(),
-        })?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let temporary = parent.join(format!(".lsmvault-live-{}-{nanos}", std::process::id()));
-        let outcome = checkpoint(&source, &temporary, checkpoint_options).and_then(|report| {
-            let options = crate::ops::backup::BackupOptions {
-                source_label: Some(source.clone()),
-                ..backup_options.clone()
-            };
-            self.backup(&temporary, &options, progress)
-                .map(|outcome| (outcome, report))
-        });
-        let removed = fs::remove_dir_all(&temporary);
-        let outcome = outcome?;
-        removed.context(|| format!("removing the temporary checkpoint {}", temporary.display()))?;
-        Ok(outcome)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

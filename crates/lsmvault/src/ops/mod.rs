@@ -2,7 +2,6 @@
 
 pub mod backup;
 pub mod prune;
-pub mod recovery;
 pub mod restore;
 pub mod retention;
 pub mod stats;

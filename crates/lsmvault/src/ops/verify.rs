@@ -341,7 +341,7 @@ impl Repository {
         match self.wal_objects() {
             Ok(objects) => {
                 for (_, object) in objects {
-                    let crate::ops::wal_archive::WalObject::Segment(record) = object else {
+                    let crate::format::wal_object::WalObject::Segment(record) = object else {
                         continue;
                     };
                     report.wal_segments += 1;

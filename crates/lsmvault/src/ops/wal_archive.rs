@@ -18,77 +18,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::backend::ObjectKind;
 use crate::codec::chunker::CutFinder;
-use crate::codec::crypto::SealKind;
 use crate::error::{Error, Result};
 use crate::format::snapshot::format_time;
-use crate::id::Id;
+use crate::format::wal_object::{RestorePoint, SegmentRecord, WalObject};
 use crate::lsm::log_reader::{sequence_ranges, Tail};
-use crate::ops::backup::store_stream;
 use crate::progress::NoProgress;
 use crate::repo::lock::LockKind;
-use crate::repo::{check_name, PackWriter, Repository};
-
-/// Version of WAL record objects.
-pub const WAL_RECORD_VERSION: u32 = 1;
-
-/// One archived version of one WAL segment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SegmentRecord {
-    pub database_id: String,
-    /// The segment's file number (`000123.log` is 123).
-    pub segment: u64,
-    /// Its file name in the database directory (`000123.log`).
-    pub file_name: String,
-    pub size: u64,
-    /// Whole-content digest (same hash as file digests in trees).
-    pub digest: Id,
-    pub chunks: Vec<Id>,
-    /// Sequence numbers of the first and last readable write batch.
-    pub first_sequence: Option<u64>,
-    pub last_sequence: Option<u64>,
-    /// Readable write batches.
-    pub batches: u64,
-    /// Offset just after the last readable record: a safe cut point.
-    pub readable_end: u64,
-    /// Sequence holes inside the segment (`(first missing, last missing)`):
-    /// writes without WAL, or damage.
-    #[serde(default)]
-    pub holes: Vec<(u64, u64)>,
-    /// `clean`, or how the readable part ends (torn or corrupt, with offset).
-    pub tail: String,
-    pub archived_at: String,
-    pub host: String,
-}
-
-/// A named point in time: the newest archived sequence when it was taken.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RestorePoint {
-    pub name: String,
-    pub database_id: String,
-    pub sequence: u64,
-    pub time: String,
-    pub host: String,
-}
-
-/// The content of a `wal/` object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum WalObject {
-    Segment(SegmentRecord),
-    RestorePoint(RestorePoint),
-}
-
-#[derive(Serialize, Deserialize)]
-struct Versioned {
-    version: u32,
-    #[serde(flatten)]
-    object: WalObject,
-}
+use crate::repo::store::store_stream;
+use crate::repo::{PackWriter, Repository};
 
 /// One segment in a [`Timeline`] (its newest archived version).
 #[derive(Debug, Clone, Serialize)]
@@ -223,63 +163,6 @@ fn describe_tail(tail: &Tail) -> String {
 }
 
 impl Repository {
-    /// Every WAL object (segment versions and restore points), with its id.
-    pub fn wal_objects(&self) -> Result<Vec<(Id, WalObject)>> {
-        let listed = self.backend().list(ObjectKind::Wal)?;
-        listed
-            .par_iter()
-            .map(|object| {
-                let stored = self.backend().read(ObjectKind::Wal, &object.name)?;
-                let describe = || ObjectKind::Wal.describe(&object.name);
-                let json = self.keys().open(SealKind::WalRecord, &stored, describe)?;
-                let id = check_name(ObjectKind::Wal, &object.name, &stored)?;
-                let versioned: Versioned = serde_json::from_slice(&json)
-                    .map_err(|error| Error::corrupt(describe(), error.to_string()))?;
-                if versioned.version != WAL_RECORD_VERSION {
-                    return Err(Error::UnsupportedVersion {
-                        object: describe(),
-                        found: versioned.version,
-                        supported: WAL_RECORD_VERSION,
-                    });
-                }
-                Ok((id, versioned.object))
-            })
-            .collect()
-    }
-
-    /// Publishes a WAL object (after the blobs it names are indexed).
-    pub fn write_wal_object(&self, object: &WalObject) -> Result<Id> {
-        let json = serde_json::to_vec_pretty(&Versioned {
-            version: WAL_RECORD_VERSION,
-            object: object.clone(),
-        })
-        .map_err(|error| Error::InvalidArgument(error.to_string()))?;
-        let stored = self.keys().seal(SealKind::WalRecord, &json)?.into_owned();
-        let id = Id::of(&stored);
-        self.backend()
-            .write_if_absent(ObjectKind::Wal, &id.to_hex(), &stored)?;
-        Ok(id)
-    }
-
-    /// The newest archived version of each segment of `database_id`, by segment number.
-    pub fn latest_segments(&self, database_id: &str) -> Result<BTreeMap<u64, SegmentRecord>> {
-        let mut latest: BTreeMap<u64, SegmentRecord> = BTreeMap::new();
-        for (_, object) in self.wal_objects()? {
-            if let WalObject::Segment(record) = object {
-                if record.database_id != database_id {
-                    continue;
-                }
-                let newer = latest.get(&record.segment).is_none_or(|known| {
-                    (record.size, &record.archived_at) > (known.size, &known.archived_at)
-                });
-                if newer {
-                    latest.insert(record.segment, record);
-                }
-            }
-        }
-        Ok(latest)
-    }
-
     /// Archives every new or grown WAL segment of the database in `directory`.
     pub fn archive_wal(&self, directory: &Path, options: &ArchiveOptions) -> Result<ArchiveReport> {
         let started = std::time::Instant::now();

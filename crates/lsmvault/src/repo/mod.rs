@@ -14,6 +14,8 @@ pub mod keys;
 pub mod lock;
 pub mod pack_writer;
 pub mod snapshots;
+pub mod store;
+pub mod wal;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};

@@ -13,6 +13,8 @@
 //! A crash before step 5 leaves only unreferenced packs and index entries,
 //! which garbage collection removes; earlier snapshots are never touched.
 
+pub mod live;
+
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
@@ -23,7 +25,7 @@ use std::time::{Instant, SystemTime};
 
 use rayon::prelude::*;
 
-use crate::codec::chunker::{CutFinder, StreamChunker};
+use crate::codec::chunker::CutFinder;
 use crate::codec::compression::Compression;
 use crate::error::{Error, IoContext, Result};
 use crate::format::pack::BlobKind;
@@ -36,6 +38,7 @@ use crate::lsm::checkpoint::{matches_pattern, FileClasses};
 use crate::lsm::manifest::DatabaseState;
 use crate::progress::Progress;
 use crate::repo::lock::{host_name, user_name, LockKind};
+use crate::repo::store::{store_stream, StoredContent};
 use crate::repo::{PackWriter, Repository};
 
 /// How the parent snapshot (the source of unchanged files) is chosen.
@@ -333,60 +336,6 @@ impl Scan<'_> {
             self.warnings.push(message);
         }
     }
-}
-
-/// What [`store_stream`] stored.
-pub(crate) struct StoredContent {
-    pub chunks: Vec<Id>,
-    /// Whole-content digest; `None` when the stream outgrew its size hint's
-    /// single chunk (so it was not hashed whole): the caller reads it again.
-    pub digest: Option<Id>,
-    pub size: u64,
-}
-
-/// Chunks a stream and stores its new chunks. Files no longer than the
-/// minimum chunk are one chunk, whose id is the whole-content digest: the
-/// second hash pass is skipped for them. The outer `Result` is a repository
-/// failure, the inner one a read error of the stream.
-pub(crate) fn store_stream(
-    reader: impl std::io::Read,
-    size_hint: u64,
-    finder: &CutFinder,
-    writer: &PackWriter<'_>,
-    progress: &dyn Progress,
-) -> Result<std::io::Result<StoredContent>> {
-    let keys = writer.keys();
-    let min_chunk = finder.min_size() as u64;
-    let mut hasher = (size_hint > min_chunk).then(|| keys.hasher());
-    let mut chunker = StreamChunker::new(finder, reader, size_hint);
-    let mut chunks = Vec::new();
-    let mut size = 0u64;
-    loop {
-        let chunk = match chunker.next_chunk() {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(error) => return Ok(Err(error)),
-        };
-        let id = keys.blob_id(chunk);
-        if let Some(hasher) = hasher.as_mut() {
-            hasher.update(chunk);
-        }
-        writer.add(id, BlobKind::Data, chunk)?;
-        chunks.push(id);
-        size += chunk.len() as u64;
-        progress.advance(chunk.len() as u64);
-    }
-    let digest = match (chunks.as_slice(), hasher) {
-        ([], _) => Some(keys.blob_id(b"")),
-        ([only], _) => Some(*only),
-        (_, Some(hasher)) => Some(Id(*hasher.finalize().as_bytes())),
-        (_, None) => None,
-    };
-    Ok(Ok(StoredContent {
-        chunks,
-        digest,
-        size,
-    }))
 }
 
 /// Reads, chunks and stores one file. `Ok(Err(warning))` means the file could

@@ -13,6 +13,8 @@
 //!   other files still restore;
 //! - memory per file is a bounded window of chunks, whatever the file size.
 
+pub mod point_in_time;
+
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};

@@ -17,12 +17,12 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::RestoreOptions;
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::SnapshotEntry;
+use crate::format::wal_object::{SegmentRecord, WalObject};
 use crate::id::Id;
 use crate::lsm::log_reader::sequence_ranges;
-use crate::ops::restore::RestoreOptions;
-use crate::ops::wal_archive::{SegmentRecord, WalObject};
 use crate::progress::Progress;
 use crate::repo::Repository;
 
@@ -367,25 +367,5 @@ impl Repository {
             });
         }
         Ok(())
-    }
-
-    /// The content of an archived segment version, checked against its digest.
-    pub fn read_segment(&self, record: &SegmentRecord) -> Result<Vec<u8>> {
-        let mut content = Vec::with_capacity(record.size as usize);
-        for chunk in &record.chunks {
-            content.extend_from_slice(&self.read_blob(chunk)?);
-        }
-        let actual = self.keys().blob_id(&content);
-        if content.len() as u64 != record.size || actual != record.digest {
-            return Err(Error::ChecksumMismatch {
-                object: format!(
-                    "archived WAL segment {} of database {}",
-                    record.file_name, record.database_id
-                ),
-                expected: record.digest.to_hex(),
-                actual: actual.to_hex(),
-            });
-        }
-        Ok(content)
     }
 }
