@@ -28,7 +28,6 @@ use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::index::{BlobLocation, Index};
 use crate::format::pack::{self, PackEntry};
-use crate::format::tree::EntryKind;
 use crate::format::wal_object::WalObject;
 use crate::id::Id;
 use crate::ops::retention::{self, GroupBy, GroupDecision, RetentionPolicy, SnapshotFilter};
@@ -95,25 +94,6 @@ pub struct PruneReport {
 }
 
 impl Repository {
-    /// Every blob (trees and chunks) the given root trees reference.
-    /// `seen_trees` lets callers share work across snapshots.
-    pub fn referenced_blobs(&self, roots: &[Id], blobs: &mut HashSet<Id>) -> Result<()> {
-        let mut pending: Vec<Id> = roots.to_vec();
-        while let Some(tree_id) = pending.pop() {
-            if !blobs.insert(tree_id) {
-                continue; // a subtree already walked: its blobs are in the set
-            }
-            for entry in self.read_tree(&tree_id)?.entries {
-                match entry.kind {
-                    EntryKind::Directory { subtree } => pending.push(subtree),
-                    EntryKind::File { chunks, .. } => blobs.extend(chunks),
-                    EntryKind::Symlink { .. } => {}
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Removes the snapshots a retention policy does not keep.
     pub fn forget(&self, options: &ForgetOptions) -> Result<ForgetReport> {
         if options.policy.is_empty() {

@@ -5,6 +5,7 @@
 //! a concurrent prune can at worst make them fail with a missing-blob error.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 use serde::Serialize;
 
@@ -13,6 +14,7 @@ use crate::format::index::Index;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::{Entry, EntryKind, Tree};
 use crate::id::Id;
+use crate::repo::tree_walker::TreeWalker;
 use crate::repo::Repository;
 
 /// Figures for one snapshot.
@@ -80,37 +82,38 @@ pub struct DiffReport {
 /// Decoded trees, read once per command.
 struct TreeCache<'a> {
     repository: &'a Repository,
-    trees: HashMap<Id, Tree>,
+    trees: HashMap<Id, Rc<Tree>>,
 }
 
 impl TreeCache<'_> {
-    fn tree(&mut self, id: &Id) -> Result<&Tree> {
-        if !self.trees.contains_key(id) {
-            let tree = self.repository.read_tree(id)?;
-            self.trees.insert(*id, tree);
-        }
-        Ok(&self.trees[id])
-    }
-
     /// Every blob under `root` (including the trees), and the file count and size.
     fn blobs(&mut self, root: &Id) -> Result<(HashSet<Id>, u64, u64)> {
-        let mut blobs = HashSet::new();
+        let mut blobs = HashSet::from([*root]);
         let (mut files, mut bytes) = (0, 0);
-        let mut pending = vec![*root];
-        while let Some(tree_id) = pending.pop() {
-            blobs.insert(tree_id);
-            for entry in &self.tree(&tree_id)?.entries {
-                match &entry.kind {
-                    EntryKind::Directory { subtree } => pending.push(*subtree),
-                    EntryKind::File { size, chunks, .. } => {
-                        files += 1;
-                        bytes += size;
-                        blobs.extend(chunks.iter().copied());
-                    }
-                    EntryKind::Symlink { .. } => {}
-                }
+        let repository = self.repository;
+        let trees = &mut self.trees;
+        let load = |id: &Id, _: &[u8]| -> Result<Option<Rc<Tree>>> {
+            if let Some(tree) = trees.get(id) {
+                return Ok(Some(Rc::clone(tree)));
             }
-        }
+            let tree = Rc::new(repository.read_tree(id)?);
+            trees.insert(*id, Rc::clone(&tree));
+            Ok(Some(tree))
+        };
+        TreeWalker::new(repository).walk_with(root, load, |_, entry| {
+            match &entry.kind {
+                EntryKind::Directory { subtree } => {
+                    blobs.insert(*subtree);
+                }
+                EntryKind::File { size, chunks, .. } => {
+                    files += 1;
+                    bytes += size;
+                    blobs.extend(chunks.iter().copied());
+                }
+                EntryKind::Symlink { .. } => {}
+            }
+            Ok(true)
+        })?;
         Ok((blobs, files, bytes))
     }
 }

@@ -12,7 +12,9 @@
 //! Packs and blobs that no snapshot needs (left by an interrupted backup) are
 //! reported separately; they are not damage.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -22,10 +24,11 @@ use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::index::BlobLocation;
 use crate::format::pack::{self, PackEntry, TRAILER_LENGTH};
-use crate::format::tree::{EntryKind, Tree};
+use crate::format::tree::{Entry, EntryKind, Tree};
 use crate::id::Id;
 use crate::progress::Progress;
 use crate::repo::lock::LockKind;
+use crate::repo::tree_walker::TreeWalker;
 use crate::repo::{check_name, Repository};
 
 thread_local! {
@@ -278,7 +281,7 @@ impl Repository {
         let snapshot_files = self.backend().list(ObjectKind::Snapshot)?;
         report.snapshots = snapshot_files.len();
         let mut referenced: HashSet<Id> = HashSet::new();
-        let mut trees: HashMap<Id, std::result::Result<Tree, String>> = HashMap::new();
+        let mut trees: HashMap<Id, std::result::Result<Rc<Tree>, String>> = HashMap::new();
         for file in &snapshot_files {
             let entry = match self.read_snapshot(&file.name) {
                 Ok(entry) => entry,
@@ -288,54 +291,52 @@ impl Repository {
                 }
             };
             let label = format!("snapshot {}", entry.id.short());
-            let mut pending = vec![(String::new(), entry.snapshot.tree)];
-            while let Some((path, tree_id)) = pending.pop() {
-                referenced.insert(tree_id);
+            let findings = RefCell::new(&mut findings);
+            let referenced = RefCell::new(&mut referenced);
+            let load = |tree_id: &Id, path: &[u8]| -> Result<Option<Rc<Tree>>> {
+                let mut findings = findings.borrow_mut();
+                referenced.borrow_mut().insert(*tree_id);
+                let path = String::from_utf8_lossy(path);
                 let where_ = || format!("{label}: {}", if path.is_empty() { "/" } else { &path });
-                findings.reference(tree_id, locations.contains_key(&tree_id), "tree", where_);
+                findings.reference(*tree_id, locations.contains_key(tree_id), "tree", where_);
                 let tree = trees
-                    .entry(tree_id)
-                    .or_insert_with(|| match locations.get(&tree_id) {
+                    .entry(*tree_id)
+                    .or_insert_with(|| match locations.get(tree_id) {
                         Some(location) => self
                             .read_blob_at(location)
-                            .and_then(|bytes| Tree::decode(&tree_id, &bytes))
+                            .and_then(|bytes| Tree::decode(tree_id, &bytes))
+                            .map(Rc::new)
                             .map_err(|error| error.to_string()),
                         None => Err("unreadable".into()),
                     });
-                let tree = match tree {
-                    Ok(tree) => tree.clone(),
+                match tree {
+                    Ok(tree) => Ok(Some(Rc::clone(tree))),
                     Err(problem) => {
-                        if !findings.damaged_blobs.contains_key(&tree_id) {
+                        if !findings.damaged_blobs.contains_key(tree_id) {
                             let problem = problem.clone();
-                            findings.add_blob(tree_id, format!("tree {tree_id}"), problem);
-                            findings.affect(&tree_id, where_);
+                            findings.add_blob(*tree_id, format!("tree {tree_id}"), problem);
+                            findings.affect(tree_id, where_);
                         }
-                        continue;
-                    }
-                };
-                for child in tree.entries {
-                    let child_path = if path.is_empty() {
-                        child.display_name()
-                    } else {
-                        format!("{path}/{}", child.display_name())
-                    };
-                    match child.kind {
-                        EntryKind::Directory { subtree } => pending.push((child_path, subtree)),
-                        EntryKind::File { chunks, .. } => {
-                            for chunk in chunks {
-                                referenced.insert(chunk);
-                                findings.reference(
-                                    chunk,
-                                    locations.contains_key(&chunk),
-                                    "blob",
-                                    || format!("{label}: {child_path}"),
-                                );
-                            }
-                        }
-                        EntryKind::Symlink { .. } => {}
+                        Ok(None)
                     }
                 }
-            }
+            };
+            let visit = |path: &[u8], child: &Entry| -> Result<bool> {
+                if let EntryKind::File { chunks, .. } = &child.kind {
+                    let child_path = String::from_utf8_lossy(path);
+                    for chunk in chunks {
+                        referenced.borrow_mut().insert(*chunk);
+                        findings.borrow_mut().reference(
+                            *chunk,
+                            locations.contains_key(chunk),
+                            "blob",
+                            || format!("{label}: {child_path}"),
+                        );
+                    }
+                }
+                Ok(true)
+            };
+            TreeWalker::new(self).walk_with(&entry.snapshot.tree, load, visit)?;
         }
         // Archived WAL segments: every chunk resolves.
         match self.wal_objects() {

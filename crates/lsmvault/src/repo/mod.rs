@@ -15,6 +15,7 @@ pub mod lock;
 pub mod pack_writer;
 pub mod snapshots;
 pub mod store;
+pub mod tree_walker;
 pub mod wal;
 
 use std::path::Path;

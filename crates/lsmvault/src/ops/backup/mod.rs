@@ -39,6 +39,7 @@ use crate::lsm::manifest::DatabaseState;
 use crate::progress::Progress;
 use crate::repo::lock::{host_name, user_name, LockKind};
 use crate::repo::store::{store_stream, StoredContent};
+use crate::repo::tree_walker::TreeWalker;
 use crate::repo::{PackWriter, Repository};
 
 /// How the parent snapshot (the source of unchanged files) is chosen.
@@ -108,26 +109,14 @@ struct ParentFiles {
 impl ParentFiles {
     fn load(repository: &Repository, root: &Id) -> Result<ParentFiles> {
         let mut files = ParentFiles::default();
-        let mut pending = vec![(Vec::new(), *root)];
-        while let Some((prefix, tree_id)) = pending.pop() {
-            for entry in repository.read_tree(&tree_id)?.entries {
-                let mut path = prefix.clone();
-                if !path.is_empty() {
-                    path.push(b'/');
-                }
-                path.extend_from_slice(&entry.name);
-                match &entry.kind {
-                    EntryKind::Directory { subtree } => pending.push((path, *subtree)),
-                    EntryKind::File { .. } => {
-                        files
-                            .by_inode
-                            .insert((entry.metadata.device, entry.metadata.inode), entry.clone());
-                        files.by_path.insert(path, entry);
-                    }
-                    EntryKind::Symlink { .. } => {}
-                }
+        TreeWalker::new(repository).walk(root, |path, entry| {
+            if let EntryKind::File { .. } = entry.kind {
+                let inode = (entry.metadata.device, entry.metadata.inode);
+                files.by_inode.insert(inode, entry.clone());
+                files.by_path.insert(path.to_vec(), entry.clone());
             }
-        }
+            Ok(true)
+        })?;
         Ok(files)
     }
 }

@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -66,103 +66,7 @@ pub struct RestoreStats {
     pub duration_seconds: f64,
 }
 
-/// One entry of a flattened snapshot tree, with its path relative to the root.
-#[derive(Debug, Clone)]
-pub struct WalkedEntry {
-    pub relative: PathBuf,
-    pub entry: Entry,
-}
-
-/// Splits a user's `--include` path into components, refusing `..`.
-fn include_components(path: &str) -> Result<Vec<Vec<u8>>> {
-    let mut components = Vec::new();
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(name) => components.push(name.as_bytes().to_vec()),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(Error::InvalidArgument(format!(
-                    "--include {path:?} must not contain '..'"
-                )))
-            }
-        }
-    }
-    Ok(components)
-}
-
-/// Whether `relative` is selected: inside an include path, or a directory on the way to one.
-fn selected(relative: &Path, includes: &[Vec<Vec<u8>>]) -> bool {
-    if includes.is_empty() {
-        return true;
-    }
-    let components: Vec<&[u8]> = relative
-        .components()
-        .map(|component| component.as_os_str().as_bytes())
-        .collect();
-    includes.iter().any(|include| {
-        let shared = include.len().min(components.len());
-        include[..shared]
-            .iter()
-            .zip(&components[..shared])
-            .all(|(a, b)| a.as_slice() == *b)
-    })
-}
-
-/// Whether `relative` is inside (or equal to) an include path (not merely on the way).
-fn inside_include(relative: &Path, includes: &[Vec<Vec<u8>>]) -> bool {
-    includes.is_empty()
-        || includes.iter().any(|include| {
-            let components: Vec<&[u8]> = relative
-                .components()
-                .map(|component| component.as_os_str().as_bytes())
-                .collect();
-            components.len() >= include.len()
-                && include
-                    .iter()
-                    .zip(&components)
-                    .all(|(a, b)| a.as_slice() == *b)
-        })
-}
-
 impl Repository {
-    /// Flattens the tree `root`, parents before children, keeping only the
-    /// entries under the `include` paths (all when empty) and the directories
-    /// leading to them. Serves both `restore --include` and `ls PATH`.
-    pub fn walk(&self, root: &Id, include: &[String]) -> Result<Vec<WalkedEntry>> {
-        let includes: Vec<Vec<Vec<u8>>> = include
-            .iter()
-            .map(|path| include_components(path))
-            .collect::<Result<_>>()?;
-        self.walk_selected(root, &includes)
-    }
-
-    fn walk_selected(&self, root: &Id, includes: &[Vec<Vec<u8>>]) -> Result<Vec<WalkedEntry>> {
-        let mut planned = Vec::new();
-        let mut pending = vec![(PathBuf::new(), *root)];
-        while let Some((prefix, tree_id)) = pending.pop() {
-            let tree = self.read_tree(&tree_id)?;
-            let mut subdirectories = Vec::new();
-            for entry in tree.entries {
-                let relative = prefix.join(OsStr::from_bytes(&entry.name));
-                if !selected(&relative, includes) {
-                    continue;
-                }
-                if !inside_include(&relative, includes)
-                    && !matches!(entry.kind, EntryKind::Directory { .. })
-                {
-                    continue;
-                }
-                if let EntryKind::Directory { subtree } = entry.kind {
-                    subdirectories.push((relative.clone(), subtree));
-                }
-                planned.push(WalkedEntry { relative, entry });
-            }
-            // Reverse so that popping visits directories in name order.
-            pending.extend(subdirectories.into_iter().rev());
-        }
-        Ok(planned)
-    }
-
     /// Restores the snapshot chosen by `selector` (id, prefix, `latest`,
     /// `latest:TAG`) into `target`.
     pub fn restore(
@@ -177,13 +81,8 @@ impl Repository {
         // Shared: a concurrent prune must not delete what this restore reads.
         let _lock = self.lock(LockKind::Shared, "restore")?;
         let snapshot = self.find_snapshot(selector)?;
-        let includes: Vec<Vec<Vec<u8>>> = options
-            .include
-            .iter()
-            .map(|path| include_components(path))
-            .collect::<Result<_>>()?;
+        let planned = self.walk(&snapshot.snapshot.tree, &options.include)?;
         prepare_target(target, options.delta)?;
-        let planned = self.walk_selected(&snapshot.snapshot.tree, &includes)?;
         let mut stats = RestoreStats {
             snapshot: snapshot.id.to_hex(),
             ..RestoreStats::default()
@@ -297,7 +196,7 @@ impl Repository {
             }
         }
 
-        if options.delta && includes.is_empty() {
+        if options.delta && options.include.is_empty() {
             let wanted: HashSet<PathBuf> =
                 planned.iter().map(|item| item.relative.clone()).collect();
             stats.entries_removed = remove_extraneous(target, Path::new(""), &wanted)?;
@@ -502,25 +401,4 @@ fn apply_owner(path: &Path, metadata: &Metadata) -> Result<()> {
             .context(|| format!("setting owner of {}", path.display()))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn include_selection() {
-        let includes = vec![include_components("db/sub").unwrap()];
-        assert!(selected(Path::new("db"), &includes));
-        assert!(!inside_include(Path::new("db"), &includes));
-        assert!(selected(Path::new("db/sub/x"), &includes));
-        assert!(inside_include(Path::new("db/sub/x"), &includes));
-        assert!(!selected(Path::new("db/other"), &includes));
-        assert!(!selected(Path::new("other"), &includes));
-        assert!(include_components("../etc").is_err());
-        assert_eq!(
-            include_components("./a//b/").unwrap(),
-            vec![b"a".to_vec(), b"b".to_vec()]
-        );
-    }
 }
