@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lsmvault::format::tree::EntryKind;
 use lsmvault::lsm::checkpoint::{checkpoint, CheckpointOptions};
+use lsmvault::ops::forget::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
 use lsmvault::ops::restore::point_in_time::PointInTime;
-use lsmvault::ops::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
 use lsmvault::ops::wal_archive::ArchiveOptions;
 use lsmvault::{
     BackupMode, BackupOptions, Error, ErrorCode, ForgetOptions, InitOptions, Progress,

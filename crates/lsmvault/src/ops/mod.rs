@@ -1,9 +1,9 @@
 //! One module per operation: options in, report out.
 
 pub mod backup;
+pub mod forget;
 pub mod prune;
 pub mod restore;
-pub mod retention;
 pub mod stats;
 pub mod verify;
 pub mod wal_archive;

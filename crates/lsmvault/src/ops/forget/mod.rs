@@ -1,0 +1,109 @@
+//! `forget`: remove snapshot files, chosen by a retention policy
+//! ([`retention`]) or by id. Only snapshot files go; the data they alone
+//! referenced stays until `prune`.
+//!
+//! Takes the exclusive lock (unless it is a dry run), like prune: no backup
+//! may pick a snapshot as its parent while it disappears.
+
+pub mod retention;
+
+use serde::Serialize;
+
+use crate::backend::ObjectKind;
+use crate::error::{Error, Result};
+use crate::repo::lock::LockKind;
+use crate::repo::Repository;
+use retention::{GroupBy, GroupDecision, RetentionPolicy, SnapshotFilter};
+
+/// Options for [`Repository::forget`].
+#[derive(Debug, Clone, Default)]
+pub struct ForgetOptions {
+    pub policy: RetentionPolicy,
+    pub filter: SnapshotFilter,
+    pub group_by: GroupBy,
+    /// Report only; remove nothing.
+    pub dry_run: bool,
+    /// Allow a policy to remove every snapshot of a group.
+    pub allow_remove_all: bool,
+}
+
+/// What `forget` decided (and did, unless it was a dry run).
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    pub groups: Vec<GroupDecision>,
+    pub removed: Vec<String>,
+    pub dry_run: bool,
+}
+
+impl Repository {
+    /// Removes the snapshots a retention policy does not keep.
+    pub fn forget(&self, options: &ForgetOptions) -> Result<ForgetReport> {
+        if options.policy.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no keep rule given: pass --keep-last, --keep-daily, --keep-within, ... (or snapshot ids)"
+                    .into(),
+            ));
+        }
+        let _lock = if options.dry_run {
+            None
+        } else {
+            Some(self.lock(LockKind::Exclusive, "forget")?)
+        };
+        let snapshots = self.snapshots()?;
+        let groups = retention::decide_all(
+            &snapshots,
+            &options.filter,
+            options.group_by,
+            &options.policy,
+        );
+        if !options.allow_remove_all {
+            if let Some(group) = groups
+                .iter()
+                .find(|group| group.snapshots.iter().all(|decision| !decision.keep))
+            {
+                return Err(Error::PolicyRemovesAll {
+                    group: group.group.clone(),
+                    count: group.snapshots.len(),
+                });
+            }
+        }
+        let removed: Vec<String> = groups
+            .iter()
+            .flat_map(|group| group.snapshots.iter())
+            .filter(|decision| !decision.keep)
+            .map(|decision| decision.id.clone())
+            .collect();
+        if !options.dry_run {
+            for id in &removed {
+                self.backend().delete(ObjectKind::Snapshot, id)?;
+            }
+        }
+        Ok(ForgetReport {
+            groups,
+            removed,
+            dry_run: options.dry_run,
+        })
+    }
+
+    /// Removes the given snapshots (ids or unique prefixes).
+    pub fn forget_snapshots(&self, selectors: &[String], dry_run: bool) -> Result<Vec<String>> {
+        let _lock = if dry_run {
+            None
+        } else {
+            Some(self.lock(LockKind::Exclusive, "forget")?)
+        };
+        let snapshots = self.snapshots()?;
+        let ids: Vec<String> = selectors
+            .iter()
+            .map(|selector| {
+                crate::format::snapshot::select(&snapshots, selector).map(|entry| entry.id.to_hex())
+            })
+            .collect::<Result<_>>()?;
+        if !dry_run {
+            for id in &ids {
+                self.backend().delete(ObjectKind::Snapshot, id)?;
+            }
+        }
+        Ok(ids)
+    }
+}
