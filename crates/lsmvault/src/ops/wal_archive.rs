@@ -183,7 +183,7 @@ fn segment_files(directory: &Path) -> Result<Vec<(PathBuf, String, u64)>> {
             if !name.ends_with(".log") || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
                 continue;
             }
-            if let Some(number) = crate::lsm::checkpoint::file_number(&name) {
+            if let Some(number) = crate::lsm::file_class::file_number(&name) {
                 found.push((entry.path(), name, number));
             }
         }
