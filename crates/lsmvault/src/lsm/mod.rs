@@ -4,6 +4,6 @@
 
 pub mod checkpoint;
 pub mod file_class;
-pub mod log_reader;
+pub mod log;
 pub mod manifest;
 pub mod write_batch;

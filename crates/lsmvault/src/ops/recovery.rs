@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::SnapshotEntry;
 use crate::id::Id;
-use crate::lsm::log_reader::sequence_ranges;
+use crate::lsm::log::sequence_ranges;
 use crate::ops::restore::RestoreOptions;
 use crate::ops::wal_archive::{SegmentRecord, WalObject};
 use crate::progress::Progress;

@@ -27,7 +27,7 @@ use crate::codec::crypto::SealKind;
 use crate::error::{Error, Result};
 use crate::format::snapshot::format_time;
 use crate::id::Id;
-use crate::lsm::log_reader::{sequence_ranges, Tail};
+use crate::lsm::log::{sequence_ranges, Tail};
 use crate::ops::backup::store_stream;
 use crate::progress::NoProgress;
 use crate::repo::lock::LockKind;
