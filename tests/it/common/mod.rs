@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -126,14 +127,74 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     );
 }
 
-/// Whether a command exists on PATH.
+/// Whether a command exists: a path to an executable file, or a name found in an
+/// executable file of a `PATH` directory (as `command -v` finds it).
 pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|output| output.status.success())
-        .unwrap_or(false)
+    use std::os::unix::fs::PermissionsExt;
+    let is_executable = |path: &Path| {
+        fs::metadata(path)
+            .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+    };
+    if tool.contains('/') {
+        return is_executable(Path::new(tool));
+    }
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|directory| is_executable(&directory.join(tool)))
+    })
+}
+
+/// The environment variable that turns a missing tool from a skipped test into a
+/// failed one: `.ci/run` sets it to 1, where the tools are installed and a skip
+/// would hide a test that never ran.
+pub const REQUIRE_TOOLS_VARIABLE: &str = "LSMVAULT_REQUIRE_TOOLS";
+
+/// The Debian package that provides a tool.
+fn package_of(tool: &str) -> &str {
+    match tool {
+        "db_bench" | "ldb" | "sst_dump" => "rocksdb-tools",
+        "/usr/bin/time" => "time",
+        "script" | "setpriv" => "util-linux",
+        other => other,
+    }
+}
+
+/// Whether every one of `tools` (names on `PATH`, or absolute paths) is installed,
+/// for a test that runs real RocksDB tools. Such a test starts with
+/// `if !tools_available(&[...]) { return; }`.
+///
+/// When one is missing (a developer's laptop without rocksdb-tools) this prints
+/// `skipped: <test> needs db_bench (apt-get install rocksdb-tools)` to stderr and
+/// returns false; with [`REQUIRE_TOOLS_VARIABLE`] set to anything but empty or `0`
+/// (CI) it panics with that message instead.
+pub fn tools_available(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|tool| !have(tool)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|tool| package_of(tool)).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    // libtest names each test's thread after the test (unless it runs them on the
+    // main thread, with --test-threads=1).
+    let thread = std::thread::current();
+    let test = thread
+        .name()
+        .filter(|name| *name != "main")
+        .unwrap_or("this test");
+    let message = format!(
+        "{test} needs {} (apt-get install {})",
+        missing.join(", "),
+        packages.join(" ")
+    );
+    let required =
+        std::env::var(REQUIRE_TOOLS_VARIABLE).is_ok_and(|value| !value.is_empty() && value != "0");
+    if required {
+        panic!("{message}; {REQUIRE_TOOLS_VARIABLE} is set, so it must not be skipped");
+    }
+    // Written to stderr itself, not with eprintln!, which the test harness captures
+    // and shows only for failed tests: a skip must be seen.
+    let _ = writeln!(std::io::stderr(), "skipped: {message}");
+    false
 }
 
 /// The top of the source tree (the workspace root, two levels above the CLI crate).
@@ -142,15 +203,13 @@ pub fn source_root() -> PathBuf {
 }
 
 /// Runs a benchmark script (path relative to the source root) in its smoke mode
-/// with this build's binary, and returns its stdout (the Markdown report);
-/// panics with its output unless it succeeds. The assertions on the report
-/// are each smoke test's own.
-pub fn run_bench_script(script: &str, arguments: &[&str]) -> String {
-    for tool in ["db_bench", "ldb", "/usr/bin/time"] {
-        assert!(
-            have(tool),
-            "{tool} is missing: .ci/run installs rocksdb-tools and time"
-        );
+/// with this build's binary, and returns its stdout (the Markdown report), or
+/// `None` when the tools the scripts need are missing and the test is skipped (see
+/// [`tools_available`]); panics with its output unless it succeeds. The assertions
+/// on the report are each smoke test's own.
+pub fn run_bench_script(script: &str, arguments: &[&str]) -> Option<String> {
+    if !tools_available(&["db_bench", "ldb", "/usr/bin/time", "python3"]) {
+        return None;
     }
     let output = Command::new("bash")
         .arg(source_root().join(script))
@@ -164,7 +223,7 @@ pub fn run_bench_script(script: &str, arguments: &[&str]) -> String {
         "{script}: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    stdout
+    Some(stdout)
 }
 
 /// Panics unless `report` contains every one of `expected`.

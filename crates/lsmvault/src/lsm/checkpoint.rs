@@ -7,7 +7,8 @@
 //! reported. Immutable files (SSTs, blob files, rotated WAL segments) are
 //! hard-linked, which costs nothing; mutable ones (MANIFEST, CURRENT,
 //! OPTIONS, IDENTITY, the active WAL) are copied. `LOCK` and info logs are
-//! skipped. When the destination is on another file system, links become copies.
+//! skipped (which files are which: [`super::file_class`]). When the destination
+//! is on another file system, links become copies.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -19,55 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 
-/// How the files of a database directory are treated. Patterns are file names
-/// with at most one `*` (e.g. `*.sst`, `MANIFEST-*`, `LOG*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileClasses {
-    /// Never modified once written: hard-linked.
-    pub immutable: Vec<String>,
-    /// Write-ahead log segments: the newest is copied (still growing), the
-    /// older ones are hard-linked (rotated, immutable).
-    pub wal: Vec<String>,
-    /// Not part of a checkpoint.
-    pub skip: Vec<String>,
-}
-
-impl Default for FileClasses {
-    /// RocksDB and LevelDB (fjall and others: override with their patterns).
-    fn default() -> Self {
-        FileClasses {
-            immutable: ["*.sst", "*.ldb", "*.blob"].map(String::from).to_vec(),
-            wal: vec!["*.log".to_string()],
-            skip: ["LOCK", "LOG", "LOG.old*", "*.dbtmp", "*.tmp"]
-                .map(String::from)
-                .to_vec(),
-        }
-    }
-}
-
-/// Whether `name` matches `pattern` (one optional `*`).
-pub fn matches_pattern(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((prefix, suffix)) => {
-            name.len() >= prefix.len() + suffix.len()
-                && name.starts_with(prefix)
-                && name.ends_with(suffix)
-        }
-    }
-}
-
-fn matches_any(patterns: &[String], name: &str) -> bool {
-    patterns
-        .iter()
-        .any(|pattern| matches_pattern(pattern, name))
-}
-
-/// The number in a name like `000123.log` (None when there is none).
-pub fn file_number(name: &str) -> Option<u64> {
-    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
+use super::file_class::{file_number, matches_any, FileClasses};
 
 /// Options for [`checkpoint`].
 #[derive(Debug, Clone, Default)]
@@ -233,18 +186,6 @@ fn sync_tree(root: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
-
-    #[test]
-    fn patterns() {
-        assert!(matches_pattern("*.sst", "000123.sst"));
-        assert!(!matches_pattern("*.sst", "000123.sst.tmp"));
-        assert!(matches_pattern("MANIFEST-*", "MANIFEST-000005"));
-        assert!(matches_pattern("LOG.old*", "LOG.old.1700000000"));
-        assert!(matches_pattern("LOCK", "LOCK"));
-        assert!(!matches_pattern("LOG", "LOG.old.1"));
-        assert_eq!(file_number("000123.log"), Some(123));
-        assert_eq!(file_number("CURRENT"), None);
-    }
 
     #[test]
     fn links_immutable_copies_mutable_skips_lock() {

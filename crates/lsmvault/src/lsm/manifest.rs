@@ -10,7 +10,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::lsm::log_reader::{read_log, sequence_ranges, RecordKind};
+use crate::lsm::log::{read_log, sequence_ranges, RecordKind};
 
 /// Identity and sequence state of a database directory.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -112,7 +112,7 @@ impl DatabaseState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lsm::log_reader::encode_log;
+    use crate::lsm::log::encode_log;
     use proptest::prelude::*;
 
     fn put_varint(out: &mut Vec<u8>, mut value: u64) {

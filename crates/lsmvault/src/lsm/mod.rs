@@ -3,6 +3,7 @@
 //! checkpoints of a database directory.
 
 pub mod checkpoint;
-pub mod log_reader;
+pub mod file_class;
+pub mod log;
 pub mod manifest;
 pub mod write_batch;

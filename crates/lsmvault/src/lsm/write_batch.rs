@@ -1,6 +1,6 @@
 //! The header of a LevelDB/RocksDB `WriteBatch`: what one WAL data record carries.
 //!
-//! Every data record of a write-ahead log (see [`super::log_reader`]) is one
+//! Every data record of a write-ahead log (see [`super::log`]) is one
 //! serialized write batch:
 //!
 //! ```text

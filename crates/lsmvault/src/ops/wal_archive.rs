@@ -24,7 +24,7 @@ use crate::codec::chunker::CutFinder;
 use crate::error::{Error, Result};
 use crate::format::snapshot::format_time;
 use crate::format::wal_object::{RestorePoint, SegmentRecord, WalObject};
-use crate::lsm::log_reader::{sequence_ranges, Tail};
+use crate::lsm::log::{sequence_ranges, Tail};
 use crate::progress::NoProgress;
 use crate::repo::lock::LockKind;
 use crate::repo::store::store_stream;
@@ -123,7 +123,7 @@ fn segment_files(directory: &Path) -> Result<Vec<(PathBuf, String, u64)>> {
             if !name.ends_with(".log") || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
                 continue;
             }
-            if let Some(number) = crate::lsm::checkpoint::file_number(&name) {
+            if let Some(number) = crate::lsm::file_class::file_number(&name) {
                 found.push((entry.path(), name, number));
             }
         }

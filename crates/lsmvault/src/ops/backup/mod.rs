@@ -34,7 +34,7 @@ use crate::format::snapshot::{
 };
 use crate::format::tree::{Entry, EntryKind, Metadata, Tree};
 use crate::id::Id;
-use crate::lsm::checkpoint::{matches_pattern, FileClasses};
+use crate::lsm::file_class::{matches_pattern, FileClasses};
 use crate::lsm::manifest::DatabaseState;
 use crate::progress::Progress;
 use crate::repo::lock::{host_name, user_name, LockKind};

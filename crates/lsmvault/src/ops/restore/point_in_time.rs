@@ -22,7 +22,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::wal_object::{SegmentRecord, WalObject};
 use crate::id::Id;
-use crate::lsm::log_reader::sequence_ranges;
+use crate::lsm::log::sequence_ranges;
 use crate::progress::Progress;
 use crate::repo::Repository;
 
@@ -317,7 +317,7 @@ impl Repository {
                 let entry = entry.context(|| format!("listing {}", target.display()))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.ends_with(".log")
-                    && crate::lsm::checkpoint::file_number(&name)
+                    && crate::lsm::file_class::file_number(&name)
                         .is_some_and(|number| number > last_number)
                 {
                     fs::remove_file(entry.path())

@@ -1,0 +1,100 @@
+//! File classes of an LSM database directory: which files are immutable, which
+//! are write-ahead log segments, which are not part of the database's state.
+//!
+//! This module owns the naming conventions only (patterns and the file number in
+//! a name); it does no I/O. A checkpoint hard-links immutable files and copies
+//! the others, a backup trusts an immutable file's (inode, size, mtime) without
+//! looking at its ctime, and the WAL archive and point-in-time recovery order
+//! segments by their file number.
+//!
+//! Patterns are file names with at most one `*` (e.g. `*.sst`, `MANIFEST-*`,
+//! `LOG*`); a name matches when it starts with the part before the `*` and ends
+//! with the part after it, without the two overlapping.
+
+/// Names of files that RocksDB and LevelDB never modify once written: table
+/// files (`*.sst`, LevelDB's `*.ldb`) and blob files (`*.blob`).
+pub const IMMUTABLE_PATTERNS: [&str; 3] = ["*.sst", "*.ldb", "*.blob"];
+
+/// Names of write-ahead log segments (RocksDB and LevelDB).
+pub const WAL_PATTERNS: [&str; 1] = ["*.log"];
+
+/// Names of files that are no part of a database's state: the lock file, info
+/// logs, and temporary files of an interrupted write.
+pub const SKIP_PATTERNS: [&str; 5] = ["LOCK", "LOG", "LOG.old*", "*.dbtmp", "*.tmp"];
+
+/// How the files of a database directory are treated. Patterns are file names
+/// with at most one `*` (see [`matches_pattern`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileClasses {
+    /// Never modified once written: hard-linked.
+    pub immutable: Vec<String>,
+    /// Write-ahead log segments: the newest is copied (still growing), the
+    /// older ones are hard-linked (rotated, immutable).
+    pub wal: Vec<String>,
+    /// Not part of a checkpoint.
+    pub skip: Vec<String>,
+}
+
+impl Default for FileClasses {
+    /// RocksDB and LevelDB (fjall and others: override with their patterns).
+    fn default() -> Self {
+        FileClasses {
+            immutable: IMMUTABLE_PATTERNS.map(String::from).to_vec(),
+            wal: WAL_PATTERNS.map(String::from).to_vec(),
+            skip: SKIP_PATTERNS.map(String::from).to_vec(),
+        }
+    }
+}
+
+/// Whether `name` matches `pattern` (one optional `*`).
+pub fn matches_pattern(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((prefix, suffix)) => {
+            name.len() >= prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
+        }
+    }
+}
+
+/// Whether `name` matches any of `patterns`.
+pub fn matches_any(patterns: &[String], name: &str) -> bool {
+    patterns
+        .iter()
+        .any(|pattern| matches_pattern(pattern, name))
+}
+
+/// The number in a name like `000123.log` (None when there is none).
+pub fn file_number(name: &str) -> Option<u64> {
+    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(matches_pattern("*.sst", "000123.sst"));
+        assert!(!matches_pattern("*.sst", "000123.sst.tmp"));
+        assert!(matches_pattern("MANIFEST-*", "MANIFEST-000005"));
+        assert!(matches_pattern("LOG.old*", "LOG.old.1700000000"));
+        assert!(matches_pattern("LOCK", "LOCK"));
+        assert!(!matches_pattern("LOG", "LOG.old.1"));
+        // The prefix and the suffix must not overlap.
+        assert!(!matches_pattern("ab*ba", "aba"));
+        assert_eq!(file_number("000123.log"), Some(123));
+        assert_eq!(file_number("CURRENT"), None);
+    }
+
+    #[test]
+    fn default_classes_are_the_pattern_lists() {
+        let classes = FileClasses::default();
+        assert_eq!(classes.immutable, ["*.sst", "*.ldb", "*.blob"]);
+        assert!(matches_any(&classes.wal, "000014.log"));
+        assert!(matches_any(&classes.skip, "LOG.old.1"));
+        assert!(!matches_any(&classes.immutable, "MANIFEST-000012"));
+    }
+}
