@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use crate::codec::crypto::{Keys, SealKind};
 use crate::error::{Error, Result};
+use crate::format::framing::{Framing, VersionWidth};
 use crate::format::pack::{BlobKind, Codec, PackEntry};
 use crate::id::Id;
 
@@ -24,7 +25,15 @@ use crate::id::Id;
 pub const INDEX_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"LSMVINDX";
 const ENTRY_LENGTH: usize = 80;
-const FIXED_LENGTH: usize = 8 + 4 + 4;
+/// The entry count, after magic and version.
+const FIXED_LENGTH: usize = 4;
+const FRAMING: Framing = Framing {
+    magic: MAGIC,
+    version: INDEX_VERSION,
+    version_width: VersionWidth::U32,
+    checksum_length: 32,
+    subject: None,
+};
 
 /// Where a blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +91,7 @@ impl Index {
 /// Serializes (and, when encrypted, seals) index entries into one index
 /// file; returns (name, bytes).
 pub fn encode_index_file(locations: &[BlobLocation], keys: &Keys) -> Result<(Id, Vec<u8>)> {
-    let mut bytes = Vec::with_capacity(FIXED_LENGTH + locations.len() * ENTRY_LENGTH + 32);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+    let mut bytes = FRAMING.start(FIXED_LENGTH + locations.len() * ENTRY_LENGTH);
     bytes.extend_from_slice(&(locations.len() as u32).to_le_bytes());
     for location in locations {
         let entry = &location.entry;
@@ -97,8 +104,7 @@ pub fn encode_index_file(locations: &[BlobLocation], keys: &Keys) -> Result<(Id,
         bytes.push(entry.codec as u8);
         bytes.extend_from_slice(&0u16.to_le_bytes());
     }
-    let checksum = blake3::hash(&bytes);
-    bytes.extend_from_slice(checksum.as_bytes());
+    FRAMING.finish(&mut bytes);
     let stored = keys.seal(SealKind::Index, &bytes)?.into_owned();
     Ok((Id::of(&stored), stored))
 }
@@ -107,27 +113,9 @@ pub fn encode_index_file(locations: &[BlobLocation], keys: &Keys) -> Result<(Id,
 pub fn decode_index_file(name: &str, stored: &[u8], keys: &Keys) -> Result<Vec<BlobLocation>> {
     let object = || format!("index file {name}");
     let bytes = keys.open(SealKind::Index, stored, object)?;
-    let bytes = bytes.as_ref();
+    let body = FRAMING.open(bytes.as_ref(), FIXED_LENGTH, object)?;
     let corrupt = |reason: String| Error::corrupt(object(), reason);
-    if bytes.len() < FIXED_LENGTH + 32 {
-        return Err(corrupt(format!("{} bytes is too short", bytes.len())));
-    }
-    let (body, checksum) = bytes.split_at(bytes.len() - 32);
-    if blake3::hash(body).as_bytes() != checksum {
-        return Err(corrupt("checksum mismatch".into()));
-    }
-    if &body[..8] != MAGIC {
-        return Err(corrupt("magic missing".into()));
-    }
-    let version = u32::from_le_bytes([body[8], body[9], body[10], body[11]]);
-    if version != INDEX_VERSION {
-        return Err(Error::UnsupportedVersion {
-            object: object(),
-            found: version,
-            supported: INDEX_VERSION,
-        });
-    }
-    let count = u32::from_le_bytes([body[12], body[13], body[14], body[15]]) as usize;
+    let count = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
     let listed = &body[FIXED_LENGTH..];
     if listed.len() != count.saturating_mul(ENTRY_LENGTH) {
         return Err(corrupt(format!(

@@ -4,6 +4,7 @@
 //! depend on these parsers accepting any bytes without panicking.
 
 pub mod config;
+mod framing;
 pub mod index;
 pub mod pack;
 pub mod snapshot;

@@ -19,6 +19,7 @@ use std::borrow::Cow;
 
 use crate::codec::crypto::{Keys, SealKind};
 use crate::error::{Error, Result};
+use crate::format::framing::{Framing, VersionWidth};
 use crate::id::Id;
 
 /// Current pack format version.
@@ -26,8 +27,15 @@ pub const PACK_VERSION: u16 = 1;
 const HEADER_MAGIC: &[u8; 8] = b"LSMVPKHD";
 const TRAILER_MAGIC: &[u8; 8] = b"LSMVPACK";
 const ENTRY_LENGTH: usize = 48;
-const HEADER_FIXED_LENGTH: usize = 8 + 2 + 2 + 4;
-const HEADER_CHECKSUM_LENGTH: usize = 16;
+/// Flags and blob count, after magic and version.
+const HEADER_FIXED_LENGTH: usize = 2 + 4;
+const HEADER_FRAMING: Framing = Framing {
+    magic: HEADER_MAGIC,
+    version: PACK_VERSION as u32,
+    version_width: VersionWidth::U16,
+    checksum_length: 16,
+    subject: Some("header"),
+};
 /// Length of the fixed trailer (`header_length` + magic).
 pub const TRAILER_LENGTH: usize = 4 + 8;
 
@@ -181,11 +189,7 @@ impl Packer {
 }
 
 fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
-    let mut header = Vec::with_capacity(
-        HEADER_FIXED_LENGTH + entries.len() * ENTRY_LENGTH + HEADER_CHECKSUM_LENGTH,
-    );
-    header.extend_from_slice(HEADER_MAGIC);
-    header.extend_from_slice(&PACK_VERSION.to_le_bytes());
+    let mut header = HEADER_FRAMING.start(HEADER_FIXED_LENGTH + entries.len() * ENTRY_LENGTH);
     header.extend_from_slice(&0u16.to_le_bytes()); // flags: bit 0 reserved for "encrypted"
     header.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for entry in entries {
@@ -197,8 +201,7 @@ fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
         header.extend_from_slice(&0u32.to_le_bytes());
         header.extend_from_slice(&entry.id.0);
     }
-    let checksum = blake3::hash(&header);
-    header.extend_from_slice(&checksum.as_bytes()[..HEADER_CHECKSUM_LENGTH]);
+    HEADER_FRAMING.finish(&mut header);
     header
 }
 
@@ -229,29 +232,10 @@ pub fn parse_header(
     let header = keys.open(SealKind::PackHeader, stored_header, || {
         format!("header of pack {pack_name}")
     })?;
-    let header = header.as_ref();
-    if header.len() < HEADER_FIXED_LENGTH + HEADER_CHECKSUM_LENGTH {
-        return Err(corrupt(format!(
-            "header of {} bytes is too short",
-            header.len()
-        )));
-    }
-    let (body, checksum) = header.split_at(header.len() - HEADER_CHECKSUM_LENGTH);
-    if &blake3::hash(body).as_bytes()[..HEADER_CHECKSUM_LENGTH] != checksum {
-        return Err(corrupt("header checksum mismatch".into()));
-    }
-    if &body[..8] != HEADER_MAGIC {
-        return Err(corrupt("header magic missing".into()));
-    }
-    let version = u16::from_le_bytes([body[8], body[9]]);
-    if version != PACK_VERSION {
-        return Err(Error::UnsupportedVersion {
-            object: format!("pack {pack_name}"),
-            found: version.into(),
-            supported: PACK_VERSION.into(),
-        });
-    }
-    let count = u32::from_le_bytes([body[12], body[13], body[14], body[15]]) as usize;
+    let body = HEADER_FRAMING.open(header.as_ref(), HEADER_FIXED_LENGTH, || {
+        format!("pack {pack_name}")
+    })?;
+    let count = u32::from_le_bytes([body[2], body[3], body[4], body[5]]) as usize;
     let listed = &body[HEADER_FIXED_LENGTH..];
     if listed.len() != count.saturating_mul(ENTRY_LENGTH) {
         return Err(corrupt(format!(
