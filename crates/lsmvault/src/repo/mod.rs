@@ -17,7 +17,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{is_not_found, Backend, LocalBackend, ObjectKind, WriteOutcome};
+use crate::backend::{self, Backend, LocalBackend, ObjectKind, WriteOutcome};
 use crate::codec::chunker::ChunkerParams;
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{
@@ -354,7 +354,7 @@ impl Repository {
                 &target.name[..8]
             )));
         }
-        self.backend.delete(ObjectKind::Key, &target.name)
+        Ok(self.backend.delete(ObjectKind::Key, &target.name)?)
     }
 
     /// Replaces the current key's password: adds a new key file, removes the old one.
@@ -514,15 +514,12 @@ impl Repository {
                 u64::from(entry.offset),
                 u64::from(entry.stored_length),
             )
-            .map_err(|error| {
-                if is_not_found(&error) {
-                    Error::corrupt(
-                        format!("pack {pack_name}"),
-                        format!("missing, but the index says it holds blob {}", entry.id),
-                    )
-                } else {
-                    error
-                }
+            .map_err(|error| match error {
+                backend::Error::NotFound { .. } => Error::corrupt(
+                    format!("pack {pack_name}"),
+                    format!("missing, but the index says it holds blob {}", entry.id),
+                ),
+                other => other.into(),
             })?;
         pack::decode_blob(entry, stored, &self.keys, || {
             format!("blob {} in pack {pack_name}", entry.id)
@@ -852,7 +849,7 @@ fn write_packs(
                     });
                 }
             }
-            Err(error) => failure = Some(error),
+            Err(error) => failure = Some(error.into()),
         }
     }
     match failure {
