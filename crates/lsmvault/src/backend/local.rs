@@ -226,6 +226,16 @@ impl Backend for LocalBackend {
                 "range too large for this platform's memory",
             )));
         };
+        if wanted == 0 {
+            // Reading nothing cannot tell where the object ends: ask its size,
+            // so an empty range past the end is short as the contract says.
+            let size = file.metadata().map_err(reading)?.len();
+            return if offset <= size {
+                Ok(Vec::new())
+            } else {
+                Err(short())
+            };
+        }
         // Read into reserved, uninitialised capacity (`read_to_end` uses the
         // file's `read_buf`): zero-filling a multi-MiB chunk buffer first was
         // 2-3% of a restore's samples.
@@ -362,9 +372,11 @@ mod tests {
     #[test]
     fn local_backend_meets_the_contract() {
         let directory = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::new(directory.path().join("repo"));
-        backend.create_layout().unwrap();
-        crate::backend::contract::run_all(&backend);
+        let mut cases = 0;
+        crate::backend::conformance::run_all(|| {
+            cases += 1;
+            LocalBackend::new(directory.path().join(format!("case-{cases}")))
+        });
         // No temporary files are left behind.
         let leftovers: Vec<_> = walkdir::WalkDir::new(directory.path())
             .min_depth(1)

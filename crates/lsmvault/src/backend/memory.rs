@@ -126,6 +126,6 @@ impl Backend for MemoryBackend {
 mod tests {
     #[test]
     fn memory_backend_meets_the_contract() {
-        crate::backend::contract::run_all(&super::MemoryBackend::new());
+        crate::backend::conformance::run_all(super::MemoryBackend::new);
     }
 }

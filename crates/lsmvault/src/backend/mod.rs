@@ -9,9 +9,12 @@
 //!
 //! Owns: the trait and its contract, the object namespaces and their keys
 //! ([`ObjectKind::key`], the on-disk layout of every backend), the backend
-//! [`Error`], the local and memory implementations, and the one test suite
-//! every implementation runs (`contract`).
+//! [`Error`], the local and memory implementations, and — behind the
+//! `conformance` feature — the one test suite every implementation runs
+//! (`backend::conformance`).
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod error;
 mod local;
 mod memory;
@@ -113,7 +116,7 @@ pub struct ObjectInfo {
 ///
 /// Implementations must be safe to call from many threads and many processes
 /// at once (the memory backend only from threads: it is per process). Every
-/// method's contract below is checked by the `contract` suite; an object is
+/// method's contract below is checked by the `conformance` suite; an object is
 /// addressed by its [`ObjectKind`] (a namespace) and its name, and the kinds
 /// never see each other's objects.
 pub trait Backend: Send + Sync {
@@ -138,8 +141,10 @@ pub trait Backend: Send + Sync {
     ///
     /// Fails with [`Error::ShortObject`] (rather than returning fewer bytes)
     /// when the object is shorter than `offset + length`: a short object is
-    /// damage the caller must see. An empty range at the end returns no
-    /// bytes. Fails with [`Error::NotFound`] when the object does not exist.
+    /// damage the caller must see. An empty range at or before the end
+    /// (`offset <= size`, `length == 0`) returns no bytes; one starting past
+    /// the end is short. Fails with [`Error::NotFound`] when the object does not
+    /// exist.
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64)
         -> Result<Vec<u8>>;
 
@@ -171,83 +176,4 @@ pub trait Backend: Send + Sync {
     /// Prepares the location for a new repository (directories on a local
     /// disk; nothing on an object store). Idempotent; writes no object.
     fn create(&self) -> Result<()>;
-}
-
-#[cfg(test)]
-pub(crate) mod contract {
-    //! One test suite that every backend implementation runs.
-    use super::*;
-
-    pub fn run_all(backend: &dyn Backend) {
-        assert!(backend.list(ObjectKind::Pack).unwrap().is_empty());
-        let name = "ab".repeat(32);
-        assert_eq!(
-            backend
-                .write_if_absent(ObjectKind::Pack, &name, b"hello world")
-                .unwrap(),
-            WriteOutcome::Created
-        );
-        // Never overwrites.
-        assert_eq!(
-            backend
-                .write_if_absent(ObjectKind::Pack, &name, b"other")
-                .unwrap(),
-            WriteOutcome::AlreadyExisted
-        );
-        assert_eq!(
-            backend.read(ObjectKind::Pack, &name).unwrap(),
-            b"hello world"
-        );
-        // read_into replaces whatever the buffer held.
-        let mut buffer = b"leftover bytes of an earlier, longer pack".to_vec();
-        backend
-            .read_into(ObjectKind::Pack, &name, &mut buffer)
-            .unwrap();
-        assert_eq!(buffer, b"hello world");
-        assert_eq!(
-            backend.read_range(ObjectKind::Pack, &name, 6, 5).unwrap(),
-            b"world"
-        );
-        assert_eq!(
-            crate::Error::from(
-                backend
-                    .read_range(ObjectKind::Pack, &name, 6, 6)
-                    .unwrap_err()
-            )
-            .code(),
-            crate::ErrorCode::CorruptObject
-        );
-        assert_eq!(
-            crate::Error::from(
-                backend
-                    .read_range(ObjectKind::Pack, &name, 20, 1)
-                    .unwrap_err()
-            )
-            .code(),
-            crate::ErrorCode::CorruptObject
-        );
-        assert!(backend
-            .read_range(ObjectKind::Pack, &name, 11, 0)
-            .unwrap()
-            .is_empty());
-        let listed = backend.list(ObjectKind::Pack).unwrap();
-        assert_eq!(
-            listed,
-            vec![ObjectInfo {
-                name: name.clone(),
-                size: 11
-            }]
-        );
-        // Namespaces are separate.
-        assert!(backend.list(ObjectKind::Index).unwrap().is_empty());
-        let missing = backend.read(ObjectKind::Index, &name).unwrap_err();
-        assert!(missing.is_not_found(), "{missing}");
-        backend.delete(ObjectKind::Pack, &name).unwrap();
-        backend.delete(ObjectKind::Pack, &name).unwrap();
-        assert!(backend.list(ObjectKind::Pack).unwrap().is_empty());
-        backend
-            .write_if_absent(ObjectKind::Config, "config", b"{}")
-            .unwrap();
-        assert_eq!(backend.read(ObjectKind::Config, "config").unwrap(), b"{}");
-    }
 }
