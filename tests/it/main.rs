@@ -5,6 +5,7 @@
 
 mod common;
 
+mod backend;
 mod bench_smoke;
 mod cli;
 mod compression;

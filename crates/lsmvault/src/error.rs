@@ -145,6 +145,10 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A storage backend failed (missing object, I/O, an unreachable service).
+    #[error(transparent)]
+    Backend(crate::backend::Error),
+
     #[error("the repository is locked: {holder}")]
     RepositoryLocked { holder: String },
 
@@ -189,6 +193,7 @@ impl Error {
             Error::SourceNotFound { .. } => ErrorCode::SourceNotFound,
             Error::Io { .. } => ErrorCode::Io,
             Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::Backend(error) => error.code(),
             Error::RestoreIncomplete { first, .. } => first.code(),
             Error::RepositoryLocked { .. } => ErrorCode::RepositoryLocked,
             Error::PolicyRemovesAll { .. } => ErrorCode::PolicyRemovesAll,
@@ -230,6 +235,13 @@ impl Error {
             Error::SourceNotFound { .. } => "pass the directory of a database checkpoint",
             Error::Io { .. } => "check the path, permissions and free space",
             Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
+            Error::Backend(error) if error.is_transient() => {
+                "the storage did not answer in time or is throttling; try again later"
+            }
+            Error::Backend(error) if error.code() == ErrorCode::CorruptObject => {
+                "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
+            }
+            Error::Backend(_) => "check the path, permissions and free space",
             Error::RestoreIncomplete { first, .. } => first.hint(),
             Error::RepositoryLocked { .. } => {
                 "wait for that command to finish (or pass --retry-lock 10m); if it no longer runs, `lsmvault unlock` removes stale locks"

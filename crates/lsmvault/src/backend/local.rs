@@ -1,18 +1,22 @@
 //! The embedded default backend: a repository in a local directory.
 //!
-//! Publication is `write temp file → fsync → link(temp, final) → unlink temp →
-//! fsync directory`. `link` fails when the final name exists, which gives the
-//! create-if-absent semantics of [`Backend::write_if_absent`] without a window
-//! in which two writers could clobber each other. Temporary files start with a
-//! dot and are never listed.
+//! Layout: the object of kind `K` and name `N` is the file `root/K.key(N)`
+//! (packs fanned out as `data/xx/<id>`), byte for byte its content.
+//!
+//! Publication is one helper, [`publish_durably`]: `write temp file → fsync →
+//! link(temp, final) → unlink temp → fsync directory`. `link` fails when the
+//! final name exists, which gives the create-if-absent semantics of
+//! [`Backend::write_if_absent`] without a window in which two writers could
+//! clobber each other. Temporary files start with a dot and are never listed.
+//! This backend never returns [`Error::Transient`]: a local disk does not
+//! throttle.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Backend, ObjectInfo, ObjectKind, WriteOutcome};
-use crate::error::{Error, IoContext, Result};
+use super::{Backend, Error, ObjectInfo, ObjectKind, Result, Subject, WriteOutcome};
 
 /// A repository stored in a directory of the local file system.
 #[derive(Debug)]
@@ -41,23 +45,126 @@ impl LocalBackend {
         ];
         directories.extend((0..=255u8).map(|fan| self.root.join(format!("data/{fan:02x}"))));
         for directory in &directories {
-            fs::create_dir_all(directory)
-                .context(|| format!("creating {}", directory.display()))?;
+            fs::create_dir_all(directory).map_err(|error| {
+                Error::other(
+                    Subject::Location,
+                    format!("creating {}", directory.display()),
+                    error,
+                )
+            })?;
         }
-        sync_directory(&self.root)?;
-        sync_directory(&self.root.join("data"))
+        sync_directory(&self.root, || Subject::Location)?;
+        sync_directory(&self.root.join("data"), || Subject::Location)
     }
 
     fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
         self.root.join(kind.key(name))
     }
+
+    /// A name in `directory` no other writer uses: this process's id, a
+    /// per-backend counter and the start of the object's name. It starts with
+    /// a dot, so listing skips it.
+    fn temp_path(&self, directory: &Path, name: &str) -> PathBuf {
+        directory.join(format!(
+            ".tmp-{}-{}-{}",
+            std::process::id(),
+            self.temp_counter.fetch_add(1, Ordering::Relaxed),
+            name.get(..16).unwrap_or(name)
+        ))
+    }
 }
 
 /// Flushes a directory's entries (new names) to disk.
-fn sync_directory(directory: &Path) -> Result<()> {
+fn sync_directory(directory: &Path, subject: impl FnOnce() -> Subject) -> Result<()> {
     File::open(directory)
         .and_then(|handle| handle.sync_all())
-        .context(|| format!("syncing directory {}", directory.display()))
+        .map_err(|error| {
+            Error::other(
+                subject(),
+                format!("syncing directory {}", directory.display()),
+                error,
+            )
+        })
+}
+
+/// Creates `directory` (and its parents) if missing, and makes the new name
+/// durable by syncing the directory that holds it. An existing directory is
+/// left alone (no sync: its parent may not even be readable).
+fn ensure_directory(directory: &Path, subject: impl Fn() -> Subject) -> Result<()> {
+    if directory.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(directory).map_err(|error| {
+        Error::other(
+            subject(),
+            format!("creating {}", directory.display()),
+            error,
+        )
+    })?;
+    match directory.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_directory(parent, subject),
+        _ => Ok(()),
+    }
+}
+
+/// The one durable publication of the local backend: writes `bytes` to the
+/// fresh `temp_path`, fsyncs it, links it to `final_path`, removes the
+/// temporary name and fsyncs the directory.
+///
+/// `link`, not `rename`: `rename` silently replaces an existing target, which
+/// would let two writers of one name clobber each other (and
+/// `renameat2(RENAME_NOREPLACE)` is Linux-only and not on every file system).
+/// `link` fails with `EEXIST` instead, reported as [`Error::AlreadyExists`];
+/// the object is published whole or not at all, since the linked inode was
+/// complete and synced before it got its name.
+fn publish_durably(
+    kind: ObjectKind,
+    name: &str,
+    temp_path: &Path,
+    final_path: &Path,
+    bytes: &[u8],
+) -> Result<()> {
+    let subject = || Subject::Object {
+        kind,
+        name: name.to_string(),
+    };
+    let linked = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp_path)
+            .map_err(|error| {
+                Error::other(
+                    subject(),
+                    format!("creating {}", temp_path.display()),
+                    error,
+                )
+            })?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|error| {
+                Error::other(subject(), format!("writing {}", temp_path.display()), error)
+            })?;
+        drop(file);
+        let context = || format!("publishing {}", final_path.display());
+        fs::hard_link(temp_path, final_path).map_err(|error| match error.kind() {
+            ErrorKind::AlreadyExists => Error::AlreadyExists {
+                kind,
+                name: name.to_string(),
+                context: context(),
+                source: Box::new(error),
+            },
+            _ => Error::other(subject(), context(), error),
+        })
+    })();
+    // The temporary name is removed whatever happened; a failure here only leaves
+    // a dot-file that listing ignores.
+    let _ = fs::remove_file(temp_path);
+    linked?;
+    match final_path.parent() {
+        Some(directory) => sync_directory(directory, subject),
+        None => Ok(()),
+    }
 }
 
 impl Backend for LocalBackend {
@@ -67,7 +174,9 @@ impl Backend for LocalBackend {
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
-        fs::read(&path).context(|| format!("reading {}", path.display()))
+        fs::read(&path).map_err(|error| {
+            Error::object_io(kind, name, format!("reading {}", path.display()), error)
+        })
     }
 
     fn read_into(&self, kind: ObjectKind, name: &str, buffer: &mut Vec<u8>) -> Result<()> {
@@ -75,7 +184,9 @@ impl Backend for LocalBackend {
         buffer.clear();
         File::open(&path)
             .and_then(|mut file| file.read_to_end(buffer))
-            .context(|| format!("reading {}", path.display()))?;
+            .map_err(|error| {
+                Error::object_io(kind, name, format!("reading {}", path.display()), error)
+            })?;
         Ok(())
     }
 
@@ -87,26 +198,53 @@ impl Backend for LocalBackend {
         length: u64,
     ) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
-        let mut file = File::open(&path).context(|| format!("opening {}", path.display()))?;
-        let length = usize::try_from(length)
-            .map_err(|_| Error::InvalidArgument(format!("range of {length} bytes is too large")))?;
+        let mut file = File::open(&path).map_err(|error| {
+            Error::object_io(kind, name, format!("opening {}", path.display()), error)
+        })?;
+        let short = || Error::ShortObject {
+            kind,
+            name: name.to_string(),
+            offset,
+            length,
+        };
+        let reading = |error: std::io::Error| {
+            Error::other(
+                Subject::Object {
+                    kind,
+                    name: name.to_string(),
+                },
+                format!(
+                    "reading {length} bytes at offset {offset} of {}",
+                    path.display()
+                ),
+                error,
+            )
+        };
+        let Ok(wanted) = usize::try_from(length) else {
+            return Err(reading(std::io::Error::new(
+                ErrorKind::InvalidInput,
+                "range too large for this platform's memory",
+            )));
+        };
+        if wanted == 0 {
+            // Reading nothing cannot tell where the object ends: ask its size,
+            // so an empty range past the end is short as the contract says.
+            let size = file.metadata().map_err(reading)?.len();
+            return if offset <= size {
+                Ok(Vec::new())
+            } else {
+                Err(short())
+            };
+        }
         // Read into reserved, uninitialised capacity (`read_to_end` uses the
         // file's `read_buf`): zero-filling a multi-MiB chunk buffer first was
         // 2-3% of a restore's samples.
-        let mut buffer = Vec::with_capacity(length);
+        let mut buffer = Vec::with_capacity(wanted);
         file.seek(SeekFrom::Start(offset))
-            .and_then(|_| file.take(length as u64).read_to_end(&mut buffer))
-            .map_err(|error| {
-                Error::io(
-                    format!(
-                        "reading {length} bytes at offset {offset} of {}",
-                        path.display()
-                    ),
-                    error,
-                )
-            })?;
-        if buffer.len() < length {
-            return Err(super::short_object(kind, name, offset, length));
+            .and_then(|_| file.take(length).read_to_end(&mut buffer))
+            .map_err(reading)?;
+        if buffer.len() < wanted {
+            return Err(short());
         }
         Ok(buffer)
     }
@@ -116,85 +254,66 @@ impl Backend for LocalBackend {
         if final_path.exists() {
             return Ok(WriteOutcome::AlreadyExisted);
         }
+        let subject = || Subject::Object {
+            kind,
+            name: name.to_string(),
+        };
         let directory = final_path.parent().ok_or_else(|| {
-            Error::InvalidArgument(format!("object key {name:?} has no directory"))
+            Error::other(
+                subject(),
+                format!("publishing {}", final_path.display()),
+                std::io::Error::new(ErrorKind::InvalidInput, "the object key has no directory"),
+            )
         })?;
-        // Repositories created before a kind existed lack its directory.
-        if kind == ObjectKind::Config || !directory.is_dir() {
-            fs::create_dir_all(directory)
-                .context(|| format!("creating {}", directory.display()))?;
+        // Repositories created before a kind existed lack its directory (and
+        // `config` may be written to a root nobody created).
+        ensure_directory(directory, subject)?;
+        let temp_path = self.temp_path(directory, name);
+        match publish_durably(kind, name, &temp_path, &final_path, bytes) {
+            Ok(()) => Ok(WriteOutcome::Created),
+            Err(Error::AlreadyExists { .. }) => Ok(WriteOutcome::AlreadyExisted),
+            Err(error) => Err(error),
         }
-        let temp_path = directory.join(format!(
-            ".tmp-{}-{}-{}",
-            std::process::id(),
-            self.temp_counter.fetch_add(1, Ordering::Relaxed),
-            name.get(..16).unwrap_or(name)
-        ));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp_path)
-                .context(|| format!("creating {}", temp_path.display()))?;
-            file.write_all(bytes)
-                .and_then(|()| file.sync_all())
-                .context(|| format!("writing {}", temp_path.display()))?;
-            drop(file);
-            match fs::hard_link(&temp_path, &final_path) {
-                Ok(()) => Ok(WriteOutcome::Created),
-                Err(error) if error.kind() == ErrorKind::AlreadyExists => {
-                    Ok(WriteOutcome::AlreadyExisted)
-                }
-                Err(error) => Err(Error::io(
-                    format!("publishing {}", final_path.display()),
-                    error,
-                )),
-            }
-        })();
-        // The temporary name is removed whatever happened; a failure here only leaves
-        // a dot-file that listing ignores.
-        let _ = fs::remove_file(&temp_path);
-        let outcome = result?;
-        if outcome == WriteOutcome::Created {
-            sync_directory(directory)?;
-        }
-        Ok(outcome)
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
+        let listing_error = |context: String, error: std::io::Error| {
+            Error::other(Subject::Listing(kind), context, error)
+        };
         let top = self.root.join(kind.directory());
         let directories: Vec<PathBuf> = if kind == ObjectKind::Pack {
             let mut fans = Vec::new();
-            for entry in fs::read_dir(&top).context(|| format!("listing {}", top.display()))? {
-                let entry = entry.context(|| format!("listing {}", top.display()))?;
+            let listing = || format!("listing {}", top.display());
+            for entry in fs::read_dir(&top).map_err(|error| listing_error(listing(), error))? {
+                let entry = entry.map_err(|error| listing_error(listing(), error))?;
                 if entry.file_type().map(|kind| kind.is_dir()).unwrap_or(false) {
                     fans.push(entry.path());
                 }
             }
             fans
         } else if kind == ObjectKind::Config {
-            return Ok(fs::metadata(self.root.join("config"))
-                .map(|metadata| {
-                    vec![ObjectInfo {
-                        name: "config".to_string(),
-                        size: metadata.len(),
-                    }]
-                })
-                .unwrap_or_default());
+            let path = self.root.join("config");
+            return match fs::metadata(&path) {
+                Ok(metadata) => Ok(vec![ObjectInfo {
+                    name: "config".to_string(),
+                    size: metadata.len(),
+                }]),
+                Err(error) if error.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+                Err(error) => Err(listing_error(format!("stat {}", path.display()), error)),
+            };
         } else {
             vec![top]
         };
         let mut objects = Vec::new();
         for directory in directories {
+            let listing = || format!("listing {}", directory.display());
             let entries = match fs::read_dir(&directory) {
                 Ok(entries) => entries,
                 Err(error) if error.kind() == ErrorKind::NotFound => continue,
-                Err(error) => {
-                    return Err(Error::io(format!("listing {}", directory.display()), error))
-                }
+                Err(error) => return Err(listing_error(listing(), error)),
             };
             for entry in entries {
-                let entry = entry.context(|| format!("listing {}", directory.display()))?;
+                let entry = entry.map_err(|error| listing_error(listing(), error))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') {
                     continue;
@@ -204,7 +323,10 @@ impl Backend for LocalBackend {
                     // Deleted between read_dir and stat (a concurrent prune).
                     Err(error) if error.kind() == ErrorKind::NotFound => continue,
                     Err(error) => {
-                        return Err(Error::io(format!("stat {}", entry.path().display()), error))
+                        return Err(listing_error(
+                            format!("stat {}", entry.path().display()),
+                            error,
+                        ))
                     }
                 };
                 if metadata.is_file() {
@@ -223,7 +345,14 @@ impl Backend for LocalBackend {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(Error::io(format!("deleting {}", path.display()), error)),
+            Err(error) => Err(Error::other(
+                Subject::Object {
+                    kind,
+                    name: name.to_string(),
+                },
+                format!("deleting {}", path.display()),
+                error,
+            )),
         }
     }
 
@@ -243,9 +372,11 @@ mod tests {
     #[test]
     fn local_backend_meets_the_contract() {
         let directory = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::new(directory.path().join("repo"));
-        backend.create_layout().unwrap();
-        crate::backend::contract::run_all(&backend);
+        let mut cases = 0;
+        crate::backend::conformance::run_all(|| {
+            cases += 1;
+            LocalBackend::new(directory.path().join(format!("case-{cases}")))
+        });
         // No temporary files are left behind.
         let leftovers: Vec<_> = walkdir::WalkDir::new(directory.path())
             .min_depth(1)

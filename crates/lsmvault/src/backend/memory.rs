@@ -1,12 +1,16 @@
 //! An in-memory backend for tests and for embedding callers that want a
 //! throw-away repository.
+//!
+//! Objects live in one map behind a mutex; every operation is a single lookup,
+//! insert or remove under that lock, which makes each one atomic (a reader sees
+//! an object whole or not at all) and `write_if_absent` race-free between
+//! threads. Per process only: it cannot take part in a multi-process race.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Backend, ObjectInfo, ObjectKind, WriteOutcome};
-use crate::error::{Error, Result};
+use super::{Backend, Error, ObjectInfo, ObjectKind, Result, WriteOutcome};
 
 type Objects = HashMap<(String, String), Arc<Vec<u8>>>;
 
@@ -37,11 +41,12 @@ impl MemoryBackend {
         self.objects()
             .get(&Self::key(kind, name))
             .cloned()
-            .ok_or_else(|| {
-                Error::io(
-                    format!("reading {}", kind.describe(name)),
-                    std::io::Error::from(ErrorKind::NotFound),
-                )
+            .ok_or_else(|| Error::NotFound {
+                kind,
+                name: name.to_string(),
+                context: format!("reading {}", kind.describe(name)),
+                // The message the memory backend always gave ("entity not found").
+                source: Box::new(std::io::Error::from(ErrorKind::NotFound)),
             })
     }
 }
@@ -65,10 +70,17 @@ impl Backend for MemoryBackend {
         let object = self.get(kind, name)?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let end = start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX));
+        // `get` is `None` for any range reaching past the end, including an
+        // empty one that starts past it.
         object
             .get(start..end)
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| super::short_object(kind, name, offset, length as usize))
+            .ok_or_else(|| Error::ShortObject {
+                kind,
+                name: name.to_string(),
+                offset,
+                length,
+            })
     }
 
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {
@@ -114,6 +126,6 @@ impl Backend for MemoryBackend {
 mod tests {
     #[test]
     fn memory_backend_meets_the_contract() {
-        crate::backend::contract::run_all(&super::MemoryBackend::new());
+        crate::backend::conformance::run_all(super::MemoryBackend::new);
     }
 }

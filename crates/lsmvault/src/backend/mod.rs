@@ -6,14 +6,22 @@
 //! written, always holds the same bytes (names are content hashes, except
 //! `config` which is written once at init and lock files which are deleted,
 //! never rewritten).
+//!
+//! Owns: the trait and its contract, the object namespaces and their keys
+//! ([`ObjectKind::key`], the on-disk layout of every backend), the backend
+//! [`Error`], the local and memory implementations, and — behind the
+//! `conformance` feature — the one test suite every implementation runs
+//! (`backend::conformance`).
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod error;
 mod local;
 mod memory;
 
+pub use error::{Error, Result, Source, Subject};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
-
-use crate::error::Result;
 
 /// The kinds of objects a repository holds; each lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +43,17 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    /// Every kind, for code that walks all namespaces.
+    pub const ALL: [ObjectKind; 7] = [
+        ObjectKind::Config,
+        ObjectKind::Pack,
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Lock,
+        ObjectKind::Key,
+        ObjectKind::Wal,
+    ];
+
     /// The top-level directory / key prefix of this kind.
     pub fn directory(self) -> &'static str {
         match self {
@@ -93,15 +112,21 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
-/// Repository storage. Implementations must be safe to call from many threads
-/// and many processes at once.
+/// Repository storage.
+///
+/// Implementations must be safe to call from many threads and many processes
+/// at once (the memory backend only from threads: it is per process). Every
+/// method's contract below is checked by the `conformance` suite; an object is
+/// addressed by its [`ObjectKind`] (a namespace) and its name, and the kinds
+/// never see each other's objects.
 pub trait Backend: Send + Sync {
     /// A human-readable location (path or URL) for messages.
     fn location(&self) -> String;
 
     /// Returns the whole object.
     ///
-    /// Fails with [`crate::Error::Io`] of kind `NotFound` when it does not exist.
+    /// Fails with [`Error::NotFound`] when it does not exist. Never returns a
+    /// partially written object (see [`Backend::write_if_absent`]).
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>>;
 
     /// Like [`Backend::read`], into `buffer` (replacing its content). A
@@ -112,11 +137,14 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Returns `length` bytes starting at `offset`.
+    /// Returns exactly `length` bytes starting at `offset`.
     ///
-    /// Fails with [`crate::Error::CorruptObject`] (rather than returning fewer
-    /// bytes) when the object is shorter than `offset + length`: a short object
-    /// is damage the caller must see.
+    /// Fails with [`Error::ShortObject`] (rather than returning fewer bytes)
+    /// when the object is shorter than `offset + length`: a short object is
+    /// damage the caller must see. An empty range at or before the end
+    /// (`offset <= size`, `length == 0`) returns no bytes; one starting past
+    /// the end is short. Fails with [`Error::NotFound`] when the object does not
+    /// exist.
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64)
         -> Result<Vec<u8>>;
 
@@ -125,114 +153,27 @@ pub trait Backend: Send + Sync {
     /// Atomic and durable: once this returns, a reader sees either no object or
     /// all of `bytes`, never a prefix, and the object survives a crash. Never
     /// overwrites: if the object exists (written by anyone, in any process) it is
-    /// left as it is and [`WriteOutcome::AlreadyExisted`] is returned.
+    /// left as it is and [`WriteOutcome::AlreadyExisted`] is returned. Of many
+    /// concurrent writers of one name exactly one sees
+    /// [`WriteOutcome::Created`], and the object holds its bytes. An error
+    /// leaves no object (or, if the failure came after publication — a
+    /// directory sync — the whole object).
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome>;
 
-    /// Lists every complete object of `kind` (never a partially written one).
-    /// The order is unspecified.
+    /// Lists the objects of `kind` with their sizes, in no particular order.
+    ///
+    /// Shows only complete objects: never one being written (nor a temporary
+    /// name), and the size listed is the object's whole size. An object
+    /// published or deleted while the listing runs may or may not be shown.
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>>;
 
-    /// Removes an object. Removing an absent object is not an error.
+    /// Removes an object. Idempotent: removing an absent object is `Ok`.
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<()>;
 
     /// Whether a repository (its `config`) exists at this location.
     fn exists(&self) -> Result<bool>;
 
     /// Prepares the location for a new repository (directories on a local
-    /// disk; nothing on an object store). Idempotent.
+    /// disk; nothing on an object store). Idempotent; writes no object.
     fn create(&self) -> Result<()>;
-}
-
-/// The error for an object shorter than a requested range: damage (a
-/// truncated pack), not an I/O problem.
-pub(crate) fn short_object(
-    kind: ObjectKind,
-    name: &str,
-    offset: u64,
-    length: usize,
-) -> crate::Error {
-    crate::Error::corrupt(
-        kind.describe(name),
-        format!("shorter than expected ({length} bytes at offset {offset} requested): truncated?"),
-    )
-}
-
-/// Whether an error from a backend means "no such object".
-pub fn is_not_found(error: &crate::Error) -> bool {
-    matches!(error, crate::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
-}
-
-#[cfg(test)]
-pub(crate) mod contract {
-    //! One test suite that every backend implementation runs.
-    use super::*;
-
-    pub fn run_all(backend: &dyn Backend) {
-        assert!(backend.list(ObjectKind::Pack).unwrap().is_empty());
-        let name = "ab".repeat(32);
-        assert_eq!(
-            backend
-                .write_if_absent(ObjectKind::Pack, &name, b"hello world")
-                .unwrap(),
-            WriteOutcome::Created
-        );
-        // Never overwrites.
-        assert_eq!(
-            backend
-                .write_if_absent(ObjectKind::Pack, &name, b"other")
-                .unwrap(),
-            WriteOutcome::AlreadyExisted
-        );
-        assert_eq!(
-            backend.read(ObjectKind::Pack, &name).unwrap(),
-            b"hello world"
-        );
-        // read_into replaces whatever the buffer held.
-        let mut buffer = b"leftover bytes of an earlier, longer pack".to_vec();
-        backend
-            .read_into(ObjectKind::Pack, &name, &mut buffer)
-            .unwrap();
-        assert_eq!(buffer, b"hello world");
-        assert_eq!(
-            backend.read_range(ObjectKind::Pack, &name, 6, 5).unwrap(),
-            b"world"
-        );
-        assert_eq!(
-            backend
-                .read_range(ObjectKind::Pack, &name, 6, 6)
-                .unwrap_err()
-                .code(),
-            crate::ErrorCode::CorruptObject
-        );
-        assert_eq!(
-            backend
-                .read_range(ObjectKind::Pack, &name, 20, 1)
-                .unwrap_err()
-                .code(),
-            crate::ErrorCode::CorruptObject
-        );
-        assert!(backend
-            .read_range(ObjectKind::Pack, &name, 11, 0)
-            .unwrap()
-            .is_empty());
-        let listed = backend.list(ObjectKind::Pack).unwrap();
-        assert_eq!(
-            listed,
-            vec![ObjectInfo {
-                name: name.clone(),
-                size: 11
-            }]
-        );
-        // Namespaces are separate.
-        assert!(backend.list(ObjectKind::Index).unwrap().is_empty());
-        let missing = backend.read(ObjectKind::Index, &name).unwrap_err();
-        assert!(is_not_found(&missing), "{missing}");
-        backend.delete(ObjectKind::Pack, &name).unwrap();
-        backend.delete(ObjectKind::Pack, &name).unwrap();
-        assert!(backend.list(ObjectKind::Pack).unwrap().is_empty());
-        backend
-            .write_if_absent(ObjectKind::Config, "config", b"{}")
-            .unwrap();
-        assert_eq!(backend.read(ObjectKind::Config, "config").unwrap(), b"{}");
-    }
 }

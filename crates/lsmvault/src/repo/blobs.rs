@@ -1,7 +1,7 @@
 //! Reading blobs and trees: every blob is located through the index, read
 //! with one ranged read of its pack, decoded and checked against its id.
 
-use crate::backend::{is_not_found, ObjectKind};
+use crate::backend::{self, ObjectKind};
 use crate::error::{Error, Result};
 use crate::format::index::BlobLocation;
 use crate::format::pack;
@@ -38,15 +38,12 @@ impl Repository {
                 u64::from(entry.offset),
                 u64::from(entry.stored_length),
             )
-            .map_err(|error| {
-                if is_not_found(&error) {
-                    Error::corrupt(
-                        format!("pack {pack_name}"),
-                        format!("missing, but the index says it holds blob {}", entry.id),
-                    )
-                } else {
-                    error
-                }
+            .map_err(|error| match error {
+                backend::Error::NotFound { .. } => Error::corrupt(
+                    format!("pack {pack_name}"),
+                    format!("missing, but the index says it holds blob {}", entry.id),
+                ),
+                other => other.into(),
             })?;
         pack::decode_blob(entry, stored, &self.keys, || {
             format!("blob {} in pack {pack_name}", entry.id)

@@ -76,7 +76,7 @@ impl Repository {
                 &target.name[..8]
             )));
         }
-        self.backend.delete(ObjectKind::Key, &target.name)
+        Ok(self.backend.delete(ObjectKind::Key, &target.name)?)
     }
 
     /// Replaces the current key's password: adds a new key file, removes the old one.

@@ -272,7 +272,7 @@ fn refresh(backend: &dyn Backend, held: &mut Held) -> Result<()> {
     write_lock(backend, &name, &info)?;
     let old = std::mem::replace(&mut held.name, name);
     held.info = info;
-    backend.delete(ObjectKind::Lock, &old)
+    Ok(backend.delete(ObjectKind::Lock, &old)?)
 }
 
 impl Drop for LockGuard {

@@ -1,0 +1,183 @@
+//! The error type of every [`Backend`](super::Backend) method.
+//!
+//! A backend classifies each failure once, where it still knows what the
+//! storage said (an `errno`, an HTTP status, a throttling answer), into the few
+//! cases callers act on differently:
+//!
+//! - [`Error::NotFound`]: the object does not exist (ENOENT, HTTP 404);
+//! - [`Error::AlreadyExists`]: a create-if-absent met an existing object
+//!   (EEXIST, HTTP 412 on a conditional PUT) — trait methods report this as
+//!   [`WriteOutcome::AlreadyExisted`](super::WriteOutcome::AlreadyExisted), so
+//!   it only travels inside an implementation;
+//! - [`Error::Transient`]: worth retrying (timeouts, HTTP 5xx, throttling); the
+//!   local and memory backends never produce it;
+//! - [`Error::ShortObject`]: a requested range reaches past the object's end —
+//!   damage (a truncated pack), reported as [`crate::Error::CorruptObject`];
+//! - [`Error::Other`]: everything else.
+//!
+//! Each variant names what it is about (the object's kind and name, or the
+//! listing, or the repository location) and keeps the storage's own error as
+//! its source, so an object store maps its status codes here without
+//! pretending to be an `std::io::Error`.
+//!
+//! Converting into [`crate::Error`] keeps the messages and [`crate::ErrorCode`]s
+//! the library had before backends got their own type: a short object becomes
+//! `CorruptObject` with the same text, everything else `Error::Backend`, whose
+//! message is `"{context}: {source}"` (as `Error::Io` printed it) and whose
+//! code is `Io`.
+
+use super::ObjectKind;
+
+/// The storage's own error, kept as the source of a backend [`Error`].
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result alias of the backend layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a failed backend call was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// One object.
+    Object { kind: ObjectKind, name: String },
+    /// The listing of every object of a kind.
+    Listing(ObjectKind),
+    /// The repository location as a whole ([`Backend::create`](super::Backend::create),
+    /// [`Backend::exists`](super::Backend::exists)).
+    Location,
+}
+
+/// A failed backend call. See the module documentation for the cases.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object does not exist.
+    #[error("{context}: {source}")]
+    NotFound {
+        kind: ObjectKind,
+        name: String,
+        /// What was being done, naming the path or key, e.g. `reading /repo/index/ab…`.
+        context: String,
+        #[source]
+        source: Source,
+    },
+
+    /// An object of that name exists and a create-if-absent left it untouched.
+    #[error("{context}: {source}")]
+    AlreadyExists {
+        kind: ObjectKind,
+        name: String,
+        context: String,
+        #[source]
+        source: Source,
+    },
+
+    /// The storage could not answer now (timeout, server error, throttling);
+    /// the same call may succeed when retried.
+    #[error("{context}: {source}")]
+    Transient {
+        subject: Subject,
+        context: String,
+        #[source]
+        source: Source,
+    },
+
+    /// The object is shorter than `offset + length`.
+    #[error("{} is corrupt: {}", kind.describe(name), short_object_reason(*offset, *length))]
+    ShortObject {
+        kind: ObjectKind,
+        name: String,
+        offset: u64,
+        length: u64,
+    },
+
+    /// Any other failure (permissions, a full disk, a malformed answer).
+    #[error("{context}: {source}")]
+    Other {
+        subject: Subject,
+        context: String,
+        #[source]
+        source: Source,
+    },
+}
+
+impl Error {
+    /// Maps an I/O error about one object: `NotFound` stays not-found,
+    /// everything else is [`Error::Other`]. Only for calls where "not found"
+    /// can only mean the object itself is missing (opening it, not writing
+    /// next to it).
+    pub fn object_io(
+        kind: ObjectKind,
+        name: &str,
+        context: impl Into<String>,
+        source: std::io::Error,
+    ) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound {
+                kind,
+                name: name.to_string(),
+                context: context.into(),
+                source: Box::new(source),
+            }
+        } else {
+            Error::other(
+                Subject::Object {
+                    kind,
+                    name: name.to_string(),
+                },
+                context,
+                source,
+            )
+        }
+    }
+
+    /// An [`Error::Other`] about `subject`.
+    pub fn other(subject: Subject, context: impl Into<String>, source: impl Into<Source>) -> Self {
+        Error::Other {
+            subject,
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient { .. })
+    }
+
+    /// The stable classification, the same as before backends had their own
+    /// error type: damage for a short object, I/O for everything else.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            Error::ShortObject { .. } => crate::ErrorCode::CorruptObject,
+            Error::NotFound { .. }
+            | Error::AlreadyExists { .. }
+            | Error::Transient { .. }
+            | Error::Other { .. } => crate::ErrorCode::Io,
+        }
+    }
+}
+
+impl From<Error> for crate::Error {
+    fn from(error: Error) -> Self {
+        match error {
+            // Damage is reported like every other damaged object, so `verify`
+            // and the CLI treat a truncated pack as they always did.
+            Error::ShortObject {
+                kind,
+                name,
+                offset,
+                length,
+            } => crate::Error::corrupt(kind.describe(&name), short_object_reason(offset, length)),
+            other => crate::Error::Backend(other),
+        }
+    }
+}
+
+/// Why a short object is damage (the reason of its `CorruptObject` error).
+fn short_object_reason(offset: u64, length: u64) -> String {
+    format!("shorter than expected ({length} bytes at offset {offset} requested): truncated?")
+}
