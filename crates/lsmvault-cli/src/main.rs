@@ -1031,8 +1031,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         }
         Command::Unlock { remove_all } => {
             let repository = open_repository(cli, &repo)?;
-            let removed =
-                lsmvault::repo::lock::remove_locks(repository.backend().as_ref(), *remove_all)?;
+            let removed = repository.remove_locks(*remove_all)?;
             if cli.json {
                 print_json(&serde_json::json!({ "removed": removed }))?;
             } else {

@@ -287,6 +287,15 @@ impl Drop for LockGuard {
     }
 }
 
+impl crate::repo::Repository {
+    /// Removes the stale locks of this repository (every lock, live ones too,
+    /// with `all`); returns how many were removed. Callers go through the
+    /// repository rather than its backend, as for every other operation.
+    pub fn remove_locks(&self, all: bool) -> Result<usize> {
+        remove_locks(self.backend().as_ref(), all)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
