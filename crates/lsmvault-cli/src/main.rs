@@ -1,5 +1,7 @@
 //! The `lsmvault` command: parses arguments, calls the library, prints results.
 
+mod exit;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -404,22 +406,7 @@ const TRIM_THRESHOLD: i32 = 256 * 1024 * 1024;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tune_allocator(&cli.command);
-    match run(&cli) {
-        Ok(code) => code,
-        Err(error) => {
-            let code = error.code();
-            if cli.json {
-                let report = serde_json::json!({
-                    "error": { "code": code.name(), "exit_code": code.exit_code(),
-                               "message": error.to_string(), "hint": error.hint() }
-                });
-                println!("{report}");
-            }
-            eprintln!("error: {error}");
-            eprintln!("hint: {}", error.hint());
-            ExitCode::from(code.exit_code() as u8)
-        }
-    }
+    run(&cli).unwrap_or_else(|error| exit::report_failure(&error, cli.json))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
@@ -574,7 +561,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                     "warning: snapshot {} is incomplete: some files could not be read",
                     outcome.id.short()
                 );
-                return Ok(ExitCode::from(ErrorCode::IncompleteBackup.exit_code() as u8));
+                return Ok(exit::exit_code(ErrorCode::IncompleteBackup));
             }
         }
         Command::Snapshots => {
@@ -1084,9 +1071,8 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 let error = Error::VerifyFailed {
                     damaged: report.findings.len(),
                 };
-                eprintln!("error: {error}");
-                eprintln!("hint: {}", error.hint());
-                return Ok(ExitCode::from(error.code().exit_code() as u8));
+                exit::print_error(&error);
+                return Ok(exit::exit_code(error.code()));
             }
             if !cli.json {
                 println!("no problems found");
