@@ -1,15 +1,16 @@
 //! The `lsmvault` command: parses arguments, calls the library, prints results.
 
+mod allocator;
 mod exit;
+mod output;
+mod password;
+mod progress;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use lsmvault::format::tree::EntryKind;
 use lsmvault::lsm::checkpoint::{checkpoint, CheckpointOptions};
 use lsmvault::ops::recovery::PointInTime;
@@ -18,6 +19,11 @@ use lsmvault::ops::wal_archive::ArchiveOptions;
 use lsmvault::{
     BackupMode, BackupOptions, Error, ErrorCode, ForgetOptions, InitOptions, Progress,
     PruneOptions, ReadData, Repository, RestoreOptions, SnapshotKind, VerifyOptions,
+};
+
+use crate::output::{
+    human_bytes, print_json, print_json_line, short_id, short_key_name, table_time,
+    time_to_seconds, to_json,
 };
 
 #[derive(Parser)]
@@ -318,102 +324,10 @@ struct BackupArgs {
     freeze: FreezeArgs,
 }
 
-/// Progress bars on a terminal; nothing otherwise.
-struct BarProgress {
-    bar: Mutex<Option<ProgressBar>>,
-}
-
-impl Progress for BarProgress {
-    fn start(&self, phase: &str, total_bytes: u64) {
-        let bar = if total_bytes > 0 {
-            let bar = ProgressBar::new(total_bytes);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        } else {
-            ProgressBar::new_spinner()
-        };
-        bar.set_message(phase.to_string());
-        *self
-            .bar
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(bar);
-    }
-
-    fn advance(&self, bytes: u64) {
-        if let Some(bar) = self
-            .bar
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .as_ref()
-        {
-            bar.inc(bytes);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = self
-            .bar
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-        {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// Multi-MiB buffers (packs, chunker windows, decompressed chunks) are
-/// allocated and freed all the time. Served as fresh mappings, or from heap
-/// memory that glibc hands back to the kernel as soon as it is free, every
-/// 4 KiB page of them costs a page fault and a zeroing when next used:
-/// measured on an 0.85 GB checkpoint, that was most of the system time of
-/// `verify --read-data` (267 000 faults, 0.6 s of 1.2 s CPU) and of a restore.
-/// So freed heap memory is kept for reuse, and chunk-sized buffers stay in the
-/// heap. Pack-sized buffers stay mappings returned when freed, except in a
-/// restore (which reads chunk by chunk, so it holds no pack buffer and its
-/// peak stays at ~37 MiB): heap arenas kept a verify's 16-20 MiB pack buffers
-/// at their fragmented peak, 75 MiB on a repository of zstd SSTs, above the
-/// 64 MiB target. Peak RSS of each command is in docs/benchmarks.md.
-fn tune_allocator(command: &Command) {
-    let mmap_threshold = match command {
-        Command::Restore { .. } => RESTORE_MMAP_THRESHOLD,
-        _ => DEFAULT_MMAP_THRESHOLD,
-    };
-    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, mmap_threshold);
-        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-    }
-}
-
-/// Above the largest chunk (4 MiB) with room for what a chunk grows by on
-/// its way into a pack (zstd's worst-case bound, ~16 KiB; the seal's nonce
-/// and tag, 40 bytes): chunks and their compressed forms stay in the heap,
-/// pack-sized buffers do not. At exactly 4 MiB + 1, every incompressible
-/// maximum-size chunk's zstd output buffer was a fresh mapping.
-const DEFAULT_MMAP_THRESHOLD: i32 = 4 * 1024 * 1024 + 64 * 1024;
-/// glibc's maximum mmap threshold on 64-bit (`DEFAULT_MMAP_THRESHOLD_MAX`).
-const RESTORE_MMAP_THRESHOLD: i32 = 32 * 1024 * 1024;
-/// Free memory at the top of a heap kept before it is returned.
-const TRIM_THRESHOLD: i32 = 256 * 1024 * 1024;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tune_allocator(&cli.command);
+    allocator::tune(&cli.command);
     run(&cli).unwrap_or_else(|error| exit::report_failure(&error, cli.json))
-}
-
-fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|error| Error::InvalidArgument(error.to_string()))?;
-    println!("{text}");
-    Ok(())
 }
 
 fn parse_subset(text: &str) -> Result<ReadData, Error> {
@@ -432,15 +346,8 @@ fn parse_subset(text: &str) -> Result<ReadData, Error> {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, Error> {
-    let show_bars = !cli.json && !cli.quiet && std::io::stderr().is_terminal();
-    let bars = BarProgress {
-        bar: Mutex::new(None),
-    };
-    let progress: &dyn Progress = if show_bars {
-        &bars
-    } else {
-        &lsmvault::NoProgress
-    };
+    let reporter = progress::reporter(!cli.json && !cli.quiet);
+    let progress: &dyn Progress = reporter.as_ref();
     if let Command::Checkpoint(args) = &cli.command {
         let report = checkpoint(&args.source, &args.destination, &args.freeze.options())?;
         if cli.json {
@@ -466,7 +373,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Init(args) => {
             let options = InitOptions {
                 compression: args.compression.parse()?,
-                password: init_password(cli, args.no_encryption, &repo)?,
+                password: password::new_repository_password(
+                    cli.password_file.as_deref(),
+                    args.no_encryption,
+                    &repo,
+                )?,
                 kdf_target: Duration::from_millis(args.kdf_target_ms),
                 cipher: args.cipher.parse()?,
                 ..InitOptions::default()
@@ -486,7 +397,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let repository = match open_repository(cli, &repo) {
                 Err(Error::RepositoryNotFound { .. }) if args.init => {
                     let options = InitOptions {
-                        password: init_password(cli, args.no_encryption, &repo)?,
+                        password: password::new_repository_password(
+                            cli.password_file.as_deref(),
+                            args.no_encryption,
+                            &repo,
+                        )?,
                         ..InitOptions::default()
                     };
                     let mut repository = Repository::init_local(&repo, options)?;
@@ -537,7 +452,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 let stats = &snapshot.stats;
                 println!(
                     "snapshot {} ({}) of {}",
-                    outcome.id.short(),
+                    short_id(&outcome.id.to_hex()),
                     snapshot.kind,
                     snapshot.source
                 );
@@ -559,7 +474,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             if snapshot.incomplete {
                 eprintln!(
                     "warning: snapshot {} is incomplete: some files could not be read",
-                    outcome.id.short()
+                    short_id(&outcome.id.to_hex())
                 );
                 return Ok(exit::exit_code(ErrorCode::IncompleteBackup));
             }
@@ -587,12 +502,8 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                     };
                     println!(
                         "{:<10} {:<20} {:<12} {:<12} {:>10}  {}{}{}",
-                        entry.id.short(),
-                        snapshot
-                            .time
-                            .get(..19)
-                            .unwrap_or(&snapshot.time)
-                            .replace('T', " "),
+                        short_id(&entry.id.to_hex()),
+                        table_time(&snapshot.time),
                         snapshot.kind.to_string(),
                         snapshot.host,
                         human_bytes(snapshot.stats.bytes_total),
@@ -715,7 +626,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                     target.display(),
                     report.restored_sequence,
                     report.target_sequence,
-                    &report.snapshot[..8],
+                    short_id(&report.snapshot),
                     report.snapshot_sequence,
                     report.segments.len()
                 );
@@ -750,7 +661,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             } else {
                 println!(
                     "restored snapshot {} to {}: {} files ({} hard links, {} kept), {} directories, {} symlinks, {} written in {:.2} s",
-                    &stats.snapshot[..8],
+                    short_id(&stats.snapshot),
                     target.display(),
                     stats.files,
                     stats.hard_links,
@@ -801,8 +712,8 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 for size in &stats.snapshots {
                     println!(
                         "{:<10} {:<20} {:>8} {:>12} {:>12} {:>12}",
-                        &size.id[..8],
-                        size.time.get(..19).unwrap_or(&size.time).replace('T', " "),
+                        short_id(&size.id),
+                        table_time(&size.time),
                         size.files,
                         human_bytes(size.logical_bytes),
                         human_bytes(size.stored_bytes),
@@ -868,7 +779,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                             println!(
                                 "{} {} {}@{} {}",
                                 if key.current { "*" } else { " " },
-                                &key.name[..12],
+                                short_key_name(&key.name),
                                 key.user,
                                 key.host,
                                 key.created
@@ -877,7 +788,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                     }
                 }
                 KeyCommand::Add(args) => {
-                    let password = new_password(args)?;
+                    let password = password::new_key_password(args.new_password_file.as_deref())?;
                     let name =
                         repository.add_key(&password, Duration::from_millis(args.kdf_target_ms))?;
                     report_key(cli.json, "added", &name)?;
@@ -887,7 +798,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                     report_key(cli.json, "removed", key)?;
                 }
                 KeyCommand::Passwd(args) => {
-                    let password = new_password(args)?;
+                    let password = password::new_key_password(args.new_password_file.as_deref())?;
                     let name = repository
                         .change_password(&password, Duration::from_millis(args.kdf_target_ms))?;
                     report_key(cli.json, "changed password; new key", &name)?;
@@ -915,7 +826,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             loop {
                 let report = repository.archive_wal(database, &options)?;
                 if cli.json {
-                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    print_json_line(&report)?;
                 } else {
                     for segment in report
                         .segments
@@ -966,7 +877,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                             segment.first_sequence.map_or("-".into(), |value| value.to_string()),
                             segment.last_sequence.map_or("-".into(), |value| value.to_string()),
                             segment.versions,
-                            segment.archived_at.get(..19).unwrap_or(&segment.archived_at),
+                            time_to_seconds(&segment.archived_at),
                             segment.tail
                         );
                     }
@@ -975,11 +886,8 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                             "  recoverable: sequences {} ..= {} from snapshot {} ({})",
                             window.from_sequence,
                             window.to_sequence,
-                            &window.snapshot[..8],
-                            window
-                                .snapshot_time
-                                .get(..19)
-                                .unwrap_or(&window.snapshot_time)
+                            short_id(&window.snapshot),
+                            time_to_seconds(&window.snapshot_time)
                         );
                     }
                     for gap in &timeline.gaps {
@@ -1099,7 +1007,7 @@ fn forget(
                     } else {
                         "removed"
                     },
-                    &id[..8]
+                    short_id(id)
                 );
             }
         }
@@ -1142,8 +1050,7 @@ fn forget(
         allow_remove_all: args.allow_remove_all,
     };
     let report = repository.forget(&options)?;
-    let value =
-        serde_json::to_value(&report).map_err(|error| Error::InvalidArgument(error.to_string()))?;
+    let value = to_json(&report)?;
     if json {
         return Ok(value);
     }
@@ -1157,12 +1064,8 @@ fn forget(
             };
             println!(
                 "  {} {}  {}",
-                &decision.id[..8],
-                decision
-                    .time
-                    .get(..19)
-                    .unwrap_or(&decision.time)
-                    .replace('T', " "),
+                short_id(&decision.id),
+                table_time(&decision.time),
                 action
             );
         }
@@ -1186,8 +1089,7 @@ fn prune(
     progress: &dyn Progress,
 ) -> Result<serde_json::Value, Error> {
     let report = repository.prune(options, progress)?;
-    let value =
-        serde_json::to_value(&report).map_err(|error| Error::InvalidArgument(error.to_string()))?;
+    let value = to_json(&report)?;
     if json {
         return Ok(value);
     }
@@ -1223,31 +1125,14 @@ fn prune(
     Ok(value)
 }
 
-/// The repository password from --password-file / LSMVAULT_PASSWORD_FILE,
-/// LSMVAULT_PASSWORD, or a terminal prompt; `None` when there is none.
-fn password(cli: &Cli, prompt: &str) -> Result<Option<String>, Error> {
-    if let Some(path) = &cli.password_file {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            Error::io(format!("reading password file {}", path.display()), error)
-        })?;
-        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
-    }
-    if let Ok(text) = std::env::var("LSMVAULT_PASSWORD") {
-        return Ok(Some(text));
-    }
-    if std::io::stdin().is_terminal() {
-        let text = rpassword::prompt_password(prompt)
-            .map_err(|error| Error::io("reading the password from the terminal", error))?;
-        return Ok(Some(text));
-    }
-    Ok(None)
-}
-
 /// Opens the repository, asking for the password only if it is encrypted.
 fn open_repository(cli: &Cli, repo: &Path) -> Result<Repository, Error> {
     let mut repository = match Repository::open_local(repo) {
         Err(Error::PasswordRequired { location }) => {
-            match password(cli, "repository password: ")? {
+            match password::repository_password(
+                cli.password_file.as_deref(),
+                "repository password: ",
+            )? {
                 Some(password) => Repository::open_local_with_password(repo, &password),
                 None => Err(Error::PasswordRequired { location }),
             }
@@ -1258,81 +1143,11 @@ fn open_repository(cli: &Cli, repo: &Path) -> Result<Repository, Error> {
     Ok(repository)
 }
 
-/// The password a new repository is encrypted with; `None` only with --no-encryption.
-fn init_password(cli: &Cli, no_encryption: bool, repo: &Path) -> Result<Option<String>, Error> {
-    if no_encryption {
-        return Ok(None);
-    }
-    let missing = || Error::PasswordRequired {
-        location: repo.display().to_string(),
-    };
-    let first = password(cli, "new repository password: ")?.ok_or_else(missing)?;
-    if cli.password_file.is_none()
-        && std::env::var_os("LSMVAULT_PASSWORD").is_none()
-        && rpassword::prompt_password("repeat the password: ")
-            .map_err(|error| Error::io("reading the password from the terminal", error))?
-            != first
-    {
-        return Err(Error::InvalidArgument("the passwords do not match".into()));
-    }
-    if first.is_empty() {
-        return Err(Error::InvalidArgument(
-            "an empty password is not allowed".into(),
-        ));
-    }
-    Ok(Some(first))
-}
-
-fn new_password(args: &NewPasswordArgs) -> Result<String, Error> {
-    let text = if let Some(path) = &args.new_password_file {
-        std::fs::read_to_string(path)
-            .map_err(|error| Error::io(format!("reading password file {}", path.display()), error))?
-            .trim_end_matches(['\n', '\r'])
-            .to_string()
-    } else if let Ok(text) = std::env::var("LSMVAULT_NEW_PASSWORD") {
-        text
-    } else if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("new password: ")
-            .map_err(|error| Error::io("reading the password from the terminal", error))?;
-        let second = rpassword::prompt_password("repeat the new password: ")
-            .map_err(|error| Error::io("reading the password from the terminal", error))?;
-        if first != second {
-            return Err(Error::InvalidArgument("the passwords do not match".into()));
-        }
-        first
-    } else {
-        return Err(Error::InvalidArgument(
-            "no new password: set LSMVAULT_NEW_PASSWORD or pass --new-password-file".into(),
-        ));
-    };
-    if text.is_empty() {
-        return Err(Error::InvalidArgument(
-            "an empty password is not allowed".into(),
-        ));
-    }
-    Ok(text)
-}
-
 fn report_key(json: bool, action: &str, name: &str) -> Result<(), Error> {
     if json {
         print_json(&serde_json::json!({ "action": action, "key": name }))
     } else {
-        println!("{action} {}", name.get(..12).unwrap_or(name));
+        println!("{action} {}", short_key_name(name));
         Ok(())
-    }
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
