@@ -13,7 +13,7 @@
 //! at their fragmented peak, 75 MiB on a repository of zstd SSTs, above the
 //! 64 MiB target. Peak RSS of each command is in docs/benchmarks.md.
 
-use crate::Command;
+use crate::cli::Command;
 
 /// Above the largest chunk (4 MiB) with room for what a chunk grows by on
 /// its way into a pack (zstd's worst-case bound, ~16 KiB; the seal's nonce

@@ -1,333 +1,43 @@
 //! The `lsmvault` command: parses arguments, calls the library, prints results.
 
 mod allocator;
+mod cli;
+mod commands;
 mod exit;
 mod output;
 mod password;
 mod progress;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use lsmvault::format::tree::EntryKind;
-use lsmvault::lsm::checkpoint::{checkpoint, CheckpointOptions};
 use lsmvault::ops::recovery::PointInTime;
 use lsmvault::ops::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
 use lsmvault::ops::wal_archive::ArchiveOptions;
 use lsmvault::{
-    BackupMode, BackupOptions, Error, ErrorCode, ForgetOptions, InitOptions, Progress,
-    PruneOptions, ReadData, Repository, RestoreOptions, SnapshotKind, VerifyOptions,
+    Error, ForgetOptions, Progress, PruneOptions, ReadData, Repository, RestoreOptions,
+    SnapshotKind, VerifyOptions,
 };
 
+use crate::cli::{Cli, Command, ForgetArgs, WalCommand};
+use crate::commands::Context;
 use crate::output::{
-    human_bytes, print_json, print_json_line, short_id, short_key_name, table_time,
-    time_to_seconds, to_json,
+    human_bytes, print_json, print_json_line, short_id, table_time, time_to_seconds, to_json,
 };
-
-#[derive(Parser)]
-#[command(
-    name = "lsmvault",
-    version,
-    about = "Deduplicating snapshot store for LSM databases"
-)]
-struct Cli {
-    /// Repository location (a local directory).
-    #[arg(long, short = 'r', global = true, env = "LSMVAULT_REPOSITORY")]
-    repo: Option<PathBuf>,
-    /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// No progress bars.
-    #[arg(long, short = 'q', global = true)]
-    quiet: bool,
-    /// Read the repository password from this file (or LSMVAULT_PASSWORD_FILE,
-    /// LSMVAULT_PASSWORD; asked on a terminal otherwise).
-    #[arg(long, global = true, env = "LSMVAULT_PASSWORD_FILE")]
-    password_file: Option<PathBuf>,
-    /// Wait up to this long (e.g. 30s, 10m) for another command's
-    /// conflicting lock instead of failing at once.
-    #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    retry_lock: Option<Duration>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Create a new repository.
-    Init(InitArgs),
-    /// Manage the keys (passwords) of an encrypted repository.
-    #[command(subcommand)]
-    Key(KeyCommand),
-    /// Back up a directory (e.g. a database checkpoint) into a new snapshot.
-    Backup(BackupArgs),
-    /// List snapshots.
-    Snapshots,
-    /// List the files of a snapshot.
-    Ls {
-        /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
-        snapshot: String,
-        /// Only this path (and what is below it).
-        path: Option<String>,
-    },
-    /// Restore a snapshot into a directory.
-    Restore {
-        /// Snapshot id, unique id prefix, `latest` or `latest:TAG` (not with --at/--seq/--tag).
-        #[arg(required_unless_present_any = ["at", "seq", "tag"], conflicts_with_all = ["at", "seq", "tag"])]
-        snapshot: Option<String>,
-        /// Directory to restore into (must be absent or empty, unless --delta).
-        #[arg(long, short = 't')]
-        target: PathBuf,
-        /// Restore only this path (repeatable).
-        #[arg(long)]
-        include: Vec<String>,
-        /// Keep files in the target that already match; rewrite the rest and
-        /// remove what the snapshot does not have.
-        #[arg(long)]
-        delta: bool,
-        /// Point in time (RFC 3339, e.g. 2026-11-23T14:32:05Z): the newest state known to have existed then.
-        #[arg(long, conflicts_with_all = ["seq", "tag", "include", "delta"])]
-        at: Option<String>,
-        /// Point in time as a sequence number: every write batch ending at or before it.
-        #[arg(long, conflicts_with_all = ["tag", "include", "delta"])]
-        seq: Option<u64>,
-        /// A restore point (`lsmvault tag`) or snapshot tag.
-        #[arg(long, conflicts_with_all = ["include", "delta"])]
-        tag: Option<String>,
-        /// The database (IDENTITY) to recover, when the repository holds several.
-        #[arg(long)]
-        database_id: Option<String>,
-    },
-    /// Checkpoint a live database directory: hard links for immutable files, copies for the rest.
-    Checkpoint(CheckpointArgs),
-    /// Continuous WAL archiving.
-    #[command(subcommand)]
-    Wal(WalCommand),
-    /// Name the current point of a database (archives its WAL now): restore it with `restore --tag`.
-    Tag {
-        /// The restore point's name.
-        name: String,
-        /// The live database directory.
-        database: PathBuf,
-        /// The database id, for databases without an IDENTITY file.
-        #[arg(long)]
-        database_id: Option<String>,
-    },
-    /// Remove snapshots by retention policy (or by id).
-    Forget(ForgetArgs),
-    /// Delete data no snapshot references; repack mostly-unused packs.
-    Prune {
-        /// Repack packs with more than this percentage of unused bytes.
-        #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
-        max_unused: f64,
-        /// Report only.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Sizes, deduplication, and what forgetting each snapshot would free.
-    Stats {
-        /// Snapshots to report (all when none).
-        snapshots: Vec<String>,
-    },
-    /// Files and storage that differ between two snapshots.
-    Diff { from: String, to: String },
-    /// Remove stale locks (of crashed commands).
-    Unlock {
-        /// Remove every lock, also live ones.
-        #[arg(long)]
-        remove_all: bool,
-    },
-    /// Check the repository's structure, and with --read-data every byte.
-    Verify {
-        /// Read and re-hash every pack.
-        #[arg(long, conflicts_with = "read_data_subset")]
-        read_data: bool,
-        /// Read subset N of M (e.g. 1/7); cycling N over 1..M covers every pack.
-        #[arg(long, value_name = "N/M")]
-        read_data_subset: Option<String>,
-    },
-}
-
-#[derive(Args)]
-struct CheckpointArgs {
-    /// The live database directory.
-    source: PathBuf,
-    /// Where the checkpoint goes (must not exist; same file system for links).
-    destination: PathBuf,
-    #[command(flatten)]
-    freeze: FreezeArgs,
-}
-
-#[derive(Args, Clone)]
-struct FreezeArgs {
-    /// Shell command that pauses writes (e.g. `kill -STOP $(pidof writer)`), run before linking.
-    #[arg(long, value_name = "CMD")]
-    freeze_cmd: Option<String>,
-    /// Shell command that resumes writes, run right after.
-    #[arg(long, value_name = "CMD")]
-    thaw_cmd: Option<String>,
-}
-
-impl FreezeArgs {
-    fn options(&self) -> CheckpointOptions {
-        CheckpointOptions {
-            freeze_command: self.freeze_cmd.clone(),
-            thaw_command: self.thaw_cmd.clone(),
-            ..CheckpointOptions::default()
-        }
-    }
-}
-
-#[derive(Subcommand)]
-enum WalCommand {
-    /// Archive every new or grown WAL segment of a database (`*.log`, `archive/*.log`).
-    Archive {
-        /// The live database directory.
-        database: PathBuf,
-        /// Keep archiving every INTERVAL (e.g. 10s, 1m) until interrupted.
-        #[arg(long, value_name = "INTERVAL")]
-        watch: Option<String>,
-        /// The database id, for databases without an IDENTITY file.
-        #[arg(long)]
-        database_id: Option<String>,
-    },
-    /// The archived timeline: segments, recoverable windows, gaps.
-    Ls,
-}
-
-#[derive(Args)]
-struct InitArgs {
-    /// Default compression of new blobs: auto, off, auto:N or zstd:N.
-    #[arg(long, default_value = "auto")]
-    compression: String,
-    /// Create a plaintext repository (without it, init requires a password).
-    #[arg(long)]
-    no_encryption: bool,
-    /// Milliseconds one password check should take (argon2id is tuned to it).
-    #[arg(long, default_value_t = 500, value_name = "MS")]
-    kdf_target_ms: u64,
-    /// AEAD of an encrypted repository: aes-256-gcm-subkey (fast with AES
-    /// hardware) or xchacha20-poly1305.
-    #[arg(long, default_value = "aes-256-gcm-subkey")]
-    cipher: String,
-}
-
-#[derive(Subcommand)]
-enum KeyCommand {
-    /// List the key files.
-    List,
-    /// Add a key: a new password for the same repository (from
-    /// LSMVAULT_NEW_PASSWORD, --new-password-file, or asked).
-    Add(NewPasswordArgs),
-    /// Remove a key file (not the one in use).
-    Remove {
-        /// Key name (or a prefix of at least 8 digits).
-        key: String,
-    },
-    /// Change the password of the key in use.
-    Passwd(NewPasswordArgs),
-}
-
-#[derive(Args)]
-struct NewPasswordArgs {
-    /// Read the new password from this file.
-    #[arg(long, env = "LSMVAULT_NEW_PASSWORD_FILE")]
-    new_password_file: Option<PathBuf>,
-    /// Milliseconds one password check should take.
-    #[arg(long, default_value_t = 500, value_name = "MS")]
-    kdf_target_ms: u64,
-}
-
-#[derive(Args)]
-struct ForgetArgs {
-    /// Snapshots to remove (ids or unique prefixes) instead of a policy.
-    snapshots: Vec<String>,
-    #[arg(long, value_name = "N")]
-    keep_last: Option<u32>,
-    #[arg(long, value_name = "N")]
-    keep_hourly: Option<u32>,
-    #[arg(long, value_name = "N")]
-    keep_daily: Option<u32>,
-    #[arg(long, value_name = "N")]
-    keep_weekly: Option<u32>,
-    #[arg(long, value_name = "N")]
-    keep_monthly: Option<u32>,
-    #[arg(long, value_name = "N")]
-    keep_yearly: Option<u32>,
-    /// Keep everything within this span of the newest snapshot (e.g. 30d, 1y6m, 12h).
-    #[arg(long, value_name = "DURATION")]
-    keep_within: Option<String>,
-    /// Keep snapshots with this tag (repeatable).
-    #[arg(long, value_name = "TAG")]
-    keep_tag: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable: all must match).
-    #[arg(long)]
-    tag: Vec<String>,
-    /// Only consider snapshots of this source path.
-    #[arg(long)]
-    source: Option<String>,
-    /// Only consider snapshots of this host.
-    #[arg(long)]
-    host: Option<String>,
-    /// Only consider snapshots of this kind: full, incremental or differential.
-    #[arg(long)]
-    kind: Option<String>,
-    /// Group snapshots by: host,source (default), host, source, or none.
-    #[arg(long, default_value = "host,source")]
-    group_by: String,
-    /// Report only; remove nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Allow the policy to remove every snapshot of a group.
-    #[arg(long)]
-    allow_remove_all: bool,
-    /// Run prune afterwards.
-    #[arg(long)]
-    prune: bool,
-}
-
-#[derive(Args)]
-struct BackupArgs {
-    /// Directory to back up.
-    source: PathBuf,
-    /// Tag the snapshot (repeatable).
-    #[arg(long)]
-    tag: Vec<String>,
-    /// Read every file again (still deduplicated).
-    #[arg(long, conflicts_with_all = ["differential", "parent"])]
-    full: bool,
-    /// Take unchanged files from the newest full snapshot of this source.
-    #[arg(long, conflicts_with = "parent")]
-    differential: bool,
-    /// Take unchanged files from this snapshot.
-    #[arg(long)]
-    parent: Option<String>,
-    /// Create the repository first if it does not exist.
-    #[arg(long)]
-    init: bool,
-    /// With --init: create a plaintext repository.
-    #[arg(long, requires = "init")]
-    no_encryption: bool,
-    /// Host name to record.
-    #[arg(long)]
-    host: Option<String>,
-    /// Compression of new blobs: auto, off, auto:N or zstd:N (default: the repository's).
-    #[arg(long)]
-    compression: Option<String>,
-    /// SOURCE is a live database: checkpoint it into a temporary directory
-    /// next to it first (hard links), back that up, remove it.
-    #[arg(long)]
-    live: bool,
-    #[command(flatten)]
-    freeze: FreezeArgs,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     allocator::tune(&cli.command);
-    run(&cli).unwrap_or_else(|error| exit::report_failure(&error, cli.json))
+    let context = Context::new(&cli.global);
+    let outcome = match &cli.command {
+        Command::Init(args) => commands::init::run(&context, args),
+        Command::Key(command) => commands::key::run(&context, command),
+        Command::Backup(args) => commands::backup::run(&context, args),
+        Command::Checkpoint(args) => commands::checkpoint::run(&context, args),
+        other => run(&context, other),
+    };
+    outcome.unwrap_or_else(|error| exit::report_failure(&error, cli.global.json))
 }
 
 fn parse_subset(text: &str) -> Result<ReadData, Error> {
@@ -345,144 +55,15 @@ fn parse_subset(text: &str) -> Result<ReadData, Error> {
     Ok(ReadData::Subset { n, m })
 }
 
-fn run(cli: &Cli) -> Result<ExitCode, Error> {
-    let reporter = progress::reporter(!cli.json && !cli.quiet);
-    let progress: &dyn Progress = reporter.as_ref();
-    if let Command::Checkpoint(args) = &cli.command {
-        let report = checkpoint(&args.source, &args.destination, &args.freeze.options())?;
-        if cli.json {
-            print_json(&report)?;
-        } else {
-            println!(
-                "checkpoint of {} in {}: {} linked, {} copied ({}), {} skipped; writes paused {:.1} ms",
-                args.source.display(),
-                report.destination.display(),
-                report.linked,
-                report.copied,
-                human_bytes(report.bytes_copied),
-                report.skipped,
-                report.pause_seconds * 1000.0
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let repo = cli.repo.clone().ok_or_else(|| {
-        Error::InvalidArgument("no repository given: pass --repo or set LSMVAULT_REPOSITORY".into())
-    })?;
-    match &cli.command {
-        Command::Init(args) => {
-            let options = InitOptions {
-                compression: args.compression.parse()?,
-                password: password::new_repository_password(
-                    cli.password_file.as_deref(),
-                    args.no_encryption,
-                    &repo,
-                )?,
-                kdf_target: Duration::from_millis(args.kdf_target_ms),
-                cipher: args.cipher.parse()?,
-                ..InitOptions::default()
-            };
-            let repository = Repository::init_local(&repo, options)?;
-            if cli.json {
-                print_json(repository.config())?;
-            } else {
-                println!(
-                    "created repository {} at {}",
-                    repository.config().id,
-                    repo.display()
-                );
-            }
-        }
-        Command::Backup(args) => {
-            let repository = match open_repository(cli, &repo) {
-                Err(Error::RepositoryNotFound { .. }) if args.init => {
-                    let options = InitOptions {
-                        password: password::new_repository_password(
-                            cli.password_file.as_deref(),
-                            args.no_encryption,
-                            &repo,
-                        )?,
-                        ..InitOptions::default()
-                    };
-                    let mut repository = Repository::init_local(&repo, options)?;
-                    repository.set_lock_retry(cli.retry_lock.unwrap_or_default());
-                    repository
-                }
-                other => other?,
-            };
-            let options = BackupOptions {
-                tags: args.tag.clone(),
-                mode: if args.full {
-                    BackupMode::Full
-                } else if args.differential {
-                    BackupMode::Differential
-                } else {
-                    BackupMode::Incremental
-                },
-                parent: args.parent.clone(),
-                host: args.host.clone(),
-                compression: args.compression.as_deref().map(str::parse).transpose()?,
-                ..BackupOptions::default()
-            };
-            let (outcome, live) = if args.live {
-                let (outcome, report) = repository.backup_live(
-                    &args.source,
-                    &args.freeze.options(),
-                    &options,
-                    progress,
-                )?;
-                (outcome, Some(report))
-            } else {
-                (repository.backup(&args.source, &options, progress)?, None)
-            };
-            let snapshot = &outcome.snapshot;
-            if cli.json {
-                print_json(
-                    &serde_json::json!({ "id": outcome.id, "snapshot": snapshot, "checkpoint": live }),
-                )?;
-            } else {
-                if let Some(report) = &live {
-                    println!(
-                        "live checkpoint: {} linked, {} copied; writes paused {:.1} ms",
-                        report.linked,
-                        report.copied,
-                        report.pause_seconds * 1000.0
-                    );
-                }
-                let stats = &snapshot.stats;
-                println!(
-                    "snapshot {} ({}) of {}",
-                    short_id(&outcome.id.to_hex()),
-                    snapshot.kind,
-                    snapshot.source
-                );
-                println!(
-                    "files: {} new, {} changed, {} unmodified; {} read, {} added in {} blobs / {} packs; {:.2} s",
-                    stats.files_new,
-                    stats.files_changed,
-                    stats.files_unmodified,
-                    human_bytes(stats.bytes_read),
-                    human_bytes(stats.bytes_added),
-                    stats.blobs_added,
-                    stats.packs_written,
-                    stats.duration_seconds
-                );
-            }
-            for warning in &snapshot.warnings {
-                eprintln!("warning: {warning}");
-            }
-            if snapshot.incomplete {
-                eprintln!(
-                    "warning: snapshot {} is incomplete: some files could not be read",
-                    short_id(&outcome.id.to_hex())
-                );
-                return Ok(exit::exit_code(ErrorCode::IncompleteBackup));
-            }
-        }
+fn run(context: &Context, command: &Command) -> Result<ExitCode, Error> {
+    context.location()?;
+    let progress = context.progress();
+    let json = context.output().is_json();
+    match command {
         Command::Snapshots => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let snapshots = repository.snapshots()?;
-            if cli.json {
+            if json {
                 let list: Vec<_> = snapshots
                     .iter()
                     .map(|entry| serde_json::json!({ "id": entry.id, "snapshot": entry.snapshot }))
@@ -520,11 +101,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Ls { snapshot, path } => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let found = repository.find_snapshot(snapshot)?;
             let include: Vec<String> = path.iter().cloned().collect();
             let entries = repository.walk(&found.snapshot.tree, &include)?;
-            if cli.json {
+            if json {
                 let list: Vec<_> = entries
                     .iter()
                     .map(|walked| {
@@ -594,7 +175,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 tag,
                 database_id,
                 ..
-            } = &cli.command
+            } = command
             else {
                 unreachable!("matched above")
             };
@@ -610,14 +191,14 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 (_, _, Some(tag)) => PointInTime::Tag(tag.clone()),
                 _ => unreachable!("one of --at, --seq, --tag is present"),
             };
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let report = repository.restore_point_in_time(
                 &point,
                 database_id.as_deref(),
                 target,
                 progress,
             )?;
-            if cli.json {
+            if json {
                 print_json(&report)?;
             } else {
                 println!(
@@ -650,13 +231,13 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             ..
         } => {
             let snapshot = snapshot.as_deref().unwrap_or("latest");
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let options = RestoreOptions {
                 delta: *delta,
                 include: include.clone(),
             };
             let stats = repository.restore(snapshot, target, &options, progress)?;
-            if cli.json {
+            if json {
                 print_json(&stats)?;
             } else {
                 println!(
@@ -674,14 +255,14 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Forget(args) => {
-            let repository = open_repository(cli, &repo)?;
-            let forgotten = forget(&repository, args, cli.json)?;
+            let repository = context.open_repository()?;
+            let forgotten = forget(&repository, args, json)?;
             if args.prune && !args.dry_run {
-                let pruned = prune(&repository, &PruneOptions::default(), cli.json, progress)?;
-                if cli.json {
+                let pruned = prune(&repository, &PruneOptions::default(), json, progress)?;
+                if json {
                     print_json(&serde_json::json!({ "forget": forgotten, "prune": pruned }))?;
                 }
-            } else if cli.json {
+            } else if json {
                 print_json(&forgotten)?;
             }
         }
@@ -689,20 +270,20 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             max_unused,
             dry_run,
         } => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let options = PruneOptions {
                 max_unused_percent: *max_unused,
                 dry_run: *dry_run,
             };
-            let pruned = prune(&repository, &options, cli.json, progress)?;
-            if cli.json {
+            let pruned = prune(&repository, &options, json, progress)?;
+            if json {
                 print_json(&pruned)?;
             }
         }
         Command::Stats { snapshots } => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let stats = repository.stats(snapshots)?;
-            if cli.json {
+            if json {
                 print_json(&stats)?;
             } else {
                 println!(
@@ -737,9 +318,9 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Diff { from, to } => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let report = repository.diff(from, to)?;
-            if cli.json {
+            if json {
                 print_json(&report)?;
             } else {
                 for change in &report.changes {
@@ -767,51 +348,12 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 );
             }
         }
-        Command::Key(command) => {
-            let mut repository = open_repository(cli, &repo)?;
-            match command {
-                KeyCommand::List => {
-                    let keys = repository.list_keys()?;
-                    if cli.json {
-                        print_json(&keys)?;
-                    } else {
-                        for key in &keys {
-                            println!(
-                                "{} {} {}@{} {}",
-                                if key.current { "*" } else { " " },
-                                short_key_name(&key.name),
-                                key.user,
-                                key.host,
-                                key.created
-                            );
-                        }
-                    }
-                }
-                KeyCommand::Add(args) => {
-                    let password = password::new_key_password(args.new_password_file.as_deref())?;
-                    let name =
-                        repository.add_key(&password, Duration::from_millis(args.kdf_target_ms))?;
-                    report_key(cli.json, "added", &name)?;
-                }
-                KeyCommand::Remove { key } => {
-                    repository.remove_key(key)?;
-                    report_key(cli.json, "removed", key)?;
-                }
-                KeyCommand::Passwd(args) => {
-                    let password = password::new_key_password(args.new_password_file.as_deref())?;
-                    let name = repository
-                        .change_password(&password, Duration::from_millis(args.kdf_target_ms))?;
-                    report_key(cli.json, "changed password; new key", &name)?;
-                }
-            }
-        }
-        Command::Checkpoint(_) => unreachable!("handled before the repository is needed"),
         Command::Wal(WalCommand::Archive {
             database,
             watch,
             database_id,
         }) => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let options = ArchiveOptions {
                 database_id: database_id.clone(),
             };
@@ -825,7 +367,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 .transpose()?;
             loop {
                 let report = repository.archive_wal(database, &options)?;
-                if cli.json {
+                if json {
                     print_json_line(&report)?;
                 } else {
                     for segment in report
@@ -862,9 +404,9 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Wal(WalCommand::Ls) => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let timelines = repository.wal_timeline()?;
-            if cli.json {
+            if json {
                 print_json(&timelines)?;
             } else {
                 for timeline in &timelines {
@@ -907,7 +449,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             database,
             database_id,
         } => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let point = repository.create_restore_point(
                 name,
                 database,
@@ -915,7 +457,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                     database_id: database_id.clone(),
                 },
             )?;
-            if cli.json {
+            if json {
                 print_json(&point)?;
             } else {
                 println!(
@@ -925,9 +467,9 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Unlock { remove_all } => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let removed = repository.remove_locks(*remove_all)?;
-            if cli.json {
+            if json {
                 print_json(&serde_json::json!({ "removed": removed }))?;
             } else {
                 println!("removed {removed} lock(s)");
@@ -937,14 +479,14 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             read_data,
             read_data_subset,
         } => {
-            let repository = open_repository(cli, &repo)?;
+            let repository = context.open_repository()?;
             let read = match (read_data, read_data_subset) {
                 (true, _) => ReadData::All,
                 (false, Some(subset)) => parse_subset(subset)?,
                 (false, None) => ReadData::None,
             };
             let report = repository.verify(&VerifyOptions { read_data: read }, progress)?;
-            if cli.json {
+            if json {
                 print_json(&report)?;
             } else {
                 println!(
@@ -982,9 +524,12 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 exit::print_error(&error);
                 return Ok(exit::exit_code(error.code()));
             }
-            if !cli.json {
+            if !json {
                 println!("no problems found");
             }
+        }
+        Command::Init(_) | Command::Key(_) | Command::Backup(_) | Command::Checkpoint(_) => {
+            unreachable!("dispatched by main")
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1123,31 +668,4 @@ fn prune(
         report.duration_seconds
     );
     Ok(value)
-}
-
-/// Opens the repository, asking for the password only if it is encrypted.
-fn open_repository(cli: &Cli, repo: &Path) -> Result<Repository, Error> {
-    let mut repository = match Repository::open_local(repo) {
-        Err(Error::PasswordRequired { location }) => {
-            match password::repository_password(
-                cli.password_file.as_deref(),
-                "repository password: ",
-            )? {
-                Some(password) => Repository::open_local_with_password(repo, &password),
-                None => Err(Error::PasswordRequired { location }),
-            }
-        }
-        other => other,
-    }?;
-    repository.set_lock_retry(cli.retry_lock.unwrap_or_default());
-    Ok(repository)
-}
-
-fn report_key(json: bool, action: &str, name: &str) -> Result<(), Error> {
-    if json {
-        print_json(&serde_json::json!({ "action": action, "key": name }))
-    } else {
-        println!("{action} {}", short_key_name(name));
-        Ok(())
-    }
 }

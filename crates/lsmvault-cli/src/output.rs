@@ -8,6 +8,37 @@
 use lsmvault::Error;
 use serde::Serialize;
 
+/// Text or JSON, as the global `--json` flag chose.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    pub fn new(json: bool) -> Output {
+        Output { json }
+    }
+
+    /// Whether results are printed as JSON.
+    pub fn is_json(self) -> bool {
+        self.json
+    }
+
+    /// Prints `value` as pretty JSON, or has `text` print it for people.
+    pub fn show<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        text: impl FnOnce(&T),
+    ) -> Result<(), Error> {
+        if self.json {
+            print_json(value)
+        } else {
+            text(value);
+            Ok(())
+        }
+    }
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(serialization_error)?;
