@@ -29,7 +29,7 @@ const TRIM_THRESHOLD: i32 = 256 * 1024 * 1024;
 /// Tunes the allocator for `command`; call before any thread starts.
 pub fn tune(command: &Command) {
     let mmap_threshold = match command {
-        Command::Restore { .. } => RESTORE_MMAP_THRESHOLD,
+        Command::Restore(_) => RESTORE_MMAP_THRESHOLD,
         _ => DEFAULT_MMAP_THRESHOLD,
     };
     // SAFETY: mallopt only changes allocator tuning; called before any thread starts.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{backup, checkpoint, init, key};
+use crate::commands::{backup, checkpoint, diff, init, key, ls, restore, stats, tag, wal};
 
 #[derive(Parser)]
 #[command(
@@ -56,55 +56,16 @@ pub enum Command {
     /// List snapshots.
     Snapshots,
     /// List the files of a snapshot.
-    Ls {
-        /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
-        snapshot: String,
-        /// Only this path (and what is below it).
-        path: Option<String>,
-    },
+    Ls(ls::LsArgs),
     /// Restore a snapshot into a directory.
-    Restore {
-        /// Snapshot id, unique id prefix, `latest` or `latest:TAG` (not with --at/--seq/--tag).
-        #[arg(required_unless_present_any = ["at", "seq", "tag"], conflicts_with_all = ["at", "seq", "tag"])]
-        snapshot: Option<String>,
-        /// Directory to restore into (must be absent or empty, unless --delta).
-        #[arg(long, short = 't')]
-        target: PathBuf,
-        /// Restore only this path (repeatable).
-        #[arg(long)]
-        include: Vec<String>,
-        /// Keep files in the target that already match; rewrite the rest and
-        /// remove what the snapshot does not have.
-        #[arg(long)]
-        delta: bool,
-        /// Point in time (RFC 3339, e.g. 2026-11-23T14:32:05Z): the newest state known to have existed then.
-        #[arg(long, conflicts_with_all = ["seq", "tag", "include", "delta"])]
-        at: Option<String>,
-        /// Point in time as a sequence number: every write batch ending at or before it.
-        #[arg(long, conflicts_with_all = ["tag", "include", "delta"])]
-        seq: Option<u64>,
-        /// A restore point (`lsmvault tag`) or snapshot tag.
-        #[arg(long, conflicts_with_all = ["include", "delta"])]
-        tag: Option<String>,
-        /// The database (IDENTITY) to recover, when the repository holds several.
-        #[arg(long)]
-        database_id: Option<String>,
-    },
+    Restore(restore::RestoreArgs),
     /// Checkpoint a live database directory: hard links for immutable files, copies for the rest.
     Checkpoint(checkpoint::CheckpointArgs),
     /// Continuous WAL archiving.
     #[command(subcommand)]
-    Wal(WalCommand),
+    Wal(wal::WalCommand),
     /// Name the current point of a database (archives its WAL now): restore it with `restore --tag`.
-    Tag {
-        /// The restore point's name.
-        name: String,
-        /// The live database directory.
-        database: PathBuf,
-        /// The database id, for databases without an IDENTITY file.
-        #[arg(long)]
-        database_id: Option<String>,
-    },
+    Tag(tag::TagArgs),
     /// Remove snapshots by retention policy (or by id).
     Forget(ForgetArgs),
     /// Delete data no snapshot references; repack mostly-unused packs.
@@ -117,12 +78,9 @@ pub enum Command {
         dry_run: bool,
     },
     /// Sizes, deduplication, and what forgetting each snapshot would free.
-    Stats {
-        /// Snapshots to report (all when none).
-        snapshots: Vec<String>,
-    },
+    Stats(stats::StatsArgs),
     /// Files and storage that differ between two snapshots.
-    Diff { from: String, to: String },
+    Diff(diff::DiffArgs),
     /// Remove stale locks (of crashed commands).
     Unlock {
         /// Remove every lock, also live ones.
@@ -138,23 +96,6 @@ pub enum Command {
         #[arg(long, value_name = "N/M")]
         read_data_subset: Option<String>,
     },
-}
-
-#[derive(Subcommand)]
-pub enum WalCommand {
-    /// Archive every new or grown WAL segment of a database (`*.log`, `archive/*.log`).
-    Archive {
-        /// The live database directory.
-        database: PathBuf,
-        /// Keep archiving every INTERVAL (e.g. 10s, 1m) until interrupted.
-        #[arg(long, value_name = "INTERVAL")]
-        watch: Option<String>,
-        /// The database id, for databases without an IDENTITY file.
-        #[arg(long)]
-        database_id: Option<String>,
-    },
-    /// The archived timeline: segments, recoverable windows, gaps.
-    Ls,
 }
 
 #[derive(Args)]

@@ -11,20 +11,14 @@ mod progress;
 use std::process::ExitCode;
 
 use clap::Parser;
-use lsmvault::format::tree::EntryKind;
-use lsmvault::ops::recovery::PointInTime;
 use lsmvault::ops::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
-use lsmvault::ops::wal_archive::ArchiveOptions;
 use lsmvault::{
-    Error, ForgetOptions, Progress, PruneOptions, ReadData, Repository, RestoreOptions,
-    SnapshotKind, VerifyOptions,
+    Error, ForgetOptions, Progress, PruneOptions, ReadData, Repository, SnapshotKind, VerifyOptions,
 };
 
-use crate::cli::{Cli, Command, ForgetArgs, WalCommand};
+use crate::cli::{Cli, Command, ForgetArgs};
 use crate::commands::Context;
-use crate::output::{
-    human_bytes, print_json, print_json_line, short_id, table_time, time_to_seconds, to_json,
-};
+use crate::output::{human_bytes, print_json, short_id, table_time, to_json};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,6 +29,13 @@ fn main() -> ExitCode {
         Command::Key(command) => commands::key::run(&context, command),
         Command::Backup(args) => commands::backup::run(&context, args),
         Command::Checkpoint(args) => commands::checkpoint::run(&context, args),
+        Command::Snapshots => commands::snapshots::run(&context),
+        Command::Ls(args) => commands::ls::run(&context, args),
+        Command::Restore(args) => commands::restore::run(&context, args),
+        Command::Wal(command) => commands::wal::run(&context, command),
+        Command::Tag(args) => commands::tag::run(&context, args),
+        Command::Stats(args) => commands::stats::run(&context, args),
+        Command::Diff(args) => commands::diff::run(&context, args),
         other => run(&context, other),
     };
     outcome.unwrap_or_else(|error| exit::report_failure(&error, cli.global.json))
@@ -60,200 +61,6 @@ fn run(context: &Context, command: &Command) -> Result<ExitCode, Error> {
     let progress = context.progress();
     let json = context.output().is_json();
     match command {
-        Command::Snapshots => {
-            let repository = context.open_repository()?;
-            let snapshots = repository.snapshots()?;
-            if json {
-                let list: Vec<_> = snapshots
-                    .iter()
-                    .map(|entry| serde_json::json!({ "id": entry.id, "snapshot": entry.snapshot }))
-                    .collect();
-                print_json(&list)?;
-            } else {
-                println!(
-                    "{:<10} {:<20} {:<12} {:<12} {:>10}  source [tags]",
-                    "id", "time", "kind", "host", "size"
-                );
-                for entry in &snapshots {
-                    let snapshot = &entry.snapshot;
-                    let tags = if snapshot.tags.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" [{}]", snapshot.tags.join(","))
-                    };
-                    println!(
-                        "{:<10} {:<20} {:<12} {:<12} {:>10}  {}{}{}",
-                        short_id(&entry.id.to_hex()),
-                        table_time(&snapshot.time),
-                        snapshot.kind.to_string(),
-                        snapshot.host,
-                        human_bytes(snapshot.stats.bytes_total),
-                        snapshot.source,
-                        tags,
-                        if snapshot.incomplete {
-                            " (incomplete)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-                println!("{} snapshot(s)", snapshots.len());
-            }
-        }
-        Command::Ls { snapshot, path } => {
-            let repository = context.open_repository()?;
-            let found = repository.find_snapshot(snapshot)?;
-            let include: Vec<String> = path.iter().cloned().collect();
-            let entries = repository.walk(&found.snapshot.tree, &include)?;
-            if json {
-                let list: Vec<_> = entries
-                    .iter()
-                    .map(|walked| {
-                        let metadata = &walked.entry.metadata;
-                        let (kind, extra) = match &walked.entry.kind {
-                            EntryKind::File { size, digest, chunks } => (
-                                "file",
-                                serde_json::json!({ "size": size, "digest": digest, "chunks": chunks.len() }),
-                            ),
-                            EntryKind::Directory { subtree } => {
-                                ("dir", serde_json::json!({ "subtree": subtree }))
-                            }
-                            EntryKind::Symlink { target } => (
-                                "symlink",
-                                serde_json::json!({ "target": String::from_utf8_lossy(target) }),
-                            ),
-                        };
-                        serde_json::json!({
-                            "path": walked.relative.display().to_string(),
-                            "type": kind,
-                            "mode": format!("{:o}", metadata.mode & 0o7777),
-                            "mtime_ns": metadata.mtime_ns,
-                            "links": metadata.links,
-                            "detail": extra,
-                        })
-                    })
-                    .collect();
-                print_json(&list)?;
-            } else {
-                for walked in &entries {
-                    let metadata = &walked.entry.metadata;
-                    let (kind, suffix) = match &walked.entry.kind {
-                        EntryKind::File { .. } => ('-', String::new()),
-                        EntryKind::Directory { .. } => ('d', "/".to_string()),
-                        EntryKind::Symlink { target } => {
-                            ('l', format!(" -> {}", String::from_utf8_lossy(target)))
-                        }
-                    };
-                    println!(
-                        "{kind}{:04o} {:>12} {}{}",
-                        metadata.mode & 0o7777,
-                        walked.entry.size(),
-                        walked.relative.display(),
-                        suffix
-                    );
-                }
-            }
-        }
-        Command::Restore {
-            target,
-            at: Some(_),
-            ..
-        }
-        | Command::Restore {
-            target,
-            seq: Some(_),
-            ..
-        }
-        | Command::Restore {
-            target,
-            tag: Some(_),
-            ..
-        } => {
-            let Command::Restore {
-                at,
-                seq,
-                tag,
-                database_id,
-                ..
-            } = command
-            else {
-                unreachable!("matched above")
-            };
-            let point = match (at, seq, tag) {
-                (Some(at), _, _) => {
-                    PointInTime::Time(humantime::parse_rfc3339_weak(at).map_err(|error| {
-                        Error::InvalidArgument(format!(
-                            "--at {at:?}: {error} (expected e.g. 2026-11-23T14:32:05Z)"
-                        ))
-                    })?)
-                }
-                (_, Some(seq), _) => PointInTime::Sequence(*seq),
-                (_, _, Some(tag)) => PointInTime::Tag(tag.clone()),
-                _ => unreachable!("one of --at, --seq, --tag is present"),
-            };
-            let repository = context.open_repository()?;
-            let report = repository.restore_point_in_time(
-                &point,
-                database_id.as_deref(),
-                target,
-                progress,
-            )?;
-            if json {
-                print_json(&report)?;
-            } else {
-                println!(
-                    "restored database {} to {} at sequence {} (asked: {}): snapshot {} (sequence {}) + {} WAL segment(s)",
-                    report.database_id,
-                    target.display(),
-                    report.restored_sequence,
-                    report.target_sequence,
-                    short_id(&report.snapshot),
-                    report.snapshot_sequence,
-                    report.segments.len()
-                );
-                for segment in &report.segments {
-                    println!(
-                        "  {} sequences {}..={} ({} bytes{})",
-                        segment.file_name,
-                        segment.first_sequence,
-                        segment.last_sequence,
-                        segment.bytes,
-                        if segment.cut { ", cut" } else { "" }
-                    );
-                }
-            }
-        }
-        Command::Restore {
-            snapshot,
-            target,
-            include,
-            delta,
-            ..
-        } => {
-            let snapshot = snapshot.as_deref().unwrap_or("latest");
-            let repository = context.open_repository()?;
-            let options = RestoreOptions {
-                delta: *delta,
-                include: include.clone(),
-            };
-            let stats = repository.restore(snapshot, target, &options, progress)?;
-            if json {
-                print_json(&stats)?;
-            } else {
-                println!(
-                    "restored snapshot {} to {}: {} files ({} hard links, {} kept), {} directories, {} symlinks, {} written in {:.2} s",
-                    short_id(&stats.snapshot),
-                    target.display(),
-                    stats.files,
-                    stats.hard_links,
-                    stats.files_kept,
-                    stats.directories,
-                    stats.symlinks,
-                    human_bytes(stats.bytes_written),
-                    stats.duration_seconds
-                );
-            }
-        }
         Command::Forget(args) => {
             let repository = context.open_repository()?;
             let forgotten = forget(&repository, args, json)?;
@@ -278,192 +85,6 @@ fn run(context: &Context, command: &Command) -> Result<ExitCode, Error> {
             let pruned = prune(&repository, &options, json, progress)?;
             if json {
                 print_json(&pruned)?;
-            }
-        }
-        Command::Stats { snapshots } => {
-            let repository = context.open_repository()?;
-            let stats = repository.stats(snapshots)?;
-            if json {
-                print_json(&stats)?;
-            } else {
-                println!(
-                    "{:<10} {:<20} {:>8} {:>12} {:>12} {:>12}",
-                    "id", "time", "files", "logical", "stored", "unique"
-                );
-                for size in &stats.snapshots {
-                    println!(
-                        "{:<10} {:<20} {:>8} {:>12} {:>12} {:>12}",
-                        short_id(&size.id),
-                        table_time(&size.time),
-                        size.files,
-                        human_bytes(size.logical_bytes),
-                        human_bytes(size.stored_bytes),
-                        human_bytes(size.unique_bytes)
-                    );
-                }
-                println!(
-                    "selection: {} logical, {} stored, deduplication ratio {:.2}",
-                    human_bytes(stats.logical_bytes),
-                    human_bytes(stats.stored_bytes),
-                    stats.deduplication_ratio
-                );
-                println!(
-                    "repository: {} in {} packs, {} index files; {} data blobs, {} tree blobs",
-                    human_bytes(stats.repository_bytes),
-                    stats.packs,
-                    stats.index_files,
-                    stats.data_blobs,
-                    stats.tree_blobs
-                );
-            }
-        }
-        Command::Diff { from, to } => {
-            let repository = context.open_repository()?;
-            let report = repository.diff(from, to)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                for change in &report.changes {
-                    let sign = match change.change {
-                        "added" => "+",
-                        "removed" => "-",
-                        "metadata" => "U",
-                        _ => "M",
-                    };
-                    println!(
-                        "{sign} {:<50} {:>12} -> {:>12}  ({} new in storage)",
-                        change.path,
-                        human_bytes(change.size_before),
-                        human_bytes(change.size_after),
-                        human_bytes(change.new_bytes)
-                    );
-                }
-                println!(
-                    "{} added, {} removed, {} modified; storage: {} added, {} no longer referenced",
-                    report.added,
-                    report.removed,
-                    report.modified,
-                    human_bytes(report.blob_bytes_added),
-                    human_bytes(report.blob_bytes_removed)
-                );
-            }
-        }
-        Command::Wal(WalCommand::Archive {
-            database,
-            watch,
-            database_id,
-        }) => {
-            let repository = context.open_repository()?;
-            let options = ArchiveOptions {
-                database_id: database_id.clone(),
-            };
-            let interval = watch
-                .as_deref()
-                .map(|text| {
-                    humantime::parse_duration(text).map_err(|error| {
-                        Error::InvalidArgument(format!("--watch {text:?}: {error} (e.g. 10s, 1m)"))
-                    })
-                })
-                .transpose()?;
-            loop {
-                let report = repository.archive_wal(database, &options)?;
-                if json {
-                    print_json_line(&report)?;
-                } else {
-                    for segment in report
-                        .segments
-                        .iter()
-                        .filter(|segment| segment.status != "unchanged")
-                    {
-                        println!(
-                            "{} {} ({} bytes, sequences {:?}..={:?}, tail {})",
-                            segment.status,
-                            segment.file_name,
-                            segment.size,
-                            segment.first_sequence,
-                            segment.last_sequence,
-                            segment.tail
-                        );
-                        if segment.tail != "clean" {
-                            eprintln!("warning: {}: {}", segment.file_name, segment.tail);
-                        }
-                    }
-                    println!(
-                        "archived database {}: {} read, {} new, {} stored in {:.2} s",
-                        report.database_id,
-                        human_bytes(report.bytes_read),
-                        human_bytes(report.bytes_added),
-                        human_bytes(report.bytes_stored),
-                        report.duration_seconds
-                    );
-                }
-                match interval {
-                    Some(interval) => std::thread::sleep(interval),
-                    None => break,
-                }
-            }
-        }
-        Command::Wal(WalCommand::Ls) => {
-            let repository = context.open_repository()?;
-            let timelines = repository.wal_timeline()?;
-            if json {
-                print_json(&timelines)?;
-            } else {
-                for timeline in &timelines {
-                    println!("database {}:", timeline.database_id);
-                    for segment in &timeline.segments {
-                        println!(
-                            "  {:<14} {:>12} sequences {:>10} ..= {:<10} {} version(s), last {} ({})",
-                            segment.file_name,
-                            human_bytes(segment.size),
-                            segment.first_sequence.map_or("-".into(), |value| value.to_string()),
-                            segment.last_sequence.map_or("-".into(), |value| value.to_string()),
-                            segment.versions,
-                            time_to_seconds(&segment.archived_at),
-                            segment.tail
-                        );
-                    }
-                    for window in &timeline.windows {
-                        println!(
-                            "  recoverable: sequences {} ..= {} from snapshot {} ({})",
-                            window.from_sequence,
-                            window.to_sequence,
-                            short_id(&window.snapshot),
-                            time_to_seconds(&window.snapshot_time)
-                        );
-                    }
-                    for gap in &timeline.gaps {
-                        println!("  GAP: {gap}");
-                    }
-                    for point in &timeline.restore_points {
-                        println!(
-                            "  restore point {:?} at sequence {} ({})",
-                            point.name, point.sequence, point.time
-                        );
-                    }
-                }
-            }
-        }
-        Command::Tag {
-            name,
-            database,
-            database_id,
-        } => {
-            let repository = context.open_repository()?;
-            let point = repository.create_restore_point(
-                name,
-                database,
-                &ArchiveOptions {
-                    database_id: database_id.clone(),
-                },
-            )?;
-            if json {
-                print_json(&point)?;
-            } else {
-                println!(
-                    "restore point {:?} of database {} at sequence {}",
-                    point.name, point.database_id, point.sequence
-                );
             }
         }
         Command::Unlock { remove_all } => {
@@ -528,9 +149,7 @@ fn run(context: &Context, command: &Command) -> Result<ExitCode, Error> {
                 println!("no problems found");
             }
         }
-        Command::Init(_) | Command::Key(_) | Command::Backup(_) | Command::Checkpoint(_) => {
-            unreachable!("dispatched by main")
-        }
+        _ => unreachable!("dispatched by main"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,8 +17,15 @@ use crate::{password, progress};
 
 pub mod backup;
 pub mod checkpoint;
+pub mod diff;
 pub mod init;
 pub mod key;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+pub mod stats;
+pub mod tag;
+pub mod wal;
 
 /// What one run of the program gives every command.
 pub struct Context<'a> {
