@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{backup, checkpoint, diff, init, key, ls, restore, stats, tag, wal};
+use crate::commands::{
+    backup, checkpoint, diff, forget, init, key, ls, prune, restore, stats, tag, unlock, verify,
+    wal,
+};
 
 #[derive(Parser)]
 #[command(
@@ -67,81 +70,15 @@ pub enum Command {
     /// Name the current point of a database (archives its WAL now): restore it with `restore --tag`.
     Tag(tag::TagArgs),
     /// Remove snapshots by retention policy (or by id).
-    Forget(ForgetArgs),
+    Forget(forget::ForgetArgs),
     /// Delete data no snapshot references; repack mostly-unused packs.
-    Prune {
-        /// Repack packs with more than this percentage of unused bytes.
-        #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
-        max_unused: f64,
-        /// Report only.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Prune(prune::PruneArgs),
     /// Sizes, deduplication, and what forgetting each snapshot would free.
     Stats(stats::StatsArgs),
     /// Files and storage that differ between two snapshots.
     Diff(diff::DiffArgs),
     /// Remove stale locks (of crashed commands).
-    Unlock {
-        /// Remove every lock, also live ones.
-        #[arg(long)]
-        remove_all: bool,
-    },
+    Unlock(unlock::UnlockArgs),
     /// Check the repository's structure, and with --read-data every byte.
-    Verify {
-        /// Read and re-hash every pack.
-        #[arg(long, conflicts_with = "read_data_subset")]
-        read_data: bool,
-        /// Read subset N of M (e.g. 1/7); cycling N over 1..M covers every pack.
-        #[arg(long, value_name = "N/M")]
-        read_data_subset: Option<String>,
-    },
-}
-
-#[derive(Args)]
-pub struct ForgetArgs {
-    /// Snapshots to remove (ids or unique prefixes) instead of a policy.
-    pub snapshots: Vec<String>,
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<u32>,
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
-    #[arg(long, value_name = "N")]
-    pub keep_yearly: Option<u32>,
-    /// Keep everything within this span of the newest snapshot (e.g. 30d, 1y6m, 12h).
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-    /// Keep snapshots with this tag (repeatable).
-    #[arg(long, value_name = "TAG")]
-    pub keep_tag: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable: all must match).
-    #[arg(long)]
-    pub tag: Vec<String>,
-    /// Only consider snapshots of this source path.
-    #[arg(long)]
-    pub source: Option<String>,
-    /// Only consider snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only consider snapshots of this kind: full, incremental or differential.
-    #[arg(long)]
-    pub kind: Option<String>,
-    /// Group snapshots by: host,source (default), host, source, or none.
-    #[arg(long, default_value = "host,source")]
-    pub group_by: String,
-    /// Report only; remove nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Allow the policy to remove every snapshot of a group.
-    #[arg(long)]
-    pub allow_remove_all: bool,
-    /// Run prune afterwards.
-    #[arg(long)]
-    pub prune: bool,
+    Verify(verify::VerifyArgs),
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand, after restic's `cmd_*.go`: each holds the
 //! command's clap arguments and a `run` that calls the library and prints the
-//! result. Commands do not call each other.
+//! result. Commands do not call each other, except that `forget --prune`
+//! runs prune's report.
 //!
 //! What every command shares is here: the [`Context`] of one run (global
 //! flags, output mode, progress bars) and how a repository is located and
@@ -18,13 +19,17 @@ use crate::{password, progress};
 pub mod backup;
 pub mod checkpoint;
 pub mod diff;
+pub mod forget;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod prune;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
 pub mod tag;
+pub mod unlock;
+pub mod verify;
 pub mod wal;
 
 /// What one run of the program gives every command.

@@ -5,16 +5,20 @@ use std::process::ExitCode;
 use lsmvault::{Error, SnapshotEntry};
 
 use super::Context;
-use crate::output::{human_bytes, short_id, table_time};
+use crate::output::{human_bytes, print_json, short_id, table_time};
 
 pub fn run(context: &Context) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
     let snapshots = repository.snapshots()?;
-    let list: Vec<_> = snapshots
-        .iter()
-        .map(|entry| serde_json::json!({ "id": entry.id, "snapshot": entry.snapshot }))
-        .collect();
-    context.output().show(&list, |_| print_table(&snapshots))?;
+    if context.output().is_json() {
+        let list: Vec<_> = snapshots
+            .iter()
+            .map(|entry| serde_json::json!({ "id": entry.id, "snapshot": entry.snapshot }))
+            .collect();
+        print_json(&list)?;
+    } else {
+        print_table(&snapshots);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
