@@ -1,9 +1,10 @@
 //! The one error type of the library.
 //!
 //! Every variant names the object or path it is about and carries a stable
-//! [`ErrorCode`] from which the CLI derives its exit code, plus a one-line hint
-//! telling the user what to do next. The library never prints: callers decide
-//! how to show an error.
+//! [`ErrorCode`] from which a front end derives its exit code and the hint it
+//! shows the user: the hints name the CLI's flags, environment variables and
+//! commands, so they belong to the CLI crate, not here. The library never
+//! prints: callers decide how to show an error.
 
 use std::path::PathBuf;
 
@@ -201,64 +202,6 @@ impl Error {
             Error::WrongPassword { .. } => ErrorCode::WrongPassword,
             Error::AuthenticationFailed { .. } => ErrorCode::AuthenticationFailed,
             Error::PointInTimeUnavailable { .. } => ErrorCode::PointInTimeUnavailable,
-        }
-    }
-
-    /// One line telling the user what to try next.
-    pub fn hint(&self) -> &'static str {
-        match self {
-            Error::RepositoryNotFound { .. } => {
-                "check --repo / LSMVAULT_REPOSITORY, or create one with `lsmvault init`"
-            }
-            Error::RepositoryExists { .. } => {
-                "use the existing repository, or choose another location"
-            }
-            Error::UnsupportedVersion { .. } => {
-                "upgrade lsmvault to a release that knows this format version"
-            }
-            Error::SnapshotNotFound { .. } => {
-                "list snapshots with `lsmvault snapshots`; use an id, a unique prefix, `latest` or `latest:TAG`"
-            }
-            Error::AmbiguousPrefix { .. } => "give more characters of the snapshot id",
-            Error::ChecksumMismatch { .. } | Error::CorruptObject { .. } => {
-                "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
-            }
-            Error::TargetNotEmpty { .. } => {
-                "restore into a new or empty directory, or pass --delta to keep matching files"
-            }
-            Error::UnsafePath { .. } => {
-                "the snapshot was tampered with or written by a faulty tool; nothing was written outside the target"
-            }
-            Error::VerifyFailed { .. } => {
-                "the findings above name each damaged object and the snapshots and files it affects"
-            }
-            Error::SourceNotFound { .. } => "pass the directory of a database checkpoint",
-            Error::Io { .. } => "check the path, permissions and free space",
-            Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
-            Error::Backend(error) if error.is_transient() => {
-                "the storage did not answer in time or is throttling; try again later"
-            }
-            Error::Backend(error) if error.code() == ErrorCode::CorruptObject => {
-                "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
-            }
-            Error::Backend(_) => "check the path, permissions and free space",
-            Error::RestoreIncomplete { first, .. } => first.hint(),
-            Error::RepositoryLocked { .. } => {
-                "wait for that command to finish (or pass --retry-lock 10m); if it no longer runs, `lsmvault unlock` removes stale locks"
-            }
-            Error::PolicyRemovesAll { .. } => {
-                "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
-            }
-            Error::PasswordRequired { .. } => {
-                "set LSMVAULT_PASSWORD or LSMVAULT_PASSWORD_FILE, pass --password-file, or run on a terminal to be asked; `init --no-encryption` creates a plaintext repository"
-            }
-            Error::WrongPassword { .. } => "check the password; `lsmvault key list` shows the repository's keys",
-            Error::AuthenticationFailed { .. } => {
-                "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"
-            }
-            Error::PointInTimeUnavailable { .. } => {
-                "`lsmvault wal ls` shows the archived timeline, its recoverable windows and its gaps"
-            }
         }
     }
 

@@ -318,6 +318,13 @@ impl crate::repo::Repository {
     pub fn set_lock_retry(&mut self, wait: Duration) {
         self.lock_retry = wait;
     }
+
+    /// Removes the stale locks of this repository (every lock, live ones too,
+    /// with `all`); returns how many were removed. Callers go through the
+    /// repository rather than its backend, as for every other operation.
+    pub fn remove_locks(&self, all: bool) -> Result<usize> {
+        remove_locks(self.backend().as_ref(), all)
+    }
 }
 
 /// A random pause of 50-550 ms between lock attempts, so that two commands

@@ -1,0 +1,84 @@
+//! The command line as clap parses it: the global flags, and one subcommand
+//! whose arguments are defined beside its code in [`crate::commands`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{
+    backup, checkpoint, diff, forget, init, key, ls, prune, restore, stats, tag, unlock, verify,
+    wal,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "lsmvault",
+    version,
+    about = "Deduplicating snapshot store for LSM databases"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// The flags every subcommand accepts (no doc comment: clap would take it for
+// help text).
+#[derive(Args)]
+pub struct GlobalArgs {
+    /// Repository location (a local directory).
+    #[arg(long, short = 'r', global = true, env = "LSMVAULT_REPOSITORY")]
+    pub repo: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Read the repository password from this file (or LSMVAULT_PASSWORD_FILE,
+    /// LSMVAULT_PASSWORD; asked on a terminal otherwise).
+    #[arg(long, global = true, env = "LSMVAULT_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Wait up to this long (e.g. 30s, 10m) for another command's
+    /// conflicting lock instead of failing at once.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retry_lock: Option<Duration>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(init::InitArgs),
+    /// Manage the keys (passwords) of an encrypted repository.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Back up a directory (e.g. a database checkpoint) into a new snapshot.
+    Backup(backup::BackupArgs),
+    /// List snapshots.
+    Snapshots,
+    /// List the files of a snapshot.
+    Ls(ls::LsArgs),
+    /// Restore a snapshot into a directory.
+    Restore(restore::RestoreArgs),
+    /// Checkpoint a live database directory: hard links for immutable files, copies for the rest.
+    Checkpoint(checkpoint::CheckpointArgs),
+    /// Continuous WAL archiving.
+    #[command(subcommand)]
+    Wal(wal::WalCommand),
+    /// Name the current point of a database (archives its WAL now): restore it with `restore --tag`.
+    Tag(tag::TagArgs),
+    /// Remove snapshots by retention policy (or by id).
+    Forget(forget::ForgetArgs),
+    /// Delete data no snapshot references; repack mostly-unused packs.
+    Prune(prune::PruneArgs),
+    /// Sizes, deduplication, and what forgetting each snapshot would free.
+    Stats(stats::StatsArgs),
+    /// Files and storage that differ between two snapshots.
+    Diff(diff::DiffArgs),
+    /// Remove stale locks (of crashed commands).
+    Unlock(unlock::UnlockArgs),
+    /// Check the repository's structure, and with --read-data every byte.
+    Verify(verify::VerifyArgs),
+}

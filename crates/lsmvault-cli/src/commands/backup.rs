@@ -1,0 +1,152 @@
+//! `lsmvault backup`: a new snapshot of a directory, or with `--live` of a
+//! checkpoint taken of a live database first. An incomplete snapshot (some
+//! files unreadable) is kept, warned about, and ends with its own exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use lsmvault::lsm::checkpoint::CheckpointReport;
+use lsmvault::{
+    BackupMode, BackupOptions, BackupOutcome, Error, ErrorCode, InitOptions, Repository,
+};
+
+use super::checkpoint::FreezeArgs;
+use super::Context;
+use crate::output::{human_bytes, short_id};
+use crate::{exit, password};
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// Directory to back up.
+    source: PathBuf,
+    /// Tag the snapshot (repeatable).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Read every file again (still deduplicated).
+    #[arg(long, conflicts_with_all = ["differential", "parent"])]
+    full: bool,
+    /// Take unchanged files from the newest full snapshot of this source.
+    #[arg(long, conflicts_with = "parent")]
+    differential: bool,
+    /// Take unchanged files from this snapshot.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Create the repository first if it does not exist.
+    #[arg(long)]
+    init: bool,
+    /// With --init: create a plaintext repository.
+    #[arg(long, requires = "init")]
+    no_encryption: bool,
+    /// Host name to record.
+    #[arg(long)]
+    host: Option<String>,
+    /// Compression of new blobs: auto, off, auto:N or zstd:N (default: the repository's).
+    #[arg(long)]
+    compression: Option<String>,
+    /// SOURCE is a live database: checkpoint it into a temporary directory
+    /// next to it first (hard links), back that up, remove it.
+    #[arg(long)]
+    live: bool,
+    #[command(flatten)]
+    freeze: FreezeArgs,
+}
+
+impl BackupArgs {
+    fn options(&self) -> Result<BackupOptions, Error> {
+        Ok(BackupOptions {
+            tags: self.tag.clone(),
+            mode: if self.full {
+                BackupMode::Full
+            } else if self.differential {
+                BackupMode::Differential
+            } else {
+                BackupMode::Incremental
+            },
+            parent: self.parent.clone(),
+            host: self.host.clone(),
+            compression: self.compression.as_deref().map(str::parse).transpose()?,
+            ..BackupOptions::default()
+        })
+    }
+}
+
+pub fn run(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
+    let repository = open_or_create(context, args)?;
+    let options = args.options()?;
+    let progress = context.progress();
+    let (outcome, live) = if args.live {
+        let (outcome, report) =
+            repository.backup_live(&args.source, &args.freeze.options(), &options, progress)?;
+        (outcome, Some(report))
+    } else {
+        (repository.backup(&args.source, &options, progress)?, None)
+    };
+    let snapshot = &outcome.snapshot;
+    let report = serde_json::json!({ "id": outcome.id, "snapshot": snapshot, "checkpoint": live });
+    context
+        .output()
+        .show(&report, |_| print_text(&outcome, live.as_ref()))?;
+    for warning in &snapshot.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if snapshot.incomplete {
+        eprintln!(
+            "warning: snapshot {} is incomplete: some files could not be read",
+            short_id(&outcome.id.to_hex())
+        );
+        return Ok(exit::exit_code(ErrorCode::IncompleteBackup));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The repository, created first with `--init` when there is none.
+fn open_or_create(context: &Context, args: &BackupArgs) -> Result<Repository, Error> {
+    match context.open_repository() {
+        Err(Error::RepositoryNotFound { .. }) if args.init => {
+            let location = context.location()?;
+            let options = InitOptions {
+                password: password::new_repository_password(
+                    context.password_file(),
+                    args.no_encryption,
+                    location,
+                )?,
+                ..InitOptions::default()
+            };
+            let mut repository = Repository::init_local(location, options)?;
+            repository.set_lock_retry(context.lock_retry());
+            Ok(repository)
+        }
+        other => other,
+    }
+}
+
+fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>) {
+    if let Some(report) = live {
+        println!(
+            "live checkpoint: {} linked, {} copied; writes paused {:.1} ms",
+            report.linked,
+            report.copied,
+            report.pause_seconds * 1000.0
+        );
+    }
+    let snapshot = &outcome.snapshot;
+    let stats = &snapshot.stats;
+    println!(
+        "snapshot {} ({}) of {}",
+        short_id(&outcome.id.to_hex()),
+        snapshot.kind,
+        snapshot.source
+    );
+    println!(
+        "files: {} new, {} changed, {} unmodified; {} read, {} added in {} blobs / {} packs; {:.2} s",
+        stats.files_new,
+        stats.files_changed,
+        stats.files_unmodified,
+        human_bytes(stats.bytes_read),
+        human_bytes(stats.bytes_added),
+        stats.blobs_added,
+        stats.packs_written,
+        stats.duration_seconds
+    );
+}

@@ -1,0 +1,49 @@
+//! `lsmvault init`: creates a repository, encrypted unless `--no-encryption`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use lsmvault::{Error, InitOptions, Repository};
+
+use super::Context;
+use crate::password;
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Default compression of new blobs: auto, off, auto:N or zstd:N.
+    #[arg(long, default_value = "auto")]
+    compression: String,
+    /// Create a plaintext repository (without it, init requires a password).
+    #[arg(long)]
+    no_encryption: bool,
+    /// Milliseconds one password check should take (argon2id is tuned to it).
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    kdf_target_ms: u64,
+    /// AEAD of an encrypted repository: aes-256-gcm-subkey (fast with AES
+    /// hardware) or xchacha20-poly1305.
+    #[arg(long, default_value = "aes-256-gcm-subkey")]
+    cipher: String,
+}
+
+pub fn run(context: &Context, args: &InitArgs) -> Result<ExitCode, Error> {
+    let location = context.location()?;
+    // Field order is evaluation order: a bad --compression is reported
+    // before the password is asked for.
+    let options = InitOptions {
+        compression: args.compression.parse()?,
+        password: password::new_repository_password(
+            context.password_file(),
+            args.no_encryption,
+            location,
+        )?,
+        kdf_target: Duration::from_millis(args.kdf_target_ms),
+        cipher: args.cipher.parse()?,
+        ..InitOptions::default()
+    };
+    let repository = Repository::init_local(location, options)?;
+    context.output().show(repository.config(), |config| {
+        println!("created repository {} at {}", config.id, location.display());
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,78 @@
+//! `lsmvault ls`: the files of one snapshot, or of one path in it.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use lsmvault::format::tree::EntryKind;
+use lsmvault::{Error, WalkedEntry};
+
+use super::Context;
+use crate::output::print_json;
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
+    snapshot: String,
+    /// Only this path (and what is below it).
+    path: Option<String>,
+}
+
+pub fn run(context: &Context, args: &LsArgs) -> Result<ExitCode, Error> {
+    let repository = context.open_repository()?;
+    let found = repository.find_snapshot(&args.snapshot)?;
+    let include: Vec<String> = args.path.iter().cloned().collect();
+    let entries = repository.walk(&found.snapshot.tree, &include)?;
+    if context.output().is_json() {
+        let list: Vec<_> = entries.iter().map(entry_json).collect();
+        print_json(&list)?;
+    } else {
+        for walked in &entries {
+            print_entry(walked);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn entry_json(walked: &WalkedEntry) -> serde_json::Value {
+    let metadata = &walked.entry.metadata;
+    let (kind, detail) = match &walked.entry.kind {
+        EntryKind::File {
+            size,
+            digest,
+            chunks,
+        } => (
+            "file",
+            serde_json::json!({ "size": size, "digest": digest, "chunks": chunks.len() }),
+        ),
+        EntryKind::Directory { subtree } => ("dir", serde_json::json!({ "subtree": subtree })),
+        EntryKind::Symlink { target } => (
+            "symlink",
+            serde_json::json!({ "target": String::from_utf8_lossy(target) }),
+        ),
+    };
+    serde_json::json!({
+        "path": walked.relative.display().to_string(),
+        "type": kind,
+        "mode": format!("{:o}", metadata.mode & 0o7777),
+        "mtime_ns": metadata.mtime_ns,
+        "links": metadata.links,
+        "detail": detail,
+    })
+}
+
+/// One line as `ls -l` would start it: type and mode, size, path.
+fn print_entry(walked: &WalkedEntry) {
+    let metadata = &walked.entry.metadata;
+    let (kind, suffix) = match &walked.entry.kind {
+        EntryKind::File { .. } => ('-', String::new()),
+        EntryKind::Directory { .. } => ('d', "/".to_string()),
+        EntryKind::Symlink { target } => ('l', format!(" -> {}", String::from_utf8_lossy(target))),
+    };
+    println!(
+        "{kind}{:04o} {:>12} {}{}",
+        metadata.mode & 0o7777,
+        walked.entry.size(),
+        walked.relative.display(),
+        suffix
+    );
+}

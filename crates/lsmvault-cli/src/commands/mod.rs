@@ -1,0 +1,95 @@
+//! One module per subcommand, after restic's `cmd_*.go`: each holds the
+//! command's clap arguments and a `run` that calls the library and prints the
+//! result. Commands do not call each other, except that `forget --prune`
+//! runs prune's report.
+//!
+//! What every command shares is here: the [`Context`] of one run (global
+//! flags, output mode, progress bars) and how a repository is located and
+//! opened.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lsmvault::{Error, Progress, Repository};
+
+use crate::cli::GlobalArgs;
+use crate::output::Output;
+use crate::{password, progress};
+
+pub mod backup;
+pub mod checkpoint;
+pub mod diff;
+pub mod forget;
+pub mod init;
+pub mod key;
+pub mod ls;
+pub mod prune;
+pub mod restore;
+pub mod snapshots;
+pub mod stats;
+pub mod tag;
+pub mod unlock;
+pub mod verify;
+pub mod wal;
+
+/// What one run of the program gives every command.
+pub struct Context<'a> {
+    global: &'a GlobalArgs,
+    output: Output,
+    progress: Box<dyn Progress>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(global: &'a GlobalArgs) -> Context<'a> {
+        Context {
+            global,
+            output: Output::new(global.json),
+            progress: progress::reporter(!global.json && !global.quiet),
+        }
+    }
+
+    pub fn output(&self) -> Output {
+        self.output
+    }
+
+    pub fn progress(&self) -> &dyn Progress {
+        self.progress.as_ref()
+    }
+
+    /// The `--password-file` flag (or its environment variable).
+    pub fn password_file(&self) -> Option<&Path> {
+        self.global.password_file.as_deref()
+    }
+
+    /// How long to wait for a conflicting lock (`--retry-lock`; not at all by default).
+    pub fn lock_retry(&self) -> Duration {
+        self.global.retry_lock.unwrap_or_default()
+    }
+
+    /// The repository location (`--repo` or `LSMVAULT_REPOSITORY`), which
+    /// every command but `checkpoint` needs before anything else.
+    pub fn location(&self) -> Result<&'a Path, Error> {
+        self.global.repo.as_deref().ok_or_else(|| {
+            Error::InvalidArgument(
+                "no repository given: pass --repo or set LSMVAULT_REPOSITORY".into(),
+            )
+        })
+    }
+
+    /// Opens the repository, asking for the password only if it is encrypted.
+    pub fn open_repository(&self) -> Result<Repository, Error> {
+        let location = self.location()?;
+        let mut repository = match Repository::open_local(location) {
+            Err(Error::PasswordRequired { location: name }) => {
+                match password::repository_password(self.password_file(), "repository password: ")?
+                {
+                    Some(password) => Repository::open_local_with_password(location, &password),
+                    None => Err(Error::PasswordRequired { location: name }),
+                }
+            }
+            other => other,
+        }?;
+        repository.set_lock_retry(self.lock_retry());
+        Ok(repository)
+    }
+}

@@ -1,0 +1,54 @@
+//! `lsmvault snapshots`: the repository's snapshots, oldest first.
+
+use std::process::ExitCode;
+
+use lsmvault::{Error, SnapshotEntry};
+
+use super::Context;
+use crate::output::{human_bytes, print_json, short_id, table_time};
+
+pub fn run(context: &Context) -> Result<ExitCode, Error> {
+    let repository = context.open_repository()?;
+    let snapshots = repository.snapshots()?;
+    if context.output().is_json() {
+        let list: Vec<_> = snapshots
+            .iter()
+            .map(|entry| serde_json::json!({ "id": entry.id, "snapshot": entry.snapshot }))
+            .collect();
+        print_json(&list)?;
+    } else {
+        print_table(&snapshots);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(snapshots: &[SnapshotEntry]) {
+    println!(
+        "{:<10} {:<20} {:<12} {:<12} {:>10}  source [tags]",
+        "id", "time", "kind", "host", "size"
+    );
+    for entry in snapshots {
+        let snapshot = &entry.snapshot;
+        let tags = if snapshot.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", snapshot.tags.join(","))
+        };
+        println!(
+            "{:<10} {:<20} {:<12} {:<12} {:>10}  {}{}{}",
+            short_id(&entry.id.to_hex()),
+            table_time(&snapshot.time),
+            snapshot.kind.to_string(),
+            snapshot.host,
+            human_bytes(snapshot.stats.bytes_total),
+            snapshot.source,
+            tags,
+            if snapshot.incomplete {
+                " (incomplete)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("{} snapshot(s)", snapshots.len());
+}

@@ -1,0 +1,27 @@
+//! `lsmvault unlock`: removes the stale locks crashed commands left behind
+//! (every lock with `--remove-all`).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use lsmvault::Error;
+
+use super::Context;
+
+#[derive(Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, also live ones.
+    #[arg(long)]
+    remove_all: bool,
+}
+
+pub fn run(context: &Context, args: &UnlockArgs) -> Result<ExitCode, Error> {
+    let repository = context.open_repository()?;
+    let removed = repository.remove_locks(args.remove_all)?;
+    context
+        .output()
+        .show(&serde_json::json!({ "removed": removed }), |_| {
+            println!("removed {removed} lock(s)");
+        })?;
+    Ok(ExitCode::SUCCESS)
+}

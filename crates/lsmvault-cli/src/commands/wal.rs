@@ -1,0 +1,153 @@
+//! `lsmvault wal archive` and `lsmvault wal ls`: continuous archiving of a
+//! database's write-ahead log, and the archived timeline that point-in-time
+//! restores draw on.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use lsmvault::ops::wal_archive::{ArchiveOptions, ArchiveReport, Timeline};
+use lsmvault::Error;
+
+use super::Context;
+use crate::output::{human_bytes, print_json_line, short_id, time_to_seconds};
+
+#[derive(Subcommand)]
+pub enum WalCommand {
+    /// Archive every new or grown WAL segment of a database (`*.log`, `archive/*.log`).
+    Archive {
+        /// The live database directory.
+        database: PathBuf,
+        /// Keep archiving every INTERVAL (e.g. 10s, 1m) until interrupted.
+        #[arg(long, value_name = "INTERVAL")]
+        watch: Option<String>,
+        /// The database id, for databases without an IDENTITY file.
+        #[arg(long)]
+        database_id: Option<String>,
+    },
+    /// The archived timeline: segments, recoverable windows, gaps.
+    Ls,
+}
+
+pub fn run(context: &Context, command: &WalCommand) -> Result<ExitCode, Error> {
+    match command {
+        WalCommand::Archive {
+            database,
+            watch,
+            database_id,
+        } => archive(context, database, watch.as_deref(), database_id.clone()),
+        WalCommand::Ls => list(context),
+    }
+}
+
+/// Archives once, or with `watch` every interval until the process is stopped.
+fn archive(
+    context: &Context,
+    database: &Path,
+    watch: Option<&str>,
+    database_id: Option<String>,
+) -> Result<ExitCode, Error> {
+    let repository = context.open_repository()?;
+    let options = ArchiveOptions { database_id };
+    let interval = watch.map(parse_interval).transpose()?;
+    loop {
+        let report = repository.archive_wal(database, &options)?;
+        // One JSON line per round, so that a watching archiver's output streams.
+        if context.output().is_json() {
+            print_json_line(&report)?;
+        } else {
+            print_archive_report(&report);
+        }
+        match interval {
+            Some(interval) => std::thread::sleep(interval),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+fn parse_interval(text: &str) -> Result<Duration, Error> {
+    humantime::parse_duration(text).map_err(|error| {
+        Error::InvalidArgument(format!("--watch {text:?}: {error} (e.g. 10s, 1m)"))
+    })
+}
+
+fn print_archive_report(report: &ArchiveReport) {
+    for segment in report
+        .segments
+        .iter()
+        .filter(|segment| segment.status != "unchanged")
+    {
+        println!(
+            "{} {} ({} bytes, sequences {:?}..={:?}, tail {})",
+            segment.status,
+            segment.file_name,
+            segment.size,
+            segment.first_sequence,
+            segment.last_sequence,
+            segment.tail
+        );
+        if segment.tail != "clean" {
+            eprintln!("warning: {}: {}", segment.file_name, segment.tail);
+        }
+    }
+    println!(
+        "archived database {}: {} read, {} new, {} stored in {:.2} s",
+        report.database_id,
+        human_bytes(report.bytes_read),
+        human_bytes(report.bytes_added),
+        human_bytes(report.bytes_stored),
+        report.duration_seconds
+    );
+}
+
+fn list(context: &Context) -> Result<ExitCode, Error> {
+    let repository = context.open_repository()?;
+    let timelines = repository.wal_timeline()?;
+    context.output().show(&timelines, |timelines| {
+        for timeline in timelines {
+            print_timeline(timeline);
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// Times here keep their `T` (unlike the snapshot tables): the timeline has
+// always been printed that way.
+fn print_timeline(timeline: &Timeline) {
+    println!("database {}:", timeline.database_id);
+    for segment in &timeline.segments {
+        println!(
+            "  {:<14} {:>12} sequences {:>10} ..= {:<10} {} version(s), last {} ({})",
+            segment.file_name,
+            human_bytes(segment.size),
+            segment
+                .first_sequence
+                .map_or("-".into(), |value| value.to_string()),
+            segment
+                .last_sequence
+                .map_or("-".into(), |value| value.to_string()),
+            segment.versions,
+            time_to_seconds(&segment.archived_at),
+            segment.tail
+        );
+    }
+    for window in &timeline.windows {
+        println!(
+            "  recoverable: sequences {} ..= {} from snapshot {} ({})",
+            window.from_sequence,
+            window.to_sequence,
+            short_id(&window.snapshot),
+            time_to_seconds(&window.snapshot_time)
+        );
+    }
+    for gap in &timeline.gaps {
+        println!("  GAP: {gap}");
+    }
+    for point in &timeline.restore_points {
+        println!(
+            "  restore point {:?} at sequence {} ({})",
+            point.name, point.sequence, point.time
+        );
+    }
+}

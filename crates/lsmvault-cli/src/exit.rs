@@ -1,0 +1,96 @@
+//! How a failure reaches the user: the exit code (the error's stable
+//! [`ErrorCode`]), the `error:` and `hint:` lines on stderr, and with `--json`
+//! an error object on stdout.
+//!
+//! The hints live here, not in the library, because they name this program's
+//! flags, environment variables and subcommands.
+
+use std::process::ExitCode;
+
+use lsmvault::{Error, ErrorCode};
+
+/// One line telling the user what to try next.
+pub fn hint(error: &Error) -> &'static str {
+    match error {
+        Error::RepositoryNotFound { .. } => {
+            "check --repo / LSMVAULT_REPOSITORY, or create one with `lsmvault init`"
+        }
+        Error::RepositoryExists { .. } => "use the existing repository, or choose another location",
+        Error::UnsupportedVersion { .. } => {
+            "upgrade lsmvault to a release that knows this format version"
+        }
+        Error::SnapshotNotFound { .. } => {
+            "list snapshots with `lsmvault snapshots`; use an id, a unique prefix, `latest` or `latest:TAG`"
+        }
+        Error::AmbiguousPrefix { .. } => "give more characters of the snapshot id",
+        Error::ChecksumMismatch { .. } | Error::CorruptObject { .. } => {
+            "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
+        }
+        Error::TargetNotEmpty { .. } => {
+            "restore into a new or empty directory, or pass --delta to keep matching files"
+        }
+        Error::UnsafePath { .. } => {
+            "the snapshot was tampered with or written by a faulty tool; nothing was written outside the target"
+        }
+        Error::VerifyFailed { .. } => {
+            "the findings above name each damaged object and the snapshots and files it affects"
+        }
+        Error::SourceNotFound { .. } => "pass the directory of a database checkpoint",
+        Error::Io { .. } => "check the path, permissions and free space",
+        Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
+        Error::Backend(failure) if failure.is_transient() => {
+            "the storage did not answer in time or is throttling; try again later"
+        }
+        Error::Backend(failure) if failure.code() == ErrorCode::CorruptObject => {
+            "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
+        }
+        Error::Backend(_) => "check the path, permissions and free space",
+        // The first failure decides the exit code, so it decides the hint too.
+        Error::RestoreIncomplete { first, .. } => hint(first),
+        Error::RepositoryLocked { .. } => {
+            "wait for that command to finish (or pass --retry-lock 10m); if it no longer runs, `lsmvault unlock` removes stale locks"
+        }
+        Error::PolicyRemovesAll { .. } => {
+            "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
+        }
+        Error::PasswordRequired { .. } => {
+            "set LSMVAULT_PASSWORD or LSMVAULT_PASSWORD_FILE, pass --password-file, or run on a terminal to be asked; `init --no-encryption` creates a plaintext repository"
+        }
+        Error::WrongPassword { .. } => {
+            "check the password; `lsmvault key list` shows the repository's keys"
+        }
+        Error::AuthenticationFailed { .. } => {
+            "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"
+        }
+        Error::PointInTimeUnavailable { .. } => {
+            "`lsmvault wal ls` shows the archived timeline, its recoverable windows and its gaps"
+        }
+    }
+}
+
+/// The process exit code of an error code (its numeric value, which never changes).
+pub fn exit_code(code: ErrorCode) -> ExitCode {
+    // Every code is below 256 (ErrorCode is `repr(u8)`), so nothing is cut off.
+    ExitCode::from(code.exit_code() as u8)
+}
+
+/// Prints the `error:` and `hint:` lines on stderr.
+pub fn print_error(error: &Error) {
+    eprintln!("error: {error}");
+    eprintln!("hint: {}", hint(error));
+}
+
+/// Reports a failed command (with `json`, also as an error object on stdout)
+/// and returns its exit code.
+pub fn report_failure(error: &Error, json: bool) -> ExitCode {
+    let code = error.code();
+    if json {
+        let report = serde_json::json!({
+            "error": { "code": code.name(), "exit_code": code.exit_code(),
+                       "message": error.to_string(), "hint": hint(error) }
+        });
+        println!("{report}");
+    }
+    print_error(error);
+    exit_code(code)
+}

@@ -1,0 +1,130 @@
+//! How results are shown: JSON for machines (`--json`) or text for people,
+//! and the small formatting rules every text listing shares (short ids,
+//! timestamps to the second, byte counts in binary units).
+//!
+//! Each rule is written once here so that two listings never disagree on how
+//! an id or a time looks.
+
+use lsmvault::Error;
+use serde::Serialize;
+
+/// Text or JSON, as the global `--json` flag chose.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    pub fn new(json: bool) -> Output {
+        Output { json }
+    }
+
+    /// Whether results are printed as JSON.
+    pub fn is_json(self) -> bool {
+        self.json
+    }
+
+    /// Prints `value` as pretty JSON, or has `text` print it for people.
+    pub fn show<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        text: impl FnOnce(&T),
+    ) -> Result<(), Error> {
+        if self.json {
+            print_json(value)
+        } else {
+            text(value);
+            Ok(())
+        }
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(serialization_error)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Prints `value` as JSON on one line (one report of a stream of them).
+pub fn print_json_line<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string(value).map_err(serialization_error)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `value` as a JSON value, for reports that are combined before printing.
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(serialization_error)
+}
+
+fn serialization_error(error: serde_json::Error) -> Error {
+    Error::InvalidArgument(error.to_string())
+}
+
+/// The first 8 hex digits of a snapshot (or other object) id, as listings show it.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The first 12 digits of a key name, as key listings show it.
+pub fn short_key_name(name: &str) -> &str {
+    name.get(..12).unwrap_or(name)
+}
+
+/// An RFC 3339 timestamp cut to whole seconds: `2026-11-23T14:32:05`.
+pub fn time_to_seconds(time: &str) -> &str {
+    time.get(..19).unwrap_or(time)
+}
+
+/// An RFC 3339 timestamp as tables show it: `2026-11-23 14:32:05`.
+pub fn table_time(time: &str) -> String {
+    time_to_seconds(time).replace('T', " ")
+}
+
+/// A byte count in binary units with one decimal (`1.5 MiB`), exact below 1 KiB.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_forms_cut_long_text_and_keep_short_text() {
+        let id = "0123456789abcdef";
+        assert_eq!(short_id(id), "01234567");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_key_name(id), "0123456789ab");
+        assert_eq!(short_key_name("abc"), "abc");
+    }
+
+    #[test]
+    fn times_are_cut_to_seconds() {
+        let time = "2026-11-23T14:32:05.123456789Z";
+        assert_eq!(time_to_seconds(time), "2026-11-23T14:32:05");
+        assert_eq!(table_time(time), "2026-11-23 14:32:05");
+        assert_eq!(table_time("garbage"), "garbage");
+    }
+
+    #[test]
+    fn bytes_in_binary_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16777216.0 TiB");
+    }
+}
