@@ -96,7 +96,12 @@ impl ForgetArgs {
                 host: self.host.clone(),
                 kind,
             },
-            group_by: GroupBy::parse(&self.group_by)?,
+            group_by: GroupBy::parse(&self.group_by).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "--group-by {:?}: expected host, source, or none",
+                    self.group_by
+                ))
+            })?,
             dry_run: self.dry_run,
             allow_remove_all: self.allow_remove_all,
         })
@@ -151,7 +156,15 @@ fn forget_by_policy(
     args: &ForgetArgs,
     output: Output,
 ) -> Result<serde_json::Value, Error> {
-    let report = repository.forget(&args.policy_options()?)?;
+    let options = args.policy_options()?;
+    if options.policy.is_empty() {
+        // Said here, where the flags are known: the library only knows the policy is empty.
+        return Err(Error::InvalidArgument(
+            "no keep rule given: pass --keep-last, --keep-daily, --keep-within, ... (or snapshot ids)"
+                .into(),
+        ));
+    }
+    let report = repository.forget(&options)?;
     let value = to_json(&report)?;
     if !output.is_json() {
         print_decisions(&report);

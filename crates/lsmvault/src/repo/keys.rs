@@ -67,9 +67,7 @@ impl Repository {
         let target = keys
             .iter()
             .find(|key| key.name == name || (name.len() >= 8 && key.name.starts_with(name)))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("no key {name:?}; see `lsmvault key list`"))
-            })?;
+            .ok_or_else(|| Error::InvalidArgument(format!("no key file matches {name:?}")))?;
         if target.current {
             return Err(Error::InvalidArgument(format!(
                 "key {} is the one this command opened the repository with; open with another key to remove it",

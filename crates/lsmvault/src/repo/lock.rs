@@ -138,9 +138,7 @@ pub fn list_locks(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
             Err(error) => {
                 return Err(Error::corrupt(
                     ObjectKind::Lock.describe(&object.name),
-                    format!(
-                    "{error} (remove it with `lsmvault unlock --remove-all` if no command runs)"
-                ),
+                    format!("{error} (removing every lock clears it, once no command runs)"),
                 ))
             }
         }

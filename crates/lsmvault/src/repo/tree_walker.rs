@@ -165,7 +165,7 @@ fn include_components(path: &str) -> Result<Vec<Vec<u8>>> {
             Component::CurDir | Component::RootDir => {}
             Component::ParentDir | Component::Prefix(_) => {
                 return Err(Error::InvalidArgument(format!(
-                    "--include {path:?} must not contain '..'"
+                    "include path {path:?} must not contain '..'"
                 )))
             }
         }

@@ -40,8 +40,7 @@ impl Repository {
     pub fn forget(&self, options: &ForgetOptions) -> Result<ForgetReport> {
         if options.policy.is_empty() {
             return Err(Error::InvalidArgument(
-                "no keep rule given: pass --keep-last, --keep-daily, --keep-within, ... (or snapshot ids)"
-                    .into(),
+                "the retention policy has no keep rule: it would keep nothing".into(),
             ));
         }
         let _lock = if options.dry_run {

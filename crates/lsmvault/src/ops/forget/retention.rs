@@ -98,7 +98,7 @@ impl GroupBy {
                 "none" => {}
                 other => {
                     return Err(Error::InvalidArgument(format!(
-                        "--group-by {other:?}: expected host, source, or none"
+                        "grouping {other:?}: expected host, source, or none"
                     )))
                 }
             }

@@ -66,7 +66,7 @@ impl PrunePlan {
             if !present {
                 return Err(Error::corrupt(
                     format!("blob {blob}"),
-                    "a snapshot needs it but its pack is missing or unindexed; prune refuses to run (see `lsmvault verify`)",
+                    "a snapshot needs it but its pack is missing or unindexed; prune refuses to run (verify names every damaged object)",
                 ));
             }
         }
