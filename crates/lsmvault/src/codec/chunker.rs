@@ -23,8 +23,16 @@ use crate::error::{Error, Result};
 pub struct ChunkerParams {
     /// Always `"fastcdc-v2020"` for now; a different algorithm is a new name.
     pub algorithm: ChunkerAlgorithm,
+    /// Smallest chunk in bytes (default 256 KiB): no cut is looked for before
+    /// it, so only the last chunk of a stream may be shorter, and a file no
+    /// larger than this is one chunk. FastCDC accepts 64 B to 1 MiB.
     pub min_size: u32,
+    /// Target average chunk size in bytes (default 1 MiB): the cut-point masks
+    /// derive from its base-2 logarithm. FastCDC accepts 256 B to 4 MiB.
     pub avg_size: u32,
+    /// Largest chunk in bytes (default 4 MiB): a cut is forced there. It sizes
+    /// the chunker's buffer (two of them) and a pack's headroom over
+    /// `pack_size`. FastCDC accepts 1 KiB to 16 MiB.
     pub max_size: u32,
     /// FastCDC normalization level (0..=3).
     pub normalization: u8,
@@ -33,6 +41,8 @@ pub struct ChunkerParams {
 /// The chunking algorithms this build knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChunkerAlgorithm {
+    /// FastCDC 2020 as the `fastcdc` crate's `v2020` module cuts, written
+    /// `fastcdc-v2020` in `config`.
     #[serde(rename = "fastcdc-v2020")]
     FastCdc2020,
 }
@@ -134,10 +144,14 @@ impl CutFinder {
         length
     }
 
+    /// The longest chunk [`CutFinder::next_cut`] returns, in bytes (the
+    /// parameters' `max_size`): how much a caller must buffer ahead.
     pub fn max_size(&self) -> usize {
         self.max_size
     }
 
+    /// The shortest chunk [`CutFinder::next_cut`] returns, in bytes, except at
+    /// the end of the stream: a stream no longer than this is one chunk.
     pub fn min_size(&self) -> usize {
         self.min_size
     }

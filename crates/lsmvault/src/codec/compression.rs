@@ -35,9 +35,16 @@ pub enum Compression {
     /// Never compress.
     Off,
     /// Compress with zstd at `level` unless the data does not shrink.
-    Auto { level: i32 },
+    Auto {
+        /// zstd level (1..=22) for blobs whose sample shrinks; written `auto`
+        /// at [`DEFAULT_LEVEL`], `auto:N` otherwise.
+        level: i32,
+    },
     /// Always zstd at `level` (still stored raw if compression would grow it).
-    Zstd { level: i32 },
+    Zstd {
+        /// zstd level (1..=22); written `zstd:N`.
+        level: i32,
+    },
 }
 
 impl Default for Compression {

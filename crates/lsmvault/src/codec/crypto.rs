@@ -40,7 +40,7 @@ pub const SEAL_OVERHEAD: usize = NONCE_LENGTH + TAG_LENGTH;
 const NONCE_LENGTH: usize = 24;
 /// Poly1305 tag, stored after the ciphertext.
 const TAG_LENGTH: usize = 16;
-/// Key file format version.
+/// Key file format version (the `version` field of `keys/` objects).
 pub const KEY_FILE_VERSION: u32 = 1;
 /// Default time one key derivation should take.
 pub const DEFAULT_KDF_TARGET: Duration = Duration::from_millis(500);
@@ -50,11 +50,22 @@ const KDF_MEMORY_KIB: u32 = 32 * 1024;
 /// What an object is, bound into its seal as associated data.
 #[derive(Debug, Clone, Copy)]
 pub enum SealKind {
+    /// One blob (data chunk or tree) inside a pack, sealed after compression
+    /// (`lsmvault blob v1`).
     Blob,
+    /// A pack's header; the 12-byte trailer after it stays plaintext
+    /// (`lsmvault pack header v1`).
     PackHeader,
+    /// A whole index file (`lsmvault index v1`).
     Index,
+    /// A whole snapshot file (`lsmvault snapshot v1`).
     Snapshot,
+    /// A whole `wal/` object: an archived segment record or a restore point
+    /// (`lsmvault wal record v1`).
     WalRecord,
+    /// The 64-byte master key inside a key file, always sealed with
+    /// XChaCha20-Poly1305 under the password-derived key, whatever the
+    /// repository's cipher (`lsmvault master key v1`).
     MasterKey,
 }
 
@@ -85,6 +96,8 @@ pub enum Cipher {
 }
 
 impl Cipher {
+    /// The name `config` records in `encryption.cipher`:
+    /// `aes-256-gcm-subkey` or `xchacha20-poly1305`.
     pub fn name(self) -> &'static str {
         match self {
             Cipher::Aes256GcmSubkey => "aes-256-gcm-subkey",
@@ -92,6 +105,7 @@ impl Cipher {
         }
     }
 
+    /// The cipher a `config` names; `None` for a name this build does not know.
     pub fn from_name(name: &str) -> Option<Cipher> {
         [Cipher::Aes256GcmSubkey, Cipher::XChaCha20Poly1305]
             .into_iter()
@@ -223,13 +237,17 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// The master key's material.
+/// The repository's 64-byte master key: bytes 0..32 are the AEAD key,
+/// 32..64 the blob-id key; the chunker's gear seed derives from all 64.
+/// Stored only wrapped, in key files.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MasterKey {
     bytes: [u8; 64],
 }
 
 impl MasterKey {
+    /// A new random master key from the operating system's random source, made
+    /// once by `init`: bytes 0..32 are the AEAD key, 32..64 the blob-id key.
     pub fn generate() -> Result<MasterKey> {
         let mut bytes = [0u8; 64];
         random_bytes(&mut bytes)?;
@@ -273,6 +291,7 @@ impl Keys {
         }
     }
 
+    /// Whether objects are sealed and blob ids keyed (false for [`Keys::plaintext`]).
     pub fn is_encrypted(&self) -> bool {
         self.cipher.is_some()
     }
@@ -365,8 +384,13 @@ impl Keys {
 /// argon2id parameters, stored in each key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
+    /// Memory cost in KiB (argon2's m); [`KdfParams::tuned`] uses 32768
+    /// (32 MiB). A key file asking for more than 1 GiB is refused.
     pub memory_kib: u32,
+    /// Time cost: passes over the memory (argon2's t), 1..=100 as tuned so one
+    /// derivation takes about the target time. More than 1000 is refused.
     pub iterations: u32,
+    /// Lanes (argon2's p); 1 as tuned. More than 64 is refused.
     pub parallelism: u32,
 }
 
@@ -424,11 +448,19 @@ impl KdfParams {
 /// A key file: the master key wrapped under a password.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyFile {
+    /// Key file format version, [`KEY_FILE_VERSION`]; unwrapping refuses any
+    /// other as unsupported.
     pub version: u32,
+    /// When the key file was written (RFC 3339, UTC, nanoseconds).
     pub created: String,
+    /// Host name of the machine that wrote it (shown by `key list`).
     pub host: String,
+    /// Name (or numeric uid) of the user who wrote it.
     pub user: String,
+    /// Key derivation function: always `argon2id` (version 0x13); unwrapping
+    /// refuses anything else.
     pub kdf: String,
+    /// The argon2id cost parameters the wrapping key is derived with.
     pub kdf_params: KdfParams,
     /// Hex salt (16 bytes).
     pub salt: String,

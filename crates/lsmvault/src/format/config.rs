@@ -19,15 +19,20 @@ pub const REPOSITORY_VERSION: u32 = 2;
 /// The oldest repository format version this build opens.
 pub const OLDEST_REPOSITORY_VERSION: u32 = 1;
 
-/// Default target size of a pack file.
+/// Default target size of a pack file in bytes (16 MiB), `config`'s `pack_size`.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
 /// The repository's `config` file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
+    /// Repository format version: 1 (written before compression and
+    /// encryption existed) or 2 ([`REPOSITORY_VERSION`]). Checked before the
+    /// rest is parsed: any other version is refused as unsupported.
     pub version: u32,
     /// Random id of this repository (64 hex digits).
     pub id: String,
+    /// Chunker parameters, fixed at `init`: every chunk boundary, hence all
+    /// deduplication, depends on them.
     pub chunker: ChunkerParams,
     /// Target size of pack files in bytes.
     pub pack_size: u32,

@@ -21,7 +21,7 @@ use crate::format::framing::{Framing, VersionWidth};
 use crate::format::pack::{BlobKind, Codec, PackEntry};
 use crate::id::Id;
 
-/// Current index file format version.
+/// Index file format version: the `u32` after the magic. Readers refuse any other.
 pub const INDEX_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"LSMVINDX";
 const ENTRY_LENGTH: usize = 80;
@@ -35,10 +35,13 @@ const FRAMING: Framing = Framing {
     subject: None,
 };
 
-/// Where a blob lives.
+/// Where a blob lives: one entry of an index file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
+    /// Id of the pack (`data/xx/<id>`) holding the blob.
     pub pack: Id,
+    /// The blob as that pack lists it: id, kind, codec, offset in the pack,
+    /// stored and raw length.
     pub entry: PackEntry,
 }
 
@@ -49,22 +52,27 @@ pub struct Index {
 }
 
 impl Index {
+    /// An empty index.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Where blob `id` is stored, when an indexed pack holds it.
     pub fn get(&self, id: &Id) -> Option<&BlobLocation> {
         self.blobs.get(id)
     }
 
+    /// Whether blob `id` is indexed (a writer then does not store it again).
     pub fn contains(&self, id: &Id) -> bool {
         self.blobs.contains_key(id)
     }
 
+    /// Number of distinct blobs indexed.
     pub fn len(&self) -> usize {
         self.blobs.len()
     }
 
+    /// Whether no blob is indexed.
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }
@@ -79,10 +87,12 @@ impl Index {
         }
     }
 
+    /// Records one blob's location. An id already present keeps its first location.
     pub fn insert(&mut self, location: BlobLocation) {
         self.blobs.entry(location.entry.id).or_insert(location);
     }
 
+    /// Every indexed blob's location, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &BlobLocation> {
         self.blobs.values()
     }

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::framing::{Framing, VersionWidth};
 use crate::id::Id;
 
-/// Current pack format version.
+/// Pack format version: the `u16` after the header magic. Readers refuse any other.
 pub const PACK_VERSION: u16 = 1;
 const HEADER_MAGIC: &[u8; 8] = b"LSMVPKHD";
 const TRAILER_MAGIC: &[u8; 8] = b"LSMVPACK";
@@ -39,7 +39,7 @@ const HEADER_FRAMING: Framing = Framing {
 /// Length of the fixed trailer (`header_length` + magic).
 pub const TRAILER_LENGTH: usize = 4 + 8;
 
-/// What a blob holds.
+/// What a blob holds: the `kind` byte of pack header and index entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum BlobKind {
     /// A chunk of file content.
@@ -48,7 +48,8 @@ pub enum BlobKind {
     Tree = 1,
 }
 
-/// How a blob's bytes are encoded in the pack.
+/// How a blob's bytes are encoded in the pack: the `codec` byte of pack
+/// header and index entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Codec {
     /// Stored as is.
@@ -80,11 +81,24 @@ impl Codec {
 /// One blob as listed in a pack header (offset derived from its predecessors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
+    /// The blob's id: BLAKE3 of its raw (decoded) content, keyed in an
+    /// encrypted repository; checked on every read.
     pub id: Id,
+    /// Whether the blob is a chunk of file content or a tree.
     pub kind: BlobKind,
+    /// How the stored bytes decode to the raw content (applied inside the
+    /// seal in an encrypted repository).
     pub codec: Codec,
+    /// Byte offset of the blob from the start of the pack. The pack header
+    /// does not store it (it is the sum of the preceding `stored_length`s);
+    /// index entries do.
     pub offset: u32,
+    /// Bytes the blob occupies in the pack: after compression, and including
+    /// the 40 bytes of nonce and tag in an encrypted repository.
     pub stored_length: u32,
+    /// Bytes of the decoded content (equal to `stored_length` for a plaintext
+    /// blob stored as is). Decoding checks it, and refuses a compressed blob
+    /// claiming more than [`MAX_BLOB_SIZE`](crate::codec::compression::MAX_BLOB_SIZE).
     pub raw_length: u32,
 }
 
@@ -101,12 +115,18 @@ pub struct Packer {
 /// A finished pack: its name, bytes and the blobs it holds.
 #[derive(Debug)]
 pub struct FinishedPack {
+    /// The pack's name: plain BLAKE3 of all of `bytes` (unkeyed, also in an
+    /// encrypted repository).
     pub id: Id,
+    /// The complete pack file: blobs, header (sealed when encrypted), trailer.
     pub bytes: Vec<u8>,
+    /// The blobs it holds, in pack order, with their offsets.
     pub entries: Vec<PackEntry>,
 }
 
 impl Packer {
+    /// An empty packer whose buffer grows as blobs arrive (see
+    /// [`Packer::with_capacity`] for full-size packs).
     pub fn new() -> Self {
         Self::default()
     }
@@ -125,6 +145,8 @@ impl Packer {
         self.bytes.len()
     }
 
+    /// Whether no blob was added yet (an empty blob counts as added, though
+    /// it leaves [`Packer::len`] at 0).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
-/// Current snapshot file format version.
+/// Snapshot file format version (the `version` field). Readers refuse any other.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
 /// How a backup chose its parent (and so how much it read); never how restore works.
@@ -40,8 +40,12 @@ impl std::fmt::Display for SnapshotKind {
 /// What a backup did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackupStats {
+    /// Regular files in the snapshot, read or taken from the parent
+    /// (unreadable ones are not counted).
     pub files: u64,
+    /// Directories below the source directory (the source itself not counted).
     pub directories: u64,
+    /// Symbolic links in the snapshot.
     pub symlinks: u64,
     /// Files not in the parent (or `--full`).
     pub files_new: u64,
@@ -57,31 +61,48 @@ pub struct BackupStats {
     pub bytes_added: u64,
     /// Bytes of packs written (what the repository grew by, before index and snapshot).
     pub bytes_stored: u64,
+    /// Blobs (data chunks and trees) the repository did not have before.
     pub blobs_added: u64,
+    /// Pack files published.
     pub packs_written: u64,
+    /// Wall-clock seconds from the start of the backup until its index was
+    /// written (the snapshot file is written after this is measured).
     pub duration_seconds: f64,
 }
 
 /// The contents of a snapshot file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Snapshot file format version, [`SNAPSHOT_VERSION`]; a reader refuses
+    /// any other as unsupported.
     pub version: u32,
     /// When the backup started (RFC 3339, UTC, nanoseconds).
     pub time: String,
+    /// Host name of the machine that made the backup, unless the backup
+    /// named another; parent choice and retention group snapshots by it.
     pub host: String,
+    /// Name (or numeric uid) of the user who ran the backup.
     pub user: String,
     /// Absolute path of the backed-up directory.
     pub source: String,
+    /// Labels given at backup time, for selection (`latest:TAG`), filtering
+    /// and retention; possibly empty.
     pub tags: Vec<String>,
-    /// The snapshot unchanged files were taken from.
+    /// The snapshot unchanged files were taken from (`null` for a full
+    /// backup, which had none).
     pub parent: Option<Id>,
+    /// How the parent was chosen; restore ignores it (every tree is complete).
     pub kind: SnapshotKind,
-    /// Root tree.
+    /// Id of the root tree blob: the listing of the source directory itself.
     pub tree: Id,
     /// True when some source files could not be read (they are absent from the tree).
     pub incomplete: bool,
+    /// One message per source entry that could not be read (the first 1000).
     pub warnings: Vec<String>,
+    /// What the backup read, stored and how long it took.
     pub stats: BackupStats,
+    /// Name and version of the program that wrote the snapshot
+    /// (`lsmvault 0.1.0`).
     pub program: String,
     /// Identity and last sequence number of the database the source held
     /// (absent for directories that are not an LSM database).
@@ -90,11 +111,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The pretty-printed JSON of the snapshot file, before sealing; the file
+    /// is named by the BLAKE3 hash of the bytes stored.
     pub fn encode(&self) -> Vec<u8> {
         // Plain data with string keys always serializes.
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
+    /// Parses a snapshot file's JSON (already opened when encrypted), refusing
+    /// any version but [`SNAPSHOT_VERSION`]; `name` identifies it in errors.
     pub fn decode(name: &str, bytes: &[u8]) -> Result<Snapshot> {
         #[derive(Deserialize)]
         struct VersionOnly {
@@ -127,7 +152,10 @@ pub fn format_time(time: SystemTime) -> String {
 /// A snapshot together with its id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotEntry {
+    /// The snapshot file's name under `snapshots/`: BLAKE3 of its stored
+    /// (sealed, when encrypted) bytes.
     pub id: Id,
+    /// The file's parsed content.
     pub snapshot: Snapshot,
 }
 

@@ -20,17 +20,22 @@ use crate::id::Id;
 /// Current tree blob format version (the first byte of every tree blob).
 pub const TREE_VERSION: u8 = 1;
 
-/// A directory listing.
+/// One directory's listing: the content of a tree blob.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Tree {
+    /// The directory's entries, sorted bytewise by name, names unique
+    /// (checked by [`Tree::decode`]).
     pub entries: Vec<Entry>,
 }
 
 /// One name in a directory with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// One path component as raw bytes (see [`validate_name`]).
     pub name: Vec<u8>,
+    /// What the entry is, and where its content lives.
     pub kind: EntryKind,
+    /// Its file-system metadata at backup time.
     pub metadata: Metadata,
 }
 
@@ -39,13 +44,18 @@ pub struct Entry {
 pub struct Metadata {
     /// Permission bits and type bits as `st_mode`.
     pub mode: u32,
+    /// Owner's user id; restored only when restoring as root.
     pub uid: u32,
+    /// Owner's group id; restored only when restoring as root.
     pub gid: u32,
     /// Modification time in nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
     /// Status-change time in nanoseconds since the Unix epoch (change detection only).
     pub ctime_ns: i64,
+    /// `st_dev` of the source file. With `inode`, it matches an unchanged
+    /// file against the parent snapshot and groups hard links; never restored.
     pub device: u64,
+    /// `st_ino` of the source file (see `device`); never restored.
     pub inode: u64,
     /// Number of hard links the source file had.
     pub links: u64,
@@ -54,17 +64,24 @@ pub struct Metadata {
 /// What an entry is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {
+    /// A regular file (postcard variant 0).
     File {
+        /// Content length in bytes.
         size: u64,
-        /// BLAKE3 of the whole content.
+        /// BLAKE3 of the whole content (keyed in an encrypted repository):
+        /// checked after restore. For a one-chunk file it equals the chunk id.
         digest: Id,
-        /// Content chunks in order.
+        /// Ids of the content's data blobs, in order; empty for an empty file.
         chunks: Vec<Id>,
     },
+    /// A subdirectory (postcard variant 1).
     Directory {
+        /// Id of the tree blob listing the subdirectory.
         subtree: Id,
     },
+    /// A symbolic link (postcard variant 2).
     Symlink {
+        /// The link's target as `readlink` returned it (raw bytes).
         target: Vec<u8>,
     },
 }
@@ -75,6 +92,7 @@ impl Entry {
         String::from_utf8_lossy(&self.name).into_owned()
     }
 
+    /// The file's content size in bytes; 0 for directories and symlinks.
     pub fn size(&self) -> u64 {
         match &self.kind {
             EntryKind::File { size, .. } => *size,

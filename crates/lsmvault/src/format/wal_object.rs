@@ -1,28 +1,44 @@
 //! `wal/` objects: one archived version of one WAL segment, or a named
 //! restore point (JSON with a version field, sealed in encrypted repositories).
+//!
+//! Invariant: [`WalObject::decode`] returns only objects of version
+//! [`WAL_RECORD_VERSION`]; the `type` field (`segment` or `restore_point`)
+//! selects the variant. Objects are named by the BLAKE3 hash of their stored
+//! bytes and never modified: a segment that grew is archived again as a new
+//! record, and readers take the longest version (the newest among equals).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
 
-/// Version of WAL record objects.
+/// The `version` field of every `wal/` object; a reader refuses any other.
 pub const WAL_RECORD_VERSION: u32 = 1;
 
 /// One archived version of one WAL segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentRecord {
+    /// The database the segment belongs to: its `IDENTITY` (a UUID), or the
+    /// id given to the archive when the directory has none.
     pub database_id: String,
     /// The segment's file number (`000123.log` is 123).
     pub segment: u64,
     /// Its file name in the database directory (`000123.log`).
     pub file_name: String,
+    /// Bytes of the segment as archived in this version (a growing segment is
+    /// archived again, as a new record, each time it grew).
     pub size: u64,
     /// Whole-content digest (same hash as file digests in trees).
     pub digest: Id,
+    /// Ids of the data blobs that make up the `size` bytes, in order. A grown
+    /// segment keeps its previous version's chunks and appends those of the
+    /// new bytes.
     pub chunks: Vec<Id>,
-    /// Sequence numbers of the first and last readable write batch.
+    /// First sequence number of the first readable write batch (`None`: no
+    /// readable batch).
     pub first_sequence: Option<u64>,
+    /// Last sequence number taken by the readable write batches (`None`: none
+    /// took one).
     pub last_sequence: Option<u64>,
     /// Readable write batches.
     pub batches: u64,
@@ -34,17 +50,26 @@ pub struct SegmentRecord {
     pub holes: Vec<(u64, u64)>,
     /// `clean`, or how the readable part ends (torn or corrupt, with offset).
     pub tail: String,
+    /// When this version was archived (RFC 3339, UTC, nanoseconds);
+    /// recovery to a time relies on it.
     pub archived_at: String,
+    /// Host name of the machine that archived it.
     pub host: String,
 }
 
 /// A named point in time: the newest archived sequence when it was taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestorePoint {
+    /// The name the user gave it; recovery finds the point by this name.
     pub name: String,
+    /// The database it belongs to (as in [`SegmentRecord::database_id`]).
     pub database_id: String,
+    /// The newest archived sequence number when the point was taken:
+    /// recovery to the point keeps every write batch ending at or before it.
     pub sequence: u64,
+    /// When the point was taken (RFC 3339, UTC, nanoseconds).
     pub time: String,
+    /// Host name of the machine that took it.
     pub host: String,
 }
 
@@ -52,7 +77,9 @@ pub struct RestorePoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WalObject {
+    /// `"type": "segment"`: one archived version of one segment.
     Segment(SegmentRecord),
+    /// `"type": "restore_point"`: a named restore point.
     RestorePoint(RestorePoint),
 }
 

@@ -30,16 +30,27 @@ pub struct CheckpointOptions {
     /// Shell command run right after (e.g. `kill -CONT 1234`); also run when
     /// the checkpoint fails, so a frozen writer is never left frozen.
     pub thaw_command: Option<String>,
+    /// Which files are hard-linked, copied or left out (RocksDB and LevelDB
+    /// conventions by default).
     pub classes: FileClasses,
 }
 
 /// What a checkpoint did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckpointReport {
+    /// The checkpoint directory, created by [`checkpoint`].
     pub destination: PathBuf,
+    /// Files hard-linked: immutable files and rotated WAL segments.
     pub linked: u64,
+    /// Files copied because they may still change (MANIFEST, CURRENT,
+    /// OPTIONS, IDENTITY, the active WAL segment); links that became copies
+    /// are counted in `cross_device_copies` instead.
     pub copied: u64,
+    /// Entries left out: skip-class files (`LOCK`, info logs, temporaries),
+    /// anything neither a regular file nor a directory, and files the
+    /// database deleted between listing and linking.
     pub skipped: u64,
+    /// Bytes written by copies, cross-device copies included.
     pub bytes_copied: u64,
     /// Links that crossed file systems and became copies.
     pub cross_device_copies: u64,

@@ -1,5 +1,9 @@
 //! Reading blobs and trees: every blob is located through the index, read
 //! with one ranged read of its pack, decoded and checked against its id.
+//!
+//! Invariant: no bytes leave this module that did not hash to the id asked
+//! for. A blob the index names in a pack that is gone is reported as a
+//! corrupt pack naming both, never as a plain "not found".
 
 use crate::backend::{self, ObjectKind};
 use crate::error::{Error, Result};

@@ -17,9 +17,14 @@ use crate::repo::{random_id, Repository};
 /// A key file as listed by [`Repository::list_keys`].
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyListing {
+    /// The key file's object name under `keys/` (64 random hex digits);
+    /// [`Repository::remove_key`] takes it or a prefix of at least 8 digits.
     pub name: String,
+    /// When the key file was written (RFC 3339, UTC); the listing is sorted by it.
     pub created: String,
+    /// Host name of the machine that wrote the key file.
     pub host: String,
+    /// Name (or numeric uid) of the user who wrote the key file.
     pub user: String,
     /// Whether this repository handle was opened with it.
     pub current: bool,

@@ -38,8 +38,14 @@ pub use pack_writer::{BackendSink, PackSink, PackWriter, WriteSummary};
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone)]
 pub struct InitOptions {
+    /// Chunker parameters, recorded in `config` and fixed for the repository's
+    /// life (default: 256 KiB / 1 MiB / 4 MiB).
     pub chunker: ChunkerParams,
+    /// Target size of pack files in bytes, recorded in `config` (at least
+    /// 1 MiB; default 16 MiB): a pack closes at the first blob reaching it.
     pub pack_size: u32,
+    /// Default compression of new blobs, recorded in `config`; a backup may
+    /// override it. Default `auto` (zstd level 3 where it pays).
     pub compression: Compression,
     /// Encrypt the repository under this password (`None`: plaintext).
     pub password: Option<String>,
@@ -231,10 +237,13 @@ impl Repository {
         self.compression
     }
 
+    /// The repository's `config` object, as read at open or written at init.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The storage the repository lives in. Objects read through it
+    /// directly are not checked or opened: that is up to the caller.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }

@@ -45,8 +45,12 @@ impl PackSink for BackendSink {
 pub struct WriteSummary {
     /// Where every new blob went (already published, not yet indexed).
     pub locations: Vec<BlobLocation>,
+    /// Packs published.
     pub packs: u64,
+    /// Bytes of the published packs, headers and trailers included: what the
+    /// repository grew by before its index files.
     pub pack_bytes: u64,
+    /// Raw (decoded) bytes of the new blobs, before compression and sealing.
     pub blob_bytes: u64,
 }
 

@@ -10,10 +10,14 @@ use crate::repo::PackWriter;
 
 /// What [`store_stream`] stored.
 pub struct StoredContent {
+    /// Ids of the stream's chunks in order, whether newly stored or already
+    /// in the repository.
     pub chunks: Vec<Id>,
     /// Whole-content digest; `None` when the stream outgrew its size hint's
     /// single chunk (so it was not hashed whole): the caller reads it again.
     pub digest: Option<Id>,
+    /// Bytes read from the stream (differs from the size hint when a file
+    /// changed while it was read).
     pub size: u64,
 }
 

@@ -1,5 +1,10 @@
 //! Reading and writing `wal/` objects (archived WAL segment versions and
 //! restore points) and the archived content of a segment.
+//!
+//! Invariants: an object is opened (authenticated, when encrypted) and
+//! checked against its name before it is parsed; an archived segment's
+//! content is returned only when its length and digest match its record.
+//! Callers publish a record only after the blobs it names are indexed.
 
 use std::collections::BTreeMap;
 
