@@ -1,7 +1,7 @@
 //! `prune`: garbage collection. Delete and repack packs no snapshot needs,
-//! consolidate the index. Split in two: [`plan`] decides from the index, the
+//! consolidate the index. Split in two: `plan.rs` decides from the index, the
 //! pack listing and the snapshots what to keep, repack and delete (all a
-//! `--dry-run` does); [`execute`] carries the plan out.
+//! `--dry-run` does); `execute.rs` carries the plan out.
 //!
 //! Takes the exclusive lock (see [`crate::repo::lock`]): no backup, restore or
 //! verify runs meanwhile, so a blob that is unreferenced when prune looks stays
