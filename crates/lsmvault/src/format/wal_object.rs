@@ -90,6 +90,24 @@ struct Versioned {
     object: WalObject,
 }
 
+impl SegmentRecord {
+    /// Checks content read back from the repository against the recorded
+    /// size and whole-content digest.
+    pub fn check_content(&self, size: u64, digest: &Id) -> Result<()> {
+        if size != self.size || *digest != self.digest {
+            return Err(Error::ChecksumMismatch {
+                object: format!(
+                    "archived WAL segment {} of database {}",
+                    self.file_name, self.database_id
+                ),
+                expected: self.digest.to_hex(),
+                actual: digest.to_hex(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl WalObject {
     /// Parses a `wal/` object's JSON; `describe` names it in errors.
     pub fn decode(json: &[u8], describe: impl Fn() -> String) -> Result<WalObject> {

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::codec::crypto::SealKind;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::wal_object::{SegmentRecord, WalObject};
 use crate::id::Id;
 use crate::repo::{check_name, Repository};
@@ -68,17 +68,7 @@ impl Repository {
         for chunk in &record.chunks {
             content.extend_from_slice(&self.read_blob(chunk)?);
         }
-        let actual = self.keys().blob_id(&content);
-        if content.len() as u64 != record.size || actual != record.digest {
-            return Err(Error::ChecksumMismatch {
-                object: format!(
-                    "archived WAL segment {} of database {}",
-                    record.file_name, record.database_id
-                ),
-                expected: record.digest.to_hex(),
-                actual: actual.to_hex(),
-            });
-        }
+        record.check_content(content.len() as u64, &self.keys().blob_id(&content))?;
         Ok(content)
     }
 }
