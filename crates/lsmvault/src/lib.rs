@@ -39,6 +39,7 @@ pub mod lsm;
 pub mod ops;
 mod progress;
 pub mod repo;
+mod time;
 
 pub use error::{Error, ErrorCode, Result};
 pub use format::config::Config;
@@ -53,3 +54,4 @@ pub use ops::verify::{Finding, ReadData, VerifyOptions, VerifyReport};
 pub use progress::{NoProgress, Progress};
 pub use repo::tree_walker::{TreeWalker, WalkedEntry};
 pub use repo::{InitOptions, PackWriter, Repository, WriteSummary};
+pub use time::Timestamp;

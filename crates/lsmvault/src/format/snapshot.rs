@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::time::Timestamp;
 
 /// Snapshot file format version (the `version` field). Readers refuse any other.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -138,15 +139,20 @@ impl Snapshot {
         serde_json::from_slice(bytes).map_err(|error| Error::corrupt(object(), error.to_string()))
     }
 
+    /// The snapshot time (the epoch if the recorded text is not a time).
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp::parse_or_epoch(&self.time)
+    }
+
     /// The snapshot time as a `SystemTime` (the epoch if unparsable).
     pub fn system_time(&self) -> SystemTime {
-        humantime::parse_rfc3339(&self.time).unwrap_or(SystemTime::UNIX_EPOCH)
+        self.timestamp().system_time()
     }
 }
 
-/// Formats a time as RFC 3339 UTC with nanoseconds.
+/// Formats a time as RFC 3339 UTC with nanoseconds (see [`Timestamp`]).
 pub fn format_time(time: SystemTime) -> String {
-    humantime::format_rfc3339_nanos(time).to_string()
+    Timestamp::from(time).to_string()
 }
 
 /// A snapshot together with its id.
