@@ -13,6 +13,7 @@ use crate::codec::crypto::{KdfParams, KeyFile, MasterKey};
 use crate::error::{Error, Result};
 use crate::repo::lock::{host_name, user_name};
 use crate::repo::{random_id, Repository};
+use crate::time::Timestamp;
 
 /// A key file as listed by [`Repository::list_keys`].
 #[derive(Debug, Clone, Serialize)]
@@ -20,8 +21,8 @@ pub struct KeyListing {
     /// The key file's object name under `keys/` (64 random hex digits);
     /// [`Repository::remove_key`] takes it or a prefix of at least 8 digits.
     pub name: String,
-    /// When the key file was written (RFC 3339, UTC); the listing is sorted by it.
-    pub created: String,
+    /// When the key file was written; the listing is sorted by it.
+    pub created: Timestamp,
     /// Host name of the machine that wrote the key file.
     pub host: String,
     /// Name (or numeric uid) of the user who wrote the key file.
@@ -57,7 +58,7 @@ impl Repository {
             keys.push(KeyListing {
                 current: current == Some(object.name.as_str()),
                 name: object.name,
-                created: file.created,
+                created: Timestamp::parse_or_epoch(&file.created),
                 host: file.host,
                 user: file.user,
             });
