@@ -32,7 +32,9 @@ pub enum ErrorCode {
     ChecksumMismatch = 15,
     /// An object cannot be parsed or references something that does not exist.
     CorruptObject = 16,
-    /// A restore target exists and is not empty (and `--delta` was not given).
+    /// A restore target exists and is not empty (and the restore was not a
+    /// [delta](crate::RestoreOptions::delta) restore), or a checkpoint
+    /// destination exists.
     TargetNotEmpty = 17,
     /// A tree entry would write outside the restore target.
     UnsafePath = 18,
@@ -93,56 +95,137 @@ impl ErrorCode {
 }
 
 /// Errors returned by every fallible function of the library.
+///
+/// Each variant maps to one [`ErrorCode`] through [`Error::code`] (two
+/// inherit theirs: [`Error::Backend`] from the backend error,
+/// [`Error::RestoreIncomplete`] from its first failure). Object names in the
+/// fields come from [`ObjectKind::describe`](crate::backend::ObjectKind::describe)
+/// (`pack 1a2b…`, `snapshot 3c4d…`) or name the object in the same words.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No repository (no `config` object) at the location opened.
     #[error("no repository at {location}")]
-    RepositoryNotFound { location: String },
+    RepositoryNotFound {
+        /// The backend's location (a path or URL), from
+        /// [`Backend::location`](crate::backend::Backend::location).
+        location: String,
+    },
 
+    /// `init` found a `config` object already at the location: an existing
+    /// repository is never overwritten.
     #[error("a repository already exists at {location}")]
-    RepositoryExists { location: String },
+    RepositoryExists {
+        /// The backend's location (a path or URL).
+        location: String,
+    },
 
+    /// An object carries a format version this build cannot read: the
+    /// repository `config`, a snapshot, tree, pack, index, WAL, key or lock
+    /// object written by a newer (or unknown) build.
     #[error("{object} has format version {found}, this build supports {supported}")]
     UnsupportedVersion {
+        /// The object, e.g. `repository /backups/repo` or `snapshot 3c4d…`.
         object: String,
+        /// The version number stored in the object (its `version` field or
+        /// framing header).
         found: u32,
+        /// The newest version of that format this build reads (and writes).
         supported: u32,
     },
 
+    /// No snapshot matches a user's selector (an id, a unique id prefix,
+    /// `latest` or `latest:TAG`).
     #[error("no snapshot matches {selector:?}")]
-    SnapshotNotFound { selector: String },
+    SnapshotNotFound {
+        /// The selector exactly as given.
+        selector: String,
+    },
 
+    /// A snapshot id prefix names more than one snapshot.
     #[error("snapshot prefix {prefix:?} is ambiguous: it matches {candidates}")]
-    AmbiguousPrefix { prefix: String, candidates: String },
+    AmbiguousPrefix {
+        /// The prefix exactly as given.
+        prefix: String,
+        /// The short ids of every matching snapshot, comma-separated.
+        candidates: String,
+    },
 
+    /// Content does not hash to the id it is stored or recorded under: a blob
+    /// against its id, an object against its name, a restored file against
+    /// the digest in its tree entry.
     #[error("{object}: content hashes to {actual}, expected {expected}")]
     ChecksumMismatch {
+        /// What was checked, e.g. `blob 1a2b… in pack 3c4d…` or
+        /// `restored file db/000012.sst (… of … bytes)`.
         object: String,
+        /// The id the content should have (64 hex digits).
         expected: String,
+        /// The id the content actually hashes to (64 hex digits).
         actual: String,
     },
 
+    /// An object cannot be parsed, fails a consistency check, or references
+    /// something that does not exist (also a pack shorter than its index
+    /// says, see [`backend::Error::ShortObject`](crate::backend::Error::ShortObject)).
     #[error("{object} is corrupt: {reason}")]
-    CorruptObject { object: String, reason: String },
+    CorruptObject {
+        /// The damaged object, e.g. `index file 1a2b…` or `config`.
+        object: String,
+        /// What is wrong with it, in words (a parser's message or the failed check).
+        reason: String,
+    },
 
+    /// A restore target exists and is not an empty directory (a delta
+    /// restore accepts a non-empty directory, never a file), or a checkpoint
+    /// destination exists at all.
     #[error("restore target {} is not empty", path.display())]
-    TargetNotEmpty { path: PathBuf },
+    TargetNotEmpty {
+        /// The target path as given.
+        path: PathBuf,
+    },
 
+    /// A tree entry's name is not one safe path component (empty, `.`, `..`,
+    /// containing `/` or NUL): restoring it could write outside the target,
+    /// so it is refused before anything is written.
     #[error("snapshot entry {name:?} would escape the restore target")]
-    UnsafePath { name: String },
+    UnsafePath {
+        /// The entry's name as stored (invalid UTF-8 replaced).
+        name: String,
+    },
 
+    /// `verify` found damage. The library's verify returns a report instead
+    /// of failing; a front end builds this error from a report that is not
+    /// clean, to exit with its code.
     #[error("verify found {damaged} problem(s) in the repository")]
-    VerifyFailed { damaged: usize },
+    VerifyFailed {
+        /// How many findings the report holds.
+        damaged: usize,
+    },
 
+    /// The directory to back up, checkpoint or archive WAL from is missing
+    /// or is not a directory.
     #[error("backup source {} is missing or not a directory", path.display())]
-    SourceNotFound { path: PathBuf },
+    SourceNotFound {
+        /// The source path as given.
+        path: PathBuf,
+    },
 
+    /// An operating-system I/O error outside the storage backend: on a
+    /// source file, a restore target or a checkpoint, the system's random
+    /// source, a worker thread that could not start. Storage failures are
+    /// [`Error::Backend`] instead.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, naming the path, e.g. `reading /db/000012.sst`.
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A caller passed an invalid argument or option (a malformed id, a
+    /// retention policy without rules, a pack size below 1 MiB, …); the
+    /// string says which and why.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
@@ -150,29 +233,72 @@ pub enum Error {
     #[error(transparent)]
     Backend(crate::backend::Error),
 
+    /// Another command holds a conflicting live lock: a shared lock met an
+    /// exclusive one, or an exclusive lock met any other (see
+    /// [`repo::lock`](crate::repo::lock)).
     #[error("the repository is locked: {holder}")]
-    RepositoryLocked { holder: String },
+    RepositoryLocked {
+        /// The conflicting lock in words: its kind, purpose, pid, host and
+        /// creation time.
+        holder: String,
+    },
 
+    /// A retention policy would remove every snapshot of a group, and the
+    /// caller did not allow that
+    /// ([`ForgetOptions::allow_remove_all`](crate::ForgetOptions::allow_remove_all)).
     #[error("the policy would remove all {count} snapshot(s) of {group}")]
-    PolicyRemovesAll { group: String, count: usize },
+    PolicyRemovesAll {
+        /// The group's label, e.g. `host db-1, source /db`
+        /// (see [`GroupBy::key`](crate::ops::forget::retention::GroupBy::key)).
+        group: String,
+        /// How many snapshots the group holds (all of which would go).
+        count: usize,
+    },
 
+    /// The repository is encrypted (its `config` has `encryption`) and it
+    /// was opened without a password.
     #[error("a password is needed for repository {location}, and none was given")]
-    PasswordRequired { location: String },
+    PasswordRequired {
+        /// The backend's location (a path or URL).
+        location: String,
+    },
 
+    /// No key file under `keys/` opens with the given password.
     #[error("no key of repository {location} opens with this password")]
-    WrongPassword { location: String },
+    WrongPassword {
+        /// The backend's location (a path or URL).
+        location: String,
+    },
 
+    /// A sealed object of an encrypted repository failed authentication
+    /// under the master key: it was altered or damaged.
     #[error("{object} failed authentication: it was altered or damaged")]
-    AuthenticationFailed { object: String },
+    AuthenticationFailed {
+        /// The object that failed, e.g. `snapshot 3c4d…`.
+        object: String,
+    },
 
+    /// A point-in-time restore target cannot be reached from the snapshots
+    /// and the WAL archive: it lies before the first snapshot, in a gap of
+    /// the archive or after its end, or no snapshot records the database's
+    /// sequence number.
     #[error("point in time not recoverable: {reason}")]
-    PointInTimeUnavailable { reason: String },
+    PointInTimeUnavailable {
+        /// Why, in words, naming the sequence numbers or times involved.
+        reason: String,
+    },
 
+    /// A restore wrote what it could but some files failed; the target holds
+    /// every other file. Its code is that of the first failure.
     #[error("{failed} file(s) could not be restored ({restored} restored); first: {}: {first}", first_path.display())]
     RestoreIncomplete {
+        /// How many files failed.
         failed: usize,
+        /// How many files were restored.
         restored: u64,
+        /// Path (relative to the target) of the first failed file in path order.
         first_path: PathBuf,
+        /// The error of that file.
         first: Box<Error>,
     },
 }
@@ -227,6 +353,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Adds path context to `std::io::Result`s.
 pub(crate) trait IoContext<T> {
+    /// Turns a failure into [`Error::Io`] with `what()` as its context; the
+    /// message is built only when there is a failure.
     fn context(self, what: impl FnOnce() -> String) -> Result<T>;
 }
 

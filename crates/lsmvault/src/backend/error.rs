@@ -38,7 +38,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
     /// One object.
-    Object { kind: ObjectKind, name: String },
+    Object {
+        /// The object's namespace.
+        kind: ObjectKind,
+        /// The object's name within its namespace (as passed to the call).
+        name: String,
+    },
     /// The listing of every object of a kind.
     Listing(ObjectKind),
     /// The repository location as a whole ([`Backend::create`](super::Backend::create),
@@ -52,10 +57,13 @@ pub enum Error {
     /// The object does not exist.
     #[error("{context}: {source}")]
     NotFound {
+        /// The missing object's namespace.
         kind: ObjectKind,
+        /// The missing object's name within its namespace.
         name: String,
         /// What was being done, naming the path or key, e.g. `reading /repo/index/ab…`.
         context: String,
+        /// The storage's own error (an `ENOENT`, an HTTP 404).
         #[source]
         source: Source,
     },
@@ -63,9 +71,13 @@ pub enum Error {
     /// An object of that name exists and a create-if-absent left it untouched.
     #[error("{context}: {source}")]
     AlreadyExists {
+        /// The existing object's namespace.
         kind: ObjectKind,
+        /// The existing object's name within its namespace.
         name: String,
+        /// What was being done, naming the path or key.
         context: String,
+        /// The storage's own error (an `EEXIST`, an HTTP 412).
         #[source]
         source: Source,
     },
@@ -74,8 +86,11 @@ pub enum Error {
     /// the same call may succeed when retried.
     #[error("{context}: {source}")]
     Transient {
+        /// What the failed call was about.
         subject: Subject,
+        /// What was being done, naming the path, key or location.
         context: String,
+        /// The storage's own error (a timeout, an HTTP 5xx or throttling answer).
         #[source]
         source: Source,
     },
@@ -83,17 +98,25 @@ pub enum Error {
     /// The object is shorter than `offset + length`.
     #[error("{} is corrupt: {}", kind.describe(name), short_object_reason(*offset, *length))]
     ShortObject {
+        /// The short object's namespace.
         kind: ObjectKind,
+        /// The short object's name within its namespace.
         name: String,
+        /// Start of the requested range, in bytes from the object's start.
         offset: u64,
+        /// Length of the requested range, in bytes.
         length: u64,
     },
 
     /// Any other failure (permissions, a full disk, a malformed answer).
     #[error("{context}: {source}")]
     Other {
+        /// What the failed call was about.
         subject: Subject,
+        /// What was being done, naming the path, key or location, e.g.
+        /// `creating /repo/data/1a`.
         context: String,
+        /// The storage's own error.
         #[source]
         source: Source,
     },

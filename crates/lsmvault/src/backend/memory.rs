@@ -21,6 +21,8 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
+    /// An empty store: no `config` yet, so [`Backend::exists`] is false
+    /// until a repository is initialized in it.
     pub fn new() -> Self {
         Self::default()
     }

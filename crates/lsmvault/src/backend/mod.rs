@@ -108,7 +108,12 @@ pub enum WriteOutcome {
 /// A listed object: its name and size in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// The object's name within its kind, as [`Backend::read`] takes it: for
+    /// content-addressed objects the 64-hex-digit id, without the namespace
+    /// directory or a pack's `xx/` fan-out.
     pub name: String,
+    /// The object's whole size in bytes as stored (sealed and compressed
+    /// bytes, not the logical size of what it holds).
     pub size: u64,
 }
 

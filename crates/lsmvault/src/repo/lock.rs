@@ -1,5 +1,6 @@
 //! Repository locks: shared for commands that add or read data (backup,
-//! restore, verify), exclusive for commands that delete data (prune).
+//! WAL archiving, restore, verify), exclusive for commands that delete data
+//! (forget, prune).
 //!
 //! A lock is a small JSON object `locks/<random id>`. Taking a lock is
 //! "write my lock, then list all locks": a shared lock fails if it sees a live
@@ -26,29 +27,41 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::format_time;
 use crate::id::Id;
 
-/// A lock not refreshed for this long is stale.
+/// A lock whose `refreshed` time is older than this is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// Holders refresh their lock this often.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 
-/// Shared or exclusive.
+/// Shared or exclusive; stored as the `kind` field of a lock object
+/// (`"shared"` / `"exclusive"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LockKind {
+    /// For commands that add or read data (backup, WAL archiving, restore,
+    /// verify): any number coexist, but none beside a live exclusive lock.
     Shared,
+    /// For commands that delete data (forget, prune): no other live lock of
+    /// either kind may exist beside it.
     Exclusive,
 }
 
-/// Version of the lock object format written by this build.
+/// Version of the lock object format written by this build, and the only
+/// one it reads: [`list_locks`] refuses a lock of any other version, since it
+/// can judge it neither stale nor compatible.
 pub const LOCK_VERSION: u32 = 1;
 
-/// The content of a lock object.
+/// The content of a lock object: pretty-printed JSON under `locks/<random
+/// id>`, never encrypted (see `docs/format.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
     /// Format version of lock objects ([`LOCK_VERSION`]).
     pub version: u32,
+    /// Whether the holder shares the repository or needs it alone.
     pub kind: LockKind,
+    /// Host name of the machine the holder runs on; with `pid`, how a lock
+    /// of a dead process on this host is recognised as stale.
     pub host: String,
+    /// Process id of the holder on `host`.
     pub pid: u32,
     /// Which command holds it (`backup`, `prune`, ...; never a path, since lock
     /// objects are not encrypted).

@@ -30,7 +30,10 @@ pub use process::{write_if_absent_process_race, PROCESS_RACE_CHILD_VARIABLE};
 /// empty backend on which [`Backend::create`] has run.
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
+    /// The promise the case checks, in snake case (e.g.
+    /// `create_is_idempotent_and_exists_follows_config`); panics name it.
     pub name: &'static str,
+    /// The check: panics when the backend breaks the promise.
     pub run: fn(&dyn Backend),
 }
 

@@ -18,8 +18,11 @@ use retention::{GroupBy, GroupDecision, RetentionPolicy, SnapshotFilter};
 /// Options for [`Repository::forget`].
 #[derive(Debug, Clone, Default)]
 pub struct ForgetOptions {
+    /// Which snapshots of each group to keep; must have at least one rule.
     pub policy: RetentionPolicy,
+    /// Which snapshots the policy applies to; the others are never removed.
     pub filter: SnapshotFilter,
+    /// How the filtered snapshots are grouped; each group is decided alone.
     pub group_by: GroupBy,
     /// Report only; remove nothing.
     pub dry_run: bool,
@@ -27,11 +30,17 @@ pub struct ForgetOptions {
     pub allow_remove_all: bool,
 }
 
-/// What `forget` decided (and did, unless it was a dry run).
+/// What `forget` decided (and did, unless it was a dry run). Serialized as
+/// is for the CLI's `--json` output.
 #[derive(Debug, Clone, Serialize)]
 pub struct ForgetReport {
+    /// The decision for every snapshot that passed the filter, group by
+    /// group in order of their labels.
     pub groups: Vec<GroupDecision>,
+    /// Ids (64 hex digits) of the snapshot files removed, or that a dry run
+    /// would remove.
     pub removed: Vec<String>,
+    /// True when nothing was removed because the options asked for a dry run.
     pub dry_run: bool,
 }
 

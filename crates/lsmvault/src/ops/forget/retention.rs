@@ -21,19 +21,39 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::{SnapshotEntry, SnapshotKind};
 
 /// What to keep. Empty means "no rule", which `forget` refuses.
+///
+/// Every rule applies to one group, walked from newest to oldest; `None`
+/// switches a rule off, while `Some(0)` is a rule that keeps nothing. A
+/// period rule counts only periods that hold a snapshot (empty ones do not
+/// use up N) and keeps the newest snapshot of each.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RetentionPolicy {
+    /// Keep the newest N snapshots.
     pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent hours (UTC).
     pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent days (UTC).
     pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent ISO weeks
+    /// (Monday first, UTC).
     pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent calendar
+    /// months (UTC).
     pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent calendar years
+    /// (UTC).
     pub keep_yearly: Option<u32>,
+    /// Keep every snapshot at most this much older than the group's newest
+    /// (not than now: a group that stopped receiving backups keeps its last
+    /// ones); see [`parse_duration`].
     pub keep_within: Option<Duration>,
+    /// Keep every snapshot carrying any of these tags.
     pub keep_tags: Vec<String>,
 }
 
 impl RetentionPolicy {
+    /// Whether no rule is set (every field at its default), so the policy
+    /// would keep nothing.
     pub fn is_empty(&self) -> bool {
         *self == RetentionPolicy::default()
     }
@@ -44,7 +64,11 @@ impl RetentionPolicy {
 pub struct SnapshotFilter {
     /// Only snapshots carrying every one of these tags.
     pub tags: Vec<String>,
+    /// Only snapshots of this source: compared exactly with the snapshot
+    /// file's `source` field (the absolute path backed up).
     pub source: Option<String>,
+    /// Only snapshots made on this host: compared exactly with the
+    /// snapshot file's `host` field.
     pub host: Option<String>,
     /// Only snapshots of this kind (e.g. "keep 4 full, 30 days of incrementals"
     /// is two runs: `--kind full --keep-last 4`, `--kind incremental --keep-within 30d`).
@@ -52,6 +76,8 @@ pub struct SnapshotFilter {
 }
 
 impl SnapshotFilter {
+    /// Whether the snapshot passes every condition set (an empty filter
+    /// passes every snapshot).
     pub fn matches(&self, entry: &SnapshotEntry) -> bool {
         let snapshot = &entry.snapshot;
         self.tags.iter().all(|tag| snapshot.tags.contains(tag))
@@ -64,10 +90,15 @@ impl SnapshotFilter {
     }
 }
 
-/// How snapshots are grouped before a policy applies.
+/// How snapshots are grouped before a policy applies. The default groups
+/// by both; with neither set, every filtered snapshot forms one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupBy {
+    /// Snapshots of different hosts (the snapshot file's `host`) fall into
+    /// different groups.
     pub host: bool,
+    /// Snapshots of different sources (the snapshot file's `source` path)
+    /// fall into different groups.
     pub source: bool,
 }
 
@@ -106,6 +137,9 @@ impl GroupBy {
         Ok(group)
     }
 
+    /// The label of the group a snapshot falls into, e.g.
+    /// `host db-1, source /db`, or `all snapshots` when grouping by nothing;
+    /// snapshots with equal labels form one group.
     pub fn key(&self, entry: &SnapshotEntry) -> String {
         let mut parts = Vec::new();
         if self.host {
@@ -125,8 +159,11 @@ impl GroupBy {
 /// The decision for one snapshot.
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
+    /// The snapshot's id (64 hex digits, the name of its file under `snapshots/`).
     pub id: String,
+    /// The snapshot's `time` field, as stored (RFC 3339, UTC).
     pub time: String,
+    /// Whether any rule keeps the snapshot; `forget` removes it otherwise.
     pub keep: bool,
     /// Rules that keep it, e.g. `["last", "daily"]`.
     pub reasons: Vec<String>,
@@ -135,7 +172,9 @@ pub struct Decision {
 /// Decisions for one group, newest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupDecision {
+    /// The group's label, from [`GroupBy::key`].
     pub group: String,
+    /// One decision per snapshot of the group, newest first.
     pub snapshots: Vec<Decision>,
 }
 

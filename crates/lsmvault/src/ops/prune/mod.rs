@@ -35,7 +35,9 @@ use crate::repo::Repository;
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
     /// Repack a pack when more than this percentage of its bytes is unused.
+    /// A pack with no used blob is deleted whatever this says. Default 10.
     pub max_unused_percent: f64,
+    /// Plan and report only: write, repack and delete nothing.
     pub dry_run: bool,
 }
 
@@ -48,24 +50,50 @@ impl Default for PruneOptions {
     }
 }
 
-/// What `prune` found and did.
+/// What `prune` found and did. Serialized as is for the CLI's `--json`
+/// output.
+///
+/// In a dry run (and when there was nothing to do) every count is the plan's:
+/// `packs_written` stays 0, `index_files_after` equals `index_files_before`,
+/// and `bytes_after` / `bytes_freed` count only the packs that go whole
+/// (unused and unindexed ones: what repacking would free is not known before
+/// it runs). After a real run they are measured from the pack listing.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PruneReport {
+    /// True when the options asked for a dry run: nothing was changed.
     pub dry_run: bool,
+    /// Snapshots in the repository, all of whose blobs were kept.
     pub snapshots: usize,
+    /// Distinct blobs (data chunks and trees) that a snapshot or an archived
+    /// WAL segment references.
     pub blobs_used: usize,
+    /// Indexed blobs that nothing references: those of deleted and repacked
+    /// packs go, those of kept packs stay until their pack crosses the
+    /// threshold.
     pub blobs_unused: usize,
+    /// Pack files listed before prune, unindexed ones included.
     pub packs_before: usize,
+    /// Indexed packs without a used blob, deleted outright.
     pub packs_deleted: usize,
+    /// Packs whose unused share exceeded
+    /// [`PruneOptions::max_unused_percent`]: their used blobs were copied
+    /// into new packs, then they were deleted.
     pub packs_repacked: usize,
+    /// New packs written by repacking.
     pub packs_written: usize,
     /// Packs no index lists (left by interrupted backups), deleted.
     pub packs_unindexed: usize,
+    /// Index files before prune.
     pub index_files_before: usize,
+    /// Index files after prune: the consolidated ones that replaced them.
     pub index_files_after: usize,
+    /// Total size of all packs before prune, in bytes as stored.
     pub bytes_before: u64,
+    /// Total size of all packs after prune, in bytes as stored.
     pub bytes_after: u64,
+    /// `bytes_before - bytes_after`: what prune gave back to storage.
     pub bytes_freed: u64,
+    /// Wall-clock seconds the prune took, waiting for its lock included.
     pub duration_seconds: f64,
 }
 

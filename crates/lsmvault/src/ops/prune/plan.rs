@@ -17,6 +17,7 @@ use super::{PruneOptions, PruneReport};
 
 /// The decisions of one prune, made under its exclusive lock.
 pub(super) struct PrunePlan {
+    /// How many snapshots the repository holds.
     pub snapshots: usize,
     /// Every blob a snapshot or an archived WAL segment references.
     pub used: HashSet<Id>,
@@ -28,14 +29,19 @@ pub(super) struct PrunePlan {
     pub pack_entries: HashMap<Id, Vec<PackEntry>>,
     /// Size of every listed pack whose name is a pack id.
     pub pack_sizes: HashMap<Id, u64>,
-    /// Packs to keep as they are, to repack (copy their used blobs), to delete.
+    /// Indexed packs to keep as they are: at most the allowed share unused.
     pub keep: Vec<Id>,
+    /// Indexed packs to repack (copy their used blobs, then delete): more
+    /// than the allowed share unused.
     pub repack: Vec<Id>,
+    /// Indexed packs without a used blob, to delete.
     pub delete: Vec<Id>,
     /// Listed packs no index file names (left by interrupted backups), with
     /// their sizes; by name, since a stray object's name need not be an id.
     pub unindexed: Vec<(String, u64)>,
+    /// How many packs the listing held, unindexed ones included.
     pub packs_before: usize,
+    /// Their total size in bytes as stored.
     pub bytes_before: u64,
 }
 
