@@ -12,7 +12,7 @@ use lsmvault::format::tree::EntryKind;
 use lsmvault::lsm::checkpoint::{checkpoint, CheckpointOptions};
 use lsmvault::ops::forget::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
 use lsmvault::ops::restore::point_in_time::PointInTime;
-use lsmvault::ops::wal_archive::ArchiveOptions;
+use lsmvault::ops::wal::ArchiveOptions;
 use lsmvault::{
     BackupMode, BackupOptions, Error, ErrorCode, ForgetOptions, InitOptions, Progress,
     PruneOptions, ReadData, Repository, RestoreOptions, SnapshotKind, VerifyOptions,
