@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use lsmvault::ops::wal_archive::ArchiveOptions;
+use lsmvault::ops::wal::ArchiveOptions;
 use lsmvault::Error;
 
 use super::Context;

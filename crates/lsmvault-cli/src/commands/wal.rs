@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use lsmvault::ops::wal_archive::{ArchiveOptions, ArchiveReport, Timeline};
+use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Timeline};
 use lsmvault::Error;
 
 use super::Context;

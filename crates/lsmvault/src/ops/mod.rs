@@ -6,4 +6,4 @@ pub mod prune;
 pub mod restore;
 pub mod stats;
 pub mod verify;
-pub mod wal_archive;
+pub mod wal;

@@ -126,6 +126,34 @@ fn stored_size(index: &Index, blobs: &HashSet<Id>) -> u64 {
         .sum()
 }
 
+/// The figures of one snapshot that references `blobs` (holding `files`
+/// files of `bytes` bytes); `references` counts, per blob, the snapshots of
+/// the whole repository that reference it.
+fn snapshot_size(
+    entry: &SnapshotEntry,
+    blobs: &HashSet<Id>,
+    files: u64,
+    bytes: u64,
+    references: &HashMap<Id, u32>,
+    index: &Index,
+) -> SnapshotSize {
+    let unique: HashSet<Id> = blobs
+        .iter()
+        .filter(|blob| references.get(blob) == Some(&1))
+        .copied()
+        .collect();
+    SnapshotSize {
+        id: entry.id.to_hex(),
+        time: entry.snapshot.time.clone(),
+        source: entry.snapshot.source.clone(),
+        files,
+        logical_bytes: bytes,
+        blobs: blobs.len() as u64,
+        stored_bytes: stored_size(index, blobs),
+        unique_bytes: stored_size(index, &unique),
+    }
+}
+
 fn raw_size(index: &Index, blobs: impl Iterator<Item = Id>) -> u64 {
     blobs
         .filter_map(|blob| {
@@ -168,21 +196,14 @@ impl Repository {
         let mut logical_bytes = 0;
         for entry in &selected {
             let (blobs, files, bytes) = &per_snapshot[&entry.id];
-            let unique: HashSet<Id> = blobs
-                .iter()
-                .filter(|blob| references.get(blob) == Some(&1))
-                .copied()
-                .collect();
-            sizes.push(SnapshotSize {
-                id: entry.id.to_hex(),
-                time: entry.snapshot.time.clone(),
-                source: entry.snapshot.source.clone(),
-                files: *files,
-                logical_bytes: *bytes,
-                blobs: blobs.len() as u64,
-                stored_bytes: stored_size(&index, blobs),
-                unique_bytes: stored_size(&index, &unique),
-            });
+            sizes.push(snapshot_size(
+                entry,
+                blobs,
+                *files,
+                *bytes,
+                &references,
+                &index,
+            ));
             logical_bytes += bytes;
             union.extend(blobs.iter().copied());
         }
@@ -228,84 +249,11 @@ impl Repository {
         };
         let (from_blobs, _, _) = cache.blobs(&from.snapshot.tree)?;
         let (to_blobs, _, _) = cache.blobs(&to.snapshot.tree)?;
-        let flatten = |root: &Id| -> Result<BTreeMap<String, Entry>> {
-            Ok(self
-                .walk(root, &[])?
-                .into_iter()
-                .map(|walked| (walked.relative.display().to_string(), walked.entry))
-                .collect())
-        };
-        let before = flatten(&from.snapshot.tree)?;
-        let after = flatten(&to.snapshot.tree)?;
-        let new_bytes = |entry: &Entry| match &entry.kind {
-            EntryKind::File { chunks, .. } => raw_size(
-                &index,
-                chunks
-                    .iter()
-                    .collect::<HashSet<_>>()
-                    .into_iter()
-                    .filter(|chunk| !from_blobs.contains(chunk))
-                    .copied(),
-            ),
-            _ => 0,
-        };
-        let mut changes = Vec::new();
-        for (path, old) in &before {
-            match after.get(path) {
-                None => changes.push(Change {
-                    path: path.clone(),
-                    change: "removed",
-                    size_before: old.size(),
-                    size_after: 0,
-                    new_bytes: 0,
-                }),
-                Some(new) => {
-                    let change =
-                        match (&old.kind, &new.kind) {
-                            (
-                                EntryKind::File { digest: a, .. },
-                                EntryKind::File { digest: b, .. },
-                            ) if a != b => Some("modified"),
-                            (
-                                EntryKind::Symlink { target: a },
-                                EntryKind::Symlink { target: b },
-                            ) if a != b => Some("modified"),
-                            (EntryKind::File { .. }, EntryKind::File { .. })
-                            | (EntryKind::Symlink { .. }, EntryKind::Symlink { .. })
-                            | (EntryKind::Directory { .. }, EntryKind::Directory { .. }) => {
-                                let (a, b) = (&old.metadata, &new.metadata);
-                                (a.mode != b.mode
-                                    || a.mtime_ns != b.mtime_ns
-                                    || a.uid != b.uid
-                                    || a.gid != b.gid)
-                                    .then_some("metadata")
-                            }
-                            _ => Some("type"),
-                        };
-                    if let Some(change) = change {
-                        changes.push(Change {
-                            path: path.clone(),
-                            change,
-                            size_before: old.size(),
-                            size_after: new.size(),
-                            new_bytes: new_bytes(new),
-                        });
-                    }
-                }
-            }
-        }
-        for (path, new) in &after {
-            if !before.contains_key(path) {
-                changes.push(Change {
-                    path: path.clone(),
-                    change: "added",
-                    size_before: 0,
-                    size_after: new.size(),
-                    new_bytes: new_bytes(new),
-                });
-            }
-        }
-        changes.sort_by(|a, b| a.path.cmp(&b.path));
+        let before = flatten(self, &from.snapshot.tree)?;
+        let after = flatten(self, &to.snapshot.tree)?;
+        let changes = compare_entries(&before, &after, |entry| {
+            new_chunk_bytes(&index, &from_blobs, entry)
+        });
         let count = |kind: &str| {
             changes
                 .iter()
@@ -322,5 +270,97 @@ impl Repository {
             blob_bytes_removed: raw_size(&index, from_blobs.difference(&to_blobs).copied()),
             changes,
         })
+    }
+}
+
+/// Every entry under `root`, by its path.
+fn flatten(repository: &Repository, root: &Id) -> Result<BTreeMap<String, Entry>> {
+    Ok(repository
+        .walk(root, &[])?
+        .into_iter()
+        .map(|walked| (walked.relative.display().to_string(), walked.entry))
+        .collect())
+}
+
+/// The changes from `before` to `after`, in path order; `new_bytes` gives a
+/// changed or added entry's bytes that the first snapshot does not have.
+fn compare_entries(
+    before: &BTreeMap<String, Entry>,
+    after: &BTreeMap<String, Entry>,
+    new_bytes: impl Fn(&Entry) -> u64,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (path, old) in before {
+        match after.get(path) {
+            None => changes.push(Change {
+                path: path.clone(),
+                change: "removed",
+                size_before: old.size(),
+                size_after: 0,
+                new_bytes: 0,
+            }),
+            Some(new) => {
+                if let Some(change) = classify_change(old, new) {
+                    changes.push(Change {
+                        path: path.clone(),
+                        change,
+                        size_before: old.size(),
+                        size_after: new.size(),
+                        new_bytes: new_bytes(new),
+                    });
+                }
+            }
+        }
+    }
+    for (path, new) in after {
+        if !before.contains_key(path) {
+            changes.push(Change {
+                path: path.clone(),
+                change: "added",
+                size_before: 0,
+                size_after: new.size(),
+                new_bytes: new_bytes(new),
+            });
+        }
+    }
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    changes
+}
+
+/// How an entry present in both snapshots changed: `modified` (content or
+/// link target), `type` (file <-> directory ...), `metadata` (mode, mtime,
+/// owner), or `None`.
+fn classify_change(old: &Entry, new: &Entry) -> Option<&'static str> {
+    match (&old.kind, &new.kind) {
+        (EntryKind::File { digest: a, .. }, EntryKind::File { digest: b, .. }) if a != b => {
+            Some("modified")
+        }
+        (EntryKind::Symlink { target: a }, EntryKind::Symlink { target: b }) if a != b => {
+            Some("modified")
+        }
+        (EntryKind::File { .. }, EntryKind::File { .. })
+        | (EntryKind::Symlink { .. }, EntryKind::Symlink { .. })
+        | (EntryKind::Directory { .. }, EntryKind::Directory { .. }) => {
+            let (a, b) = (&old.metadata, &new.metadata);
+            (a.mode != b.mode || a.mtime_ns != b.mtime_ns || a.uid != b.uid || a.gid != b.gid)
+                .then_some("metadata")
+        }
+        _ => Some("type"),
+    }
+}
+
+/// Raw bytes of a file's distinct chunks that `from_blobs` does not have.
+fn new_chunk_bytes(index: &Index, from_blobs: &HashSet<Id>, entry: &Entry) -> u64 {
+    match &entry.kind {
+        EntryKind::File { chunks, .. } => raw_size(
+            index,
+            chunks
+                .iter()
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .filter(|chunk| !from_blobs.contains(chunk))
+                .copied(),
+        ),
+        _ => 0,
     }
 }

@@ -12,35 +12,33 @@
 //!
 //! A crash before step 5 leaves only unreferenced packs and index entries,
 //! which garbage collection removes; earlier snapshots are never touched.
+//!
+//! Step 1 is `scan.rs`, steps 2 and 3 are `store.rs`; this file chooses the
+//! parent snapshot and does steps 4 and 5.
 
 pub mod live;
+mod scan;
+mod store;
 
-use std::collections::HashMap;
-use std::fs::{self, File};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
-
-use rayon::prelude::*;
 
 use crate::codec::chunker::CutFinder;
 use crate::codec::compression::Compression;
-use crate::error::{Error, IoContext, Result};
-use crate::format::pack::BlobKind;
+use crate::error::{Error, Result};
 use crate::format::snapshot::{
     self, BackupStats, Snapshot, SnapshotEntry, SnapshotKind, SNAPSHOT_VERSION,
 };
-use crate::format::tree::{Entry, EntryKind, Metadata, Tree};
 use crate::id::Id;
-use crate::lsm::file_class::{matches_pattern, FileClasses};
+use crate::lsm::file_class::FileClasses;
 use crate::lsm::manifest::DatabaseState;
 use crate::progress::Progress;
 use crate::repo::lock::{host_name, user_name, LockKind};
-use crate::repo::store::{store_stream, StoredContent};
-use crate::repo::tree_walker::TreeWalker;
 use crate::repo::{PackWriter, Repository};
+
+use scan::{scan_source, ParentFiles, ScannedSource};
+use store::{build_tree, read_files};
 
 /// How the parent snapshot (the source of unchanged files) is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,224 +94,18 @@ pub struct BackupOutcome {
 
 /// How many warnings a snapshot file keeps (the count is always exact in stats).
 const MAX_RECORDED_WARNINGS: usize = 1000;
-/// How often a file that keeps changing while read is retried.
-const CHANGED_FILE_RETRIES: usize = 3;
 
-/// Parent-snapshot files, addressable by relative path and by (device, inode).
+/// What the scan and the reads count as they go; recorded in the snapshot.
 #[derive(Default)]
-struct ParentFiles {
-    by_path: HashMap<Vec<u8>, Entry>,
-    by_inode: HashMap<(u64, u64), Entry>,
-}
-
-impl ParentFiles {
-    fn load(repository: &Repository, root: &Id) -> Result<ParentFiles> {
-        let mut files = ParentFiles::default();
-        TreeWalker::new(repository).walk(root, |path, entry| {
-            if let EntryKind::File { .. } = entry.kind {
-                let inode = (entry.metadata.device, entry.metadata.inode);
-                files.by_inode.insert(inode, entry.clone());
-                files.by_path.insert(path.to_vec(), entry.clone());
-            }
-            Ok(true)
-        })?;
-        Ok(files)
-    }
-}
-
-/// A scanned directory, before file contents are known.
-struct ScannedDirectory {
-    entries: Vec<ScannedEntry>,
-}
-
-struct ScannedEntry {
-    name: Vec<u8>,
-    metadata: Metadata,
-    node: ScannedNode,
-}
-
-enum ScannedNode {
-    Directory(ScannedDirectory),
-    Symlink(Vec<u8>),
-    /// Content taken from the parent snapshot without reading.
-    Reused(EntryKind),
-    /// Content to be read: index into the job list.
-    Read(usize),
-}
-
-struct FileJob {
-    path: PathBuf,
-    size: u64,
-}
-
-/// What reading one file produced.
-struct FileContent {
-    kind: EntryKind,
-    /// Metadata as of the read (the file may have changed since the scan).
-    metadata: Metadata,
-}
-
-fn metadata_of(stat: &fs::Metadata) -> Metadata {
-    Metadata {
-        mode: stat.mode(),
-        uid: stat.uid(),
-        gid: stat.gid(),
-        mtime_ns: stat
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(stat.mtime_nsec()),
-        ctime_ns: stat
-            .ctime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(stat.ctime_nsec()),
-        device: stat.dev(),
-        inode: stat.ino(),
-        links: stat.nlink(),
-    }
-}
-
-/// State shared by the scan.
-struct Scan<'a> {
-    repository: &'a Repository,
-    parent: &'a ParentFiles,
-    immutable_patterns: &'a [String],
-    jobs: Vec<FileJob>,
+struct Tally {
+    stats: BackupStats,
+    /// The first [`MAX_RECORDED_WARNINGS`] warnings.
     warnings: Vec<String>,
     /// Entries left out because they could not be read.
     unreadable: u64,
-    stats: BackupStats,
 }
 
-impl Scan<'_> {
-    fn is_immutable(&self, name: &[u8]) -> bool {
-        let name = String::from_utf8_lossy(name);
-        self.immutable_patterns
-            .iter()
-            .any(|pattern| matches_pattern(pattern, &name))
-    }
-
-    /// The parent's entry for this file if its content can be reused unread.
-    fn reusable(
-        &self,
-        relative: &[u8],
-        name: &[u8],
-        now: &Metadata,
-        size: u64,
-    ) -> Option<EntryKind> {
-        let immutable = self.is_immutable(name);
-        let same = |old: &Entry| {
-            let before = &old.metadata;
-            before.device == now.device
-                && before.inode == now.inode
-                && old.size() == size
-                && before.mtime_ns == now.mtime_ns
-                && (immutable || before.ctime_ns == now.ctime_ns)
-        };
-        let candidate = self
-            .parent
-            .by_path
-            .get(relative)
-            .filter(|old| same(old))
-            .or_else(|| {
-                self.parent
-                    .by_inode
-                    .get(&(now.device, now.inode))
-                    .filter(|old| same(old))
-            })?;
-        // Never reuse content the repository no longer holds.
-        let index = self.repository.index().ok()?;
-        match &candidate.kind {
-            EntryKind::File { chunks, .. } if chunks.iter().all(|chunk| index.contains(chunk)) => {
-                Some(candidate.kind.clone())
-            }
-            _ => None,
-        }
-    }
-
-    fn scan_directory(&mut self, path: &Path, relative: &[u8]) -> Result<ScannedDirectory> {
-        let mut listing = Vec::new();
-        for item in fs::read_dir(path).context(|| format!("listing {}", path.display()))? {
-            match item {
-                Ok(item) => listing.push(item.file_name()),
-                Err(error) => self.unreadable(format!("listing {}: {error}", path.display())),
-            }
-        }
-        listing.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let mut entries = Vec::with_capacity(listing.len());
-        for name in listing {
-            let child = path.join(&name);
-            let name = name.as_bytes().to_vec();
-            let mut child_relative = relative.to_vec();
-            if !child_relative.is_empty() {
-                child_relative.push(b'/');
-            }
-            child_relative.extend_from_slice(&name);
-            let stat = match fs::symlink_metadata(&child) {
-                Ok(stat) => stat,
-                Err(error) => {
-                    self.unreadable(format!("{}: {error}", child.display()));
-                    continue;
-                }
-            };
-            let metadata = metadata_of(&stat);
-            let file_type = stat.file_type();
-            let node = if file_type.is_dir() {
-                match self.scan_directory(&child, &child_relative) {
-                    Ok(directory) => {
-                        self.stats.directories += 1;
-                        ScannedNode::Directory(directory)
-                    }
-                    Err(error) => {
-                        self.unreadable(error.to_string());
-                        continue;
-                    }
-                }
-            } else if file_type.is_symlink() {
-                match fs::read_link(&child) {
-                    Ok(target) => {
-                        self.stats.symlinks += 1;
-                        ScannedNode::Symlink(target.as_os_str().as_bytes().to_vec())
-                    }
-                    Err(error) => {
-                        self.unreadable(format!("{}: {error}", child.display()));
-                        continue;
-                    }
-                }
-            } else if file_type.is_file() {
-                let size = stat.len();
-                match self.reusable(&child_relative, &name, &metadata, size) {
-                    Some(kind) => {
-                        self.stats.files += 1;
-                        self.stats.files_unmodified += 1;
-                        self.stats.bytes_total += size;
-                        ScannedNode::Reused(kind)
-                    }
-                    None => {
-                        if self.parent.by_path.contains_key(&child_relative) {
-                            self.stats.files_changed += 1;
-                        } else {
-                            self.stats.files_new += 1;
-                        }
-                        self.jobs.push(FileJob { path: child, size });
-                        ScannedNode::Read(self.jobs.len() - 1)
-                    }
-                }
-            } else {
-                self.warn(format!(
-                    "{}: skipped (not a regular file, directory or symlink)",
-                    child.display()
-                ));
-                continue;
-            };
-            entries.push(ScannedEntry {
-                name,
-                metadata,
-                node,
-            });
-        }
-        Ok(ScannedDirectory { entries })
-    }
-
+impl Tally {
     /// Something could not be read: it is left out and the snapshot is incomplete.
     fn unreadable(&mut self, message: String) {
         self.unreadable += 1;
@@ -327,71 +119,22 @@ impl Scan<'_> {
     }
 }
 
-/// Reads, chunks and stores one file. `Ok(Err(warning))` means the file could
-/// not be read (it is left out of the snapshot); `Err` is a repository failure.
-fn read_file(
-    job: &FileJob,
-    finder: &CutFinder,
-    writer: &PackWriter<'_>,
-    progress: &dyn Progress,
-) -> Result<std::result::Result<(FileContent, Option<String>), String>> {
-    let mut changed_warning = None;
-    for attempt in 0..=CHANGED_FILE_RETRIES {
-        let file = match File::open(&job.path) {
-            Ok(file) => file,
-            Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
-        };
-        let before = match file.metadata() {
-            Ok(stat) => stat,
-            Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
-        };
-        let expected_size = before.len();
-        let StoredContent {
-            chunks,
-            digest,
-            size: read_bytes,
-        } = match store_stream(&file, expected_size, finder, writer, progress)? {
-            Ok(stored) => stored,
-            Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
-        };
-        let after = match file.metadata() {
-            Ok(stat) => stat,
-            Err(error) => return Ok(Err(format!("{}: {error}", job.path.display()))),
-        };
-        let before_metadata = metadata_of(&before);
-        let after_metadata = metadata_of(&after);
-        let stable = read_bytes == expected_size
-            && after.len() == expected_size
-            && before_metadata.mtime_ns == after_metadata.mtime_ns;
-        // No digest: it grew past one chunk while read; read it again.
-        match digest {
-            Some(digest) if stable || attempt == CHANGED_FILE_RETRIES => {
-                if !stable {
-                    changed_warning = Some(format!(
-                        "{}: changed while being read ({} attempts); stored the last read",
-                        job.path.display(),
-                        attempt + 1
-                    ));
-                }
-                return Ok(Ok((
-                    FileContent {
-                        kind: EntryKind::File {
-                            size: read_bytes,
-                            digest,
-                            chunks,
-                        },
-                        metadata: after_metadata,
-                    },
-                    changed_warning,
-                )));
-            }
-            _ => continue,
-        }
-    }
-    Ok(Err(format!(
-        "{}: kept changing while being read",
-        job.path.display()
-    )))
+/// The source directory to read, and the source path to record.
+fn resolve_source(source: &Path, options: &BackupOptions) -> Result<(PathBuf, String)> {
+    let canonical = fs::canonicalize(source)
+        .ok()
+        .filter(|path| path.is_dir())
+        .ok_or_else(|| Error::SourceNotFound {
+            path: source.to_path_buf(),
+        })?;
+    let recorded = match &options.source_label {
+        Some(label) => fs::canonicalize(label)
+            .unwrap_or_else(|_| label.clone())
+            .display()
+            .to_string(),
+        None => canonical.display().to_string(),
+    };
+    Ok((canonical, recorded))
 }
 
 impl Repository {
@@ -408,20 +151,7 @@ impl Repository {
     ) -> Result<BackupOutcome> {
         let started = Instant::now();
         let start_time = SystemTime::now();
-        let source = source.as_ref();
-        let source = fs::canonicalize(source)
-            .ok()
-            .filter(|path| path.is_dir())
-            .ok_or_else(|| Error::SourceNotFound {
-                path: source.to_path_buf(),
-            })?;
-        let source_text = match &options.source_label {
-            Some(label) => fs::canonicalize(label)
-                .unwrap_or_else(|_| label.clone())
-                .display()
-                .to_string(),
-            None => source.display().to_string(),
-        };
+        let (source, source_text) = resolve_source(source.as_ref(), options)?;
         let database = Some(DatabaseState::read(&source))
             .filter(|state| state.id.is_some() || state.last_sequence.is_some());
         let _lock = self.lock(LockKind::Shared, "backup")?;
@@ -432,87 +162,31 @@ impl Repository {
             Some(parent) => ParentFiles::load(self, &parent.snapshot.tree)?,
             None => ParentFiles::default(),
         };
-
+        let mut tally = Tally::default();
         progress.start("scanning", 0);
-        let mut scan = Scan {
-            repository: self,
-            parent: &parent_files,
-            immutable_patterns: &options.immutable_patterns,
-            jobs: Vec::new(),
-            warnings: Vec::new(),
-            unreadable: 0,
-            stats: BackupStats::default(),
-        };
-        let root = scan.scan_directory(&source, b"")?;
+        let ScannedSource { root, jobs } = scan_source(
+            self,
+            &parent_files,
+            &options.immutable_patterns,
+            &source,
+            &mut tally,
+        )?;
         progress.finish();
-        let Scan {
-            jobs,
-            mut warnings,
-            mut stats,
-            mut unreadable,
-            ..
-        } = scan;
 
         let mut writer = PackWriter::new(self)?;
         if let Some(compression) = options.compression {
             writer.set_compression(compression);
         }
-        let total: u64 = jobs.iter().map(|job| job.size).sum();
-        progress.start("reading", total);
-        // Largest files first, so one big file does not start last and run alone.
-        let mut order: Vec<usize> = (0..jobs.len()).collect();
-        order.sort_by_key(|&job| std::cmp::Reverse(jobs[job].size));
-        let read_warnings = Mutex::new(Vec::new());
-        let mut contents: Vec<Option<FileContent>> = (0..jobs.len()).map(|_| None).collect();
-        let results: Vec<(usize, Option<FileContent>)> = order
-            .par_iter()
-            .map(|&job| {
-                let outcome = read_file(&jobs[job], &finder, &writer, progress)?;
-                let record = |warning| {
-                    read_warnings
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .push(warning)
-                };
-                Ok(match outcome {
-                    Ok((content, warning)) => {
-                        if let Some(warning) = warning {
-                            record(warning);
-                        }
-                        (job, Some(content))
-                    }
-                    Err(warning) => {
-                        record(warning);
-                        (job, None)
-                    }
-                })
-            })
-            .collect::<Result<_>>()?;
-        progress.finish();
-        for (job, content) in results {
-            match content {
-                Some(content) => {
-                    stats.files += 1;
-                    stats.bytes_total += content.kind_size();
-                    stats.bytes_read += content.kind_size();
-                    contents[job] = Some(content);
-                }
-                None => unreadable += 1,
-            }
-        }
-        for warning in read_warnings
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-        {
-            if warnings.len() < MAX_RECORDED_WARNINGS {
-                warnings.push(warning);
-            }
-        }
-
+        let mut contents = read_files(&jobs, &finder, &writer, progress, &mut tally)?;
         let root_tree = build_tree(root, &mut contents, &writer)?;
         let summary = writer.finish()?;
         self.write_index(&summary.locations)?;
 
+        let Tally {
+            mut stats,
+            warnings,
+            unreadable,
+        } = tally;
         stats.bytes_added = summary.blob_bytes;
         stats.bytes_stored = summary.pack_bytes;
         stats.blobs_added = summary.locations.len() as u64;
@@ -538,6 +212,8 @@ impl Repository {
         Ok(BackupOutcome { id, snapshot })
     }
 
+    /// The parent snapshot (the source of unchanged files) and the kind of
+    /// the new snapshot.
     fn choose_parent(
         &self,
         source: &str,
@@ -580,48 +256,4 @@ impl Repository {
         };
         Ok((parent, kind))
     }
-}
-
-impl FileContent {
-    fn kind_size(&self) -> u64 {
-        match &self.kind {
-            EntryKind::File { size, .. } => *size,
-            _ => 0,
-        }
-    }
-}
-
-/// Encodes trees bottom-up, storing new ones; returns the root tree id.
-fn build_tree(
-    directory: ScannedDirectory,
-    contents: &mut [Option<FileContent>],
-    writer: &PackWriter<'_>,
-) -> Result<Id> {
-    let mut tree = Tree::default();
-    for scanned in directory.entries {
-        let (kind, metadata) = match scanned.node {
-            ScannedNode::Directory(child) => (
-                EntryKind::Directory {
-                    subtree: build_tree(child, contents, writer)?,
-                },
-                scanned.metadata,
-            ),
-            ScannedNode::Symlink(target) => (EntryKind::Symlink { target }, scanned.metadata),
-            ScannedNode::Reused(kind) => (kind, scanned.metadata),
-            ScannedNode::Read(job) => match contents.get_mut(job).and_then(Option::take) {
-                Some(content) => (content.kind, content.metadata),
-                // Unreadable: already counted and warned about.
-                None => continue,
-            },
-        };
-        tree.entries.push(Entry {
-            name: scanned.name,
-            kind,
-            metadata,
-        });
-    }
-    let bytes = tree.encode();
-    let id = writer.keys().blob_id(&bytes);
-    writer.add(id, BlobKind::Tree, &bytes)?;
-    Ok(id)
 }

@@ -3,6 +3,12 @@
 //! Every snapshot is a complete tree, so restore reads one tree and the chunks
 //! it names, whatever generation it is: there is no chain to replay.
 //!
+//! Order of work: the plan (the snapshot's entries under `--include`), the
+//! directories (parents first), the files in parallel (largest first; of each
+//! hard-linked group only the first), the hard links, the symlinks, with
+//! `--delta` the removal of what the snapshot does not have, and directory
+//! metadata last (writing children changes a directory's mtime).
+//!
 //! Invariants:
 //! - nothing is written outside the target: tree names are validated when
 //!   decoded, new files are created with `O_EXCL` (never through an existing
@@ -35,6 +41,7 @@ use crate::format::tree::{Entry, EntryKind, Metadata};
 use crate::id::Id;
 use crate::progress::Progress;
 use crate::repo::lock::LockKind;
+use crate::repo::tree_walker::WalkedEntry;
 use crate::repo::Repository;
 
 /// How many chunks of one file are fetched and verified in parallel.
@@ -66,6 +73,23 @@ pub struct RestoreStats {
     pub duration_seconds: f64,
 }
 
+/// How the planned files are written: the first entry of each (device,
+/// inode) group is written, the others are hard-linked to it afterwards.
+struct FilePlan {
+    /// Positions in the plan of the files to write.
+    files: Vec<usize>,
+    /// (position of a link, position of the file it links to).
+    links: Vec<(usize, usize)>,
+}
+
+/// What writing the files did.
+struct FilesWritten {
+    /// Positions of the files that failed (their links are skipped).
+    failed_positions: HashSet<usize>,
+    /// Each failed file's path and error.
+    failures: Vec<(PathBuf, Error)>,
+}
+
 impl Repository {
     /// Restores the snapshot chosen by `selector` (id, prefix, `latest`,
     /// `latest:TAG`) into `target`.
@@ -87,47 +111,43 @@ impl Repository {
             snapshot: snapshot.id.to_hex(),
             ..RestoreStats::default()
         };
-
         // Directories first (parents before children), so files can be created in parallel.
-        for item in &planned {
-            if let EntryKind::Directory { .. } = item.entry.kind {
-                let path = target.join(&item.relative);
-                if options.delta {
-                    remove_unless(&path, |stat| stat.is_dir())?;
-                }
-                match fs::create_dir(&path) {
-                    Ok(()) => {}
-                    Err(error)
-                        if options.delta && error.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(error) => {
-                        return Err(Error::io(format!("creating {}", path.display()), error))
-                    }
-                }
-                stats.directories += 1;
-            }
+        stats.directories = create_directories(target, &planned, options.delta)?;
+        let plan = plan_files(&planned);
+        let written =
+            self.restore_files(target, &planned, plan.files, options, progress, &mut stats);
+        let hard_links = create_hard_links(
+            target,
+            &planned,
+            &plan.links,
+            &written.failed_positions,
+            options.delta,
+        )?;
+        stats.hard_links = hard_links;
+        stats.files += hard_links;
+        stats.symlinks = create_symlinks(target, &planned, options.delta)?;
+        if options.delta && options.include.is_empty() {
+            let wanted: HashSet<PathBuf> =
+                planned.iter().map(|item| item.relative.clone()).collect();
+            stats.entries_removed = remove_extraneous(target, Path::new(""), &wanted)?;
         }
+        apply_directory_metadata(target, &planned)?;
+        stats.duration_seconds = started.elapsed().as_secs_f64();
+        incomplete_unless_clean(stats, written.failures)
+    }
 
-        // Hard links: the first entry of each (device, inode) group is written,
-        // the others are linked to it afterwards.
-        let mut first_of_inode: HashMap<(u64, u64), usize> = HashMap::new();
-        let mut links: Vec<(usize, usize)> = Vec::new();
-        let mut files: Vec<usize> = Vec::new();
-        for (position, item) in planned.iter().enumerate() {
-            if let EntryKind::File { .. } = item.entry.kind {
-                let metadata = &item.entry.metadata;
-                if metadata.links > 1 {
-                    let key = (metadata.device, metadata.inode);
-                    if let Some(&first) = first_of_inode.get(&key) {
-                        links.push((position, first));
-                        continue;
-                    }
-                    first_of_inode.insert(key, position);
-                }
-                files.push(position);
-            }
-        }
-
-        // Largest files first, so one big file does not start last and run alone.
+    /// Writes the files in parallel, largest first (so one big file does not
+    /// start last and run alone), counting them into `stats`. A file that
+    /// fails is removed and recorded; the others still restore.
+    fn restore_files(
+        &self,
+        target: &Path,
+        planned: &[WalkedEntry],
+        mut files: Vec<usize>,
+        options: &RestoreOptions,
+        progress: &dyn Progress,
+        stats: &mut RestoreStats,
+    ) -> FilesWritten {
         files.sort_by_key(|&file| std::cmp::Reverse(planned[file].entry.size()));
         let total: u64 = files.iter().map(|&file| planned[file].entry.size()).sum();
         progress.start("restoring", total);
@@ -164,68 +184,12 @@ impl Repository {
                 }
             }
         }
-
-        for &(position, first) in &links {
-            if failed_positions.contains(&first) {
-                continue;
-            }
-            let path = target.join(&planned[position].relative);
-            let original = target.join(&planned[first].relative);
-            if options.delta {
-                remove_unless(&path, |_| false)?;
-            }
-            fs::hard_link(&original, &path)
-                .context(|| format!("linking {} to {}", path.display(), original.display()))?;
-            stats.hard_links += 1;
-            stats.files += 1;
+        FilesWritten {
+            failed_positions,
+            failures: failures
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
-
-        for item in &planned {
-            if let EntryKind::Symlink { target: link } = &item.entry.kind {
-                let path = target.join(&item.relative);
-                if options.delta {
-                    remove_unless(&path, |_| false)?;
-                }
-                std::os::unix::fs::symlink(OsStr::from_bytes(link), &path)
-                    .context(|| format!("creating symlink {}", path.display()))?;
-                apply_owner(&path, &item.entry.metadata)?;
-                let mtime = file_time(item.entry.metadata.mtime_ns);
-                filetime::set_symlink_file_times(&path, mtime, mtime)
-                    .context(|| format!("setting times of {}", path.display()))?;
-                stats.symlinks += 1;
-            }
-        }
-
-        if options.delta && options.include.is_empty() {
-            let wanted: HashSet<PathBuf> =
-                planned.iter().map(|item| item.relative.clone()).collect();
-            stats.entries_removed = remove_extraneous(target, Path::new(""), &wanted)?;
-        }
-
-        // Directory metadata last (children change a directory's mtime), deepest first.
-        for item in planned.iter().rev() {
-            if let EntryKind::Directory { .. } = item.entry.kind {
-                let path = target.join(&item.relative);
-                apply_metadata(&path, &item.entry.metadata)?;
-            }
-        }
-        stats.duration_seconds = started.elapsed().as_secs_f64();
-
-        let mut failures = failures
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if failures.is_empty() {
-            return Ok(stats);
-        }
-        failures.sort_by(|a, b| a.0.cmp(&b.0));
-        let failed = failures.len();
-        let (path, first) = failures.swap_remove(0);
-        Err(Error::RestoreIncomplete {
-            failed,
-            restored: stats.files,
-            first_path: path,
-            first: Box::new(first),
-        })
     }
 
     /// Writes one file (or keeps it with `delta` when it already matches).
@@ -297,6 +261,131 @@ impl Repository {
         apply_metadata(path, &entry.metadata)?;
         Ok((false, written))
     }
+}
+
+/// Creates the planned directories (parents come before children in the
+/// plan); with `delta`, an existing one is kept and anything else in its
+/// place removed. Returns how many there are.
+fn create_directories(target: &Path, planned: &[WalkedEntry], delta: bool) -> Result<u64> {
+    let mut directories = 0;
+    for item in planned {
+        if let EntryKind::Directory { .. } = item.entry.kind {
+            let path = target.join(&item.relative);
+            if delta {
+                remove_unless(&path, |stat| stat.is_dir())?;
+            }
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(error) if delta && error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(Error::io(format!("creating {}", path.display()), error)),
+            }
+            directories += 1;
+        }
+    }
+    Ok(directories)
+}
+
+/// Sorts the planned files into those to write and hard links to them.
+fn plan_files(planned: &[WalkedEntry]) -> FilePlan {
+    let mut first_of_inode: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut plan = FilePlan {
+        files: Vec::new(),
+        links: Vec::new(),
+    };
+    for (position, item) in planned.iter().enumerate() {
+        if let EntryKind::File { .. } = item.entry.kind {
+            let metadata = &item.entry.metadata;
+            if metadata.links > 1 {
+                let key = (metadata.device, metadata.inode);
+                if let Some(&first) = first_of_inode.get(&key) {
+                    plan.links.push((position, first));
+                    continue;
+                }
+                first_of_inode.insert(key, position);
+            }
+            plan.files.push(position);
+        }
+    }
+    plan
+}
+
+/// Links each hard link to its written file (none to a file that failed);
+/// returns how many links were made.
+fn create_hard_links(
+    target: &Path,
+    planned: &[WalkedEntry],
+    links: &[(usize, usize)],
+    failed_positions: &HashSet<usize>,
+    delta: bool,
+) -> Result<u64> {
+    let mut linked = 0;
+    for &(position, first) in links {
+        if failed_positions.contains(&first) {
+            continue;
+        }
+        let path = target.join(&planned[position].relative);
+        let original = target.join(&planned[first].relative);
+        if delta {
+            remove_unless(&path, |_| false)?;
+        }
+        fs::hard_link(&original, &path)
+            .context(|| format!("linking {} to {}", path.display(), original.display()))?;
+        linked += 1;
+    }
+    Ok(linked)
+}
+
+/// Creates the symlinks with their owner and times; returns how many.
+fn create_symlinks(target: &Path, planned: &[WalkedEntry], delta: bool) -> Result<u64> {
+    let mut symlinks = 0;
+    for item in planned {
+        if let EntryKind::Symlink { target: link } = &item.entry.kind {
+            let path = target.join(&item.relative);
+            if delta {
+                remove_unless(&path, |_| false)?;
+            }
+            std::os::unix::fs::symlink(OsStr::from_bytes(link), &path)
+                .context(|| format!("creating symlink {}", path.display()))?;
+            apply_owner(&path, &item.entry.metadata)?;
+            let mtime = file_time(item.entry.metadata.mtime_ns);
+            filetime::set_symlink_file_times(&path, mtime, mtime)
+                .context(|| format!("setting times of {}", path.display()))?;
+            symlinks += 1;
+        }
+    }
+    Ok(symlinks)
+}
+
+/// Directory metadata last (writing children changes a directory's mtime),
+/// deepest first.
+fn apply_directory_metadata(target: &Path, planned: &[WalkedEntry]) -> Result<()> {
+    for item in planned.iter().rev() {
+        if let EntryKind::Directory { .. } = item.entry.kind {
+            let path = target.join(&item.relative);
+            apply_metadata(&path, &item.entry.metadata)?;
+        }
+    }
+    Ok(())
+}
+
+/// The stats when every file restored; otherwise an error naming the first
+/// failed path (in path order) and how many failed.
+fn incomplete_unless_clean(
+    stats: RestoreStats,
+    mut failures: Vec<(PathBuf, Error)>,
+) -> Result<RestoreStats> {
+    if failures.is_empty() {
+        return Ok(stats);
+    }
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
+    let failed = failures.len();
+    let (path, first) = failures.swap_remove(0);
+    Err(Error::RestoreIncomplete {
+        failed,
+        restored: stats.files,
+        first_path: path,
+        first: Box::new(first),
+    })
 }
 
 /// Creates the target, or checks that it is an empty directory (any directory with `delta`).

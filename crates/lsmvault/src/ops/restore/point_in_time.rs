@@ -8,21 +8,27 @@
 //! boundary, which every RocksDB recovery mode reads as a clean end of log.
 //! Gaps in the sequence chain (a missing segment, a hole) and targets before
 //! the first snapshot or after the newest archived write are refused.
+//!
+//! Steps: resolve the target to a database and sequence number, choose the
+//! base snapshot, plan the segment versions to replay (every refusal happens
+//! here, before anything is written), restore the snapshot, write the planned
+//! segments, and remove later segments the snapshot brought along.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
 use super::RestoreOptions;
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::SnapshotEntry;
-use crate::format::wal_object::{SegmentRecord, WalObject};
+use crate::format::wal_object::{RestorePoint, SegmentRecord, WalObject};
 use crate::id::Id;
-use crate::lsm::log::sequence_ranges;
+use crate::lsm::file_class;
+use crate::lsm::log::{sequence_ranges, RecordRange};
 use crate::progress::Progress;
 use crate::repo::Repository;
 
@@ -60,6 +66,206 @@ pub struct RecoveryReport {
     pub restored_sequence: u64,
     pub segments: Vec<RecoveredSegment>,
     pub duration_seconds: f64,
+}
+
+/// What a [`PointInTime`] resolves to.
+enum ResolvedTarget {
+    /// Replay the WAL of `database` up to `sequence`.
+    Sequence { database: String, sequence: u64 },
+    /// A snapshot tag (no restore point of that name): the snapshot as it is.
+    TaggedSnapshot(Box<SnapshotEntry>),
+}
+
+/// One archived segment version to write into the target.
+struct PlannedSegment {
+    record: SegmentRecord,
+    /// Where to cut it: the end of the last batch kept.
+    end: u64,
+    first_sequence: u64,
+    last_sequence: u64,
+}
+
+/// The replay from a snapshot towards the target, built segment by segment.
+struct ReplayPlan {
+    snapshot_sequence: u64,
+    target_sequence: u64,
+    /// The sequence number the next batch must start at for the chain to hold.
+    expected: u64,
+    /// The last sequence number the planned segments reach.
+    restored: u64,
+    segments: Vec<PlannedSegment>,
+}
+
+impl ReplayPlan {
+    /// Adds the batches of one segment that continue the chain up to the
+    /// target. Returns whether the target is reached (later segments are
+    /// not needed); a gap before the target is an error.
+    fn add_segment(&mut self, record: SegmentRecord, ranges: &[RecordRange]) -> Result<bool> {
+        // (first sequence kept, cut offset) once a batch of this segment is kept.
+        let mut kept: Option<(u64, u64)> = None;
+        let mut reached = false;
+        for range in ranges {
+            let Some(last) = range.last_sequence() else {
+                continue;
+            };
+            if last <= self.snapshot_sequence {
+                continue;
+            }
+            if range.first_sequence > self.expected {
+                if self.target_sequence >= self.expected {
+                    return Err(unavailable(format!(
+                        "sequence {} falls into a gap of the archive: sequences {}..={} are missing before segment {} (missing segment or a write without WAL)",
+                        self.target_sequence,
+                        self.expected,
+                        range.first_sequence - 1,
+                        record.file_name
+                    )));
+                }
+                break;
+            }
+            if last > self.target_sequence {
+                reached = true;
+                break;
+            }
+            let first = kept.map_or(range.first_sequence, |(first, _)| first);
+            kept = Some((first, range.end_offset));
+            self.expected = range.next_sequence();
+            self.restored = last;
+        }
+        if let Some((first_sequence, end)) = kept {
+            self.segments.push(PlannedSegment {
+                record,
+                end,
+                first_sequence,
+                last_sequence: self.restored,
+            });
+        }
+        Ok(reached)
+    }
+
+    /// Refuses a replay that stops short of the target: a gap after the last
+    /// planned batch, or a target after the newest archived write.
+    fn check_reaches_target(&self, objects: &[WalObject], database: &str) -> Result<()> {
+        let target_sequence = self.target_sequence;
+        if self.restored >= target_sequence || self.expected > target_sequence {
+            return Ok(());
+        }
+        let newest = objects
+            .iter()
+            .filter_map(|object| match object {
+                WalObject::Segment(record) if record.database_id == database => {
+                    record.last_sequence
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(self.snapshot_sequence);
+        if newest >= target_sequence {
+            return Err(unavailable(format!(
+                "sequence {target_sequence} falls into a gap of the archive after sequence {}",
+                self.restored
+            )));
+        }
+        Err(unavailable(format!(
+            "sequence {target_sequence} is after the newest archived write of database {database} (sequence {newest})"
+        )))
+    }
+}
+
+/// The newest restore point called `name` (of `database_id`, when given).
+fn newest_restore_point<'a>(
+    objects: &'a [WalObject],
+    name: &str,
+    database_id: Option<&str>,
+) -> Option<&'a RestorePoint> {
+    objects
+        .iter()
+        .filter_map(|object| match object {
+            WalObject::RestorePoint(point) if point.name == *name => Some(point),
+            _ => None,
+        })
+        .filter(|point| database_id.is_none_or(|id| id == point.database_id))
+        .max_by(|a, b| a.time.cmp(&b.time))
+}
+
+/// The newest sequence number of `database` known to have existed at `time`:
+/// from WAL archive times and snapshot times.
+fn sequence_at_time(
+    database: &str,
+    time: SystemTime,
+    snapshots: &[SnapshotEntry],
+    objects: &[WalObject],
+) -> Result<u64> {
+    let from_wal = objects.iter().filter_map(|object| match object {
+        WalObject::Segment(record) if record.database_id == database => {
+            let archived = humantime::parse_rfc3339(&record.archived_at).ok()?;
+            (archived <= time).then_some(record.last_sequence?)
+        }
+        _ => None,
+    });
+    let from_snapshots = snapshots.iter().filter_map(|entry| {
+        let state = entry.snapshot.database.as_ref()?;
+        (state.id.as_deref() == Some(database) && entry.snapshot.system_time() <= time)
+            .then_some(state.last_sequence?)
+    });
+    from_wal.chain(from_snapshots).max().ok_or_else(|| {
+        unavailable(format!(
+            "{} is before the first snapshot and the first archived WAL of database {database}",
+            humantime::format_rfc3339(time)
+        ))
+    })
+}
+
+/// The newest snapshot of `database` at or before the target, with its sequence number.
+fn base_snapshot<'a>(
+    snapshots: &'a [SnapshotEntry],
+    database: &str,
+    target_sequence: u64,
+) -> Result<(u64, &'a SnapshotEntry)> {
+    let base = snapshots
+        .iter()
+        .filter_map(|entry| {
+            let state = entry.snapshot.database.as_ref()?;
+            let sequence = state.last_sequence?;
+            (state.id.as_deref() == Some(database) && sequence <= target_sequence)
+                .then_some((sequence, entry))
+        })
+        .max_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.1.snapshot.system_time().cmp(&b.1.snapshot.system_time()))
+        });
+    if let Some(base) = base {
+        return Ok(base);
+    }
+    let first = snapshots
+        .iter()
+        .filter_map(|entry| {
+            let state = entry.snapshot.database.as_ref()?;
+            (state.id.as_deref() == Some(database)).then_some(state.last_sequence?)
+        })
+        .min();
+    Err(unavailable(match first {
+        Some(first) => format!(
+            "sequence {target_sequence} is before the first snapshot of database {database} (it holds sequence {first})"
+        ),
+        None => format!("no snapshot of database {database} records its sequence number"),
+    }))
+}
+
+/// Removes the WAL segments numbered after `last_number` that the snapshot
+/// brought: they would replay writes past the target.
+fn remove_later_segments(target: &Path, last_number: u64) -> Result<()> {
+    for entry in fs::read_dir(target).context(|| format!("listing {}", target.display()))? {
+        let entry = entry.context(|| format!("listing {}", target.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log")
+            && file_class::file_number(&name).is_some_and(|number| number > last_number)
+        {
+            fs::remove_file(entry.path())
+                .context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn unavailable(reason: String) -> Error {
@@ -107,178 +313,23 @@ impl Repository {
         target: &Path,
         progress: &dyn Progress,
     ) -> Result<RecoveryReport> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let snapshots = self.snapshots()?;
         let objects: Vec<WalObject> = self
             .wal_objects()?
             .into_iter()
             .map(|(_, object)| object)
             .collect();
-        let (database, target_sequence) = match point {
-            PointInTime::Tag(name) => {
-                let restore_point = objects
-                    .iter()
-                    .filter_map(|object| match object {
-                        WalObject::RestorePoint(point) if point.name == *name => Some(point),
-                        _ => None,
-                    })
-                    .filter(|point| database_id.is_none_or(|id| id == point.database_id))
-                    .max_by(|a, b| a.time.cmp(&b.time));
-                match restore_point {
-                    Some(point) => (point.database_id.clone(), point.sequence),
-                    None => {
-                        // A snapshot tag: that snapshot, as it is.
-                        let entry = self.find_snapshot(&format!("latest:{name}"))?;
-                        let state = entry.snapshot.database.clone().unwrap_or_default();
-                        let sequence = state.last_sequence.unwrap_or(0);
-                        self.restore(
-                            &entry.id.to_hex(),
-                            target,
-                            &RestoreOptions::default(),
-                            progress,
-                        )?;
-                        return Ok(RecoveryReport {
-                            database_id: state.id.unwrap_or_default(),
-                            snapshot: entry.id.to_hex(),
-                            snapshot_sequence: sequence,
-                            target_sequence: sequence,
-                            restored_sequence: sequence,
-                            segments: Vec::new(),
-                            duration_seconds: started.elapsed().as_secs_f64(),
-                        });
-                    }
+        let (database, target_sequence) =
+            match self.resolve_target(point, database_id, &snapshots, &objects)? {
+                ResolvedTarget::Sequence { database, sequence } => (database, sequence),
+                ResolvedTarget::TaggedSnapshot(entry) => {
+                    return self.restore_tagged_snapshot(&entry, target, progress, started)
                 }
-            }
-            PointInTime::Sequence(sequence) => (
-                self.recovery_database(database_id, &snapshots, &objects)?,
-                *sequence,
-            ),
-            PointInTime::Time(time) => {
-                let database = self.recovery_database(database_id, &snapshots, &objects)?;
-                let from_wal = objects.iter().filter_map(|object| match object {
-                    WalObject::Segment(record) if record.database_id == database => {
-                        let archived = humantime::parse_rfc3339(&record.archived_at).ok()?;
-                        (archived <= *time).then_some(record.last_sequence?)
-                    }
-                    _ => None,
-                });
-                let from_snapshots = snapshots.iter().filter_map(|entry| {
-                    let state = entry.snapshot.database.as_ref()?;
-                    (state.id.as_deref() == Some(database.as_str())
-                        && entry.snapshot.system_time() <= *time)
-                        .then_some(state.last_sequence?)
-                });
-                let sequence = from_wal.chain(from_snapshots).max().ok_or_else(|| {
-                    unavailable(format!(
-                        "{} is before the first snapshot and the first archived WAL of database {database}",
-                        humantime::format_rfc3339(*time)
-                    ))
-                })?;
-                (database, sequence)
-            }
-        };
-
-        // The newest snapshot at or before the target.
-        let base = snapshots
-            .iter()
-            .filter_map(|entry| {
-                let state = entry.snapshot.database.as_ref()?;
-                let sequence = state.last_sequence?;
-                (state.id.as_deref() == Some(database.as_str()) && sequence <= target_sequence)
-                    .then_some((sequence, entry))
-            })
-            .max_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then(a.1.snapshot.system_time().cmp(&b.1.snapshot.system_time()))
-            });
-        let Some((snapshot_sequence, base)) = base else {
-            let first = snapshots
-                .iter()
-                .filter_map(|entry| {
-                    let state = entry.snapshot.database.as_ref()?;
-                    (state.id.as_deref() == Some(database.as_str())).then_some(state.last_sequence?)
-                })
-                .min();
-            return Err(unavailable(match first {
-                Some(first) => format!(
-                    "sequence {target_sequence} is before the first snapshot of database {database} (it holds sequence {first})"
-                ),
-                None => format!("no snapshot of database {database} records its sequence number"),
-            }));
-        };
-
-        // Walk the archived records after the snapshot, up to the target.
-        // (record, cut offset, first and last sequence kept). Only one
-        // segment's content is held at a time: it is parsed here, dropped,
-        // and streamed again into the target below.
-        let mut segments: Vec<(SegmentRecord, u64, u64, u64)> = Vec::new();
-        let mut expected = snapshot_sequence + 1;
-        let mut restored = snapshot_sequence;
-        'segments: for record in self.latest_segments(&database)?.into_values() {
-            if record
-                .last_sequence
-                .is_none_or(|last| last <= snapshot_sequence)
-                || expected > target_sequence
-            {
-                continue;
-            }
-            let content = self.read_segment(&record)?;
-            let (ranges, _) = sequence_ranges(&content, Some(record.segment))?;
-            let mut cut = None;
-            let mut first_included = None;
-            for range in ranges {
-                let Some(last) = range.last_sequence() else {
-                    continue;
-                };
-                if last <= snapshot_sequence {
-                    continue;
-                }
-                if range.first_sequence > expected {
-                    if target_sequence >= expected {
-                        return Err(unavailable(format!(
-                            "sequence {target_sequence} falls into a gap of the archive: sequences {expected}..={} are missing before segment {} (missing segment or a write without WAL)",
-                            range.first_sequence - 1,
-                            record.file_name
-                        )));
-                    }
-                    break;
-                }
-                if last > target_sequence {
-                    if let Some(end) = cut {
-                        segments.push((record, end, first_included.unwrap_or(last), restored));
-                    }
-                    break 'segments;
-                }
-                first_included.get_or_insert(range.first_sequence);
-                cut = Some(range.end_offset);
-                expected = range.next_sequence();
-                restored = last;
-            }
-            if let Some(end) = cut {
-                let first = first_included.unwrap_or(restored);
-                segments.push((record, end, first, restored));
-            }
-        }
-        if restored < target_sequence && expected <= target_sequence {
-            let newest = objects
-                .iter()
-                .filter_map(|object| match object {
-                    WalObject::Segment(record) if record.database_id == database => {
-                        record.last_sequence
-                    }
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(snapshot_sequence);
-            if newest >= target_sequence {
-                return Err(unavailable(format!(
-                    "sequence {target_sequence} falls into a gap of the archive after sequence {restored}"
-                )));
-            }
-            return Err(unavailable(format!(
-                "sequence {target_sequence} is after the newest archived write of database {database} (sequence {newest})"
-            )));
-        }
+            };
+        let (snapshot_sequence, base) = base_snapshot(&snapshots, &database, target_sequence)?;
+        let plan = self.plan_replay(&database, snapshot_sequence, target_sequence)?;
+        plan.check_reaches_target(&objects, &database)?;
 
         self.restore(
             &base.id.to_hex(),
@@ -286,47 +337,136 @@ impl Repository {
             &RestoreOptions::default(),
             progress,
         )?;
-        let mut report = RecoveryReport {
+        let segments = self.write_segments(target, &plan.segments)?;
+        if let Some(last) = plan.segments.last() {
+            remove_later_segments(target, last.record.segment)?;
+        }
+        Ok(RecoveryReport {
             database_id: database,
             snapshot: base.id.to_hex(),
             snapshot_sequence,
             target_sequence,
-            restored_sequence: restored,
+            restored_sequence: plan.restored,
+            segments,
+            duration_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The database and sequence number `point` names, or the snapshot a
+    /// tag names when no restore point has that name.
+    fn resolve_target(
+        &self,
+        point: &PointInTime,
+        database_id: Option<&str>,
+        snapshots: &[SnapshotEntry],
+        objects: &[WalObject],
+    ) -> Result<ResolvedTarget> {
+        match point {
+            PointInTime::Tag(name) => match newest_restore_point(objects, name, database_id) {
+                Some(point) => Ok(ResolvedTarget::Sequence {
+                    database: point.database_id.clone(),
+                    sequence: point.sequence,
+                }),
+                None => Ok(ResolvedTarget::TaggedSnapshot(Box::new(
+                    self.find_snapshot(&format!("latest:{name}"))?,
+                ))),
+            },
+            PointInTime::Sequence(sequence) => Ok(ResolvedTarget::Sequence {
+                database: self.recovery_database(database_id, snapshots, objects)?,
+                sequence: *sequence,
+            }),
+            PointInTime::Time(time) => {
+                let database = self.recovery_database(database_id, snapshots, objects)?;
+                let sequence = sequence_at_time(&database, *time, snapshots, objects)?;
+                Ok(ResolvedTarget::Sequence { database, sequence })
+            }
+        }
+    }
+
+    /// A snapshot tag: that snapshot, as it is, with no WAL replayed.
+    fn restore_tagged_snapshot(
+        &self,
+        entry: &SnapshotEntry,
+        target: &Path,
+        progress: &dyn Progress,
+        started: Instant,
+    ) -> Result<RecoveryReport> {
+        let state = entry.snapshot.database.clone().unwrap_or_default();
+        let sequence = state.last_sequence.unwrap_or(0);
+        self.restore(
+            &entry.id.to_hex(),
+            target,
+            &RestoreOptions::default(),
+            progress,
+        )?;
+        Ok(RecoveryReport {
+            database_id: state.id.unwrap_or_default(),
+            snapshot: entry.id.to_hex(),
+            snapshot_sequence: sequence,
+            target_sequence: sequence,
+            restored_sequence: sequence,
             segments: Vec::new(),
-            duration_seconds: 0.0,
+            duration_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Walks the newest version of each archived segment after the snapshot,
+    /// up to the target. Only one segment's content is held at a time: it is
+    /// parsed here, dropped, and streamed again into the target later.
+    fn plan_replay(
+        &self,
+        database: &str,
+        snapshot_sequence: u64,
+        target_sequence: u64,
+    ) -> Result<ReplayPlan> {
+        let mut plan = ReplayPlan {
+            snapshot_sequence,
+            target_sequence,
+            expected: snapshot_sequence + 1,
+            restored: snapshot_sequence,
+            segments: Vec::new(),
         };
-        let last_number = segments.last().map(|(record, ..)| record.segment);
-        for (record, end, first, last) in &segments {
+        for record in self.latest_segments(database)?.into_values() {
+            if record
+                .last_sequence
+                .is_none_or(|last| last <= snapshot_sequence)
+                || plan.expected > target_sequence
+            {
+                continue;
+            }
+            let content = self.read_segment(&record)?;
+            let (ranges, _) = sequence_ranges(&content, Some(record.segment))?;
+            if plan.add_segment(record, &ranges)? {
+                break;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Writes each planned segment, cut after its last kept batch, into `target`.
+    fn write_segments(
+        &self,
+        target: &Path,
+        segments: &[PlannedSegment],
+    ) -> Result<Vec<RecoveredSegment>> {
+        let mut recovered = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let record = &segment.record;
             let path = target.join(&record.file_name);
             let mut file =
                 fs::File::create(&path).context(|| format!("creating {}", path.display()))?;
-            self.write_segment_prefix(record, *end, &mut file, &path)?;
+            self.write_segment_prefix(record, segment.end, &mut file, &path)?;
             file.sync_all()
                 .context(|| format!("writing {}", path.display()))?;
-            report.segments.push(RecoveredSegment {
+            recovered.push(RecoveredSegment {
                 file_name: record.file_name.clone(),
-                bytes: *end,
-                first_sequence: *first,
-                last_sequence: *last,
-                cut: *end < record.size,
+                bytes: segment.end,
+                first_sequence: segment.first_sequence,
+                last_sequence: segment.last_sequence,
+                cut: segment.end < record.size,
             });
         }
-        // Later segments the snapshot may hold would replay writes past the target.
-        if let Some(last_number) = last_number {
-            for entry in fs::read_dir(target).context(|| format!("listing {}", target.display()))? {
-                let entry = entry.context(|| format!("listing {}", target.display()))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".log")
-                    && crate::lsm::file_class::file_number(&name)
-                        .is_some_and(|number| number > last_number)
-                {
-                    fs::remove_file(entry.path())
-                        .context(|| format!("removing {}", entry.path().display()))?;
-                }
-            }
-        }
-        report.duration_seconds = started.elapsed().as_secs_f64();
-        Ok(report)
+        Ok(recovered)
     }
 
     /// Writes the first `end` bytes of an archived segment version to `file`,
@@ -355,17 +495,7 @@ impl Repository {
                 .context(|| format!("writing {}", path.display()))?;
             offset += bytes.len() as u64;
         }
-        let actual = Id(*hasher.finalize().as_bytes());
-        if offset != record.size || actual != record.digest {
-            return Err(Error::ChecksumMismatch {
-                object: format!(
-                    "archived WAL segment {} of database {}",
-                    record.file_name, record.database_id
-                ),
-                expected: record.digest.to_hex(),
-                actual: actual.to_hex(),
-            });
-        }
+        record.check_content(offset, &Id(*hasher.finalize().as_bytes()))?;
         Ok(())
     }
 }

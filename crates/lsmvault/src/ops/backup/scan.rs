@@ -1,0 +1,288 @@
+//! Backup's scan: walk the source directory, and decide per file whether the
+//! parent snapshot already has its content ("link-dest") or it must be read.
+//!
+//! A file is reused unread when the parent has an entry, at the same relative
+//! path or with the same (device, inode) — hard-linked SSTs keep their inode
+//! across checkpoint directories — whose size and mtime match, and whose ctime
+//! matches too unless the file is immutable (making a hard link changes
+//! ctime), and whose chunks the repository still holds. Entries that cannot
+//! be read are left out with a warning; the snapshot is then incomplete.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::Tally;
+use crate::error::{IoContext, Result};
+use crate::format::tree::{Entry, EntryKind, Metadata};
+use crate::id::Id;
+use crate::lsm::file_class::matches_pattern;
+use crate::repo::tree_walker::TreeWalker;
+use crate::repo::Repository;
+
+/// Parent-snapshot files, addressable by relative path and by (device, inode).
+#[derive(Default)]
+pub(super) struct ParentFiles {
+    by_path: HashMap<Vec<u8>, Entry>,
+    by_inode: HashMap<(u64, u64), Entry>,
+}
+
+impl ParentFiles {
+    pub(super) fn load(repository: &Repository, root: &Id) -> Result<ParentFiles> {
+        let mut files = ParentFiles::default();
+        TreeWalker::new(repository).walk(root, |path, entry| {
+            if let EntryKind::File { .. } = entry.kind {
+                let inode = (entry.metadata.device, entry.metadata.inode);
+                files.by_inode.insert(inode, entry.clone());
+                files.by_path.insert(path.to_vec(), entry.clone());
+            }
+            Ok(true)
+        })?;
+        Ok(files)
+    }
+}
+
+/// A scanned directory, before file contents are known.
+pub(super) struct ScannedDirectory {
+    pub(super) entries: Vec<ScannedEntry>,
+}
+
+pub(super) struct ScannedEntry {
+    pub(super) name: Vec<u8>,
+    pub(super) metadata: Metadata,
+    pub(super) node: ScannedNode,
+}
+
+pub(super) enum ScannedNode {
+    Directory(ScannedDirectory),
+    Symlink(Vec<u8>),
+    /// Content taken from the parent snapshot without reading.
+    Reused(EntryKind),
+    /// Content to be read: index into the job list.
+    Read(usize),
+}
+
+/// A file whose content must be read.
+pub(super) struct FileJob {
+    pub(super) path: PathBuf,
+    pub(super) size: u64,
+}
+
+/// What the scan produced.
+pub(super) struct ScannedSource {
+    pub(super) root: ScannedDirectory,
+    /// The files to read, indexed by [`ScannedNode::Read`].
+    pub(super) jobs: Vec<FileJob>,
+}
+
+pub(super) fn metadata_of(stat: &fs::Metadata) -> Metadata {
+    Metadata {
+        mode: stat.mode(),
+        uid: stat.uid(),
+        gid: stat.gid(),
+        mtime_ns: stat
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(stat.mtime_nsec()),
+        ctime_ns: stat
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(stat.ctime_nsec()),
+        device: stat.dev(),
+        inode: stat.ino(),
+        links: stat.nlink(),
+    }
+}
+
+/// Scans `source`, counting directories, symlinks and reused files into
+/// `tally`. Fails only when `source` itself cannot be listed.
+pub(super) fn scan_source(
+    repository: &Repository,
+    parent: &ParentFiles,
+    immutable_patterns: &[String],
+    source: &Path,
+    tally: &mut Tally,
+) -> Result<ScannedSource> {
+    let mut scan = Scan {
+        repository,
+        parent,
+        immutable_patterns,
+        jobs: Vec::new(),
+        tally,
+    };
+    let root = scan.scan_directory(source, b"")?;
+    Ok(ScannedSource {
+        root,
+        jobs: scan.jobs,
+    })
+}
+
+/// State shared by the scan.
+struct Scan<'a> {
+    repository: &'a Repository,
+    parent: &'a ParentFiles,
+    immutable_patterns: &'a [String],
+    jobs: Vec<FileJob>,
+    tally: &'a mut Tally,
+}
+
+impl Scan<'_> {
+    fn is_immutable(&self, name: &[u8]) -> bool {
+        let name = String::from_utf8_lossy(name);
+        self.immutable_patterns
+            .iter()
+            .any(|pattern| matches_pattern(pattern, &name))
+    }
+
+    /// The parent's entry for this file if its content can be reused unread.
+    fn reusable(
+        &self,
+        relative: &[u8],
+        name: &[u8],
+        now: &Metadata,
+        size: u64,
+    ) -> Option<EntryKind> {
+        let immutable = self.is_immutable(name);
+        let same = |old: &Entry| {
+            let before = &old.metadata;
+            before.device == now.device
+                && before.inode == now.inode
+                && old.size() == size
+                && before.mtime_ns == now.mtime_ns
+                && (immutable || before.ctime_ns == now.ctime_ns)
+        };
+        let candidate = self
+            .parent
+            .by_path
+            .get(relative)
+            .filter(|old| same(old))
+            .or_else(|| {
+                self.parent
+                    .by_inode
+                    .get(&(now.device, now.inode))
+                    .filter(|old| same(old))
+            })?;
+        // Never reuse content the repository no longer holds.
+        let index = self.repository.index().ok()?;
+        match &candidate.kind {
+            EntryKind::File { chunks, .. } if chunks.iter().all(|chunk| index.contains(chunk)) => {
+                Some(candidate.kind.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Scans one directory, its entries in byte order of their names.
+    fn scan_directory(&mut self, path: &Path, relative: &[u8]) -> Result<ScannedDirectory> {
+        let mut listing = Vec::new();
+        for item in fs::read_dir(path).context(|| format!("listing {}", path.display()))? {
+            match item {
+                Ok(item) => listing.push(item.file_name()),
+                Err(error) => self
+                    .tally
+                    .unreadable(format!("listing {}: {error}", path.display())),
+            }
+        }
+        listing.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut entries = Vec::with_capacity(listing.len());
+        for name in listing {
+            if let Some(entry) = self.scan_entry(path, relative, name) {
+                entries.push(entry);
+            }
+        }
+        Ok(ScannedDirectory { entries })
+    }
+
+    /// Scans one entry of the directory at `path`; `None` when it is left
+    /// out (unreadable, or not a regular file, directory or symlink), with a
+    /// warning.
+    fn scan_entry(&mut self, path: &Path, relative: &[u8], name: OsString) -> Option<ScannedEntry> {
+        let child = path.join(&name);
+        let name = name.as_bytes().to_vec();
+        let mut child_relative = relative.to_vec();
+        if !child_relative.is_empty() {
+            child_relative.push(b'/');
+        }
+        child_relative.extend_from_slice(&name);
+        let stat = match fs::symlink_metadata(&child) {
+            Ok(stat) => stat,
+            Err(error) => {
+                self.tally
+                    .unreadable(format!("{}: {error}", child.display()));
+                return None;
+            }
+        };
+        let metadata = metadata_of(&stat);
+        let file_type = stat.file_type();
+        let node = if file_type.is_dir() {
+            match self.scan_directory(&child, &child_relative) {
+                Ok(directory) => {
+                    self.tally.stats.directories += 1;
+                    ScannedNode::Directory(directory)
+                }
+                Err(error) => {
+                    self.tally.unreadable(error.to_string());
+                    return None;
+                }
+            }
+        } else if file_type.is_symlink() {
+            match fs::read_link(&child) {
+                Ok(target) => {
+                    self.tally.stats.symlinks += 1;
+                    ScannedNode::Symlink(target.as_os_str().as_bytes().to_vec())
+                }
+                Err(error) => {
+                    self.tally
+                        .unreadable(format!("{}: {error}", child.display()));
+                    return None;
+                }
+            }
+        } else if file_type.is_file() {
+            self.scan_file(child, &child_relative, &name, &metadata, stat.len())
+        } else {
+            self.tally.warn(format!(
+                "{}: skipped (not a regular file, directory or symlink)",
+                child.display()
+            ));
+            return None;
+        };
+        Some(ScannedEntry {
+            name,
+            metadata,
+            node,
+        })
+    }
+
+    /// A regular file: reused from the parent, or queued to be read.
+    fn scan_file(
+        &mut self,
+        path: PathBuf,
+        relative: &[u8],
+        name: &[u8],
+        metadata: &Metadata,
+        size: u64,
+    ) -> ScannedNode {
+        let reused = self.reusable(relative, name, metadata, size);
+        let stats = &mut self.tally.stats;
+        match reused {
+            Some(kind) => {
+                stats.files += 1;
+                stats.files_unmodified += 1;
+                stats.bytes_total += size;
+                ScannedNode::Reused(kind)
+            }
+            None => {
+                if self.parent.by_path.contains_key(relative) {
+                    stats.files_changed += 1;
+                } else {
+                    stats.files_new += 1;
+                }
+                self.jobs.push(FileJob { path, size });
+                ScannedNode::Read(self.jobs.len() - 1)
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Verify's reference checks: every tree and chunk a snapshot needs, and
+//! every chunk an archived WAL segment needs, is indexed; the snapshots and
+//! files that need a damaged object are listed under its finding.
+//!
+//! Trees are read from the locations the index files gave (not through the
+//! repository's index), each once however many snapshots share it; a tree
+//! that cannot be read is a finding and the walk goes on without it.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use super::Findings;
+use crate::backend::ObjectKind;
+use crate::error::Result;
+use crate::format::index::BlobLocation;
+use crate::format::snapshot::SnapshotEntry;
+use crate::format::tree::{Entry, EntryKind, Tree};
+use crate::format::wal_object::WalObject;
+use crate::id::Id;
+use crate::repo::tree_walker::TreeWalker;
+use crate::repo::Repository;
+
+/// A tree as first read: decoded, or why it could not be.
+type LoadedTree = std::result::Result<Rc<Tree>, String>;
+
+/// The reference walk over snapshots and WAL records.
+pub(super) struct ReferenceCheck<'a> {
+    repository: &'a Repository,
+    /// Where the index files place each blob.
+    locations: &'a HashMap<Id, BlobLocation>,
+    /// Every blob some snapshot or archived segment needs.
+    referenced: HashSet<Id>,
+    /// Every tree met so far.
+    trees: HashMap<Id, LoadedTree>,
+}
+
+impl<'a> ReferenceCheck<'a> {
+    pub(super) fn new(
+        repository: &'a Repository,
+        locations: &'a HashMap<Id, BlobLocation>,
+    ) -> Self {
+        ReferenceCheck {
+            repository,
+            locations,
+            referenced: HashSet::new(),
+            trees: HashMap::new(),
+        }
+    }
+
+    /// How many distinct trees the snapshots reference.
+    pub(super) fn trees_read(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// How many indexed blobs nothing checked so far references.
+    pub(super) fn unreferenced_blobs(&self) -> usize {
+        self.locations
+            .keys()
+            .filter(|id| !self.referenced.contains(id))
+            .count()
+    }
+
+    /// Walks every snapshot; returns how many snapshot files there are. A
+    /// snapshot file that cannot be read is a finding.
+    pub(super) fn check_snapshots(&mut self, findings: &mut Findings) -> Result<usize> {
+        let snapshot_files = self.repository.backend().list(ObjectKind::Snapshot)?;
+        for file in &snapshot_files {
+            match self.repository.read_snapshot(&file.name) {
+                Ok(entry) => self.check_snapshot(&entry, findings)?,
+                Err(error) => findings.add(format!("snapshot {}", file.name), error.to_string()),
+            }
+        }
+        Ok(snapshot_files.len())
+    }
+
+    fn check_snapshot(&mut self, entry: &SnapshotEntry, findings: &mut Findings) -> Result<()> {
+        let label = format!("snapshot {}", entry.id.short());
+        let repository = self.repository;
+        // The walker holds both callbacks at once; each borrows the state
+        // only while it runs.
+        let state = RefCell::new((self, findings));
+        let load = |tree_id: &Id, path: &[u8]| -> Result<Option<Rc<Tree>>> {
+            let (check, findings) = &mut *state.borrow_mut();
+            Ok(check.load_tree(tree_id, path, &label, findings))
+        };
+        let visit = |path: &[u8], child: &Entry| -> Result<bool> {
+            let (check, findings) = &mut *state.borrow_mut();
+            check.reference_file(path, child, &label, findings);
+            Ok(true)
+        };
+        TreeWalker::new(repository).walk_with(&entry.snapshot.tree, load, visit)
+    }
+
+    /// The tree `tree_id` at `path` of snapshot `label`, read on first use;
+    /// `None` (and a finding) when it cannot be read.
+    fn load_tree(
+        &mut self,
+        tree_id: &Id,
+        path: &[u8],
+        label: &str,
+        findings: &mut Findings,
+    ) -> Option<Rc<Tree>> {
+        self.referenced.insert(*tree_id);
+        let path = String::from_utf8_lossy(path);
+        let where_ = || format!("{label}: {}", if path.is_empty() { "/" } else { &path });
+        let location = self.locations.get(tree_id);
+        findings.reference(*tree_id, location.is_some(), "tree", where_);
+        let repository = self.repository;
+        let tree = self
+            .trees
+            .entry(*tree_id)
+            .or_insert_with(|| read_tree(repository, tree_id, location));
+        match tree {
+            Ok(tree) => Some(Rc::clone(tree)),
+            Err(problem) => {
+                if !findings.damaged_blobs.contains_key(tree_id) {
+                    let problem = problem.clone();
+                    findings.add_blob(*tree_id, format!("tree {tree_id}"), problem);
+                    findings.affect(tree_id, where_);
+                }
+                None
+            }
+        }
+    }
+
+    /// Records the chunks of a file entry as needed by `label: path`.
+    fn reference_file(&mut self, path: &[u8], child: &Entry, label: &str, findings: &mut Findings) {
+        if let EntryKind::File { chunks, .. } = &child.kind {
+            let child_path = String::from_utf8_lossy(path);
+            for chunk in chunks {
+                self.referenced.insert(*chunk);
+                findings.reference(*chunk, self.locations.contains_key(chunk), "blob", || {
+                    format!("{label}: {child_path}")
+                });
+            }
+        }
+    }
+
+    /// Checks that every chunk of every archived WAL segment version
+    /// resolves; returns how many versions there are. WAL records that cannot
+    /// be listed are one finding.
+    pub(super) fn check_wal_archive(&mut self, findings: &mut Findings) -> usize {
+        let objects = match self.repository.wal_objects() {
+            Ok(objects) => objects,
+            Err(error) => {
+                findings.add("WAL records".into(), error.to_string());
+                return 0;
+            }
+        };
+        let mut segments = 0;
+        for (_, object) in objects {
+            let WalObject::Segment(record) = object else {
+                continue;
+            };
+            segments += 1;
+            for chunk in &record.chunks {
+                self.referenced.insert(*chunk);
+                findings.reference(*chunk, self.locations.contains_key(chunk), "blob", || {
+                    format!(
+                        "WAL segment {} of database {}",
+                        record.file_name, record.database_id
+                    )
+                });
+            }
+        }
+        segments
+    }
+}
+
+/// Reads and decodes a tree from its indexed location.
+fn read_tree(repository: &Repository, tree_id: &Id, location: Option<&BlobLocation>) -> LoadedTree {
+    match location {
+        Some(location) => repository
+            .read_blob_at(location)
+            .and_then(|bytes| Tree::decode(tree_id, &bytes))
+            .map(Rc::new)
+            .map_err(|error| error.to_string()),
+        None => Err("unreadable".into()),
+    }
+}
