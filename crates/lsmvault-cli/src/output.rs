@@ -5,7 +5,7 @@
 //! Each rule is written once here so that two listings never disagree on how
 //! an id or a time looks.
 
-use lsmvault::Error;
+use lsmvault::{Error, Id, Timestamp};
 use serde::Serialize;
 
 /// Text or JSON, as the global `--json` flag chose.
@@ -63,8 +63,8 @@ fn serialization_error(error: serde_json::Error) -> Error {
 }
 
 /// The first 8 hex digits of a snapshot (or other object) id, as listings show it.
-pub fn short_id(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
+pub fn short_id(id: &Id) -> String {
+    id.short()
 }
 
 /// The first 12 digits of a key name, as key listings show it.
@@ -72,13 +72,14 @@ pub fn short_key_name(name: &str) -> &str {
     name.get(..12).unwrap_or(name)
 }
 
-/// An RFC 3339 timestamp cut to whole seconds: `2026-11-23T14:32:05`.
-pub fn time_to_seconds(time: &str) -> &str {
-    time.get(..19).unwrap_or(time)
+/// A time cut to whole seconds, UTC: `2026-11-23T14:32:05`.
+pub fn time_to_seconds(time: Timestamp) -> String {
+    let text = time.to_seconds_string();
+    text.strip_suffix('Z').unwrap_or(&text).to_string()
 }
 
-/// An RFC 3339 timestamp as tables show it: `2026-11-23 14:32:05`.
-pub fn table_time(time: &str) -> String {
+/// A time as tables show it: `2026-11-23 14:32:05`.
+pub fn table_time(time: Timestamp) -> String {
     time_to_seconds(time).replace('T', " ")
 }
 
@@ -105,18 +106,16 @@ mod tests {
     #[test]
     fn short_forms_cut_long_text_and_keep_short_text() {
         let id = "0123456789abcdef";
-        assert_eq!(short_id(id), "01234567");
-        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_id(&Id::of(b"")), Id::of(b"").to_hex()[..8]);
         assert_eq!(short_key_name(id), "0123456789ab");
         assert_eq!(short_key_name("abc"), "abc");
     }
 
     #[test]
     fn times_are_cut_to_seconds() {
-        let time = "2026-11-23T14:32:05.123456789Z";
+        let time = Timestamp::parse("2026-11-23T14:32:05.923456789Z").unwrap();
         assert_eq!(time_to_seconds(time), "2026-11-23T14:32:05");
         assert_eq!(table_time(time), "2026-11-23 14:32:05");
-        assert_eq!(table_time("garbage"), "garbage");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn run(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
     if snapshot.incomplete {
         eprintln!(
             "warning: snapshot {} is incomplete: some files could not be read",
-            short_id(&outcome.id.to_hex())
+            short_id(&outcome.id)
         );
         return Ok(exit::exit_code(ErrorCode::IncompleteBackup));
     }
@@ -134,7 +134,7 @@ fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>) {
     let stats = &snapshot.stats;
     println!(
         "snapshot {} ({}) of {}",
-        short_id(&outcome.id.to_hex()),
+        short_id(&outcome.id),
         snapshot.kind,
         snapshot.source
     );

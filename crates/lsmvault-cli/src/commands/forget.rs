@@ -184,7 +184,7 @@ fn print_decisions(report: &ForgetReport) {
             println!(
                 "  {} {}  {}",
                 short_id(&decision.id),
-                table_time(&decision.time),
+                table_time(decision.time),
                 action
             );
         }

@@ -36,8 +36,8 @@ fn print_table(snapshots: &[SnapshotEntry]) {
         };
         println!(
             "{:<10} {:<20} {:<12} {:<12} {:>10}  {}{}{}",
-            short_id(&entry.id.to_hex()),
-            table_time(&snapshot.time),
+            short_id(&entry.id),
+            table_time(snapshot.timestamp()),
             snapshot.kind.to_string(),
             snapshot.host,
             human_bytes(snapshot.stats.bytes_total),

@@ -31,7 +31,7 @@ fn print_text(stats: &RepositoryStats) {
         println!(
             "{:<10} {:<20} {:>8} {:>12} {:>12} {:>12}",
             short_id(&size.id),
-            table_time(&size.time),
+            table_time(size.time),
             size.files,
             human_bytes(size.logical_bytes),
             human_bytes(size.stored_bytes),

@@ -128,7 +128,7 @@ fn print_timeline(timeline: &Timeline) {
                 .last_sequence
                 .map_or("-".into(), |value| value.to_string()),
             segment.versions,
-            time_to_seconds(&segment.archived_at),
+            time_to_seconds(segment.archived_at),
             segment.tail
         );
     }
@@ -138,7 +138,7 @@ fn print_timeline(timeline: &Timeline) {
             window.from_sequence,
             window.to_sequence,
             short_id(&window.snapshot),
-            time_to_seconds(&window.snapshot_time)
+            time_to_seconds(window.snapshot_time)
         );
     }
     for gap in &timeline.gaps {

@@ -16,12 +16,15 @@ use crate::format::tree::{Entry, EntryKind, Tree};
 use crate::id::Id;
 use crate::repo::tree_walker::TreeWalker;
 use crate::repo::Repository;
+use crate::time::Timestamp;
 
 /// Figures for one snapshot.
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotSize {
-    pub id: String,
-    pub time: String,
+    /// The snapshot's id.
+    pub id: Id,
+    /// When the snapshot was taken.
+    pub time: Timestamp,
     pub source: String,
     pub files: u64,
     /// Sum of the file sizes (what a restore writes).
@@ -67,8 +70,10 @@ pub struct Change {
 /// What differs between two snapshots.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiffReport {
-    pub from: String,
-    pub to: String,
+    /// The older snapshot of the comparison.
+    pub from: Id,
+    /// The newer snapshot of the comparison.
+    pub to: Id,
     pub added: usize,
     pub removed: usize,
     pub modified: usize,
@@ -143,8 +148,8 @@ fn snapshot_size(
         .copied()
         .collect();
     SnapshotSize {
-        id: entry.id.to_hex(),
-        time: entry.snapshot.time.clone(),
+        id: entry.id,
+        time: entry.snapshot.timestamp(),
         source: entry.snapshot.source.clone(),
         files,
         logical_bytes: bytes,
@@ -261,8 +266,8 @@ impl Repository {
                 .count()
         };
         Ok(DiffReport {
-            from: from.id.to_hex(),
-            to: to.id.to_hex(),
+            from: from.id,
+            to: to.id,
             added: count("added"),
             removed: count("removed"),
             modified: count("modified") + count("type"),

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
+use crate::id::Id;
 use crate::repo::lock::LockKind;
 use crate::repo::Repository;
 use retention::{GroupBy, GroupDecision, RetentionPolicy, SnapshotFilter};
@@ -37,9 +38,9 @@ pub struct ForgetReport {
     /// The decision for every snapshot that passed the filter, group by
     /// group in order of their labels.
     pub groups: Vec<GroupDecision>,
-    /// Ids (64 hex digits) of the snapshot files removed, or that a dry run
+    /// Ids of the snapshots (their files) removed, or that a dry run
     /// would remove.
-    pub removed: Vec<String>,
+    pub removed: Vec<Id>,
     /// True when nothing was removed because the options asked for a dry run.
     pub dry_run: bool,
 }
@@ -75,16 +76,14 @@ impl Repository {
                 });
             }
         }
-        let removed: Vec<String> = groups
+        let removed: Vec<Id> = groups
             .iter()
             .flat_map(|group| group.snapshots.iter())
             .filter(|decision| !decision.keep)
-            .map(|decision| decision.id.clone())
+            .map(|decision| decision.id)
             .collect();
         if !options.dry_run {
-            for id in &removed {
-                self.backend().delete(ObjectKind::Snapshot, id)?;
-            }
+            self.delete_snapshots(&removed)?;
         }
         Ok(ForgetReport {
             groups,
@@ -94,24 +93,29 @@ impl Repository {
     }
 
     /// Removes the given snapshots (ids or unique prefixes).
-    pub fn forget_snapshots(&self, selectors: &[String], dry_run: bool) -> Result<Vec<String>> {
+    pub fn forget_snapshots(&self, selectors: &[String], dry_run: bool) -> Result<Vec<Id>> {
         let _lock = if dry_run {
             None
         } else {
             Some(self.lock(LockKind::Exclusive, "forget")?)
         };
         let snapshots = self.snapshots()?;
-        let ids: Vec<String> = selectors
+        let ids: Vec<Id> = selectors
             .iter()
             .map(|selector| {
-                crate::format::snapshot::select(&snapshots, selector).map(|entry| entry.id.to_hex())
+                crate::format::snapshot::select(&snapshots, selector).map(|entry| entry.id)
             })
             .collect::<Result<_>>()?;
         if !dry_run {
-            for id in &ids {
-                self.backend().delete(ObjectKind::Snapshot, id)?;
-            }
+            self.delete_snapshots(&ids)?;
         }
         Ok(ids)
+    }
+
+    fn delete_snapshots(&self, ids: &[Id]) -> Result<()> {
+        for id in ids {
+            self.backend().delete(ObjectKind::Snapshot, &id.to_hex())?;
+        }
+        Ok(())
     }
 }

@@ -19,6 +19,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::{SnapshotEntry, SnapshotKind};
+use crate::id::Id;
+use crate::time::Timestamp;
 
 /// What to keep. Empty means "no rule", which `forget` refuses.
 ///
@@ -159,10 +161,10 @@ impl GroupBy {
 /// The decision for one snapshot.
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
-    /// The snapshot's id (64 hex digits, the name of its file under `snapshots/`).
-    pub id: String,
-    /// The snapshot's `time` field, as stored (RFC 3339, UTC).
-    pub time: String,
+    /// The snapshot's id (the name of its file under `snapshots/`).
+    pub id: Id,
+    /// The snapshot's `time` field.
+    pub time: Timestamp,
     /// Whether any rule keeps the snapshot; `forget` removes it otherwise.
     pub keep: bool,
     /// Rules that keep it, e.g. `["last", "daily"]`.
@@ -283,8 +285,8 @@ pub fn decide(group: &[SnapshotEntry], policy: &RetentionPolicy) -> Vec<Decision
                 }
             }
             Decision {
-                id: entry.id.to_hex(),
-                time: entry.snapshot.time.clone(),
+                id: entry.id,
+                time: entry.snapshot.timestamp(),
                 keep: !reasons.is_empty(),
                 reasons,
             }

@@ -60,7 +60,8 @@ pub struct RestoreOptions {
 /// What a restore did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreStats {
-    pub snapshot: String,
+    /// The snapshot restored.
+    pub snapshot: Id,
     pub files: u64,
     pub directories: u64,
     pub symlinks: u64,
@@ -108,7 +109,7 @@ impl Repository {
         let planned = self.walk(&snapshot.snapshot.tree, &options.include)?;
         prepare_target(target, options.delta)?;
         let mut stats = RestoreStats {
-            snapshot: snapshot.id.to_hex(),
+            snapshot: snapshot.id,
             ..RestoreStats::default()
         };
         // Directories first (parents before children), so files can be created in parallel.

@@ -58,7 +58,8 @@ pub struct RecoveredSegment {
 #[derive(Debug, Clone, Serialize)]
 pub struct RecoveryReport {
     pub database_id: String,
-    pub snapshot: String,
+    /// The snapshot the recovery started from.
+    pub snapshot: Id,
     pub snapshot_sequence: u64,
     /// The sequence number asked for (after mapping a time or a restore point).
     pub target_sequence: u64,
@@ -343,7 +344,7 @@ impl Repository {
         }
         Ok(RecoveryReport {
             database_id: database,
-            snapshot: base.id.to_hex(),
+            snapshot: base.id,
             snapshot_sequence,
             target_sequence,
             restored_sequence: plan.restored,
@@ -401,7 +402,7 @@ impl Repository {
         )?;
         Ok(RecoveryReport {
             database_id: state.id.unwrap_or_default(),
-            snapshot: entry.id.to_hex(),
+            snapshot: entry.id,
             snapshot_sequence: sequence,
             target_sequence: sequence,
             restored_sequence: sequence,

@@ -11,6 +11,7 @@ use crate::format::snapshot::SnapshotEntry;
 use crate::format::wal_object::{RestorePoint, SegmentRecord, WalObject};
 use crate::id::Id;
 use crate::repo::Repository;
+use crate::time::Timestamp;
 
 /// One segment in a [`Timeline`] (its newest archived version).
 #[derive(Debug, Clone, Serialize)]
@@ -21,7 +22,8 @@ pub struct SegmentSummary {
     pub last_sequence: Option<u64>,
     /// How many versions (growth steps) were archived.
     pub versions: u64,
-    pub archived_at: String,
+    /// When the newest version was archived.
+    pub archived_at: Timestamp,
     pub tail: String,
 }
 
@@ -30,8 +32,10 @@ pub struct SegmentSummary {
 pub struct Window {
     pub from_sequence: u64,
     pub to_sequence: u64,
-    pub snapshot: String,
-    pub snapshot_time: String,
+    /// The snapshot the window starts from.
+    pub snapshot: Id,
+    /// When that snapshot was taken.
+    pub snapshot_time: Timestamp,
 }
 
 /// The archive of one database.
@@ -116,7 +120,7 @@ impl Timeline {
                 first_sequence: record.first_sequence,
                 last_sequence: record.last_sequence,
                 versions: versions.get(&record.segment).copied().unwrap_or(1),
-                archived_at: record.archived_at.clone(),
+                archived_at: Timestamp::parse_or_epoch(&record.archived_at),
                 tail: record.tail.clone(),
             });
             if record.tail != "clean" {
@@ -195,8 +199,8 @@ impl Timeline {
             self.windows.push(Window {
                 from_sequence: sequence,
                 to_sequence: reach,
-                snapshot: entry.id.to_hex(),
-                snapshot_time: entry.snapshot.time.clone(),
+                snapshot: entry.id,
+                snapshot_time: entry.snapshot.timestamp(),
             });
         }
     }
