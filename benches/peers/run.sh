@@ -33,7 +33,7 @@
 #   --generations G      checkpoints per dataset [8]
 #   --churn-percent P    keys overwritten between checkpoints [7.5]
 #   --repeat N           runs of initial backup, restores, verify [3; 1 below 256 MiB]
-#   --tools LIST         comma-separated subset of: lsmvault,restic,restic-ignore-ctime,
+#   --tools LIST         comma-separated subset of: lsmvault,lsmvault-baseline,restic,restic-ignore-ctime,
 #                        borg-lz4,borg-zstd3,rsync,cp  [all]
 #   --datasets LIST      comma-separated subset of: snappy,zstd [both]
 #   --work DIR           work directory (absent or empty); default mktemp under /tmp
@@ -60,7 +60,7 @@ SIZE_MB=1024
 GENERATIONS=8
 CHURN_PERCENT=7.5
 REPEAT=""
-ALL_TOOLS=lsmvault,restic,restic-ignore-ctime,borg-lz4,borg-zstd3,rsync,cp
+ALL_TOOLS=lsmvault,lsmvault-baseline,restic,restic-ignore-ctime,borg-lz4,borg-zstd3,rsync,cp
 TOOLS=$ALL_TOOLS
 DATASETS=snappy,zstd
 WORK=""
@@ -108,6 +108,9 @@ has_tool() { [[ ,$TOOLS, == *,$1,* ]]; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LSMVAULT=${LSMVAULT_BIN:-$ROOT/target/release/lsmvault}
+# lsmvault-baseline: another build of lsmvault (LSMVAULT_BASELINE_BIN), measured
+# beside this one on the same data, e.g. the commit before a refactoring.
+LSMVAULT_BASELINE=${LSMVAULT_BASELINE_BIN:-}
 
 # --- installation ------------------------------------------------------------
 need=()
@@ -130,6 +133,9 @@ if [[ $BUILD -eq 1 && -z ${LSMVAULT_BIN:-} ]]; then
     (cd "$ROOT" && cargo build --release --quiet)
 fi
 if has_tool lsmvault; then [[ -x $LSMVAULT ]] || die "$LSMVAULT missing"; fi
+if has_tool lsmvault-baseline; then
+    [[ -x $LSMVAULT_BASELINE ]] || die "lsmvault-baseline needs LSMVAULT_BASELINE_BIN (an executable lsmvault)"
+fi
 
 if [[ -z $WORK ]]; then
     WORK=$(mktemp -d /tmp/lsmvault-peers.XXXXXX)
@@ -184,6 +190,13 @@ adapter_lsmvault_init() { "$LSMVAULT" --repo "$1" --quiet init --no-encryption >
 adapter_lsmvault_backup() { CMD=("$LSMVAULT" --repo "$1" --json --quiet backup "$3" --tag "$2"); }
 adapter_lsmvault_restore() { CMD=("$LSMVAULT" --repo "$1" --json --quiet restore "latest:$2" --target "$3"); RESTORED=$3; }
 adapter_lsmvault_verify() { CMD=("$LSMVAULT" --repo "$1" --json --quiet verify --read-data); }
+
+# lsmvault-baseline: the lsmvault adapter with the baseline build.
+STAGED_lsmvault_baseline=0
+adapter_lsmvault_baseline_init() { LSMVAULT=$LSMVAULT_BASELINE adapter_lsmvault_init "$@"; }
+adapter_lsmvault_baseline_backup() { LSMVAULT=$LSMVAULT_BASELINE adapter_lsmvault_backup "$@"; }
+adapter_lsmvault_baseline_restore() { LSMVAULT=$LSMVAULT_BASELINE adapter_lsmvault_restore "$@"; }
+adapter_lsmvault_baseline_verify() { LSMVAULT=$LSMVAULT_BASELINE adapter_lsmvault_verify "$@"; }
 
 # restic: repository format 2, --compression auto.
 STAGED_restic=1
@@ -400,6 +413,7 @@ for dataset in "${DATASET_LIST[@]}"; do run_dataset "$dataset"; done
 
 # --- report ----------------------------------------------------------------------
 versions="lsmvault: $("$LSMVAULT" --version 2>/dev/null || echo n/a), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes in crates/')"
+[[ -n $LSMVAULT_BASELINE ]] && versions+="; lsmvault-baseline: $LSMVAULT_BASELINE"
 has_tool restic && versions+="; $(restic version | cut -d' ' -f1-2)"
 has_tool borg-lz4 && versions+="; $(borg --version)"
 has_tool rsync && versions+="; rsync $(rsync --version | awk 'NR == 1 {print $3}')"
