@@ -30,6 +30,8 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod backend;
 pub mod codec;
 mod error;

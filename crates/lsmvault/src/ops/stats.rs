@@ -25,7 +25,9 @@ pub struct SnapshotSize {
     pub id: Id,
     /// When the snapshot was taken.
     pub time: Timestamp,
+    /// The directory the snapshot was taken of.
     pub source: String,
+    /// Regular files in the snapshot.
     pub files: u64,
     /// Sum of the file sizes (what a restore writes).
     pub logical_bytes: u64,
@@ -41,6 +43,7 @@ pub struct SnapshotSize {
 /// Figures for a selection of snapshots and for the repository.
 #[derive(Debug, Clone, Serialize)]
 pub struct RepositoryStats {
+    /// One entry per selected snapshot, oldest first.
     pub snapshots: Vec<SnapshotSize>,
     /// Sum of the selected snapshots' logical sizes.
     pub logical_bytes: u64,
@@ -48,20 +51,28 @@ pub struct RepositoryStats {
     pub stored_bytes: u64,
     /// `logical_bytes / stored_bytes`.
     pub deduplication_ratio: f64,
+    /// Bytes of every pack, index file and snapshot file.
     pub repository_bytes: u64,
+    /// Pack files.
     pub packs: u64,
+    /// Index files.
     pub index_files: u64,
+    /// Indexed data blobs (file chunks).
     pub data_blobs: u64,
+    /// Indexed tree blobs (directory listings).
     pub tree_blobs: u64,
 }
 
 /// One changed path.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Change {
+    /// The entry's path relative to the snapshot root.
     pub path: String,
     /// `added`, `removed`, `modified` (content), `type` (file <-> dir ...), `metadata`.
     pub change: &'static str,
+    /// File size in the older snapshot (0 if absent there).
     pub size_before: u64,
+    /// File size in the newer snapshot (0 if absent there).
     pub size_after: u64,
     /// Raw bytes of this file's chunks that the first snapshot does not have.
     pub new_bytes: u64,
@@ -74,9 +85,13 @@ pub struct DiffReport {
     pub from: Id,
     /// The newer snapshot of the comparison.
     pub to: Id,
+    /// Entries only the newer snapshot has.
     pub added: usize,
+    /// Entries only the older snapshot has.
     pub removed: usize,
+    /// Entries whose content or type changed.
     pub modified: usize,
+    /// Every changed entry, by path.
     pub changes: Vec<Change>,
     /// Raw bytes of blobs `to` references and `from` does not.
     pub blob_bytes_added: u64,

@@ -55,7 +55,9 @@ pub enum BackupMode {
 /// Options for [`Repository::backup`].
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
+    /// Tags recorded in the snapshot (select it later as `latest:TAG`).
     pub tags: Vec<String>,
+    /// How much of the source is read again: see [`BackupMode`].
     pub mode: BackupMode,
     /// An explicit parent snapshot selector, overriding `mode`'s choice.
     pub parent: Option<String>,
@@ -88,7 +90,9 @@ impl Default for BackupOptions {
 /// The result of a backup: the new snapshot.
 #[derive(Debug, Clone)]
 pub struct BackupOutcome {
+    /// Id of the snapshot written (the name of its file under `snapshots/`).
     pub id: Id,
+    /// The snapshot as written.
     pub snapshot: Snapshot,
 }
 

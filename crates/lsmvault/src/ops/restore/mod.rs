@@ -62,15 +62,21 @@ pub struct RestoreOptions {
 pub struct RestoreStats {
     /// The snapshot restored.
     pub snapshot: Id,
+    /// Regular files written (hard links not counted).
     pub files: u64,
+    /// Directories created.
     pub directories: u64,
+    /// Symbolic links created.
     pub symlinks: u64,
+    /// Hard links made to a file restored earlier in the same run.
     pub hard_links: u64,
+    /// Bytes of file content written.
     pub bytes_written: u64,
     /// With `--delta`: files already correct in the target, left as they were.
     pub files_kept: u64,
     /// With `--delta`: entries removed because the snapshot does not have them.
     pub entries_removed: u64,
+    /// Wall-clock time of the restore.
     pub duration_seconds: f64,
 }
 

@@ -46,9 +46,13 @@ pub enum PointInTime {
 /// One WAL segment written into the restored directory.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecoveredSegment {
+    /// The segment's file name in the restored directory (`000123.log`).
     pub file_name: String,
+    /// Bytes written (the segment cut at the target).
     pub bytes: u64,
+    /// First sequence number the written part holds.
     pub first_sequence: u64,
+    /// Last sequence number the written part holds.
     pub last_sequence: u64,
     /// Whether the segment was cut before its end.
     pub cut: bool,
@@ -57,15 +61,19 @@ pub struct RecoveredSegment {
 /// What a point-in-time restore used and produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecoveryReport {
+    /// The database recovered (its RocksDB identity or the given id).
     pub database_id: String,
     /// The snapshot the recovery started from.
     pub snapshot: Id,
+    /// The last sequence number the starting snapshot holds.
     pub snapshot_sequence: u64,
     /// The sequence number asked for (after mapping a time or a restore point).
     pub target_sequence: u64,
     /// The last sequence number the restored directory holds.
     pub restored_sequence: u64,
+    /// WAL segments written after the snapshot was restored, oldest first.
     pub segments: Vec<RecoveredSegment>,
+    /// Wall-clock time of the whole recovery.
     pub duration_seconds: f64,
 }
 

@@ -51,7 +51,12 @@ pub enum ReadData {
     All,
     /// Subset `n` (1-based) of `m`: packs whose name's first 4 bytes, as a
     /// number, equal `n - 1` modulo `m`. Running 1/m .. m/m covers everything.
-    Subset { n: u32, m: u32 },
+    Subset {
+        /// Which part, from 1 to `m`.
+        n: u32,
+        /// Into how many parts the packs are split.
+        m: u32,
+    },
 }
 
 impl ReadData {
@@ -70,6 +75,7 @@ impl ReadData {
 /// Options for [`Repository::verify`].
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
+    /// Which pack contents to read and re-hash (structure is always checked).
     pub read_data: ReadData,
 }
 
@@ -78,6 +84,7 @@ pub struct VerifyOptions {
 pub struct Finding {
     /// The damaged object, e.g. `pack 1a2b…` or `blob 3c4d… in pack 1a2b…`.
     pub object: String,
+    /// What is wrong with it.
     pub problem: String,
     /// `snapshot <id>: <path>` of each affected file or tree.
     pub affected: Vec<String>,
@@ -86,14 +93,21 @@ pub struct Finding {
 /// Everything `verify` found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
+    /// Snapshot files checked.
     pub snapshots: usize,
+    /// Distinct trees read.
     pub trees: usize,
     /// Archived WAL segment versions checked.
     pub wal_segments: usize,
+    /// Packs listed in the repository.
     pub packs: usize,
+    /// Packs whose whole content was read.
     pub packs_read: usize,
+    /// Bytes of packs read.
     pub bytes_read: u64,
+    /// Blobs listed by the index.
     pub blobs: usize,
+    /// Every problem found, each with the snapshots and files it affects.
     pub findings: Vec<Finding>,
     /// Packs no index file lists (an interrupted backup's leftovers).
     pub unindexed_packs: Vec<String>,
@@ -102,6 +116,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// Whether verify found nothing wrong.
     pub fn is_clean(&self) -> bool {
         self.findings.is_empty()
     }

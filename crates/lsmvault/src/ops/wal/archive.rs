@@ -35,25 +35,34 @@ pub struct ArchiveOptions {
 /// One segment as handled by one archive run.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArchivedSegment {
+    /// The segment's file name (`000123.log`).
     pub file_name: String,
     /// `new`, `grown`, or `unchanged` (not stored again).
     pub status: &'static str,
+    /// Its size when read.
     pub size: u64,
+    /// First sequence number of its readable write batches.
     pub first_sequence: Option<u64>,
+    /// Last sequence number of its readable write batches.
     pub last_sequence: Option<u64>,
+    /// `clean`, or how the readable part ends (torn or corrupt, with the offset).
     pub tail: String,
 }
 
 /// What one archive run did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ArchiveReport {
+    /// The database the segments were filed under.
     pub database_id: String,
+    /// Every segment looked at, in file-number order.
     pub segments: Vec<ArchivedSegment>,
+    /// Bytes of segment files read.
     pub bytes_read: u64,
     /// Raw bytes of new chunks.
     pub bytes_added: u64,
     /// Bytes of packs written.
     pub bytes_stored: u64,
+    /// Wall-clock time of the run.
     pub duration_seconds: f64,
 }
 

@@ -16,21 +16,28 @@ use crate::time::Timestamp;
 /// One segment in a [`Timeline`] (its newest archived version).
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentSummary {
+    /// The segment's file name (`000123.log`).
     pub file_name: String,
+    /// Size of its newest archived version.
     pub size: u64,
+    /// First sequence number it holds.
     pub first_sequence: Option<u64>,
+    /// Last sequence number it holds.
     pub last_sequence: Option<u64>,
     /// How many versions (growth steps) were archived.
     pub versions: u64,
     /// When the newest version was archived.
     pub archived_at: Timestamp,
+    /// `clean`, or how its readable part ends.
     pub tail: String,
 }
 
 /// A range of sequence numbers recoverable from one snapshot plus the WAL.
 #[derive(Debug, Clone, Serialize)]
 pub struct Window {
+    /// First sequence number recoverable in the window.
     pub from_sequence: u64,
+    /// Last sequence number recoverable in the window.
     pub to_sequence: u64,
     /// The snapshot the window starts from.
     pub snapshot: Id,
@@ -41,11 +48,15 @@ pub struct Window {
 /// The archive of one database.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timeline {
+    /// The database the archive belongs to.
     pub database_id: String,
+    /// Every archived segment, in file-number order.
     pub segments: Vec<SegmentSummary>,
+    /// Ranges of sequence numbers a point-in-time restore can reach.
     pub windows: Vec<Window>,
     /// Every gap and damaged tail, named.
     pub gaps: Vec<String>,
+    /// Named restore points (`lsmvault tag`) of this database.
     pub restore_points: Vec<RestorePoint>,
 }
 
