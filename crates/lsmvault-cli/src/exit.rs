@@ -41,7 +41,7 @@ pub fn hint(error: &Error) -> &'static str {
         Error::Backend(failure) if failure.is_transient() => {
             "the storage did not answer in time or is throttling; try again later"
         }
-        Error::Backend(failure) if failure.code() == ErrorCode::CorruptObject => {
+        Error::Backend(_) if error.code() == ErrorCode::CorruptObject => {
             "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
         }
         Error::Backend(_) => "check the path, permissions and free space",

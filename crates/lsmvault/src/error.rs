@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+use crate::backend;
+
 /// Stable, machine-readable classification of an [`Error`].
 ///
 /// The numeric value is the CLI's exit code; it must never change once released.
@@ -231,7 +233,7 @@ pub enum Error {
 
     /// A storage backend failed (missing object, I/O, an unreachable service).
     #[error(transparent)]
-    Backend(crate::backend::Error),
+    Backend(backend::Error),
 
     /// Another command holds a conflicting live lock: a shared lock met an
     /// exclusive one, or an exclusive lock met any other (see
@@ -320,7 +322,11 @@ impl Error {
             Error::SourceNotFound { .. } => ErrorCode::SourceNotFound,
             Error::Io { .. } => ErrorCode::Io,
             Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            Error::Backend(error) => error.code(),
+            // Damage is `CorruptObject` (a short object never gets here: the
+            // conversion below reports it as damage); everything else the
+            // storage says is I/O, as before backends had their own error type.
+            Error::Backend(backend::Error::ShortObject { .. }) => ErrorCode::CorruptObject,
+            Error::Backend(_) => ErrorCode::Io,
             Error::RestoreIncomplete { first, .. } => first.code(),
             Error::RepositoryLocked { .. } => ErrorCode::RepositoryLocked,
             Error::PolicyRemovesAll { .. } => ErrorCode::PolicyRemovesAll,
@@ -361,5 +367,24 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| Error::io(what(), source))
+    }
+}
+
+impl From<backend::Error> for Error {
+    fn from(error: backend::Error) -> Self {
+        match error {
+            // Damage is reported like every other damaged object, so `verify`
+            // and the CLI treat a truncated pack as they always did.
+            backend::Error::ShortObject {
+                kind,
+                name,
+                offset,
+                length,
+            } => Error::corrupt(
+                kind.describe(&name),
+                backend::short_object_reason(offset, length),
+            ),
+            other => Error::Backend(other),
+        }
     }
 }

@@ -170,37 +170,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient { .. })
     }
-
-    /// The stable classification, the same as before backends had their own
-    /// error type: damage for a short object, I/O for everything else.
-    pub fn code(&self) -> crate::ErrorCode {
-        match self {
-            Error::ShortObject { .. } => crate::ErrorCode::CorruptObject,
-            Error::NotFound { .. }
-            | Error::AlreadyExists { .. }
-            | Error::Transient { .. }
-            | Error::Other { .. } => crate::ErrorCode::Io,
-        }
-    }
-}
-
-impl From<Error> for crate::Error {
-    fn from(error: Error) -> Self {
-        match error {
-            // Damage is reported like every other damaged object, so `verify`
-            // and the CLI treat a truncated pack as they always did.
-            Error::ShortObject {
-                kind,
-                name,
-                offset,
-                length,
-            } => crate::Error::corrupt(kind.describe(&name), short_object_reason(offset, length)),
-            other => crate::Error::Backend(other),
-        }
-    }
 }
 
 /// Why a short object is damage (the reason of its `CorruptObject` error).
-fn short_object_reason(offset: u64, length: u64) -> String {
+pub(crate) fn short_object_reason(offset: u64, length: u64) -> String {
     format!("shorter than expected ({length} bytes at offset {offset} requested): truncated?")
 }

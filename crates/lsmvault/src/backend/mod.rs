@@ -19,6 +19,7 @@ mod error;
 mod local;
 mod memory;
 
+pub(crate) use error::short_object_reason;
 pub use error::{Error, Result, Source, Subject};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;

@@ -14,7 +14,26 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::format::pack::Codec;
+
+/// How a blob's bytes are encoded in the pack: the `codec` byte of pack
+/// header and index entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Codec {
+    /// Stored as is.
+    None = 0,
+    /// zstd frame (see [`crate::codec::compression`]).
+    Zstd = 1,
+}
+
+impl Codec {
+    pub(crate) fn from_byte(byte: u8) -> Option<Codec> {
+        match byte {
+            0 => Some(Codec::None),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
 
 /// Default zstd level: zstd's own default, a good speed/size balance.
 pub const DEFAULT_LEVEL: i32 = 3;

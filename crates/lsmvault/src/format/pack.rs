@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 
+pub use crate::codec::compression::Codec;
 use crate::codec::crypto::{Keys, SealKind};
 use crate::error::{Error, Result};
 use crate::format::framing::{Framing, VersionWidth};
@@ -48,31 +49,11 @@ pub enum BlobKind {
     Tree = 1,
 }
 
-/// How a blob's bytes are encoded in the pack: the `codec` byte of pack
-/// header and index entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Codec {
-    /// Stored as is.
-    None = 0,
-    /// zstd frame (see [`crate::codec::compression`]).
-    Zstd = 1,
-}
-
 impl BlobKind {
     pub(crate) fn from_byte(byte: u8) -> Option<BlobKind> {
         match byte {
             0 => Some(BlobKind::Data),
             1 => Some(BlobKind::Tree),
-            _ => None,
-        }
-    }
-}
-
-impl Codec {
-    pub(crate) fn from_byte(byte: u8) -> Option<Codec> {
-        match byte {
-            0 => Some(Codec::None),
-            1 => Some(Codec::Zstd),
             _ => None,
         }
     }
