@@ -509,7 +509,7 @@ impl KeyFile {
         };
         Ok(KeyFile {
             version: KEY_FILE_VERSION,
-            created: crate::format::snapshot::format_time(std::time::SystemTime::now()),
+            created: crate::time::Timestamp::now().to_string(),
             host: host.to_string(),
             user: user.to_string(),
             kdf: "argon2id".to_string(),
