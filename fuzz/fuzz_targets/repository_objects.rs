@@ -1,6 +1,7 @@
 //! Fuzzes every parser of repository objects a damaged or hostile repository
 //! can feed lsmvault: pack trailers and headers (plain and sealed), index
-//! files, tree blobs, snapshot files, key files and MANIFEST version edits.
+//! files, tree blobs, snapshot files, key files, MANIFEST version edits, the
+//! config, lock objects and WAL objects (segment records, restore points).
 //! None may panic; each must return an error for bytes it cannot trust.
 //!
 //! Run with `cargo +nightly fuzz run repository_objects` from the repository root.
@@ -9,11 +10,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use lsmvault::codec::crypto::{KeyFile, Keys};
+use lsmvault::format::config::Config;
 use lsmvault::format::index::decode_index_file;
 use lsmvault::format::pack::{parse_header, parse_pack, parse_trailer};
 use lsmvault::format::snapshot::Snapshot;
 use lsmvault::format::tree::Tree;
+use lsmvault::format::wal_object::WalObject;
 use lsmvault::lsm::manifest::manifest_last_sequence;
+use lsmvault::repo::lock::LockInfo;
 use lsmvault::Id;
 
 fuzz_target!(|data: &[u8]| {
@@ -33,4 +37,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = manifest_last_sequence(data);
+    if let Ok(config) = Config::decode(data, "fuzz") {
+        let _ = config.default_compression();
+        let _ = config.cipher("fuzz");
+    }
+    let _ = serde_json::from_slice::<LockInfo>(data);
+    let _ = WalObject::decode(data, || "fuzz".to_string());
 });
