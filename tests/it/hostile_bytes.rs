@@ -173,21 +173,26 @@ fn run_cases(fixture: &Fixture) {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(64);
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
     for path in &fixture.objects {
         let original = fs::read(path).unwrap();
         // Unmutated objects parse (the fixture itself is sound).
         parse_all(path, &original, &fixture.keys);
+        // A runner per object: one runner counts its cases over all its runs
+        // (regression: a shared runner ran the cases on the first object only).
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        });
+        let tried = std::cell::Cell::new(0u32);
         runner
             .run(&prop::collection::vec(mutation(), 1..4), |mutations| {
+                tried.set(tried.get() + 1);
                 parse_all(path, &apply(&original, &mutations), &fixture.keys);
                 Ok(())
             })
             .unwrap_or_else(|failure| panic!("{}: {failure}", path.display()));
+        assert_eq!(tried.get(), cases, "{}", path.display());
     }
 }
 
