@@ -19,5 +19,6 @@ mod peers_smoke;
 mod pitr;
 mod pitr_bench_smoke;
 mod prune;
+mod reliability_bounds;
 mod rocksdb;
 mod rocksdb_wal;

@@ -226,15 +226,16 @@ impl Backend for LocalBackend {
                 "range too large for this platform's memory",
             )));
         };
+        // The range is checked against the file's real size before anything
+        // is allocated: a length an index or header declares (up to 4 GiB) is
+        // only believed as far as the file goes. This also makes an empty
+        // range past the end short, as the contract says.
+        let size = file.metadata().map_err(reading)?.len();
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(short());
+        }
         if wanted == 0 {
-            // Reading nothing cannot tell where the object ends: ask its size,
-            // so an empty range past the end is short as the contract says.
-            let size = file.metadata().map_err(reading)?.len();
-            return if offset <= size {
-                Ok(Vec::new())
-            } else {
-                Err(short())
-            };
+            return Ok(Vec::new());
         }
         // Read into reserved, uninitialised capacity (`read_to_end` uses the
         // file's `read_buf`): zero-filling a multi-MiB chunk buffer first was

@@ -3,7 +3,10 @@
 //!
 //! Invariant: no bytes leave this module that did not hash to the id asked
 //! for. A blob the index names in a pack that is gone is reported as a
-//! corrupt pack naming both, never as a plain "not found".
+//! corrupt pack naming both, never as a plain "not found". A declared
+//! length is never believed before the pack's real size confirms it (the
+//! backend checks the range before allocating), so an index entry claiming
+//! 4 GiB fails at once, naming the blob and its pack.
 
 use crate::backend::{self, ObjectKind};
 use crate::error::{Error, Result};
@@ -46,6 +49,15 @@ impl Repository {
                 backend::Error::NotFound { .. } => Error::corrupt(
                     format!("pack {pack_name}"),
                     format!("missing, but the index says it holds blob {}", entry.id),
+                ),
+                // The backend checked the declared range against the pack's
+                // real size before allocating; name the blob that declared it.
+                backend::Error::ShortObject { offset, length, .. } => Error::corrupt(
+                    format!("blob {} in pack {pack_name}", entry.id),
+                    format!(
+                        "the index says {length} bytes at offset {offset}, past the end of \
+                         the pack (a truncated pack or a forged index entry)"
+                    ),
                 ),
                 other => other.into(),
             })?;

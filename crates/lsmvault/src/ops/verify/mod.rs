@@ -2,10 +2,12 @@
 //!
 //! Structure checks (always): every index file parses; every indexed pack
 //! exists and its header lists each indexed blob at the indexed place; every
-//! snapshot parses and every tree and chunk it references is indexed.
+//! snapshot parses and every tree and chunk it references is indexed, and
+//! every file entry's size is the sum of its chunks' lengths.
 //! Data checks (`--read-data`, or one subset of packs with
 //! `--read-data-subset N/M`): each pack is read whole, its name re-hashed,
-//! and every blob re-hashed against its id.
+//! and every blob re-hashed against its id; each file whose chunks lie in
+//! the packs read has its whole-file digest checked.
 //!
 //! Verify never stops at the first problem: it collects every finding, names
 //! the damaged object, and lists the snapshots and files that depend on it.
@@ -208,7 +210,7 @@ impl Repository {
             &mut findings,
             progress,
         )?;
-        let mut references = ReferenceCheck::new(self, &indexed.locations);
+        let mut references = ReferenceCheck::new(self, &indexed.locations, options.read_data);
         let snapshots = references.check_snapshots(&mut findings)?;
         let wal_segments = references.check_wal_archive(&mut findings);
         Ok(VerifyReport {

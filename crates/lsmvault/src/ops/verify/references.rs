@@ -4,15 +4,23 @@
 //!
 //! Trees are read from the locations the index files gave (not through the
 //! repository's index), each once however many snapshots share it; a tree
-//! that cannot be read is a finding and the walk goes on without it.
+//! that cannot be read is a finding and the walk goes on without it. A walk
+//! the tree walker refuses (a tree containing itself, or reached by more paths
+//! than a real snapshot holds) is a finding, and verify goes on with the next
+//! snapshot.
+//!
+//! Each file entry is checked against its chunks: always its size against
+//! the sum of their indexed raw lengths, and when its chunks' packs are read
+//! (`--read-data`) its whole-file digest against the chunks' content, read in
+//! order. Content shared by many entries is checked once.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use super::Findings;
+use super::{Findings, ReadData};
 use crate::backend::ObjectKind;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::index::BlobLocation;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::{Entry, EntryKind, Tree};
@@ -33,18 +41,26 @@ pub(super) struct ReferenceCheck<'a> {
     referenced: HashSet<Id>,
     /// Every tree met so far.
     trees: HashMap<Id, LoadedTree>,
+    /// Which packs' contents are read: files whose chunks all lie in them get
+    /// their digest checked.
+    read_data: ReadData,
+    /// File contents (digest and chunk list, hashed together) already checked.
+    files_checked: HashSet<Id>,
 }
 
 impl<'a> ReferenceCheck<'a> {
     pub(super) fn new(
         repository: &'a Repository,
         locations: &'a HashMap<Id, BlobLocation>,
+        read_data: ReadData,
     ) -> Self {
         ReferenceCheck {
             repository,
             locations,
             referenced: HashSet::new(),
             trees: HashMap::new(),
+            read_data,
+            files_checked: HashSet::new(),
         }
     }
 
@@ -89,7 +105,21 @@ impl<'a> ReferenceCheck<'a> {
             check.reference_file(path, child, &label, findings);
             Ok(true)
         };
-        TreeWalker::new(repository).walk_with(&entry.snapshot.tree, load, visit)
+        let walked = TreeWalker::new(repository).walk_with(&entry.snapshot.tree, load, visit);
+        let (_, findings) = state.into_inner();
+        match walked {
+            Ok(()) => Ok(()),
+            // The walker refused this snapshot's trees: a finding for the tree
+            // it names; the other snapshots are still checked.
+            Err(Error::CorruptObject { object, reason }) => {
+                findings.add(object.clone(), reason);
+                if let Some(finding) = findings.by_object.get_mut(&object) {
+                    finding.affected.push(label);
+                }
+                Ok(())
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// The tree `tree_id` at `path` of snapshot `label`, read on first use;
@@ -126,7 +156,12 @@ impl<'a> ReferenceCheck<'a> {
 
     /// Records the chunks of a file entry as needed by `label: path`.
     fn reference_file(&mut self, path: &[u8], child: &Entry, label: &str, findings: &mut Findings) {
-        if let EntryKind::File { chunks, .. } = &child.kind {
+        if let EntryKind::File {
+            chunks,
+            size,
+            digest,
+        } = &child.kind
+        {
             let child_path = String::from_utf8_lossy(path);
             for chunk in chunks {
                 self.referenced.insert(*chunk);
@@ -134,7 +169,90 @@ impl<'a> ReferenceCheck<'a> {
                     format!("{label}: {child_path}")
                 });
             }
+            let who = format!("{label}: {child_path}");
+            if let Some(problem) = self.check_file_content(*size, digest, chunks, findings) {
+                findings.add(format!("file {who}"), problem);
+                if let Some(finding) = findings.by_object.get_mut(&format!("file {who}")) {
+                    finding.affected.push(who);
+                }
+            }
         }
+    }
+
+    /// What contradicts a file entry's `size` and `digest` in its chunks, if
+    /// anything: the size is checked from the index; the digest by reading
+    /// the chunks when their packs are read. Chunks that are unindexed or
+    /// already damaged are findings of their own and skip the check.
+    fn check_file_content(
+        &mut self,
+        size: u64,
+        digest: &Id,
+        chunks: &[Id],
+        findings: &Findings,
+    ) -> Option<String> {
+        let mut content = blake3::Hasher::new();
+        content.update(&digest.0);
+        let mut locations = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            content.update(&chunk.0);
+            if findings.damaged_blobs.contains_key(chunk) {
+                return None;
+            }
+            locations.push(self.locations.get(chunk)?);
+        }
+        if !self
+            .files_checked
+            .insert(Id(*content.finalize().as_bytes()))
+        {
+            return None;
+        }
+        let held: u64 = locations
+            .iter()
+            .map(|location| u64::from(location.entry.raw_length))
+            .sum();
+        if held != size {
+            return Some(format!(
+                "its entry says {size} bytes, its {} chunks hold {held}",
+                chunks.len()
+            ));
+        }
+        // A one-chunk file's digest is its chunk's id (whose content the pack
+        // pass checks with `--read-data`): comparing them needs no reading.
+        if let [only] = locations.as_slice() {
+            return (only.entry.id != *digest).then(|| {
+                format!(
+                    "its digest is {digest}, but its one chunk is {}",
+                    only.entry.id
+                )
+            });
+        }
+        if !locations
+            .iter()
+            .all(|location| self.read_data.includes(&location.pack))
+        {
+            return None;
+        }
+        self.digest_problem(digest, &locations)
+    }
+
+    /// Hashes the chunks at `locations` in order; what is wrong if that is not `digest`.
+    fn digest_problem(&self, digest: &Id, locations: &[&BlobLocation]) -> Option<String> {
+        let mut hasher = self.repository.keys().hasher();
+        for location in locations {
+            match self.repository.read_blob_at(location) {
+                Ok(bytes) => {
+                    hasher.update(&bytes);
+                }
+                Err(error) => return Some(format!("reading its chunks: {error}")),
+            }
+        }
+        let actual = Id(*hasher.finalize().as_bytes());
+        (actual != *digest).then(|| {
+            format!(
+                "its digest is {digest}, its {} chunks' content hashes to {actual}",
+                locations.len()
+            )
+        })
     }
 
     /// Checks that every chunk of every archived WAL segment version
