@@ -183,7 +183,10 @@ impl Repository {
         let config = Config::decode(&bytes, &backend.location())?;
         let compression = config.default_compression()?;
         let (master, cipher) = match config.cipher(&backend.location())? {
-            None => (None, Cipher::default()),
+            None => {
+                refuse_plaintext_with_keys(backend.as_ref())?;
+                (None, Cipher::default())
+            }
             Some(cipher) => {
                 let password = password.ok_or_else(|| Error::PasswordRequired {
                     location: backend.location(),
@@ -247,6 +250,24 @@ impl Repository {
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
+}
+
+/// Refuses a repository whose `config` says plaintext while `keys/` holds
+/// key files: `config` is not authenticated (binding it to the master key
+/// would change the format), so an attacker with write access to the storage
+/// could otherwise drop its encryption section and have the next backup
+/// write plaintext packs into an encrypted repository. Key files exist only
+/// in repositories initialised with a password, so their presence is proof
+/// that the config was altered.
+fn refuse_plaintext_with_keys(backend: &dyn Backend) -> Result<()> {
+    if backend.list(ObjectKind::Key)?.is_empty() {
+        return Ok(());
+    }
+    Err(Error::AuthenticationFailed {
+        object: "config (it says plaintext but the repository has key files: \
+                 the config was altered)"
+            .into(),
+    })
 }
 
 /// Checks that an object's bytes hash to its name and returns the name as an id.
