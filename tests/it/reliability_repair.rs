@@ -96,3 +96,138 @@ fn config_edited_to_plaintext_in_an_encrypted_repository_is_refused() {
     let snapshots = run(&repo, None, &["snapshots"]);
     assert_eq!(snapshots.status.code(), Some(27));
 }
+
+/// Names of the objects in one directory of the repository (e.g. `index`).
+fn object_names(repo: &Path, directory: &str) -> BTreeSet<String> {
+    fs::read_dir(repo.join(directory))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn flip_bit(path: &Path, offset: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = offset.min(bytes.len() - 1);
+    bytes[at] ^= 0x10;
+    fs::write(path, bytes).unwrap();
+}
+
+/// A plaintext repository with two snapshots of two sources whose data
+/// share nothing, each described by its own index file; returns the work
+/// directory, the repository, the two sources and the second backup's index file.
+fn two_sources_two_index_files() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf, String) {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let (first, second) = (work.path().join("first"), work.path().join("second"));
+    for (seed, source) in [(11, &first), (12, &second)] {
+        fs::create_dir(source).unwrap();
+        fs::write(source.join("000001.sst"), seeded_bytes(seed, 300_000)).unwrap();
+        fs::write(
+            source.join("MANIFEST-000002"),
+            seeded_bytes(seed + 100, 5_000),
+        )
+        .unwrap();
+    }
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    lsmvault_ok(
+        &repo,
+        &["backup", first.to_str().unwrap(), "--tag", "first"],
+    );
+    let before = object_names(&repo, "index");
+    lsmvault_ok(
+        &repo,
+        &["backup", second.to_str().unwrap(), "--tag", "second"],
+    );
+    let added: Vec<String> = object_names(&repo, "index")
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    let damaged = added[0].clone();
+    (work, repo, first, second, damaged)
+}
+
+#[test]
+fn damaged_index_file_is_skipped_and_named_and_other_snapshots_restore() {
+    let (work, repo, first, second, damaged) = two_sources_two_index_files();
+    flip_bit(&repo.join("index").join(&damaged), 40);
+
+    // The first snapshot's data is described by an intact index file.
+    let target = work.path().join("restored-first");
+    let output = lsmvault(
+        &repo,
+        &[
+            "restore",
+            "latest:first",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: skipped damaged index file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&damaged), "{stderr}");
+    assert_same_tree(&first, &target);
+
+    // The second snapshot's blobs are unindexed: restore fails naming a blob.
+    let target = work.path().join("restored-second");
+    let output = lsmvault(
+        &repo,
+        &[
+            "restore",
+            "latest:second",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("blob "), "{stderr}");
+
+    // A backup stores the unindexed blobs again; after it everything restores
+    // and prune runs (it drops the damaged index file).
+    let output = lsmvault(
+        &repo,
+        &["--json", "backup", second.to_str().unwrap(), "--full"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["snapshot"]["stats"]["blobs_added"].as_u64().unwrap() > 0);
+    let target = work.path().join("restored-second-again");
+    lsmvault_ok(
+        &repo,
+        &[
+            "restore",
+            report["id"].as_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_same_tree(&second, &target);
+    lsmvault_ok(&repo, &["prune"]);
+    assert!(!object_names(&repo, "index").contains(&damaged));
+    let target = work.path().join("restored-first-after-prune");
+    let output = lsmvault(
+        &repo,
+        &[
+            "restore",
+            "latest:first",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).is_empty());
+    assert_same_tree(&first, &target);
+}

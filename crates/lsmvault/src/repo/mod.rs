@@ -19,7 +19,7 @@ pub mod tree_walker;
 pub mod wal;
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::backend::{Backend, LocalBackend, ObjectKind, WriteOutcome};
@@ -32,6 +32,7 @@ use crate::format::index::Index;
 use crate::id::Id;
 use lock::{host_name, user_name};
 
+pub use index_cache::{DamagedIndexFile, IndexDamageHook, IndexFiles};
 pub use keys::KeyListing;
 pub use pack_writer::{BackendSink, PackSink, PackWriter, WriteSummary};
 
@@ -79,6 +80,10 @@ pub struct Repository {
     /// Loaded on first use; extended by this process's writes and reloaded when
     /// a lookup misses (another process may have written since).
     index: RwLock<Option<Arc<Index>>>,
+    /// The index files skipped as damaged so far (each named once).
+    index_damage: Mutex<Vec<index_cache::DamagedIndexFile>>,
+    /// Told about each damaged index file when it is first skipped.
+    index_damage_hook: Option<index_cache::IndexDamageHook>,
     /// How long [`Repository::lock`] keeps trying while another command's
     /// lock conflicts (zero: fail at once).
     lock_retry: Duration,
@@ -158,6 +163,8 @@ impl Repository {
                 .map_or_else(Keys::plaintext, |(master, _)| master.keys(options.cipher)),
             master,
             index: RwLock::new(None),
+            index_damage: Mutex::new(Vec::new()),
+            index_damage_hook: None,
             lock_retry: Duration::ZERO,
         })
     }
@@ -206,6 +213,8 @@ impl Repository {
                 .map_or_else(Keys::plaintext, |(master, _)| master.keys(cipher)),
             master,
             index: RwLock::new(None),
+            index_damage: Mutex::new(Vec::new()),
+            index_damage_hook: None,
             lock_retry: Duration::ZERO,
         })
     }
