@@ -231,3 +231,77 @@ fn damaged_index_file_is_skipped_and_named_and_other_snapshots_restore() {
     assert!(String::from_utf8_lossy(&output.stderr).is_empty());
     assert_same_tree(&first, &target);
 }
+
+/// Rewrites the latest snapshot of `repo` so that `link` (a hard link of
+/// another file in the root directory) records the content of `other`:
+/// what a backup of a file that grew while it was read, or a crafted tree,
+/// leaves. Returns the new snapshot's id.
+fn record_other_content_for_link(repo: &Path, link: &str, other: &str) -> String {
+    use lsmvault::format::pack::BlobKind;
+    use lsmvault::format::tree::EntryKind;
+
+    let repository = lsmvault::Repository::open_local(repo).unwrap();
+    let latest = repository.find_snapshot("latest").unwrap();
+    let mut tree = repository.read_tree(&latest.snapshot.tree).unwrap();
+    let other_kind = tree
+        .entries
+        .iter()
+        .find(|entry| entry.name == other.as_bytes())
+        .unwrap()
+        .kind
+        .clone();
+    assert!(matches!(other_kind, EntryKind::File { .. }));
+    let entry = tree
+        .entries
+        .iter_mut()
+        .find(|entry| entry.name == link.as_bytes())
+        .unwrap();
+    assert!(entry.metadata.links > 1);
+    entry.kind = other_kind;
+    let bytes = tree.encode();
+    let writer = lsmvault::PackWriter::new(&repository).unwrap();
+    let id = writer.keys().blob_id(&bytes);
+    writer.add(id, BlobKind::Tree, &bytes).unwrap();
+    let summary = writer.finish().unwrap();
+    repository.write_index(&summary.locations).unwrap();
+    let mut snapshot = latest.snapshot.clone();
+    snapshot.tree = id;
+    snapshot.time = "2100-01-01T00:00:00Z".into();
+    repository.write_snapshot(&snapshot).unwrap().to_hex()
+}
+
+#[test]
+fn restore_fails_naming_a_hard_link_whose_entry_records_other_content() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("a.sst"), seeded_bytes(21, 100_000)).unwrap();
+    fs::hard_link(source.join("a.sst"), source.join("b.sst")).unwrap();
+    fs::write(source.join("c.sst"), seeded_bytes(22, 150_000)).unwrap();
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let id = record_other_content_for_link(&repo, "b.sst", "c.sst");
+
+    let target = work.path().join("restored");
+    let output = lsmvault(
+        &repo,
+        &["restore", &id, "--target", target.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(15), "{stderr}");
+    assert!(stderr.contains("b.sst"), "{stderr}");
+    assert!(stderr.contains("hard link"), "{stderr}");
+    // Every file that is there holds the content its entry records.
+    assert_eq!(
+        fs::read(target.join("a.sst")).unwrap(),
+        seeded_bytes(21, 100_000)
+    );
+    assert_eq!(
+        fs::read(target.join("c.sst")).unwrap(),
+        seeded_bytes(22, 150_000)
+    );
+    if let Ok(content) = fs::read(target.join("b.sst")) {
+        assert_eq!(content, seeded_bytes(22, 150_000));
+    }
+}
