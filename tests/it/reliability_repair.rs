@@ -305,3 +305,115 @@ fn restore_fails_naming_a_hard_link_whose_entry_records_other_content() {
         assert_eq!(content, seeded_bytes(22, 150_000));
     }
 }
+
+/// Every pack's object name (the file names under `data/xx/`).
+fn pack_files(repo: &Path) -> Vec<PathBuf> {
+    files_under(&repo.join("data"))
+        .into_iter()
+        .map(|relative| repo.join("data").join(relative))
+        .collect()
+}
+
+#[test]
+fn repair_index_rebuilds_the_index_from_pack_headers() {
+    let (work, repo, first, second, damaged) = two_sources_two_index_files();
+    flip_bit(&repo.join("index").join(&damaged), 40);
+    let old_index_files = object_names(&repo, "index");
+
+    let report = lsmvault_json(&repo, &["repair", "index"]);
+    assert_eq!(
+        report["packs_read"].as_u64().unwrap() as usize,
+        pack_files(&repo).len()
+    );
+    assert!(report["blobs_indexed"].as_u64().unwrap() >= 6, "{report}");
+    assert!(report["index_files_written"].as_u64().unwrap() >= 1);
+    assert_eq!(report["damaged_packs"].as_array().unwrap().len(), 0);
+    let new_index_files = object_names(&repo, "index");
+    assert!(!new_index_files.contains(&damaged));
+    assert!(new_index_files.is_disjoint(&old_index_files));
+
+    for (tag, source) in [("first", &first), ("second", &second)] {
+        let target = work.path().join(format!("restored-{tag}"));
+        let output = lsmvault(
+            &repo,
+            &[
+                "restore",
+                &format!("latest:{tag}"),
+                "--target",
+                target.to_str().unwrap(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        assert_same_tree(source, &target);
+    }
+    lsmvault_ok(&repo, &["verify", "--read-data"]);
+    // Running it again changes nothing but the names it reports.
+    let again = lsmvault_json(&repo, &["repair", "index"]);
+    assert_eq!(again["blobs_indexed"], report["blobs_indexed"]);
+}
+
+#[test]
+fn repair_index_skips_and_names_a_damaged_pack_and_keeps_its_old_entries() {
+    let (work, repo, first, second, _) = two_sources_two_index_files();
+    let packs = pack_files(&repo);
+    assert!(packs.len() >= 2, "{packs:?}");
+    // Destroy the trailer of one pack: its header can no longer be found.
+    let victim = &packs[0];
+    let mut bytes = fs::read(victim).unwrap();
+    let end = bytes.len();
+    bytes[end - 1] ^= 0xff;
+    fs::write(victim, bytes).unwrap();
+    let victim_name = victim.file_name().unwrap().to_string_lossy().into_owned();
+
+    let output = lsmvault(&repo, &["--json", "repair", "index"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let damaged = report["damaged_packs"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{report}");
+    assert_eq!(damaged[0]["name"], victim_name.as_str());
+    assert!(damaged[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains(&victim_name));
+    assert!(
+        report["blobs_kept_from_old_index"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(
+        report["packs_read"].as_u64().unwrap() as usize,
+        packs.len() - 1
+    );
+    // The text form names the pack too.
+    let text = lsmvault_ok(&repo, &["repair", "index"]);
+    assert!(
+        text.contains(&format!("skipped damaged pack {victim_name}")),
+        "{text}"
+    );
+
+    // Blob reads check each blob: the intact blobs of the damaged pack
+    // still restore through the entries kept, since only its trailer was hit.
+    for (tag, source) in [("first", &first), ("second", &second)] {
+        let target = work.path().join(format!("restored-{tag}"));
+        let output = lsmvault(
+            &repo,
+            &[
+                "restore",
+                &format!("latest:{tag}"),
+                "--target",
+                target.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_same_tree(source, &target);
+    }
+}
