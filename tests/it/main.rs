@@ -20,5 +20,6 @@ mod pitr;
 mod pitr_bench_smoke;
 mod prune;
 mod reliability_bounds;
+mod reliability_repair;
 mod rocksdb;
 mod rocksdb_wal;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    backup, checkpoint, diff, forget, init, key, ls, prune, restore, stats, tag, unlock, verify,
-    wal,
+    backup, checkpoint, diff, forget, init, key, ls, prune, repair, restore, stats, tag, unlock,
+    verify, wal,
 };
 
 #[derive(Parser)]
@@ -73,6 +73,9 @@ pub enum Command {
     Forget(forget::ForgetArgs),
     /// Delete data no snapshot references; repack mostly-unused packs.
     Prune(prune::PruneArgs),
+    /// Rebuild what can be derived again (`repair index`: the index from the pack headers).
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
     /// Sizes, deduplication, and what forgetting each snapshot would free.
     Stats(stats::StatsArgs),
     /// Files and storage that differ between two snapshots.

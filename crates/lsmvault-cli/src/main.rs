@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Tag(args) => commands::tag::run(&context, args),
         Command::Forget(args) => commands::forget::run(&context, args),
         Command::Prune(args) => commands::prune::run(&context, args),
+        Command::Repair(command) => commands::repair::run(&context, command),
         Command::Stats(args) => commands::stats::run(&context, args),
         Command::Diff(args) => commands::diff::run(&context, args),
         Command::Unlock(args) => commands::unlock::run(&context, args),

@@ -50,6 +50,7 @@ pub use id::Id;
 pub use ops::backup::{BackupMode, BackupOptions, BackupOutcome};
 pub use ops::forget::{ForgetOptions, ForgetReport};
 pub use ops::prune::{PruneOptions, PruneReport};
+pub use ops::repair::{DamagedPack, RepairIndexReport};
 pub use ops::restore::{RestoreOptions, RestoreStats};
 pub use ops::stats::{Change, DiffReport, RepositoryStats, SnapshotSize};
 pub use ops::verify::{Finding, ReadData, VerifyOptions, VerifyReport};

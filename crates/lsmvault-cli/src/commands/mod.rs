@@ -24,6 +24,7 @@ pub mod init;
 pub mod key;
 pub mod ls;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
@@ -90,6 +91,13 @@ impl<'a> Context<'a> {
             other => other,
         }?;
         repository.set_lock_retry(self.lock_retry());
+        // A damaged index file is skipped by the library; say so once per file.
+        repository.set_index_damage_hook(Box::new(|file| {
+            eprintln!(
+                "warning: skipped damaged index file {}: {}; its blobs are unindexed until `lsmvault repair index` rebuilds the index",
+                file.name, file.reason
+            );
+        }));
         Ok(repository)
     }
 }

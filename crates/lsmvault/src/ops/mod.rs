@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod forget;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod stats;
 pub mod verify;

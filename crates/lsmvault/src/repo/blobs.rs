@@ -11,12 +11,40 @@
 use crate::backend::{self, ObjectKind};
 use crate::error::{Error, Result};
 use crate::format::index::BlobLocation;
-use crate::format::pack;
+use crate::format::pack::{self, PackEntry, TRAILER_LENGTH};
 use crate::format::tree::Tree;
 use crate::id::Id;
 use crate::repo::Repository;
 
 impl Repository {
+    /// Reads just a pack's trailer and header (two range reads) and parses
+    /// the header's entries; `size` is the pack's size as listed. Verify
+    /// checks the index against it and `repair index` rebuilds the index
+    /// from it.
+    pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<PackEntry>> {
+        let backend = self.backend();
+        if size < TRAILER_LENGTH as u64 {
+            return Err(Error::corrupt(
+                format!("pack {name}"),
+                "shorter than a pack trailer",
+            ));
+        }
+        let trailer = backend.read_range(
+            ObjectKind::Pack,
+            name,
+            size - TRAILER_LENGTH as u64,
+            TRAILER_LENGTH as u64,
+        )?;
+        let header_length = u64::from(pack::parse_trailer(name, &trailer)?);
+        let header_start = (size - TRAILER_LENGTH as u64)
+            .checked_sub(header_length)
+            .ok_or_else(|| {
+                Error::corrupt(format!("pack {name}"), "header length exceeds the pack")
+            })?;
+        let header = backend.read_range(ObjectKind::Pack, name, header_start, header_length)?;
+        pack::parse_header(name, &header, header_start, self.keys())
+    }
+
     /// Reads a blob, decodes it and checks it against its id.
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
         let cached = self.index()?.get(id).copied();

@@ -2,19 +2,65 @@
 //! first use, extended by this handle's own writes, reloaded when a lookup
 //! misses (another process may have written since) and dropped whenever a
 //! lock is taken (a prune may have run since it was loaded).
+//!
+//! A damaged index file does not take the index down: loading skips it,
+//! records it (see [`Repository::damaged_index_files`]) and tells the
+//! handle's damage hook; the blobs it described are then unindexed, so reads
+//! of them fail naming the blob and backups store them again.
 
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::backend::ObjectKind;
-use crate::error::Result;
+use serde::Serialize;
+
+use crate::backend::{ObjectKind, WriteOutcome};
+use crate::error::{Error, ErrorCode, Result};
 use crate::format::index::{decode_index_file, encode_index_file, BlobLocation, Index};
 use crate::id::Id;
 use crate::repo::{check_name, Repository};
 
 /// Index files hold at most this many entries, so each stays a few MiB.
 const INDEX_ENTRIES_PER_FILE: usize = 50_000;
+
+/// An index file that could not be read and was left out of the index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DamagedIndexFile {
+    /// The index file's object name under `index/`.
+    pub name: String,
+    /// Why it was skipped (the error's message, naming the file).
+    pub reason: String,
+}
+
+/// Called with each damaged index file the first time a handle skips it
+/// (the CLI prints a warning).
+pub type IndexDamageHook = Box<dyn Fn(&DamagedIndexFile) + Send + Sync>;
+
+/// Every index file's entries, read one by one, and those that were damaged.
+#[derive(Debug, Default)]
+pub struct IndexFiles {
+    /// Each readable index file's name and entries.
+    pub readable: Vec<(String, Vec<BlobLocation>)>,
+    /// The index files skipped because they are damaged.
+    pub damaged: Vec<DamagedIndexFile>,
+}
+
+/// Whether an error reading an index file means the file itself is damaged
+/// (skip it) rather than the storage failing (fail the command). A file
+/// deleted between listing and reading (a concurrent prune) is skipped too:
+/// prune writes the index files replacing it first.
+fn is_damage(error: &Error) -> bool {
+    matches!(
+        error.code(),
+        ErrorCode::CorruptObject
+            | ErrorCode::ChecksumMismatch
+            | ErrorCode::AuthenticationFailed
+            | ErrorCode::UnsupportedVersion
+    ) || matches!(
+        error,
+        Error::Backend(crate::backend::Error::NotFound { .. })
+    )
+}
 
 impl Repository {
     /// The blob index, loaded from every index file on first use.
@@ -55,16 +101,65 @@ impl Repository {
     }
 
     fn load_index(&self) -> Result<Index> {
-        let files = self.backend.list(ObjectKind::Index)?;
-        let decoded: Vec<Vec<BlobLocation>> = files
-            .par_iter()
-            .map(|file| self.read_index_file(&file.name))
-            .collect::<Result<_>>()?;
+        let files = self.read_index_files()?;
         let mut index = Index::new();
-        for location in decoded.into_iter().flatten() {
+        for location in files.readable.into_iter().flat_map(|(_, entries)| entries) {
             index.insert(location);
         }
         Ok(index)
+    }
+
+    /// Reads every index file (in parallel), skipping and recording the
+    /// damaged ones; fails only when the storage itself fails.
+    pub fn read_index_files(&self) -> Result<IndexFiles> {
+        let files = self.backend.list(ObjectKind::Index)?;
+        let results: Vec<(String, Result<Vec<BlobLocation>>)> = files
+            .par_iter()
+            .map(|file| (file.name.clone(), self.read_index_file(&file.name)))
+            .collect();
+        let mut read = IndexFiles::default();
+        for (name, result) in results {
+            match result {
+                Ok(entries) => read.readable.push((name, entries)),
+                Err(error) if is_damage(&error) => read.damaged.push(DamagedIndexFile {
+                    name,
+                    reason: error.to_string(),
+                }),
+                Err(error) => return Err(error),
+            }
+        }
+        self.record_index_damage(&read.damaged);
+        Ok(read)
+    }
+
+    /// The index files skipped as damaged by this handle since it was opened.
+    pub fn damaged_index_files(&self) -> Vec<DamagedIndexFile> {
+        self.index_damage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Sets the hook told about each damaged index file the first time this
+    /// handle skips it.
+    pub fn set_index_damage_hook(&mut self, hook: IndexDamageHook) {
+        self.index_damage_hook = Some(hook);
+    }
+
+    fn record_index_damage(&self, damaged: &[DamagedIndexFile]) {
+        let mut seen = self
+            .index_damage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for file in damaged {
+            if seen.iter().any(|known| known.name == file.name) {
+                continue;
+            }
+            if let Some(hook) = &self.index_damage_hook {
+                hook(file);
+            }
+            seen.push(file.clone());
+        }
     }
 
     /// Reads and checks one index file.
@@ -77,14 +172,39 @@ impl Repository {
         Ok(locations)
     }
 
+    /// Publishes one index file. Index files are named by their content, so
+    /// a plaintext backup that stores the same blobs again (after a damaged
+    /// index file left them unindexed) produces the very name of the damaged
+    /// file: an existing file of that name is kept only if it reads back
+    /// intact, and otherwise replaced (what it described is unindexed
+    /// anyway, so a crash between delete and write loses nothing).
+    fn publish_index_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        if self
+            .backend
+            .write_if_absent(ObjectKind::Index, name, bytes)?
+            == WriteOutcome::Created
+        {
+            return Ok(());
+        }
+        match self.read_index_file(name) {
+            Ok(_) => Ok(()),
+            Err(error) if is_damage(&error) => {
+                self.backend.delete(ObjectKind::Index, name)?;
+                self.backend
+                    .write_if_absent(ObjectKind::Index, name, bytes)?;
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Writes index files for `locations` (after their packs were published).
     pub fn write_index(&self, locations: &[BlobLocation]) -> Result<Vec<Id>> {
         let written = locations
             .chunks(INDEX_ENTRIES_PER_FILE)
             .map(|part| {
                 let (id, bytes) = encode_index_file(part, &self.keys)?;
-                self.backend
-                    .write_if_absent(ObjectKind::Index, &id.to_hex(), &bytes)?;
+                self.publish_index_file(&id.to_hex(), &bytes)?;
                 Ok(id)
             })
             .collect::<Result<Vec<Id>>>()?;

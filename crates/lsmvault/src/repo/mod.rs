@@ -19,7 +19,7 @@ pub mod tree_walker;
 pub mod wal;
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::backend::{Backend, LocalBackend, ObjectKind, WriteOutcome};
@@ -32,6 +32,7 @@ use crate::format::index::Index;
 use crate::id::Id;
 use lock::{host_name, user_name};
 
+pub use index_cache::{DamagedIndexFile, IndexDamageHook, IndexFiles};
 pub use keys::KeyListing;
 pub use pack_writer::{BackendSink, PackSink, PackWriter, WriteSummary};
 
@@ -79,6 +80,10 @@ pub struct Repository {
     /// Loaded on first use; extended by this process's writes and reloaded when
     /// a lookup misses (another process may have written since).
     index: RwLock<Option<Arc<Index>>>,
+    /// The index files skipped as damaged so far (each named once).
+    index_damage: Mutex<Vec<index_cache::DamagedIndexFile>>,
+    /// Told about each damaged index file when it is first skipped.
+    index_damage_hook: Option<index_cache::IndexDamageHook>,
     /// How long [`Repository::lock`] keeps trying while another command's
     /// lock conflicts (zero: fail at once).
     lock_retry: Duration,
@@ -158,6 +163,8 @@ impl Repository {
                 .map_or_else(Keys::plaintext, |(master, _)| master.keys(options.cipher)),
             master,
             index: RwLock::new(None),
+            index_damage: Mutex::new(Vec::new()),
+            index_damage_hook: None,
             lock_retry: Duration::ZERO,
         })
     }
@@ -183,7 +190,10 @@ impl Repository {
         let config = Config::decode(&bytes, &backend.location())?;
         let compression = config.default_compression()?;
         let (master, cipher) = match config.cipher(&backend.location())? {
-            None => (None, Cipher::default()),
+            None => {
+                refuse_plaintext_with_keys(backend.as_ref())?;
+                (None, Cipher::default())
+            }
             Some(cipher) => {
                 let password = password.ok_or_else(|| Error::PasswordRequired {
                     location: backend.location(),
@@ -203,6 +213,8 @@ impl Repository {
                 .map_or_else(Keys::plaintext, |(master, _)| master.keys(cipher)),
             master,
             index: RwLock::new(None),
+            index_damage: Mutex::new(Vec::new()),
+            index_damage_hook: None,
             lock_retry: Duration::ZERO,
         })
     }
@@ -247,6 +259,24 @@ impl Repository {
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
+}
+
+/// Refuses a repository whose `config` says plaintext while `keys/` holds
+/// key files: `config` is not authenticated (binding it to the master key
+/// would change the format), so an attacker with write access to the storage
+/// could otherwise drop its encryption section and have the next backup
+/// write plaintext packs into an encrypted repository. Key files exist only
+/// in repositories initialised with a password, so their presence is proof
+/// that the config was altered.
+fn refuse_plaintext_with_keys(backend: &dyn Backend) -> Result<()> {
+    if backend.list(ObjectKind::Key)?.is_empty() {
+        return Ok(());
+    }
+    Err(Error::AuthenticationFailed {
+        object: "config (it says plaintext but the repository has key files: \
+                 the config was altered)"
+            .into(),
+    })
 }
 
 /// Checks that an object's bytes hash to its name and returns the name as an id.

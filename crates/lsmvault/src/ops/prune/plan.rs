@@ -53,10 +53,13 @@ impl PrunePlan {
         let index = repository.refresh_index()?;
         let used = used_blobs(repository, &snapshots)?;
 
-        let index_files = repository.backend().list(ObjectKind::Index)?;
+        // Damaged index files are skipped (the handle names them): their
+        // packs are then unindexed, and a used blob only they described makes
+        // the check below refuse.
+        let index_files = repository.read_index_files()?;
         let mut pack_entries: HashMap<Id, Vec<PackEntry>> = HashMap::new();
-        for file in &index_files {
-            for location in repository.read_index_file(&file.name)? {
+        for (_, locations) in &index_files.readable {
+            for location in locations.iter().copied() {
                 pack_entries
                     .entry(location.pack)
                     .or_default()
@@ -80,7 +83,12 @@ impl PrunePlan {
             snapshots: snapshots.len(),
             used,
             index,
-            index_files: index_files.into_iter().map(|file| file.name).collect(),
+            index_files: index_files
+                .readable
+                .into_iter()
+                .map(|(name, _)| name)
+                .chain(index_files.damaged.into_iter().map(|file| file.name))
+                .collect(),
             pack_entries,
             pack_sizes,
             keep: Vec::new(),

@@ -16,7 +16,10 @@
 //!   removed (not followed) before its replacement is created;
 //! - every chunk is checked against its id and every file against its
 //!   whole-content digest; a file that fails is removed and reported, and the
-//!   other files still restore;
+//!   other files still restore; a hard link is made only to a file whose
+//!   entry records the same content (size, digest, chunks): a group member
+//!   recording another content is written from its own chunks and reported
+//!   as a mismatch naming it, so the restore fails;
 //! - memory per file is a bounded window of chunks, whatever the file size.
 
 pub mod point_in_time;
@@ -87,6 +90,11 @@ struct FilePlan {
     files: Vec<usize>,
     /// (position of a link, position of the file it links to).
     links: Vec<(usize, usize)>,
+    /// (position, position of the group's first file) of the members of a
+    /// hard-link group whose entry records another content than the first:
+    /// linking them would give them content other than their recorded
+    /// digest, so each is written from its own chunks and reported.
+    mismatched: Vec<(usize, usize)>,
 }
 
 /// What writing the files did.
@@ -121,8 +129,9 @@ impl Repository {
         // Directories first (parents before children), so files can be created in parallel.
         stats.directories = create_directories(target, &planned, options.delta)?;
         let plan = plan_files(&planned);
-        let written =
+        let mut written =
             self.restore_files(target, &planned, plan.files, options, progress, &mut stats);
+        report_mismatched_links(&planned, &plan.mismatched, &mut written.failures);
         let hard_links = create_hard_links(
             target,
             &planned,
@@ -298,6 +307,7 @@ fn plan_files(planned: &[WalkedEntry]) -> FilePlan {
     let mut plan = FilePlan {
         files: Vec::new(),
         links: Vec::new(),
+        mismatched: Vec::new(),
     };
     for (position, item) in planned.iter().enumerate() {
         if let EntryKind::File { .. } = item.entry.kind {
@@ -305,7 +315,12 @@ fn plan_files(planned: &[WalkedEntry]) -> FilePlan {
             if metadata.links > 1 {
                 let key = (metadata.device, metadata.inode);
                 if let Some(&first) = first_of_inode.get(&key) {
-                    plan.links.push((position, first));
+                    if same_content(&planned[first].entry.kind, &item.entry.kind) {
+                        plan.links.push((position, first));
+                        continue;
+                    }
+                    plan.mismatched.push((position, first));
+                    plan.files.push(position);
                     continue;
                 }
                 first_of_inode.insert(key, position);
@@ -314,6 +329,65 @@ fn plan_files(planned: &[WalkedEntry]) -> FilePlan {
         }
     }
     plan
+}
+
+/// Whether two file entries record the same content (size, digest and chunks).
+fn same_content(first: &EntryKind, other: &EntryKind) -> bool {
+    match (first, other) {
+        (
+            EntryKind::File {
+                size,
+                digest,
+                chunks,
+            },
+            EntryKind::File {
+                size: other_size,
+                digest: other_digest,
+                chunks: other_chunks,
+            },
+        ) => size == other_size && digest == other_digest && chunks == other_chunks,
+        _ => false,
+    }
+}
+
+/// Adds a failure for each hard-link group member whose entry records
+/// another content than the group's first file (a file that changed while
+/// the backup read it, or a crafted tree). The member was written from its
+/// own chunks (and checked against its own digest), not linked.
+fn report_mismatched_links(
+    planned: &[WalkedEntry],
+    mismatched: &[(usize, usize)],
+    failures: &mut Vec<(PathBuf, Error)>,
+) {
+    for &(position, first) in mismatched {
+        let (item, original) = (&planned[position], &planned[first]);
+        if failures.iter().any(|(path, _)| *path == item.relative) {
+            continue; // already failed on its own content
+        }
+        let (
+            EntryKind::File { size, digest, .. },
+            EntryKind::File {
+                size: first_size,
+                digest: first_digest,
+                ..
+            },
+        ) = (&item.entry.kind, &original.entry.kind)
+        else {
+            continue;
+        };
+        failures.push((
+            item.relative.clone(),
+            Error::ChecksumMismatch {
+                object: format!(
+                    "hard link {} to {} ({size} bytes recorded, the linked file {first_size}; restored from its own chunks, not linked)",
+                    item.relative.display(),
+                    original.relative.display()
+                ),
+                expected: digest.to_hex(),
+                actual: first_digest.to_hex(),
+            },
+        ));
+    }
 }
 
 /// Links each hard link to its written file (none to a file that failed);

@@ -10,8 +10,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::backend::ObjectKind;
-use crate::error::{Error, Result};
-use crate::format::pack::{self, PackEntry, TRAILER_LENGTH};
+use crate::error::Result;
+use crate::format::pack::{self, PackEntry};
 use crate::id::Id;
 use crate::repo::{check_name, Repository};
 
@@ -73,7 +73,7 @@ impl Repository {
                 .map(|error| error.to_string());
             (pack::parse_pack(name, bytes, self.keys())?, Some(bytes))
         } else {
-            (read_pack_header(self, name, size)?, None)
+            (self.read_pack_header(name, size)?, None)
         };
         compare_with_index(&entries, expected, &mut check);
         if let Some(bytes) = whole {
@@ -89,30 +89,6 @@ impl Repository {
         }
         Ok(check)
     }
-}
-
-/// Reads just a pack's trailer and header (two range reads) and parses
-/// the header's entries.
-fn read_pack_header(repository: &Repository, name: &str, size: u64) -> Result<Vec<PackEntry>> {
-    let backend = repository.backend();
-    if size < TRAILER_LENGTH as u64 {
-        return Err(Error::corrupt(
-            format!("pack {name}"),
-            "shorter than a pack trailer",
-        ));
-    }
-    let trailer = backend.read_range(
-        ObjectKind::Pack,
-        name,
-        size - TRAILER_LENGTH as u64,
-        TRAILER_LENGTH as u64,
-    )?;
-    let header_length = u64::from(pack::parse_trailer(name, &trailer)?);
-    let header_start = (size - TRAILER_LENGTH as u64)
-        .checked_sub(header_length)
-        .ok_or_else(|| Error::corrupt(format!("pack {name}"), "header length exceeds the pack"))?;
-    let header = backend.read_range(ObjectKind::Pack, name, header_start, header_length)?;
-    pack::parse_header(name, &header, header_start, repository.keys())
 }
 
 /// Each blob the index places in this pack must be in its header, at the
