@@ -50,6 +50,9 @@ pub fn hint(error: &Error) -> &'static str {
         Error::RepositoryLocked { .. } => {
             "wait for that command to finish (or pass --retry-lock 10m); if it no longer runs, `lsmvault unlock` removes stale locks"
         }
+        Error::LockLost { .. } => {
+            "the backup paused past the lock staleness window or a prune ran meanwhile; run the backup again (it reuses what is still stored)"
+        }
         Error::PolicyRemovesAll { .. } => {
             "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
         }

@@ -245,6 +245,17 @@ pub enum Error {
         holder: String,
     },
 
+    /// A backup found, just before writing its snapshot, that its lock was
+    /// lost (removed as stale) or that a prune ran meanwhile: the packs it
+    /// references may be gone, so it wrote no snapshot (what it stored stays
+    /// for the next prune to collect).
+    #[error("the backup's lock was lost before its snapshot was written: {reason}; no snapshot was written")]
+    LockLost {
+        /// What was found: the lock object gone, an exclusive lock present,
+        /// or index files the backup saw deleted by a prune.
+        reason: String,
+    },
+
     /// A retention policy would remove every snapshot of a group, and the
     /// caller did not allow that
     /// ([`ForgetOptions::allow_remove_all`](crate::ForgetOptions::allow_remove_all)).
@@ -328,7 +339,7 @@ impl Error {
             Error::Backend(backend::Error::ShortObject { .. }) => ErrorCode::CorruptObject,
             Error::Backend(_) => ErrorCode::Io,
             Error::RestoreIncomplete { first, .. } => first.code(),
-            Error::RepositoryLocked { .. } => ErrorCode::RepositoryLocked,
+            Error::RepositoryLocked { .. } | Error::LockLost { .. } => ErrorCode::RepositoryLocked,
             Error::PolicyRemovesAll { .. } => ErrorCode::PolicyRemovesAll,
             Error::PasswordRequired { .. } => ErrorCode::PasswordRequired,
             Error::WrongPassword { .. } => ErrorCode::WrongPassword,

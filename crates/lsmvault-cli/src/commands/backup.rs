@@ -48,6 +48,11 @@ pub struct BackupArgs {
     /// next to it first (hard links), back that up, remove it.
     #[arg(long)]
     live: bool,
+    /// Read back and check every blob the backup would reuse (and every
+    /// file, none taken from the parent unread); write again those that are
+    /// damaged. Without it, only blobs whose pack is missing are rewritten.
+    #[arg(long)]
+    verify_existing: bool,
     #[command(flatten)]
     freeze: FreezeArgs,
 }
@@ -66,6 +71,7 @@ impl BackupArgs {
             parent: self.parent.clone(),
             host: self.host.clone(),
             compression: self.compression.as_deref().map(str::parse).transpose()?,
+            verify_existing: self.verify_existing,
             ..BackupOptions::default()
         })
     }
@@ -83,7 +89,12 @@ pub fn run(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
         (repository.backup(&args.source, &options, progress)?, None)
     };
     let snapshot = &outcome.snapshot;
-    let report = serde_json::json!({ "id": outcome.id, "snapshot": snapshot, "checkpoint": live });
+    let report = serde_json::json!({
+        "id": outcome.id,
+        "snapshot": snapshot,
+        "checkpoint": live,
+        "blobs_rewritten": outcome.blobs_rewritten,
+    });
     context
         .output()
         .show(&report, |_| print_text(&outcome, live.as_ref()))?;
@@ -149,4 +160,10 @@ fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>) {
         stats.packs_written,
         stats.duration_seconds
     );
+    if outcome.blobs_rewritten > 0 {
+        println!(
+            "healed: {} blobs written again (their pack was missing or damaged)",
+            outcome.blobs_rewritten
+        );
+    }
 }

@@ -2,8 +2,11 @@
 //!
 //! On disk it is a set of immutable index files, each written after the packs
 //! it describes, so every index entry points at a pack that was published
-//! before it. In memory it is one map from blob id to location; when two packs
-//! hold the same blob (two concurrent backups stored it) either location serves.
+//! before it. In memory it is one map from blob id to its preferred location;
+//! when two packs hold the same blob (two concurrent backups stored it, or a
+//! backup wrote again a blob whose pack was lost or damaged) the other
+//! locations are kept too, so a reader can fall back to them and the
+//! repository (backup, prune) can choose the one that is really there.
 //!
 //! Index file layout (little-endian; `docs/format.md` is the reference):
 //!
@@ -49,6 +52,9 @@ pub struct BlobLocation {
 #[derive(Debug, Default, Clone)]
 pub struct Index {
     blobs: HashMap<Id, BlobLocation>,
+    /// Further distinct locations of blobs stored more than once (rare: kept
+    /// apart so the common case costs one map entry per blob).
+    others: HashMap<Id, Vec<BlobLocation>>,
 }
 
 impl Index {
@@ -77,19 +83,107 @@ impl Index {
         self.blobs.is_empty()
     }
 
-    /// Records every blob of `pack`. An id already present keeps its first location.
+    /// Records every blob of `pack`. An id already present keeps its first
+    /// location as the preferred one; see [`Index::insert`].
     pub fn add_pack(&mut self, pack: Id, entries: &[PackEntry]) {
         for entry in entries {
-            self.blobs.entry(entry.id).or_insert(BlobLocation {
+            self.insert(BlobLocation {
                 pack,
                 entry: *entry,
             });
         }
     }
 
-    /// Records one blob's location. An id already present keeps its first location.
+    /// Records one blob's location. An id already present keeps its first
+    /// location as the preferred one ([`Index::get`]); a different further
+    /// location is kept as an alternative ([`Index::locations`]).
     pub fn insert(&mut self, location: BlobLocation) {
-        self.blobs.entry(location.entry.id).or_insert(location);
+        let id = location.entry.id;
+        match self.blobs.get(&id) {
+            None => {
+                self.blobs.insert(id, location);
+            }
+            Some(first) if *first == location => {}
+            Some(_) => {
+                let others = self.others.entry(id).or_default();
+                if !others.contains(&location) {
+                    others.push(location);
+                }
+            }
+        }
+    }
+
+    /// Makes `location` the preferred location of its blob (recording it
+    /// if it is new); the previous preferred one becomes an alternative.
+    /// Used for a location known good: just written, or just read and checked.
+    pub fn promote(&mut self, location: BlobLocation) {
+        let id = location.entry.id;
+        let Some(previous) = self.blobs.insert(id, location) else {
+            return;
+        };
+        if previous == location {
+            return;
+        }
+        let others = self.others.entry(id).or_default();
+        others.retain(|other| *other != location);
+        others.push(previous);
+    }
+
+    /// Every known location of blob `id`, the preferred one first.
+    pub fn locations(&self, id: &Id) -> impl Iterator<Item = &BlobLocation> {
+        self.blobs
+            .get(id)
+            .into_iter()
+            .chain(self.others.get(id).into_iter().flatten())
+    }
+
+    /// Whether some blob has more than one location.
+    pub fn has_duplicates(&self) -> bool {
+        !self.others.is_empty()
+    }
+
+    /// For each blob stored more than once whose preferred location's pack
+    /// fails `present`, prefers its first location whose pack passes.
+    pub fn prefer_present(&mut self, present: impl Fn(&Id) -> bool) {
+        let mut better = Vec::new();
+        for (id, alternatives) in &self.others {
+            let first_present = self.blobs.get(id).is_some_and(|first| present(&first.pack));
+            if !first_present {
+                if let Some(found) = alternatives.iter().find(|other| present(&other.pack)) {
+                    better.push(*found);
+                }
+            }
+        }
+        for location in better {
+            self.promote(location);
+        }
+    }
+
+    /// Keeps only locations in packs for which `present` holds, preferring
+    /// for each blob its first present location; blobs with no present
+    /// location are dropped. Returns how many blobs were dropped.
+    pub fn retain_present(&mut self, present: impl Fn(&Id) -> bool) -> usize {
+        let before = self.blobs.len();
+        let mut others = std::mem::take(&mut self.others);
+        self.blobs.retain(|id, first| {
+            let alternatives = others.remove(id).unwrap_or_default();
+            let mut kept = std::iter::once(*first)
+                .chain(alternatives)
+                .filter(|location| present(&location.pack));
+            match kept.next() {
+                Some(preferred) => {
+                    *first = preferred;
+                    let rest: Vec<BlobLocation> = kept.collect();
+                    if !rest.is_empty() {
+                        others.insert(*id, rest);
+                    }
+                    true
+                }
+                None => false,
+            }
+        });
+        self.others = others;
+        before - self.blobs.len()
     }
 
     /// Every indexed blob's location, in no particular order.
@@ -208,6 +302,28 @@ mod tests {
         index.insert(second);
         assert_eq!(index.get(&first.entry.id).unwrap().pack, first.pack);
         assert_eq!(index.len(), 1);
+        let all: Vec<Id> = index.locations(&first.entry.id).map(|l| l.pack).collect();
+        assert_eq!(all, vec![first.pack, second.pack]);
+    }
+
+    #[test]
+    fn promoted_and_present_locations_win() {
+        let mut index = Index::new();
+        let first = location(1, 0, 5, false);
+        let mut second = first;
+        second.pack = Id([9; 32]);
+        index.insert(first);
+        index.insert(second);
+        index.promote(second);
+        assert_eq!(index.get(&first.entry.id).unwrap().pack, second.pack);
+        assert_eq!(index.locations(&first.entry.id).count(), 2);
+        index.promote(first);
+        let dropped = index.retain_present(|pack| *pack == second.pack);
+        assert_eq!(dropped, 0);
+        assert_eq!(index.get(&first.entry.id).unwrap().pack, second.pack);
+        assert!(!index.has_duplicates());
+        assert_eq!(index.retain_present(|_| false), 1);
+        assert!(index.is_empty());
     }
 }
 

@@ -45,20 +45,31 @@ impl Repository {
         pack::parse_header(name, &header, header_start, self.keys())
     }
 
-    /// Reads a blob, decodes it and checks it against its id.
+    /// Reads a blob, decodes it and checks it against its id. When the blob
+    /// is stored more than once and its preferred location fails (pack lost
+    /// or damaged), the other locations are tried before the first error is
+    /// returned.
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
-        let cached = self.index()?.get(id).copied();
-        let location = match cached {
-            Some(location) => location,
+        let mut index = self.index()?;
+        if !index.contains(id) {
             // Another process may have indexed it since the index was loaded.
-            None => *self.refresh_index()?.get(id).ok_or_else(|| {
-                Error::corrupt(
-                    format!("blob {id}"),
-                    "not in the index (its pack is missing or unindexed)",
-                )
-            })?,
-        };
-        self.read_blob_at(&location)
+            index = self.refresh_index()?;
+        }
+        let mut first_error = None;
+        for location in index.locations(id) {
+            match self.read_blob_at(location) {
+                Ok(bytes) => return Ok(bytes),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| {
+            Error::corrupt(
+                format!("blob {id}"),
+                "not in the index (its pack is missing or unindexed)",
+            )
+        }))
     }
 
     /// Reads a blob from a known location and checks it against its id.

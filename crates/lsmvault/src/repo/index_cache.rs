@@ -7,7 +7,12 @@
 //! records it (see [`Repository::damaged_index_files`]) and tells the
 //! handle's damage hook; the blobs it described are then unindexed, so reads
 //! of them fail naming the blob and backups store them again.
+//!
+//! Which location of a blob stored twice serves: one this handle wrote
+//! itself, else one whose pack exists (see `load_index`); readers fall back
+//! to the others when the preferred one fails (`blobs.rs`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -94,8 +99,10 @@ impl Repository {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(index) = cached.as_mut() {
             let index = Arc::make_mut(index);
+            // Just written, so known good: these win over an older location
+            // of the same blob (whose pack may be why it was written again).
             for location in locations {
-                index.insert(*location);
+                index.promote(*location);
             }
         }
     }
@@ -105,6 +112,17 @@ impl Repository {
         let mut index = Index::new();
         for location in files.readable.into_iter().flat_map(|(_, entries)| entries) {
             index.insert(location);
+        }
+        // A blob stored twice (a backup healed it after its pack was lost):
+        // prefer the location whose pack exists. One listing, and only then.
+        if index.has_duplicates() {
+            let packs: HashSet<String> = self
+                .backend
+                .list(ObjectKind::Pack)?
+                .into_iter()
+                .map(|pack| pack.name)
+                .collect();
+            index.prefer_present(|pack| packs.contains(&pack.to_hex()));
         }
         Ok(index)
     }

@@ -259,6 +259,46 @@ impl LockGuard {
         })
     }
 
+    /// Re-checks, before a commit, that this lock still protects its holder:
+    /// its object must still exist (a lock that went stale may have been
+    /// removed by `unlock`), and no live exclusive lock may exist beside it
+    /// (a prune that took its lock while this one looked stale). The lock is
+    /// refreshed first, so a prune starting after this check sees it live and
+    /// waits. Fails with [`Error::LockLost`].
+    ///
+    /// This does not see a prune that already finished: the caller checks
+    /// that the index files it saw are still there (every prune that deletes
+    /// anything deletes them), see `docs/maintenance.md`.
+    pub fn confirm_live(&self) -> Result<()> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let locks = list_locks(self.backend.as_ref())?;
+        if !locks.iter().any(|(name, _)| *name == held.name) {
+            return Err(Error::LockLost {
+                reason: format!(
+                    "its lock object {} is gone (removed as stale?)",
+                    ObjectKind::Lock.describe(&held.name)
+                ),
+            });
+        }
+        refresh(self.backend.as_ref(), &mut held)?;
+        let host = host_name();
+        let now = SystemTime::now();
+        let exclusive = list_locks(self.backend.as_ref())?
+            .into_iter()
+            .find(|(name, info)| {
+                *name != held.name && info.kind == LockKind::Exclusive && !info.is_stale(&host, now)
+            });
+        match exclusive {
+            Some((_, info)) => Err(Error::LockLost {
+                reason: format!("an {} was taken meanwhile", info.describe()),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Name of the lock object currently held.
     pub fn name(&self) -> String {
         self.held

@@ -10,7 +10,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::backend::{Backend, ObjectKind};
+use crate::backend::{Backend, ObjectKind, WriteOutcome};
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Keys};
 use crate::error::{Error, Result};
@@ -28,14 +28,28 @@ pub trait PackSink: Send + Sync {
     fn publish(&self, id: &Id, bytes: &[u8]) -> Result<()>;
 }
 
-/// The default [`PackSink`]: a create-if-absent write to the backend (a pack
-/// that already exists has the same content, since its name is its hash).
+/// The default [`PackSink`]: a create-if-absent write to the backend. A pack
+/// that already exists under the name should have the same content, since
+/// its name is its hash; it is read back to make sure, because a backup that
+/// writes a damaged blob again can produce exactly the pack that holds the
+/// damaged copy (plaintext packs are deterministic). A damaged one is
+/// replaced: with content-addressed names that can only repair it.
 pub struct BackendSink(pub Arc<dyn Backend>);
 
 impl PackSink for BackendSink {
     fn publish(&self, id: &Id, bytes: &[u8]) -> Result<()> {
-        self.0
-            .write_if_absent(ObjectKind::Pack, &id.to_hex(), bytes)?;
+        let name = id.to_hex();
+        let outcome = self.0.write_if_absent(ObjectKind::Pack, &name, bytes)?;
+        if outcome == WriteOutcome::AlreadyExisted {
+            let intact = match self.0.read(ObjectKind::Pack, &name) {
+                Ok(existing) => Id::of(&existing) == *id,
+                Err(_) => false,
+            };
+            if !intact {
+                self.0.delete(ObjectKind::Pack, &name)?;
+                self.0.write_if_absent(ObjectKind::Pack, &name, bytes)?;
+            }
+        }
         Ok(())
     }
 }
@@ -68,6 +82,9 @@ struct PackerState {
 pub struct PackWriter<'repository> {
     repository: &'repository Repository,
     known: Arc<Index>,
+    /// Read back and check a known blob before skipping it (`backup
+    /// --verify-existing`): a damaged copy is then written again.
+    verify_known: bool,
     compression: Compression,
     state: Mutex<PackerState>,
     sender: Mutex<Option<SyncSender<Packer>>>,
@@ -103,6 +120,7 @@ impl<'repository> PackWriter<'repository> {
         Ok(PackWriter {
             repository,
             known,
+            verify_known: false,
             compression: repository.compression,
             state: Mutex::new(PackerState {
                 packer: Packer::with_capacity(packer_capacity(repository)),
@@ -136,13 +154,31 @@ impl<'repository> PackWriter<'repository> {
         }
     }
 
+    /// Makes the writer read back and check (decode + id) every blob it
+    /// would skip as known, once each, and store again those with no intact
+    /// copy. Costs a read of every reused blob.
+    pub fn set_verify_known(&mut self, verify: bool) {
+        self.verify_known = verify;
+    }
+
+    /// Whether some known location of `id` reads back intact.
+    fn known_copy_intact(&self, id: &Id) -> bool {
+        self.known
+            .locations(id)
+            .any(|location| self.repository.read_blob_at(location).is_ok())
+    }
+
     /// Adds a blob unless it is already stored; returns whether it was new.
     /// Compression runs in the calling thread, outside the writer's lock;
     /// encryption runs inside it, straight into the pack buffer (which saves
     /// a chunk-sized allocation and copy; AES-GCM at ~6 GiB/s per core is a
     /// small share next to chunking and hashing, but it is serialised).
     pub fn add(&self, id: Id, kind: BlobKind, data: &[u8]) -> Result<bool> {
-        if self.known.contains(&id) || !self.state().pending.insert(id) {
+        if (!self.verify_known && self.known.contains(&id)) || !self.state().pending.insert(id) {
+            return Ok(false);
+        }
+        // `pending` now holds the id, so each known blob is checked once.
+        if self.verify_known && self.known_copy_intact(&id) {
             return Ok(false);
         }
         let (codec, compressed) = self.compression.encode(data);

@@ -16,17 +16,19 @@
 //! Step 1 is `scan.rs`, steps 2 and 3 are `store.rs`; this file chooses the
 //! parent snapshot and does steps 4 and 5.
 
+mod heal;
 pub mod live;
 mod scan;
 mod store;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::codec::chunker::CutFinder;
 use crate::codec::compression::Compression;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::format::snapshot::{
     self, BackupStats, Snapshot, SnapshotEntry, SnapshotKind, SNAPSHOT_VERSION,
 };
@@ -37,6 +39,7 @@ use crate::progress::Progress;
 use crate::repo::lock::{host_name, user_name, LockKind};
 use crate::repo::{PackWriter, Repository};
 
+use heal::{CommitCheck, StoredBlobs};
 use scan::{scan_source, ParentFiles, ScannedSource};
 use store::{build_tree, read_files};
 
@@ -71,6 +74,11 @@ pub struct BackupOptions {
     /// Source path to record instead of the directory read (`backup --live`
     /// reads a temporary checkpoint but records the database's path).
     pub source_label: Option<PathBuf>,
+    /// Read back and check (decode + id) every blob the backup would reuse,
+    /// and write again those with no intact copy; no file is taken from the
+    /// parent unread. Without it only blobs whose pack is missing from the
+    /// pack listing are written again.
+    pub verify_existing: bool,
 }
 
 impl Default for BackupOptions {
@@ -83,6 +91,7 @@ impl Default for BackupOptions {
             host: None,
             compression: None,
             source_label: None,
+            verify_existing: false,
         }
     }
 }
@@ -94,6 +103,10 @@ pub struct BackupOutcome {
     pub id: Id,
     /// The snapshot as written.
     pub snapshot: Snapshot,
+    /// Blobs the index already listed that were written again because their
+    /// pack was missing (or, with [`BackupOptions::verify_existing`],
+    /// damaged). The snapshot's warnings say so too.
+    pub blobs_rewritten: u64,
 }
 
 /// How many warnings a snapshot file keeps (the count is always exact in stats).
@@ -158,18 +171,21 @@ impl Repository {
         let (source, source_text) = resolve_source(source.as_ref(), options)?;
         let database = Some(DatabaseState::read(&source))
             .filter(|state| state.id.is_some() || state.last_sequence.is_some());
-        let _lock = self.lock(LockKind::Shared, "backup")?;
+        let lock = self.lock(LockKind::Shared, "backup")?;
+        let mut commit_check = CommitCheck::start(self)?;
+        let stored = StoredBlobs::load(self)?;
         let finder = CutFinder::new(&self.config().chunker, self.keys().chunker_seed())?;
 
         let (parent, kind) = self.choose_parent(&source_text, options)?;
+        let mut tally = Tally::default();
         let parent_files = match &parent {
-            Some(parent) => ParentFiles::load(self, &parent.snapshot.tree)?,
+            Some(parent) => self.parent_files(&parent.snapshot.tree, &mut tally)?,
             None => ParentFiles::default(),
         };
-        let mut tally = Tally::default();
         progress.start("scanning", 0);
+        let reusable = (!options.verify_existing).then_some(&stored.present);
         let ScannedSource { root, jobs } = scan_source(
-            self,
+            reusable,
             &parent_files,
             &options.immutable_patterns,
             &source,
@@ -177,14 +193,22 @@ impl Repository {
         )?;
         progress.finish();
 
-        let mut writer = PackWriter::new(self)?;
+        let mut writer = PackWriter::with_known(self, Arc::new(stored.present.clone()))?;
+        writer.set_verify_known(options.verify_existing);
         if let Some(compression) = options.compression {
             writer.set_compression(compression);
         }
         let mut contents = read_files(&jobs, &finder, &writer, progress, &mut tally)?;
         let root_tree = build_tree(root, &mut contents, &writer)?;
         let summary = writer.finish()?;
-        self.write_index(&summary.locations)?;
+        commit_check.wrote(&self.write_index(&summary.locations)?);
+        let blobs_rewritten = stored.rewritten(&summary.locations);
+        if blobs_rewritten > 0 {
+            tally.warn(format!(
+                "{blobs_rewritten} blob(s) the index listed were written again because their pack was missing or damaged ({} indexed blob(s) had no pack)",
+                stored.missing
+            ));
+        }
 
         let Tally {
             mut stats,
@@ -212,8 +236,40 @@ impl Repository {
             program: format!("lsmvault {}", env!("CARGO_PKG_VERSION")),
             database,
         };
+        // The commit point: only if no prune can have deleted what it needs.
+        progress.start("committing", 0);
+        let confirmed = commit_check.confirm(self, &lock);
+        progress.finish();
+        confirmed?;
         let id = self.write_snapshot(&snapshot)?;
-        Ok(BackupOutcome { id, snapshot })
+        Ok(BackupOutcome {
+            id,
+            snapshot,
+            blobs_rewritten,
+        })
+    }
+
+    /// The parent's files by path and inode. A parent whose trees cannot be
+    /// read (their pack lost or damaged) is no reason to fail: every file is
+    /// then read, which also heals the repository.
+    fn parent_files(&self, root: &Id, tally: &mut Tally) -> Result<ParentFiles> {
+        match ParentFiles::load(self, root) {
+            Ok(files) => Ok(files),
+            Err(error)
+                if matches!(
+                    error.code(),
+                    ErrorCode::CorruptObject
+                        | ErrorCode::ChecksumMismatch
+                        | ErrorCode::AuthenticationFailed
+                ) =>
+            {
+                tally.warn(format!(
+                    "the parent snapshot cannot be read ({error}): every file is read again"
+                ));
+                Ok(ParentFiles::default())
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// The parent snapshot (the source of unchanged files) and the kind of

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::Tally;
 use crate::error::{IoContext, Result};
+use crate::format::index::Index;
 use crate::format::tree::{Entry, EntryKind, Metadata};
 use crate::id::Id;
 use crate::lsm::file_class::matches_pattern;
@@ -100,14 +101,14 @@ pub(super) fn metadata_of(stat: &fs::Metadata) -> Metadata {
 /// Scans `source`, counting directories, symlinks and reused files into
 /// `tally`. Fails only when `source` itself cannot be listed.
 pub(super) fn scan_source(
-    repository: &Repository,
+    stored: Option<&Index>,
     parent: &ParentFiles,
     immutable_patterns: &[String],
     source: &Path,
     tally: &mut Tally,
 ) -> Result<ScannedSource> {
     let mut scan = Scan {
-        repository,
+        stored,
         parent,
         immutable_patterns,
         jobs: Vec::new(),
@@ -122,7 +123,9 @@ pub(super) fn scan_source(
 
 /// State shared by the scan.
 struct Scan<'a> {
-    repository: &'a Repository,
+    /// The blobs known to be stored (their pack listed); `None`: reuse
+    /// nothing from the parent (`--verify-existing` reads every file).
+    stored: Option<&'a Index>,
     parent: &'a ParentFiles,
     immutable_patterns: &'a [String],
     jobs: Vec<FileJob>,
@@ -166,7 +169,7 @@ impl Scan<'_> {
                     .filter(|old| same(old))
             })?;
         // Never reuse content the repository no longer holds.
-        let index = self.repository.index().ok()?;
+        let index = self.stored?;
         match &candidate.kind {
             EntryKind::File { chunks, .. } if chunks.iter().all(|chunk| index.contains(chunk)) => {
                 Some(candidate.kind.clone())

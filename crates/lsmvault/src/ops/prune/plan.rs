@@ -39,6 +39,9 @@ pub(super) struct PrunePlan {
     /// Listed packs no index file names (left by interrupted backups), with
     /// their sizes; by name, since a stray object's name need not be an id.
     pub unindexed: Vec<(String, u64)>,
+    /// Packs holding a damaged copy of a used blob stored twice: repacked
+    /// (or deleted) whatever their unused share, so the damaged copy goes.
+    pub damaged: HashSet<Id>,
     /// How many packs the listing held, unindexed ones included.
     pub packs_before: usize,
     /// Their total size in bytes as stored.
@@ -68,6 +71,10 @@ impl PrunePlan {
         }
         let listed_packs = repository.backend().list(ObjectKind::Pack)?;
         let (pack_sizes, unindexed) = classify_listed(&listed_packs, &pack_entries);
+        let mut index = (*index).clone();
+        index.prefer_present(|pack| pack_sizes.contains_key(pack));
+        let damaged = choose_copies(repository, &used, &mut index, &pack_sizes);
+        let index = Arc::new(index);
         for blob in &used {
             let present = index
                 .get(blob)
@@ -95,6 +102,7 @@ impl PrunePlan {
             repack: Vec::new(),
             delete: Vec::new(),
             unindexed,
+            damaged,
             packs_before: listed_packs.len(),
             bytes_before: listed_packs.iter().map(|pack| pack.size).sum(),
         };
@@ -131,7 +139,9 @@ impl PrunePlan {
                 .sum();
             if used_here == 0 {
                 delete.push(*pack);
-            } else if (total - used_here) as f64 > total as f64 * max_unused_percent / 100.0 {
+            } else if self.damaged.contains(pack)
+                || (total - used_here) as f64 > total as f64 * max_unused_percent / 100.0
+            {
                 repack.push(*pack);
             } else {
                 keep.push(*pack);
@@ -184,6 +194,45 @@ impl PrunePlan {
             ..PruneReport::default()
         }
     }
+}
+
+/// For every used blob stored in more than one present pack (a backup wrote
+/// it again after finding its pack missing or damaged), makes the first copy
+/// that reads back intact the one kept; returns the packs whose copy did not.
+/// Copies are rare, so reading them costs little; reading them is what keeps
+/// prune from keeping a damaged copy and deleting the good one.
+fn choose_copies(
+    repository: &Repository,
+    used: &HashSet<Id>,
+    index: &mut Index,
+    pack_sizes: &HashMap<Id, u64>,
+) -> HashSet<Id> {
+    let mut damaged = HashSet::new();
+    if !index.has_duplicates() {
+        return damaged;
+    }
+    let mut chosen = Vec::new();
+    for blob in used {
+        let present: Vec<_> = index
+            .locations(blob)
+            .filter(|location| pack_sizes.contains_key(&location.pack))
+            .copied()
+            .collect();
+        if present.len() < 2 {
+            continue;
+        }
+        for location in present {
+            if repository.read_blob_at(&location).is_ok() {
+                chosen.push(location);
+                break;
+            }
+            damaged.insert(location.pack);
+        }
+    }
+    for location in chosen {
+        index.promote(location);
+    }
+    damaged
 }
 
 /// Every blob of every snapshot, and the chunks of archived WAL segments
