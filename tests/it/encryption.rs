@@ -387,3 +387,23 @@ fn tampering_with_any_object_is_an_authentication_failure_naming_it() {
     );
     assert!(!restore.status.success());
 }
+
+/// Regression (issue 13, "also seen"): an empty password file was reported as
+/// a wrong password; it is an invalid argument naming the file.
+#[test]
+fn an_empty_password_file_is_named_not_taken_for_a_wrong_password() {
+    let fixture = encrypted_fixture();
+    let empty = fixture.work.path().join("empty-password");
+    fs::write(&empty, "\n").unwrap();
+    let output = run(
+        &fixture.repo,
+        None,
+        &["--password-file", empty.to_str().unwrap(), "snapshots"],
+    );
+    assert_eq!(output.status.code(), Some(22), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains(&format!("password file {} is empty", empty.display())),
+        "{}",
+        stderr_of(&output)
+    );
+}

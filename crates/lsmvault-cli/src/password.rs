@@ -87,7 +87,16 @@ fn find_repository_password(
 fn read_password_file(path: &Path) -> Result<String, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| Error::io(format!("reading password file {}", path.display()), error))?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        // Said as what it is: an empty file, not a wrong password (no key
+        // file is ever made with an empty password).
+        return Err(Error::InvalidArgument(format!(
+            "password file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(password.to_string())
 }
 
 fn prompt(text: &str) -> Result<String, Error> {
