@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -90,6 +90,7 @@ pub fn checkpoint(
             path: destination.to_path_buf(),
         });
     }
+    refuse_destination_inside(source, destination)?;
     let mut report = CheckpointReport {
         destination: destination.to_path_buf(),
         ..CheckpointReport::default()
@@ -111,6 +112,50 @@ pub fn checkpoint(
     thawed?;
     sync_tree(destination)?;
     Ok(report)
+}
+
+/// A destination inside the source would be copied into itself, level after
+/// level, until the path is too long (regression: `checkpoint SRC SRC/sub`).
+/// Compared on canonical paths: the destination does not exist yet, so its
+/// nearest existing ancestor is what gets resolved.
+fn refuse_destination_inside(source: &Path, destination: &Path) -> Result<()> {
+    let source = fs::canonicalize(source).context(|| format!("resolving {}", source.display()))?;
+    let absolute = std::env::current_dir()
+        .context(|| "reading the current directory".to_string())?
+        .join(destination);
+    // `..` taken lexically: the part that does not exist yet has no links.
+    let mut lexical = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut resolved =
+        fs::canonicalize(existing).context(|| format!("resolving {}", existing.display()))?;
+    resolved.extend(rest.iter().rev());
+    if resolved.starts_with(&source) {
+        return Err(Error::InvalidArgument(format!(
+            "checkpoint destination {} is inside the database directory {}",
+            destination.display(),
+            source.display()
+        )));
+    }
+    Ok(())
 }
 
 fn copy_tree(
@@ -196,6 +241,27 @@ fn sync_tree(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_inside_the_source_is_refused() {
+        let work = tempfile::tempdir().unwrap();
+        let db = work.path().join("db");
+        fs::create_dir(&db).unwrap();
+        fs::write(db.join("000010.sst"), "sst").unwrap();
+        for inside in [db.join("sub"), db.join("a/b"), db.join("sub/../other")] {
+            let error = checkpoint(&db, &inside, &CheckpointOptions::default()).unwrap_err();
+            assert_eq!(error.code(), crate::ErrorCode::InvalidArgument, "{error}");
+            assert!(error.to_string().contains("inside the database directory"));
+        }
+        let beside = work.path().join("checkpoint");
+        checkpoint(&db, &beside, &CheckpointOptions::default()).unwrap();
+        assert!(beside.join("000010.sst").exists());
+        assert_eq!(
+            fs::read_dir(&db).unwrap().count(),
+            1,
+            "nothing written inside the source"
+        );
+    }
     use std::os::unix::fs::MetadataExt;
 
     #[test]
