@@ -94,12 +94,22 @@ impl SegmentRecord {
     /// Checks content read back from the repository against the recorded
     /// size and whole-content digest.
     pub fn check_content(&self, size: u64, digest: &Id) -> Result<()> {
-        if size != self.size || *digest != self.digest {
+        let object = || {
+            format!(
+                "archived WAL segment {} of database {}",
+                self.file_name, self.database_id
+            )
+        };
+        // A size mismatch said as one (not as "hashes to X, expected X").
+        if size != self.size {
+            return Err(Error::corrupt(
+                object(),
+                format!("{size} bytes read back, {} recorded", self.size),
+            ));
+        }
+        if *digest != self.digest {
             return Err(Error::ChecksumMismatch {
-                object: format!(
-                    "archived WAL segment {} of database {}",
-                    self.file_name, self.database_id
-                ),
+                object: object(),
                 expected: self.digest.to_hex(),
                 actual: digest.to_hex(),
             });
