@@ -18,5 +18,6 @@ mod peers_smoke;
 mod pitr;
 mod pitr_bench_smoke;
 mod prune;
+mod reliability_containment;
 mod rocksdb;
 mod rocksdb_wal;

@@ -34,6 +34,7 @@ use lock::{host_name, user_name};
 
 pub use keys::KeyListing;
 pub use pack_writer::{BackendSink, PackSink, PackWriter, WriteSummary};
+pub use snapshots::{DamagedObject, SelectedSnapshot};
 
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone)]
