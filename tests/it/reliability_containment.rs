@@ -385,3 +385,23 @@ fn a_lock_of_a_newer_version_is_still_refused() {
     assert!(!lock.exists());
     fixture.ok(&["backup", fixture.source.to_str().unwrap()]);
 }
+
+/// Item 4, a key file from another repository under the same password: it
+/// unwraps, but its master key opens none of this repository's objects, so
+/// opening passes it over for the real key, whatever the directory order
+/// (eight copies under different names: some list before the real key).
+#[test]
+fn a_key_file_of_another_repository_does_not_lock_the_owner_out() {
+    let fixture = Fixture::new(true);
+    let other = Fixture::new(true);
+    let foreign = fs::read(other.repo.join("keys").join(&other.objects("keys")[0])).unwrap();
+    for copy in 0..8u8 {
+        let name = format!("{:02x}", copy * 32).repeat(32);
+        fs::write(fixture.repo.join("keys").join(name), &foreign).unwrap();
+    }
+    assert_eq!(fixture.snapshot_ids(), fixture.snapshots);
+    fixture.ok(&["backup", fixture.source.to_str().unwrap()]);
+    let target = fixture.root.join("restored");
+    fixture.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    fixture.ok(&["verify", "--read-data"]);
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::backend::{Backend, ObjectKind};
-use crate::codec::crypto::{KdfParams, KeyFile, MasterKey};
+use crate::codec::crypto::{Cipher, KdfParams, KeyFile, MasterKey, SealKind};
 use crate::error::{Error, Result};
 use crate::repo::lock::{host_name, user_name};
 use crate::repo::{random_id, Repository};
@@ -131,17 +131,31 @@ fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
 /// Tries every key file; returns the master key and the name of the file that
 /// opened. A key file that cannot be parsed or unwrapped (damaged, of an
 /// unknown version) is skipped, so one bad file never locks the owner out;
-/// if no key opens, the error names the skipped ones.
+/// if no key opens, the error names the skipped ones. A key that unwraps but
+/// opens none of a few of the repository's sealed objects (a key file copied
+/// from another repository with the same password) is used only if no other
+/// key does better: its samples may all be damaged instead.
 pub(crate) fn unlock_master_key(
     backend: &dyn Backend,
     password: &str,
+    cipher: Cipher,
 ) -> Result<(MasterKey, String)> {
     let mut damaged = Vec::new();
+    let mut samples: Option<Vec<(SealKind, Vec<u8>)>> = None;
+    let mut unproven = None;
     for object in backend.list(ObjectKind::Key)? {
         let unwrapped = read_key_file(backend, &object.name)
             .and_then(|file| file.unwrap_key(password.as_bytes(), &object.name));
         match unwrapped {
-            Ok(Some(master)) => return Ok((master, object.name)),
+            Ok(Some(master)) => {
+                if samples.is_none() {
+                    samples = Some(sealed_samples(backend)?);
+                }
+                if opens_any(&master, cipher, samples.as_deref().unwrap_or_default()) {
+                    return Ok((master, object.name));
+                }
+                unproven.get_or_insert((master, object.name));
+            }
             Ok(None) => {}
             // Removed between list and read (a concurrent `key remove`).
             Err(Error::Backend(crate::backend::Error::NotFound { .. })) => {}
@@ -149,8 +163,42 @@ pub(crate) fn unlock_master_key(
             Err(_) => damaged.push(object.name),
         }
     }
-    Err(Error::WrongPassword {
+    unproven.ok_or_else(|| Error::WrongPassword {
         location: backend.location(),
         damaged_keys: damaged,
     })
+}
+
+/// How many sealed objects a candidate master key is tried on.
+const SAMPLES: usize = 3;
+
+/// A few sealed objects of the repository (snapshot files, then index
+/// files), to tell the master key of this repository from another's.
+fn sealed_samples(backend: &dyn Backend) -> Result<Vec<(SealKind, Vec<u8>)>> {
+    let mut samples = Vec::new();
+    for (kind, seal) in [
+        (ObjectKind::Snapshot, SealKind::Snapshot),
+        (ObjectKind::Index, SealKind::Index),
+    ] {
+        for object in backend.list(kind)? {
+            if samples.len() >= SAMPLES {
+                return Ok(samples);
+            }
+            // An unreadable sample proves nothing either way: skip it.
+            if let Ok(bytes) = backend.read(kind, &object.name) {
+                samples.push((seal, bytes));
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// Whether `master` opens any of the samples (true when there are none: a
+/// new repository has nothing to tell keys apart by).
+fn opens_any(master: &MasterKey, cipher: Cipher, samples: &[(SealKind, Vec<u8>)]) -> bool {
+    let keys = master.keys(cipher);
+    samples.is_empty()
+        || samples
+            .iter()
+            .any(|(kind, bytes)| keys.open(*kind, bytes.as_slice(), String::new).is_ok())
 }

@@ -190,7 +190,7 @@ impl Repository {
                     location: backend.location(),
                 })?;
                 (
-                    Some(keys::unlock_master_key(backend.as_ref(), password)?),
+                    Some(keys::unlock_master_key(backend.as_ref(), password, cipher)?),
                     cipher,
                 )
             }
