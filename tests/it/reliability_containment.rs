@@ -188,6 +188,7 @@ fn damaged_snapshot_is_contained(encrypted: bool) {
 
     // backup (incremental: chooses a parent among the intact snapshots) and stats.
     fixture.ok(&["backup", fixture.source.to_str().unwrap()]);
+    fixture.ok(&["diff", &fixture.snapshots[0], "latest"]);
     let stats = fixture.json(&["stats"]);
     assert_eq!(stats["snapshots"].as_array().unwrap().len(), 3);
     assert_eq!(stats["damaged_snapshots"][0]["name"], damaged.as_str());

@@ -273,9 +273,10 @@ impl Repository {
 
     /// What changed from snapshot `from` to snapshot `to`.
     pub fn diff(&self, from: &str, to: &str) -> Result<DiffReport> {
-        let snapshots = self.snapshots()?;
-        let from = crate::format::snapshot::select(&snapshots, from)?.clone();
-        let to = crate::format::snapshot::select(&snapshots, to)?.clone();
+        // A damaged snapshot file elsewhere does not stop a diff of two
+        // intact ones (selecting a damaged one fails naming it).
+        let from = self.find_snapshot(from)?;
+        let to = self.find_snapshot(to)?;
         let index = self.index()?;
         let mut cache = TreeCache {
             repository: self,
