@@ -332,16 +332,24 @@ fn tampering_with_any_object_is_an_authentication_failure_naming_it() {
         index.file_name().unwrap().to_str().unwrap()
     )));
 
-    // A snapshot file.
+    // A snapshot file: the listing goes on without it and names it
+    // (issue 13: one damaged snapshot blocks nothing else).
     let fixture = encrypted_fixture();
     let snapshot = objects(&fixture.repo, "snapshots")[0].clone();
     flip(&snapshot, 30);
     let listed = run(&fixture.repo, Some(PASSWORD), &["snapshots"]);
-    assert_eq!(listed.status.code(), Some(27));
+    assert_eq!(listed.status.code(), Some(0));
+    let name = snapshot.file_name().unwrap().to_str().unwrap();
     assert!(
-        stderr_of(&listed).contains("snapshot")
-            && stderr_of(&listed).contains("failed authentication")
+        stderr_of(&listed).contains(&format!("snapshot {name}"))
+            && stderr_of(&listed).contains("failed authentication"),
+        "{}",
+        stderr_of(&listed)
     );
+    // Selecting it fails naming it, as an authentication failure.
+    let shown = run(&fixture.repo, Some(PASSWORD), &["ls", &name[..12]]);
+    assert_eq!(shown.status.code(), Some(27), "{}", stderr_of(&shown));
+    assert!(stderr_of(&shown).contains("failed authentication"));
 
     // Two packs' names swapped: verify --read-data finds both, restore fails.
     let fixture = encrypted_fixture();

@@ -20,6 +20,7 @@ mod pitr;
 mod pitr_bench_smoke;
 mod prune;
 mod reliability_bounds;
+mod reliability_containment;
 mod reliability_heal;
 mod reliability_repair;
 mod rocksdb;

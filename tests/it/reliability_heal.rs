@@ -210,7 +210,7 @@ impl Progress for StaleAtCommit {
             })
             .collect();
         assert_eq!(locks.len(), 1, "the backup holds one lock");
-        assert_eq!(other.remove_locks(true).unwrap(), 1);
+        assert_eq!(other.remove_locks(true).unwrap().removed, 1);
         let report = other.prune(&PruneOptions::default(), &NoProgress).unwrap();
         assert!(
             report.packs_unindexed + report.packs_deleted > 0,

@@ -26,6 +26,15 @@ pub fn hint(error: &Error) -> &'static str {
         Error::ChecksumMismatch { .. } | Error::CorruptObject { .. } => {
             "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
         }
+        Error::DamagedSnapshot {
+            code: ErrorCode::UnsupportedVersion,
+            ..
+        } => {
+            "the snapshot was written by a newer lsmvault: upgrade to read it (prune refuses to delete data until then)"
+        }
+        Error::DamagedSnapshot { .. } => {
+            "`lsmvault forget ID` removes the damaged snapshot (prune refuses to delete data while one is unreadable); `lsmvault snapshots` lists the damaged ones"
+        }
         Error::TargetNotEmpty { .. } => {
             "restore into a new or empty directory, or pass --delta to keep matching files"
         }
@@ -60,7 +69,7 @@ pub fn hint(error: &Error) -> &'static str {
             "set LSMVAULT_PASSWORD or LSMVAULT_PASSWORD_FILE, pass --password-file, or run on a terminal to be asked; `init --no-encryption` creates a plaintext repository"
         }
         Error::WrongPassword { .. } => {
-            "check the password; `lsmvault key list` shows the repository's keys"
+            "check the password; `lsmvault key list` shows the repository's keys, and `lsmvault key remove NAME` deletes a damaged one"
         }
         Error::AuthenticationFailed { .. } => {
             "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"

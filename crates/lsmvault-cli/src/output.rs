@@ -99,6 +99,24 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Warns on stderr about snapshot files that could not be read and were
+/// left out, naming each and how to clear it.
+pub fn warn_damaged(damaged: &[lsmvault::repo::DamagedObject]) {
+    for object in damaged {
+        if object.code == lsmvault::ErrorCode::UnsupportedVersion {
+            eprintln!(
+                "warning: snapshot {} was skipped: {} (upgrade lsmvault to read it)",
+                object.name, object.reason
+            );
+        } else {
+            eprintln!(
+                "warning: snapshot {} is damaged and was skipped: {} (`lsmvault forget {}` removes it)",
+                object.name, object.reason, object.name
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

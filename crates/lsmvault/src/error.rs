@@ -177,6 +177,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A snapshot file cannot be read (it is damaged or of an unknown
+    /// version) and the command needs it: it was selected by id, or the
+    /// command must see every snapshot (prune cannot know which blobs a
+    /// damaged snapshot needs). Its code is that of the reading error.
+    #[error("snapshot {name} cannot be read: {reason}")]
+    DamagedSnapshot {
+        /// The snapshot file's name.
+        name: String,
+        /// Why it cannot be read (the reading error's message).
+        reason: String,
+        /// The reading error's code (`CorruptObject`, `ChecksumMismatch`,
+        /// `AuthenticationFailed`, `UnsupportedVersion`).
+        code: ErrorCode,
+    },
+
     /// A restore target exists and is not an empty directory (a delta
     /// restore accepts a non-empty directory, never a file), or a checkpoint
     /// destination exists at all.
@@ -277,10 +292,17 @@ pub enum Error {
     },
 
     /// No key file under `keys/` opens with the given password.
-    #[error("no key of repository {location} opens with this password")]
+    #[error(
+        "no key of repository {location} opens with this password{}",
+        skipped_keys(damaged_keys)
+    )]
     WrongPassword {
         /// The backend's location (a path or URL).
         location: String,
+        /// Names of the key files that were skipped because they are damaged
+        /// (do not parse or cannot be unwrapped); empty when every key file
+        /// was tried.
+        damaged_keys: Vec<String>,
     },
 
     /// A sealed object of an encrypted repository failed authentication
@@ -327,6 +349,7 @@ impl Error {
             Error::AmbiguousPrefix { .. } => ErrorCode::AmbiguousPrefix,
             Error::ChecksumMismatch { .. } => ErrorCode::ChecksumMismatch,
             Error::CorruptObject { .. } => ErrorCode::CorruptObject,
+            Error::DamagedSnapshot { code, .. } => *code,
             Error::TargetNotEmpty { .. } => ErrorCode::TargetNotEmpty,
             Error::UnsafePath { .. } => ErrorCode::UnsafePath,
             Error::VerifyFailed { .. } => ErrorCode::VerifyFailed,
@@ -363,6 +386,18 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// The tail of [`Error::WrongPassword`]'s message naming damaged key files.
+fn skipped_keys(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    format!(
+        " ({} damaged key file(s) skipped: {})",
+        names.len(),
+        names.join(", ")
+    )
 }
 
 /// Result alias used throughout the library.

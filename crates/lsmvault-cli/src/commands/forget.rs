@@ -169,6 +169,7 @@ fn forget_by_policy(
     if !output.is_json() {
         print_decisions(&report);
     }
+    crate::output::warn_damaged(&report.damaged);
     Ok(value)
 }
 

@@ -75,6 +75,14 @@ pub fn run(context: &Context, command: &KeyCommand) -> Result<ExitCode, Error> {
 
 fn print_keys(keys: &[KeyListing]) {
     for key in keys {
+        if let Some(reason) = &key.damaged {
+            println!(
+                "  {} DAMAGED: {reason} (`lsmvault key remove {}` deletes it)",
+                short_key_name(&key.name),
+                short_key_name(&key.name)
+            );
+            continue;
+        }
         println!(
             "{} {} {}@{} {}",
             if key.current { "*" } else { " " },

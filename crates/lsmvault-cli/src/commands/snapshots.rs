@@ -1,24 +1,32 @@
-//! `lsmvault snapshots`: the repository's snapshots, oldest first.
+//! `lsmvault snapshots`: the repository's snapshots, oldest first. Damaged
+//! snapshot files are named (a warning per file on stderr; with `--json` the
+//! output is `{"snapshots": [...], "damaged": [...]}` when there are any, the
+//! plain list otherwise).
 
 use std::process::ExitCode;
 
 use lsmvault::{Error, SnapshotEntry};
 
 use super::Context;
-use crate::output::{human_bytes, print_json, short_id, table_time};
+use crate::output::{human_bytes, print_json, short_id, table_time, warn_damaged};
 
 pub fn run(context: &Context) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
-    let snapshots = repository.snapshots()?;
+    let (snapshots, damaged) = repository.snapshots_checked()?;
     if context.output().is_json() {
         let list: Vec<_> = snapshots
             .iter()
             .map(|entry| serde_json::json!({ "id": entry.id, "snapshot": entry.snapshot }))
             .collect();
-        print_json(&list)?;
+        if damaged.is_empty() {
+            print_json(&list)?;
+        } else {
+            print_json(&serde_json::json!({ "snapshots": list, "damaged": damaged }))?;
+        }
     } else {
         print_table(&snapshots);
     }
+    warn_damaged(&damaged);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,6 +7,7 @@ use clap::Args;
 use lsmvault::{Error, RepositoryStats};
 
 use super::Context;
+use crate::output::warn_damaged;
 use crate::output::{human_bytes, short_id, table_time};
 
 #[derive(Args)]
@@ -52,4 +53,5 @@ fn print_text(stats: &RepositoryStats) {
         stats.data_blobs,
         stats.tree_blobs
     );
+    warn_damaged(&stats.damaged_snapshots);
 }

@@ -1,5 +1,5 @@
 //! `lsmvault unlock`: removes the stale locks crashed commands left behind
-//! (every lock with `--remove-all`).
+//! and corrupt lock objects, naming those (every lock with `--remove-all`).
 
 use std::process::ExitCode;
 
@@ -18,10 +18,16 @@ pub struct UnlockArgs {
 pub fn run(context: &Context, args: &UnlockArgs) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
     let removed = repository.remove_locks(args.remove_all)?;
-    context
-        .output()
-        .show(&serde_json::json!({ "removed": removed }), |_| {
-            println!("removed {removed} lock(s)");
-        })?;
+    let count = removed.removed;
+    let corrupt = &removed.corrupt;
+    context.output().show(
+        &serde_json::json!({ "removed": count, "corrupt": corrupt }),
+        |_| {
+            for name in corrupt {
+                println!("removed corrupt lock {name}");
+            }
+            println!("removed {count} lock(s)");
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,13 +9,14 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::index::Index;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::{Entry, EntryKind, Tree};
 use crate::id::Id;
+use crate::repo::snapshots::select_checked;
 use crate::repo::tree_walker::TreeWalker;
-use crate::repo::Repository;
+use crate::repo::{DamagedObject, Repository, SelectedSnapshot};
 use crate::time::Timestamp;
 
 /// Figures for one snapshot.
@@ -61,6 +62,9 @@ pub struct RepositoryStats {
     pub data_blobs: u64,
     /// Indexed tree blobs (directory listings).
     pub tree_blobs: u64,
+    /// Snapshot files that could not be read: left out of every figure
+    /// (a blob only they use counts as unique to an intact snapshot).
+    pub damaged_snapshots: Vec<DamagedObject>,
 }
 
 /// One changed path.
@@ -187,13 +191,22 @@ fn raw_size(index: &Index, blobs: impl Iterator<Item = Id>) -> u64 {
 impl Repository {
     /// Sizes of the selected snapshots (all when `selectors` is empty).
     pub fn stats(&self, selectors: &[String]) -> Result<RepositoryStats> {
-        let all = self.snapshots()?;
+        let (all, damaged_snapshots) = self.snapshots_checked()?;
         let selected: Vec<SnapshotEntry> = if selectors.is_empty() {
             all.clone()
         } else {
             selectors
                 .iter()
-                .map(|selector| crate::format::snapshot::select(&all, selector).cloned())
+                .map(
+                    |selector| match select_checked(&all, &damaged_snapshots, selector)? {
+                        SelectedSnapshot::Intact(entry) => Ok(*entry),
+                        SelectedSnapshot::Damaged(object) => Err(Error::DamagedSnapshot {
+                            name: object.name,
+                            reason: object.reason,
+                            code: object.code,
+                        }),
+                    },
+                )
                 .collect::<Result<_>>()?
         };
         let index = self.index()?;
@@ -254,14 +267,16 @@ impl Repository {
             index_files: index_files.len() as u64,
             data_blobs: index.len() as u64 - tree_blobs,
             tree_blobs,
+            damaged_snapshots,
         })
     }
 
     /// What changed from snapshot `from` to snapshot `to`.
     pub fn diff(&self, from: &str, to: &str) -> Result<DiffReport> {
-        let snapshots = self.snapshots()?;
-        let from = crate::format::snapshot::select(&snapshots, from)?.clone();
-        let to = crate::format::snapshot::select(&snapshots, to)?.clone();
+        // A damaged snapshot file elsewhere does not stop a diff of two
+        // intact ones (selecting a damaged one fails naming it).
+        let from = self.find_snapshot(from)?;
+        let to = self.find_snapshot(to)?;
         let index = self.index()?;
         let mut cache = TreeCache {
             repository: self,

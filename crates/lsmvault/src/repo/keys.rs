@@ -3,13 +3,17 @@
 //!
 //! Invariant: the key file a handle was opened with is never removed through
 //! that handle, so a repository always keeps at least one key that opens it.
+//!
+//! A damaged key file (truncated, not JSON, unreadable parameters) locks no
+//! one out: opening skips it and tries the others, `key list` shows it as
+//! damaged and `key remove` deletes it like any other.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::backend::{Backend, ObjectKind};
-use crate::codec::crypto::{KdfParams, KeyFile, MasterKey};
+use crate::codec::crypto::{Cipher, KdfParams, KeyFile, MasterKey, SealKind};
 use crate::error::{Error, Result};
 use crate::repo::lock::{host_name, user_name};
 use crate::repo::{random_id, Repository};
@@ -29,6 +33,10 @@ pub struct KeyListing {
     pub user: String,
     /// Whether this repository handle was opened with it.
     pub current: bool,
+    /// Why the key file cannot be used, when it is damaged (it does not
+    /// parse); `created`, `host` and `user` are then unknown (epoch, empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 impl Repository {
@@ -54,14 +62,27 @@ impl Repository {
         let current = self.master.as_ref().map(|(_, name)| name.as_str());
         let mut keys = Vec::new();
         for object in self.backend.list(ObjectKind::Key)? {
-            let file = read_key_file(self.backend.as_ref(), &object.name)?;
-            keys.push(KeyListing {
-                current: current == Some(object.name.as_str()),
-                name: object.name,
-                created: Timestamp::parse_or_epoch(&file.created),
-                host: file.host,
-                user: file.user,
-            });
+            let current = current == Some(object.name.as_str());
+            let listing = match read_key_file(self.backend.as_ref(), &object.name) {
+                Ok(file) => KeyListing {
+                    current,
+                    name: object.name,
+                    created: Timestamp::parse_or_epoch(&file.created),
+                    host: file.host,
+                    user: file.user,
+                    damaged: None,
+                },
+                Err(error @ Error::CorruptObject { .. }) => KeyListing {
+                    current,
+                    name: object.name,
+                    created: Timestamp::parse_or_epoch(""),
+                    host: String::new(),
+                    user: String::new(),
+                    damaged: Some(error.to_string()),
+                },
+                Err(error) => return Err(error),
+            };
+            keys.push(listing);
         }
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
         Ok(keys)
@@ -107,18 +128,77 @@ fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
         .map_err(|error| Error::corrupt(ObjectKind::Key.describe(name), error.to_string()))
 }
 
-/// Tries every key file; returns the master key and the name of the file that opened.
+/// Tries every key file; returns the master key and the name of the file that
+/// opened. A key file that cannot be parsed or unwrapped (damaged, of an
+/// unknown version) is skipped, so one bad file never locks the owner out;
+/// if no key opens, the error names the skipped ones. A key that unwraps but
+/// opens none of a few of the repository's sealed objects (a key file copied
+/// from another repository with the same password) is used only if no other
+/// key does better: its samples may all be damaged instead.
 pub(crate) fn unlock_master_key(
     backend: &dyn Backend,
     password: &str,
+    cipher: Cipher,
 ) -> Result<(MasterKey, String)> {
+    let mut damaged = Vec::new();
+    let mut samples: Option<Vec<(SealKind, Vec<u8>)>> = None;
+    let mut unproven = None;
     for object in backend.list(ObjectKind::Key)? {
-        let file = read_key_file(backend, &object.name)?;
-        if let Some(master) = file.unwrap_key(password.as_bytes(), &object.name)? {
-            return Ok((master, object.name));
+        let unwrapped = read_key_file(backend, &object.name)
+            .and_then(|file| file.unwrap_key(password.as_bytes(), &object.name));
+        match unwrapped {
+            Ok(Some(master)) => {
+                if samples.is_none() {
+                    samples = Some(sealed_samples(backend)?);
+                }
+                if opens_any(&master, cipher, samples.as_deref().unwrap_or_default()) {
+                    return Ok((master, object.name));
+                }
+                unproven.get_or_insert((master, object.name));
+            }
+            Ok(None) => {}
+            // Removed between list and read (a concurrent `key remove`).
+            Err(Error::Backend(crate::backend::Error::NotFound { .. })) => {}
+            Err(Error::Backend(error)) => return Err(Error::Backend(error)),
+            Err(_) => damaged.push(object.name),
         }
     }
-    Err(Error::WrongPassword {
+    unproven.ok_or_else(|| Error::WrongPassword {
         location: backend.location(),
+        damaged_keys: damaged,
     })
+}
+
+/// How many sealed objects a candidate master key is tried on.
+const SAMPLES: usize = 3;
+
+/// A few sealed objects of the repository (snapshot files, then index
+/// files), to tell the master key of this repository from another's.
+fn sealed_samples(backend: &dyn Backend) -> Result<Vec<(SealKind, Vec<u8>)>> {
+    let mut samples = Vec::new();
+    for (kind, seal) in [
+        (ObjectKind::Snapshot, SealKind::Snapshot),
+        (ObjectKind::Index, SealKind::Index),
+    ] {
+        for object in backend.list(kind)? {
+            if samples.len() >= SAMPLES {
+                return Ok(samples);
+            }
+            // An unreadable sample proves nothing either way: skip it.
+            if let Ok(bytes) = backend.read(kind, &object.name) {
+                samples.push((seal, bytes));
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// Whether `master` opens any of the samples (true when there are none: a
+/// new repository has nothing to tell keys apart by).
+fn opens_any(master: &MasterKey, cipher: Cipher, samples: &[(SealKind, Vec<u8>)]) -> bool {
+    let keys = master.keys(cipher);
+    samples.is_empty()
+        || samples
+            .iter()
+            .any(|(kind, bytes)| keys.open(*kind, bytes.as_slice(), String::new).is_ok())
 }

@@ -12,7 +12,10 @@
 //!
 //! A lock is stale, and ignored (and removed by `unlock`), when it was not
 //! refreshed for [`STALE_AFTER`], or when it belongs to a process of this host
-//! that no longer runs. Holders refresh their lock every [`REFRESH_EVERY`] by
+//! that no longer runs. A lock object that does not parse is nobody's live
+//! lock (holders refresh by writing a new well-formed object): it is ignored
+//! by conflict checks and removed by `unlock`. A lock of another format
+//! version is not corrupt and is refused. Holders refresh their lock every [`REFRESH_EVERY`] by
 //! writing a new lock object and deleting the old one.
 
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -130,45 +133,106 @@ fn random_name() -> Result<String> {
     Ok(Id(bytes).to_hex())
 }
 
-/// Every lock in the repository with its object name.
+/// The lock objects of a repository, sorted into those that parse and those
+/// that do not.
+#[derive(Debug, Default)]
+pub struct LockListing {
+    /// Every lock that parses, with its object name.
+    pub locks: Vec<(String, LockInfo)>,
+    /// Object names of the locks that do not parse (truncated, garbage).
+    /// A corrupt lock is nobody's live lock: a live holder refreshes by
+    /// writing a new, well-formed object, so the corrupt one can only be
+    /// debris. Conflict checks ignore them; `unlock` removes them.
+    pub corrupt: Vec<String>,
+}
+
+/// Every lock in the repository with its object name; corrupt ones are
+/// skipped (see [`list_locks_checked`] to learn their names).
 pub fn list_locks(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
-    let mut locks = Vec::new();
+    Ok(list_locks_checked(backend)?.locks)
+}
+
+/// Every lock of the repository, the corrupt ones named apart. Fails only on
+/// a lock of another format version (it can be judged neither stale nor
+/// compatible, and is not damage) or when the backend fails.
+pub fn list_locks_checked(backend: &dyn Backend) -> Result<LockListing> {
+    let mut listing = LockListing::default();
     for object in backend.list(ObjectKind::Lock)? {
         // A lock deleted between list and read was released: skip it.
         let Ok(bytes) = backend.read(ObjectKind::Lock, &object.name) else {
             continue;
         };
-        match serde_json::from_slice::<LockInfo>(&bytes) {
-            // A lock of a newer format cannot be judged stale or compatible.
-            Ok(info) if info.version != LOCK_VERSION => {
-                return Err(Error::UnsupportedVersion {
-                    object: ObjectKind::Lock.describe(&object.name),
-                    found: info.version,
-                    supported: LOCK_VERSION,
-                })
-            }
-            Ok(info) => locks.push((object.name, info)),
-            Err(error) => {
-                return Err(Error::corrupt(
-                    ObjectKind::Lock.describe(&object.name),
-                    format!("{error} (removing every lock clears it, once no command runs)"),
-                ))
-            }
+        match parse_lock(&object.name, &bytes)? {
+            Some(info) => listing.locks.push((object.name, info)),
+            None => listing.corrupt.push(object.name),
         }
     }
-    Ok(locks)
+    Ok(listing)
 }
 
-/// Removes stale locks (all locks with `all`); returns how many were removed.
-pub fn remove_locks(backend: &dyn Backend, all: bool) -> Result<usize> {
+/// Only the version field, read first: a lock of a newer format may have
+/// other fields, and must be refused as newer, not taken for corrupt.
+#[derive(Deserialize)]
+struct LockVersion {
+    version: u32,
+}
+
+/// Parses a lock object: `Ok(None)` when it is corrupt, an error when it is
+/// of another version.
+fn parse_lock(name: &str, bytes: &[u8]) -> Result<Option<LockInfo>> {
+    if let Ok(probe) = serde_json::from_slice::<LockVersion>(bytes) {
+        if probe.version != LOCK_VERSION {
+            return Err(Error::UnsupportedVersion {
+                object: ObjectKind::Lock.describe(name),
+                found: probe.version,
+                supported: LOCK_VERSION,
+            });
+        }
+    }
+    Ok(serde_json::from_slice::<LockInfo>(bytes).ok())
+}
+
+/// What [`remove_locks`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RemovedLocks {
+    /// How many locks were removed, corrupt ones included.
+    pub removed: usize,
+    /// Object names of the corrupt locks among them.
+    pub corrupt: Vec<String>,
+}
+
+/// Removes stale and corrupt locks (every lock with `all`, whatever it
+/// holds: it never needs to parse one, so nothing can make it fail but the
+/// backend).
+pub fn remove_locks(backend: &dyn Backend, all: bool) -> Result<RemovedLocks> {
+    let mut removed = RemovedLocks::default();
+    if all {
+        for object in backend.list(ObjectKind::Lock)? {
+            let corrupt = backend
+                .read(ObjectKind::Lock, &object.name)
+                .map(|bytes| matches!(parse_lock(&object.name, &bytes), Ok(None)))
+                .unwrap_or(false);
+            backend.delete(ObjectKind::Lock, &object.name)?;
+            removed.removed += 1;
+            if corrupt {
+                removed.corrupt.push(object.name);
+            }
+        }
+        return Ok(removed);
+    }
     let host = host_name();
     let now = SystemTime::now();
-    let mut removed = 0;
-    for (name, info) in list_locks(backend)? {
-        if all || info.is_stale(&host, now) {
+    let listing = list_locks_checked(backend)?;
+    for (name, info) in listing.locks {
+        if info.is_stale(&host, now) {
             backend.delete(ObjectKind::Lock, &name)?;
-            removed += 1;
+            removed.removed += 1;
         }
+    }
+    for name in listing.corrupt {
+        backend.delete(ObjectKind::Lock, &name)?;
+        removed.removed += 1;
+        removed.corrupt.push(name);
     }
     Ok(removed)
 }
@@ -370,10 +434,11 @@ impl crate::repo::Repository {
         self.lock_retry = wait;
     }
 
-    /// Removes the stale locks of this repository (every lock, live ones too,
-    /// with `all`); returns how many were removed. Callers go through the
-    /// repository rather than its backend, as for every other operation.
-    pub fn remove_locks(&self, all: bool) -> Result<usize> {
+    /// Removes the stale and corrupt locks of this repository (every lock,
+    /// live ones too, with `all`); says how many were removed and which were
+    /// corrupt. Callers go through the repository rather than its backend, as
+    /// for every other operation.
+    pub fn remove_locks(&self, all: bool) -> Result<RemovedLocks> {
         remove_locks(self.backend().as_ref(), all)
     }
 }
@@ -444,6 +509,23 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_lock_is_ignored_and_removed() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        backend
+            .write_if_absent(ObjectKind::Lock, "torn", b"{\"version\": 1, \"ki")
+            .unwrap();
+        let listing = list_locks_checked(backend.as_ref()).unwrap();
+        assert!(listing.locks.is_empty());
+        assert_eq!(listing.corrupt, ["torn"]);
+        // Exclusive locking is not blocked by it.
+        drop(LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune").unwrap());
+        let removed = remove_locks(backend.as_ref(), false).unwrap();
+        assert_eq!(removed.removed, 1);
+        assert_eq!(removed.corrupt, ["torn"]);
+        assert!(backend.list(ObjectKind::Lock).unwrap().is_empty());
+    }
+
+    #[test]
     fn stale_locks_are_ignored_and_removed() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let old = LockInfo {
@@ -475,7 +557,7 @@ mod tests {
         assert!(!live.is_stale(&host_name(), SystemTime::now()));
         let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
         drop(guard);
-        assert_eq!(remove_locks(backend.as_ref(), false).unwrap(), 2);
+        assert_eq!(remove_locks(backend.as_ref(), false).unwrap().removed, 2);
         assert!(list_locks(backend.as_ref()).unwrap().is_empty());
     }
 

@@ -35,6 +35,7 @@ use lock::{host_name, user_name};
 pub use index_cache::{DamagedIndexFile, IndexDamageHook, IndexFiles};
 pub use keys::KeyListing;
 pub use pack_writer::{BackendSink, PackSink, PackWriter, WriteSummary};
+pub use snapshots::{DamagedObject, SelectedSnapshot};
 
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone)]
@@ -199,7 +200,7 @@ impl Repository {
                     location: backend.location(),
                 })?;
                 (
-                    Some(keys::unlock_master_key(backend.as_ref(), password)?),
+                    Some(keys::unlock_master_key(backend.as_ref(), password, cipher)?),
                     cipher,
                 )
             }

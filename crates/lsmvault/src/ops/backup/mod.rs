@@ -288,7 +288,9 @@ impl Repository {
         if options.mode == BackupMode::Full {
             return Ok((None, SnapshotKind::Full));
         }
-        let snapshots = self.snapshots()?;
+        // A damaged snapshot is no candidate: a parent only saves re-reading
+        // files, so choosing among the intact ones is always safe.
+        let (snapshots, _damaged) = self.snapshots_checked()?;
         let host = options.host.clone().unwrap_or_else(host_name);
         let wanted_kind = |entry: &&SnapshotEntry| {
             options.mode != BackupMode::Differential || entry.snapshot.kind == SnapshotKind::Full

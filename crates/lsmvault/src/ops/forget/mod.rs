@@ -13,7 +13,8 @@ use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repo::lock::LockKind;
-use crate::repo::Repository;
+use crate::repo::snapshots::select_checked;
+use crate::repo::{DamagedObject, Repository, SelectedSnapshot};
 use retention::{GroupBy, GroupDecision, RetentionPolicy, SnapshotFilter};
 
 /// Options for [`Repository::forget`].
@@ -43,6 +44,9 @@ pub struct ForgetReport {
     pub removed: Vec<Id>,
     /// True when nothing was removed because the options asked for a dry run.
     pub dry_run: bool,
+    /// Snapshot files that could not be read: no policy judged them, they
+    /// were kept (`forget ID` removes one).
+    pub damaged: Vec<DamagedObject>,
 }
 
 impl Repository {
@@ -58,7 +62,9 @@ impl Repository {
         } else {
             Some(self.lock(LockKind::Exclusive, "forget")?)
         };
-        let snapshots = self.snapshots()?;
+        // Damaged snapshots are kept: their times are unknown, so no policy
+        // can judge them; they are reported for the user to forget by id.
+        let (snapshots, damaged) = self.snapshots_checked()?;
         let groups = retention::decide_all(
             &snapshots,
             &options.filter,
@@ -89,22 +95,28 @@ impl Repository {
             groups,
             removed,
             dry_run: options.dry_run,
+            damaged,
         })
     }
 
-    /// Removes the given snapshots (ids or unique prefixes).
+    /// Removes the given snapshots (ids or unique prefixes), damaged
+    /// snapshot files included (by their full name or a unique prefix of
+    /// it): removing a damaged snapshot is how a user clears it.
     pub fn forget_snapshots(&self, selectors: &[String], dry_run: bool) -> Result<Vec<Id>> {
         let _lock = if dry_run {
             None
         } else {
             Some(self.lock(LockKind::Exclusive, "forget")?)
         };
-        let snapshots = self.snapshots()?;
+        let (snapshots, damaged) = self.snapshots_checked()?;
         let ids: Vec<Id> = selectors
             .iter()
-            .map(|selector| {
-                crate::format::snapshot::select(&snapshots, selector).map(|entry| entry.id)
-            })
+            .map(
+                |selector| match select_checked(&snapshots, &damaged, selector)? {
+                    SelectedSnapshot::Intact(entry) => Ok(entry.id),
+                    SelectedSnapshot::Damaged(object) => Id::from_hex(&object.name),
+                },
+            )
             .collect::<Result<_>>()?;
         if !dry_run {
             self.delete_snapshots(&ids)?;
