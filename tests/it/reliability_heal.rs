@@ -7,12 +7,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::common::*;
 use lsmvault::backend::ObjectKind;
 use lsmvault::format::tree::EntryKind;
+use lsmvault::repo::lock::{LockGuard, LockKind};
 use lsmvault::{
-    BackupOptions, Error, ErrorCode, InitOptions, NoProgress, Progress, PruneOptions, Repository,
+    BackupMode, BackupOptions, Error, ErrorCode, InitOptions, NoProgress, Progress, PruneOptions,
+    ReadData, Repository, RestoreOptions, VerifyOptions,
 };
 
 /// A repository with one snapshot of three 1.5 MB files in 1 MiB packs, so
@@ -183,17 +186,28 @@ fn backup_verify_existing_rewrites_damaged_blobs() {
     assert_clean_after_prune(&fixture);
 }
 
-/// At the "committing" phase of a backup, simulates what happens while a
-/// backup is paused past the lock staleness window: its lock is removed as
-/// stale and a prune runs; with `restore_lock` the lock object then comes
-/// back (the paused refresher wrote it again).
-struct StaleAtCommit {
-    repo: PathBuf,
-    restore_lock: bool,
-    done: AtomicBool,
+/// What happens, at the "committing" phase of a backup, to simulate a backup
+/// paused past the lock staleness window.
+#[derive(Clone, Copy, PartialEq)]
+enum WhilePaused {
+    /// Its lock is removed as stale and a prune runs.
+    LockRemovedAndPruned,
+    /// The same, then its lock object comes back (the paused refresher
+    /// wrote it again when the process resumed).
+    PrunedAndLockBack,
+    /// A prune took its exclusive lock (while the backup's looked stale) and
+    /// still holds it.
+    PruneHoldsItsLock,
 }
 
-impl Progress for StaleAtCommit {
+struct PauseAtCommit {
+    repo: PathBuf,
+    what: WhilePaused,
+    done: AtomicBool,
+    held: Mutex<Option<LockGuard>>,
+}
+
+impl Progress for PauseAtCommit {
     fn start(&self, phase: &str, _total_bytes: u64) {
         if phase != "committing" || self.done.swap(true, Ordering::SeqCst) {
             return;
@@ -211,12 +225,13 @@ impl Progress for StaleAtCommit {
             .collect();
         assert_eq!(locks.len(), 1, "the backup holds one lock");
         assert_eq!(other.remove_locks(true).unwrap().removed, 1);
-        let report = other.prune(&PruneOptions::default(), &NoProgress).unwrap();
-        assert!(
-            report.packs_unindexed + report.packs_deleted > 0,
-            "{report:?}"
-        );
-        if self.restore_lock {
+        if self.what == WhilePaused::PruneHoldsItsLock {
+            *self.held.lock().unwrap() = Some(other.lock(LockKind::Exclusive, "prune").unwrap());
+        } else {
+            let report = other.prune(&PruneOptions::default(), &NoProgress).unwrap();
+            assert!(report.packs_deleted > 0, "{report:?}");
+        }
+        if self.what != WhilePaused::LockRemovedAndPruned {
             for (name, bytes) in locks {
                 backend
                     .write_if_absent(ObjectKind::Lock, &name, &bytes)
@@ -226,17 +241,20 @@ impl Progress for StaleAtCommit {
     }
 }
 
-fn backup_with_stale_lock(restore_lock: bool) -> (Fixture, Error) {
+/// Runs a backup paused at its commit as `what` says; checks that it fails
+/// with the lock error, leaves no snapshot, and that the next backup works.
+fn backup_paused_at_commit(what: WhilePaused) -> Error {
     let fixture = fixture();
     fs::write(
         fixture.source.join("000004.sst"),
         seeded_bytes(9, 1_500_000),
     )
     .unwrap();
-    let hook = StaleAtCommit {
+    let hook = PauseAtCommit {
         repo: fixture.repo.clone(),
-        restore_lock,
+        what,
         done: AtomicBool::new(false),
+        held: Mutex::new(None),
     };
     let repository = Repository::open_local(&fixture.repo).unwrap();
     let before = snapshot_ids(&fixture.repo);
@@ -245,6 +263,7 @@ fn backup_with_stale_lock(restore_lock: bool) -> (Fixture, Error) {
         .unwrap_err();
     assert!(hook.done.load(Ordering::SeqCst));
     assert_eq!(error.code(), ErrorCode::RepositoryLocked, "{error}");
+    drop(hook);
     // Nothing half-written is visible, the earlier snapshot is intact, and
     // the next backup succeeds and restores.
     assert_eq!(snapshot_ids(&fixture.repo), before);
@@ -252,12 +271,12 @@ fn backup_with_stale_lock(restore_lock: bool) -> (Fixture, Error) {
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     lsmvault_ok(&fixture.repo, &["backup", fixture.source.to_str().unwrap()]);
     assert_restores(&fixture, "latest", "next");
-    (fixture, error)
+    error
 }
 
 #[test]
 fn a_backup_whose_lock_was_removed_as_stale_does_not_commit() {
-    let (_, error) = backup_with_stale_lock(false);
+    let error = backup_paused_at_commit(WhilePaused::LockRemovedAndPruned);
     assert!(
         matches!(&error, Error::LockLost { reason } if reason.contains("gone")),
         "{error}"
@@ -266,9 +285,86 @@ fn a_backup_whose_lock_was_removed_as_stale_does_not_commit() {
 
 #[test]
 fn a_backup_does_not_commit_after_a_prune_ran_beside_it() {
-    let (_, error) = backup_with_stale_lock(true);
+    let error = backup_paused_at_commit(WhilePaused::PrunedAndLockBack);
     assert!(
         matches!(&error, Error::LockLost { reason } if reason.contains("index file")),
         "{error}"
     );
+}
+
+#[test]
+fn a_backup_does_not_commit_while_a_prune_holds_its_lock() {
+    let error = backup_paused_at_commit(WhilePaused::PruneHoldsItsLock);
+    assert!(
+        matches!(&error, Error::LockLost { reason } if reason.contains("exclusive lock of prune")),
+        "{error}"
+    );
+}
+
+#[test]
+fn encrypted_backup_after_a_lost_pack_writes_its_blobs_again_and_restores() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = (work.path().join("repo"), work.path().join("db"));
+    fs::create_dir(&source).unwrap();
+    for seed in 1..=3u64 {
+        let name = format!("00000{seed}.sst");
+        fs::write(source.join(name), seeded_bytes(seed, 1_500_000)).unwrap();
+    }
+    let repository = Repository::init_local(
+        &repo,
+        InitOptions {
+            pack_size: 1024 * 1024,
+            password: Some("heal".into()),
+            kdf_target: std::time::Duration::from_millis(10),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    let first = repository
+        .backup(&source, &BackupOptions::default(), &NoProgress)
+        .unwrap();
+    let lost = repository.index().unwrap().iter().next().unwrap().pack;
+    repository
+        .backend()
+        .delete(ObjectKind::Pack, &lost.to_hex())
+        .unwrap();
+
+    let repository = Repository::open_local_with_password(&repo, "heal").unwrap();
+    let full = BackupOptions {
+        mode: BackupMode::Full,
+        ..BackupOptions::default()
+    };
+    let healed = repository.backup(&source, &full, &NoProgress).unwrap();
+    assert!(healed.blobs_rewritten > 0);
+    assert!(healed
+        .snapshot
+        .warnings
+        .iter()
+        .any(|warning| warning.contains("written again")));
+
+    let repository = Repository::open_local_with_password(&repo, "heal").unwrap();
+    repository
+        .prune(&PruneOptions::default(), &NoProgress)
+        .unwrap();
+    let report = repository
+        .verify(
+            &VerifyOptions {
+                read_data: ReadData::All,
+            },
+            &NoProgress,
+        )
+        .unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    for (number, id) in [first.id, healed.id].iter().enumerate() {
+        let target = work.path().join(format!("restored-{number}"));
+        repository
+            .restore(
+                &id.to_hex(),
+                &target,
+                &RestoreOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+        assert_same_tree(&source, &target);
+    }
 }

@@ -562,6 +562,39 @@ mod tests {
     }
 
     #[test]
+    fn confirm_live_fails_once_the_lock_is_gone_or_an_exclusive_lock_appeared() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
+        guard.confirm_live().unwrap();
+        // Confirming refreshed the lock: still exactly one, under a new name.
+        assert_eq!(list_locks(backend.as_ref()).unwrap().len(), 1);
+        backend.delete(ObjectKind::Lock, &guard.name()).unwrap();
+        let error = guard.confirm_live().unwrap_err();
+        assert!(
+            matches!(&error, Error::LockLost { reason } if reason.contains("gone")),
+            "{error}"
+        );
+        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
+        let now = format_time(SystemTime::now());
+        let prune = LockInfo {
+            version: LOCK_VERSION,
+            kind: LockKind::Exclusive,
+            host: "elsewhere".into(),
+            pid: 1,
+            purpose: "prune".into(),
+            created: now.clone(),
+            refreshed: now,
+        };
+        write_lock(backend.as_ref(), "prune", &prune).unwrap();
+        let error = guard.confirm_live().unwrap_err();
+        assert_eq!(error.code(), crate::ErrorCode::RepositoryLocked);
+        assert!(
+            error.to_string().contains("exclusive lock of prune"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn refresh_replaces_the_lock_object() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();

@@ -20,18 +20,23 @@ use std::sync::Arc;
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
-use crate::format::index::Index;
+use crate::format::index::{BlobLocation, Index};
+use crate::format::snapshot::Snapshot;
 use crate::id::Id;
+use crate::progress::Progress;
 use crate::repo::lock::LockGuard;
 use crate::repo::Repository;
+
+use super::Tally;
 
 /// The index as the backup trusts it.
 pub(super) struct StoredBlobs {
     /// Every indexed blob, wherever its pack is.
     pub indexed: Arc<Index>,
     /// The blobs with at least one listed pack, preferring that location:
-    /// what the backup may reuse without writing.
-    pub present: Index,
+    /// what the backup may reuse without writing (the index itself, not a
+    /// copy, when every pack is there).
+    pub present: Arc<Index>,
     /// Indexed blobs whose every pack is missing.
     pub missing: usize,
 }
@@ -40,14 +45,23 @@ impl StoredBlobs {
     /// Loads the index and lists the packs once.
     pub fn load(repository: &Repository) -> Result<StoredBlobs> {
         let indexed = repository.index()?;
-        let packs: HashSet<String> = repository
+        let packs: HashSet<Id> = repository
             .backend()
             .list(ObjectKind::Pack)?
-            .into_iter()
-            .map(|pack| pack.name)
+            .iter()
+            .filter_map(|pack| Id::from_hex(&pack.name).ok())
             .collect();
-        let mut present = (*indexed).clone();
-        let missing = present.retain_present(|pack| packs.contains(&pack.to_hex()));
+        let all_there = !indexed.has_duplicates()
+            && indexed
+                .iter()
+                .all(|location| packs.contains(&location.pack));
+        let (present, missing) = if all_there {
+            (Arc::clone(&indexed), 0)
+        } else {
+            let mut present = (*indexed).clone();
+            let missing = present.retain_present(|pack| packs.contains(pack));
+            (Arc::new(present), missing)
+        };
         Ok(StoredBlobs {
             indexed,
             present,
@@ -55,13 +69,20 @@ impl StoredBlobs {
         })
     }
 
-    /// How many of the blobs just written the index already had: written
-    /// again because their pack was missing or damaged.
-    pub fn rewritten(&self, written: &[crate::format::index::BlobLocation]) -> u64 {
-        written
+    /// How many of the blobs just written the index already had (written
+    /// again because their pack was missing or damaged); warns when any.
+    pub fn report_rewritten(&self, written: &[BlobLocation], tally: &mut Tally) -> u64 {
+        let rewritten = written
             .iter()
             .filter(|location| self.indexed.contains(&location.entry.id))
-            .count() as u64
+            .count() as u64;
+        if rewritten > 0 {
+            tally.warn(format!(
+                "{rewritten} blob(s) the index listed were written again because their pack was missing or damaged ({} indexed blob(s) had no pack)",
+                self.missing
+            ));
+        }
+        rewritten
     }
 }
 
@@ -86,6 +107,23 @@ impl CommitCheck {
     /// Adds the index files the backup wrote.
     pub fn wrote(&mut self, files: &[Id]) {
         self.index_files.extend(files.iter().map(Id::to_hex));
+    }
+
+    /// The commit point: writes `snapshot` only if no prune can have deleted
+    /// what it references (see [`CommitCheck::confirm`]). The "committing"
+    /// progress phase starts just before the check.
+    pub fn commit(
+        &self,
+        repository: &Repository,
+        lock: &LockGuard,
+        snapshot: &Snapshot,
+        progress: &dyn Progress,
+    ) -> Result<Id> {
+        progress.start("committing", 0);
+        let confirmed = self.confirm(repository, lock);
+        progress.finish();
+        confirmed?;
+        repository.write_snapshot(snapshot)
     }
 
     /// Fails with [`Error::LockLost`] unless the lock is still live and

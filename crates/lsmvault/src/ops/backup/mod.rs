@@ -178,12 +178,13 @@ impl Repository {
 
         let (parent, kind) = self.choose_parent(&source_text, options)?;
         let mut tally = Tally::default();
-        let parent_files = match &parent {
+        // `--verify-existing` reads every file: the parent's list is not needed.
+        let parent_files = match parent.as_ref().filter(|_| !options.verify_existing) {
             Some(parent) => self.parent_files(&parent.snapshot.tree, &mut tally)?,
             None => ParentFiles::default(),
         };
         progress.start("scanning", 0);
-        let reusable = (!options.verify_existing).then_some(&stored.present);
+        let reusable = (!options.verify_existing).then_some(stored.present.as_ref());
         let ScannedSource { root, jobs } = scan_source(
             reusable,
             &parent_files,
@@ -193,7 +194,7 @@ impl Repository {
         )?;
         progress.finish();
 
-        let mut writer = PackWriter::with_known(self, Arc::new(stored.present.clone()))?;
+        let mut writer = PackWriter::with_known(self, Arc::clone(&stored.present))?;
         writer.set_verify_known(options.verify_existing);
         if let Some(compression) = options.compression {
             writer.set_compression(compression);
@@ -202,13 +203,7 @@ impl Repository {
         let root_tree = build_tree(root, &mut contents, &writer)?;
         let summary = writer.finish()?;
         commit_check.wrote(&self.write_index(&summary.locations)?);
-        let blobs_rewritten = stored.rewritten(&summary.locations);
-        if blobs_rewritten > 0 {
-            tally.warn(format!(
-                "{blobs_rewritten} blob(s) the index listed were written again because their pack was missing or damaged ({} indexed blob(s) had no pack)",
-                stored.missing
-            ));
-        }
+        let blobs_rewritten = stored.report_rewritten(&summary.locations, &mut tally);
 
         let Tally {
             mut stats,
@@ -236,12 +231,7 @@ impl Repository {
             program: format!("lsmvault {}", env!("CARGO_PKG_VERSION")),
             database,
         };
-        // The commit point: only if no prune can have deleted what it needs.
-        progress.start("committing", 0);
-        let confirmed = commit_check.confirm(self, &lock);
-        progress.finish();
-        confirmed?;
-        let id = self.write_snapshot(&snapshot)?;
+        let id = commit_check.commit(self, &lock, &snapshot, progress)?;
         Ok(BackupOutcome {
             id,
             snapshot,

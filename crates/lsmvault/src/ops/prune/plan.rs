@@ -221,12 +221,16 @@ fn choose_copies(
         if present.len() < 2 {
             continue;
         }
+        let mut failed = Vec::new();
         for location in present {
             if repository.read_blob_at(&location).is_ok() {
                 chosen.push(location);
+                // Only with an intact copy to keep is a damaged one dropped:
+                // with none, prune leaves the blob as it is (verify names it).
+                damaged.extend(failed.drain(..));
                 break;
             }
-            damaged.insert(location.pack);
+            failed.push(location.pack);
         }
     }
     for location in chosen {
