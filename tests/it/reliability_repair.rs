@@ -186,6 +186,10 @@ fn damaged_index_file_is_skipped_and_named_and_other_snapshots_restore() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("blob "), "{stderr}");
+    assert!(
+        stderr.contains("1 damaged index file(s) were skipped"),
+        "{stderr}"
+    );
 
     // A backup stores the unindexed blobs again; after it everything restores
     // and prune runs (it drops the damaged index file).
