@@ -186,6 +186,10 @@ fn damaged_index_file_is_skipped_and_named_and_other_snapshots_restore() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("blob "), "{stderr}");
+    assert!(
+        stderr.contains("1 damaged index file(s) were skipped"),
+        "{stderr}"
+    );
 
     // A backup stores the unindexed blobs again; after it everything restores
     // and prune runs (it drops the damaged index file).
@@ -416,4 +420,56 @@ fn repair_index_skips_and_names_a_damaged_pack_and_keeps_its_old_entries() {
         );
         assert_same_tree(source, &target);
     }
+}
+
+#[test]
+fn repair_index_rebuilds_a_lost_index_of_an_encrypted_repository() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("000001.sst"), seeded_bytes(31, 400_000)).unwrap();
+    fs::write(source.join("CURRENT"), b"MANIFEST-000002\n").unwrap();
+    assert_success(
+        &run(&repo, Some(PASSWORD), &["init", "--kdf-target-ms", "20"]),
+        "init",
+    );
+    assert_success(
+        &run(&repo, Some(PASSWORD), &["backup", source.to_str().unwrap()]),
+        "backup",
+    );
+    // Every index file lost.
+    for name in object_names(&repo, "index") {
+        fs::remove_file(repo.join("index").join(name)).unwrap();
+    }
+    let target = work.path().join("before-repair");
+    let output = run(
+        &repo,
+        Some(PASSWORD),
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert!(!output.status.success());
+
+    let output = run(&repo, Some(PASSWORD), &["--json", "repair", "index"]);
+    assert_success(&output, "repair index");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["packs_read"].as_u64().unwrap() as usize,
+        pack_files(&repo).len()
+    );
+    assert_eq!(report["index_files_removed"], 0);
+    let target = work.path().join("after-repair");
+    assert_success(
+        &run(
+            &repo,
+            Some(PASSWORD),
+            &["restore", "latest", "--target", target.to_str().unwrap()],
+        ),
+        "restore",
+    );
+    assert_same_tree(&source, &target);
+    assert_success(
+        &run(&repo, Some(PASSWORD), &["verify", "--read-data"]),
+        "verify",
+    );
 }

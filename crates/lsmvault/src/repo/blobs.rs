@@ -64,12 +64,21 @@ impl Repository {
                 }
             }
         }
-        Err(first_error.unwrap_or_else(|| {
-            Error::corrupt(
-                format!("blob {id}"),
-                "not in the index (its pack is missing or unindexed)",
+        Err(first_error.unwrap_or_else(|| self.unindexed_blob(id)))
+    }
+
+    /// The error for a blob no index file lists; when damaged index files
+    /// were skipped it may have been in one of them, so it says so.
+    fn unindexed_blob(&self, id: &Id) -> Error {
+        let damaged = self.damaged_index_files().len();
+        let reason = if damaged == 0 {
+            "not in the index (its pack is missing or unindexed)".to_string()
+        } else {
+            format!(
+                "not in the index (its pack is missing or unindexed; {damaged} damaged index file(s) were skipped; repairing the index rebuilds it from the packs)"
             )
-        }))
+        };
+        Error::corrupt(format!("blob {id}"), reason)
     }
 
     /// Reads a blob from a known location and checks it against its id.

@@ -200,7 +200,7 @@ impl Repository {
             writer.set_compression(compression);
         }
         let mut contents = read_files(&jobs, &finder, &writer, progress, &mut tally)?;
-        let root_tree = build_tree(root, &mut contents, &writer)?;
+        let root_tree = build_tree(root, &mut contents, &mut store::LinkGroups::new(), &writer)?;
         let summary = writer.finish()?;
         commit_check.wrote(&self.write_index(&summary.locations)?);
         let blobs_rewritten = stored.report_rewritten(&summary.locations, &mut tally);

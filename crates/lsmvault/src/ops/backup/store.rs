@@ -6,6 +6,7 @@
 //! [`CHANGED_FILE_RETRIES`] times; a file that cannot be read is left out of
 //! the snapshot with a warning. Only repository failures abort the backup.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Mutex;
 
@@ -170,18 +171,44 @@ fn read_file(
     )))
 }
 
+/// The content recorded for the first member of each hard-link group
+/// (device, inode) met while building the trees: (size, digest).
+pub(super) type LinkGroups = HashMap<(u64, u64), (u64, Id)>;
+
+/// Keeps a hard-link group only of members that recorded the same content.
+/// Each path of a group is read on its own, so a file that changed between
+/// two reads records two contents under one inode; restore would link the
+/// second path to the first and give it content other than its digest. A
+/// member whose content differs from the group's first is recorded with one
+/// link, so restore writes it from its own chunks.
+fn ungroup_if_different(kind: &EntryKind, metadata: &mut Metadata, groups: &mut LinkGroups) {
+    let EntryKind::File { size, digest, .. } = kind else {
+        return;
+    };
+    if metadata.links <= 1 {
+        return;
+    }
+    let first = *groups
+        .entry((metadata.device, metadata.inode))
+        .or_insert((*size, *digest));
+    if first != (*size, *digest) {
+        metadata.links = 1;
+    }
+}
+
 /// Encodes trees bottom-up, storing new ones; returns the root tree id.
 pub(super) fn build_tree(
     directory: ScannedDirectory,
     contents: &mut [Option<FileContent>],
+    groups: &mut LinkGroups,
     writer: &PackWriter<'_>,
 ) -> Result<Id> {
     let mut tree = Tree::default();
     for scanned in directory.entries {
-        let (kind, metadata) = match scanned.node {
+        let (kind, mut metadata) = match scanned.node {
             ScannedNode::Directory(child) => (
                 EntryKind::Directory {
-                    subtree: build_tree(child, contents, writer)?,
+                    subtree: build_tree(child, contents, groups, writer)?,
                 },
                 scanned.metadata,
             ),
@@ -193,6 +220,7 @@ pub(super) fn build_tree(
                 None => continue,
             },
         };
+        ungroup_if_different(&kind, &mut metadata, groups);
         tree.entries.push(Entry {
             name: scanned.name,
             kind,
@@ -203,4 +231,38 @@ pub(super) fn build_tree(
     let id = writer.keys().blob_id(&bytes);
     writer.add(id, BlobKind::Tree, &bytes)?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(size: u64, digest: u8) -> EntryKind {
+        EntryKind::File {
+            size,
+            digest: Id([digest; 32]),
+            chunks: vec![Id([digest; 32])],
+        }
+    }
+
+    #[test]
+    fn hard_link_that_recorded_other_content_is_not_grouped() {
+        let mut groups = LinkGroups::new();
+        let linked = Metadata {
+            device: 1,
+            inode: 7,
+            links: 2,
+            ..Metadata::default()
+        };
+        let mut first = linked;
+        ungroup_if_different(&file(10, 1), &mut first, &mut groups);
+        assert_eq!(first.links, 2);
+        let mut same = linked;
+        ungroup_if_different(&file(10, 1), &mut same, &mut groups);
+        assert_eq!(same.links, 2);
+        // The file grew between the two reads: another content, one link.
+        let mut grown = linked;
+        ungroup_if_different(&file(20, 2), &mut grown, &mut groups);
+        assert_eq!(grown.links, 1);
+    }
 }
