@@ -360,3 +360,45 @@ fn verify_reports_file_entries_whose_size_or_digest_contradicts_their_chunks() {
         vec![named("one-chunk"), named("short"), named("two-chunks")]
     );
 }
+
+#[test]
+fn chunk_declaring_more_than_the_largest_chunk_is_refused_before_decompressing() {
+    let fixture = fixture();
+    let repository = Repository::open_local(&fixture.repo).unwrap();
+    let max_chunk = repository.config().chunker.max_size as usize;
+    // Compresses to a few hundred bytes; restore would inflate it 16 times.
+    let bomb = vec![0u8; 2 * max_chunk];
+    let bomb_id = Id::of(&bomb);
+    let writer = PackWriter::new(&repository).unwrap();
+    writer.add(bomb_id, BlobKind::Data, &bomb).unwrap();
+    let size = (16 * bomb.len()) as u64;
+    let tree_id = add_tree(
+        &writer,
+        Tree {
+            entries: vec![file("bomb", size, Id::of(b"unused"), vec![bomb_id; 16])],
+        },
+    );
+    commit_snapshot(&repository, writer, tree_id);
+
+    let target = fixture.root.join("target");
+    let output = lsmvault(
+        &fixture.repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(CORRUPT), "{message}");
+    assert!(
+        message.contains(&format!("blob {bomb_id} in pack")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("declares {} raw bytes", bomb.len())),
+        "{message}"
+    );
+    // verify --read-data names it too.
+    let verified = lsmvault(&fixture.repo, &["--json", "verify", "--read-data"]);
+    assert_eq!(verified.status.code(), Some(VERIFY_FAILED));
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(report.contains(&format!("blob {bomb_id}")), "{report}");
+    assert!(report.contains("more than the largest chunk"), "{report}");
+}

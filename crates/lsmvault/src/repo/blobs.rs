@@ -6,12 +6,14 @@
 //! corrupt pack naming both, never as a plain "not found". A declared
 //! length is never believed before the pack's real size confirms it (the
 //! backend checks the range before allocating), so an index entry claiming
-//! 4 GiB fails at once, naming the blob and its pack.
+//! 4 GiB fails at once, naming the blob and its pack; nor is a declared raw
+//! length beyond what a blob of its kind can have (a decompression bomb).
 
 use crate::backend::{self, ObjectKind};
+use crate::codec::compression::MAX_BLOB_SIZE;
 use crate::error::{Error, Result};
 use crate::format::index::BlobLocation;
-use crate::format::pack::{self, PackEntry, TRAILER_LENGTH};
+use crate::format::pack::{self, BlobKind, PackEntry, TRAILER_LENGTH};
 use crate::format::tree::Tree;
 use crate::id::Id;
 use crate::repo::Repository;
@@ -85,6 +87,7 @@ impl Repository {
     pub fn read_blob_at(&self, location: &BlobLocation) -> Result<Vec<u8>> {
         let entry = &location.entry;
         let pack_name = location.pack.to_hex();
+        self.check_declared_length(entry, || format!("blob {} in pack {pack_name}", entry.id))?;
         let stored = self
             .backend
             .read_range(
@@ -112,6 +115,32 @@ impl Repository {
         pack::decode_blob(entry, stored, &self.keys, || {
             format!("blob {} in pack {pack_name}", entry.id)
         })
+    }
+
+    /// Refuses a blob whose declared raw length no blob of its kind in this
+    /// repository can have, before anything is read or decompressed: a chunk
+    /// is at most the chunker's maximum (a zstd bomb declaring 256 MiB would
+    /// otherwise be decompressed into a buffer of that size), a tree at most
+    /// [`MAX_BLOB_SIZE`].
+    pub(crate) fn check_declared_length(
+        &self,
+        entry: &PackEntry,
+        object: impl Fn() -> String,
+    ) -> Result<()> {
+        let (limit, what) = match entry.kind {
+            BlobKind::Data => (self.config().chunker.max_size as usize, "the largest chunk"),
+            BlobKind::Tree => (MAX_BLOB_SIZE, "the largest blob"),
+        };
+        if entry.raw_length as usize > limit {
+            return Err(Error::corrupt(
+                object(),
+                format!(
+                    "declares {} raw bytes, more than {what} this repository can hold ({limit})",
+                    entry.raw_length
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Reads and decodes a tree.

@@ -108,9 +108,9 @@ fn repack(
             let stored = bytes
                 .get(start..start + entry.stored_length as usize)
                 .ok_or_else(|| Error::corrupt(format!("pack {name}"), "blob outside the pack"))?;
-            let raw = pack::decode_blob(&entry, stored, repository.keys(), || {
-                format!("blob {} in pack {name}", entry.id)
-            })?;
+            let object = || format!("blob {} in pack {name}", entry.id);
+            repository.check_declared_length(&entry, object)?;
+            let raw = pack::decode_blob(&entry, stored, repository.keys(), object)?;
             writer.add(entry.id, entry.kind, &raw)?;
         }
         progress.advance(bytes.len() as u64);

@@ -80,8 +80,10 @@ impl Repository {
             for entry in &entries {
                 let start = entry.offset as usize;
                 let stored = &bytes[start..start + entry.stored_length as usize];
-                if let Err(error) =
-                    pack::decode_blob(entry, stored, self.keys(), || format!("blob {}", entry.id))
+                let object = || format!("blob {}", entry.id);
+                if let Err(error) = self
+                    .check_declared_length(entry, object)
+                    .and_then(|()| pack::decode_blob(entry, stored, self.keys(), object))
                 {
                     check.damaged_blobs.push((entry.id, error.to_string()));
                 }
