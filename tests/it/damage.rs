@@ -8,45 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 use lsmvault::format::pack::BlobKind;
 use lsmvault::format::tree::{Entry, EntryKind, Metadata, Tree};
-use lsmvault::{Id, InitOptions, NoProgress, PackWriter, Repository, RestoreOptions};
-
-/// A repository with one snapshot of three files, each in its own pack
-/// (pack size 1 MiB, files of 1.5 MiB), so damage to one pack hits one file.
-struct Fixture {
-    _work: tempfile::TempDir,
-    root: PathBuf,
-    repo: PathBuf,
-    source: PathBuf,
-}
-
-fn fixture() -> Fixture {
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().to_path_buf();
-    let repo = root.join("repo");
-    let source = root.join("db");
-    fs::create_dir(&source).unwrap();
-    for (index, name) in ["000001.sst", "000002.sst", "000003.sst"]
-        .iter()
-        .enumerate()
-    {
-        fs::write(source.join(name), seeded_bytes(index as u64 + 1, 1_500_000)).unwrap();
-    }
-    Repository::init_local(
-        &repo,
-        InitOptions {
-            pack_size: 1024 * 1024,
-            ..InitOptions::default()
-        },
-    )
-    .unwrap();
-    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
-    Fixture {
-        _work: work,
-        root,
-        repo,
-        source,
-    }
-}
+use lsmvault::{Id, NoProgress, PackWriter, Repository, RestoreOptions};
 
 /// The pack holding the first chunk of `file` in the latest snapshot.
 fn pack_of(repo: &Path, file: &str) -> PathBuf {
@@ -165,7 +127,7 @@ fn finding_for<'a>(report: &'a serde_json::Value, object_prefix: &str) -> &'a se
 
 #[test]
 fn flipped_byte_in_pack_is_found_by_read_data_and_pinned_to_one_file() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let (pack, offset) = chunk_of(&fixture.repo, "000002.sst");
     let mut bytes = fs::read(&pack).unwrap();
     bytes[offset + 1000] ^= 0xff;
@@ -192,7 +154,7 @@ fn flipped_byte_in_pack_is_found_by_read_data_and_pinned_to_one_file() {
 
 #[test]
 fn truncated_pack_is_found_without_reading_data() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let pack = pack_of(&fixture.repo, "000001.sst");
     let bytes = fs::read(&pack).unwrap();
     fs::write(&pack, &bytes[..bytes.len() / 2]).unwrap();
@@ -213,7 +175,7 @@ fn truncated_pack_is_found_without_reading_data() {
 
 #[test]
 fn deleted_pack_is_reported_with_the_files_it_takes() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let pack = pack_of(&fixture.repo, "000003.sst");
     fs::remove_file(&pack).unwrap();
     let (code, report) = verify(&fixture.repo, false);
@@ -230,7 +192,7 @@ fn deleted_pack_is_reported_with_the_files_it_takes() {
 
 #[test]
 fn deleted_index_file_is_reported_as_unindexed_blobs() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let index_directory = fixture.repo.join("index");
     for file in fs::read_dir(&index_directory).unwrap() {
         fs::remove_file(file.unwrap().path()).unwrap();
@@ -254,7 +216,7 @@ fn deleted_index_file_is_reported_as_unindexed_blobs() {
 
 #[test]
 fn verify_subsets_cover_every_pack() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let (_, all) = verify(&fixture.repo, true);
     let mut read = 0;
     for n in 1..=3 {
@@ -309,7 +271,7 @@ fn plant_hostile_snapshot(repo: &Path, name: &[u8]) {
 #[test]
 fn hostile_tree_names_never_escape_the_target() {
     for name in [&b"../escaped"[..], b"..", b"/tmp/abs", b"a/../../b"] {
-        let fixture = fixture();
+        let fixture = three_pack_fixture();
         plant_hostile_snapshot(&fixture.repo, name);
         let target = fixture.root.join("inner/target");
         let output = lsmvault(
@@ -352,7 +314,7 @@ fn hostile_tree_names_never_escape_the_target() {
 
 #[test]
 fn unsupported_repository_version_is_refused() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let config_path = fixture.repo.join("config");
     let config = fs::read_to_string(&config_path).unwrap();
     fs::write(

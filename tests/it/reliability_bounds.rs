@@ -5,7 +5,7 @@
 //! entries whose size or digest contradicts their chunks.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,6 @@ const CORRUPT: i32 = 16;
 const VERIFY_FAILED: i32 = 19;
 
 /// A plaintext repository with one real snapshot of two files.
-struct Fixture {
-    _work: tempfile::TempDir,
-    root: PathBuf,
-    repo: PathBuf,
-    source: PathBuf,
-}
-
 fn fixture() -> Fixture {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().to_path_buf();

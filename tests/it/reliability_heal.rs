@@ -18,44 +18,6 @@ use lsmvault::{
     ReadData, Repository, RestoreOptions, VerifyOptions,
 };
 
-/// A repository with one snapshot of three 1.5 MB files in 1 MiB packs, so
-/// each file's data sits in its own packs.
-struct Fixture {
-    _work: tempfile::TempDir,
-    root: PathBuf,
-    repo: PathBuf,
-    source: PathBuf,
-}
-
-fn fixture() -> Fixture {
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().to_path_buf();
-    let repo = root.join("repo");
-    let source = root.join("db");
-    fs::create_dir(&source).unwrap();
-    for (index, name) in ["000001.sst", "000002.sst", "000003.sst"]
-        .iter()
-        .enumerate()
-    {
-        fs::write(source.join(name), seeded_bytes(index as u64 + 1, 1_500_000)).unwrap();
-    }
-    Repository::init_local(
-        &repo,
-        InitOptions {
-            pack_size: 1024 * 1024,
-            ..InitOptions::default()
-        },
-    )
-    .unwrap();
-    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
-    Fixture {
-        _work: work,
-        root,
-        repo,
-        source,
-    }
-}
-
 /// The pack file and offset of the first chunk of `file` in the latest snapshot.
 fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
     let repository = Repository::open_local(repo).unwrap();
@@ -116,7 +78,7 @@ fn assert_clean_after_prune(fixture: &Fixture) {
 
 #[test]
 fn backup_after_a_lost_pack_writes_its_blobs_again_and_restores() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let (pack, _) = chunk_of(&fixture.repo, "000002.sst");
     fs::remove_file(&pack).unwrap();
 
@@ -139,7 +101,7 @@ fn backup_after_a_lost_pack_writes_its_blobs_again_and_restores() {
 
 #[test]
 fn incremental_backup_after_a_lost_pack_does_not_reuse_its_files() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let (pack, _) = chunk_of(&fixture.repo, "000001.sst");
     fs::remove_file(&pack).unwrap();
     let report = lsmvault_json(&fixture.repo, &["backup", fixture.source.to_str().unwrap()]);
@@ -158,7 +120,7 @@ fn incremental_backup_after_a_lost_pack_does_not_reuse_its_files() {
 
 #[test]
 fn backup_verify_existing_rewrites_damaged_blobs() {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     let (pack, offset) = chunk_of(&fixture.repo, "000003.sst");
     let mut bytes = fs::read(&pack).unwrap();
     bytes[offset + 100] ^= 0x40;
@@ -244,7 +206,7 @@ impl Progress for PauseAtCommit {
 /// Runs a backup paused at its commit as `what` says; checks that it fails
 /// with the lock error, leaves no snapshot, and that the next backup works.
 fn backup_paused_at_commit(what: WhilePaused) -> Error {
-    let fixture = fixture();
+    let fixture = three_pack_fixture();
     fs::write(
         fixture.source.join("000004.sst"),
         seeded_bytes(9, 1_500_000),

@@ -371,6 +371,20 @@ impl Error {
         }
     }
 
+    /// Whether this error says an object is damaged (it does not parse, does
+    /// not match its id, fails authentication, or has a version this build
+    /// does not know), as opposed to the storage or the caller failing:
+    /// damage is what commands skip and name, the rest stops them.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self.code(),
+            ErrorCode::CorruptObject
+                | ErrorCode::ChecksumMismatch
+                | ErrorCode::AuthenticationFailed
+                | ErrorCode::UnsupportedVersion
+        )
+    }
+
     /// Wraps an I/O error with the path or object it concerns.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

@@ -232,3 +232,44 @@ pub fn assert_contains_all(report: &str, expected: &[&str]) {
         assert!(report.contains(text), "missing {text:?} in:\n{report}");
     }
 }
+
+/// A plaintext repository with one snapshot (backed up through the CLI) of a
+/// source directory; the temporary directory lives as long as the fixture.
+pub struct Fixture {
+    pub _work: tempfile::TempDir,
+    /// The temporary directory holding `repo` and `source`.
+    pub root: PathBuf,
+    pub repo: PathBuf,
+    pub source: PathBuf,
+}
+
+/// A repository with one snapshot of three 1.5 MB files in 1 MiB packs, so
+/// each file's data sits in its own packs and damage to one pack hits one file.
+pub fn three_pack_fixture() -> Fixture {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().to_path_buf();
+    let repo = root.join("repo");
+    let source = root.join("db");
+    fs::create_dir(&source).unwrap();
+    for (index, name) in ["000001.sst", "000002.sst", "000003.sst"]
+        .iter()
+        .enumerate()
+    {
+        fs::write(source.join(name), seeded_bytes(index as u64 + 1, 1_500_000)).unwrap();
+    }
+    lsmvault::Repository::init_local(
+        &repo,
+        lsmvault::InitOptions {
+            pack_size: 1024 * 1024,
+            ..lsmvault::InitOptions::default()
+        },
+    )
+    .unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    Fixture {
+        _work: work,
+        root,
+        repo,
+        source,
+    }
+}

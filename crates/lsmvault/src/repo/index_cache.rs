@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::{ObjectKind, WriteOutcome};
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::format::index::{decode_index_file, encode_index_file, BlobLocation, Index};
 use crate::id::Id;
 use crate::repo::{check_name, Repository};
@@ -54,17 +54,12 @@ pub struct IndexFiles {
 /// (skip it) rather than the storage failing (fail the command). A file
 /// deleted between listing and reading (a concurrent prune) is skipped too:
 /// prune writes the index files replacing it first.
-fn is_damage(error: &Error) -> bool {
-    matches!(
-        error.code(),
-        ErrorCode::CorruptObject
-            | ErrorCode::ChecksumMismatch
-            | ErrorCode::AuthenticationFailed
-            | ErrorCode::UnsupportedVersion
-    ) || matches!(
-        error,
-        Error::Backend(crate::backend::Error::NotFound { .. })
-    )
+fn is_damage_or_gone(error: &Error) -> bool {
+    error.is_damage()
+        || matches!(
+            error,
+            Error::Backend(crate::backend::Error::NotFound { .. })
+        )
 }
 
 impl Repository {
@@ -139,7 +134,7 @@ impl Repository {
         for (name, result) in results {
             match result {
                 Ok(entries) => read.readable.push((name, entries)),
-                Err(error) if is_damage(&error) => read.damaged.push(DamagedIndexFile {
+                Err(error) if is_damage_or_gone(&error) => read.damaged.push(DamagedIndexFile {
                     name,
                     reason: error.to_string(),
                 }),
@@ -206,7 +201,7 @@ impl Repository {
         }
         match self.read_index_file(name) {
             Ok(_) => Ok(()),
-            Err(error) if is_damage(&error) => {
+            Err(error) if is_damage_or_gone(&error) => {
                 self.backend.delete(ObjectKind::Index, name)?;
                 self.backend
                     .write_if_absent(ObjectKind::Index, name, bytes)?;

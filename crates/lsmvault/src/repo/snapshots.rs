@@ -49,18 +49,6 @@ pub enum SelectedSnapshot {
     Damaged(DamagedObject),
 }
 
-/// Whether a failure to read an object is damage of that object (as opposed
-/// to the storage failing, which must stop the command).
-fn is_damage(error: &Error) -> bool {
-    matches!(
-        error.code(),
-        ErrorCode::CorruptObject
-            | ErrorCode::ChecksumMismatch
-            | ErrorCode::AuthenticationFailed
-            | ErrorCode::UnsupportedVersion
-    )
-}
-
 impl Repository {
     /// Every snapshot, oldest first; fails with [`Error::DamagedSnapshot`]
     /// if any snapshot file cannot be read (see
@@ -91,7 +79,7 @@ impl Repository {
         for (name, result) in read {
             match result {
                 Ok(entry) => entries.push(entry),
-                Err(error) if is_damage(&error) => damaged.push(DamagedObject {
+                Err(error) if error.is_damage() => damaged.push(DamagedObject {
                     name,
                     reason: error.to_string(),
                     code: error.code(),

@@ -28,7 +28,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::codec::chunker::CutFinder;
 use crate::codec::compression::Compression;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::format::snapshot::{
     self, BackupStats, Snapshot, SnapshotEntry, SnapshotKind, SNAPSHOT_VERSION,
 };
@@ -245,14 +245,7 @@ impl Repository {
     fn parent_files(&self, root: &Id, tally: &mut Tally) -> Result<ParentFiles> {
         match ParentFiles::load(self, root) {
             Ok(files) => Ok(files),
-            Err(error)
-                if matches!(
-                    error.code(),
-                    ErrorCode::CorruptObject
-                        | ErrorCode::ChecksumMismatch
-                        | ErrorCode::AuthenticationFailed
-                ) =>
-            {
+            Err(error) if error.is_damage() => {
                 tally.warn(format!(
                     "the parent snapshot cannot be read ({error}): every file is read again"
                 ));

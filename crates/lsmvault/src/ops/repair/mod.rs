@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::ObjectKind;
-use crate::error::{ErrorCode, Result};
+use crate::error::Result;
 use crate::format::index::BlobLocation;
 use crate::format::pack::PackEntry;
 use crate::id::Id;
@@ -82,7 +82,10 @@ impl Repository {
                     });
                     continue;
                 }
-                (_, Err(error)) if is_pack_damage(error.code()) => {
+                // A damaged pack is skipped; a storage failure stops the
+                // rebuild (deleting old index files after an incomplete one
+                // would lose entries).
+                (_, Err(error)) if error.is_damage() => {
                     report.damaged_packs.push(DamagedPack {
                         name,
                         reason: error.to_string(),
@@ -142,17 +145,4 @@ impl Repository {
         );
         Ok(locations.len() - before)
     }
-}
-
-/// Whether reading a pack's header failed because the pack is damaged (skip
-/// it) rather than because the storage failed (stop: deleting old index
-/// files after an incomplete rebuild would lose entries).
-fn is_pack_damage(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::CorruptObject
-            | ErrorCode::ChecksumMismatch
-            | ErrorCode::AuthenticationFailed
-            | ErrorCode::UnsupportedVersion
-    )
 }
