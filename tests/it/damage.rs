@@ -15,27 +15,6 @@ fn pack_of(repo: &Path, file: &str) -> PathBuf {
     chunk_of(repo, file).0
 }
 
-/// The pack and offset of the first chunk of `file` in the latest snapshot.
-fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
-    let repository = Repository::open_local(repo).unwrap();
-    let snapshot = repository.find_snapshot("latest").unwrap();
-    let tree = repository.read_tree(&snapshot.snapshot.tree).unwrap();
-    let entry = tree
-        .entries
-        .iter()
-        .find(|entry| entry.name == file.as_bytes())
-        .unwrap();
-    let EntryKind::File { chunks, .. } = &entry.kind else {
-        panic!("not a file")
-    };
-    let location = *repository.index().unwrap().get(&chunks[0]).unwrap();
-    let pack = location.pack.to_hex();
-    (
-        repo.join("data").join(&pack[..2]).join(pack),
-        location.entry.offset as usize,
-    )
-}
-
 fn verify(repo: &Path, read_data: bool) -> (Option<i32>, serde_json::Value) {
     let mut args = vec!["--json", "verify"];
     if read_data {

@@ -11,33 +11,11 @@ use std::sync::Mutex;
 
 use crate::common::*;
 use lsmvault::backend::ObjectKind;
-use lsmvault::format::tree::EntryKind;
 use lsmvault::repo::lock::{LockGuard, LockKind};
 use lsmvault::{
     BackupMode, BackupOptions, Error, ErrorCode, InitOptions, NoProgress, Progress, PruneOptions,
     ReadData, Repository, RestoreOptions, VerifyOptions,
 };
-
-/// The pack file and offset of the first chunk of `file` in the latest snapshot.
-fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
-    let repository = Repository::open_local(repo).unwrap();
-    let snapshot = repository.find_snapshot("latest").unwrap();
-    let tree = repository.read_tree(&snapshot.snapshot.tree).unwrap();
-    let entry = tree
-        .entries
-        .iter()
-        .find(|entry| entry.name == file.as_bytes())
-        .unwrap();
-    let EntryKind::File { chunks, .. } = &entry.kind else {
-        panic!("not a file")
-    };
-    let location = *repository.index().unwrap().get(&chunks[0]).unwrap();
-    let pack = location.pack.to_hex();
-    (
-        repo.join("data").join(&pack[..2]).join(pack),
-        location.entry.offset as usize,
-    )
-}
 
 /// Restores `selector` into a new directory and checks it equals the source.
 fn assert_restores(fixture: &Fixture, selector: &str, name: &str) {

@@ -273,3 +273,24 @@ pub fn three_pack_fixture() -> Fixture {
         source,
     }
 }
+
+/// The pack and offset of the first chunk of `file` in the latest snapshot.
+pub fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
+    let repository = lsmvault::Repository::open_local(repo).unwrap();
+    let snapshot = repository.find_snapshot("latest").unwrap();
+    let tree = repository.read_tree(&snapshot.snapshot.tree).unwrap();
+    let entry = tree
+        .entries
+        .iter()
+        .find(|entry| entry.name == file.as_bytes())
+        .unwrap();
+    let lsmvault::format::tree::EntryKind::File { chunks, .. } = &entry.kind else {
+        panic!("not a file")
+    };
+    let location = *repository.index().unwrap().get(&chunks[0]).unwrap();
+    let pack = location.pack.to_hex();
+    (
+        repo.join("data").join(&pack[..2]).join(pack),
+        location.entry.offset as usize,
+    )
+}
