@@ -253,7 +253,7 @@ fn rocksdb_point_in_time_recovery_by_sequence_time_and_tag() {
 
 /// A fake database directory with an IDENTITY, a MANIFEST and WAL segments
 /// made of write batches (each batch `(sequence, count)`).
-fn fake_database(root: &Path, segments: &[(u64, Vec<(u64, u32)>)]) -> PathBuf {
+pub(crate) fn fake_database(root: &Path, segments: &[(u64, Vec<(u64, u32)>)]) -> PathBuf {
     let db = root.join("fakedb");
     fs::create_dir_all(&db).unwrap();
     fs::write(db.join("IDENTITY"), "fake-db-identity\n").unwrap();

@@ -10,7 +10,7 @@ use lsmvault::ops::restore::point_in_time::PointInTime;
 use lsmvault::{Error, RestoreOptions};
 
 use super::Context;
-use crate::output::{human_bytes, short_id};
+use crate::output::{human_bytes, short_id, warn_damaged};
 
 #[derive(Args)]
 pub struct RestoreArgs {
@@ -72,6 +72,12 @@ pub fn run(context: &Context, args: &RestoreArgs) -> Result<ExitCode, Error> {
 fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, Error> {
     let snapshot = args.snapshot.as_deref().unwrap_or("latest");
     let repository = context.open_repository()?;
+    if snapshot == "latest" || snapshot.starts_with("latest:") {
+        // `latest` chooses among intact snapshots; a damaged file's time is
+        // unknown, so any of them may be newer than the one restored.
+        let (_, damaged) = repository.snapshots_checked()?;
+        warn_damaged(&damaged);
+    }
     let options = RestoreOptions {
         delta: args.delta,
         include: args.include.clone(),
@@ -106,6 +112,7 @@ fn restore_point_in_time(
         &args.target,
         context.progress(),
     )?;
+    warn_damaged(&report.damaged_snapshots);
     context.output().show(&report, |report| {
         println!(
             "restored database {} to {} at sequence {} (asked: {}): snapshot {} (sequence {}) + {} WAL segment(s)",

@@ -11,7 +11,7 @@ use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Timeline};
 use lsmvault::Error;
 
 use super::Context;
-use crate::output::{human_bytes, print_json_line, short_id, time_to_seconds};
+use crate::output::{human_bytes, print_json_line, short_id, time_to_seconds, warn_damaged};
 
 #[derive(Subcommand)]
 pub enum WalCommand {
@@ -103,7 +103,9 @@ fn print_archive_report(report: &ArchiveReport) {
 
 fn list(context: &Context) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
-    let timelines = repository.wal_timeline()?;
+    let (timelines, damaged) = repository.wal_timeline()?;
+    // On stderr in both output modes: the JSON on stdout keeps its shape.
+    warn_damaged(&damaged);
     context.output().show(&timelines, |timelines| {
         for timeline in timelines {
             print_timeline(timeline);

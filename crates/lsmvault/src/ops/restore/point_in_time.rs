@@ -13,6 +13,10 @@
 //! base snapshot, plan the segment versions to replay (every refusal happens
 //! here, before anything is written), restore the snapshot, write the planned
 //! segments, and remove later segments the snapshot brought along.
+//!
+//! Containment: damaged snapshot files are left out (never chosen as a base,
+//! their times and sequences are unknown) and named in the report; a target
+//! only they could have served is refused naming them.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -30,7 +34,7 @@ use crate::id::Id;
 use crate::lsm::file_class;
 use crate::lsm::log::{sequence_ranges, RecordRange};
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repo::{DamagedObject, Repository};
 
 /// Where to recover to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +79,10 @@ pub struct RecoveryReport {
     pub segments: Vec<RecoveredSegment>,
     /// Wall-clock time of the whole recovery.
     pub duration_seconds: f64,
+    /// Snapshot files that could not be read and were left out when
+    /// choosing the base snapshot (omitted from JSON when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_snapshots: Vec<DamagedObject>,
 }
 
 /// What a [`PointInTime`] resolves to.
@@ -225,6 +233,21 @@ fn sequence_at_time(
     })
 }
 
+/// Adds the damaged snapshot files to a "no usable snapshot" refusal: one of
+/// them may be the base the target needed.
+fn name_skipped(error: Error, damaged: &[DamagedObject]) -> Error {
+    match error {
+        Error::PointInTimeUnavailable { reason } if !damaged.is_empty() => {
+            let names: Vec<&str> = damaged.iter().map(|object| object.name.as_str()).collect();
+            unavailable(format!(
+                "{reason}; damaged snapshot file(s) skipped: {}",
+                names.join(", ")
+            ))
+        }
+        other => other,
+    }
+}
+
 /// The newest snapshot of `database` at or before the target, with its sequence number.
 fn base_snapshot<'a>(
     snapshots: &'a [SnapshotEntry],
@@ -323,7 +346,8 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<RecoveryReport> {
         let started = Instant::now();
-        let snapshots = self.snapshots()?;
+        // Damaged snapshot files are skipped, never chosen: see the module docs.
+        let (snapshots, damaged) = self.snapshots_checked()?;
         let objects: Vec<WalObject> = self
             .wal_objects()?
             .into_iter()
@@ -333,10 +357,15 @@ impl Repository {
             match self.resolve_target(point, database_id, &snapshots, &objects)? {
                 ResolvedTarget::Sequence { database, sequence } => (database, sequence),
                 ResolvedTarget::TaggedSnapshot(entry) => {
-                    return self.restore_tagged_snapshot(&entry, target, progress, started)
+                    let report = self.restore_tagged_snapshot(&entry, target, progress, started)?;
+                    return Ok(RecoveryReport {
+                        damaged_snapshots: damaged,
+                        ..report
+                    });
                 }
             };
-        let (snapshot_sequence, base) = base_snapshot(&snapshots, &database, target_sequence)?;
+        let (snapshot_sequence, base) = base_snapshot(&snapshots, &database, target_sequence)
+            .map_err(|error| name_skipped(error, &damaged))?;
         let plan = self.plan_replay(&database, snapshot_sequence, target_sequence)?;
         plan.check_reaches_target(&objects, &database)?;
 
@@ -358,6 +387,7 @@ impl Repository {
             restored_sequence: plan.restored,
             segments,
             duration_seconds: started.elapsed().as_secs_f64(),
+            damaged_snapshots: damaged,
         })
     }
 
@@ -416,6 +446,7 @@ impl Repository {
             restored_sequence: sequence,
             segments: Vec::new(),
             duration_seconds: started.elapsed().as_secs_f64(),
+            damaged_snapshots: Vec::new(),
         })
     }
 

@@ -1,6 +1,8 @@
 //! The archived timeline of each database: its segments (newest version of
 //! each), the sequence ranges recoverable from each snapshot as far as the
 //! WAL chain reaches, every gap and damaged tail, and its restore points.
+//! Damaged snapshot files are left out (they open no window) and returned
+//! beside the timelines so the caller can name them.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +12,7 @@ use crate::error::Result;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::wal_object::{RestorePoint, SegmentRecord, WalObject};
 use crate::id::Id;
-use crate::repo::Repository;
+use crate::repo::{DamagedObject, Repository};
 use crate::time::Timestamp;
 
 /// One segment in a [`Timeline`] (its newest archived version).
@@ -65,10 +67,11 @@ type Intervals = Vec<(u64, u64)>;
 
 impl Repository {
     /// The archived timeline of every database: segments, recoverable
-    /// windows (from each snapshot as far as the WAL chain reaches) and gaps.
-    pub fn wal_timeline(&self) -> Result<Vec<Timeline>> {
+    /// windows (from each snapshot as far as the WAL chain reaches) and gaps;
+    /// beside it the snapshot files that could not be read and open no window.
+    pub fn wal_timeline(&self) -> Result<(Vec<Timeline>, Vec<DamagedObject>)> {
         let objects = self.wal_objects()?;
-        let snapshots = self.snapshots()?;
+        let (snapshots, damaged) = self.snapshots_checked()?;
         let mut databases: BTreeMap<String, Timeline> = BTreeMap::new();
         for (_, object) in &objects {
             let id = match object {
@@ -86,7 +89,7 @@ impl Repository {
             let intervals = timeline.add_segments(&latest, &versions);
             timeline.add_windows(&snapshots, &intervals);
         }
-        Ok(databases.into_values().collect())
+        Ok((databases.into_values().collect(), damaged))
     }
 }
 
