@@ -5,27 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::common::lsmvault_with_password as run;
 use crate::common::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 const MARKER: &str = "CANARY-7f3a9c-plaintext-must-not-leak";
-
-/// Runs lsmvault on `repo` with a password (or none) in the environment.
-fn run(repo: &Path, password: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(binary());
-    command
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env_remove("LSMVAULT_REPOSITORY")
-        .env_remove("LSMVAULT_PASSWORD_FILE")
-        .env_remove("LSMVAULT_NEW_PASSWORD");
-    match password {
-        Some(password) => command.env("LSMVAULT_PASSWORD", password),
-        None => command.env_remove("LSMVAULT_PASSWORD"),
-    };
-    command.output().expect("running lsmvault")
-}
 
 fn run_ok(repo: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];

@@ -6,28 +6,12 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::common::lsmvault_with_password as run;
 use crate::common::*;
 
 const PASSWORD: &str = "reliability repair password";
-
-/// Runs lsmvault on `repo` with `password` (or none) in the environment.
-fn run(repo: &Path, password: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(binary());
-    command
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env_remove("LSMVAULT_REPOSITORY")
-        .env_remove("LSMVAULT_PASSWORD_FILE")
-        .env_remove("LSMVAULT_NEW_PASSWORD");
-    match password {
-        Some(password) => command.env("LSMVAULT_PASSWORD", password),
-        None => command.env_remove("LSMVAULT_PASSWORD"),
-    };
-    command.output().expect("running lsmvault")
-}
 
 fn assert_success(output: &Output, what: &str) {
     assert!(

@@ -294,3 +294,21 @@ pub fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
         location.entry.offset as usize,
     )
 }
+
+/// Runs `lsmvault --repo REPO ARGS...` with `password` (or none) in
+/// `LSMVAULT_PASSWORD`, and no other password source in the environment.
+pub fn lsmvault_with_password(repo: &Path, password: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(binary());
+    command
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("LSMVAULT_REPOSITORY")
+        .env_remove("LSMVAULT_PASSWORD_FILE")
+        .env_remove("LSMVAULT_NEW_PASSWORD");
+    match password {
+        Some(password) => command.env("LSMVAULT_PASSWORD", password),
+        None => command.env_remove("LSMVAULT_PASSWORD"),
+    };
+    command.output().expect("running lsmvault")
+}
