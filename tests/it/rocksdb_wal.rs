@@ -4,9 +4,9 @@
 //! of them as a prefix of the records. Skipped without `db_bench` (see
 //! [`tools_available`]); the synthetic cases are the library's unit tests.
 
+use lsmvault::lsm::log::checks::check_truncation;
 use lsmvault::lsm::log::{
-    encode_log, read_log, sequence_ranges, LogReadOutcome, LogicalRecord, RecordKind, Tail,
-    BLOCK_SIZE,
+    encode_log, read_log, sequence_ranges, LogReadOutcome, RecordKind, Tail, BLOCK_SIZE,
 };
 use lsmvault::ErrorCode;
 
@@ -17,44 +17,6 @@ fn data_payloads(outcome: &LogReadOutcome) -> Vec<Vec<u8>> {
         .data_records()
         .map(|record| record.payload.clone())
         .collect()
-}
-
-/// Reads `bytes[..cut]` and checks it yields exactly the records of `full` that end
-/// at or before the cut, with a clean or torn tail (clean at a record end), and the
-/// reader's documented invariants.
-fn check_truncation(bytes: &[u8], full: &LogReadOutcome, cut: usize, log_number: Option<u64>) {
-    let prefix = &bytes[..cut];
-    let outcome = read_log(prefix, log_number);
-    let mut previous_end = 0;
-    for record in &outcome.records {
-        assert!(record.start_offset >= previous_end, "{record:?}");
-        assert!(record.start_offset < record.end_offset, "{record:?}");
-        assert!(record.end_offset <= cut as u64, "{record:?}");
-        previous_end = record.end_offset;
-    }
-    let expected: Vec<&LogicalRecord> = full
-        .records
-        .iter()
-        .take_while(|record| record.end_offset <= cut as u64)
-        .collect();
-    assert_eq!(outcome.records.len(), expected.len(), "cut at {cut}");
-    assert!(
-        outcome.records.iter().zip(&expected).all(|(a, b)| a == *b),
-        "cut at {cut}: a record differs"
-    );
-    match &outcome.tail {
-        Tail::Clean => {}
-        Tail::Torn { offset, .. } => assert!(*offset >= previous_end && *offset < cut as u64),
-        Tail::Corrupt { .. } => panic!("cut at {cut}: {:?}", outcome.tail),
-    }
-    if cut == 0
-        || full
-            .records
-            .iter()
-            .any(|record| record.end_offset == cut as u64)
-    {
-        assert_eq!(outcome.tail, Tail::Clean, "cut at record end {cut}");
-    }
 }
 
 /// Runs Debian's `db_bench` (package rocksdb-tools): fillseq of 5000 keys, one key

@@ -60,6 +60,8 @@
 //!   `sequence.rs`.
 //! - The reference writer ([`encode_log`]): `encode.rs`.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod checks;
 mod checksum;
 mod encode;
 mod reader;

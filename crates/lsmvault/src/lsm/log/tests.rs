@@ -1,6 +1,7 @@
 //! Tests of the log reader and writer: round trips, layout, damage, truncation,
 //! recycled files, preallocated space, meta records, sequence ranges, properties.
 
+use super::checks::{check_invariants, check_truncation};
 use super::checksum::crc32c_extend;
 use super::encode::LogWriter;
 use super::record_type::*;
@@ -49,30 +50,6 @@ fn forged(physical_records: &[(u8, &[u8])]) -> Vec<u8> {
     writer.bytes
 }
 
-/// The invariants the module documentation promises, for any input.
-fn check_invariants(bytes: &[u8], outcome: &LogReadOutcome) {
-    let length = bytes.len() as u64;
-    let mut previous_end = 0;
-    for record in &outcome.records {
-        assert!(record.start_offset >= previous_end, "{record:?}");
-        assert!(record.start_offset < record.end_offset, "{record:?}");
-        assert!(record.end_offset <= length, "{record:?}");
-        previous_end = record.end_offset;
-    }
-    assert_eq!(outcome.last_record_end(), previous_end);
-    if let Some(offset) = outcome.tail.offset() {
-        assert!(
-            offset >= previous_end && offset < length,
-            "{:?}",
-            outcome.tail
-        );
-    }
-    if let Some(offset) = outcome.stale_data_offset {
-        assert!(offset >= previous_end && offset < length);
-        assert!(!matches!(outcome.tail, Tail::Corrupt { .. }));
-    }
-}
-
 /// The last record's end is a safe cut: the prefix up to it reads back as the same
 /// records with a clean tail.
 fn check_last_end_is_a_safe_cut(bytes: &[u8], outcome: &LogReadOutcome, log_number: Option<u64>) {
@@ -102,37 +79,6 @@ fn assert_round_trip(records: &[Vec<u8>], format: Option<u32>) -> (Vec<u8>, LogR
         "reading without a log number differs"
     );
     (bytes, outcome)
-}
-
-/// Reads `bytes[..cut]` and checks it yields exactly the records of `full` that end
-/// at or before the cut, with a clean or torn tail (clean at a record end).
-fn check_truncation(bytes: &[u8], full: &LogReadOutcome, cut: usize, log_number: Option<u64>) {
-    let prefix = &bytes[..cut];
-    let outcome = read_log(prefix, log_number);
-    check_invariants(prefix, &outcome);
-    let expected: Vec<&LogicalRecord> = full
-        .records
-        .iter()
-        .take_while(|record| record.end_offset <= cut as u64)
-        .collect();
-    assert_eq!(outcome.records.len(), expected.len(), "cut at {cut}");
-    assert!(
-        outcome.records.iter().zip(&expected).all(|(a, b)| a == *b),
-        "cut at {cut}: a record differs"
-    );
-    match &outcome.tail {
-        Tail::Clean => {}
-        Tail::Torn { offset, .. } => assert!(*offset < cut as u64),
-        Tail::Corrupt { .. } => panic!("cut at {cut}: {:?}", outcome.tail),
-    }
-    if cut == 0
-        || full
-            .records
-            .iter()
-            .any(|record| record.end_offset == cut as u64)
-    {
-        assert_eq!(outcome.tail, Tail::Clean, "cut at record end {cut}");
-    }
 }
 
 fn expect_corrupt(tail: &Tail, offset: u64, reason_part: &str) {
