@@ -45,6 +45,9 @@ impl Backend for Overwriting {
         self.0.delete(kind, name)?;
         self.0.write_if_absent(kind, name, bytes)
     }
+    fn replace_config(&self, bytes: &[u8]) -> Result<()> {
+        self.0.replace_config(bytes)
+    }
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
         self.0.list(kind)
     }

@@ -80,6 +80,8 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Files and storage that differ between two snapshots.
     Diff(diff::DiffArgs),
+    /// Bind an encrypted repository's config to its master key (format version 2 to 3).
+    Migrate,
     /// Remove stale locks (of crashed commands).
     Unlock(unlock::UnlockArgs),
     /// Check the repository's structure, and with --read-data every byte.

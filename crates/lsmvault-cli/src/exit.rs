@@ -74,6 +74,12 @@ pub fn hint(error: &Error) -> &'static str {
         Error::AuthenticationFailed { .. } => {
             "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"
         }
+        Error::ConfigNotAuthentic { .. } => {
+            "the repository's `config` was edited or replaced: put back a copy you trust (a backup of the repository, or the config of this repository before the edit); nothing was written"
+        }
+        Error::MigrationRequired { .. } => {
+            "run `lsmvault migrate` (with the password) to bind the config to the master key; it prints what it binds"
+        }
         Error::PointInTimeUnavailable { .. } => {
             "`lsmvault wal ls` shows the archived timeline, its recoverable windows and its gaps"
         }

@@ -60,6 +60,10 @@ pub enum ErrorCode {
     AuthenticationFailed = 27,
     /// A point-in-time target cannot be reached (before the first snapshot, in a gap, after the archive).
     PointInTimeUnavailable = 28,
+    /// An encrypted repository's `config` does not verify under the master
+    /// key of any key the password opens: it was altered, or it belongs to
+    /// another repository.
+    ConfigNotAuthentic = 29,
 }
 
 impl ErrorCode {
@@ -92,6 +96,7 @@ impl ErrorCode {
             ErrorCode::WrongPassword => "wrong_password",
             ErrorCode::AuthenticationFailed => "authentication_failed",
             ErrorCode::PointInTimeUnavailable => "point_in_time_unavailable",
+            ErrorCode::ConfigNotAuthentic => "config_not_authentic",
         }
     }
 }
@@ -313,6 +318,31 @@ pub enum Error {
         object: String,
     },
 
+    /// An encrypted repository's `config` fails authentication: its
+    /// authenticator does not verify under the master key of any key the
+    /// password opens, or it is missing or in a combination no build writes.
+    /// Every edit of any field ends here, never in a change of behaviour.
+    #[error("config of repository {location} failed authentication ({reason}): it was altered, or it belongs to another repository")]
+    ConfigNotAuthentic {
+        /// The backend's location (a path or URL).
+        location: String,
+        /// What was found, in words.
+        reason: String,
+    },
+
+    /// An encrypted repository of format version 2, whose `config` is not
+    /// yet bound to the master key: every command but migration refuses it.
+    /// Its code is [`ErrorCode::UnsupportedVersion`].
+    #[error("repository {location} is encrypted with format version {found}, whose config is not bound to the master key; this build opens it only to migrate it to version {supported}")]
+    MigrationRequired {
+        /// The backend's location (a path or URL).
+        location: String,
+        /// The version its config says.
+        found: u32,
+        /// The version migration writes.
+        supported: u32,
+    },
+
     /// A point-in-time restore target cannot be reached from the snapshots
     /// and the WAL archive: it lies before the first snapshot, in a gap of
     /// the archive or after its end, or no snapshot records the database's
@@ -344,7 +374,9 @@ impl Error {
         match self {
             Error::RepositoryNotFound { .. } => ErrorCode::RepositoryNotFound,
             Error::RepositoryExists { .. } => ErrorCode::RepositoryExists,
-            Error::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            Error::UnsupportedVersion { .. } | Error::MigrationRequired { .. } => {
+                ErrorCode::UnsupportedVersion
+            }
             Error::SnapshotNotFound { .. } => ErrorCode::SnapshotNotFound,
             Error::AmbiguousPrefix { .. } => ErrorCode::AmbiguousPrefix,
             Error::ChecksumMismatch { .. } => ErrorCode::ChecksumMismatch,
@@ -368,6 +400,7 @@ impl Error {
             Error::WrongPassword { .. } => ErrorCode::WrongPassword,
             Error::AuthenticationFailed { .. } => ErrorCode::AuthenticationFailed,
             Error::PointInTimeUnavailable { .. } => ErrorCode::PointInTimeUnavailable,
+            Error::ConfigNotAuthentic { .. } => ErrorCode::ConfigNotAuthentic,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod forget;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod migrate;
 pub mod prune;
 pub mod repair;
 pub mod restore;
@@ -79,12 +80,35 @@ impl<'a> Context<'a> {
 
     /// Opens the repository, asking for the password only if it is encrypted.
     pub fn open_repository(&self) -> Result<Repository, Error> {
+        self.open_with(|location, password| match password {
+            None => Repository::open_local(location),
+            Some(password) => Repository::open_local_with_password(location, password),
+        })
+    }
+
+    /// Opens the repository to migrate it (an encrypted version 2 one
+    /// included), asking for the password only if it is encrypted.
+    pub fn open_repository_for_migration(&self) -> Result<Repository, Error> {
+        self.open_with(|location, password| {
+            Repository::open_for_migration(
+                std::sync::Arc::new(lsmvault::backend::LocalBackend::new(location)),
+                password,
+            )
+        })
+    }
+
+    /// Opens with `open` without a password, and again with one when the
+    /// repository turns out to be encrypted.
+    fn open_with(
+        &self,
+        open: impl Fn(&Path, Option<&str>) -> Result<Repository, Error>,
+    ) -> Result<Repository, Error> {
         let location = self.location()?;
-        let mut repository = match Repository::open_local(location) {
+        let mut repository = match open(location, None) {
             Err(Error::PasswordRequired { location: name }) => {
                 match password::repository_password(self.password_file(), "repository password: ")?
                 {
-                    Some(password) => Repository::open_local_with_password(location, &password),
+                    Some(password) => open(location, Some(&password)),
                     None => Err(Error::PasswordRequired { location: name }),
                 }
             }

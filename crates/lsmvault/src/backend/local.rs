@@ -3,6 +3,10 @@
 //! Layout: the object of kind `K` and name `N` is the file `root/K.key(N)`
 //! (packs fanned out as `data/xx/<id>`), byte for byte its content.
 //!
+//! Replacing `config` (a format migration) is the one rename: `write temp
+//! file → fsync → rename(temp, config) → fsync directory`; rename replaces
+//! the name atomically, so a reader or a crash sees the old or the new file.
+//!
 //! Publication is one helper, [`publish_durably`]: `write temp file → fsync →
 //! link(temp, final) → unlink temp → fsync directory`. `link` fails when the
 //! final name exists, which gives the create-if-absent semantics of
@@ -275,6 +279,50 @@ impl Backend for LocalBackend {
             Err(Error::AlreadyExists { .. }) => Ok(WriteOutcome::AlreadyExisted),
             Err(error) => Err(error),
         }
+    }
+
+    fn replace_config(&self, bytes: &[u8]) -> Result<()> {
+        let kind = ObjectKind::Config;
+        let subject = || Subject::Object {
+            kind,
+            name: "config".to_string(),
+        };
+        ensure_directory(&self.root, subject)?;
+        let final_path = self.path(kind, "config");
+        let temp_path = self.temp_path(&self.root, "config");
+        let replaced = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp_path)
+                .map_err(|error| {
+                    Error::other(
+                        subject(),
+                        format!("creating {}", temp_path.display()),
+                        error,
+                    )
+                })?;
+            file.write_all(bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|error| {
+                    Error::other(subject(), format!("writing {}", temp_path.display()), error)
+                })?;
+            drop(file);
+            fs::rename(&temp_path, &final_path).map_err(|error| {
+                Error::other(
+                    subject(),
+                    format!("replacing {}", final_path.display()),
+                    error,
+                )
+            })
+        })();
+        if replaced.is_err() {
+            // Only a failed rename leaves the temporary name; it is a dot-file
+            // that listing ignores either way.
+            let _ = fs::remove_file(&temp_path);
+        }
+        replaced?;
+        sync_directory(&self.root, subject)
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {

@@ -95,6 +95,14 @@ impl Backend for MemoryBackend {
         Ok(WriteOutcome::Created)
     }
 
+    fn replace_config(&self, bytes: &[u8]) -> Result<()> {
+        self.objects().insert(
+            Self::key(ObjectKind::Config, "config"),
+            Arc::new(bytes.to_vec()),
+        );
+        Ok(())
+    }
+
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
         let directory = kind.directory();
         Ok(self

@@ -4,8 +4,9 @@
 //! deliberately small trait that an object store (S3 and alike) can implement
 //! without rename or directory operations. Objects are immutable: a name, once
 //! written, always holds the same bytes (names are content hashes, except
-//! `config` which is written once at init and lock files which are deleted,
-//! never rewritten).
+//! `config`, written at init and replaced whole only by a format migration
+//! ([`Backend::replace_config`]), and lock files, which are deleted, never
+//! rewritten).
 //!
 //! Owns: the trait and its contract, the object namespaces and their keys
 //! ([`ObjectKind::key`], the on-disk layout of every backend), the backend
@@ -165,6 +166,16 @@ pub trait Backend: Send + Sync {
     /// leaves no object (or, if the failure came after publication — a
     /// directory sync — the whole object).
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome>;
+
+    /// Publishes `bytes` as the `config` object, replacing the one there (or
+    /// creating it). The only write that replaces an object: a format
+    /// migration rewrites `config` under the exclusive lock.
+    ///
+    /// Atomic and durable: a reader sees the old config whole or the new one
+    /// whole, never a prefix, a mix or no config at all, and once this
+    /// returns the new one survives a crash. A crash before it returns leaves
+    /// either. An object store implements it with one plain PUT.
+    fn replace_config(&self, bytes: &[u8]) -> Result<()>;
 
     /// Lists the objects of `kind` with their sizes, in no particular order.
     ///

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 
 /// Chunker parameters, fixed for a repository at `init`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChunkerParams {
     /// Always `"fastcdc-v2020"` for now; a different algorithm is a new name.
     pub algorithm: ChunkerAlgorithm,

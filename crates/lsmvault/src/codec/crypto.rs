@@ -254,6 +254,12 @@ impl MasterKey {
         Ok(MasterKey { bytes })
     }
 
+    /// The key of the config's authenticator (format version 3):
+    /// `blake3::derive_key("lsmvault config authenticator v1", master_key)`.
+    pub fn config_authenticator_key(&self) -> [u8; 32] {
+        blake3::derive_key("lsmvault config authenticator v1", &self.bytes)
+    }
+
     /// The keys of a repository sealed with `cipher`.
     pub fn keys(&self, cipher: Cipher) -> Keys {
         let mut encryption = [0u8; 32];
@@ -624,6 +630,21 @@ mod tests {
         let opened = keys.open(SealKind::Blob, sealed, || "x".into()).unwrap();
         assert_eq!(opened.as_ref(), b"lsmvault");
     }
+
+    /// The config authenticator key is BLAKE3's derive_key with its own
+    /// context over all 64 master key bytes (pinned).
+    #[test]
+    fn config_authenticator_key_is_pinned() {
+        let key = MasterKey { bytes: [7u8; 64] }.config_authenticator_key();
+        assert_eq!(
+            key,
+            blake3::derive_key("lsmvault config authenticator v1", &[7u8; 64])
+        );
+        assert_eq!(hex(&key), PINNED_CONFIG_AUTHENTICATOR_KEY);
+    }
+
+    const PINNED_CONFIG_AUTHENTICATOR_KEY: &str =
+        "07463a11c284db938ca38e54147022d0b304104f83510b5afd35ca304337b18c";
 
     /// Computed independently with Python's `blake3` and `cryptography`
     /// (AESGCM) packages from the construction in docs/security.md.

@@ -1,9 +1,20 @@
 //! The repository's `config` object: format version, repository id, chunker
 //! parameters, pack size, default compression and encryption scheme (JSON).
 //!
-//! Invariant: a decoded [`Config`] has a version this build reads and valid
-//! chunker parameters; everything else that depends on the version (which
-//! compression names are allowed) is decided here too.
+//! Invariant: a decoded [`Config`] has a version this build reads and no
+//! field this build does not know (`deny_unknown_fields`, nested structs
+//! included), so nothing in the JSON can escape the authenticator; everything
+//! that depends on the version (which compression names are allowed, whether
+//! an authenticator is required) is decided here too.
+//!
+//! Authentication (format version 3): the `authenticator` of an encrypted
+//! repository's config is keyed BLAKE3, under a key derived from the master
+//! key, over the canonical encoding of the parsed config with the
+//! authenticator absent ([`Config::canonical_bytes`]: compact JSON of the
+//! struct, fields in declaration order). Re-encoding the parsed struct makes
+//! whitespace and key order irrelevant and covers every field of the struct,
+//! present and future, without naming any; unknown fields are refused rather
+//! than ignored, so they cannot ride along unauthenticated.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +24,14 @@ use crate::codec::crypto::Cipher;
 use crate::error::{Error, Result};
 
 /// Current repository format version (the `version` field of `config`).
-/// Version 2 added compressed blobs; version 1 repositories (never compressed)
-/// are still read and written, without compression.
-pub const REPOSITORY_VERSION: u32 = 2;
+/// Version 3 binds an encrypted repository's config to its master key (the
+/// `authenticator`); version 2 added compressed blobs and encryption; version 1
+/// repositories (never compressed) are still read and written, without
+/// compression. Plaintext version 2 repositories open as before; encrypted
+/// version 2 repositories must be migrated (`Repository::migrate`) first.
+pub const REPOSITORY_VERSION: u32 = 3;
+/// The first version whose encrypted configs carry an authenticator.
+pub const AUTHENTICATED_VERSION: u32 = 3;
 /// The oldest repository format version this build opens.
 pub const OLDEST_REPOSITORY_VERSION: u32 = 1;
 
@@ -24,9 +40,11 @@ pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
 /// The repository's `config` file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Repository format version: 1 (written before compression and
-    /// encryption existed) or 2 ([`REPOSITORY_VERSION`]). Checked before the
+    /// encryption existed), 2 (compression, encryption) or 3
+    /// ([`REPOSITORY_VERSION`], authenticated config). Checked before the
     /// rest is parsed: any other version is refused as unsupported.
     pub version: u32,
     /// Random id of this repository (64 hex digits).
@@ -41,10 +59,29 @@ pub struct Config {
     pub compression: String,
     /// Encryption scheme; `null` for a plaintext repository.
     pub encryption: Option<EncryptionConfig>,
+    /// Keyed BLAKE3 (64 hex digits) of [`Config::canonical_bytes`] under the
+    /// master key's config key: present exactly in encrypted repositories of
+    /// version 3 and later. Must stay the last field (it is not part of the
+    /// bytes it authenticates, whatever its position).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticator: Option<String>,
+}
+
+/// How a decoded config stands towards the master key ([`Config::binding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// A plaintext repository: nothing secret to bind the config to.
+    Plaintext,
+    /// An encrypted repository of version 2, written before configs were
+    /// authenticated: opened only to be migrated.
+    Unbound,
+    /// An encrypted repository whose config carries this authenticator.
+    Bound(blake3::Hash),
 }
 
 /// The encryption scheme of an encrypted repository (see `docs/security.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EncryptionConfig {
     /// `aes-256-gcm-subkey` or `xchacha20-poly1305` (see [`Cipher`]).
     pub cipher: String,
@@ -84,10 +121,77 @@ impl Config {
                 supported: REPOSITORY_VERSION,
             });
         }
-        let config: Config = serde_json::from_slice(bytes)
-            .map_err(|error| Error::corrupt("config", error.to_string()))?;
-        config.chunker.validate()?;
-        Ok(config)
+        serde_json::from_slice(bytes).map_err(|error| Error::corrupt("config", error.to_string()))
+    }
+
+    /// Checks the parameters the rest of the build relies on (chunker
+    /// ranges, the compression name); done after authentication, so that an
+    /// edit of an encrypted repository's config is reported as such.
+    pub fn check_parameters(&self) -> Result<()> {
+        self.chunker.validate()?;
+        self.default_compression().map(|_| ())
+    }
+
+    /// Where this config stands towards the master key; a combination no
+    /// build writes (an authenticator in a plaintext or version 2 config, an
+    /// encrypted version 1 or authenticator-less version 3 config) is an
+    /// edit, refused as [`Error::ConfigNotAuthentic`].
+    pub fn binding(&self, location: &str) -> Result<Binding> {
+        let altered = |reason: &str| Error::ConfigNotAuthentic {
+            location: location.to_string(),
+            reason: reason.to_string(),
+        };
+        match (&self.encryption, &self.authenticator) {
+            (None, None) => Ok(Binding::Plaintext),
+            (None, Some(_)) => Err(altered(
+                "it says plaintext but carries an authenticator (its encryption section was removed)",
+            )),
+            (Some(_), _) if self.version < 2 => {
+                Err(altered("format version 1 has no encryption, yet it names one"))
+            }
+            (Some(_), None) if self.version < AUTHENTICATED_VERSION => Ok(Binding::Unbound),
+            (Some(_), None) => Err(altered("its authenticator is missing")),
+            (Some(_), Some(_)) if self.version < AUTHENTICATED_VERSION => Err(altered(
+                "it carries an authenticator but says format version 2 (its version was lowered)",
+            )),
+            (Some(_), Some(text)) => blake3::Hash::from_hex(text)
+                .map(Binding::Bound)
+                .map_err(|_| altered("its authenticator is not 64 hex digits")),
+        }
+    }
+
+    /// The bytes the authenticator covers: the compact JSON of this config
+    /// with the authenticator absent. Every field of the struct is in it.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>> {
+        let unauthenticated = Config {
+            authenticator: None,
+            ..self.clone()
+        };
+        serde_json::to_vec(&unauthenticated)
+            .map_err(|error| Error::InvalidArgument(error.to_string()))
+    }
+
+    /// The authenticator of this config under `key` (the master key's
+    /// config key, `MasterKey::config_authenticator_key`).
+    pub fn compute_authenticator(&self, key: &[u8; 32]) -> Result<blake3::Hash> {
+        Ok(blake3::keyed_hash(key, &self.canonical_bytes()?))
+    }
+
+    /// Whether `expected` is this config's authenticator under `key`
+    /// (constant-time comparison).
+    pub fn verify_authenticator(&self, key: &[u8; 32], expected: &blake3::Hash) -> Result<bool> {
+        Ok(self.compute_authenticator(key)? == *expected)
+    }
+
+    /// This config as version [`REPOSITORY_VERSION`], bound to `key`.
+    pub fn bound_to(&self, key: &[u8; 32]) -> Result<Config> {
+        let mut bound = Config {
+            version: REPOSITORY_VERSION,
+            authenticator: None,
+            ..self.clone()
+        };
+        bound.authenticator = Some(bound.compute_authenticator(key)?.to_hex().to_string());
+        Ok(bound)
     }
 
     /// The JSON written to the `config` object.
@@ -121,5 +225,184 @@ impl Config {
                 found: self.version,
                 supported: REPOSITORY_VERSION,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [7u8; 32];
+
+    fn encrypted_config() -> Config {
+        Config {
+            version: REPOSITORY_VERSION,
+            id: "ab".repeat(32),
+            chunker: ChunkerParams::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+            compression: "auto".into(),
+            encryption: Some(EncryptionConfig::with_cipher(Cipher::Aes256GcmSubkey)),
+            authenticator: None,
+        }
+    }
+
+    fn bound_config() -> Config {
+        encrypted_config().bound_to(&KEY).unwrap()
+    }
+
+    fn verifies(config: &Config) -> bool {
+        match config.binding("test") {
+            Ok(Binding::Bound(expected)) => config.verify_authenticator(&KEY, &expected).unwrap(),
+            _ => false,
+        }
+    }
+
+    /// The canonical bytes are spelled out by hand and the authenticator is
+    /// BLAKE3 keyed with the key over exactly them (pinned): a change of the
+    /// encoding, the field order or the construction fails here.
+    #[test]
+    fn config_authenticator_is_pinned() {
+        let canonical = format!(
+            "{{\"version\":3,\"id\":\"{}\",\"chunker\":{{\"algorithm\":\"fastcdc-v2020\",\
+             \"min_size\":262144,\"avg_size\":1048576,\"max_size\":4194304,\"normalization\":1}},\
+             \"pack_size\":16777216,\"compression\":\"auto\",\"encryption\":{{\"cipher\":\
+             \"aes-256-gcm-subkey\",\"kdf\":\"argon2id\",\"blob_ids\":\"keyed-blake3\",\
+             \"chunker_gear\":\"seeded\"}}}}",
+            "ab".repeat(32)
+        );
+        let config = bound_config();
+        assert_eq!(
+            String::from_utf8(config.canonical_bytes().unwrap()).unwrap(),
+            canonical
+        );
+        let expected = blake3::keyed_hash(&KEY, canonical.as_bytes());
+        assert_eq!(config.authenticator.as_deref(), Some(&*expected.to_hex()));
+        assert_eq!(config.authenticator.as_deref(), Some(PINNED_AUTHENTICATOR));
+        assert!(verifies(&config));
+    }
+
+    const PINNED_AUTHENTICATOR: &str =
+        "39b8d085f5bc1e4c77b918f691a7e8733979f3310cf4d496aaa19fe8d7216d90";
+
+    #[test]
+    fn whitespace_and_key_order_do_not_matter() {
+        let config = bound_config();
+        let pretty = config.encode().unwrap();
+        let compact = serde_json::to_vec(&config).unwrap();
+        let mut reordered: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&compact).unwrap();
+        let id = reordered.remove("id").unwrap();
+        reordered.insert("id".into(), id);
+        let reordered = serde_json::to_vec(&reordered).unwrap();
+        for bytes in [pretty, compact, reordered] {
+            assert!(verifies(&Config::decode(&bytes, "test").unwrap()));
+        }
+    }
+
+    /// Every leaf of the JSON, found by walking it (no field is named, so a
+    /// field added later is covered too), changed to another value of its
+    /// type: the config either no longer decodes or no longer verifies.
+    #[test]
+    fn an_edit_of_any_field_fails_authentication() {
+        fn leaves(value: &serde_json::Value, path: String, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, child) in map {
+                        leaves(child, format!("{path}/{key}"), out);
+                    }
+                }
+                _ => out.push(path),
+            }
+        }
+        let original: serde_json::Value =
+            serde_json::from_slice(&bound_config().encode().unwrap()).unwrap();
+        let mut paths = Vec::new();
+        leaves(&original, String::new(), &mut paths);
+        assert!(paths.len() >= 13, "{paths:?}");
+        for path in paths {
+            let mut edited = original.clone();
+            let leaf = edited.pointer_mut(&path).unwrap();
+            *leaf = match leaf.take() {
+                serde_json::Value::Number(number) => (number.as_u64().unwrap() + 1).into(),
+                serde_json::Value::String(text) if path == "/authenticator" => {
+                    let flipped = if text.starts_with('0') { "1" } else { "0" };
+                    format!("{flipped}{}", &text[1..]).into()
+                }
+                serde_json::Value::String(text) if path == "/encryption/cipher" => {
+                    "xchacha20-poly1305".into()
+                }
+                serde_json::Value::String(text) => format!("{text}x").into(),
+                other => panic!("{path}: unexpected leaf {other}"),
+            };
+            let bytes = serde_json::to_vec(&edited).unwrap();
+            if let Ok(config) = Config::decode(&bytes, "test") {
+                assert!(!verifies(&config), "{path} edited and still verifies");
+            }
+        }
+        // Dropping the encryption section or the authenticator is an edit too.
+        for (field, replacement) in [
+            ("encryption", serde_json::Value::Null),
+            ("authenticator", serde_json::Value::Null),
+        ] {
+            let mut edited = original.clone();
+            edited[field] = replacement;
+            let config = Config::decode(&serde_json::to_vec(&edited).unwrap(), "test").unwrap();
+            assert!(
+                matches!(
+                    config.binding("test"),
+                    Err(Error::ConfigNotAuthentic { .. })
+                ),
+                "{field} dropped"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_not_ignored() {
+        let original: serde_json::Value =
+            serde_json::from_slice(&bound_config().encode().unwrap()).unwrap();
+        for pointer in ["", "/chunker", "/encryption"] {
+            let mut edited = original.clone();
+            edited
+                .pointer_mut(pointer)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .insert("smuggled".into(), 1.into());
+            let error = Config::decode(&serde_json::to_vec(&edited).unwrap(), "test").unwrap_err();
+            assert!(error.to_string().contains("smuggled"), "{pointer}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_binding_of_each_version_and_scheme() {
+        let mut plaintext = encrypted_config();
+        plaintext.encryption = None;
+        assert_eq!(plaintext.binding("test").unwrap(), Binding::Plaintext);
+        plaintext.version = 2;
+        assert_eq!(plaintext.binding("test").unwrap(), Binding::Plaintext);
+        let mut unbound = encrypted_config();
+        unbound.version = 2;
+        assert_eq!(unbound.binding("test").unwrap(), Binding::Unbound);
+        let refused = |config: &Config| {
+            matches!(
+                config.binding("test"),
+                Err(Error::ConfigNotAuthentic { .. })
+            )
+        };
+        // Encrypted version 3 without an authenticator; version 1 naming encryption.
+        assert!(refused(&encrypted_config()));
+        unbound.version = 1;
+        assert!(refused(&unbound));
+        // An authenticator in a version 2 or plaintext config.
+        let mut lowered = bound_config();
+        lowered.version = 2;
+        assert!(refused(&lowered));
+        let mut stripped = bound_config();
+        stripped.encryption = None;
+        assert!(refused(&stripped));
+        let mut malformed = bound_config();
+        malformed.authenticator = Some("not hex".into());
+        assert!(refused(&malformed));
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod forget;
+pub mod migrate;
 pub mod prune;
 pub mod repair;
 pub mod restore;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::backend::{Backend, ObjectKind};
 use crate::codec::crypto::{Cipher, KdfParams, KeyFile, MasterKey, SealKind};
 use crate::error::{Error, Result};
+use crate::format::config::{Binding, Config};
 use crate::repo::lock::{host_name, user_name};
 use crate::repo::{random_id, Repository};
 use crate::time::Timestamp;
@@ -131,23 +132,42 @@ fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
 /// Tries every key file; returns the master key and the name of the file that
 /// opened. A key file that cannot be parsed or unwrapped (damaged, of an
 /// unknown version) is skipped, so one bad file never locks the owner out;
-/// if no key opens, the error names the skipped ones. A key that unwraps but
-/// opens none of a few of the repository's sealed objects (a key file copied
-/// from another repository with the same password) is used only if no other
-/// key does better: its samples may all be damaged instead.
+/// if no key opens, the error names the skipped ones.
+///
+/// With a bound config (version 3), a master key under which the config's
+/// authenticator does not verify is skipped like one that opens nothing; if
+/// the password opens keys but none verifies the config, the config was
+/// altered (or belongs to another repository): [`Error::ConfigNotAuthentic`].
+/// The cipher the config names is believed only after that.
+///
+/// A key that unwraps (and verifies the config) but opens none of a few of
+/// the repository's sealed objects (a key file copied from another
+/// repository with the same password, with that repository's config) is
+/// used only if no other key does better: its samples may all be damaged
+/// instead.
 pub(crate) fn unlock_master_key(
     backend: &dyn Backend,
     password: &str,
-    cipher: Cipher,
+    config: &Config,
+    binding: Binding,
 ) -> Result<(MasterKey, String)> {
+    let location = backend.location();
     let mut damaged = Vec::new();
     let mut samples: Option<Vec<(SealKind, Vec<u8>)>> = None;
     let mut unproven = None;
+    let mut unauthentic = 0usize;
     for object in backend.list(ObjectKind::Key)? {
         let unwrapped = read_key_file(backend, &object.name)
             .and_then(|file| file.unwrap_key(password.as_bytes(), &object.name));
         match unwrapped {
             Ok(Some(master)) => {
+                if let Binding::Bound(expected) = &binding {
+                    if !config.verify_authenticator(&master.config_authenticator_key(), expected)? {
+                        unauthentic += 1;
+                        continue;
+                    }
+                }
+                let cipher = config.cipher(&location)?.unwrap_or_default();
                 if samples.is_none() {
                     samples = Some(sealed_samples(backend)?);
                 }
@@ -163,8 +183,19 @@ pub(crate) fn unlock_master_key(
             Err(_) => damaged.push(object.name),
         }
     }
-    unproven.ok_or_else(|| Error::WrongPassword {
-        location: backend.location(),
+    if let Some(found) = unproven {
+        return Ok(found);
+    }
+    if unauthentic > 0 {
+        return Err(Error::ConfigNotAuthentic {
+            location,
+            reason: format!(
+                "its authenticator does not verify under the master key of the {unauthentic} key(s) this password opens"
+            ),
+        });
+    }
+    Err(Error::WrongPassword {
+        location,
         damaged_keys: damaged,
     })
 }

@@ -27,7 +27,9 @@ use crate::codec::chunker::ChunkerParams;
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Cipher, KdfParams, KeyFile, Keys, MasterKey, DEFAULT_KDF_TARGET};
 use crate::error::{Error, Result};
-use crate::format::config::{Config, EncryptionConfig, DEFAULT_PACK_SIZE, REPOSITORY_VERSION};
+use crate::format::config::{
+    Binding, Config, EncryptionConfig, DEFAULT_PACK_SIZE, REPOSITORY_VERSION,
+};
 use crate::format::index::Index;
 use crate::id::Id;
 use lock::{host_name, user_name};
@@ -138,7 +140,7 @@ impl Repository {
             }
             None => None,
         };
-        let config = Config {
+        let mut config = Config {
             version: REPOSITORY_VERSION,
             id: random_id()?,
             chunker: options.chunker,
@@ -147,7 +149,11 @@ impl Repository {
             encryption: master
                 .as_ref()
                 .map(|_| EncryptionConfig::with_cipher(options.cipher)),
+            authenticator: None,
         };
+        if let Some((master, _)) = &master {
+            config = config.bound_to(&master.config_authenticator_key())?;
+        }
         if backend.write_if_absent(ObjectKind::Config, "config", &config.encode()?)?
             == WriteOutcome::AlreadyExisted
         {
@@ -173,38 +179,69 @@ impl Repository {
     /// Opens an existing plaintext repository; an encrypted one fails with
     /// [`Error::PasswordRequired`] (use [`Repository::open_with_password`]).
     pub fn open(backend: Arc<dyn Backend>) -> Result<Repository> {
-        Repository::open_inner(backend, None)
+        Repository::open_inner(backend, None, Purpose::Use)
     }
 
     /// Opens an existing repository; the password is used only if it is encrypted.
     pub fn open_with_password(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
-        Repository::open_inner(backend, Some(password))
+        Repository::open_inner(backend, Some(password), Purpose::Use)
     }
 
-    fn open_inner(backend: Arc<dyn Backend>, password: Option<&str>) -> Result<Repository> {
+    /// Opens a repository to migrate it (`Repository::migrate`): like
+    /// [`Repository::open_with_password`] (`password` may be `None` for a
+    /// plaintext one), but an encrypted version 2 repository, whose config is
+    /// not authenticated, is opened too instead of refused with
+    /// [`Error::MigrationRequired`]. Use the handle for nothing but migration.
+    pub fn open_for_migration(
+        backend: Arc<dyn Backend>,
+        password: Option<&str>,
+    ) -> Result<Repository> {
+        Repository::open_inner(backend, password, Purpose::Migrate)
+    }
+
+    fn open_inner(
+        backend: Arc<dyn Backend>,
+        password: Option<&str>,
+        purpose: Purpose,
+    ) -> Result<Repository> {
         if !backend.exists()? {
             return Err(Error::RepositoryNotFound {
                 location: backend.location(),
             });
         }
+        let location = backend.location();
         let bytes = backend.read(ObjectKind::Config, "config")?;
-        let config = Config::decode(&bytes, &backend.location())?;
-        let compression = config.default_compression()?;
-        let (master, cipher) = match config.cipher(&backend.location())? {
-            None => {
-                refuse_plaintext_with_keys(backend.as_ref())?;
-                (None, Cipher::default())
+        let config = Config::decode(&bytes, &location)?;
+        let binding = config.binding(&location)?;
+        if binding == Binding::Unbound && purpose != Purpose::Migrate {
+            return Err(Error::MigrationRequired {
+                location,
+                found: config.version,
+                supported: REPOSITORY_VERSION,
+            });
+        }
+        // Nothing the config says is acted on (not even checked, so that an
+        // edit is reported as an edit) before it is authenticated.
+        let master = match binding {
+            Binding::Plaintext => {
+                refuse_plaintext_with_keys(backend.as_ref(), &location)?;
+                None
             }
-            Some(cipher) => {
+            Binding::Unbound | Binding::Bound(_) => {
                 let password = password.ok_or_else(|| Error::PasswordRequired {
-                    location: backend.location(),
+                    location: location.clone(),
                 })?;
-                (
-                    Some(keys::unlock_master_key(backend.as_ref(), password, cipher)?),
-                    cipher,
-                )
+                Some(keys::unlock_master_key(
+                    backend.as_ref(),
+                    password,
+                    &config,
+                    binding,
+                )?)
             }
         };
+        config.check_parameters()?;
+        let compression = config.default_compression()?;
+        let cipher = config.cipher(&location)?.unwrap_or_default();
         Ok(Repository {
             backend,
             config,
@@ -255,6 +292,40 @@ impl Repository {
         &self.config
     }
 
+    /// This repository's config as format version [`REPOSITORY_VERSION`],
+    /// bound to the master key (`None` for a plaintext repository, whose
+    /// config has nothing to be bound to).
+    pub(crate) fn bound_config(&self) -> Result<Option<Config>> {
+        self.master
+            .as_ref()
+            .map(|(master, _)| self.config.bound_to(&master.config_authenticator_key()))
+            .transpose()
+    }
+
+    /// Replaces the `config` object by `config` (atomically, see
+    /// [`Backend::replace_config`]) and reads it back: it must decode to
+    /// the same config and verify under this handle's master key. The
+    /// caller holds the exclusive lock and has checked the repository.
+    pub(crate) fn replace_config(&mut self, config: Config) -> Result<()> {
+        let location = self.backend.location();
+        self.backend.replace_config(&config.encode()?)?;
+        let written = Config::decode(&self.backend.read(ObjectKind::Config, "config")?, &location)?;
+        let verified = match (written.binding(&location)?, &self.master) {
+            (Binding::Bound(expected), Some((master, _))) => {
+                written.verify_authenticator(&master.config_authenticator_key(), &expected)?
+            }
+            _ => false,
+        };
+        if written != config || !verified {
+            return Err(Error::corrupt(
+                "config",
+                "the config read back after replacing it is not the one written",
+            ));
+        }
+        self.config = written;
+        Ok(())
+    }
+
     /// The storage the repository lives in. Objects read through it
     /// directly are not checked or opened: that is up to the caller.
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -262,21 +333,28 @@ impl Repository {
     }
 }
 
+/// Why a repository is opened: migration alone accepts an encrypted
+/// version 2 config, which is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Use,
+    Migrate,
+}
+
 /// Refuses a repository whose `config` says plaintext while `keys/` holds
-/// key files: `config` is not authenticated (binding it to the master key
-/// would change the format), so an attacker with write access to the storage
-/// could otherwise drop its encryption section and have the next backup
-/// write plaintext packs into an encrypted repository. Key files exist only
-/// in repositories initialised with a password, so their presence is proof
-/// that the config was altered.
-fn refuse_plaintext_with_keys(backend: &dyn Backend) -> Result<()> {
+/// key files. A plaintext config has no authenticator (there is no secret to
+/// bind it to), so an attacker with write access to the storage could
+/// otherwise drop the encryption section and its authenticator and have the
+/// next backup write plaintext packs into an encrypted repository. Key files
+/// exist only in repositories initialised with a password, so their presence
+/// is proof that the config was altered.
+fn refuse_plaintext_with_keys(backend: &dyn Backend, location: &str) -> Result<()> {
     if backend.list(ObjectKind::Key)?.is_empty() {
         return Ok(());
     }
-    Err(Error::AuthenticationFailed {
-        object: "config (it says plaintext but the repository has key files: \
-                 the config was altered)"
-            .into(),
+    Err(Error::ConfigNotAuthentic {
+        location: location.to_string(),
+        reason: "it says plaintext but the repository has key files: the config was altered".into(),
     })
 }
 

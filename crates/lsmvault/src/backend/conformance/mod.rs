@@ -79,6 +79,10 @@ pub const CASES: &[Case] = &[
         name: "list_never_shows_a_partial_object",
         run: list_never_shows_a_partial_object,
     },
+    Case {
+        name: "replace_config_swaps_the_whole_object",
+        run: replace_config_swaps_the_whole_object,
+    },
 ];
 
 /// Runs every case of [`CASES`], each on a fresh backend from `new_backend`
@@ -596,4 +600,75 @@ fn list_never_shows_a_partial_object(backend: &dyn Backend) {
         .map(|object| (object.name, object.size))
         .collect();
     assert_eq!(listed, expected);
+}
+
+/// Replacements of `config` in [`replace_config_swaps_the_whole_object`].
+const CONFIG_REPLACEMENTS: u64 = 40;
+
+/// `replace_config` creates or replaces `config` whole: a reader polling it
+/// meanwhile sees one of the versions written, never a prefix, a mix or no
+/// object; the listing shows the last one's size; nothing else appears.
+fn replace_config_swaps_the_whole_object(backend: &dyn Backend) {
+    let version = |seed: u64| pattern(700 + seed, 3000 + (seed as usize % 7) * 1000);
+    expect(
+        backend.replace_config(&version(0)),
+        "replace_config creating config",
+    );
+    assert!(
+        expect(backend.exists(), "exists"),
+        "exists after replace_config"
+    );
+    assert_eq!(
+        expect(backend.read(ObjectKind::Config, "config"), "read"),
+        version(0)
+    );
+    let versions: Vec<Vec<u8>> = (0..=CONFIG_REPLACEMENTS).map(version).collect();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut reads = 0usize;
+            while !done.load(Ordering::Acquire) || reads == 0 {
+                let bytes = expect(
+                    backend.read(ObjectKind::Config, "config"),
+                    "reading config while it is replaced",
+                );
+                assert!(
+                    versions.contains(&bytes),
+                    "read a config of {} bytes that was never written whole",
+                    bytes.len()
+                );
+                reads += 1;
+            }
+        });
+        for seed in 1..=CONFIG_REPLACEMENTS {
+            expect(
+                backend.replace_config(&versions[seed as usize]),
+                "replace_config",
+            );
+        }
+        done.store(true, Ordering::Release);
+        reader
+            .join()
+            .unwrap_or_else(|_| panic!("the reader panicked"));
+    });
+    let last = &versions[CONFIG_REPLACEMENTS as usize];
+    assert_eq!(
+        &expect(backend.read(ObjectKind::Config, "config"), "read"),
+        last
+    );
+    assert_eq!(
+        expect(backend.list(ObjectKind::Config), "list config"),
+        vec![ObjectInfo {
+            name: "config".to_string(),
+            size: last.len() as u64
+        }]
+    );
+    for kind in ObjectKind::ALL {
+        if kind != ObjectKind::Config {
+            assert!(
+                expect(backend.list(kind), "list").is_empty(),
+                "{kind:?} listing after replacing config"
+            );
+        }
+    }
 }
