@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lsmvault::codec::crypto::{KeyFile, Keys};
-use lsmvault::format::config::Config;
+use lsmvault::format::config::{Binding, Config};
 use lsmvault::format::index::decode_index_file;
 use lsmvault::format::pack::{parse_header, parse_pack, parse_trailer};
 use lsmvault::format::snapshot::Snapshot;
@@ -38,6 +38,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = manifest_last_sequence(data);
     if let Ok(config) = Config::decode(data, "fuzz") {
+        let _ = config.binding("fuzz");
+        let _ = config.check_parameters();
+        if let Ok(Binding::Bound(expected)) = config.binding("fuzz") {
+            let _ = config.verify_authenticator(&[7u8; 32], &expected);
+        }
         let _ = config.default_compression();
         let _ = config.cipher("fuzz");
     }

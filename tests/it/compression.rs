@@ -105,7 +105,7 @@ fn version_1_repositories_open_and_stay_uncompressed() {
     let config_path = repo.join("config");
     let config = fs::read_to_string(&config_path)
         .unwrap()
-        .replace("\"version\": 2", "\"version\": 1")
+        .replace("\"version\": 3", "\"version\": 1")
         .replace("\"compression\": \"auto\"", "\"compression\": \"none\"");
     fs::write(&config_path, config).unwrap();
     let backup = lsmvault_json(

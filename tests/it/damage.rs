@@ -298,7 +298,7 @@ fn unsupported_repository_version_is_refused() {
     let config = fs::read_to_string(&config_path).unwrap();
     fs::write(
         &config_path,
-        config.replace("\"version\": 2", "\"version\": 7"),
+        config.replace("\"version\": 3", "\"version\": 7"),
     )
     .unwrap();
     let output = lsmvault(&fixture.repo, &["snapshots"]);

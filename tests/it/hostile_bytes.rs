@@ -141,6 +141,8 @@ fn parse_all(path: &Path, bytes: &[u8], keys: &Keys) {
         }
         "repo" => {
             if let Ok(config) = Config::decode(bytes, "hostile") {
+                let _ = config.binding("hostile");
+                let _ = config.check_parameters();
                 let _ = config.default_compression();
                 let _ = config.cipher("hostile");
             }

@@ -23,23 +23,6 @@ fn assert_success(output: &Output, what: &str) {
     );
 }
 
-/// Every file under `root`, relative to it.
-fn files_under(root: &Path) -> BTreeSet<PathBuf> {
-    let mut found = BTreeSet::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(directory) = pending.pop() {
-        for entry in fs::read_dir(&directory).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.insert(path.strip_prefix(root).unwrap().to_path_buf());
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn config_edited_to_plaintext_in_an_encrypted_repository_is_refused() {
     let work = tempfile::tempdir().unwrap();
@@ -55,11 +38,13 @@ fn config_edited_to_plaintext_in_an_encrypted_repository_is_refused() {
         &run(&repo, Some(PASSWORD), &["backup", source.to_str().unwrap()]),
         "backup",
     );
-    // The attacker drops the encryption section of `config`.
+    // The attacker drops the encryption section of `config` and its
+    // authenticator (the plaintext form has none).
     let config_path = repo.join("config");
     let mut config: serde_json::Value =
         serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
     config["encryption"] = serde_json::Value::Null;
+    config.as_object_mut().unwrap().remove("authenticator");
     fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     let before = files_under(&repo);
 
@@ -67,7 +52,7 @@ fn config_edited_to_plaintext_in_an_encrypted_repository_is_refused() {
     for password in [None, Some(PASSWORD)] {
         let output = run(&repo, password, &["backup", source.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(27), "{stderr}");
+        assert_eq!(output.status.code(), Some(29), "{stderr}");
         assert!(stderr.contains("config"), "{stderr}");
         assert!(stderr.contains("the config was altered"), "{stderr}");
         assert!(stderr.contains("hint:"), "{stderr}");
@@ -78,7 +63,7 @@ fn config_edited_to_plaintext_in_an_encrypted_repository_is_refused() {
         "the refused backup wrote something"
     );
     let snapshots = run(&repo, None, &["snapshots"]);
-    assert_eq!(snapshots.status.code(), Some(27));
+    assert_eq!(snapshots.status.code(), Some(29));
 }
 
 /// Names of the objects in one directory of the repository (e.g. `index`).

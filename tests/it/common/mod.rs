@@ -312,3 +312,22 @@ pub fn lsmvault_with_password(repo: &Path, password: Option<&str>, args: &[&str]
     };
     command.output().expect("running lsmvault")
 }
+
+/// Every file under `root`, relative to it.
+pub fn files_under(root: &Path) -> std::collections::BTreeSet<PathBuf> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|entry| entry.expect("walking"))
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| entry.path().strip_prefix(root).unwrap().to_path_buf())
+        .collect()
+}
+
+/// The number of rounds of a long loop: the value of the environment
+/// variable `variable` (long runs), else `default` (the CI size).
+pub fn iterations_from_env(variable: &str, default: u64) -> u64 {
+    std::env::var(variable)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}

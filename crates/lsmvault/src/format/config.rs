@@ -328,7 +328,7 @@ mod tests {
                     let flipped = if text.starts_with('0') { "1" } else { "0" };
                     format!("{flipped}{}", &text[1..]).into()
                 }
-                serde_json::Value::String(text) if path == "/encryption/cipher" => {
+                serde_json::Value::String(_) if path == "/encryption/cipher" => {
                     "xchacha20-poly1305".into()
                 }
                 serde_json::Value::String(text) => format!("{text}x").into(),
