@@ -51,7 +51,9 @@ pub use ops::backup::{BackupMode, BackupOptions, BackupOutcome};
 pub use ops::forget::{ForgetOptions, ForgetReport};
 pub use ops::migrate::MigrateReport;
 pub use ops::prune::{PruneOptions, PruneReport};
-pub use ops::repair::{DamagedPack, RepairIndexReport};
+pub use ops::repair::{
+    DamagedPack, RepairIndexReport, RepairSnapshotsOptions, RepairSnapshotsReport, RepairedSnapshot,
+};
 pub use ops::restore::{RestoreOptions, RestoreStats};
 pub use ops::stats::{Change, DiffReport, RepositoryStats, SnapshotSize};
 pub use ops::verify::{Finding, ReadData, VerifyOptions, VerifyReport};

@@ -1,13 +1,17 @@
-//! `lsmvault ls`: the files of one snapshot, or of one path in it.
+//! `lsmvault ls`: the files of one snapshot, or of one path in it. For a
+//! snapshot rewritten by `repair snapshots`, what the repair dropped follows
+//! the listing (with `--json`: `{"entries": [...], "repaired": {...}}`
+//! instead of the plain list).
 
 use std::process::ExitCode;
 
 use clap::Args;
+use lsmvault::format::snapshot::RepairRecord;
 use lsmvault::format::tree::EntryKind;
 use lsmvault::{Error, WalkedEntry};
 
 use super::Context;
-use crate::output::print_json;
+use crate::output::{print_json, short_id};
 
 #[derive(Args)]
 pub struct LsArgs {
@@ -22,15 +26,34 @@ pub fn run(context: &Context, args: &LsArgs) -> Result<ExitCode, Error> {
     let found = repository.find_snapshot(&args.snapshot)?;
     let include: Vec<String> = args.path.iter().cloned().collect();
     let entries = repository.walk(&found.snapshot.tree, &include)?;
+    let repaired = found.snapshot.repaired.as_ref();
     if context.output().is_json() {
         let list: Vec<_> = entries.iter().map(entry_json).collect();
-        print_json(&list)?;
+        match repaired {
+            None => print_json(&list)?,
+            Some(record) => print_json(&serde_json::json!({ "entries": list, "repaired": record }))?,
+        }
     } else {
         for walked in &entries {
             print_entry(walked);
         }
+        if let Some(record) = repaired {
+            print_repair_record(record);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_repair_record(record: &RepairRecord) {
+    println!(
+        "repaired snapshot (rewritten from {} at {}): {} path(s) dropped:",
+        short_id(&record.original),
+        record.time,
+        record.dropped.len()
+    );
+    for dropped in &record.dropped {
+        println!("  dropped {}: {}", dropped.path, dropped.reason);
+    }
 }
 
 fn entry_json(walked: &WalkedEntry) -> serde_json::Value {

@@ -1,18 +1,42 @@
 //! `lsmvault repair index`: rebuilds the index from the pack headers (after
 //! an index file was damaged or lost), like `restic repair index`.
+//! `lsmvault repair snapshots`: rewrites the snapshots that reference lost
+//! data without it, naming what each rewrite drops, like `restic repair
+//! snapshots`.
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
-use lsmvault::{Error, RepairIndexReport};
+use clap::{Args, Subcommand};
+use lsmvault::{Error, RepairIndexReport, RepairSnapshotsOptions, RepairSnapshotsReport};
 
 use super::Context;
+use crate::output::{short_id, warn_damaged};
 
 #[derive(Subcommand)]
 pub enum RepairCommand {
     /// Rebuild the index from the header of every pack: writes new index
     /// files, then deletes the old ones; damaged packs are skipped and named.
     Index,
+    /// Rewrite every snapshot (or those given) that references lost data:
+    /// files with a lost chunk are dropped, unreadable directories kept
+    /// empty, and the new snapshot records every dropped path and why.
+    Snapshots(RepairSnapshotsArgs),
+}
+
+#[derive(Args)]
+pub struct RepairSnapshotsArgs {
+    /// Snapshot ids, unique prefixes, `latest` or `latest:TAG` (default: all).
+    snapshots: Vec<String>,
+    /// Delete each original once its rewrite is written.
+    #[arg(long)]
+    forget: bool,
+    /// Only say what would be dropped; write and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also read every referenced blob: one that does not read back and
+    /// verify counts as lost (otherwise only missing index entries and packs).
+    #[arg(long)]
+    read_data: bool,
 }
 
 pub fn run(context: &Context, command: &RepairCommand) -> Result<ExitCode, Error> {
@@ -24,6 +48,17 @@ pub fn run(context: &Context, command: &RepairCommand) -> Result<ExitCode, Error
         RepairCommand::Index => {
             let report = repository.repair_index(context.progress())?;
             context.output().show(&report, print_index_report)?;
+        }
+        RepairCommand::Snapshots(args) => {
+            let options = RepairSnapshotsOptions {
+                snapshots: args.snapshots.clone(),
+                forget: args.forget,
+                dry_run: args.dry_run,
+                read_data: args.read_data,
+            };
+            let report = repository.repair_snapshots(&options, context.progress())?;
+            context.output().show(&report, print_snapshots_report)?;
+            warn_damaged(&report.damaged_snapshot_files);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -46,4 +81,36 @@ fn print_index_report(report: &RepairIndexReport) {
     for pack in &report.damaged_packs {
         println!("skipped damaged pack {}: {}", pack.name, pack.reason);
     }
+}
+
+fn print_snapshots_report(report: &RepairSnapshotsReport) {
+    let would = if report.dry_run { "would drop" } else { "dropped" };
+    for repaired in &report.repaired {
+        let outcome = match (&repaired.repaired, repaired.forgotten) {
+            (None, _) => "would be rewritten (dry run)".to_string(),
+            (Some(id), false) => format!("rewritten as {}", short_id(id)),
+            (Some(id), true) => format!("rewritten as {} and forgotten", short_id(id)),
+        };
+        println!(
+            "snapshot {} {outcome}; {would} {} path(s):",
+            short_id(&repaired.original),
+            repaired.dropped.len()
+        );
+        for dropped in &repaired.dropped {
+            println!("  {would} {}: {}", dropped.path, dropped.reason);
+        }
+    }
+    for snapshot in &report.unrepairable {
+        println!("cannot repair snapshot {}: {}", snapshot.name, snapshot.reason);
+    }
+    println!(
+        "checked {} snapshot(s); {} reference lost data{}",
+        report.snapshots_checked,
+        report.repaired.len(),
+        if report.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    );
 }

@@ -1,7 +1,8 @@
 //! `lsmvault snapshots`: the repository's snapshots, oldest first. Damaged
 //! snapshot files are named (a warning per file on stderr; with `--json` the
 //! output is `{"snapshots": [...], "damaged": [...]}` when there are any, the
-//! plain list otherwise).
+//! plain list otherwise). A snapshot rewritten by `repair snapshots` is
+//! marked `(repaired: N dropped)`; its JSON carries the `repaired` record.
 
 use std::process::ExitCode;
 
@@ -42,8 +43,13 @@ fn print_table(snapshots: &[SnapshotEntry]) {
         } else {
             format!(" [{}]", snapshot.tags.join(","))
         };
+        let repaired = snapshot
+            .repaired
+            .as_ref()
+            .map(|record| format!(" (repaired: {} dropped)", record.dropped.len()))
+            .unwrap_or_default();
         println!(
-            "{:<10} {:<20} {:<12} {:<12} {:>10}  {}{}{}",
+            "{:<10} {:<20} {:<12} {:<12} {:>10}  {}{}{}{}",
             short_id(&entry.id),
             table_time(snapshot.timestamp()),
             snapshot.kind.to_string(),
@@ -55,7 +61,8 @@ fn print_table(snapshots: &[SnapshotEntry]) {
                 " (incomplete)"
             } else {
                 ""
-            }
+            },
+            repaired
         );
     }
     println!("{} snapshot(s)", snapshots.len());

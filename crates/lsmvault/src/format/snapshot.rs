@@ -13,8 +13,15 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::time::Timestamp;
 
-/// Snapshot file format version (the `version` field). Readers refuse any other.
+/// Snapshot file format version of backups (the `version` field).
 pub const SNAPSHOT_VERSION: u32 = 1;
+/// Snapshot file format version of a snapshot rewritten by `repair
+/// snapshots`: version 1 plus the `repaired` record. A repaired snapshot
+/// gets its own version because readers of version 1 ignore unknown fields:
+/// they would list and restore it as if nothing had been dropped, while a
+/// version they do not know makes them skip it and name it. Readers refuse
+/// any version but these two.
+pub const REPAIRED_SNAPSHOT_VERSION: u32 = 2;
 
 /// How a backup chose its parent (and so how much it read); never how restore works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,11 +78,36 @@ pub struct BackupStats {
     pub duration_seconds: f64,
 }
 
+/// What `repair snapshots` dropped from a snapshot it rewrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairRecord {
+    /// The snapshot this one was rewritten from.
+    pub original: Id,
+    /// When it was rewritten (RFC 3339, UTC).
+    pub time: String,
+    /// Every file and directory dropped, with why; a snapshot repaired
+    /// twice carries the drops of both repairs.
+    pub dropped: Vec<DroppedPath>,
+}
+
+/// One path a repair dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedPath {
+    /// Relative to the snapshot's root (`.` for the root itself), raw bytes
+    /// as lossy UTF-8.
+    pub path: String,
+    /// Why: the lost blob and what made it lost (not indexed, its pack
+    /// missing, it failed to read or verify); a directory whose tree was
+    /// unreadable was kept as an empty directory.
+    pub reason: String,
+}
+
 /// The contents of a snapshot file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Snapshot file format version, [`SNAPSHOT_VERSION`]; a reader refuses
-    /// any other as unsupported.
+    /// Snapshot file format version: [`SNAPSHOT_VERSION`], or
+    /// [`REPAIRED_SNAPSHOT_VERSION`] exactly when `repaired` is present; a
+    /// reader refuses any other as unsupported.
     pub version: u32,
     /// When the backup started (RFC 3339, UTC, nanoseconds).
     pub time: String,
@@ -109,6 +141,11 @@ pub struct Snapshot {
     /// (absent for directories that are not an LSM database).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<crate::lsm::manifest::DatabaseState>,
+    /// Present when `repair snapshots` wrote this snapshot in place of one
+    /// that referenced lost data: what was dropped (the rest of the fields
+    /// are the original's, `stats` included, except `tree`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<RepairRecord>,
 }
 
 impl Snapshot {
@@ -120,7 +157,8 @@ impl Snapshot {
     }
 
     /// Parses a snapshot file's JSON (already opened when encrypted), refusing
-    /// any version but [`SNAPSHOT_VERSION`]; `name` identifies it in errors.
+    /// any version but [`SNAPSHOT_VERSION`] and [`REPAIRED_SNAPSHOT_VERSION`]
+    /// (and a `repaired` record in the wrong one); `name` identifies it in errors.
     pub fn decode(name: &str, bytes: &[u8]) -> Result<Snapshot> {
         #[derive(Deserialize)]
         struct VersionOnly {
@@ -129,14 +167,26 @@ impl Snapshot {
         let object = || format!("snapshot {name}");
         let version: VersionOnly = serde_json::from_slice(bytes)
             .map_err(|error| Error::corrupt(object(), error.to_string()))?;
-        if version.version != SNAPSHOT_VERSION {
+        if version.version != SNAPSHOT_VERSION && version.version != REPAIRED_SNAPSHOT_VERSION {
             return Err(Error::UnsupportedVersion {
                 object: object(),
                 found: version.version,
-                supported: SNAPSHOT_VERSION,
+                supported: REPAIRED_SNAPSHOT_VERSION,
             });
         }
-        serde_json::from_slice(bytes).map_err(|error| Error::corrupt(object(), error.to_string()))
+        let snapshot: Snapshot = serde_json::from_slice(bytes)
+            .map_err(|error| Error::corrupt(object(), error.to_string()))?;
+        if snapshot.repaired.is_some() != (snapshot.version == REPAIRED_SNAPSHOT_VERSION) {
+            return Err(Error::corrupt(
+                object(),
+                format!(
+                    "version {} {} a repair record",
+                    snapshot.version,
+                    if snapshot.repaired.is_some() { "carries" } else { "lacks" }
+                ),
+            ));
+        }
+        Ok(snapshot)
     }
 
     /// The snapshot time (the epoch if the recorded text is not a time).
@@ -165,12 +215,21 @@ pub struct SnapshotEntry {
     pub snapshot: Snapshot,
 }
 
-/// Sorts snapshots oldest first (ties broken by id, so the order is total).
+/// Sorts snapshots oldest first; at equal times a repaired snapshot comes
+/// after an unrepaired one (it keeps its original's time, and `latest`
+/// should be the one that restores), then ties are broken by id, so the
+/// order is total.
 pub fn sort_by_time(snapshots: &mut [SnapshotEntry]) {
     snapshots.sort_by(|a, b| {
         a.snapshot
             .system_time()
             .cmp(&b.snapshot.system_time())
+            .then(
+                a.snapshot
+                    .repaired
+                    .is_some()
+                    .cmp(&b.snapshot.repaired.is_some()),
+            )
             .then(a.id.cmp(&b.id))
     });
 }
@@ -231,6 +290,7 @@ pub(crate) fn test_snapshot(time: &str, tags: &[&str]) -> Snapshot {
         stats: BackupStats::default(),
         program: "test".into(),
         database: None,
+        repaired: None,
     }
 }
 
@@ -258,6 +318,35 @@ mod tests {
             Snapshot::decode("x", b"{not json"),
             Err(Error::CorruptObject { .. })
         ));
+    }
+
+    #[test]
+    fn a_repair_record_comes_with_its_own_version() {
+        let mut repaired = snapshot("2026-11-23T14:32:05Z", &[]);
+        repaired.version = REPAIRED_SNAPSHOT_VERSION;
+        repaired.repaired = Some(RepairRecord {
+            original: Id([1; 32]),
+            time: "2026-11-24T00:00:00Z".into(),
+            dropped: vec![DroppedPath {
+                path: "db/000012.sst".into(),
+                reason: "blob lost".into(),
+            }],
+        });
+        assert_eq!(
+            Snapshot::decode("x", &repaired.encode()).unwrap(),
+            repaired
+        );
+        // A record in a version 1 snapshot, or version 2 without one: refused.
+        let mut smuggled = repaired.clone();
+        smuggled.version = SNAPSHOT_VERSION;
+        let mut bare = snapshot("2026-11-23T14:32:05Z", &[]);
+        bare.version = REPAIRED_SNAPSHOT_VERSION;
+        for wrong in [smuggled, bare] {
+            assert!(matches!(
+                Snapshot::decode("x", &wrong.encode()),
+                Err(Error::CorruptObject { .. })
+            ));
+        }
     }
 
     #[test]

@@ -230,6 +230,7 @@ impl Repository {
             stats,
             program: format!("lsmvault {}", env!("CARGO_PKG_VERSION")),
             database,
+            repaired: None,
         };
         let id = commit_check.commit(self, &lock, &snapshot, progress)?;
         Ok(BackupOutcome {
