@@ -24,5 +24,6 @@ mod reliability_bounds;
 mod reliability_containment;
 mod reliability_heal;
 mod reliability_repair;
+mod reliability_repair_snapshots;
 mod rocksdb;
 mod rocksdb_wal;

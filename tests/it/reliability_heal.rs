@@ -5,7 +5,7 @@
 //! writes no snapshot.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -25,16 +25,6 @@ fn assert_restores(fixture: &Fixture, selector: &str, name: &str) {
         &["restore", selector, "--target", target.to_str().unwrap()],
     );
     assert_same_tree(&fixture.source, &target);
-}
-
-fn snapshot_ids(repo: &Path) -> Vec<String> {
-    let listing = lsmvault_json(repo, &["snapshots"]);
-    listing
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|snapshot| snapshot["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Prunes, then checks that `verify --read-data` finds nothing and that

@@ -331,3 +331,14 @@ pub fn iterations_from_env(variable: &str, default: u64) -> u64 {
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
 }
+
+/// The ids of a plaintext repository's snapshots, oldest first.
+pub fn snapshot_ids(repo: &Path) -> Vec<String> {
+    let listing = lsmvault_json(repo, &["snapshots"]);
+    listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|snapshot| snapshot["id"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -31,7 +31,9 @@ pub fn run(context: &Context, args: &LsArgs) -> Result<ExitCode, Error> {
         let list: Vec<_> = entries.iter().map(entry_json).collect();
         match repaired {
             None => print_json(&list)?,
-            Some(record) => print_json(&serde_json::json!({ "entries": list, "repaired": record }))?,
+            Some(record) => {
+                print_json(&serde_json::json!({ "entries": list, "repaired": record }))?
+            }
         }
     } else {
         for walked in &entries {

@@ -84,7 +84,11 @@ fn print_index_report(report: &RepairIndexReport) {
 }
 
 fn print_snapshots_report(report: &RepairSnapshotsReport) {
-    let would = if report.dry_run { "would drop" } else { "dropped" };
+    let would = if report.dry_run {
+        "would drop"
+    } else {
+        "dropped"
+    };
     for repaired in &report.repaired {
         let outcome = match (&repaired.repaired, repaired.forgotten) {
             (None, _) => "would be rewritten (dry run)".to_string(),
@@ -101,7 +105,10 @@ fn print_snapshots_report(report: &RepairSnapshotsReport) {
         }
     }
     for snapshot in &report.unrepairable {
-        println!("cannot repair snapshot {}: {}", snapshot.name, snapshot.reason);
+        println!(
+            "cannot repair snapshot {}: {}",
+            snapshot.name, snapshot.reason
+        );
     }
     println!(
         "checked {} snapshot(s); {} reference lost data{}",

@@ -182,7 +182,11 @@ impl Snapshot {
                 format!(
                     "version {} {} a repair record",
                     snapshot.version,
-                    if snapshot.repaired.is_some() { "carries" } else { "lacks" }
+                    if snapshot.repaired.is_some() {
+                        "carries"
+                    } else {
+                        "lacks"
+                    }
                 ),
             ));
         }
@@ -332,10 +336,7 @@ mod tests {
                 reason: "blob lost".into(),
             }],
         });
-        assert_eq!(
-            Snapshot::decode("x", &repaired.encode()).unwrap(),
-            repaired
-        );
+        assert_eq!(Snapshot::decode("x", &repaired.encode()).unwrap(), repaired);
         // A record in a version 1 snapshot, or version 2 without one: refused.
         let mut smuggled = repaired.clone();
         smuggled.version = SNAPSHOT_VERSION;

@@ -105,7 +105,10 @@ impl Repository {
         let writer = if options.dry_run {
             None
         } else {
-            Some(PackWriter::with_known(self, Arc::new(blobs.present.clone()))?)
+            Some(PackWriter::with_known(
+                self,
+                Arc::new(blobs.present.clone()),
+            )?)
         };
         let mut rewrite = Rewrite::default();
         let mut rewritten: Vec<(SnapshotEntry, Rc<RewrittenTree>)> = Vec::new();
@@ -487,11 +490,7 @@ fn first_lost_chunk(blobs: &mut BlobStates<'_>, chunks: &[Id]) -> Result<Option<
 }
 
 /// Stores a rewritten tree (nothing in a dry run) and returns its id.
-fn store_tree(
-    writer: Option<&PackWriter<'_>>,
-    blobs: &BlobStates<'_>,
-    tree: &Tree,
-) -> Result<Id> {
+fn store_tree(writer: Option<&PackWriter<'_>>, blobs: &BlobStates<'_>, tree: &Tree) -> Result<Id> {
     let bytes = tree.encode();
     let id = blobs.repository.keys().blob_id(&bytes);
     if let Some(writer) = writer {
