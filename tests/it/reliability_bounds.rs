@@ -209,6 +209,32 @@ fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
     assert_same_tree(&fixture.source, &good);
 }
 
+/// `repair snapshots` cannot rewrite a snapshot whose trees its walk
+/// refuses: it names it (and rewrites nothing) instead of running forever.
+#[test]
+fn tree_dag_bomb_is_named_by_repair_snapshots_not_walked_forever() {
+    let fixture = fixture();
+    plant_dag_bomb(&fixture.repo);
+    let repaired = bounded(
+        &fixture.repo,
+        &["--json", "repair", "snapshots"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(repaired.status.code(), Some(0), "{}", stderr(&repaired));
+    let report: serde_json::Value = serde_json::from_slice(&repaired.stdout).unwrap();
+    assert_eq!(report["snapshots_checked"], 2, "{report}");
+    assert_eq!(report["repaired"].as_array().unwrap().len(), 0, "{report}");
+    let unrepairable = report["unrepairable"].as_array().unwrap();
+    assert_eq!(unrepairable.len(), 1, "{report}");
+    assert!(
+        unrepairable[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tree "),
+        "{report}"
+    );
+}
+
 /// Replaces every index file by one that lists the same blobs, except that
 /// the first chunk of `000001.sst` declares a stored length of almost 4 GiB.
 /// Returns that chunk's id and pack.
