@@ -245,6 +245,12 @@ fn an_encrypted_version_2_repository_is_refused_until_migrated() {
         assert!(stderr.contains("not bound to the master key"), "{stderr}");
         assert!(stderr.contains("lsmvault migrate"), "{stderr}");
     }
+    // `unlock` acts on nothing the config says: it works before migration
+    // (a lock of a migrate killed elsewhere must be removable).
+    assert_success(
+        &run(&fixture.repo, Some(PASSWORD), &["unlock"]),
+        "unlock before migrate",
+    );
     // Without the password, migrate cannot bind anything.
     let output = run(&fixture.repo, None, &["migrate"]);
     assert_eq!(output.status.code(), Some(25));

@@ -16,7 +16,10 @@ pub struct UnlockArgs {
 }
 
 pub fn run(context: &Context, args: &UnlockArgs) -> Result<ExitCode, Error> {
-    let repository = context.open_repository()?;
+    // Removing locks acts on nothing the config says, so an encrypted
+    // version 2 repository is opened too: a migrate killed on another host
+    // must not leave a lock nobody can remove until it goes stale.
+    let repository = context.open_repository_for_migration()?;
     let removed = repository.remove_locks(args.remove_all)?;
     let count = removed.removed;
     let corrupt = &removed.corrupt;

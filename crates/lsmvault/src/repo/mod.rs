@@ -191,7 +191,9 @@ impl Repository {
     /// [`Repository::open_with_password`] (`password` may be `None` for a
     /// plaintext one), but an encrypted version 2 repository, whose config is
     /// not authenticated, is opened too instead of refused with
-    /// [`Error::MigrationRequired`]. Use the handle for nothing but migration.
+    /// [`Error::MigrationRequired`]. Use the handle for nothing but migration
+    /// and what acts on nothing the config says (removing locks): its config
+    /// is not authenticated.
     pub fn open_for_migration(
         backend: Arc<dyn Backend>,
         password: Option<&str>,

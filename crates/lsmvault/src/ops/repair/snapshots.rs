@@ -133,36 +133,52 @@ impl Repository {
             self.write_index(&summary.locations)?;
         }
         for (entry, tree) in rewritten {
-            let dropped: Vec<DroppedPath> = tree
-                .dropped
-                .iter()
-                .map(|(path, reason)| DroppedPath {
-                    path: display_path(path),
-                    reason: reason.clone(),
-                })
-                .collect();
-            let mut repaired = RepairedSnapshot {
-                original: entry.id,
-                repaired: None,
-                dropped: dropped.clone(),
-                forgotten: false,
-            };
-            if !options.dry_run {
-                // A repair interrupted before it forgot the original wrote
-                // its rewrite already: use it rather than write another.
-                repaired.repaired = Some(match earlier_repairs.get(&entry.id) {
-                    Some(earlier) => *earlier,
-                    None => self.write_snapshot(&repaired_snapshot(&entry, tree.id, dropped))?,
-                });
-                if options.forget {
-                    self.backend()
-                        .delete(ObjectKind::Snapshot, &entry.id.to_hex())?;
-                    repaired.forgotten = true;
-                }
-            }
-            report.repaired.push(repaired);
+            let earlier = earlier_repairs.get(&entry.id).copied();
+            report
+                .repaired
+                .push(self.commit_rewrite(&entry, &tree, earlier, options)?);
         }
         Ok(report)
+    }
+
+    /// Writes the rewrite of `entry` (unless a dry run, or `earlier`, the
+    /// rewrite an interrupted repair already wrote, exists) and forgets the
+    /// original if asked: the new snapshot is published before the original
+    /// is deleted.
+    fn commit_rewrite(
+        &self,
+        entry: &SnapshotEntry,
+        tree: &RewrittenTree,
+        earlier: Option<Id>,
+        options: &RepairSnapshotsOptions,
+    ) -> Result<RepairedSnapshot> {
+        let dropped: Vec<DroppedPath> = tree
+            .dropped
+            .iter()
+            .map(|(path, reason)| DroppedPath {
+                path: display_path(path),
+                reason: reason.clone(),
+            })
+            .collect();
+        let mut repaired = RepairedSnapshot {
+            original: entry.id,
+            repaired: None,
+            dropped: dropped.clone(),
+            forgotten: false,
+        };
+        if options.dry_run {
+            return Ok(repaired);
+        }
+        repaired.repaired = Some(match earlier {
+            Some(earlier) => earlier,
+            None => self.write_snapshot(&repaired_snapshot(entry, tree.id, dropped))?,
+        });
+        if options.forget {
+            self.backend()
+                .delete(ObjectKind::Snapshot, &entry.id.to_hex())?;
+            repaired.forgotten = true;
+        }
+        Ok(repaired)
     }
 
     /// The intact snapshots `options` selects, oldest first (damaged
