@@ -15,6 +15,12 @@
 //! whitespace and key order irrelevant and covers every field of the struct,
 //! present and future, without naming any; unknown fields are refused rather
 //! than ignored, so they cannot ride along unauthenticated.
+//!
+//! A field added later must be optional and skipped when absent
+//! (`#[serde(default, skip_serializing_if = "Option::is_none")]`): the
+//! canonical bytes of a config written before it existed then stay the
+//! same, so its authenticator still verifies (`config_authenticator_is_pinned`
+//! fails otherwise).
 
 use serde::{Deserialize, Serialize};
 
