@@ -44,13 +44,16 @@ pub mod repo;
 mod time;
 
 pub use error::{Error, ErrorCode, Result};
-pub use format::config::Config;
+pub use format::config::{Config, ParityConfig};
 pub use format::snapshot::{BackupStats, Snapshot, SnapshotEntry, SnapshotKind};
 pub use id::Id;
 pub use ops::backup::{BackupMode, BackupOptions, BackupOutcome};
 pub use ops::forget::{ForgetOptions, ForgetReport};
 pub use ops::prune::{PruneOptions, PruneReport};
-pub use ops::repair::{DamagedPack, RepairIndexReport};
+pub use ops::repair::{
+    DamagedPack, LostPack, ParityChange, RebuiltPack, RepairIndexReport, RepairPacksOptions,
+    RepairPacksReport,
+};
 pub use ops::restore::{RestoreOptions, RestoreStats};
 pub use ops::stats::{Change, DiffReport, RepositoryStats, SnapshotSize};
 pub use ops::verify::{Finding, ReadData, VerifyOptions, VerifyReport};

@@ -1,12 +1,15 @@
 //! `repair`: rebuilding what can be derived again from what the repository
 //! still holds. `repair index` rebuilds the blob index from the pack headers
 //! (every pack lists its blobs in its header, so the index files are a cache
-//! of them), like `restic repair index`.
+//! of them), like `restic repair index`; `repair packs` (`packs.rs`) rebuilds
+//! lost and damaged packs from parity.
 //!
 //! Crash safety: the new index files are written before any old one is
 //! deleted, so an interruption leaves the old and new files side by side
 //! (the index is their union), never a pack without an index entry that the
 //! old index had.
+
+mod packs;
 
 use std::collections::HashSet;
 
@@ -21,6 +24,10 @@ use crate::id::Id;
 use crate::progress::Progress;
 use crate::repo::lock::LockKind;
 use crate::repo::Repository;
+
+pub use packs::{
+    LostPack, ParityChange, RebuiltPack, RepairPacksOptions, RepairPacksReport,
+};
 
 /// A pack whose trailer or header could not be read: its blobs stay unindexed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
