@@ -73,7 +73,8 @@ pub enum Command {
     Forget(forget::ForgetArgs),
     /// Delete data no snapshot references; repack mostly-unused packs.
     Prune(prune::PruneArgs),
-    /// Rebuild what can be derived again (`repair index`: the index from the pack headers).
+    /// Rebuild what can be derived again (`repair index`: the index from the
+    /// pack headers; `repair packs`: lost or damaged packs from parity).
     #[command(subcommand)]
     Repair(repair::RepairCommand),
     /// Sizes, deduplication, and what forgetting each snapshot would free.

@@ -67,6 +67,43 @@ pub struct ParityListing {
 }
 
 impl ParityListing {
+    /// Whether parity can rebuild `pack` given which packs are `intact`:
+    /// `Ok(group)` names a group that can, `Err` says why none can (the
+    /// least damaged group it belongs to, or that no group covers it).
+    pub fn can_rebuild(
+        &self,
+        pack: &Id,
+        intact: impl Fn(&Id) -> bool,
+    ) -> std::result::Result<Id, String> {
+        let mut best: Option<(usize, String)> = None;
+        for (group, _) in self.groups_of(pack) {
+            let lost_packs = group
+                .header
+                .members
+                .iter()
+                .filter(|member| !intact(&member.pack))
+                .count();
+            let lost_shards = group.shards.iter().filter(|shard| shard.is_none()).count();
+            let lost = lost_packs + lost_shards;
+            if lost <= usize::from(group.header.parity_count) {
+                return Ok(group.id);
+            }
+            if best.as_ref().is_none_or(|(fewest, _)| lost < *fewest) {
+                best = Some((
+                    lost,
+                    format!(
+                        "group {} has lost {lost} of {} shards ({lost_packs} pack(s), \
+                         {lost_shards} parity), tolerates {}",
+                        group.id.short(),
+                        group.width(),
+                        group.header.parity_count
+                    ),
+                ));
+            }
+        }
+        Err(best.map_or_else(|| "no parity group covers it".into(), |(_, reason)| reason))
+    }
+
     /// The groups `pack` is a member of, with its index in each.
     pub fn groups_of<'a>(
         &'a self,
@@ -116,6 +153,40 @@ impl Repository {
         parity_count: u16,
         shards: &[u16],
     ) -> Result<Vec<String>> {
+        let objects = self.encode_parity_group(members, parity_count)?;
+        let mut names = Vec::new();
+        for index in shards {
+            let Some(bytes) = objects.get(usize::from(*index)) else {
+                continue;
+            };
+            let name = Id::of(bytes).to_hex();
+            write_replacing_damaged(self.backend.as_ref(), ObjectKind::Parity, &name, bytes)?;
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// The names the parity objects of the group of `members` must have
+    /// (their bytes' hashes), computed from the packs as stored: a stored
+    /// shard under another name does not match its packs.
+    pub fn expected_parity_names(
+        &self,
+        members: &[GroupMember],
+        parity_count: u16,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .encode_parity_group(members, parity_count)?
+            .iter()
+            .map(|bytes| Id::of(bytes).to_hex())
+            .collect())
+    }
+
+    /// Every parity object of the group of `members`, coded from the packs.
+    fn encode_parity_group(
+        &self,
+        members: &[GroupMember],
+        parity_count: u16,
+    ) -> Result<Vec<Vec<u8>>> {
         let headers: Vec<ParityHeader> = (0..parity_count)
             .map(|index| ParityHeader::new(members.to_vec(), parity_count, index))
             .collect();
@@ -146,16 +217,7 @@ impl Repository {
             }
             offset += length;
         }
-        let mut names = Vec::new();
-        for index in shards {
-            let Some(bytes) = objects.get(usize::from(*index)) else {
-                continue;
-            };
-            let name = Id::of(bytes).to_hex();
-            write_replacing_damaged(self.backend.as_ref(), ObjectKind::Parity, &name, bytes)?;
-            names.push(name);
-        }
-        Ok(names)
+        Ok(objects)
     }
 
     /// Bytes `[offset, offset + length)` of every member, zero-padded past

@@ -1,6 +1,8 @@
 //! Carrying out a [`PrunePlan`] in the crash-safe order of the module
-//! documentation: repack, write the new index, delete the old index files,
-//! then delete the packs no index names any more.
+//! documentation: repack (and protect the new packs and the survivors of
+//! parity groups that lose members), write the new index, delete the old
+//! index files, delete the packs no index names any more, then the parity
+//! of the groups that lost members.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use crate::format::index::{BlobLocation, Index};
 use crate::format::pack;
 use crate::id::Id;
 use crate::progress::Progress;
+use crate::format::parity::GroupMember;
+use crate::repo::parity::ParityGroup;
 use crate::repo::{PackWriter, Repository};
 
 use super::plan::PrunePlan;
@@ -40,6 +44,14 @@ pub(super) fn execute(
     }
     let written = repack(repository, plan, Arc::new(kept_index), progress)?;
     report.packs_written = written.packs as usize;
+    repository.protect_packs(&written.published)?;
+    let live: HashSet<Id> = plan
+        .keep
+        .iter()
+        .copied()
+        .chain(written.published.iter().map(|member| member.pack))
+        .collect();
+    let stale_parity = protect_survivors(repository, &live)?;
 
     // 2. New index: kept packs plus the new ones.
     kept_locations.extend(written.locations.iter().copied());
@@ -75,6 +87,11 @@ pub(super) fn execute(
     {
         repository.backend().delete(ObjectKind::Pack, &name)?;
     }
+    // 5. The parity of groups that lost members goes last: their survivors
+    // were protected by new groups before any pack was deleted.
+    for name in &stale_parity {
+        repository.backend().delete(ObjectKind::Parity, name)?;
+    }
     repository.refresh_index()?;
     report.bytes_after = repository
         .backend()
@@ -84,6 +101,45 @@ pub(super) fn execute(
         .sum();
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
     Ok(())
+}
+
+/// Writes new parity groups over the surviving packs of every group that
+/// names a pack outside `live` (being deleted now, or by an earlier prune
+/// that was killed), unless a group of live packs only already covers them;
+/// returns the parity objects of those groups, to delete once the packs are.
+fn protect_survivors(repository: &Repository, live: &HashSet<Id>) -> Result<Vec<String>> {
+    if repository.parity_config().is_none() {
+        return Ok(Vec::new());
+    }
+    let listing = repository.parity_listing(false)?;
+    let is_live = |group: &ParityGroup| {
+        group
+            .header
+            .members
+            .iter()
+            .all(|member| live.contains(&member.pack))
+    };
+    let covered: HashSet<Id> = listing
+        .groups
+        .values()
+        .filter(|group| is_live(group))
+        .flat_map(|group| group.header.members.iter().map(|member| member.pack))
+        .collect();
+    let mut survivors: Vec<GroupMember> = Vec::new();
+    let mut stale = Vec::new();
+    for group in listing.groups.values().filter(|group| !is_live(group)) {
+        for member in &group.header.members {
+            if live.contains(&member.pack)
+                && !covered.contains(&member.pack)
+                && !survivors.contains(member)
+            {
+                survivors.push(*member);
+            }
+        }
+        stale.extend(group.shards.iter().flatten().cloned());
+    }
+    repository.protect_packs(&survivors)?;
+    Ok(stale)
 }
 
 /// Copies the used blobs of the packs to repack into new packs; every blob

@@ -10,9 +10,12 @@
 //! Prune's order of work keeps every surviving snapshot complete if it is
 //! killed at any point:
 //! 1. repack: copy the still-used blobs of mostly-unused packs into new packs;
+//!    in a repository with parity, write parity over the new packs, and new
+//!    groups over the kept packs of every group that loses a member;
 //! 2. write the new index files (kept packs + new packs);
 //! 3. delete the old index files;
-//! 4. delete the packs that are no longer indexed.
+//! 4. delete the packs that are no longer indexed;
+//! 5. delete the parity objects of the groups that lost members.
 //!
 //! Until step 3 the old index still serves; after it the new one does; packs
 //! are deleted only once no index file names them, and never a pack the new

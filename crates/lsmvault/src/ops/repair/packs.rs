@@ -16,7 +16,7 @@
 //! Parity objects are only ever added or replaced by their correct bytes
 //! before a damaged one is deleted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -364,24 +364,13 @@ fn usable_shards(group: &ParityGroup) -> Vec<(usize, String)> {
 
 /// Why no group can rebuild `pack`: the least damaged group it belongs to.
 fn why_not_rebuildable(listing: &ParityListing, state: &PackState, pack: &Id) -> String {
-    let mut reasons: BTreeSet<(usize, String)> = BTreeSet::new();
-    for (group, _) in listing.groups_of(pack) {
-        let lost_packs = lost_members(group, state).len();
-        let lost_shards = group.shards.iter().filter(|shard| shard.is_none()).count();
-        let lost = lost_packs + lost_shards;
-        reasons.insert((
-            lost,
-            format!(
-                "group {} has lost {lost} of {} shards ({lost_packs} pack(s), {lost_shards} parity), tolerates {}",
-                group.id.short(),
-                group.width(),
-                group.header.parity_count
-            ),
-        ));
+    match listing.can_rebuild(pack, |member| state.intact.contains(member)) {
+        // Its group could, but the rebuilt bytes did not match its name.
+        Ok(group) => format!(
+            "group {} should rebuild it, but the rebuilt bytes do not hash to its name \
+             (another member or parity object is damaged)",
+            group.short()
+        ),
+        Err(reason) => reason,
     }
-    reasons
-        .into_iter()
-        .next()
-        .map(|(_, reason)| reason)
-        .unwrap_or_else(|| "no parity group covers it".into())
 }
