@@ -15,6 +15,7 @@ mod encryption;
 mod hostile_bytes;
 mod layers;
 mod library;
+mod parity;
 mod peers_smoke;
 mod pitr;
 mod pitr_bench_smoke;

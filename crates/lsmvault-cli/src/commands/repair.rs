@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use lsmvault::{
-    Error, ErrorCode, Finding, ReadData, RepairIndexReport, RepairPacksOptions,
-    RepairPacksReport, Repository, VerifyOptions,
+    Error, ErrorCode, Finding, ReadData, RepairIndexReport, RepairPacksOptions, RepairPacksReport,
+    Repository, VerifyOptions,
 };
 use serde::Serialize;
 
@@ -100,7 +100,11 @@ fn findings_of_lost_packs(
 
 fn print_packs_report(output: &PacksOutput) {
     let report = &output.report;
-    let would = if report.dry_run { "would rebuild" } else { "rebuilt" };
+    let would = if report.dry_run {
+        "would rebuild"
+    } else {
+        "rebuilt"
+    };
     println!(
         "checked {} pack(s) and {} parity object(s) in {} group(s)",
         report.packs_checked, report.parity_objects_checked, report.groups
@@ -115,7 +119,10 @@ fn print_packs_report(output: &PacksOutput) {
         println!("rewrote parity object {}: {}", change.name, change.reason);
     }
     for change in &report.parity_removed {
-        println!("removed damaged parity object {}: {}", change.name, change.reason);
+        println!(
+            "removed damaged parity object {}: {}",
+            change.name, change.reason
+        );
     }
     if report.packs_protected > 0 {
         println!(

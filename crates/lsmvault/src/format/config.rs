@@ -89,11 +89,8 @@ impl std::str::FromStr for ParityConfig {
 
     /// `D+P`, e.g. `10+2`.
     fn from_str(text: &str) -> Result<ParityConfig> {
-        let invalid = || {
-            Error::InvalidArgument(format!(
-                "parity {text:?}: expected DATA+PARITY, e.g. 10+2"
-            ))
-        };
+        let invalid =
+            || Error::InvalidArgument(format!("parity {text:?}: expected DATA+PARITY, e.g. 10+2"));
         let (data, parity) = text.split_once('+').ok_or_else(invalid)?;
         let config = ParityConfig {
             data_packs: data.trim().parse().map_err(|_| invalid())?,

@@ -303,6 +303,9 @@ mod tests {
         let mut huge = bytes.clone();
         huge[10] = 0xff;
         huge[11] = 0xff;
-        assert!(decode("x", &huge).unwrap_err().to_string().contains("65535"));
+        assert!(decode("x", &huge)
+            .unwrap_err()
+            .to_string()
+            .contains("65535"));
     }
 }

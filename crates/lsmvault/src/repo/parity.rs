@@ -198,8 +198,7 @@ impl Repository {
         let mut objects: Vec<Vec<u8>> = headers
             .iter()
             .map(|header| {
-                let mut bytes =
-                    Vec::with_capacity(header.header_length() + shard_length as usize);
+                let mut bytes = Vec::with_capacity(header.header_length() + shard_length as usize);
                 bytes.extend_from_slice(&header.encode(&[]));
                 bytes
             })
@@ -232,12 +231,18 @@ impl Repository {
             .par_iter()
             .map(|member| {
                 let present = length.min(member.length.saturating_sub(offset));
-                let mut bytes = self.backend.read_range(
-                    ObjectKind::Pack,
-                    &member.pack.to_hex(),
-                    offset,
-                    present,
-                )?;
+                // A range starting past a pack's end is an error (a short
+                // pack is damage): past its end a member is only padding.
+                let mut bytes = if present == 0 {
+                    Vec::new()
+                } else {
+                    self.backend.read_range(
+                        ObjectKind::Pack,
+                        &member.pack.to_hex(),
+                        offset,
+                        present,
+                    )?
+                };
                 bytes.resize(length as usize, 0);
                 Ok(bytes)
             })

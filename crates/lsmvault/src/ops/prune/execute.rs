@@ -13,9 +13,9 @@ use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::index::{BlobLocation, Index};
 use crate::format::pack;
+use crate::format::parity::GroupMember;
 use crate::id::Id;
 use crate::progress::Progress;
-use crate::format::parity::GroupMember;
 use crate::repo::parity::ParityGroup;
 use crate::repo::{PackWriter, Repository};
 

@@ -25,9 +25,7 @@ use crate::progress::Progress;
 use crate::repo::lock::LockKind;
 use crate::repo::Repository;
 
-pub use packs::{
-    LostPack, ParityChange, RebuiltPack, RepairPacksOptions, RepairPacksReport,
-};
+pub use packs::{LostPack, ParityChange, RebuiltPack, RepairPacksOptions, RepairPacksReport};
 
 /// A pack whose trailer or header could not be read: its blobs stay unindexed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -27,8 +27,8 @@ use crate::format::parity::GroupMember;
 use crate::id::Id;
 use crate::progress::Progress;
 use crate::repo::lock::LockKind;
-use crate::repo::parity::{ParityGroup, ParityListing};
 use crate::repo::pack_writer::write_replacing_damaged;
+use crate::repo::parity::{ParityGroup, ParityListing};
 use crate::repo::{check_name, Repository};
 
 /// Options for [`Repository::repair_packs`].
@@ -216,7 +216,11 @@ impl Repository {
                 let wanted: Vec<usize> = lost
                     .iter()
                     .copied()
-                    .filter(|index| state.broken.contains_key(&group.header.members[*index].pack))
+                    .filter(|index| {
+                        state
+                            .broken
+                            .contains_key(&group.header.members[*index].pack)
+                    })
                     .collect();
                 let usable = usable_shards(group);
                 if wanted.is_empty() || lost.len() > usable.len() {

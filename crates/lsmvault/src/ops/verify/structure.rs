@@ -208,11 +208,7 @@ impl PackPass<'_> {
                 for (blob, problem) in check.damaged_blobs {
                     let object = format!("blob {blob} in pack {name}");
                     found.add_blob(blob, object.clone(), problem);
-                    found
-                        .broken_packs
-                        .entry(pack_id)
-                        .or_default()
-                        .push(object);
+                    found.broken_packs.entry(pack_id).or_default().push(object);
                 }
             }
             Err(error) => found.add_pack(name, expected, error.to_string()),
