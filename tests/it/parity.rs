@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use lsmvault::codec::chunker::ChunkerParams;
 use lsmvault::codec::compression::Compression;
+use lsmvault::format::parity::{GroupMember, ParityHeader};
 use lsmvault::format::tree::EntryKind;
 use lsmvault::repo::parity::ParityGroup;
 use lsmvault::{Id, InitOptions, ParityConfig, Repository};
@@ -583,4 +584,90 @@ fn a_config_claiming_parity_with_bad_counts_or_an_old_version_is_refused() {
             "version {version} parity {parity} accepted"
         );
     }
+}
+
+#[test]
+fn losing_every_parity_object_is_reported_and_repair_packs_protects_the_packs_again() {
+    let fixture = ParityFixture::new(None, &[&[1], &[1, 2]]);
+    for name in fixture.parity_names() {
+        damage(&fixture.parity_path(&name), Damage::Delete);
+    }
+    let verify = fixture.fails(&["verify"]);
+    assert!(verify.contains("are in no parity group"), "{verify}");
+    let repaired = fixture.ok(&["repair", "packs"]);
+    assert!(repaired.contains("protected"), "{repaired}");
+    fixture.ok(&["verify", "--read-data"]);
+    let groups = fixture.groups();
+    let members = &groups[0].header.members;
+    damage(&fixture.pack_path(&members[0].pack), Damage::Delete);
+    damage(&fixture.pack_path(&members[1].pack), Damage::FlipBit);
+    fixture.ok(&["repair", "packs"]);
+    fixture.assert_every_snapshot_restores();
+}
+
+/// Writes a parity object (named by its hash, as a real one) whose header
+/// is well framed but lies.
+fn plant_parity_object(fixture: &ParityFixture, header: &ParityHeader, shard: &[u8]) -> String {
+    let bytes = header.encode(shard);
+    let name = Id::of(&bytes).to_hex();
+    fs::write(fixture.parity_path(&name), bytes).unwrap();
+    name
+}
+
+#[test]
+fn parity_objects_whose_headers_lie_are_reported_and_never_believed() {
+    let fixture = ParityFixture::new(None, &[&[1]]);
+    let groups = fixture.groups();
+    let real = groups[0].header.members[0];
+    // 1. A length far beyond the object (would allocate 1 PiB if believed).
+    let huge = ParityHeader::new(
+        vec![GroupMember {
+            pack: real.pack,
+            length: 1 << 50,
+        }],
+        1,
+        0,
+    );
+    let huge_name = plant_parity_object(&fixture, &huge, &[0u8; 64]);
+    // 2. A consistent object naming a real pack with another length.
+    let short = ParityHeader::new(
+        vec![GroupMember {
+            pack: real.pack,
+            length: 100,
+        }],
+        1,
+        0,
+    );
+    let short_name = plant_parity_object(&fixture, &short, &[0u8; 128]);
+
+    for args in [&["verify"][..], &["verify", "--read-data"][..]] {
+        let verify = fixture.fails(args);
+        assert!(
+            verify.contains(&format!("parity object {huge_name}")),
+            "{verify}"
+        );
+        assert!(
+            verify.contains(&format!("parity object {short_name}")),
+            "{verify}"
+        );
+    }
+    // Prune (header-only reads) ignores them instead of failing.
+    fixture.ok(&["prune"]);
+    // Repair removes them, and the real groups still rebuild a lost pack.
+    damage(&fixture.pack_path(&real.pack), Damage::Delete);
+    let repaired = fixture.ok(&["repair", "packs"]);
+    assert!(
+        repaired.contains(&format!("removed damaged parity object {huge_name}")),
+        "{repaired}"
+    );
+    assert!(
+        repaired.contains(&format!("removed damaged parity object {short_name}")),
+        "{repaired}"
+    );
+    assert!(
+        repaired.contains(&format!("rebuilt pack {}", real.pack)),
+        "{repaired}"
+    );
+    fixture.ok(&["verify", "--read-data"]);
+    fixture.assert_every_snapshot_restores();
 }

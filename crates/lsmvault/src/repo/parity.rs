@@ -15,7 +15,7 @@
 //! every pack a snapshot or WAL record depends on is protected once it
 //! commits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 
@@ -67,6 +67,43 @@ pub struct ParityListing {
 }
 
 impl ParityListing {
+    /// Moves the groups that give a present pack another length than it
+    /// has (`sizes`: the listed packs) to the damaged objects: a real
+    /// group's lengths are those of its packs, whose names are their
+    /// hashes, so such a group was written by someone else. Nothing is then
+    /// read by a length such a header declares.
+    pub fn drop_inconsistent(&mut self, sizes: &HashMap<Id, u64>) {
+        let inconsistent: Vec<(Id, String)> = self
+            .groups
+            .values()
+            .filter_map(|group| {
+                group.header.members.iter().find_map(|member| {
+                    let size = sizes.get(&member.pack)?;
+                    (*size != member.length).then(|| {
+                        (
+                            group.id,
+                            format!(
+                                "names pack {} of {} bytes, but it has {size}",
+                                member.pack, member.length
+                            ),
+                        )
+                    })
+                })
+            })
+            .collect();
+        for (id, reason) in inconsistent {
+            if let Some(group) = self.groups.remove(&id) {
+                for name in group.shards.into_iter().flatten() {
+                    self.damaged.push(DamagedParity {
+                        name,
+                        reason: format!("parity object of group {}: {reason}", id.short()),
+                    });
+                }
+            }
+        }
+        self.damaged.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
     /// Whether parity can rebuild `pack` given which packs are `intact`:
     /// `Ok(group)` names a group that can, `Err` says why none can (the
     /// least damaged group it belongs to, or that no group covers it).
@@ -118,6 +155,19 @@ impl ParityListing {
                 .map(|index| (group, index))
         })
     }
+}
+
+/// A header read alone must declare exactly the object's listed size, so
+/// that no length it declares is believed beyond what is stored.
+fn check_object_size(name: &str, header: ParityHeader, size: u64) -> Result<ParityHeader> {
+    let declared = header.header_length() as u64 + header.shard_length;
+    if declared != size {
+        return Err(Error::corrupt(
+            format!("parity object {name}"),
+            format!("its header declares {declared} bytes, the object has {size}"),
+        ));
+    }
+    Ok(header)
 }
 
 impl Repository {
@@ -273,6 +323,7 @@ impl Repository {
                         .read_range(ObjectKind::Parity, &name, 0, prefix)
                         .map_err(Error::from)
                         .and_then(|bytes| parity::decode_header(&name, &bytes))
+                        .and_then(|header| check_object_size(&name, header, object.size))
                 };
                 (name, header)
             })

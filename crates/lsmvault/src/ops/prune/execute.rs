@@ -51,7 +51,7 @@ pub(super) fn execute(
         .copied()
         .chain(written.published.iter().map(|member| member.pack))
         .collect();
-    let stale_parity = protect_survivors(repository, &live)?;
+    let stale_parity = protect_survivors(repository, plan, &live)?;
 
     // 2. New index: kept packs plus the new ones.
     kept_locations.extend(written.locations.iter().copied());
@@ -107,7 +107,13 @@ pub(super) fn execute(
 /// names a pack outside `live` (being deleted now, or by an earlier prune
 /// that was killed), unless a group of live packs only already covers them;
 /// returns the parity objects of those groups, to delete once the packs are.
-fn protect_survivors(repository: &Repository, live: &HashSet<Id>) -> Result<Vec<String>> {
+/// The survivors' lengths come from the pack listing, not from the parity
+/// headers (which are untrusted input).
+fn protect_survivors(
+    repository: &Repository,
+    plan: &PrunePlan,
+    live: &HashSet<Id>,
+) -> Result<Vec<String>> {
     if repository.parity_config().is_none() {
         return Ok(Vec::new());
     }
@@ -129,11 +135,19 @@ fn protect_survivors(repository: &Repository, live: &HashSet<Id>) -> Result<Vec<
     let mut stale = Vec::new();
     for group in listing.groups.values().filter(|group| !is_live(group)) {
         for member in &group.header.members {
+            let Some(length) = plan.pack_sizes.get(&member.pack) else {
+                continue;
+            };
             if live.contains(&member.pack)
                 && !covered.contains(&member.pack)
-                && !survivors.contains(member)
+                && !survivors
+                    .iter()
+                    .any(|survivor| survivor.pack == member.pack)
             {
-                survivors.push(*member);
+                survivors.push(GroupMember {
+                    pack: member.pack,
+                    length: *length,
+                });
             }
         }
         stale.extend(group.shards.iter().flatten().cloned());

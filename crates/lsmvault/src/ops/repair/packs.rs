@@ -102,6 +102,20 @@ struct PackState {
     broken: BTreeMap<Id, String>,
     /// The blobs the index places in each pack.
     indexed: HashMap<Id, Vec<Id>>,
+    /// The size of every listed pack.
+    sizes: HashMap<Id, u64>,
+}
+
+impl PackState {
+    /// The sizes of the intact packs: only they vouch for their length (a
+    /// truncated one does not).
+    fn intact_sizes(&self) -> HashMap<Id, u64> {
+        self.sizes
+            .iter()
+            .filter(|(pack, _)| self.intact.contains(pack))
+            .map(|(pack, size)| (*pack, *size))
+            .collect()
+    }
 }
 
 impl Repository {
@@ -114,7 +128,8 @@ impl Repository {
     ) -> Result<RepairPacksReport> {
         let _lock = self.lock(LockKind::Exclusive, "repair packs")?;
         let mut state = self.pack_state(progress)?;
-        let listing = self.parity_listing(true)?;
+        let mut listing = self.parity_listing(true)?;
+        listing.drop_inconsistent(&state.intact_sizes());
         let mut report = RepairPacksReport {
             dry_run: options.dry_run,
             packs_checked: state.intact.len()
@@ -140,6 +155,9 @@ impl Repository {
                     .unwrap_or_default(),
             });
         }
+        // Rebuilt packs vouch for their length too: a lying group that named
+        // one of them while it was lost is found now.
+        listing.drop_inconsistent(&state.intact_sizes());
         self.rewrite_parity(&listing, &state, options.dry_run, &mut report)?;
         Ok(report)
     }
@@ -174,6 +192,10 @@ impl Repository {
             intact: HashSet::new(),
             broken: BTreeMap::new(),
             indexed,
+            sizes: listed
+                .iter()
+                .filter_map(|pack| Some((Id::from_hex(&pack.name).ok()?, pack.size)))
+                .collect(),
         };
         for (name, checked) in checked {
             match checked {
@@ -251,6 +273,7 @@ impl Repository {
                         )?;
                     }
                     state.intact.insert(pack);
+                    state.sizes.insert(pack, group.header.members[index].length);
                     report.rebuilt.push(RebuiltPack {
                         pack: pack.to_hex(),
                         problem,

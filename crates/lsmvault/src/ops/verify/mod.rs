@@ -19,10 +19,10 @@
 //!    is a finding (`structure.rs`).
 //! 2. One parallel pass over the packs: each header against the index, and for
 //!    the packs `--read-data` selects, every byte (`structure.rs` drives the
-//!    pass, `pack_check.rs` checks one pack).
-//! 2b. In a repository with parity: the parity objects parse (with
-//!    `--read-data`: hash to their names and match their packs), and each
-//!    damaged pack learns whether its group can rebuild it (`parity_check.rs`).
+//!    pass, `pack_check.rs` checks one pack). In a repository with parity,
+//!    then the parity objects: they parse (with `--read-data`: hash to their
+//!    names and match their packs), and each damaged pack learns whether its
+//!    group can rebuild it (`parity_check.rs`).
 //! 3. Snapshots, their trees and the archived WAL segments: every reference
 //!    resolves, and every damaged object found so far learns who needs it
 //!    (`references.rs`). This runs after the pack pass so that references to
@@ -236,7 +236,12 @@ impl Repository {
             &mut findings,
             progress,
         )?;
-        self.verify_parity(&packs.listed_ids, options.read_data, &mut findings)?;
+        self.verify_parity(
+            indexed.expected_by_pack.keys().copied(),
+            &packs.listed_sizes,
+            options.read_data,
+            &mut findings,
+        )?;
         let mut references = ReferenceCheck::new(self, &indexed.locations, options.read_data);
         let snapshots = references.check_snapshots(&mut findings)?;
         let wal_segments = references.check_wal_archive(&mut findings);

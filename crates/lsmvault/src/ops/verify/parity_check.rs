@@ -8,7 +8,7 @@
 //! deleted them; a killed prune can leave such a group behind) is stale,
 //! not damage: its survivors are protected by a newer group.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{Findings, ReadData};
 use crate::error::Result;
@@ -23,7 +23,8 @@ impl Repository {
     /// whether parity can rebuild it. `listed` are the packs the backend lists.
     pub(super) fn verify_parity(
         &self,
-        listed: &HashSet<Id>,
+        indexed: impl Iterator<Item = Id>,
+        listed: &HashMap<Id, u64>,
         read_data: ReadData,
         findings: &mut Findings,
     ) -> Result<()> {
@@ -31,14 +32,21 @@ impl Repository {
         if self.parity_config().is_none() {
             return Ok(());
         }
-        let listing = self.parity_listing(whole)?;
+        let mut listing = self.parity_listing(whole)?;
+        // Only intact packs vouch for their length (a truncated one does not).
+        let intact_sizes: HashMap<Id, u64> = listed
+            .iter()
+            .filter(|(pack, _)| !findings.broken_packs.contains_key(pack))
+            .map(|(pack, size)| (*pack, *size))
+            .collect();
+        listing.drop_inconsistent(&intact_sizes);
         for damaged in &listing.damaged {
             let object = format!("parity object {}", damaged.name);
             findings.add(object.clone(), damaged.reason.clone());
             note(findings, &object, REPAIRABLE.into());
         }
         let broken: HashSet<Id> = findings.broken_packs.keys().copied().collect();
-        let intact = |pack: &Id| listed.contains(pack) && !broken.contains(pack);
+        let intact = |pack: &Id| listed.contains_key(pack) && !broken.contains(pack);
         for group in listing.groups.values() {
             let members = &group.header.members;
             if !members.iter().all(|member| intact(&member.pack)) {
@@ -58,7 +66,16 @@ impl Repository {
                 note(findings, &object, REPAIRABLE.into());
             }
             if whole {
-                let expected = self.expected_parity_names(members, group.header.parity_count)?;
+                let expected = match self.expected_parity_names(members, group.header.parity_count)
+                {
+                    Ok(expected) => expected,
+                    Err(error) if error.is_damage() => {
+                        let object = format!("parity group {}", group.id.short());
+                        findings.add(object, format!("cannot be coded again: {error}"));
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
                 for (name, wanted) in group.shards.iter().zip(&expected) {
                     if let Some(name) = name.as_ref().filter(|name| *name != wanted) {
                         let object = format!("parity object {name}");
@@ -70,6 +87,28 @@ impl Repository {
                     }
                 }
             }
+        }
+        // Backup, `wal archive` and prune write parity before the index
+        // names their packs: an indexed pack in no group lost its parity.
+        let grouped: HashSet<Id> = listing
+            .groups
+            .values()
+            .flat_map(|group| group.header.members.iter().map(|member| member.pack))
+            .collect();
+        let mut unprotected: Vec<String> = indexed
+            .filter(|pack| intact(pack) && !grouped.contains(pack))
+            .map(|pack| pack.to_hex())
+            .collect();
+        if !unprotected.is_empty() {
+            unprotected.sort();
+            let object = "parity of packs".to_string();
+            let problem = format!(
+                "{} indexed pack(s) are in no parity group: {}",
+                unprotected.len(),
+                unprotected.join(", ")
+            );
+            findings.add(object.clone(), problem);
+            note(findings, &object, REPAIRABLE.into());
         }
         let notes: Vec<(Vec<String>, String)> = findings
             .broken_packs

@@ -37,8 +37,8 @@ pub(super) struct PackSummary {
     pub(super) bytes_read: u64,
     /// Sorted names of packs no index file lists.
     pub(super) unindexed: Vec<String>,
-    /// Ids of the packs the backend lists.
-    pub(super) listed_ids: HashSet<Id>,
+    /// Ids and sizes of the packs the backend lists.
+    pub(super) listed_sizes: HashMap<Id, u64>,
 }
 
 /// A poisoned lock only means another worker panicked; what it collected is
@@ -131,9 +131,9 @@ impl Repository {
             read,
             bytes_read,
             unindexed,
-            listed_ids: packs
+            listed_sizes: packs
                 .iter()
-                .filter_map(|pack| Id::from_hex(&pack.name).ok())
+                .filter_map(|pack| Some((Id::from_hex(&pack.name).ok()?, pack.size)))
                 .collect(),
         })
     }
