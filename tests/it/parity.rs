@@ -16,6 +16,8 @@ use lsmvault::codec::chunker::ChunkerParams;
 use lsmvault::codec::compression::Compression;
 use lsmvault::format::parity::{GroupMember, ParityHeader};
 use lsmvault::format::tree::EntryKind;
+use lsmvault::lsm::log::encode_log;
+use lsmvault::lsm::write_batch::encode_write_batch;
 use lsmvault::repo::parity::ParityGroup;
 use lsmvault::{Id, InitOptions, ParityConfig, Repository};
 
@@ -322,7 +324,7 @@ fn three_destroyed_packs_of_a_group_are_named_with_their_snapshots_and_files() {
 
     let output = fixture.run(&["repair", "packs"]);
     let report = text(&output);
-    assert!(!output.status.success(), "{report}");
+    assert_eq!(output.status.code(), Some(19), "{report}");
     assert!(
         report.contains(&format!("rebuilt pack {}", repairable.to_hex())),
         "{report}"
@@ -446,6 +448,15 @@ fn after_prune_the_surviving_packs_of_a_group_are_still_repairable() {
         }
     }
     fixture.ok(&["verify", "--read-data"]);
+    // The small groups (each backup's last) were merged into full ones.
+    let sizes: Vec<usize> = groups
+        .iter()
+        .map(|group| group.header.members.len())
+        .collect();
+    assert!(
+        sizes.iter().filter(|size| **size < 10).count() <= 1,
+        "group sizes after prune: {sizes:?}"
+    );
     // Every indexed pack is in a group.
     let repository = fixture.open();
     let grouped: BTreeSet<Id> = groups
@@ -670,4 +681,50 @@ fn parity_objects_whose_headers_lie_are_reported_and_never_believed() {
     );
     fixture.ok(&["verify", "--read-data"]);
     fixture.assert_every_snapshot_restores();
+}
+
+#[test]
+fn wal_archive_protects_its_packs_with_parity() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(
+        &repo,
+        &[
+            "init",
+            "--no-encryption",
+            "--compression",
+            "off",
+            "--parity",
+            "2+1",
+        ],
+    );
+    // About 40 MiB of write batches of incompressible values: 16 MiB packs.
+    let value = seeded_bytes(5, 40 * 1024 * 1024);
+    let records: Vec<Vec<u8>> = (1..=10_000u64)
+        .map(|sequence| encode_write_batch(sequence, 1, &value[sequence as usize * 4000..][..4000]))
+        .collect();
+    let db = crate::pitr::fake_database(work.path(), &[]);
+    fs::write(db.join("000012.log"), encode_log(&records, None)).unwrap();
+    lsmvault_ok(&repo, &["wal", "archive", db.to_str().unwrap()]);
+    let repository = Repository::open_local(&repo).unwrap();
+    let listing = repository.parity_listing(true).unwrap();
+    let grouped: BTreeSet<Id> = listing
+        .groups
+        .values()
+        .flat_map(|group| group.header.members.iter().map(|member| member.pack))
+        .collect();
+    let packs: Vec<PathBuf> = walkdir::WalkDir::new(repo.join("data"))
+        .into_iter()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| entry.into_path())
+        .collect();
+    assert!(packs.len() >= 3, "{packs:?}");
+    for pack in &packs {
+        let id = Id::from_hex(&pack.file_name().unwrap().to_string_lossy()).unwrap();
+        assert!(grouped.contains(&id), "pack {id} is in no group");
+    }
+    damage(&packs[0], Damage::Delete);
+    lsmvault_ok(&repo, &["repair", "packs"]);
+    lsmvault_ok(&repo, &["verify", "--read-data"]);
 }

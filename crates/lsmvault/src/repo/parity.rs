@@ -178,18 +178,16 @@ impl Repository {
 
     /// Writes parity over `packs` (in order, in groups of the configured
     /// `data_packs`, the last group possibly smaller); nothing when the
-    /// repository has no parity. Returns how many parity objects exist now
-    /// for them.
-    pub fn protect_packs(&self, packs: &[GroupMember]) -> Result<usize> {
+    /// repository has no parity. Returns the names of the parity objects.
+    pub fn protect_packs(&self, packs: &[GroupMember]) -> Result<Vec<String>> {
         let Some(scheme) = self.config.parity else {
-            return Ok(0);
+            return Ok(Vec::new());
         };
-        let mut written = 0;
+        let parity_count = scheme.parity_packs as u16;
+        let all_shards: Vec<u16> = (0..parity_count).collect();
+        let mut written = Vec::new();
         for group in packs.chunks(scheme.data_packs as usize) {
-            let parity_count = scheme.parity_packs as u16;
-            written += self
-                .write_parity_group(group, parity_count, &(0..parity_count).collect::<Vec<_>>())?
-                .len();
+            written.extend(self.write_parity_group(group, parity_count, &all_shards)?);
         }
         Ok(written)
     }

@@ -4,7 +4,7 @@
 //! index files, delete the packs no index names any more, then the parity
 //! of the groups that lost members.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -13,13 +13,12 @@ use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::index::{BlobLocation, Index};
 use crate::format::pack;
-use crate::format::parity::GroupMember;
 use crate::id::Id;
 use crate::progress::Progress;
-use crate::repo::parity::ParityGroup;
 use crate::repo::{PackWriter, Repository};
 
 use super::plan::PrunePlan;
+use super::regroup;
 use super::PruneReport;
 
 /// Executes `plan`, completing `report` with what was written and freed.
@@ -45,13 +44,20 @@ pub(super) fn execute(
     let written = repack(repository, plan, Arc::new(kept_index), progress)?;
     report.packs_written = written.packs as usize;
     repository.protect_packs(&written.published)?;
-    let live: HashSet<Id> = plan
+    // The packs that stay, with their sizes (from the listing, and for the
+    // new packs as written).
+    let live: HashMap<Id, u64> = plan
         .keep
         .iter()
-        .copied()
-        .chain(written.published.iter().map(|member| member.pack))
+        .filter_map(|pack| Some((*pack, *plan.pack_sizes.get(pack)?)))
+        .chain(
+            written
+                .published
+                .iter()
+                .map(|member| (member.pack, member.length)),
+        )
         .collect();
-    let stale_parity = protect_survivors(repository, plan, &live)?;
+    let stale_parity = regroup::protect_survivors(repository, &live)?;
 
     // 2. New index: kept packs plus the new ones.
     kept_locations.extend(written.locations.iter().copied());
@@ -101,59 +107,6 @@ pub(super) fn execute(
         .sum();
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
     Ok(())
-}
-
-/// Writes new parity groups over the surviving packs of every group that
-/// names a pack outside `live` (being deleted now, or by an earlier prune
-/// that was killed), unless a group of live packs only already covers them;
-/// returns the parity objects of those groups, to delete once the packs are.
-/// The survivors' lengths come from the pack listing, not from the parity
-/// headers (which are untrusted input).
-fn protect_survivors(
-    repository: &Repository,
-    plan: &PrunePlan,
-    live: &HashSet<Id>,
-) -> Result<Vec<String>> {
-    if repository.parity_config().is_none() {
-        return Ok(Vec::new());
-    }
-    let listing = repository.parity_listing(false)?;
-    let is_live = |group: &ParityGroup| {
-        group
-            .header
-            .members
-            .iter()
-            .all(|member| live.contains(&member.pack))
-    };
-    let covered: HashSet<Id> = listing
-        .groups
-        .values()
-        .filter(|group| is_live(group))
-        .flat_map(|group| group.header.members.iter().map(|member| member.pack))
-        .collect();
-    let mut survivors: Vec<GroupMember> = Vec::new();
-    let mut stale = Vec::new();
-    for group in listing.groups.values().filter(|group| !is_live(group)) {
-        for member in &group.header.members {
-            let Some(length) = plan.pack_sizes.get(&member.pack) else {
-                continue;
-            };
-            if live.contains(&member.pack)
-                && !covered.contains(&member.pack)
-                && !survivors
-                    .iter()
-                    .any(|survivor| survivor.pack == member.pack)
-            {
-                survivors.push(GroupMember {
-                    pack: member.pack,
-                    length: *length,
-                });
-            }
-        }
-        stale.extend(group.shards.iter().flatten().cloned());
-    }
-    repository.protect_packs(&survivors)?;
-    Ok(stale)
 }
 
 /// Copies the used blobs of the packs to repack into new packs; every blob

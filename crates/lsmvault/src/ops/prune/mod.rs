@@ -15,7 +15,8 @@
 //! 2. write the new index files (kept packs + new packs);
 //! 3. delete the old index files;
 //! 4. delete the packs that are no longer indexed;
-//! 5. delete the parity objects of the groups that lost members.
+//! 5. delete the parity objects of the groups that lost members (and of
+//!    the small groups merged into full ones, `regroup.rs`).
 //!
 //! Until step 3 the old index still serves; after it the new one does; packs
 //! are deleted only once no index file names them, and never a pack the new
@@ -24,6 +25,7 @@
 
 mod execute;
 mod plan;
+mod regroup;
 
 use std::time::Instant;
 

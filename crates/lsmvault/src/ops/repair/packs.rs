@@ -341,29 +341,35 @@ impl Repository {
                 },
             });
         }
-        if self.parity_config().is_some() {
-            let mut uncovered: Vec<GroupMember> = self
-                .backend()
-                .list(ObjectKind::Pack)?
-                .into_iter()
-                .filter_map(|pack| {
-                    let id = Id::from_hex(&pack.name).ok()?;
-                    let wanted = state.indexed.contains_key(&id)
-                        && state.intact.contains(&id)
-                        && !covered.contains(&id);
-                    wanted.then_some(GroupMember {
-                        pack: id,
-                        length: pack.size,
-                    })
-                })
-                .collect();
-            uncovered.sort_by_key(|member| member.pack);
-            report.packs_protected = uncovered.len();
-            if !dry_run && !uncovered.is_empty() {
-                self.protect_packs(&uncovered)?;
-            }
-        }
+        report.packs_protected = self.protect_uncovered(state, &covered, dry_run)?;
         Ok(())
+    }
+}
+
+impl Repository {
+    /// Writes new groups over the intact indexed packs no complete group
+    /// covers (all parity lost, or the survivors of a group that cannot be
+    /// rebuilt); returns how many packs that was.
+    fn protect_uncovered(
+        &self,
+        state: &PackState,
+        covered: &HashSet<Id>,
+        dry_run: bool,
+    ) -> Result<usize> {
+        if self.parity_config().is_none() {
+            return Ok(0);
+        }
+        let mut uncovered: Vec<GroupMember> = state
+            .intact_sizes()
+            .into_iter()
+            .filter(|(pack, _)| state.indexed.contains_key(pack) && !covered.contains(pack))
+            .map(|(pack, length)| GroupMember { pack, length })
+            .collect();
+        uncovered.sort_by_key(|member| member.pack);
+        if !dry_run && !uncovered.is_empty() {
+            self.protect_packs(&uncovered)?;
+        }
+        Ok(uncovered.len())
     }
 }
 
