@@ -728,3 +728,100 @@ fn wal_archive_protects_its_packs_with_parity() {
     lsmvault_ok(&repo, &["repair", "packs"]);
     lsmvault_ok(&repo, &["verify", "--read-data"]);
 }
+
+#[test]
+fn killed_prunes_leave_every_kept_pack_in_a_complete_parity_group() {
+    let iterations: u32 = std::env::var("LSMVAULT_PARITY_PRUNE_KILL_ITERATIONS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(4);
+    let mut fixture = ParityFixture::new(None, &[&[1], &[1, 2]]);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for iteration in 0..iterations {
+        // A new generation with a new batch; the oldest generation goes.
+        let batch = 10 + iteration;
+        let source = fixture.root.join(format!("source-kill-{iteration}"));
+        fs::create_dir(&source).unwrap();
+        for file in 0..8u32 {
+            fs::write(
+                source.join(format!("gen{batch}-{file}.sst")),
+                seeded_bytes(u64::from(batch * 100 + file + 1), 1_500_000),
+            )
+            .unwrap();
+        }
+        let json = fixture.ok(&["--json", "backup", source.to_str().unwrap()]);
+        let snapshot: serde_json::Value = serde_json::from_str(&json).unwrap();
+        fixture
+            .generations
+            .push((source, snapshot["id"].as_str().unwrap().to_string()));
+        let (_, oldest) = fixture.generations.remove(0);
+        fixture.ok(&["forget", &oldest]);
+
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut child = Command::new(binary())
+            .arg("--repo")
+            .arg(&fixture.repo)
+            .arg("prune")
+            .env_remove("LSMVAULT_PASSWORD")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30 + state % 600));
+        let _ = child.kill();
+        let _ = child.wait();
+        fixture.ok(&["unlock", "--remove-all"]);
+        // Whatever the moment: no damage, every indexed pack in a group.
+        fixture.ok(&["verify"]);
+    }
+    fixture.ok(&["prune"]);
+    fixture.ok(&["verify", "--read-data"]);
+    let groups = fixture.groups();
+    let members = &groups[0].header.members;
+    damage(&fixture.pack_path(&members[0].pack), Damage::Delete);
+    damage(&fixture.pack_path(&members[1].pack), Damage::FlipBit);
+    fixture.ok(&["repair", "packs"]);
+    fixture.assert_every_snapshot_restores();
+}
+
+#[test]
+fn prune_merges_the_small_groups_of_many_backups_into_full_ones() {
+    let fixture = ParityFixture::new(None, &[&[1], &[1, 2], &[1, 2, 3], &[1, 2, 3, 4]]);
+    let small = |groups: &[ParityGroup]| {
+        groups
+            .iter()
+            .filter(|group| group.header.members.len() < 10)
+            .count()
+    };
+    let before = fixture.groups();
+    assert!(small(&before) >= 2, "{} small groups", small(&before));
+    let parity_bytes = |fixture: &ParityFixture| {
+        let stats: serde_json::Value =
+            serde_json::from_str(&fixture.ok(&["--json", "stats"])).unwrap();
+        stats["parity_bytes"].as_u64().unwrap()
+    };
+    let bytes_before = parity_bytes(&fixture);
+    // Nothing to delete: prune only merges the groups.
+    let pruned: serde_json::Value =
+        serde_json::from_str(&fixture.ok(&["--json", "prune"])).unwrap();
+    assert_eq!(pruned["packs_deleted"], 0, "{pruned}");
+    let after = fixture.groups();
+    assert!(small(&after) <= 1, "{} small groups", small(&after));
+    let bytes_after = parity_bytes(&fixture);
+    assert!(
+        bytes_after < bytes_before,
+        "{bytes_before} -> {bytes_after}"
+    );
+    fixture.ok(&["verify", "--read-data"]);
+    // A second prune has nothing more to merge and changes nothing.
+    let names = fixture.parity_names();
+    fixture.ok(&["prune"]);
+    assert_eq!(fixture.parity_names(), names);
+    let members = &after[0].header.members;
+    damage(&fixture.pack_path(&members[3].pack), Damage::Delete);
+    damage(&fixture.pack_path(&members[8].pack), Damage::Truncate);
+    fixture.ok(&["repair", "packs"]);
+    fixture.assert_every_snapshot_restores();
+}

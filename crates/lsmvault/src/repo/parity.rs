@@ -141,6 +141,17 @@ impl ParityListing {
         Err(best.map_or_else(|| "no parity group covers it".into(), |(_, reason)| reason))
     }
 
+    /// Whether every pack of `group` is also in another group whose parity
+    /// objects are all present: then `group` is a leftover (prune merges
+    /// small groups and deletes their parity last; a kill can leave some of
+    /// it) whose missing shards are not damage and need no rewriting.
+    pub fn is_superseded(&self, group: &ParityGroup) -> bool {
+        group.header.members.iter().all(|member| {
+            self.groups_of(&member.pack)
+                .any(|(other, _)| other.id != group.id && other.shards.iter().all(Option::is_some))
+        })
+    }
+
     /// The groups `pack` is a member of, with its index in each.
     pub fn groups_of<'a>(
         &'a self,

@@ -109,6 +109,20 @@ pub(super) fn execute(
     Ok(())
 }
 
+/// With nothing to delete or repack, prune still merges the small parity
+/// groups (see `regroup.rs`): new groups first, then the old parity objects.
+pub(super) fn merge_small_groups(repository: &Repository, plan: &PrunePlan) -> Result<()> {
+    let live: HashMap<Id, u64> = plan
+        .keep
+        .iter()
+        .filter_map(|pack| Some((*pack, *plan.pack_sizes.get(pack)?)))
+        .collect();
+    for name in regroup::protect_survivors(repository, &live)? {
+        repository.backend().delete(ObjectKind::Parity, &name)?;
+    }
+    Ok(())
+}
+
 /// Copies the used blobs of the packs to repack into new packs; every blob
 /// is decoded (so checked against its id) on the way: damage is never copied.
 fn repack(

@@ -111,6 +111,8 @@ impl Repository {
         let mut report = plan.report(options.dry_run);
         if !options.dry_run && !plan.is_empty() {
             execute::execute(self, &plan, progress, &mut report)?;
+        } else if !options.dry_run && self.parity_config().is_some() {
+            execute::merge_small_groups(self, &plan)?;
         }
         report.duration_seconds = started.elapsed().as_secs_f64();
         Ok(report)

@@ -309,7 +309,7 @@ impl Repository {
             let missing: Vec<u16> = (0..group.header.parity_count)
                 .filter(|index| group.shards[usize::from(*index)].is_none())
                 .collect();
-            if missing.is_empty() {
+            if missing.is_empty() || listing.is_superseded(group) {
                 continue;
             }
             let names = if dry_run {

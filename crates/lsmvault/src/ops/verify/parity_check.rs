@@ -59,7 +59,7 @@ impl Repository {
                 .filter(|(_, shard)| shard.is_none())
                 .map(|(index, _)| index.to_string())
                 .collect();
-            if !missing.is_empty() {
+            if !missing.is_empty() && !listing.is_superseded(group) {
                 let object = format!("parity group {}", group.id.short());
                 let problem = format!("parity shard(s) {} missing", missing.join(", "));
                 findings.add(object.clone(), problem);
