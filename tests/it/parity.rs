@@ -825,3 +825,32 @@ fn prune_merges_the_small_groups_of_many_backups_into_full_ones() {
     fixture.ok(&["repair", "packs"]);
     fixture.assert_every_snapshot_restores();
 }
+
+#[test]
+fn a_group_of_unindexed_packs_missing_a_shard_is_not_damage() {
+    // What a backup killed (or still running) between its parity objects
+    // and its index leaves: packs and some of their parity, no index.
+    let fixture = ParityFixture::new(None, &[&[1]]);
+    let repository = fixture.open();
+    let writer = lsmvault::PackWriter::new(&repository).unwrap();
+    for seed in 0..3u64 {
+        let data = seeded_bytes(7000 + seed, 200_000);
+        let id = repository.keys().blob_id(&data);
+        writer
+            .add(id, lsmvault::format::pack::BlobKind::Data, &data)
+            .unwrap();
+    }
+    let summary = writer.finish().unwrap();
+    let names = repository.protect_packs(&summary.published).unwrap();
+    assert_eq!(names.len(), 2);
+    damage(&fixture.parity_path(&names[1]), Damage::Delete);
+    let verify = fixture.ok(&["verify"]);
+    assert!(verify.contains("not in any index"), "{verify}");
+    // Repair leaves it alone, and prune removes packs and parity alike.
+    let repaired = fixture.ok(&["repair", "packs"]);
+    assert!(!repaired.contains("rewrote"), "{repaired}");
+    fixture.ok(&["prune"]);
+    assert!(!fixture.parity_path(&names[0]).exists());
+    fixture.ok(&["verify", "--read-data"]);
+    fixture.assert_every_snapshot_restores();
+}

@@ -32,7 +32,10 @@ pub(super) fn protect_survivors(
     let Some(scheme) = repository.parity_config() else {
         return Ok(Vec::new());
     };
-    let listing = repository.parity_listing(false)?;
+    let mut listing = repository.parity_listing(false)?;
+    // A group that gives a kept pack another length than it has is not a
+    // real group: it covers nothing (`repair packs` deletes it).
+    listing.drop_inconsistent(live);
     let is_live = |group: &ParityGroup| {
         group
             .header

@@ -299,10 +299,11 @@ impl Repository {
         let mut rewritten: HashSet<String> = HashSet::new();
         for group in listing.groups.values() {
             let members = &group.header.members;
-            if !members
-                .iter()
-                .all(|member| state.intact.contains(&member.pack))
-            {
+            // Only groups of intact, indexed packs: a group of unindexed
+            // packs is a killed backup's leftover, which prune removes.
+            if !members.iter().all(|member| {
+                state.intact.contains(&member.pack) && state.indexed.contains_key(&member.pack)
+            }) {
                 continue;
             }
             covered.extend(members.iter().map(|member| member.pack));

@@ -237,7 +237,7 @@ impl Repository {
             progress,
         )?;
         self.verify_parity(
-            indexed.expected_by_pack.keys().copied(),
+            &indexed.expected_by_pack.keys().copied().collect(),
             &packs.listed_sizes,
             options.read_data,
             &mut findings,

@@ -23,7 +23,7 @@ impl Repository {
     /// whether parity can rebuild it. `listed` are the packs the backend lists.
     pub(super) fn verify_parity(
         &self,
-        indexed: impl Iterator<Item = Id>,
+        indexed: &HashSet<Id>,
         listed: &HashMap<Id, u64>,
         read_data: ReadData,
         findings: &mut Findings,
@@ -59,7 +59,11 @@ impl Repository {
                 .filter(|(_, shard)| shard.is_none())
                 .map(|(index, _)| index.to_string())
                 .collect();
-            if !missing.is_empty() && !listing.is_superseded(group) {
+            // A group whose packs are not all indexed may be a running
+            // backup's (it writes parity shard by shard, then its index) or
+            // a killed one's leftover: not damage.
+            let committed = members.iter().all(|member| indexed.contains(&member.pack));
+            if !missing.is_empty() && committed && !listing.is_superseded(group) {
                 let object = format!("parity group {}", group.id.short());
                 let problem = format!("parity shard(s) {} missing", missing.join(", "));
                 findings.add(object.clone(), problem);
@@ -96,6 +100,8 @@ impl Repository {
             .flat_map(|group| group.header.members.iter().map(|member| member.pack))
             .collect();
         let mut unprotected: Vec<String> = indexed
+            .iter()
+            .copied()
             .filter(|pack| intact(pack) && !grouped.contains(pack))
             .map(|pack| pack.to_hex())
             .collect();
