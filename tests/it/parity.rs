@@ -4,7 +4,8 @@
 //! named precisely with the snapshots and files it takes.
 //!
 //! Repositories here have 1 MiB packs and 10+2 parity, so three backups of
-//! about 12 MB each fill several groups.
+//! about 12 MB each fill several groups. Parity across prune, `wal archive`
+//! and interrupted commands: `parity_maintenance.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -16,8 +17,6 @@ use lsmvault::codec::chunker::ChunkerParams;
 use lsmvault::codec::compression::Compression;
 use lsmvault::format::parity::{GroupMember, ParityHeader};
 use lsmvault::format::tree::EntryKind;
-use lsmvault::lsm::log::encode_log;
-use lsmvault::lsm::write_batch::encode_write_batch;
 use lsmvault::repo::parity::ParityGroup;
 use lsmvault::{Id, InitOptions, ParityConfig, Repository};
 
@@ -27,17 +26,17 @@ const PASSWORD: &str = "parity password";
 
 /// A 10+2 repository with three snapshots: generation `g` holds the files of
 /// generations 1..=g (`gen{g}-{i}.sst`), each source kept for comparison.
-struct ParityFixture {
+pub(crate) struct ParityFixture {
     _work: tempfile::TempDir,
-    root: PathBuf,
-    repo: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) repo: PathBuf,
     password: Option<&'static str>,
     /// Source directory and snapshot id of each generation, oldest first.
-    generations: Vec<(PathBuf, String)>,
+    pub(crate) generations: Vec<(PathBuf, String)>,
 }
 
 impl ParityFixture {
-    fn new(password: Option<&'static str>, generations: &[&[u32]]) -> ParityFixture {
+    pub(crate) fn new(password: Option<&'static str>, generations: &[&[u32]]) -> ParityFixture {
         let work = tempfile::tempdir().unwrap();
         let root = work.path().to_path_buf();
         let repo = root.join("repo");
@@ -92,15 +91,15 @@ impl ParityFixture {
     }
 
     /// Three generations, each adding 8 files of 1.5 MB.
-    fn three_generations(password: Option<&'static str>) -> ParityFixture {
+    pub(crate) fn three_generations(password: Option<&'static str>) -> ParityFixture {
         ParityFixture::new(password, &[&[1], &[1, 2], &[1, 2, 3]])
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         lsmvault_with_password(&self.repo, self.password, args)
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert!(
             output.status.success(),
@@ -113,7 +112,7 @@ impl ParityFixture {
     }
 
     /// Runs a command expected to fail; returns stdout and stderr together.
-    fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let output = self.run(args);
         let text = format!(
             "{}{}",
@@ -127,7 +126,7 @@ impl ParityFixture {
         text
     }
 
-    fn open(&self) -> Repository {
+    pub(crate) fn open(&self) -> Repository {
         match self.password {
             Some(password) => Repository::open_local_with_password(&self.repo, password).unwrap(),
             None => Repository::open_local(&self.repo).unwrap(),
@@ -135,7 +134,7 @@ impl ParityFixture {
     }
 
     /// Every parity group, full groups (10 packs) first.
-    fn groups(&self) -> Vec<ParityGroup> {
+    pub(crate) fn groups(&self) -> Vec<ParityGroup> {
         let listing = self.open().parity_listing(false).unwrap();
         assert!(listing.damaged.is_empty(), "{:?}", listing.damaged);
         let mut groups: Vec<ParityGroup> = listing.groups.into_values().collect();
@@ -143,23 +142,23 @@ impl ParityFixture {
         groups
     }
 
-    fn pack_path(&self, pack: &Id) -> PathBuf {
+    pub(crate) fn pack_path(&self, pack: &Id) -> PathBuf {
         let name = pack.to_hex();
         self.repo.join("data").join(&name[..2]).join(name)
     }
 
-    fn parity_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn parity_path(&self, name: &str) -> PathBuf {
         self.repo.join("parity").join(name)
     }
 
     /// Restores every snapshot and compares it with its source.
-    fn assert_every_snapshot_restores(&self) {
+    pub(crate) fn assert_every_snapshot_restores(&self) {
         for (number, (source, id)) in self.generations.iter().enumerate() {
             self.assert_restores(number, source, id);
         }
     }
 
-    fn assert_restores(&self, number: usize, source: &Path, id: &str) {
+    pub(crate) fn assert_restores(&self, number: usize, source: &Path, id: &str) {
         let target = self.root.join(format!("restored-{number}-{}", unique()));
         self.ok(&["restore", id, "--target", target.to_str().unwrap()]);
         assert_same_tree(source, &target);
@@ -167,7 +166,7 @@ impl ParityFixture {
 
     /// The packs of every group whose parity objects all exist, for
     /// comparing before and after.
-    fn parity_names(&self) -> BTreeSet<String> {
+    pub(crate) fn parity_names(&self) -> BTreeSet<String> {
         fs::read_dir(self.repo.join("parity"))
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -175,7 +174,7 @@ impl ParityFixture {
     }
 
     /// The files of snapshot `id` with a chunk in one of `packs`.
-    fn files_in_packs(&self, id: &str, packs: &BTreeSet<Id>) -> BTreeSet<String> {
+    pub(crate) fn files_in_packs(&self, id: &str, packs: &BTreeSet<Id>) -> BTreeSet<String> {
         let repository = self.open();
         let snapshot = repository.find_snapshot(id).unwrap();
         let index = repository.index().unwrap();
@@ -202,13 +201,13 @@ fn unique() -> u64 {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Damage {
+pub(crate) enum Damage {
     Delete,
     FlipBit,
     Truncate,
 }
 
-fn damage(path: &Path, how: Damage) {
+pub(crate) fn damage(path: &Path, how: Damage) {
     match how {
         Damage::Delete => fs::remove_file(path).unwrap(),
         Damage::FlipBit => {
@@ -430,60 +429,6 @@ fn packs_of_an_encrypted_repository_are_rebuilt_from_parity() {
 }
 
 #[test]
-fn after_prune_the_surviving_packs_of_a_group_are_still_repairable() {
-    // Generation 2 adds batches 2 and 3 in one backup (its groups mix
-    // them); generation 3 drops batch 2. Forgetting generation 2 makes
-    // prune delete batch 2's packs out of those groups.
-    let mut fixture = ParityFixture::new(None, &[&[1], &[1, 2, 3], &[1, 3]]);
-    let (_, second) = fixture.generations.remove(1);
-    fixture.ok(&["forget", &second]);
-    let pruned = fixture.ok(&["--json", "prune"]);
-    let pruned: serde_json::Value = serde_json::from_str(&pruned).unwrap();
-    assert!(pruned["packs_deleted"].as_u64().unwrap() > 0, "{pruned}");
-    // No parity of deleted packs is left, and nothing is reported damaged.
-    let groups = fixture.groups();
-    for group in &groups {
-        for member in &group.header.members {
-            assert!(fixture.pack_path(&member.pack).exists(), "stale group");
-        }
-    }
-    fixture.ok(&["verify", "--read-data"]);
-    // The small groups (each backup's last) were merged into full ones.
-    let sizes: Vec<usize> = groups
-        .iter()
-        .map(|group| group.header.members.len())
-        .collect();
-    assert!(
-        sizes.iter().filter(|size| **size < 10).count() <= 1,
-        "group sizes after prune: {sizes:?}"
-    );
-    // Every indexed pack is in a group.
-    let repository = fixture.open();
-    let grouped: BTreeSet<Id> = groups
-        .iter()
-        .flat_map(|group| group.header.members.iter().map(|member| member.pack))
-        .collect();
-    let indexed: BTreeSet<Id> = repository
-        .read_index_files()
-        .unwrap()
-        .readable
-        .into_iter()
-        .flat_map(|(_, entries)| entries.into_iter().map(|location| location.pack))
-        .collect();
-    assert!(indexed.is_subset(&grouped));
-    // Destroy two packs of the largest group: still repairable.
-    let members = &groups[0].header.members;
-    damage(&fixture.pack_path(&members[0].pack), Damage::Truncate);
-    damage(
-        &fixture.pack_path(&members[members.len() - 1].pack),
-        Damage::Delete,
-    );
-    fixture.ok(&["repair", "packs"]);
-    fixture.ok(&["verify", "--read-data"]);
-    fixture.assert_every_snapshot_restores();
-}
-
-#[test]
 fn killed_repair_packs_leaves_every_pack_missing_or_intact_and_rebuildable() {
     let iterations: u64 = std::env::var("LSMVAULT_REPAIR_PACKS_KILL_ITERATIONS")
         .ok()
@@ -679,178 +624,6 @@ fn parity_objects_whose_headers_lie_are_reported_and_never_believed() {
         repaired.contains(&format!("rebuilt pack {}", real.pack)),
         "{repaired}"
     );
-    fixture.ok(&["verify", "--read-data"]);
-    fixture.assert_every_snapshot_restores();
-}
-
-#[test]
-fn wal_archive_protects_its_packs_with_parity() {
-    let work = tempfile::tempdir().unwrap();
-    let repo = work.path().join("repo");
-    lsmvault_ok(
-        &repo,
-        &[
-            "init",
-            "--no-encryption",
-            "--compression",
-            "off",
-            "--parity",
-            "2+1",
-        ],
-    );
-    // About 40 MiB of write batches of incompressible values: 16 MiB packs.
-    let value = seeded_bytes(5, 40 * 1024 * 1024);
-    let records: Vec<Vec<u8>> = (1..=10_000u64)
-        .map(|sequence| encode_write_batch(sequence, 1, &value[sequence as usize * 4000..][..4000]))
-        .collect();
-    let db = crate::pitr::fake_database(work.path(), &[]);
-    fs::write(db.join("000012.log"), encode_log(&records, None)).unwrap();
-    lsmvault_ok(&repo, &["wal", "archive", db.to_str().unwrap()]);
-    let repository = Repository::open_local(&repo).unwrap();
-    let listing = repository.parity_listing(true).unwrap();
-    let grouped: BTreeSet<Id> = listing
-        .groups
-        .values()
-        .flat_map(|group| group.header.members.iter().map(|member| member.pack))
-        .collect();
-    let packs: Vec<PathBuf> = walkdir::WalkDir::new(repo.join("data"))
-        .into_iter()
-        .map(|entry| entry.unwrap())
-        .filter(|entry| entry.file_type().is_file())
-        .map(|entry| entry.into_path())
-        .collect();
-    assert!(packs.len() >= 3, "{packs:?}");
-    for pack in &packs {
-        let id = Id::from_hex(&pack.file_name().unwrap().to_string_lossy()).unwrap();
-        assert!(grouped.contains(&id), "pack {id} is in no group");
-    }
-    damage(&packs[0], Damage::Delete);
-    lsmvault_ok(&repo, &["repair", "packs"]);
-    lsmvault_ok(&repo, &["verify", "--read-data"]);
-}
-
-#[test]
-fn killed_prunes_leave_every_kept_pack_in_a_complete_parity_group() {
-    let iterations: u32 = std::env::var("LSMVAULT_PARITY_PRUNE_KILL_ITERATIONS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(4);
-    let mut fixture = ParityFixture::new(None, &[&[1], &[1, 2]]);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    for iteration in 0..iterations {
-        // A new generation with a new batch; the oldest generation goes.
-        let batch = 10 + iteration;
-        let source = fixture.root.join(format!("source-kill-{iteration}"));
-        fs::create_dir(&source).unwrap();
-        for file in 0..8u32 {
-            fs::write(
-                source.join(format!("gen{batch}-{file}.sst")),
-                seeded_bytes(u64::from(batch * 100 + file + 1), 1_500_000),
-            )
-            .unwrap();
-        }
-        let json = fixture.ok(&["--json", "backup", source.to_str().unwrap()]);
-        let snapshot: serde_json::Value = serde_json::from_str(&json).unwrap();
-        fixture
-            .generations
-            .push((source, snapshot["id"].as_str().unwrap().to_string()));
-        let (_, oldest) = fixture.generations.remove(0);
-        fixture.ok(&["forget", &oldest]);
-
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let mut child = Command::new(binary())
-            .arg("--repo")
-            .arg(&fixture.repo)
-            .arg("prune")
-            .env_remove("LSMVAULT_PASSWORD")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(30 + state % 600));
-        let _ = child.kill();
-        let _ = child.wait();
-        fixture.ok(&["unlock", "--remove-all"]);
-        // Whatever the moment: no damage, every indexed pack in a group.
-        fixture.ok(&["verify"]);
-    }
-    fixture.ok(&["prune"]);
-    fixture.ok(&["verify", "--read-data"]);
-    let groups = fixture.groups();
-    let members = &groups[0].header.members;
-    damage(&fixture.pack_path(&members[0].pack), Damage::Delete);
-    damage(&fixture.pack_path(&members[1].pack), Damage::FlipBit);
-    fixture.ok(&["repair", "packs"]);
-    fixture.assert_every_snapshot_restores();
-}
-
-#[test]
-fn prune_merges_the_small_groups_of_many_backups_into_full_ones() {
-    let fixture = ParityFixture::new(None, &[&[1], &[1, 2], &[1, 2, 3], &[1, 2, 3, 4]]);
-    let small = |groups: &[ParityGroup]| {
-        groups
-            .iter()
-            .filter(|group| group.header.members.len() < 10)
-            .count()
-    };
-    let before = fixture.groups();
-    assert!(small(&before) >= 2, "{} small groups", small(&before));
-    let parity_bytes = |fixture: &ParityFixture| {
-        let stats: serde_json::Value =
-            serde_json::from_str(&fixture.ok(&["--json", "stats"])).unwrap();
-        stats["parity_bytes"].as_u64().unwrap()
-    };
-    let bytes_before = parity_bytes(&fixture);
-    // Nothing to delete: prune only merges the groups.
-    let pruned: serde_json::Value =
-        serde_json::from_str(&fixture.ok(&["--json", "prune"])).unwrap();
-    assert_eq!(pruned["packs_deleted"], 0, "{pruned}");
-    let after = fixture.groups();
-    assert!(small(&after) <= 1, "{} small groups", small(&after));
-    let bytes_after = parity_bytes(&fixture);
-    assert!(
-        bytes_after < bytes_before,
-        "{bytes_before} -> {bytes_after}"
-    );
-    fixture.ok(&["verify", "--read-data"]);
-    // A second prune has nothing more to merge and changes nothing.
-    let names = fixture.parity_names();
-    fixture.ok(&["prune"]);
-    assert_eq!(fixture.parity_names(), names);
-    let members = &after[0].header.members;
-    damage(&fixture.pack_path(&members[3].pack), Damage::Delete);
-    damage(&fixture.pack_path(&members[8].pack), Damage::Truncate);
-    fixture.ok(&["repair", "packs"]);
-    fixture.assert_every_snapshot_restores();
-}
-
-#[test]
-fn a_group_of_unindexed_packs_missing_a_shard_is_not_damage() {
-    // What a backup killed (or still running) between its parity objects
-    // and its index leaves: packs and some of their parity, no index.
-    let fixture = ParityFixture::new(None, &[&[1]]);
-    let repository = fixture.open();
-    let writer = lsmvault::PackWriter::new(&repository).unwrap();
-    for seed in 0..3u64 {
-        let data = seeded_bytes(7000 + seed, 200_000);
-        let id = repository.keys().blob_id(&data);
-        writer
-            .add(id, lsmvault::format::pack::BlobKind::Data, &data)
-            .unwrap();
-    }
-    let summary = writer.finish().unwrap();
-    let names = repository.protect_packs(&summary.published).unwrap();
-    assert_eq!(names.len(), 2);
-    damage(&fixture.parity_path(&names[1]), Damage::Delete);
-    let verify = fixture.ok(&["verify"]);
-    assert!(verify.contains("not in any index"), "{verify}");
-    // Repair leaves it alone, and prune removes packs and parity alike.
-    let repaired = fixture.ok(&["repair", "packs"]);
-    assert!(!repaired.contains("rewrote"), "{repaired}");
-    fixture.ok(&["prune"]);
-    assert!(!fixture.parity_path(&names[0]).exists());
     fixture.ok(&["verify", "--read-data"]);
     fixture.assert_every_snapshot_restores();
 }

@@ -3,7 +3,8 @@
 //! indexed packs no group covers.
 //!
 //! A pack needs repair when the index names it and it is missing, or when
-//! its bytes do not hash to its name (every pack is read). A group can
+//! its bytes do not hash to its name (every pack is read; a damaged pack no
+//! index names is a killed backup's garbage, left to prune). A group can
 //! rebuild its lost members when no more of its packs and parity objects are
 //! lost than it has parity shards; packs a group names that are neither
 //! listed nor indexed (deleted by prune) count as lost for that group. Groups
@@ -104,6 +105,8 @@ struct PackState {
     indexed: HashMap<Id, Vec<Id>>,
     /// The size of every listed pack.
     sizes: HashMap<Id, u64>,
+    /// How many packs were listed (and read).
+    listed: usize,
 }
 
 impl PackState {
@@ -132,12 +135,7 @@ impl Repository {
         listing.drop_inconsistent(&state.intact_sizes());
         let mut report = RepairPacksReport {
             dry_run: options.dry_run,
-            packs_checked: state.intact.len()
-                + state
-                    .broken
-                    .values()
-                    .filter(|problem| *problem != "missing")
-                    .count(),
+            packs_checked: state.listed,
             parity_objects_checked: listing.objects,
             groups: listing.groups.len(),
             ..RepairPacksReport::default()
@@ -192,6 +190,7 @@ impl Repository {
             intact: HashSet::new(),
             broken: BTreeMap::new(),
             indexed,
+            listed: listed.len(),
             sizes: listed
                 .iter()
                 .filter_map(|pack| Some((Id::from_hex(&pack.name).ok()?, pack.size)))
@@ -202,8 +201,14 @@ impl Repository {
                 Ok(id) => {
                     state.intact.insert(id);
                 }
+                // A damaged pack no index names is garbage (a killed
+                // backup's): nothing needs it, prune removes it. It is
+                // neither intact nor to repair: lost, for its groups.
                 Err(error) if error.is_damage() => {
-                    if let Ok(id) = Id::from_hex(&name) {
+                    if let Some(id) = Id::from_hex(&name)
+                        .ok()
+                        .filter(|id| state.indexed.contains_key(id))
+                    {
                         state.broken.insert(id, error.to_string());
                     }
                 }
