@@ -292,6 +292,41 @@ mod tests {
         assert!(decode_header("x", &bytes[..header.header_length()]).is_ok());
     }
 
+    proptest::proptest! {
+        /// Well-framed headers (a valid checksum) with arbitrary fields:
+        /// the checks past the checksum refuse them, never panic.
+        #[test]
+        fn headers_with_a_valid_checksum_and_any_fields_never_panic(
+            lengths in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..70),
+            parity_count in proptest::prelude::any::<u16>(),
+            shard_index in proptest::prelude::any::<u16>(),
+            stripe_size in proptest::prelude::any::<u32>(),
+            shard_length in proptest::prelude::any::<u64>(),
+            shard in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let header = ParityHeader {
+                members: lengths
+                    .iter()
+                    .enumerate()
+                    .map(|(index, length)| GroupMember {
+                        pack: Id([(index % 3) as u8; 32]),
+                        length: *length % 512,
+                    })
+                    .collect(),
+                parity_count: parity_count % 20,
+                shard_index: shard_index % 20,
+                stripe_size: stripe_size % 1024,
+                shard_length: shard_length % 1024,
+            };
+            let bytes = header.encode(&shard);
+            if let Ok((decoded, decoded_shard)) = decode("x", &bytes) {
+                proptest::prop_assert_eq!(decoded_shard.len() as u64, decoded.shard_length);
+                proptest::prop_assert!(decoded.shard_index < decoded.parity_count);
+            }
+            let _ = decode_header("x", &bytes);
+        }
+    }
+
     #[test]
     fn a_shard_of_the_wrong_length_or_a_damaged_header_is_refused() {
         let header = header();
