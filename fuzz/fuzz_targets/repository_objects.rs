@@ -1,6 +1,6 @@
 //! Fuzzes every parser of repository objects a damaged or hostile repository
 //! can feed lsmvault: pack trailers and headers (plain and sealed), index
-//! files, tree blobs, snapshot files, key files, MANIFEST version edits, the
+//! files, parity objects, tree blobs, snapshot files, key files, MANIFEST version edits, the
 //! config, lock objects and WAL objects (segment records, restore points).
 //! None may panic; each must return an error for bytes it cannot trust.
 //!
@@ -13,6 +13,7 @@ use lsmvault::codec::crypto::{KeyFile, Keys};
 use lsmvault::format::config::{Binding, Config};
 use lsmvault::format::index::decode_index_file;
 use lsmvault::format::pack::{parse_header, parse_pack, parse_trailer};
+use lsmvault::format::parity;
 use lsmvault::format::snapshot::Snapshot;
 use lsmvault::format::tree::Tree;
 use lsmvault::format::wal_object::WalObject;
@@ -28,6 +29,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_header("fuzz", data, data.len() as u64, &plaintext);
     let _ = decode_index_file("fuzz", data, &plaintext);
+    let _ = parity::decode_header("fuzz", data);
+    let _ = parity::decode("fuzz", data);
     let _ = Tree::decode(&Id::of(data), data);
     let _ = Snapshot::decode("fuzz", data);
     if let Ok(key_file) = serde_json::from_slice::<KeyFile>(data) {

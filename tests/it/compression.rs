@@ -103,11 +103,11 @@ fn version_1_repositories_open_and_stay_uncompressed() {
     source_with_text_and_noise(&source);
     lsmvault_ok(&repo, &["init", "--no-encryption"]);
     let config_path = repo.join("config");
-    let config = fs::read_to_string(&config_path)
-        .unwrap()
-        .replace("\"version\": 3", "\"version\": 1")
-        .replace("\"compression\": \"auto\"", "\"compression\": \"none\"");
-    fs::write(&config_path, config).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    config["version"] = serde_json::json!(1);
+    config["compression"] = serde_json::json!("none");
+    fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
     let backup = lsmvault_json(
         &repo,
         &[

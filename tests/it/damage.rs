@@ -295,12 +295,10 @@ fn hostile_tree_names_never_escape_the_target() {
 fn unsupported_repository_version_is_refused() {
     let fixture = three_pack_fixture();
     let config_path = fixture.repo.join("config");
-    let config = fs::read_to_string(&config_path).unwrap();
-    fs::write(
-        &config_path,
-        config.replace("\"version\": 3", "\"version\": 7"),
-    )
-    .unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    config["version"] = serde_json::json!(7);
+    fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
     let output = lsmvault(&fixture.repo, &["snapshots"]);
     assert_eq!(output.status.code(), Some(12));
     assert!(String::from_utf8_lossy(&output.stderr).contains("version 7"));

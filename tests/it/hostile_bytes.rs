@@ -14,11 +14,12 @@ use lsmvault::format::index::decode_index_file;
 use lsmvault::format::pack::{
     decode_blob, parse_header, parse_pack, parse_trailer, TRAILER_LENGTH,
 };
+use lsmvault::format::parity;
 use lsmvault::format::snapshot::Snapshot;
 use lsmvault::format::tree::Tree;
 use lsmvault::format::wal_object::WalObject;
 use lsmvault::repo::lock::LockInfo;
-use lsmvault::{BackupOptions, Id, InitOptions, NoProgress, Repository};
+use lsmvault::{BackupOptions, Id, InitOptions, NoProgress, ParityConfig, Repository};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
@@ -40,6 +41,11 @@ fn fixture(password: Option<&str>) -> Fixture {
     let options = InitOptions {
         password: password.map(str::to_string),
         kdf_target: std::time::Duration::from_millis(1),
+        // Parity objects too (a group of the one pack, with two shards).
+        parity: Some(ParityConfig {
+            data_packs: 2,
+            parity_packs: 2,
+        }),
         ..InitOptions::default()
     };
     let repository = Repository::init_local(work.path().join("repo"), options).unwrap();
@@ -131,6 +137,10 @@ fn parse_all(path: &Path, bytes: &[u8], keys: &Keys) {
         "index" => {
             let _ = decode_index_file(&name, bytes, keys);
         }
+        "parity" => {
+            let _ = parity::decode_header(&name, bytes);
+            let _ = parity::decode(&name, bytes);
+        }
         "keys" => {
             if let Ok(file) = serde_json::from_slice::<KeyFile>(bytes) {
                 // Only cheap parameters: argon2 with large ones is slow by design.
@@ -202,6 +212,14 @@ fn run_cases(fixture: &Fixture) {
 fn parsers_survive_mutated_objects_of_a_plaintext_repository() {
     let fixture = fixture(None);
     assert!(fixture.objects.len() >= 4, "{:?}", fixture.objects);
+    assert!(
+        fixture
+            .objects
+            .iter()
+            .any(|path| path.parent().unwrap().ends_with("parity")),
+        "{:?}",
+        fixture.objects
+    );
     run_cases(&fixture);
 }
 

@@ -16,6 +16,8 @@ mod encryption;
 mod hostile_bytes;
 mod layers;
 mod library;
+mod parity;
+mod parity_maintenance;
 mod peers_smoke;
 mod pitr;
 mod pitr_bench_smoke;

@@ -74,7 +74,8 @@ pub enum Command {
     /// Delete data no snapshot references; repack mostly-unused packs.
     Prune(prune::PruneArgs),
     /// Rebuild what can be derived again (`repair index`: the index from the
-    /// pack headers) and save what can be saved (`repair snapshots`).
+    /// pack headers), save what can be saved (`repair snapshots`) and rebuild
+    /// lost or damaged packs from parity (`repair packs`).
     #[command(subcommand)]
     Repair(repair::RepairCommand),
     /// Sizes, deduplication, and what forgetting each snapshot would free.

@@ -44,7 +44,7 @@ pub mod repo;
 mod time;
 
 pub use error::{Error, ErrorCode, Result};
-pub use format::config::Config;
+pub use format::config::{Config, ParityConfig};
 pub use format::snapshot::{BackupStats, Snapshot, SnapshotEntry, SnapshotKind};
 pub use id::Id;
 pub use ops::backup::{BackupMode, BackupOptions, BackupOutcome};
@@ -52,7 +52,8 @@ pub use ops::forget::{ForgetOptions, ForgetReport};
 pub use ops::migrate::MigrateReport;
 pub use ops::prune::{PruneOptions, PruneReport};
 pub use ops::repair::{
-    DamagedPack, RepairIndexReport, RepairSnapshotsOptions, RepairSnapshotsReport, RepairedSnapshot,
+    DamagedPack, LostPack, ParityChange, RebuiltPack, RepairIndexReport, RepairPacksOptions,
+    RepairPacksReport, RepairSnapshotsOptions, RepairSnapshotsReport, RepairedSnapshot,
 };
 pub use ops::restore::{RestoreOptions, RestoreStats};
 pub use ops::stats::{Change, DiffReport, RepositoryStats, SnapshotSize};

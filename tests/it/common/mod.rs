@@ -208,6 +208,15 @@ pub fn source_root() -> PathBuf {
 /// [`tools_available`]); panics with its output unless it succeeds. The assertions
 /// on the report are each smoke test's own.
 pub fn run_bench_script(script: &str, arguments: &[&str]) -> Option<String> {
+    run_bench_script_with_env(script, arguments, &[])
+}
+
+/// [`run_bench_script`] with extra environment variables for the script.
+pub fn run_bench_script_with_env(
+    script: &str,
+    arguments: &[&str],
+    environment: &[(&str, &str)],
+) -> Option<String> {
     if !tools_available(&["db_bench", "ldb", "/usr/bin/time", "python3"]) {
         return None;
     }
@@ -215,6 +224,7 @@ pub fn run_bench_script(script: &str, arguments: &[&str]) -> Option<String> {
         .arg(source_root().join(script))
         .args(arguments)
         .env("LSMVAULT_BIN", binary())
+        .envs(environment.iter().copied())
         .output()
         .unwrap_or_else(|error| panic!("running {script}: {error}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

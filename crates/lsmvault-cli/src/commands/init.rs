@@ -24,6 +24,11 @@ pub struct InitArgs {
     /// hardware) or xchacha20-poly1305.
     #[arg(long, default_value = "aes-256-gcm-subkey")]
     cipher: String,
+    /// Reed-Solomon parity over groups of packs, DATA+PARITY (e.g. 10+2:
+    /// any 2 of every 10 packs and their 2 parity objects can be lost and
+    /// rebuilt with `lsmvault repair packs`). Default: no parity.
+    #[arg(long, value_name = "DATA+PARITY")]
+    parity: Option<String>,
 }
 
 pub fn run(context: &Context, args: &InitArgs) -> Result<ExitCode, Error> {
@@ -32,6 +37,7 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<ExitCode, Error> {
     // before the password is asked for.
     let options = InitOptions {
         compression: args.compression.parse()?,
+        parity: args.parity.as_deref().map(str::parse).transpose()?,
         password: password::new_repository_password(
             context.password_file(),
             args.no_encryption,

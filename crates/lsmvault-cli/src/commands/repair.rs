@@ -3,13 +3,21 @@
 //! `lsmvault repair snapshots`: rewrites the snapshots that reference lost
 //! data without it, naming what each rewrite drops, like `restic repair
 //! snapshots`.
+//! `lsmvault repair packs`: rebuilds lost and damaged packs from parity;
+//! for packs it cannot rebuild it names the snapshots and files that lose
+//! data (from a verify run after the repair).
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use lsmvault::{Error, RepairIndexReport, RepairSnapshotsOptions, RepairSnapshotsReport};
+use lsmvault::{
+    Error, ErrorCode, Finding, ReadData, RepairIndexReport, RepairPacksOptions, RepairPacksReport,
+    RepairSnapshotsOptions, RepairSnapshotsReport, Repository, VerifyOptions,
+};
+use serde::Serialize;
 
 use super::Context;
+use crate::exit;
 use crate::output::{short_id, warn_damaged};
 
 #[derive(Subcommand)]
@@ -21,6 +29,14 @@ pub enum RepairCommand {
     /// files with a lost chunk are dropped, unreadable directories kept
     /// empty, and the new snapshot records every dropped path and why.
     Snapshots(RepairSnapshotsArgs),
+    /// Rebuild lost or damaged packs from their parity group (repositories
+    /// created with `init --parity`), rewrite lost parity objects, and name
+    /// what cannot be rebuilt with the snapshots and files it affects.
+    Packs {
+        /// Report what would be rebuilt; write and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args)]
@@ -37,6 +53,15 @@ pub struct RepairSnapshotsArgs {
     /// verify counts as lost (otherwise only missing index entries and packs).
     #[arg(long)]
     read_data: bool,
+}
+
+/// `repair packs` output: the library's report, and the verify findings
+/// about the packs it could not rebuild (with their snapshots and files).
+#[derive(Serialize)]
+struct PacksOutput {
+    #[serde(flatten)]
+    report: RepairPacksReport,
+    lost_affects: Vec<Finding>,
 }
 
 pub fn run(context: &Context, command: &RepairCommand) -> Result<ExitCode, Error> {
@@ -60,8 +85,106 @@ pub fn run(context: &Context, command: &RepairCommand) -> Result<ExitCode, Error
             context.output().show(&report, print_snapshots_report)?;
             warn_damaged(&report.damaged_snapshot_files);
         }
+        RepairCommand::Packs { dry_run } => {
+            let options = RepairPacksOptions { dry_run: *dry_run };
+            let report = repository.repair_packs(&options, context.progress())?;
+            let lost_affects = findings_of_lost_packs(&repository, &report, context)?;
+            let lost = report.lost.len();
+            let output = PacksOutput {
+                report,
+                lost_affects,
+            };
+            context.output().show(&output, print_packs_report)?;
+            if lost > 0 {
+                eprintln!("error: {lost} pack(s) could not be rebuilt from parity");
+                return Ok(exit::exit_code(ErrorCode::VerifyFailed));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The verify findings that name a pack `repair packs` could not rebuild,
+/// each with the snapshots and files that lose data. A pack that is present
+/// but damaged is only found by reading it, so then verify reads every pack.
+fn findings_of_lost_packs(
+    repository: &Repository,
+    report: &RepairPacksReport,
+    context: &Context,
+) -> Result<Vec<Finding>, Error> {
+    if report.lost.is_empty() {
+        return Ok(Vec::new());
+    }
+    let read_data = if report.lost.iter().any(|pack| pack.problem != "missing") {
+        ReadData::All
+    } else {
+        ReadData::None
+    };
+    let verified = repository.verify(&VerifyOptions { read_data }, context.progress())?;
+    Ok(verified
+        .findings
+        .into_iter()
+        .filter(|finding| {
+            report
+                .lost
+                .iter()
+                .any(|pack| finding.object.ends_with(&format!("pack {}", pack.pack)))
+        })
+        .collect())
+}
+
+fn print_packs_report(output: &PacksOutput) {
+    let report = &output.report;
+    let would = if report.dry_run {
+        "would rebuild"
+    } else {
+        "rebuilt"
+    };
+    println!(
+        "checked {} pack(s) and {} parity object(s) in {} group(s)",
+        report.packs_checked, report.parity_objects_checked, report.groups
+    );
+    for pack in &report.rebuilt {
+        println!(
+            "{would} pack {} ({}) from group {}",
+            pack.pack, pack.problem, pack.group
+        );
+    }
+    for change in &report.parity_rewritten {
+        println!("rewrote parity object {}: {}", change.name, change.reason);
+    }
+    for change in &report.parity_removed {
+        println!(
+            "removed damaged parity object {}: {}",
+            change.name, change.reason
+        );
+    }
+    if report.packs_protected > 0 {
+        println!(
+            "protected {} pack(s) no parity group covered",
+            report.packs_protected
+        );
+    }
+    for pack in &report.lost {
+        println!(
+            "LOST pack {} ({}): {}; {} blob(s)",
+            pack.pack,
+            pack.problem,
+            pack.reason,
+            pack.blobs.len()
+        );
+        for blob in &pack.blobs {
+            println!("    blob {blob}");
+        }
+    }
+    for finding in &output.lost_affects {
+        for affected in &finding.affected {
+            println!("    {} affects {affected}", finding.object);
+        }
+    }
+    if report.rebuilt.is_empty() && report.lost.is_empty() && report.parity_rewritten.is_empty() {
+        println!("nothing to repair");
+    }
 }
 
 fn print_index_report(report: &RepairIndexReport) {

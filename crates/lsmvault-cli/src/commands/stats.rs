@@ -53,5 +53,8 @@ fn print_text(stats: &RepositoryStats) {
         stats.data_blobs,
         stats.tree_blobs
     );
+    if stats.parity_bytes > 0 {
+        println!("parity: {}", human_bytes(stats.parity_bytes));
+    }
     warn_damaged(&stats.damaged_snapshots);
 }

@@ -88,6 +88,9 @@ fn print_text(report: &VerifyReport) {
     }
     for finding in &report.findings {
         println!("DAMAGED {}: {}", finding.object, finding.problem);
+        if let Some(parity) = &finding.parity {
+            println!("    {parity}");
+        }
         for affected in &finding.affected {
             println!("    affects {affected}");
         }

@@ -42,11 +42,13 @@ pub enum ObjectKind {
     Key,
     /// Archived WAL segment records and restore points (`wal/<id>`).
     Wal,
+    /// Reed-Solomon parity shards over groups of packs (`parity/<id>`).
+    Parity,
 }
 
 impl ObjectKind {
     /// Every kind, for code that walks all namespaces.
-    pub const ALL: [ObjectKind; 7] = [
+    pub const ALL: [ObjectKind; 8] = [
         ObjectKind::Config,
         ObjectKind::Pack,
         ObjectKind::Index,
@@ -54,6 +56,7 @@ impl ObjectKind {
         ObjectKind::Lock,
         ObjectKind::Key,
         ObjectKind::Wal,
+        ObjectKind::Parity,
     ];
 
     /// The top-level directory / key prefix of this kind.
@@ -66,6 +69,7 @@ impl ObjectKind {
             ObjectKind::Lock => "locks",
             ObjectKind::Key => "keys",
             ObjectKind::Wal => "wal",
+            ObjectKind::Parity => "parity",
         }
     }
 
@@ -94,6 +98,7 @@ impl ObjectKind {
             ObjectKind::Lock => format!("lock {name}"),
             ObjectKind::Key => format!("key file {name}"),
             ObjectKind::Wal => format!("WAL record {name}"),
+            ObjectKind::Parity => format!("parity object {name}"),
         }
     }
 }

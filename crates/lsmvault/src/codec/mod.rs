@@ -10,3 +10,4 @@
 pub mod chunker;
 pub mod compression;
 pub mod crypto;
+pub mod erasure;

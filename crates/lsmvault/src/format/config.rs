@@ -31,10 +31,13 @@ use crate::error::{Error, Result};
 
 /// Current repository format version (the `version` field of `config`).
 /// Version 3 binds an encrypted repository's config to its master key (the
-/// `authenticator`); version 2 added compressed blobs and encryption; version 1
-/// repositories (never compressed) are still read and written, without
-/// compression. Plaintext version 2 repositories open as before; encrypted
-/// version 2 repositories must be migrated (`Repository::migrate`) first.
+/// `authenticator`) and added the optional `parity` field (Reed-Solomon parity
+/// objects over groups of packs: a build that knows only version 2 refuses it, so
+/// it can never write packs without parity into such a repository); version 2
+/// added compressed blobs and encryption; version 1 repositories (never
+/// compressed) are still read and written, without compression. Plaintext
+/// version 2 repositories open as before; encrypted version 2 repositories must
+/// be migrated (`Repository::migrate`) first.
 pub const REPOSITORY_VERSION: u32 = 3;
 /// The first version whose encrypted configs carry an authenticator.
 pub const AUTHENTICATED_VERSION: u32 = 3;
@@ -65,6 +68,10 @@ pub struct Config {
     pub compression: String,
     /// Encryption scheme; `null` for a plaintext repository.
     pub encryption: Option<EncryptionConfig>,
+    /// Reed-Solomon parity over groups of packs (format version 3); absent
+    /// or `null`: no parity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity: Option<ParityConfig>,
     /// Keyed BLAKE3 (64 hex digits) of [`Config::canonical_bytes`] under the
     /// master key's config key: present exactly in encrypted repositories of
     /// version 3 and later. Must stay the last field (it is not part of the
@@ -83,6 +90,63 @@ pub enum Binding {
     Unbound,
     /// An encrypted repository whose config carries this authenticator.
     Bound(blake3::Hash),
+}
+
+/// How many packs a parity group holds and how many parity shards protect
+/// it: any `parity_packs` of the group's packs and shards can be lost and
+/// rebuilt from the rest (see `docs/reliability.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParityConfig {
+    /// Packs per group (1..=[`MAX_PARITY_DATA_PACKS`]); the last group a
+    /// command writes may hold fewer.
+    pub data_packs: u32,
+    /// Parity shards per group (1..=[`MAX_PARITY_SHARDS`]).
+    pub parity_packs: u32,
+}
+
+/// The most packs one parity group may hold.
+pub const MAX_PARITY_DATA_PACKS: u32 = 64;
+/// The most parity shards one group may have.
+pub const MAX_PARITY_SHARDS: u32 = 16;
+
+impl ParityConfig {
+    /// Checks the bounds of both counts.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_PARITY_DATA_PACKS).contains(&self.data_packs)
+            || !(1..=MAX_PARITY_SHARDS).contains(&self.parity_packs)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "parity {}+{}: expected 1..={MAX_PARITY_DATA_PACKS} data packs and \
+                 1..={MAX_PARITY_SHARDS} parity shards per group",
+                self.data_packs, self.parity_packs
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for ParityConfig {
+    type Err = Error;
+
+    /// `D+P`, e.g. `10+2`.
+    fn from_str(text: &str) -> Result<ParityConfig> {
+        let invalid =
+            || Error::InvalidArgument(format!("parity {text:?}: expected DATA+PARITY, e.g. 10+2"));
+        let (data, parity) = text.split_once('+').ok_or_else(invalid)?;
+        let config = ParityConfig {
+            data_packs: data.trim().parse().map_err(|_| invalid())?,
+            parity_packs: parity.trim().parse().map_err(|_| invalid())?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl std::fmt::Display for ParityConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}+{}", self.data_packs, self.parity_packs)
+    }
 }
 
 /// The encryption scheme of an encrypted repository (see `docs/security.md`).
@@ -135,6 +199,17 @@ impl Config {
     /// edit of an encrypted repository's config is reported as such.
     pub fn check_parameters(&self) -> Result<()> {
         self.chunker.validate()?;
+        if let Some(parity) = &self.parity {
+            if self.version < 3 {
+                return Err(Error::corrupt(
+                    "config",
+                    format!("format version {} has no parity", self.version),
+                ));
+            }
+            parity
+                .validate()
+                .map_err(|error| Error::corrupt("config", error.to_string()))?;
+        }
         self.default_compression().map(|_| ())
     }
 

@@ -7,6 +7,7 @@ pub mod config;
 mod framing;
 pub mod index;
 pub mod pack;
+pub mod parity;
 pub mod snapshot;
 pub mod tree;
 pub mod wal_object;

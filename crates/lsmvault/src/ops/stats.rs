@@ -52,8 +52,10 @@ pub struct RepositoryStats {
     pub stored_bytes: u64,
     /// `logical_bytes / stored_bytes`.
     pub deduplication_ratio: f64,
-    /// Bytes of every pack, index file and snapshot file.
+    /// Bytes of every pack, index file, snapshot file and parity object.
     pub repository_bytes: u64,
+    /// Bytes of the parity objects (included in `repository_bytes`).
+    pub parity_bytes: u64,
     /// Pack files.
     pub packs: u64,
     /// Index files.
@@ -244,6 +246,12 @@ impl Repository {
         let packs = self.backend().list(crate::backend::ObjectKind::Pack)?;
         let index_files = self.backend().list(crate::backend::ObjectKind::Index)?;
         let snapshot_files = self.backend().list(crate::backend::ObjectKind::Snapshot)?;
+        let parity_bytes: u64 = self
+            .backend()
+            .list(crate::backend::ObjectKind::Parity)?
+            .iter()
+            .map(|object| object.size)
+            .sum();
         let tree_blobs = index
             .iter()
             .filter(|location| location.entry.kind == crate::format::pack::BlobKind::Tree)
@@ -262,7 +270,9 @@ impl Repository {
                 .chain(&index_files)
                 .chain(&snapshot_files)
                 .map(|object| object.size)
-                .sum(),
+                .sum::<u64>()
+                + parity_bytes,
+            parity_bytes,
             packs: packs.len() as u64,
             index_files: index_files.len() as u64,
             data_blobs: index.len() as u64 - tree_blobs,

@@ -13,6 +13,7 @@ pub mod index_cache;
 pub mod keys;
 pub mod lock;
 pub mod pack_writer;
+pub mod parity;
 pub mod snapshots;
 pub mod store;
 pub mod tree_walker;
@@ -28,7 +29,7 @@ use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Cipher, KdfParams, KeyFile, Keys, MasterKey, DEFAULT_KDF_TARGET};
 use crate::error::{Error, Result};
 use crate::format::config::{
-    Binding, Config, EncryptionConfig, DEFAULT_PACK_SIZE, REPOSITORY_VERSION,
+    Binding, Config, EncryptionConfig, ParityConfig, DEFAULT_PACK_SIZE, REPOSITORY_VERSION,
 };
 use crate::format::index::Index;
 use crate::id::Id;
@@ -57,6 +58,8 @@ pub struct InitOptions {
     pub kdf_target: Duration,
     /// The AEAD of an encrypted repository.
     pub cipher: Cipher,
+    /// Reed-Solomon parity over groups of packs (`None`: no parity).
+    pub parity: Option<ParityConfig>,
 }
 
 impl Default for InitOptions {
@@ -68,6 +71,7 @@ impl Default for InitOptions {
             password: None,
             kdf_target: DEFAULT_KDF_TARGET,
             cipher: Cipher::default(),
+            parity: None,
         }
     }
 }
@@ -112,6 +116,9 @@ impl Repository {
     /// Creates a new repository in `backend` (encrypted when a password is given).
     pub fn init(backend: Arc<dyn Backend>, options: InitOptions) -> Result<Repository> {
         options.chunker.validate()?;
+        if let Some(parity) = &options.parity {
+            parity.validate()?;
+        }
         if options.pack_size < 1024 * 1024 {
             return Err(Error::InvalidArgument(format!(
                 "pack size {} is below 1 MiB",
@@ -149,6 +156,7 @@ impl Repository {
             encryption: master
                 .as_ref()
                 .map(|_| EncryptionConfig::with_cipher(options.cipher)),
+            parity: options.parity,
             authenticator: None,
         };
         if let Some((master, _)) = &master {

@@ -16,6 +16,7 @@ use crate::codec::crypto::{self, Keys};
 use crate::error::{Error, Result};
 use crate::format::index::{BlobLocation, Index};
 use crate::format::pack::{BlobKind, Packer};
+use crate::format::parity::GroupMember;
 use crate::id::Id;
 use crate::repo::Repository;
 
@@ -38,20 +39,31 @@ pub struct BackendSink(pub Arc<dyn Backend>);
 
 impl PackSink for BackendSink {
     fn publish(&self, id: &Id, bytes: &[u8]) -> Result<()> {
-        let name = id.to_hex();
-        let outcome = self.0.write_if_absent(ObjectKind::Pack, &name, bytes)?;
-        if outcome == WriteOutcome::AlreadyExisted {
-            let intact = match self.0.read(ObjectKind::Pack, &name) {
-                Ok(existing) => Id::of(&existing) == *id,
-                Err(_) => false,
-            };
-            if !intact {
-                self.0.delete(ObjectKind::Pack, &name)?;
-                self.0.write_if_absent(ObjectKind::Pack, &name, bytes)?;
-            }
-        }
-        Ok(())
+        write_replacing_damaged(self.0.as_ref(), ObjectKind::Pack, &id.to_hex(), bytes)
     }
+}
+
+/// Publishes `bytes` under `name`, the hash of `bytes`: create-if-absent,
+/// and an existing object of that name that does not hash to it is damaged
+/// and replaced (delete, then create: a crash in between leaves the object
+/// missing, never partial).
+pub(crate) fn write_replacing_damaged(
+    backend: &dyn Backend,
+    kind: ObjectKind,
+    name: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    if backend.write_if_absent(kind, name, bytes)? == WriteOutcome::AlreadyExisted {
+        let intact = match backend.read(kind, name) {
+            Ok(existing) => Id::of(&existing).to_hex() == name,
+            Err(_) => false,
+        };
+        if !intact {
+            backend.delete(kind, name)?;
+            backend.write_if_absent(kind, name, bytes)?;
+        }
+    }
+    Ok(())
 }
 
 /// What a [`PackWriter`] wrote.
@@ -61,6 +73,9 @@ pub struct WriteSummary {
     pub locations: Vec<BlobLocation>,
     /// Packs published.
     pub packs: u64,
+    /// The packs published, in order, with their lengths (what parity
+    /// groups are formed from).
+    pub published: Vec<GroupMember>,
     /// Bytes of the published packs, headers and trailers included: what the
     /// repository grew by before its index files.
     pub pack_bytes: u64,
@@ -289,6 +304,10 @@ fn write_packs(
         match sink.publish(&finished.id, &finished.bytes) {
             Ok(_) => {
                 summary.packs += 1;
+                summary.published.push(GroupMember {
+                    pack: finished.id,
+                    length: finished.bytes.len() as u64,
+                });
                 summary.pack_bytes += finished.bytes.len() as u64;
                 for entry in &finished.entries {
                     summary.blob_bytes += u64::from(entry.raw_length);

@@ -202,6 +202,7 @@ impl Repository {
         let mut contents = read_files(&jobs, &finder, &writer, progress, &mut tally)?;
         let root_tree = build_tree(root, &mut contents, &mut store::LinkGroups::new(), &writer)?;
         let summary = writer.finish()?;
+        self.protect_packs(&summary.published)?;
         commit_check.wrote(&self.write_index(&summary.locations)?);
         let blobs_rewritten = stored.report_rewritten(&summary.locations, &mut tally);
 

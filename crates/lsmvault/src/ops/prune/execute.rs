@@ -1,8 +1,10 @@
 //! Carrying out a [`PrunePlan`] in the crash-safe order of the module
-//! documentation: repack, write the new index, delete the old index files,
-//! then delete the packs no index names any more.
+//! documentation: repack (and protect the new packs and the survivors of
+//! parity groups that lose members), write the new index, delete the old
+//! index files, delete the packs no index names any more, then the parity
+//! of the groups that lost members.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -16,6 +18,7 @@ use crate::progress::Progress;
 use crate::repo::{PackWriter, Repository};
 
 use super::plan::PrunePlan;
+use super::regroup;
 use super::PruneReport;
 
 /// Executes `plan`, completing `report` with what was written and freed.
@@ -40,6 +43,21 @@ pub(super) fn execute(
     }
     let written = repack(repository, plan, Arc::new(kept_index), progress)?;
     report.packs_written = written.packs as usize;
+    repository.protect_packs(&written.published)?;
+    // The packs that stay, with their sizes (from the listing, and for the
+    // new packs as written).
+    let live: HashMap<Id, u64> = plan
+        .keep
+        .iter()
+        .filter_map(|pack| Some((*pack, *plan.pack_sizes.get(pack)?)))
+        .chain(
+            written
+                .published
+                .iter()
+                .map(|member| (member.pack, member.length)),
+        )
+        .collect();
+    let stale_parity = regroup::protect_survivors(repository, &live)?;
 
     // 2. New index: kept packs plus the new ones.
     kept_locations.extend(written.locations.iter().copied());
@@ -75,6 +93,11 @@ pub(super) fn execute(
     {
         repository.backend().delete(ObjectKind::Pack, &name)?;
     }
+    // 5. The parity of groups that lost members goes last: their survivors
+    // were protected by new groups before any pack was deleted.
+    for name in &stale_parity {
+        repository.backend().delete(ObjectKind::Parity, name)?;
+    }
     repository.refresh_index()?;
     report.bytes_after = repository
         .backend()
@@ -83,6 +106,20 @@ pub(super) fn execute(
         .map(|pack| pack.size)
         .sum();
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
+    Ok(())
+}
+
+/// With nothing to delete or repack, prune still merges the small parity
+/// groups (see `regroup.rs`): new groups first, then the old parity objects.
+pub(super) fn merge_small_groups(repository: &Repository, plan: &PrunePlan) -> Result<()> {
+    let live: HashMap<Id, u64> = plan
+        .keep
+        .iter()
+        .filter_map(|pack| Some((*pack, *plan.pack_sizes.get(pack)?)))
+        .collect();
+    for name in regroup::protect_survivors(repository, &live)? {
+        repository.backend().delete(ObjectKind::Parity, &name)?;
+    }
     Ok(())
 }
 

@@ -10,9 +10,13 @@
 //! Prune's order of work keeps every surviving snapshot complete if it is
 //! killed at any point:
 //! 1. repack: copy the still-used blobs of mostly-unused packs into new packs;
+//!    in a repository with parity, write parity over the new packs, and new
+//!    groups over the kept packs of every group that loses a member;
 //! 2. write the new index files (kept packs + new packs);
 //! 3. delete the old index files;
-//! 4. delete the packs that are no longer indexed.
+//! 4. delete the packs that are no longer indexed;
+//! 5. delete the parity objects of the groups that lost members (and of
+//!    the small groups merged into full ones, `regroup.rs`).
 //!
 //! Until step 3 the old index still serves; after it the new one does; packs
 //! are deleted only once no index file names them, and never a pack the new
@@ -21,6 +25,7 @@
 
 mod execute;
 mod plan;
+mod regroup;
 
 use std::time::Instant;
 
@@ -106,6 +111,8 @@ impl Repository {
         let mut report = plan.report(options.dry_run);
         if !options.dry_run && !plan.is_empty() {
             execute::execute(self, &plan, progress, &mut report)?;
+        } else if !options.dry_run && self.parity_config().is_some() {
+            execute::merge_small_groups(self, &plan)?;
         }
         report.duration_seconds = started.elapsed().as_secs_f64();
         Ok(report)

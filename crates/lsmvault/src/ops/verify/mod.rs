@@ -19,7 +19,10 @@
 //!    is a finding (`structure.rs`).
 //! 2. One parallel pass over the packs: each header against the index, and for
 //!    the packs `--read-data` selects, every byte (`structure.rs` drives the
-//!    pass, `pack_check.rs` checks one pack).
+//!    pass, `pack_check.rs` checks one pack). In a repository with parity,
+//!    then the parity objects: they parse (with `--read-data`: hash to their
+//!    names and match their packs), and each damaged pack learns whether its
+//!    group can rebuild it (`parity_check.rs`).
 //! 3. Snapshots, their trees and the archived WAL segments: every reference
 //!    resolves, and every damaged object found so far learns who needs it
 //!    (`references.rs`). This runs after the pack pass so that references to
@@ -27,6 +30,7 @@
 //! 4. The report: findings sorted by object, affected paths sorted and unique.
 
 mod pack_check;
+mod parity_check;
 mod references;
 mod structure;
 
@@ -90,6 +94,10 @@ pub struct Finding {
     pub problem: String,
     /// `snapshot <id>: <path>` of each affected file or tree.
     pub affected: Vec<String>,
+    /// In a repository with parity, for a damaged pack or parity object:
+    /// whether `lsmvault repair packs` can rebuild it, and if not why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parity: Option<String>,
 }
 
 /// Everything `verify` found.
@@ -130,6 +138,8 @@ struct Findings {
     by_object: BTreeMap<String, Finding>,
     /// Damaged blob id -> the object key its finding is filed under.
     damaged_blobs: HashMap<Id, String>,
+    /// Packs found lost or damaged -> the object keys of their findings.
+    broken_packs: BTreeMap<Id, Vec<String>>,
 }
 
 impl Findings {
@@ -138,7 +148,17 @@ impl Findings {
             object,
             problem,
             affected: Vec::new(),
+            parity: None,
         });
+    }
+
+    /// A finding about (part of) `pack`: the pack is broken.
+    fn add_in_pack(&mut self, pack: Id, object: String, problem: String) {
+        self.broken_packs
+            .entry(pack)
+            .or_default()
+            .push(object.clone());
+        self.add(object, problem);
     }
 
     fn add_blob(&mut self, blob: Id, object: String, problem: String) {
@@ -153,7 +173,10 @@ impl Findings {
         for entry in expected {
             self.damaged_blobs.insert(entry.id, object.clone());
         }
-        self.add(object, problem);
+        match Id::from_hex(pack_name) {
+            Ok(pack) => self.add_in_pack(pack, object, problem),
+            Err(_) => self.add(object, problem),
+        }
     }
 
     /// Records that `who` needs `blob` (a `kind`: "tree" or "blob"): a finding
@@ -181,6 +204,9 @@ impl Findings {
     fn merge(&mut self, other: Findings) {
         self.by_object.extend(other.by_object);
         self.damaged_blobs.extend(other.damaged_blobs);
+        for (pack, objects) in other.broken_packs {
+            self.broken_packs.entry(pack).or_default().extend(objects);
+        }
     }
 
     /// The findings in object order, each with its affected list sorted and
@@ -209,6 +235,12 @@ impl Repository {
             options.read_data,
             &mut findings,
             progress,
+        )?;
+        self.verify_parity(
+            &indexed.expected_by_pack.keys().copied().collect(),
+            &packs.listed_sizes,
+            options.read_data,
+            &mut findings,
         )?;
         let mut references = ReferenceCheck::new(self, &indexed.locations, options.read_data);
         let snapshots = references.check_snapshots(&mut findings)?;

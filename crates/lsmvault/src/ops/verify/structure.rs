@@ -37,6 +37,8 @@ pub(super) struct PackSummary {
     pub(super) bytes_read: u64,
     /// Sorted names of packs no index file lists.
     pub(super) unindexed: Vec<String>,
+    /// Ids and sizes of the packs the backend lists.
+    pub(super) listed_sizes: HashMap<Id, u64>,
 }
 
 /// A poisoned lock only means another worker panicked; what it collected is
@@ -129,6 +131,10 @@ impl Repository {
             read,
             bytes_read,
             unindexed,
+            listed_sizes: packs
+                .iter()
+                .filter_map(|pack| Some((Id::from_hex(&pack.name).ok()?, pack.size)))
+                .collect(),
         })
     }
 }
@@ -197,10 +203,12 @@ impl PackPass<'_> {
                     locked(&self.unindexed).push(name.clone());
                 }
                 if let Some(problem) = check.name_problem {
-                    found.add(format!("pack {name}"), problem);
+                    found.add_in_pack(pack_id, format!("pack {name}"), problem);
                 }
                 for (blob, problem) in check.damaged_blobs {
-                    found.add_blob(blob, format!("blob {blob} in pack {name}"), problem);
+                    let object = format!("blob {blob} in pack {name}");
+                    found.add_blob(blob, object.clone(), problem);
+                    found.broken_packs.entry(pack_id).or_default().push(object);
                 }
             }
             Err(error) => found.add_pack(name, expected, error.to_string()),

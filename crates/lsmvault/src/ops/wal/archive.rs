@@ -171,6 +171,7 @@ impl Repository {
             report.segments.push(archived);
         }
         let summary = run.writer.finish()?;
+        self.protect_packs(&summary.published)?;
         self.write_index(&summary.locations)?;
         for record in records {
             self.write_wal_object(&WalObject::Segment(record))?;
