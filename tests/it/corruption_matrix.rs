@@ -103,8 +103,7 @@ impl Cell<'_> {
     fn run_with(&mut self, password: Option<&str>, args: &[&str]) -> Run {
         let run = Run::of(lsmvault_with_password(&self.repo, password, args));
         if run.panicked() {
-            self.failures
-                .push(format!("panic: {}", run.describe(args)));
+            self.failures.push(format!("panic: {}", run.describe(args)));
         }
         run
     }
@@ -122,7 +121,17 @@ impl Cell<'_> {
     /// checks the findings against `spec`.
     fn check_verify(&mut self, spec: &Spec) {
         let structure = self.run(&["--json", "verify"]);
-        let read_data = self.run(&["--json", "verify", "--read-data"]);
+        // Reading every pack is only needed where plain verify saw nothing.
+        let read_data =
+            if structure.succeeded() || !matches!(spec.detection, Detection::Verify { .. }) {
+                self.run(&["--json", "verify", "--read-data"])
+            } else {
+                Run {
+                    code: structure.code,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                }
+            };
         match &spec.detection {
             Detection::Verify { object } | Detection::ReadData { object } => {
                 let only_data = matches!(spec.detection, Detection::ReadData { .. });
@@ -137,7 +146,9 @@ impl Cell<'_> {
                 let (run, command) = detecting;
                 let (code, stdout, stderr) = (run.code, run.stdout.clone(), run.stderr.clone());
                 if code != Some(19) {
-                    self.fail(format!("`{command}` exited {code:?}, expected 19: {stderr}"));
+                    self.fail(format!(
+                        "`{command}` exited {code:?}, expected 19: {stderr}"
+                    ));
                     return;
                 }
                 self.check_findings(&stdout, object, spec, command);
@@ -190,7 +201,9 @@ impl Cell<'_> {
         let report: serde_json::Value = match serde_json::from_str(stdout) {
             Ok(report) => report,
             Err(error) => {
-                self.fail(format!("`{command} --json` printed no report ({error}): {stdout}"));
+                self.fail(format!(
+                    "`{command} --json` printed no report ({error}): {stdout}"
+                ));
                 return;
             }
         };
@@ -199,7 +212,8 @@ impl Cell<'_> {
         let naming: Vec<&serde_json::Value> = findings
             .iter()
             .filter(|finding| {
-                text(&finding["object"]).contains(object) || text(&finding["problem"]).contains(object)
+                text(&finding["object"]).contains(object)
+                    || text(&finding["problem"]).contains(object)
             })
             .collect();
         if naming.is_empty() {
@@ -227,7 +241,9 @@ impl Cell<'_> {
                 self.fail(format!("`{command}` does not name snapshot {letter}"));
             }
             if !spec.named.contains(&index) && mentioned {
-                self.fail(format!("`{command}` names snapshot {letter}, which is intact"));
+                self.fail(format!(
+                    "`{command}` names snapshot {letter}, which is intact"
+                ));
             }
         }
         if let Some(mention) = spec.problem_mentions {
@@ -239,16 +255,26 @@ impl Cell<'_> {
             }
         }
         for file in &spec.files {
-            if !affected.iter().any(|who| who.ends_with(&format!(": {file}"))) {
+            if !affected
+                .iter()
+                .any(|who| who.ends_with(&format!(": {file}")))
+            {
                 self.fail(format!("`{command}` does not name file {file}"));
             }
         }
         let first = findings.first().map(|finding| {
-            format!(
-                "{} ({})",
-                shorten(&text(&finding["object"])),
-                shorten(&text(&finding["problem"]))
-            )
+            let object = text(&finding["object"]);
+            let problem = text(&finding["problem"]);
+            // Errors repeat the object's name: say it once.
+            let problem = problem
+                .strip_prefix(&object)
+                .map(|rest| {
+                    rest.trim_start_matches(':')
+                        .trim_start_matches(" is corrupt:")
+                })
+                .unwrap_or(&problem)
+                .trim();
+            format!("{}: {}", shorten(&object), shorten(problem))
         });
         let named: Vec<&str> = named.iter().map(|index| LETTERS[*index]).collect();
         let files = if spec.files.is_empty() {
@@ -257,7 +283,7 @@ impl Cell<'_> {
             format!(" ({})", spec.files.join(", "))
         };
         self.verdict.push(format!(
-            "`{command}`: {} finding(s), first {}; names {}{files}",
+            "detected by `{command}` ({} finding(s)): {}; names {}{files}",
             findings.len(),
             first.unwrap_or_default(),
             if named.is_empty() {
@@ -273,11 +299,20 @@ impl Cell<'_> {
         for index in 0..3 {
             let target = self.work.join(format!("restore-{index}"));
             let id = self.base.snapshots[index].clone();
-            let run = self.run(&["restore", &id, "--target", target.to_str().unwrap_or_default()]);
+            let run = self.run(&[
+                "restore",
+                &id,
+                "--target",
+                target.to_str().unwrap_or_default(),
+            ]);
             let letter = LETTERS[index];
             if spec.tolerant {
-                if run.succeeded() && describe_tree(&self.base.sources[index]) != describe_tree(&target) {
-                    self.fail(format!("restore of snapshot {letter} exited 0 with WRONG content"));
+                if run.succeeded()
+                    && describe_tree(&self.base.sources[index]) != describe_tree(&target)
+                {
+                    self.fail(format!(
+                        "restore of snapshot {letter} exited 0 with WRONG content"
+                    ));
                 }
             } else if spec.lost.contains(&index) {
                 if run.succeeded() {
@@ -296,6 +331,30 @@ impl Cell<'_> {
             } else if describe_tree(&self.base.sources[index]) != describe_tree(&target) {
                 self.fail(format!("restore of snapshot {letter} is not byte-exact"));
             }
+        }
+    }
+
+    /// `wal ls` works and names the damaged WAL object; `wal archive` of the
+    /// database works.
+    fn check_wal_commands(&mut self, spec: &Spec) {
+        let listing = self.run(&["wal", "ls"]);
+        if !listing.succeeded() {
+            self.fail(listing.describe(&["wal", "ls"]));
+        } else if let Detection::Verify { object } = &spec.detection {
+            if !listing.stderr.contains(object.as_str()) {
+                self.fail(format!(
+                    "`wal ls` does not name {object}: {}",
+                    listing.stderr
+                ));
+            } else {
+                self.verdict
+                    .push("`wal ls` names it and lists the rest".into());
+            }
+        }
+        let database = self.base.database.to_str().unwrap_or_default().to_string();
+        let archive = self.run(&["wal", "archive", &database]);
+        if !archive.succeeded() {
+            self.fail(archive.describe(&["wal", "archive", "DB"]));
         }
     }
 
@@ -329,7 +388,10 @@ impl Cell<'_> {
         }
         let after = self.run(&["--json", "snapshots"]);
         if listed_snapshots(&after.stdout).contains(&id) {
-            self.fail(format!("snapshot {} still listed after forget", LETTERS[victim]));
+            self.fail(format!(
+                "snapshot {} still listed after forget",
+                LETTERS[victim]
+            ));
         }
     }
 
@@ -393,7 +455,12 @@ fn copy_tree(from: &Path, to: &Path) {
         .arg(to)
         .status()
         .expect("running cp");
-    assert!(status.success(), "cp -a {} {}", from.display(), to.display());
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
 }
 
 /// Runs one cell on a copy of `base`.
@@ -416,7 +483,11 @@ fn run_cell(base: &Base, object: ObjectType, damage: Damage) -> Outcome {
         if run.succeeded() != opens {
             cell.fail(format!(
                 "the second password {} the repository: {}",
-                if opens { "no longer opens" } else { "still opens" },
+                if opens {
+                    "no longer opens"
+                } else {
+                    "still opens"
+                },
                 run.stderr.trim()
             ));
         }
@@ -439,8 +510,12 @@ fn run_cell(base: &Base, object: ObjectType, damage: Damage) -> Outcome {
         fs::create_dir_all(&cell.work).unwrap();
         cell.check_restores(&healed);
         if cell.failures.len() == before {
-            cell.verdict.push("`repair index` heals: all restore".into());
+            cell.verdict
+                .push("`repair index` heals: all restore".into());
         }
+    }
+    if spec.wal_commands {
+        cell.check_wal_commands(&spec);
     }
     // Last: it forgets a snapshot.
     if !matches!(spec.detection, Detection::RefusedToOpen { .. }) && !spec.tolerant {
@@ -473,9 +548,7 @@ fn run_cell(base: &Base, object: ObjectType, damage: Damage) -> Outcome {
 /// Writes the observed matrix as Markdown: one row per object type and
 /// damage, one column per repository kind.
 fn write_matrix(path: &Path, outcomes: &[Outcome]) {
-    let mut text = String::from(
-        "| object | damage | plaintext | encrypted |\n|---|---|---|---|\n",
-    );
+    let mut text = String::from("| object | damage | plaintext | encrypted |\n|---|---|---|---|\n");
     for object in ObjectType::ALL {
         for damage in Damage::ALL {
             let cell = |encrypted: bool| {
@@ -487,7 +560,11 @@ fn write_matrix(path: &Path, outcomes: &[Outcome]) {
                             && outcome.encrypted == encrypted
                     })
                     .map(|outcome| {
-                        let mark = if outcome.failures.is_empty() { "" } else { "**FAILS** " };
+                        let mark = if outcome.failures.is_empty() {
+                            ""
+                        } else {
+                            "**FAILS** "
+                        };
                         format!("{mark}{}", outcome.summary.replace('|', "/"))
                     })
                     .unwrap_or_default()
@@ -534,7 +611,9 @@ fn every_object_type_and_damage_is_detected_named_and_contained() {
             });
         }
     });
-    let outcomes = outcomes.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let outcomes = outcomes
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(path) = std::env::var_os(MATRIX_OUT_VARIABLE) {
         write_matrix(Path::new(&path), &outcomes);
     }
@@ -546,7 +625,11 @@ fn every_object_type_and_damage_is_detected_named_and_contained() {
                 "{} / {} / {}: {}\n    observed: {}",
                 outcome.object.name(),
                 outcome.damage.name(),
-                if outcome.encrypted { "encrypted" } else { "plaintext" },
+                if outcome.encrypted {
+                    "encrypted"
+                } else {
+                    "plaintext"
+                },
                 outcome.failures.join("\n    "),
                 outcome.summary
             )
@@ -559,4 +642,142 @@ fn every_object_type_and_damage_is_detected_named_and_contained() {
         outcomes.len(),
         failures.join("\n")
     );
+}
+
+// Regressions the matrix found, one test each.
+
+/// Swaps the names of the packs holding the first chunks of two files of
+/// [`three_pack_fixture`]; returns the fixture and the two pack names.
+fn fixture_with_two_packs(act: impl Fn(&Path, &Path)) -> (Fixture, String, String) {
+    let fixture = three_pack_fixture();
+    let (first, _) = chunk_of(&fixture.repo, "000001.sst");
+    let (second, _) = chunk_of(&fixture.repo, "000002.sst");
+    assert_ne!(first, second);
+    act(&first, &second);
+    let name = |path: &Path| path.file_name().unwrap().to_string_lossy().into_owned();
+    let names = (name(&first), name(&second));
+    (fixture, names.0, names.1)
+}
+
+/// Verify (both modes) and restore name `pack` as another pack's content
+/// ("replaced or swapped?"), never as a truncated pack.
+fn assert_named_replaced_or_swapped(fixture: &Fixture, pack: &str) {
+    for args in [
+        &["--json", "verify"][..],
+        &["--json", "verify", "--read-data"],
+    ] {
+        let output = lsmvault(&fixture.repo, args);
+        assert_eq!(output.status.code(), Some(19), "{output:?}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let finding = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|finding| finding["object"] == format!("pack {pack}").as_str())
+            .unwrap_or_else(|| panic!("{args:?} does not name pack {pack}: {report}"));
+        let problem = finding["problem"].as_str().unwrap();
+        assert!(problem.contains("replaced or swapped?"), "{problem}");
+        assert!(
+            !finding["affected"].as_array().unwrap().is_empty(),
+            "{finding}"
+        );
+    }
+    let target = fixture.root.join(format!("restored-{pack}"));
+    let restore = lsmvault(
+        &fixture.repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    assert_eq!(restore.status.code(), Some(16), "{stderr}");
+    assert!(stderr.contains("replaced or swapped?"), "{stderr}");
+    assert!(!stderr.contains("truncated"), "{stderr}");
+}
+
+#[test]
+fn two_swapped_packs_are_named_as_replaced_or_swapped_not_truncated() {
+    let (fixture, first, second) = fixture_with_two_packs(|first, second| {
+        let parked = first.with_extension("parked");
+        fs::rename(first, &parked).unwrap();
+        fs::rename(second, first).unwrap();
+        fs::rename(&parked, second).unwrap();
+    });
+    assert_named_replaced_or_swapped(&fixture, &first);
+    assert_named_replaced_or_swapped(&fixture, &second);
+}
+
+#[test]
+fn a_pack_replaced_by_another_pack_is_named_as_replaced_or_swapped() {
+    let (fixture, first, _) = fixture_with_two_packs(|first, second| {
+        fs::copy(second, first).unwrap();
+    });
+    assert_named_replaced_or_swapped(&fixture, &first);
+}
+
+/// A key file whose salt or wrapped key is no longer hex of the right
+/// length parses as JSON, but is damaged: verify names it and `key list`
+/// marks it, while the owner's key opens as before.
+#[test]
+fn verify_names_a_key_file_whose_salt_or_wrapped_key_is_damaged() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let owner = Some(fixture::PASSWORD);
+    let init = lsmvault_with_password(&repo, owner, &["init", "--kdf-target-ms", "10"]);
+    assert!(init.status.success(), "{init:?}");
+    let repository =
+        lsmvault::Repository::open_local_with_password(&repo, fixture::PASSWORD).unwrap();
+    for (field, edit) in [("salt", 0usize), ("wrapped", 1)] {
+        let name = repository
+            .add_key(
+                fixture::SECOND_PASSWORD,
+                std::time::Duration::from_millis(10),
+            )
+            .unwrap();
+        let path = repo.join("keys").join(&name);
+        let mut file: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let text = file[field].as_str().unwrap().to_string();
+        file[field] = serde_json::json!(if edit == 0 {
+            // One digit flipped by 0x40: no longer hex.
+            let mut bytes = text.into_bytes();
+            bytes[3] ^= 0x40;
+            String::from_utf8(bytes).unwrap()
+        } else {
+            // Cut short: still hex.
+            text[..text.len() - 8].to_string()
+        });
+        fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+
+        let verify = lsmvault_with_password(&repo, owner, &["verify"]);
+        let stdout = String::from_utf8_lossy(&verify.stdout);
+        assert_eq!(verify.status.code(), Some(19), "{field}: {stdout}");
+        assert!(
+            stdout.contains(&format!("key file {name}")),
+            "{field}: {stdout}"
+        );
+        let listing = lsmvault_with_password(&repo, owner, &["key", "list"]);
+        assert!(
+            String::from_utf8_lossy(&listing.stdout).contains("DAMAGED"),
+            "{listing:?}"
+        );
+        let second = lsmvault_with_password(&repo, Some(fixture::SECOND_PASSWORD), &["snapshots"]);
+        assert_eq!(second.status.code(), Some(26), "{second:?}");
+        let removed = lsmvault_with_password(&repo, owner, &["key", "remove", &name]);
+        assert!(removed.status.success(), "{removed:?}");
+    }
+    let clean = lsmvault_with_password(&repo, owner, &["verify"]);
+    assert!(clean.status.success(), "{clean:?}");
+}
+
+/// A repository whose `config` is gone is refused with an error that names
+/// `config` (exit 10), not only "no repository".
+#[test]
+fn a_repository_without_its_config_is_refused_naming_config() {
+    let fixture = three_pack_fixture();
+    fs::remove_file(fixture.repo.join("config")).unwrap();
+    for args in [&["snapshots"][..], &["verify"]] {
+        let output = lsmvault(&fixture.repo, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(10), "{stderr}");
+        assert!(stderr.contains("`config`"), "{stderr}");
+    }
 }

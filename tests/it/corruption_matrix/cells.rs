@@ -127,6 +127,9 @@ pub struct Spec {
     pub repair_index_heals: bool,
     /// Whether restores may fail (config edits pending authentication).
     pub tolerant: bool,
+    /// Whether `wal ls` must work (naming the damaged WAL object, if it is
+    /// one) and `wal archive` of the database must work (WAL cells).
+    pub wal_commands: bool,
     /// Said in the matrix after the observation.
     pub note: &'static str,
 }
@@ -144,6 +147,7 @@ impl Spec {
             second_password_opens: None,
             repair_index_heals: false,
             tolerant: false,
+            wal_commands: false,
             note: "",
         }
     }
@@ -320,7 +324,9 @@ fn key_file(base: &Base, repo: &Path, damage: Damage) -> Spec {
     let Some([second, owner]) = &base.targets.keys else {
         let mut spec = Spec::undetectable("a plaintext repository has no key files");
         spec.note = "not applicable";
-        assert!(!repo.join("keys").exists() || fs::read_dir(repo.join("keys")).unwrap().count() == 0);
+        assert!(
+            !repo.join("keys").exists() || fs::read_dir(repo.join("keys")).unwrap().count() == 0
+        );
         return spec;
     };
     let keys = repo.join("keys");
@@ -549,6 +555,7 @@ fn wal_object(base: &Base, repo: &Path, damage: Damage) -> Spec {
             Spec::verify(five.as_str())
         }
     };
+    spec.wal_commands = true;
     spec.note = "no snapshot needs the WAL archive";
     spec
 }

@@ -34,6 +34,8 @@ pub struct Base {
     pub sources: Vec<PathBuf>,
     /// Snapshot ids of A, B, C (64 hex digits).
     pub snapshots: Vec<String>,
+    /// The fake database whose WAL segments 5 and 6 are archived.
+    pub database: PathBuf,
     /// The objects cells damage: [of B, of C] (or [target, other]).
     pub targets: Targets,
 }
@@ -169,6 +171,7 @@ impl Base {
             encrypted,
             sources,
             snapshots,
+            database,
             targets,
         }
     }
@@ -216,10 +219,17 @@ impl Targets {
         }
         let packs = [trees[1].pack, trees[2].pack];
         for (own, pack) in [1, 2].into_iter().zip(packs) {
-            assert_eq!(chunks[own].pack, pack, "x.txt and sub of one snapshot share a pack");
+            assert_eq!(
+                chunks[own].pack, pack,
+                "x.txt and sub of one snapshot share a pack"
+            );
             for (other, needed) in needs.iter().enumerate() {
                 let uses = needed.iter().any(|blob| locate(blob).pack == pack);
-                assert_eq!(uses, other == own, "pack {pack} holds only snapshot {own}'s blobs");
+                assert_eq!(
+                    uses,
+                    other == own,
+                    "pack {pack} holds only snapshot {own}'s blobs"
+                );
             }
         }
         for kind in [&trees, &chunks] {
@@ -253,7 +263,10 @@ impl Targets {
         assert!(wal.iter().all(|name| !name.is_empty()), "{wal:?}");
         Targets {
             root_trees,
-            index_files: [index_file_of(&chunks[1].entry.id), index_file_of(&chunks[2].entry.id)],
+            index_files: [
+                index_file_of(&chunks[1].entry.id),
+                index_file_of(&chunks[2].entry.id),
+            ],
             trees: [trees[1], trees[2]],
             chunks: [chunks[1], chunks[2]],
             packs: [packs[0].to_hex(), packs[1].to_hex()],

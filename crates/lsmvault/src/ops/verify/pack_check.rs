@@ -80,9 +80,7 @@ impl Repository {
             (self.read_pack_header(name, size)?, None)
         };
         compare_with_index(&entries, expected, &mut check);
-        let wrong_hash = whole
-            .map(Id::of)
-            .filter(|actual| actual.to_hex() != name);
+        let wrong_hash = whole.map(Id::of).filter(|actual| actual.to_hex() != name);
         check.replaced = replaced_by_another(&entries, expected, wrong_hash);
         if let Some(bytes) = whole {
             for entry in &entries {
