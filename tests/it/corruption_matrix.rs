@@ -769,7 +769,8 @@ fn verify_names_a_key_file_whose_salt_or_wrapped_key_is_damaged() {
 }
 
 /// A repository whose `config` is gone is refused with an error that names
-/// `config` (exit 10), not only "no repository".
+/// `config` (exit 10), not only "no repository"; `init` there refuses too
+/// (exit 11) rather than write a new config over the old objects.
 #[test]
 fn a_repository_without_its_config_is_refused_naming_config() {
     let fixture = three_pack_fixture();
@@ -780,4 +781,86 @@ fn a_repository_without_its_config_is_refused_naming_config() {
         assert_eq!(output.status.code(), Some(10), "{stderr}");
         assert!(stderr.contains("`config`"), "{stderr}");
     }
+    let init = lsmvault(&fixture.repo, &["init", "--no-encryption"]);
+    assert_eq!(init.status.code(), Some(11), "{init:?}");
+    assert!(!fixture.repo.join("config").exists());
+}
+
+/// One damaged WAL record takes down neither verify's check of the others,
+/// nor `wal ls`, nor archiving (which archives its segment again); prune,
+/// which must know every chunk the archive needs, refuses naming it.
+#[test]
+fn a_damaged_wal_record_is_named_and_skipped_by_verify_wal_ls_and_archive() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let database = crate::pitr::fake_database(
+        work.path(),
+        &[
+            (5, (1..=30).map(|sequence| (sequence, 1)).collect()),
+            (6, (31..=60).map(|sequence| (sequence, 1)).collect()),
+        ],
+    );
+    let database = database.to_str().unwrap();
+    lsmvault_ok(&repo, &["wal", "archive", database]);
+    let records: Vec<PathBuf> = fs::read_dir(repo.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 2);
+    let damaged = &records[0];
+    let name = damaged.file_name().unwrap().to_string_lossy().into_owned();
+    let mut bytes = fs::read(damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(damaged, bytes).unwrap();
+
+    let verify = lsmvault(&repo, &["--json", "verify"]);
+    assert_eq!(verify.status.code(), Some(19), "{verify:?}");
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(
+        report["findings"][0]["object"],
+        format!("WAL record {name}").as_str()
+    );
+    assert_eq!(
+        report["wal_segments"], 1,
+        "the intact record is still checked"
+    );
+
+    let listing = lsmvault(&repo, &["--json", "wal", "ls"]);
+    let stderr = String::from_utf8_lossy(&listing.stderr);
+    assert!(listing.status.success(), "{stderr}");
+    assert!(stderr.contains(&name), "{stderr}");
+    let timeline: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(
+        timeline[0]["segments"].as_array().unwrap().len(),
+        1,
+        "{timeline}"
+    );
+
+    let archive = lsmvault_json(&repo, &["wal", "archive", database]);
+    let new: Vec<&serde_json::Value> = archive["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|segment| segment["status"] == "new")
+        .collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "the damaged record's segment archived again: {archive}"
+    );
+    let listing = lsmvault_json(&repo, &["wal", "ls"]);
+    assert_eq!(
+        listing[0]["segments"].as_array().unwrap().len(),
+        2,
+        "{listing}"
+    );
+
+    let prune = lsmvault(&repo, &["prune"]);
+    assert_ne!(prune.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&prune.stderr).contains(&name),
+        "{prune:?}"
+    );
 }
