@@ -296,7 +296,7 @@ impl Cell<'_> {
 
     /// Every snapshot not in `spec.lost` restores byte-exact; each in it fails.
     fn check_restores(&mut self, spec: &Spec) {
-        for index in 0..3 {
+        for (index, letter) in LETTERS.into_iter().enumerate() {
             let target = self.work.join(format!("restore-{index}"));
             let id = self.base.snapshots[index].clone();
             let run = self.run(&[
@@ -305,7 +305,6 @@ impl Cell<'_> {
                 "--target",
                 target.to_str().unwrap_or_default(),
             ]);
-            let letter = LETTERS[index];
             if spec.tolerant {
                 if run.succeeded()
                     && describe_tree(&self.base.sources[index]) != describe_tree(&target)

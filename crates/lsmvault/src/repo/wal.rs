@@ -20,6 +20,9 @@ use crate::format::wal_object::{SegmentRecord, WalObject};
 use crate::id::Id;
 use crate::repo::{check_name, DamagedObject, Repository};
 
+/// WAL objects that could be read, with their ids, and those that could not.
+pub type CheckedWalObjects = (Vec<(Id, WalObject)>, Vec<DamagedObject>);
+
 impl Repository {
     /// Every WAL object (segment versions and restore points), with its id;
     /// fails on the first that cannot be read. For callers that must know
@@ -36,7 +39,7 @@ impl Repository {
     /// Every WAL object that can be read, and beside them those that cannot
     /// (damaged, or of a newer version), named with why: one damaged record
     /// takes down neither the timeline nor the archiving of the others.
-    pub fn wal_objects_checked(&self) -> Result<(Vec<(Id, WalObject)>, Vec<DamagedObject>)> {
+    pub fn wal_objects_checked(&self) -> Result<CheckedWalObjects> {
         let listed = self.backend().list(ObjectKind::Wal)?;
         let read: Vec<(String, Result<(Id, WalObject)>)> = listed
             .par_iter()
