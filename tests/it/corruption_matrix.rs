@@ -265,15 +265,18 @@ impl Cell<'_> {
         let first = findings.first().map(|finding| {
             let object = text(&finding["object"]);
             let problem = text(&finding["problem"]);
-            // Errors repeat the object's name: say it once.
-            let problem = problem
-                .strip_prefix(&object)
-                .map(|rest| {
-                    rest.trim_start_matches(':')
-                        .trim_start_matches(" is corrupt:")
-                })
-                .unwrap_or(&problem)
-                .trim();
+            // Errors repeat the object's name ("blob X: …" for "blob X in
+            // pack P"): say it once.
+            let problem = match problem.strip_prefix(&object) {
+                Some(rest) => rest
+                    .trim_start_matches(':')
+                    .trim_start_matches(" is corrupt:"),
+                None => match problem.split_once(": ") {
+                    Some((head, rest)) if object.starts_with(head) => rest,
+                    _ => &problem,
+                },
+            }
+            .trim();
             format!("{}: {}", shorten(&object), shorten(problem))
         });
         let named: Vec<&str> = named.iter().map(|index| LETTERS[*index]).collect();

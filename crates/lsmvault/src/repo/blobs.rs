@@ -122,8 +122,9 @@ impl Repository {
     /// Says what is wrong when a blob cannot be read where the index places
     /// it: if its pack is a well-formed pack that hashes to another name and
     /// does not list the blob, the pack was replaced or swapped (not
-    /// truncated, as a short read alone suggests). Reads the whole pack, on
-    /// this error path only; any other case keeps `error`.
+    /// truncated, as a short read alone suggests). Reads the whole pack (as
+    /// `verify --read-data` does), on this error path only; any other case
+    /// keeps `error`.
     fn diagnose_unreadable_blob(&self, location: &BlobLocation, error: Error) -> Error {
         let pack_name = location.pack.to_hex();
         let Ok(bytes) = self.backend.read(ObjectKind::Pack, &pack_name) else {
