@@ -280,7 +280,6 @@ fn refuse_plaintext_with_keys(backend: &dyn Backend) -> Result<()> {
     })
 }
 
-/// Checks that an object's bytes hash to its name and returns the name as an id.
 /// Whether the location holds snapshot, index or key files: a repository
 /// whose `config` was lost. `init` must not write a new config over them
 /// (a new id and master key would orphan the data they describe).
@@ -293,6 +292,7 @@ fn holds_repository_objects(backend: &dyn Backend) -> Result<bool> {
     Ok(false)
 }
 
+/// Checks that an object's bytes hash to its name and returns the name as an id.
 pub(crate) fn check_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<Id> {
     let expected = Id::from_hex(name)
         .map_err(|_| Error::corrupt(kind.describe(name), "name is not a 64-digit hex id"))?;

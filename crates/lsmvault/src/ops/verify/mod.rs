@@ -1,9 +1,11 @@
 //! Verify: find every problem in a repository and say what it affects.
 //!
-//! Structure checks (always): every key file and every index file parses; every indexed pack
-//! exists and its header lists each indexed blob at the indexed place; every
-//! snapshot parses and every tree and chunk it references is indexed, and
-//! every file entry's size is the sum of its chunks' lengths.
+//! Structure checks (always): every key file and every index file parses;
+//! every indexed pack exists and its header lists each indexed blob at the
+//! indexed place (a pack whose header lists none of them is another pack
+//! under this name: replaced or swapped); every snapshot parses and every
+//! tree and chunk it references is indexed, and every file entry's size is
+//! the sum of its chunks' lengths; every WAL record parses.
 //! Data checks (`--read-data`, or one subset of packs with
 //! `--read-data-subset N/M`): each pack is read whole, its name re-hashed,
 //! and every blob re-hashed against its id; each file whose chunks lie in

@@ -26,8 +26,8 @@ pub(super) struct PackCheck {
     /// The pack's content does not hash to its name.
     pub(super) name_problem: Option<String>,
     /// The pack is a well-formed pack, but another one (its header lists
-    /// none of the blobs the index places in it, or its content hashes to
-    /// another name): every blob the index places in it is lost with it.
+    /// none of the blobs the index places in it): every blob the index
+    /// places in it is lost with it.
     pub(super) replaced: Option<String>,
     /// Blobs that are damaged or misplaced, with the problem.
     pub(super) damaged_blobs: Vec<(Id, String)>,
