@@ -10,6 +10,7 @@ mod bench_smoke;
 mod cli;
 mod compression;
 mod config_auth;
+mod corruption_matrix;
 mod crash;
 mod damage;
 mod encryption;

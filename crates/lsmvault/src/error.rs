@@ -111,7 +111,7 @@ impl ErrorCode {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No repository (no `config` object) at the location opened.
-    #[error("no repository at {location}")]
+    #[error("no repository at {location} (it has no `config` object)")]
     RepositoryNotFound {
         /// The backend's location (a path or URL), from
         /// [`Backend::location`](crate::backend::Backend::location).

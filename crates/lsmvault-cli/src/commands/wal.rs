@@ -103,9 +103,15 @@ fn print_archive_report(report: &ArchiveReport) {
 
 fn list(context: &Context) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
-    let (timelines, damaged) = repository.wal_timeline()?;
+    let (timelines, skipped) = repository.wal_timeline()?;
     // On stderr in both output modes: the JSON on stdout keeps its shape.
-    warn_damaged(&damaged);
+    warn_damaged(&skipped.snapshots);
+    for object in &skipped.wal_objects {
+        eprintln!(
+            "warning: WAL record {} is damaged and was skipped: {} (`lsmvault wal archive` archives its segment again while the database still has it)",
+            object.name, object.reason
+        );
+    }
     context.output().show(&timelines, |timelines| {
         for timeline in timelines {
             print_timeline(timeline);

@@ -525,6 +525,35 @@ impl KeyFile {
         })
     }
 
+    /// Checks what can be checked without the password: the salt and the
+    /// wrapped key are hex of the lengths this version writes (a flipped
+    /// digit or a cut is found here, not taken for a wrong password). A key
+    /// file of another version is left to [`KeyFile::unwrap_key`], which
+    /// refuses it.
+    pub fn check_form(&self, name: &str) -> Result<()> {
+        /// 16 random bytes.
+        const SALT_LENGTH: usize = 16;
+        /// XChaCha20-Poly1305 nonce (24), the 64-byte master key, tag (16).
+        const WRAPPED_LENGTH: usize = 24 + 64 + 16;
+        if self.version != KEY_FILE_VERSION {
+            return Ok(());
+        }
+        let object = format!("key file {name}");
+        let salt = unhex(&self.salt, &object)?;
+        let wrapped = unhex(&self.wrapped, &object)?;
+        if salt.len() != SALT_LENGTH || wrapped.len() != WRAPPED_LENGTH {
+            return Err(Error::corrupt(
+                object,
+                format!(
+                    "a salt of {} bytes and a wrapped key of {} bytes, expected {SALT_LENGTH} and {WRAPPED_LENGTH}",
+                    salt.len(),
+                    wrapped.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Unwraps the master key; `None` when the password does not fit.
     pub fn unwrap_key(&self, password: &[u8], name: &str) -> Result<Option<MasterKey>> {
         let object = format!("key file {name}");

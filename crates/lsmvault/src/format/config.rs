@@ -323,6 +323,7 @@ mod tests {
             pack_size: DEFAULT_PACK_SIZE,
             compression: "auto".into(),
             encryption: Some(EncryptionConfig::with_cipher(Cipher::Aes256GcmSubkey)),
+            parity: None,
             authenticator: None,
         }
     }
@@ -360,6 +361,35 @@ mod tests {
         assert_eq!(config.authenticator.as_deref(), Some(&*expected.to_hex()));
         assert_eq!(config.authenticator.as_deref(), Some(PINNED_AUTHENTICATOR));
         assert!(verifies(&config));
+    }
+
+    #[test]
+    fn the_parity_setting_is_bound_and_cannot_be_edited_or_dropped() {
+        let with_parity = Config {
+            parity: Some(ParityConfig {
+                data_packs: 10,
+                parity_packs: 2,
+            }),
+            ..encrypted_config()
+        }
+        .bound_to(&KEY)
+        .unwrap();
+        assert!(verifies(&with_parity));
+        let canonical = String::from_utf8(with_parity.canonical_bytes().unwrap()).unwrap();
+        assert!(canonical.contains("\"parity\":{\"data_packs\":10,\"parity_packs\":2}"));
+        for edited in [
+            Some(ParityConfig {
+                data_packs: 10,
+                parity_packs: 1,
+            }),
+            None,
+        ] {
+            let config = Config {
+                parity: edited,
+                ..with_parity.clone()
+            };
+            assert!(!verifies(&config), "{edited:?} passed authentication");
+        }
     }
 
     const PINNED_AUTHENTICATOR: &str =

@@ -111,10 +111,42 @@ impl Repository {
                     ),
                 ),
                 other => other.into(),
-            })?;
+            })
+            .map_err(|error| self.diagnose_unreadable_blob(location, error))?;
         pack::decode_blob(entry, stored, &self.keys, || {
             format!("blob {} in pack {pack_name}", entry.id)
         })
+        .map_err(|error| self.diagnose_unreadable_blob(location, error))
+    }
+
+    /// Says what is wrong when a blob cannot be read where the index places
+    /// it: if its pack is a well-formed pack that hashes to another name and
+    /// does not list the blob, the pack was replaced or swapped (not
+    /// truncated, as a short read alone suggests). Reads the whole pack (as
+    /// `verify --read-data` does), on this error path only; any other case
+    /// keeps `error`.
+    fn diagnose_unreadable_blob(&self, location: &BlobLocation, error: Error) -> Error {
+        let pack_name = location.pack.to_hex();
+        let Ok(bytes) = self.backend.read(ObjectKind::Pack, &pack_name) else {
+            return error;
+        };
+        let actual = Id::of(&bytes);
+        if actual == location.pack {
+            return error;
+        }
+        match pack::parse_pack(&pack_name, &bytes, &self.keys) {
+            Ok(entries) if !entries.iter().any(|entry| entry.id == location.entry.id) => {
+                Error::corrupt(
+                    format!("pack {pack_name}"),
+                    format!(
+                        "its content hashes to {actual}, not to its name, and it does not list \
+                         blob {}: another pack's content under this name (replaced or swapped?)",
+                        location.entry.id
+                    ),
+                )
+            }
+            _ => error,
+        }
     }
 
     /// Refuses a blob whose declared raw length no blob of its kind in this

@@ -125,8 +125,10 @@ pub(crate) fn write_key_file(backend: &dyn Backend, name: &str, file: &KeyFile) 
 
 fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
     let bytes = backend.read(ObjectKind::Key, name)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|error| Error::corrupt(ObjectKind::Key.describe(name), error.to_string()))
+    let file: KeyFile = serde_json::from_slice(&bytes)
+        .map_err(|error| Error::corrupt(ObjectKind::Key.describe(name), error.to_string()))?;
+    file.check_form(name)?;
+    Ok(file)
 }
 
 /// Tries every key file; returns the master key and the name of the file that

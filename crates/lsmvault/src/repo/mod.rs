@@ -125,7 +125,7 @@ impl Repository {
                 options.pack_size
             )));
         }
-        if backend.exists()? {
+        if backend.exists()? || holds_repository_objects(backend.as_ref())? {
             return Err(Error::RepositoryExists {
                 location: backend.location(),
             });
@@ -366,6 +366,18 @@ fn refuse_plaintext_with_keys(backend: &dyn Backend, location: &str) -> Result<(
         location: location.to_string(),
         reason: "it says plaintext but the repository has key files: the config was altered".into(),
     })
+}
+
+/// Whether the location holds snapshot, index or key files: a repository
+/// whose `config` was lost. `init` must not write a new config over them
+/// (a new id and master key would orphan the data they describe).
+fn holds_repository_objects(backend: &dyn Backend) -> Result<bool> {
+    for kind in [ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Key] {
+        if !backend.list(kind)?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Checks that an object's bytes hash to its name and returns the name as an id.

@@ -2,8 +2,11 @@
 //! restore points) and the archived content of a segment.
 //!
 //! Invariants: an object is opened (authenticated, when encrypted) and
-//! checked against its name before it is parsed; an archived segment's
-//! content is returned only when its length and digest match its record.
+//! checked against its name before it is parsed; a damaged object is named
+//! and skipped by verify, the timeline and archiving, while prune (which
+//! must know every chunk the archive needs) and point-in-time restore refuse
+//! naming it; an archived segment's content is returned only when its
+//! length and digest match its record.
 //! Callers publish a record only after the blobs it names are indexed.
 
 use std::collections::BTreeMap;
@@ -12,25 +15,62 @@ use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::codec::crypto::SealKind;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::wal_object::{SegmentRecord, WalObject};
 use crate::id::Id;
-use crate::repo::{check_name, Repository};
+use crate::repo::{check_name, DamagedObject, Repository};
+
+/// WAL objects that could be read, with their ids, and those that could not.
+pub type CheckedWalObjects = (Vec<(Id, WalObject)>, Vec<DamagedObject>);
 
 impl Repository {
-    /// Every WAL object (segment versions and restore points), with its id.
+    /// Every WAL object (segment versions and restore points), with its id;
+    /// fails on the first that cannot be read. For callers that must know
+    /// every chunk the archive needs (prune, point-in-time restore); the
+    /// others use [`Repository::wal_objects_checked`].
     pub fn wal_objects(&self) -> Result<Vec<(Id, WalObject)>> {
         let listed = self.backend().list(ObjectKind::Wal)?;
         listed
             .par_iter()
-            .map(|object| {
-                let stored = self.backend().read(ObjectKind::Wal, &object.name)?;
-                let describe = || ObjectKind::Wal.describe(&object.name);
-                let json = self.keys().open(SealKind::WalRecord, &stored, describe)?;
-                let id = check_name(ObjectKind::Wal, &object.name, &stored)?;
-                Ok((id, WalObject::decode(&json, describe)?))
-            })
+            .map(|object| self.read_wal_object(&object.name))
             .collect()
+    }
+
+    /// Every WAL object that can be read, and beside them those that cannot
+    /// (damaged, or of a newer version), named with why: one damaged record
+    /// takes down neither the timeline nor the archiving of the others.
+    pub fn wal_objects_checked(&self) -> Result<CheckedWalObjects> {
+        let listed = self.backend().list(ObjectKind::Wal)?;
+        let read: Vec<(String, Result<(Id, WalObject)>)> = listed
+            .par_iter()
+            .map(|object| (object.name.clone(), self.read_wal_object(&object.name)))
+            .collect();
+        let mut objects = Vec::new();
+        let mut damaged = Vec::new();
+        for (name, result) in read {
+            match result {
+                Ok(object) => objects.push(object),
+                Err(error) if error.is_damage() => damaged.push(DamagedObject {
+                    name,
+                    reason: error.to_string(),
+                    code: error.code(),
+                }),
+                // Deleted between list and read: a concurrent prune.
+                Err(Error::Backend(crate::backend::Error::NotFound { .. })) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        damaged.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((objects, damaged))
+    }
+
+    /// Reads, opens, checks against its name and parses one WAL object.
+    fn read_wal_object(&self, name: &str) -> Result<(Id, WalObject)> {
+        let stored = self.backend().read(ObjectKind::Wal, name)?;
+        let describe = || ObjectKind::Wal.describe(name);
+        let json = self.keys().open(SealKind::WalRecord, &stored, describe)?;
+        let id = check_name(ObjectKind::Wal, name, &stored)?;
+        Ok((id, WalObject::decode(&json, describe)?))
     }
 
     /// Publishes a WAL object (after the blobs it names are indexed).
@@ -43,10 +83,13 @@ impl Repository {
         Ok(id)
     }
 
-    /// The newest archived version of each segment of `database_id`, by segment number.
+    /// The newest readable archived version of each segment of
+    /// `database_id`, by segment number. A damaged version is passed over:
+    /// archiving writes the segment again, and the timeline falls back to
+    /// an older version or shows the gap.
     pub fn latest_segments(&self, database_id: &str) -> Result<BTreeMap<u64, SegmentRecord>> {
         let mut latest: BTreeMap<u64, SegmentRecord> = BTreeMap::new();
-        for (_, object) in self.wal_objects()? {
+        for (_, object) in self.wal_objects_checked()?.0 {
             if let WalObject::Segment(record) = object {
                 if record.database_id != database_id {
                     continue;

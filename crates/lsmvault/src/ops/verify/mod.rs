@@ -1,9 +1,11 @@
 //! Verify: find every problem in a repository and say what it affects.
 //!
-//! Structure checks (always): every index file parses; every indexed pack
-//! exists and its header lists each indexed blob at the indexed place; every
-//! snapshot parses and every tree and chunk it references is indexed, and
-//! every file entry's size is the sum of its chunks' lengths.
+//! Structure checks (always): every key file and every index file parses;
+//! every indexed pack exists and its header lists each indexed blob at the
+//! indexed place (a pack whose header lists none of them is another pack
+//! under this name: replaced or swapped); every snapshot parses and every
+//! tree and chunk it references is indexed, and every file entry's size is
+//! the sum of its chunks' lengths; every WAL record parses.
 //! Data checks (`--read-data`, or one subset of packs with
 //! `--read-data-subset N/M`): each pack is read whole, its name re-hashed,
 //! and every blob re-hashed against its id; each file whose chunks lie in
@@ -15,8 +17,8 @@
 //! reported separately; they are not damage.
 //!
 //! # Phases, and where they are
-//! 1. Index files, read independently of the repository's index so a bad one
-//!    is a finding (`structure.rs`).
+//! 1. Key files (each must parse), and index files, read independently of
+//!    the repository's index so a bad one is a finding (`structure.rs`).
 //! 2. One parallel pass over the packs: each header against the index, and for
 //!    the packs `--read-data` selects, every byte (`structure.rs` drives the
 //!    pass, `pack_check.rs` checks one pack). In a repository with parity,
@@ -229,6 +231,7 @@ impl Repository {
     pub fn verify(&self, options: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport> {
         let _lock = self.lock(LockKind::Shared, "verify")?;
         let mut findings = Findings::default();
+        self.verify_key_files(&mut findings)?;
         let indexed = self.verify_index_files(&mut findings)?;
         let packs = self.verify_packs(
             &indexed.expected_by_pack,

@@ -7,7 +7,7 @@
 //! buffers back when the pass is over.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::backend::ObjectKind;
 use crate::error::Result;
@@ -25,6 +25,10 @@ thread_local! {
 pub(super) struct PackCheck {
     /// The pack's content does not hash to its name.
     pub(super) name_problem: Option<String>,
+    /// The pack is a well-formed pack, but another one (its header lists
+    /// none of the blobs the index places in it): every blob the index
+    /// places in it is lost with it.
+    pub(super) replaced: Option<String>,
     /// Blobs that are damaged or misplaced, with the problem.
     pub(super) damaged_blobs: Vec<(Id, String)>,
 }
@@ -76,6 +80,8 @@ impl Repository {
             (self.read_pack_header(name, size)?, None)
         };
         compare_with_index(&entries, expected, &mut check);
+        let wrong_hash = whole.map(Id::of).filter(|actual| actual.to_hex() != name);
+        check.replaced = replaced_by_another(&entries, expected, wrong_hash);
         if let Some(bytes) = whole {
             for entry in &entries {
                 let start = entry.offset as usize;
@@ -91,6 +97,30 @@ impl Repository {
         }
         Ok(check)
     }
+}
+
+/// Why a pack that parsed is taken for another pack under this name, if it
+/// is: its header lists none of the blobs the index places in it. A
+/// well-formed pack under a wrong name was replaced or swapped, not
+/// truncated or bit-flipped (whose header still lists its blobs, or does not
+/// parse). `wrong_hash` is what its content hashes to, when it was read
+/// whole and that is not its name.
+fn replaced_by_another(
+    entries: &[PackEntry],
+    expected: &[PackEntry],
+    wrong_hash: Option<Id>,
+) -> Option<String> {
+    let listed: HashSet<Id> = entries.iter().map(|entry| entry.id).collect();
+    if expected.is_empty() || expected.iter().any(|entry| listed.contains(&entry.id)) {
+        return None;
+    }
+    let hash = wrong_hash
+        .map(|actual| format!("its content hashes to {actual}, not to its name, and "))
+        .unwrap_or_default();
+    Some(format!(
+        "{hash}its header lists none of the {} blob(s) the index places in it: another pack's content under this name (replaced or swapped?)",
+        expected.len()
+    ))
 }
 
 /// Each blob the index places in this pack must be in its header, at the

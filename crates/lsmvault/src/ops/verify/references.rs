@@ -256,11 +256,17 @@ impl<'a> ReferenceCheck<'a> {
     }
 
     /// Checks that every chunk of every archived WAL segment version
-    /// resolves; returns how many versions there are. WAL records that cannot
-    /// be listed are one finding.
+    /// resolves; returns how many versions there are. Each WAL record that
+    /// cannot be read is a finding, and the others are still checked; WAL
+    /// records that cannot be listed are one finding.
     pub(super) fn check_wal_archive(&mut self, findings: &mut Findings) -> usize {
-        let objects = match self.repository.wal_objects() {
-            Ok(objects) => objects,
+        let objects = match self.repository.wal_objects_checked() {
+            Ok((objects, damaged)) => {
+                for object in damaged {
+                    findings.add(format!("WAL record {}", object.name), object.reason);
+                }
+                objects
+            }
             Err(error) => {
                 findings.add("WAL records".into(), error.to_string());
                 return 0;

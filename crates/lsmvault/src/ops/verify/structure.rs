@@ -1,5 +1,6 @@
-//! Verify's structure checks: the index files, and the one parallel pass over
-//! the packs (each header against the index; with `--read-data`, every byte).
+//! Verify's structure checks: the key files, the index files, and the one
+//! parallel pass over the packs (each header against the index; with
+//! `--read-data`, every byte).
 //!
 //! The pass lists every pack once and reads each at most once; what its
 //! workers find is gathered under short locks and merged into the caller's
@@ -84,6 +85,18 @@ impl Repository {
             locations,
             expected_by_pack,
         })
+    }
+
+    /// Reports every key file that does not parse (one that parses cannot be
+    /// judged without its password). It blocks nothing, but it is damage:
+    /// its password no longer opens the repository.
+    pub(super) fn verify_key_files(&self, findings: &mut Findings) -> Result<()> {
+        for key in self.list_keys()? {
+            if let Some(problem) = key.damaged {
+                findings.add(format!("key file {}", key.name), problem);
+            }
+        }
+        Ok(())
     }
 
     /// Checks every listed pack against the index (and reads the packs
@@ -201,6 +214,11 @@ impl PackPass<'_> {
             Ok(check) => {
                 if expected.is_empty() {
                     locked(&self.unindexed).push(name.clone());
+                }
+                if let Some(problem) = check.replaced {
+                    // Every indexed blob is lost with the pack: one finding.
+                    found.add_pack(name, expected, problem);
+                    return;
                 }
                 if let Some(problem) = check.name_problem {
                     found.add_in_pack(pack_id, format!("pack {name}"), problem);

@@ -25,4 +25,4 @@ mod restore_point;
 mod timeline;
 
 pub use archive::{database_id, ArchiveOptions, ArchiveReport, ArchivedSegment};
-pub use timeline::{SegmentSummary, Timeline, Window};
+pub use timeline::{SegmentSummary, SkippedObjects, Timeline, Window};

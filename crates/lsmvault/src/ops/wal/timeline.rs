@@ -1,8 +1,8 @@
 //! The archived timeline of each database: its segments (newest version of
 //! each), the sequence ranges recoverable from each snapshot as far as the
 //! WAL chain reaches, every gap and damaged tail, and its restore points.
-//! Damaged snapshot files are left out (they open no window) and returned
-//! beside the timelines so the caller can name them.
+//! Damaged snapshot files (they open no window) and WAL objects are left
+//! out and returned beside the timelines so the caller can name them.
 
 use std::collections::BTreeMap;
 
@@ -62,15 +62,26 @@ pub struct Timeline {
     pub restore_points: Vec<RestorePoint>,
 }
 
+/// The objects [`Repository::wal_timeline`] could not read, named.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SkippedObjects {
+    /// Snapshot files: they open no window.
+    pub snapshots: Vec<DamagedObject>,
+    /// WAL objects: their segment versions and restore points are left out
+    /// (the timeline falls back to an older version of a segment, or shows
+    /// the gap).
+    pub wal_objects: Vec<DamagedObject>,
+}
+
 /// Inclusive ranges of sequence numbers the archive holds without a gap.
 type Intervals = Vec<(u64, u64)>;
 
 impl Repository {
     /// The archived timeline of every database: segments, recoverable
     /// windows (from each snapshot as far as the WAL chain reaches) and gaps;
-    /// beside it the snapshot files that could not be read and open no window.
-    pub fn wal_timeline(&self) -> Result<(Vec<Timeline>, Vec<DamagedObject>)> {
-        let objects = self.wal_objects()?;
+    /// beside it the snapshot files and WAL objects that could not be read.
+    pub fn wal_timeline(&self) -> Result<(Vec<Timeline>, SkippedObjects)> {
+        let (objects, damaged_wal_objects) = self.wal_objects_checked()?;
         let (snapshots, damaged) = self.snapshots_checked()?;
         let mut databases: BTreeMap<String, Timeline> = BTreeMap::new();
         for (_, object) in &objects {
@@ -89,7 +100,11 @@ impl Repository {
             let intervals = timeline.add_segments(&latest, &versions);
             timeline.add_windows(&snapshots, &intervals);
         }
-        Ok((databases.into_values().collect(), damaged))
+        let skipped = SkippedObjects {
+            snapshots: damaged,
+            wal_objects: damaged_wal_objects,
+        };
+        Ok((databases.into_values().collect(), skipped))
     }
 }
 
