@@ -21,13 +21,14 @@ ROOT_ITEMS = {
     "ErrorCode": "error",
     "Result": "error",
     "Id": "id",
+    "Interrupt": "interrupt",
     "Timestamp": "time",
     "Progress": "progress",
     "NoProgress": "progress",
 }
 LOWER_LAYERS = ("format", "codec", "lsm", "backend", "repo")
 # codec/ and lsm/ stand on the bottom layer only.
-BOTTOM = ("error", "id", "time")
+BOTTOM = ("error", "id", "time", "interrupt")
 
 
 def module_name(source: pathlib.Path, path: pathlib.Path) -> str:

@@ -80,6 +80,15 @@ pub fn hint(error: &Error) -> &'static str {
         Error::MigrationRequired { .. } => {
             "run `lsmvault migrate` (with the password) to bind the config to the master key; it prints what it binds"
         }
+        Error::FreezeFailed { .. } => {
+            "check the freeze command by hand; the thaw command was run, so the writer is not left paused (--freeze-timeout sets how long it may take)"
+        }
+        Error::ThawFailed { .. } => {
+            "resume the writer NOW with the thaw command named above, by hand, and check that it runs"
+        }
+        Error::Interrupted { .. } => {
+            "nothing was committed and nothing was left behind; run the command again"
+        }
         Error::PointInTimeUnavailable { .. } => {
             "`lsmvault wal ls` shows the archived timeline, its recoverable windows and its gaps"
         }

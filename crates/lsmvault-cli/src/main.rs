@@ -12,6 +12,7 @@ mod exit;
 mod output;
 mod password;
 mod progress;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -43,5 +44,8 @@ fn main() -> ExitCode {
         Command::Unlock(args) => commands::unlock::run(&context, args),
         Command::Verify(args) => commands::verify::run(&context, args),
     };
-    outcome.unwrap_or_else(|error| exit::report_failure(&error, cli.global.json))
+    outcome.unwrap_or_else(|error| {
+        let code = exit::report_failure(&error, cli.global.json);
+        signals::exit_code(&error).unwrap_or(code)
+    })
 }

@@ -64,6 +64,16 @@ pub enum ErrorCode {
     /// key of any key the password opens: it was altered, or it belongs to
     /// another repository.
     ConfigNotAuthentic = 29,
+    /// A checkpoint's freeze command failed or timed out (its thaw command
+    /// was run all the same).
+    FreezeFailed = 30,
+    /// A checkpoint's thaw command failed or timed out: the writer may still
+    /// be paused.
+    ThawFailed = 31,
+    /// The operation was stopped through its [`Interrupt`](crate::Interrupt)
+    /// (the CLI: SIGINT, 130; SIGTERM exits with 143 instead), after
+    /// releasing what it held.
+    Interrupted = 130,
 }
 
 impl ErrorCode {
@@ -97,6 +107,9 @@ impl ErrorCode {
             ErrorCode::AuthenticationFailed => "authentication_failed",
             ErrorCode::PointInTimeUnavailable => "point_in_time_unavailable",
             ErrorCode::ConfigNotAuthentic => "config_not_authentic",
+            ErrorCode::FreezeFailed => "freeze_failed",
+            ErrorCode::ThawFailed => "thaw_failed",
+            ErrorCode::Interrupted => "interrupted",
         }
     }
 }
@@ -353,6 +366,48 @@ pub enum Error {
         reason: String,
     },
 
+    /// A checkpoint's freeze command exited non-zero, could not start, or ran
+    /// past its timeout (then it was killed). The thaw command was run
+    /// anyway, since the freeze may have half-happened; had the thaw failed
+    /// too, the error would be [`Error::ThawFailed`].
+    #[error(
+        "the freeze command {command:?} failed ({outcome}){}; the thaw command was run",
+        stderr_tail(stderr)
+    )]
+    FreezeFailed {
+        /// The command as given.
+        command: String,
+        /// How it ended, e.g. `exit status: 3` or `timed out after 30s`.
+        outcome: String,
+        /// The end of what it wrote on stderr (empty when nothing).
+        stderr: String,
+    },
+
+    /// A checkpoint's thaw command exited non-zero, could not start, or ran
+    /// past its timeout: the writer may still be paused.
+    #[error("the thaw command {command:?} failed ({outcome}){}: the writer may still be frozen: run {command} by hand{}", stderr_tail(stderr), earlier_failure(earlier))]
+    ThawFailed {
+        /// The command as given.
+        command: String,
+        /// How it ended, e.g. `exit status: 1` or `timed out after 30s`.
+        outcome: String,
+        /// The end of what it wrote on stderr (empty when nothing).
+        stderr: String,
+        /// What failed before the thaw (the freeze, the links, an
+        /// interruption), if anything did.
+        earlier: Option<Box<Error>>,
+    },
+
+    /// The operation was asked to stop through its
+    /// [`Interrupt`](crate::Interrupt) and returned early, after releasing
+    /// what it held (lock, temporary checkpoint, frozen writer). Nothing it
+    /// wrote is referenced: a backup wrote no snapshot.
+    #[error("interrupted while {during}; cleaned up, nothing was committed")]
+    Interrupted {
+        /// What was being done, e.g. `linking the checkpoint`.
+        during: String,
+    },
+
     /// A restore wrote what it could but some files failed; the target holds
     /// every other file. Its code is that of the first failure.
     #[error("{failed} file(s) could not be restored ({restored} restored); first: {}: {first}", first_path.display())]
@@ -401,6 +456,9 @@ impl Error {
             Error::AuthenticationFailed { .. } => ErrorCode::AuthenticationFailed,
             Error::PointInTimeUnavailable { .. } => ErrorCode::PointInTimeUnavailable,
             Error::ConfigNotAuthentic { .. } => ErrorCode::ConfigNotAuthentic,
+            Error::FreezeFailed { .. } => ErrorCode::FreezeFailed,
+            Error::ThawFailed { .. } => ErrorCode::ThawFailed,
+            Error::Interrupted { .. } => ErrorCode::Interrupted,
         }
     }
 
@@ -445,6 +503,21 @@ fn skipped_keys(names: &[String]) -> String {
         names.len(),
         names.join(", ")
     )
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(", stderr: {stderr:?}")
+    }
+}
+
+fn earlier_failure(earlier: &Option<Box<Error>>) -> String {
+    match earlier {
+        Some(error) => format!(" (before the thaw: {error})"),
+        None => String::new(),
+    }
 }
 
 /// Result alias used throughout the library.

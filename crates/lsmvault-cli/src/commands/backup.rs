@@ -14,7 +14,7 @@ use lsmvault::{
 use super::checkpoint::FreezeArgs;
 use super::Context;
 use crate::output::{human_bytes, short_id};
-use crate::{exit, password};
+use crate::{exit, password, signals};
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -58,7 +58,7 @@ pub struct BackupArgs {
 }
 
 impl BackupArgs {
-    fn options(&self) -> Result<BackupOptions, Error> {
+    fn options(&self, interrupt: &lsmvault::Interrupt) -> Result<BackupOptions, Error> {
         Ok(BackupOptions {
             tags: self.tag.clone(),
             mode: if self.full {
@@ -72,18 +72,21 @@ impl BackupArgs {
             host: self.host.clone(),
             compression: self.compression.as_deref().map(str::parse).transpose()?,
             verify_existing: self.verify_existing,
+            interrupt: interrupt.clone(),
             ..BackupOptions::default()
         })
     }
 }
 
 pub fn run(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
+    let interrupt = signals::install();
     let repository = open_or_create(context, args)?;
-    let options = args.options()?;
+    let options = args.options(&interrupt)?;
     let progress = context.progress();
     let (outcome, live) = if args.live {
+        let checkpoint = args.freeze.options(&interrupt);
         let (outcome, report) =
-            repository.backup_live(&args.source, &args.freeze.options(), &options, progress)?;
+            repository.backup_live(&args.source, &checkpoint, &options, progress)?;
         (outcome, Some(report))
     } else {
         (repository.backup(&args.source, &options, progress)?, None)
@@ -134,6 +137,12 @@ fn open_or_create(context: &Context, args: &BackupArgs) -> Result<Repository, Er
 
 fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>) {
     if let Some(report) = live {
+        for leftover in &report.leftovers_removed {
+            println!(
+                "removed the temporary checkpoint of an earlier run that was killed: {}",
+                leftover.display()
+            );
+        }
         println!(
             "live checkpoint: {} linked, {} copied; writes paused {:.1} ms",
             report.linked,

@@ -7,13 +7,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 use lsmvault::lsm::checkpoint::{checkpoint, CheckpointOptions};
-use lsmvault::Error;
+use lsmvault::{Error, Interrupt};
 
 use super::Context;
 use crate::output::human_bytes;
+use crate::signals;
 
 #[derive(Args)]
 pub struct CheckpointArgs {
@@ -27,26 +29,40 @@ pub struct CheckpointArgs {
 
 #[derive(Args, Clone)]
 pub struct FreezeArgs {
-    /// Shell command that pauses writes (e.g. `kill -STOP $(pidof writer)`), run before linking.
-    #[arg(long, value_name = "CMD")]
+    /// Shell command that pauses writes (e.g. `kill -STOP $(pidof writer)`), run
+    /// before linking. Needs --thaw-cmd.
+    #[arg(long, value_name = "CMD", requires = "thaw_cmd")]
     freeze_cmd: Option<String>,
-    /// Shell command that resumes writes, run right after.
+    /// Shell command that resumes writes, run right after; also when the
+    /// freeze or the linking fails, or on SIGINT/SIGTERM.
     #[arg(long, value_name = "CMD")]
     thaw_cmd: Option<String>,
+    /// How long the freeze (or thaw) command may run before it is killed
+    /// and counted as failed (the library's `DEFAULT_COMMAND_TIMEOUT`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          default_value = "30s")]
+    freeze_timeout: Duration,
 }
 
 impl FreezeArgs {
-    pub fn options(&self) -> CheckpointOptions {
+    pub fn options(&self, interrupt: &Interrupt) -> CheckpointOptions {
         CheckpointOptions {
             freeze_command: self.freeze_cmd.clone(),
             thaw_command: self.thaw_cmd.clone(),
+            command_timeout: self.freeze_timeout,
+            interrupt: interrupt.clone(),
             ..CheckpointOptions::default()
         }
     }
 }
 
 pub fn run(context: &Context, args: &CheckpointArgs) -> Result<ExitCode, Error> {
-    let report = checkpoint(&args.source, &args.destination, &args.freeze.options())?;
+    let interrupt = signals::install();
+    let report = checkpoint(
+        &args.source,
+        &args.destination,
+        &args.freeze.options(&interrupt),
+    )?;
     context.output().show(&report, |report| {
         println!(
             "checkpoint of {} in {}: {} linked, {} copied ({}), {} skipped; writes paused {:.1} ms",

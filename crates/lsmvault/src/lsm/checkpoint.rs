@@ -4,7 +4,9 @@
 //! The result is crash-consistent when writes are paused while it is taken:
 //! the freeze command runs before the directory is listed, the thaw command
 //! right after the last link or copy, and the time in between is measured and
-//! reported. Immutable files (SSTs, blob files, rotated WAL segments) are
+//! reported. Once the freeze started the thaw runs exactly once, whatever
+//! fails (see [`super::pause`]); an [`Interrupt`] stops the linking between
+//! two files, thaws, and removes the partial checkpoint. Immutable files (SSTs, blob files, rotated WAL segments) are
 //! hard-linked, which costs nothing; mutable ones (MANIFEST, CURRENT,
 //! OPTIONS, IDENTITY, the active WAL) are copied. `LOCK` and info logs are
 //! skipped (which files are which: [`super::file_class`]). When the destination
@@ -13,26 +15,46 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
+use crate::interrupt::Interrupt;
 
 use super::file_class::{file_number, matches_any, FileClasses};
+use super::pause::{freeze, Thaw, DEFAULT_COMMAND_TIMEOUT};
 
 /// Options for [`checkpoint`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CheckpointOptions {
     /// Shell command run before the files are linked (e.g. `kill -STOP 1234`).
     pub freeze_command: Option<String>,
     /// Shell command run right after (e.g. `kill -CONT 1234`); also run when
-    /// the checkpoint fails, so a frozen writer is never left frozen.
+    /// the freeze or the checkpoint fails, so a frozen writer is never left
+    /// frozen. A freeze command without one is refused.
     pub thaw_command: Option<String>,
+    /// How long the freeze (and the thaw) command may run before it is
+    /// killed and counted as failed.
+    pub command_timeout: Duration,
     /// Which files are hard-linked, copied or left out (RocksDB and LevelDB
     /// conventions by default).
     pub classes: FileClasses,
+    /// Polled between files: once triggered the checkpoint thaws, removes
+    /// what it linked and returns [`Error::Interrupted`].
+    pub interrupt: Interrupt,
+}
+
+impl Default for CheckpointOptions {
+    fn default() -> Self {
+        CheckpointOptions {
+            freeze_command: None,
+            thaw_command: None,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            classes: FileClasses::default(),
+            interrupt: Interrupt::default(),
+        }
+    }
 }
 
 /// What a checkpoint did.
@@ -57,21 +79,10 @@ pub struct CheckpointReport {
     /// Time between the freeze command's start and the thaw command's end
     /// (the link-and-copy time when there are none).
     pub pause_seconds: f64,
-}
-
-fn run_shell(command: &str, what: &str) -> Result<()> {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .status()
-        .map_err(|error| Error::io(format!("running the {what} command {command:?}"), error))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "the {what} command {command:?} failed with {status}"
-        )))
-    }
+    /// Temporary checkpoints of earlier `backup --live` runs that were
+    /// killed before removing theirs, found beside the source and removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leftovers_removed: Vec<PathBuf>,
 }
 
 /// Takes a checkpoint of `source` into `destination` (which must not exist).
@@ -90,26 +101,39 @@ pub fn checkpoint(
             path: destination.to_path_buf(),
         });
     }
+    if options.freeze_command.is_some() && options.thaw_command.is_none() {
+        return Err(Error::InvalidArgument(
+            "a freeze command needs a thaw command: without one the writer would stay frozen"
+                .to_string(),
+        ));
+    }
     refuse_destination_inside(source, destination)?;
+    options.interrupt.check("starting the checkpoint")?;
     let mut report = CheckpointReport {
         destination: destination.to_path_buf(),
         ..CheckpointReport::default()
     };
     let paused = Instant::now();
-    if let Some(freeze) = &options.freeze_command {
-        run_shell(freeze, "freeze")?;
-    }
-    let copied = copy_tree(source, destination, &options.classes, true, &mut report);
-    let thawed = match &options.thaw_command {
-        Some(thaw) => run_shell(thaw, "thaw"),
+    // Armed before the freeze starts: a freeze that fails may have half-happened.
+    let mut thaw = Thaw::arm(options.thaw_command.as_deref(), options.command_timeout);
+    let frozen = match &options.freeze_command {
+        Some(command) => freeze(command, options.command_timeout, &options.interrupt),
         None => Ok(()),
     };
+    let copied = frozen.and_then(|()| {
+        let mut copier = Copier {
+            classes: &options.classes,
+            interrupt: &options.interrupt,
+            report: &mut report,
+        };
+        copier.copy_tree(source, destination, true)
+    });
+    let outcome = thaw.run(copied);
     report.pause_seconds = paused.elapsed().as_secs_f64();
-    if let Err(error) = copied {
+    if let Err(error) = outcome {
         let _ = fs::remove_dir_all(destination);
         return Err(error);
     }
-    thawed?;
     sync_tree(destination)?;
     Ok(report)
 }
@@ -158,67 +182,73 @@ fn refuse_destination_inside(source: &Path, destination: &Path) -> Result<()> {
     Ok(())
 }
 
-fn copy_tree(
-    source: &Path,
-    destination: &Path,
-    classes: &FileClasses,
-    top_level: bool,
-    report: &mut CheckpointReport,
-) -> Result<()> {
-    fs::create_dir(destination).context(|| format!("creating {}", destination.display()))?;
-    let mut names: Vec<(String, fs::FileType)> = Vec::new();
-    for entry in fs::read_dir(source).context(|| format!("listing {}", source.display()))? {
-        let entry = entry.context(|| format!("listing {}", source.display()))?;
-        let file_type = entry
-            .file_type()
-            .context(|| format!("inspecting {}", entry.path().display()))?;
-        names.push((entry.file_name().to_string_lossy().into_owned(), file_type));
-    }
-    // The active WAL is the newest segment of the database directory itself;
-    // older ones, and every segment in subdirectories (RocksDB's `archive/`),
-    // are rotated and immutable.
-    let newest_wal = names
-        .iter()
-        .filter(|(name, kind)| top_level && kind.is_file() && matches_any(&classes.wal, name))
-        .filter_map(|(name, _)| file_number(name))
-        .max();
-    for (name, file_type) in names {
-        let from = source.join(&name);
-        let to = destination.join(&name);
-        if matches_any(&classes.skip, &name) {
-            report.skipped += 1;
-        } else if file_type.is_dir() {
-            copy_tree(&from, &to, classes, false, report)?;
-        } else if !file_type.is_file() {
-            report.skipped += 1;
-        } else {
-            let is_wal = matches_any(&classes.wal, &name);
-            let link = matches_any(&classes.immutable, &name)
-                || (is_wal && file_number(&name) != newest_wal);
-            if link {
-                match fs::hard_link(&from, &to) {
-                    Ok(()) => report.linked += 1,
-                    Err(error) if error.raw_os_error() == Some(nix::libc::EXDEV) => {
-                        report.bytes_copied += copy_file(&from, &to)?;
-                        report.cross_device_copies += 1;
-                    }
-                    // Deleted by the database between listing and linking
-                    // (only possible without a freeze): not part of this state.
-                    Err(error) if error.kind() == ErrorKind::NotFound => report.skipped += 1,
-                    Err(error) => {
-                        return Err(Error::io(
-                            format!("linking {} to {}", to.display(), from.display()),
-                            error,
-                        ))
-                    }
-                }
+/// Links and copies one tree, counting into the report.
+struct Copier<'a> {
+    classes: &'a FileClasses,
+    interrupt: &'a Interrupt,
+    report: &'a mut CheckpointReport,
+}
+
+impl Copier<'_> {
+    fn copy_tree(&mut self, source: &Path, destination: &Path, top_level: bool) -> Result<()> {
+        let classes = self.classes;
+        fs::create_dir(destination).context(|| format!("creating {}", destination.display()))?;
+        let mut names: Vec<(String, fs::FileType)> = Vec::new();
+        for entry in fs::read_dir(source).context(|| format!("listing {}", source.display()))? {
+            let entry = entry.context(|| format!("listing {}", source.display()))?;
+            let file_type = entry
+                .file_type()
+                .context(|| format!("inspecting {}", entry.path().display()))?;
+            names.push((entry.file_name().to_string_lossy().into_owned(), file_type));
+        }
+        // The active WAL is the newest segment of the database directory itself;
+        // older ones, and every segment in subdirectories (RocksDB's `archive/`),
+        // are rotated and immutable.
+        let newest_wal = names
+            .iter()
+            .filter(|(name, kind)| top_level && kind.is_file() && matches_any(&classes.wal, name))
+            .filter_map(|(name, _)| file_number(name))
+            .max();
+        for (name, file_type) in names {
+            self.interrupt.check("linking the checkpoint")?;
+            let report = &mut *self.report;
+            let from = source.join(&name);
+            let to = destination.join(&name);
+            if matches_any(&classes.skip, &name) {
+                report.skipped += 1;
+            } else if file_type.is_dir() {
+                self.copy_tree(&from, &to, false)?;
+            } else if !file_type.is_file() {
+                report.skipped += 1;
             } else {
-                report.bytes_copied += copy_file(&from, &to)?;
-                report.copied += 1;
+                let is_wal = matches_any(&classes.wal, &name);
+                let link = matches_any(&classes.immutable, &name)
+                    || (is_wal && file_number(&name) != newest_wal);
+                if link {
+                    match fs::hard_link(&from, &to) {
+                        Ok(()) => report.linked += 1,
+                        Err(error) if error.raw_os_error() == Some(nix::libc::EXDEV) => {
+                            report.bytes_copied += copy_file(&from, &to)?;
+                            report.cross_device_copies += 1;
+                        }
+                        // Deleted by the database between listing and linking
+                        // (only possible without a freeze): not part of this state.
+                        Err(error) if error.kind() == ErrorKind::NotFound => report.skipped += 1,
+                        Err(error) => {
+                            return Err(Error::io(
+                                format!("linking {} to {}", to.display(), from.display()),
+                                error,
+                            ))
+                        }
+                    }
+                } else {
+                    report.bytes_copied += copy_file(&from, &to)?;
+                    report.copied += 1;
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn copy_file(from: &Path, to: &Path) -> Result<u64> {
@@ -329,18 +359,51 @@ mod tests {
         let db = work.path().join("db");
         fs::create_dir(&db).unwrap();
         fs::write(db.join("CURRENT"), "x").unwrap();
-        let options = CheckpointOptions {
-            freeze_command: Some("exit 3".into()),
+        let marker = work.path().join("thawed");
+        let lonely_freeze = CheckpointOptions {
+            freeze_command: Some("true".into()),
             ..CheckpointOptions::default()
         };
-        assert!(checkpoint(&db, &work.path().join("a"), &options).is_err());
+        let error = checkpoint(&db, &work.path().join("a"), &lonely_freeze).unwrap_err();
+        assert!(
+            error.to_string().contains("needs a thaw command"),
+            "{error}"
+        );
+        let options = CheckpointOptions {
+            freeze_command: Some("exit 3".into()),
+            thaw_command: Some(format!("touch {}", marker.display())),
+            ..CheckpointOptions::default()
+        };
+        let error = checkpoint(&db, &work.path().join("a"), &options).unwrap_err();
+        assert_eq!(error.code(), crate::ErrorCode::FreezeFailed, "{error}");
+        assert!(marker.exists(), "a failed freeze is thawed");
+        assert!(!work.path().join("a").exists());
+        fs::remove_file(&marker).unwrap();
         // A destination whose parent is missing fails the copy; thaw still runs.
-        let marker = work.path().join("thawed");
         let options = CheckpointOptions {
             thaw_command: Some(format!("touch {}", marker.display())),
             ..CheckpointOptions::default()
         };
         assert!(checkpoint(&db, &work.path().join("missing/parent"), &options).is_err());
         assert!(marker.exists());
+    }
+
+    #[test]
+    fn an_interrupted_checkpoint_thaws_and_leaves_nothing() {
+        let work = tempfile::tempdir().unwrap();
+        let db = work.path().join("db");
+        fs::create_dir(&db).unwrap();
+        fs::write(db.join("000010.sst"), "sst").unwrap();
+        let marker = work.path().join("thawed");
+        let options = CheckpointOptions {
+            freeze_command: Some("true".into()),
+            thaw_command: Some(format!("touch {}", marker.display())),
+            ..CheckpointOptions::default()
+        };
+        options.interrupt.trigger();
+        let destination = work.path().join("ckpt");
+        let error = checkpoint(&db, &destination, &options).unwrap_err();
+        assert_eq!(error.code(), crate::ErrorCode::Interrupted, "{error}");
+        assert!(!destination.exists());
     }
 }

@@ -13,4 +13,5 @@ pub mod checkpoint;
 pub mod file_class;
 pub mod log;
 pub mod manifest;
+pub mod pause;
 pub mod write_batch;

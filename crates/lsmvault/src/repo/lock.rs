@@ -100,7 +100,8 @@ impl LockInfo {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether a process with this pid runs on this host.
+pub(crate) fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };

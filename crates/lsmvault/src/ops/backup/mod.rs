@@ -33,6 +33,7 @@ use crate::format::snapshot::{
     self, BackupStats, Snapshot, SnapshotEntry, SnapshotKind, SNAPSHOT_VERSION,
 };
 use crate::id::Id;
+use crate::interrupt::Interrupt;
 use crate::lsm::file_class::FileClasses;
 use crate::lsm::manifest::DatabaseState;
 use crate::progress::Progress;
@@ -79,6 +80,10 @@ pub struct BackupOptions {
     /// parent unread. Without it only blobs whose pack is missing from the
     /// pack listing are written again.
     pub verify_existing: bool,
+    /// Polled between files and before the snapshot is written: once
+    /// triggered the backup returns [`Error::Interrupted`], writing no
+    /// snapshot and releasing its lock.
+    pub interrupt: Interrupt,
 }
 
 impl Default for BackupOptions {
@@ -92,6 +97,7 @@ impl Default for BackupOptions {
             compression: None,
             source_label: None,
             verify_existing: false,
+            interrupt: Interrupt::default(),
         }
     }
 }
@@ -193,13 +199,21 @@ impl Repository {
             &mut tally,
         )?;
         progress.finish();
+        options.interrupt.check("scanning the source")?;
 
         let mut writer = PackWriter::with_known(self, Arc::clone(&stored.present))?;
         writer.set_verify_known(options.verify_existing);
         if let Some(compression) = options.compression {
             writer.set_compression(compression);
         }
-        let mut contents = read_files(&jobs, &finder, &writer, progress, &mut tally)?;
+        let mut contents = read_files(
+            &jobs,
+            &finder,
+            &writer,
+            &options.interrupt,
+            progress,
+            &mut tally,
+        )?;
         let root_tree = build_tree(root, &mut contents, &mut store::LinkGroups::new(), &writer)?;
         let summary = writer.finish()?;
         self.protect_packs(&summary.published)?;
@@ -233,6 +247,7 @@ impl Repository {
             database,
             repaired: None,
         };
+        options.interrupt.check("about to write the snapshot")?;
         let id = commit_check.commit(self, &lock, &snapshot, progress)?;
         Ok(BackupOutcome {
             id,

@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::format::pack::BlobKind;
 use crate::format::tree::{Entry, EntryKind, Metadata, Tree};
 use crate::id::Id;
+use crate::interrupt::Interrupt;
 use crate::progress::Progress;
 use crate::repo::store::{store_stream, StoredContent};
 use crate::repo::PackWriter;
@@ -49,6 +50,7 @@ pub(super) fn read_files(
     jobs: &[FileJob],
     finder: &CutFinder,
     writer: &PackWriter<'_>,
+    interrupt: &Interrupt,
     progress: &dyn Progress,
     tally: &mut Tally,
 ) -> Result<Vec<Option<FileContent>>> {
@@ -61,6 +63,7 @@ pub(super) fn read_files(
     let results: Vec<(usize, Option<FileContent>)> = order
         .par_iter()
         .map(|&job| {
+            interrupt.check("reading the source")?;
             let outcome = read_file(&jobs[job], finder, writer, progress)?;
             let record = |warning| {
                 read_warnings

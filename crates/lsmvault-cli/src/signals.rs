@@ -1,0 +1,62 @@
+//! SIGINT and SIGTERM during the commands that pause a writer or create
+//! things that must not outlive them (`checkpoint`, `backup`).
+//!
+//! The first signal only triggers the library's [`Interrupt`]: the command
+//! unwinds through its guards (the thaw command runs, the repository lock
+//! and `backup --live`'s temporary checkpoint are removed) and then exits
+//! with 128 + the signal's number (130, 143). A second signal while that
+//! cleanup runs exits at once with the same code. Other commands keep the
+//! default disposition (the signal ends them).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+use lsmvault::{Error, Interrupt};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+/// The interrupt the handler triggers (set before the handler is installed).
+static INTERRUPT: OnceLock<Interrupt> = OnceLock::new();
+/// The first signal received (0: none yet).
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(signal: nix::libc::c_int) {
+    if RECEIVED.swap(signal, Ordering::SeqCst) != 0 {
+        // Second signal: the user insists. `_exit` is async-signal-safe.
+        // SAFETY: ends the process without running anything else.
+        unsafe { nix::libc::_exit(128 + signal) };
+    }
+    if let Some(interrupt) = INTERRUPT.get() {
+        interrupt.trigger();
+    }
+}
+
+/// Installs the handlers for SIGINT and SIGTERM and returns the interrupt
+/// they trigger. If the handlers cannot be installed the signals keep their
+/// default effect (the process ends), which is no worse than before.
+pub fn install() -> Interrupt {
+    let interrupt = INTERRUPT.get_or_init(Interrupt::new).clone();
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only touches atomics and calls `_exit`.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+    interrupt
+}
+
+/// The exit code of a command stopped by a signal: 128 + the first signal's
+/// number; `None` when the error is not an interruption.
+pub fn exit_code(error: &Error) -> Option<ExitCode> {
+    if !matches!(error, Error::Interrupted { .. }) {
+        return None;
+    }
+    let signal = match RECEIVED.load(Ordering::SeqCst) {
+        0 => Signal::SIGINT as i32,
+        signal => signal,
+    };
+    u8::try_from(128 + signal).ok().map(ExitCode::from)
+}
