@@ -318,7 +318,7 @@ mod tests {
         let options = CheckpointOptions {
             freeze_command: Some(format!("touch {}", marker.display())),
             thaw_command: Some(format!("rm {}", marker.display())),
-            classes: FileClasses::default(),
+            ..CheckpointOptions::default()
         };
         let report = checkpoint(&db, &destination, &options).unwrap();
         assert!(!marker.exists(), "thaw ran");
