@@ -143,6 +143,22 @@ impl LiveFixture {
             .collect()
     }
 
+    /// Lock objects, not counting a backend's temporary file (`.tmp-*`),
+    /// which a process killed mid-write leaves and every listing ignores.
+    fn lock_objects(&self) -> Vec<PathBuf> {
+        let temporary = |path: &PathBuf| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        };
+        self.locks()
+            .into_iter()
+            .filter(|path| !temporary(path))
+            .collect()
+    }
+
+    /// Everything in `locks/`: a clean exit leaves nothing at all.
     fn locks(&self) -> Vec<PathBuf> {
         match fs::read_dir(self.repo.join("locks")) {
             Ok(listing) => listing.map(|entry| entry.unwrap().path()).collect(),
@@ -324,6 +340,45 @@ fn a_leftover_link_directory_of_a_killed_run_is_removed_by_the_next_live_backup(
     );
     assert!(!leftover.exists());
     assert_eq!(fixture.leftovers(), vec![running]);
+}
+
+#[test]
+fn the_lock_of_a_backup_killed_with_sigkill_does_not_block_the_next_one() {
+    let fixture = LiveFixture::new(6 << 20);
+    // Kill -9 while the lock is held (retried if the backup was too quick).
+    let mut stale = Vec::new();
+    for _ in 0..20 {
+        let mut child = Command::new(binary())
+            .arg("--repo")
+            .arg(&fixture.repo)
+            .args(["backup", "--full", fixture.db()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while fixture.lock_objects().is_empty() && Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        stale = fixture.lock_objects();
+        if !stale.is_empty() {
+            break;
+        }
+    }
+    assert!(!stale.is_empty(), "no backup was killed holding its lock");
+    // The dead process's lock (same host) is stale: ignored, not waited for.
+    lsmvault_ok(&fixture.repo, &["backup", fixture.db()]);
+    lsmvault_ok(&fixture.repo, &["unlock"]);
+    assert!(
+        fixture.lock_objects().is_empty(),
+        "unlock removed the stale lock: {:?}",
+        fixture.locks()
+    );
 }
 
 /// One command killed by a signal after `delay`; returns how it ended.
