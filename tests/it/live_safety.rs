@@ -523,6 +523,47 @@ fn sigint_and_sigterm_at_random_points_never_leave_the_writer_frozen_or_leftover
     assert!(fixture.leftovers().is_empty() && fixture.locks().is_empty());
 }
 
+#[test]
+fn a_second_signal_during_the_cleanup_exits_at_once_and_the_thaw_still_completes() {
+    let fixture = LiveFixture::new(4096);
+    let freeze = format!("{}; sleep 20", fixture.writer.freeze());
+    // A slow thaw: the second signal arrives while it runs.
+    let thaw = format!("sleep 2; {}", fixture.writer.thaw());
+    let destination = fixture.path("ckpt");
+    let arguments = fixture.command(
+        Some(&destination),
+        &["--freeze-cmd", &freeze, "--thaw-cmd", &thaw],
+    );
+    let child = Command::new(binary())
+        .arg("--repo")
+        .arg(&fixture.repo)
+        .args(&arguments)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let signal = |number: &str| {
+        Command::new("kill")
+            .args([number, &child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    signal("-INT");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    signal("-INT");
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        second.elapsed() < Duration::from_millis(1500),
+        "did not wait for the thaw"
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    // The thaw runs in its own process group: it finishes on its own.
+    std::thread::sleep(Duration::from_millis(2500));
+    fixture.writer.assert_running("the thaw outlived lsmvault");
+}
+
 fn run_arguments(arguments: &[String]) -> Vec<&str> {
     arguments.iter().map(String::as_str).collect()
 }
