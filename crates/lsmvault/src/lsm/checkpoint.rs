@@ -6,11 +6,13 @@
 //! right after the last link or copy, and the time in between is measured and
 //! reported. Once the freeze started the thaw runs exactly once, whatever
 //! fails (see [`super::pause`]); an [`Interrupt`] stops the linking between
-//! two files, thaws, and removes the partial checkpoint. Immutable files (SSTs, blob files, rotated WAL segments) are
-//! hard-linked, which costs nothing; mutable ones (MANIFEST, CURRENT,
-//! OPTIONS, IDENTITY, the active WAL) are copied. `LOCK` and info logs are
-//! skipped (which files are which: [`super::file_class`]). When the destination
-//! is on another file system, links become copies.
+//! two files, thaws, and removes the partial checkpoint.
+//!
+//! Immutable files (SSTs, blob files, rotated WAL segments) are hard-linked,
+//! which costs nothing; mutable ones (MANIFEST, CURRENT, OPTIONS, IDENTITY,
+//! the active WAL) are copied. `LOCK` and info logs are skipped (which files
+//! are which: [`super::file_class`]). When the destination is on another file
+//! system, links become copies.
 
 use std::fs;
 use std::io::ErrorKind;
