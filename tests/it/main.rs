@@ -17,6 +17,7 @@ mod encryption;
 mod hostile_bytes;
 mod layers;
 mod library;
+mod papercuts;
 mod parity;
 mod parity_maintenance;
 mod peers_smoke;

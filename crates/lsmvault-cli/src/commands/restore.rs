@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use lsmvault::ops::restore::point_in_time::PointInTime;
-use lsmvault::{Error, RestoreOptions};
+use lsmvault::ops::restore::point_in_time::RecoveryReport;
+use lsmvault::{Error, RestoreOptions, Timestamp};
+use serde::Serialize;
 
 use super::Context;
 use crate::output::{human_bytes, short_id, warn_damaged};
@@ -27,7 +29,8 @@ pub struct RestoreArgs {
     /// remove what the snapshot does not have.
     #[arg(long)]
     delta: bool,
-    /// Point in time (RFC 3339, e.g. 2026-11-23T14:32:05Z): the newest state known to have existed then.
+    /// Point in time, RFC 3339 with a zone (2026-11-23T14:32:05Z,
+    /// 2026-11-23T15:32:05+01:00): the newest state known to have existed then.
     #[arg(long, conflicts_with_all = ["seq", "tag", "include", "delta"])]
     at: Option<String>,
     /// Point in time as a sequence number: every write batch ending at or before it.
@@ -46,12 +49,9 @@ impl RestoreArgs {
     /// lets through at most one); `None` for a plain snapshot restore.
     fn point_in_time(&self) -> Result<Option<PointInTime>, Error> {
         if let Some(at) = &self.at {
-            let time = humantime::parse_rfc3339_weak(at).map_err(|error| {
-                Error::InvalidArgument(format!(
-                    "--at {at:?}: {error} (expected e.g. 2026-11-23T14:32:05Z)"
-                ))
-            })?;
-            return Ok(Some(PointInTime::Time(time)));
+            let time = Timestamp::parse(at)
+                .map_err(|error| Error::InvalidArgument(format!("--at: {error}")))?;
+            return Ok(Some(PointInTime::Time(time.system_time())));
         }
         if let Some(sequence) = self.seq {
             return Ok(Some(PointInTime::Sequence(sequence)));
@@ -100,6 +100,23 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The time `--at` was read as: the text as given and the instant in UTC.
+#[derive(Serialize)]
+struct ResolvedTime {
+    given: String,
+    utc: Timestamp,
+}
+
+/// A recovery report with the resolved `--at` time beside it (in JSON the
+/// report's fields plus `at`).
+#[derive(Serialize)]
+struct ShownRecovery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<ResolvedTime>,
+    #[serde(flatten)]
+    report: RecoveryReport,
+}
+
 fn restore_point_in_time(
     context: &Context,
     args: &RestoreArgs,
@@ -113,7 +130,21 @@ fn restore_point_in_time(
         context.progress(),
     )?;
     warn_damaged(&report.damaged_snapshots);
-    context.output().show(&report, |report| {
+    let shown = ShownRecovery {
+        at: match point {
+            PointInTime::Time(time) => Some(ResolvedTime {
+                given: args.at.clone().unwrap_or_default(),
+                utc: Timestamp::from(*time),
+            }),
+            _ => None,
+        },
+        report,
+    };
+    context.output().show(&shown, |ShownRecovery { at, report }| {
+        if let Some(at) = at {
+            // Echo the instant the time resolved to, so a misread zone shows.
+            println!("--at {} is {} (UTC)", at.given, at.utc);
+        }
         println!(
             "restored database {} to {} at sequence {} (asked: {}): snapshot {} (sequence {}) + {} WAL segment(s)",
             report.database_id,
