@@ -123,3 +123,58 @@ fn restore_at_takes_rfc3339_offsets_and_echoes_the_instant_in_utc() {
     );
     let _ = fs::remove_dir_all(&target);
 }
+
+/// The permission bits of `path`.
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn repository_files_are_private_and_an_open_init_directory_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("data"), seeded_bytes(1, 100_000)).unwrap();
+    // A repository in a new directory, and one in an existing 0755 directory.
+    let fresh = work.path().join("fresh/nested/repo");
+    let existing = work.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    fs::set_permissions(&existing, fs::Permissions::from_mode(0o755)).unwrap();
+    for repo in [&fresh, &existing] {
+        let output = lsmvault(repo, &["init", "--no-encryption"]);
+        assert!(output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.contains("readable by group or others"),
+            repo == &existing,
+            "{stderr}"
+        );
+        lsmvault_ok(repo, &["backup", source.to_str().unwrap()]);
+        for entry in walkdir::WalkDir::new(repo).min_depth(1) {
+            let entry = entry.unwrap();
+            let mode = mode_of(entry.path());
+            if entry.file_type().is_dir() {
+                assert_eq!(mode, 0o700, "{}", entry.path().display());
+            } else {
+                assert_eq!(mode, 0o400, "{}", entry.path().display());
+            }
+        }
+        // Objects of every kind were checked, not an empty tree.
+        assert!(repo.join("config").is_file() && mode_of(&repo.join("config")) == 0o400);
+        assert!(fs::read_dir(repo.join("snapshots")).unwrap().count() == 1);
+    }
+    // The existing directory keeps its mode; a new one (and the parents
+    // init created) is the owner's alone.
+    assert_eq!(mode_of(&existing), 0o755);
+    assert_eq!(mode_of(&fresh), 0o700);
+    assert_eq!(mode_of(&work.path().join("fresh")), 0o700);
+    // A closed existing directory is not warned about.
+    let closed = work.path().join("closed");
+    fs::create_dir(&closed).unwrap();
+    fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+    let output = lsmvault(&closed, &["init", "--no-encryption"]);
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("warning"));
+}
