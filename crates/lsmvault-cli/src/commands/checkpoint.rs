@@ -47,7 +47,7 @@ impl FreezeArgs {
 
 pub fn run(context: &Context, args: &CheckpointArgs) -> Result<ExitCode, Error> {
     let report = checkpoint(&args.source, &args.destination, &args.freeze.options())?;
-    context.output().show(&report, |report| {
+    context.output().summary(&report, |report| {
         println!(
             "checkpoint of {} in {}: {} linked, {} copied ({}), {} skipped; writes paused {:.1} ms",
             args.source.display(),

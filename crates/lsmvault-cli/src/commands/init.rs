@@ -54,7 +54,7 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<ExitCode, Error> {
     if existed {
         warn_if_readable_by_others(location);
     }
-    context.output().show(repository.config(), |config| {
+    context.output().summary(repository.config(), |config| {
         println!("created repository {} at {}", config.id, location.display());
     })?;
     Ok(ExitCode::SUCCESS)

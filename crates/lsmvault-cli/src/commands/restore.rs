@@ -22,22 +22,27 @@ pub struct RestoreArgs {
     /// Directory to restore into (must be absent or empty, unless --delta).
     #[arg(long, short = 't')]
     target: PathBuf,
-    /// Restore only this path (repeatable).
+    /// Restore only the paths this glob selects, and what is below them
+    /// (repeatable; `*` and `?` within a name, `**` any depth, e.g.
+    /// `**/*.sst`). A pattern that selects nothing is an error.
     #[arg(long)]
     include: Vec<String>,
+    /// Leave out the paths this glob selects, and what is below them (repeatable).
+    #[arg(long)]
+    exclude: Vec<String>,
     /// Keep files in the target that already match; rewrite the rest and
     /// remove what the snapshot does not have.
     #[arg(long)]
     delta: bool,
     /// Point in time, RFC 3339 with a zone (2026-11-23T14:32:05Z,
     /// 2026-11-23T15:32:05+01:00): the newest state known to have existed then.
-    #[arg(long, conflicts_with_all = ["seq", "tag", "include", "delta"])]
+    #[arg(long, conflicts_with_all = ["seq", "tag", "include", "exclude", "delta"])]
     at: Option<String>,
     /// Point in time as a sequence number: every write batch ending at or before it.
-    #[arg(long, conflicts_with_all = ["tag", "include", "delta"])]
+    #[arg(long, conflicts_with_all = ["tag", "include", "exclude", "delta"])]
     seq: Option<u64>,
     /// A restore point (`lsmvault tag`) or snapshot tag.
-    #[arg(long, conflicts_with_all = ["include", "delta"])]
+    #[arg(long, conflicts_with_all = ["include", "exclude", "delta"])]
     tag: Option<String>,
     /// The database (IDENTITY) to recover, when the repository holds several.
     #[arg(long)]
@@ -81,9 +86,10 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
     let options = RestoreOptions {
         delta: args.delta,
         include: args.include.clone(),
+        exclude: args.exclude.clone(),
     };
     let stats = repository.restore(snapshot, &args.target, &options, context.progress())?;
-    context.output().show(&stats, |stats| {
+    context.output().summary(&stats, |stats| {
         println!(
             "restored snapshot {} to {}: {} files ({} hard links, {} kept), {} directories, {} symlinks, {} written in {:.2} s",
             short_id(&stats.snapshot),
@@ -140,7 +146,7 @@ fn restore_point_in_time(
         },
         report,
     };
-    context.output().show(&shown, |ShownRecovery { at, report }| {
+    context.output().summary(&shown, |ShownRecovery { at, report }| {
         if let Some(at) = at {
             // Echo the instant the time resolved to, so a misread zone shows.
             println!("--at {} is {} (UTC)", at.given, at.utc);
