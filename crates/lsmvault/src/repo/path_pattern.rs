@@ -4,9 +4,11 @@
 //! A pattern is split at `/` into components; `*` matches any run of
 //! characters within one component, `?` one character, and a component that
 //! is exactly `**` matches any number of components (none included). A
-//! pattern without wildcards is a plain path, as before globs. Matching is
-//! anchored at the snapshot root (`./` and a leading `/` are ignored), and
-//! a pattern that matches a directory selects everything below it.
+//! pattern without wildcards is a plain path, as before globs. As in
+//! gitignore (and close to restic), a pattern with a `/` at its start or in
+//! its middle is anchored at the snapshot root (`db/*.sst`, `/README`), and
+//! one without matches a name at any depth (`*.sst`, `LOG`). A pattern that
+//! matches a directory selects everything below it.
 //! Hand-written instead of a glob crate: three wildcards on raw byte names
 //! (which need not be UTF-8) are a few lines.
 
@@ -40,6 +42,10 @@ impl PathPattern {
                     )))
                 }
             }
+        }
+        let anchored = text.trim_end_matches('/').contains('/');
+        if !anchored && !components.is_empty() {
+            components.insert(0, ANY_DEPTH.to_vec());
         }
         Ok(PathPattern {
             text: text.to_string(),
@@ -134,6 +140,7 @@ mod tests {
     #[test]
     fn plain_paths_select_themselves_and_what_is_below() {
         assert!(covers_path("db/sub", "db/sub"));
+        assert!(!covers_path("db/sub", "x/db/sub"));
         assert!(covers_path("./db//sub/", "db/sub/x"));
         assert!(!covers_path("db/sub", "db"));
         assert!(leads("db/sub", "db"));
@@ -145,7 +152,11 @@ mod tests {
     #[test]
     fn stars_question_marks_and_double_stars() {
         assert!(covers_path("*.sst", "000012.sst"));
-        assert!(!covers_path("*.sst", "db/000012.sst"));
+        assert!(covers_path("*.sst", "db/000012.sst"));
+        assert!(covers_path("sub/", "db/sub/x"));
+        assert!(covers_path("/*.sst", "000012.sst"));
+        assert!(!covers_path("/*.sst", "db/000012.sst"));
+        assert!(!covers_path("./*.sst", "db/000012.sst"));
         assert!(covers_path("**/*.sst", "db/000012.sst"));
         assert!(covers_path("**/*.sst", "000012.sst"));
         assert!(covers_path("db/**", "db/a/b"));
