@@ -224,7 +224,7 @@ fn a_backup_of_a_directory_holding_the_repository_leaves_the_repository_out() {
     let output = lsmvault(&repo, &["backup", repo.join("data").to_str().unwrap()]);
     assert_eq!(
         output.status.code(),
-        Some(lsmvault::ErrorCode::InvalidArgument.exit_code() as i32)
+        Some(lsmvault::ErrorCode::InvalidArgument.exit_code())
     );
     assert!(stderr_of(&output).contains("inside the repository"));
 }
@@ -288,7 +288,7 @@ fn restore_include_and_exclude_take_globs_and_an_unmatched_include_fails_naming_
     );
     assert_eq!(
         output.status.code(),
-        Some(lsmvault::ErrorCode::InvalidArgument.exit_code() as i32)
+        Some(lsmvault::ErrorCode::InvalidArgument.exit_code())
     );
     let stderr = stderr_of(&output);
     assert!(
@@ -473,7 +473,7 @@ fn checkpoint_and_wrong_password_messages_speak_of_what_the_user_can_do() {
     );
     assert_eq!(
         output.status.code(),
-        Some(lsmvault::ErrorCode::TargetNotEmpty.exit_code() as i32)
+        Some(lsmvault::ErrorCode::TargetNotEmpty.exit_code())
     );
     let stderr = stderr_of(&output);
     assert!(stderr.contains("checkpoint destination"), "{stderr}");
@@ -488,7 +488,7 @@ fn checkpoint_and_wrong_password_messages_speak_of_what_the_user_can_do() {
     let output = lsmvault_with_password(&repo, Some("wrong"), &["snapshots"]);
     assert_eq!(
         output.status.code(),
-        Some(lsmvault::ErrorCode::WrongPassword.exit_code() as i32)
+        Some(lsmvault::ErrorCode::WrongPassword.exit_code())
     );
     let stderr = stderr_of(&output);
     assert!(

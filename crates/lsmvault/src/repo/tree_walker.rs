@@ -279,7 +279,8 @@ impl Repository {
         };
         let (includes, excludes) = (parse(include)?, parse(exclude)?);
         let mut matched = vec![false; includes.len()];
-        let mut planned = Vec::new();
+        // Each entry with whether a pattern selected it (not merely on the way).
+        let mut planned: Vec<(WalkedEntry, bool)> = Vec::new();
         TreeWalker::new(self).walk(root, |path, entry| {
             let relative = PathBuf::from(OsStr::from_bytes(path));
             let components = components_of(&relative);
@@ -298,13 +299,27 @@ impl Repository {
                 is_directory && includes.iter().any(|pattern| pattern.leads_to(&components));
             let wanted = inside || on_the_way;
             if wanted {
-                planned.push(WalkedEntry {
+                let walked = WalkedEntry {
                     relative,
                     entry: entry.clone(),
-                });
+                };
+                planned.push((walked, inside));
             }
             Ok(wanted)
         })?;
+        // A directory that was only on the way stays only if something under
+        // it was selected: `**/x` looks into every directory, but must not
+        // restore every directory empty.
+        let needed: HashSet<PathBuf> = planned
+            .iter()
+            .filter(|(_, inside)| *inside && !includes.is_empty())
+            .flat_map(|(walked, _)| walked.relative.ancestors().map(Path::to_path_buf))
+            .collect();
+        let planned: Vec<WalkedEntry> = planned
+            .into_iter()
+            .filter(|(walked, inside)| *inside || needed.contains(&walked.relative))
+            .map(|(walked, _)| walked)
+            .collect();
         let unmatched: Vec<&str> = includes
             .iter()
             .zip(&matched)
