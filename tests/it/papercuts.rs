@@ -268,6 +268,8 @@ fn restore_include_and_exclude_take_globs_and_an_unmatched_include_fails_naming_
             "db/000002.sst".into()
         ]
     );
+    // `**` looks into every directory but restores none it selected nothing in.
+    assert!(!target.join("db/sub").exists());
     let (output, target) = restore("no-sst", &["--exclude", "*.sst", "--exclude", "db/sub"]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     let files: Vec<_> = files_under(&target).into_iter().collect();
