@@ -43,6 +43,8 @@ impl PathPattern {
                 }
             }
         }
+        // `**/**` is `**`; collapsing keeps matching polynomial in the path depth.
+        components.dedup_by(|a, b| a == ANY_DEPTH && b == ANY_DEPTH);
         let anchored = text.trim_end_matches('/').contains('/');
         if !anchored && !components.is_empty() {
             components.insert(0, ANY_DEPTH.to_vec());
@@ -168,6 +170,14 @@ mod tests {
         assert!(covers_path("a*b*c", "aXXbYbZc"));
         assert!(!covers_path("a*b*c", "aXXbYbZ"));
         assert!(leads("**/*.sst", "any/depth"));
+        assert!(covers_path(
+            "**/**/**/**/**/**/**/**/x",
+            "a/b/c/d/e/f/g/h/i/j/k/l/m/x"
+        ));
+        assert!(!covers_path(
+            "**/**/**/**/**/**/**/**/x",
+            "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/u/v/w/y"
+        ));
         assert!(leads("d?/x", "db"));
         assert!(!leads("d?/x", "dbb"));
     }
