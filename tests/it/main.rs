@@ -18,6 +18,7 @@ mod hostile_bytes;
 mod layers;
 mod library;
 mod live_safety;
+mod papercuts;
 mod parity;
 mod parity_maintenance;
 mod peers_smoke;

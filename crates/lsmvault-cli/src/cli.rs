@@ -34,7 +34,8 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// No progress bars.
+    /// Quiet: only errors, warnings and what was asked for (listings,
+    /// --json, a --dry-run's plan); no progress bars and no summaries.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
     /// Read the repository password from this file (or LSMVAULT_PASSWORD_FILE,

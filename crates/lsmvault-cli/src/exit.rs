@@ -38,6 +38,9 @@ pub fn hint(error: &Error) -> &'static str {
         Error::TargetNotEmpty { .. } => {
             "restore into a new or empty directory, or pass --delta to keep matching files"
         }
+        Error::DestinationExists { .. } => {
+            "name a directory that does not exist yet: checkpoint creates it (on the database's file system, so that files are linked, not copied)"
+        }
         Error::UnsafePath { .. } => {
             "the snapshot was tampered with or written by a faulty tool; nothing was written outside the target"
         }
@@ -69,7 +72,7 @@ pub fn hint(error: &Error) -> &'static str {
             "set LSMVAULT_PASSWORD or LSMVAULT_PASSWORD_FILE, pass --password-file, or run on a terminal to be asked; `init --no-encryption` creates a plaintext repository"
         }
         Error::WrongPassword { .. } => {
-            "check the password; `lsmvault key list` shows the repository's keys, and `lsmvault key remove NAME` deletes a damaged one"
+            "check the password (and --password-file / LSMVAULT_PASSWORD_FILE / LSMVAULT_PASSWORD, which take precedence over the terminal); each key of the repository has its own password"
         }
         Error::AuthenticationFailed { .. } => {
             "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"

@@ -8,20 +8,46 @@
 use lsmvault::{Error, Id, Timestamp};
 use serde::Serialize;
 
-/// Text or JSON, as the global `--json` flag chose.
+/// Text or JSON, as the global `--json` flag chose, and whether `-q` asked
+/// for quiet.
+///
+/// Quiet, as restic's: a command prints its errors and warnings (stderr) and
+/// what was asked for (listings such as `snapshots`, `ls`, `stats`, `diff`,
+/// `wal ls`, `key list`, a `--dry-run`'s plan, and any `--json`), but not
+/// the summary of what an action did ([`Output::summary`]) nor progress.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     json: bool,
+    quiet: bool,
 }
 
 impl Output {
-    pub fn new(json: bool) -> Output {
-        Output { json }
+    pub fn new(json: bool, quiet: bool) -> Output {
+        Output { json, quiet }
     }
 
     /// Whether results are printed as JSON.
     pub fn is_json(self) -> bool {
         self.json
+    }
+
+    /// Whether an action's text summary is printed (not JSON, not `-q`).
+    pub fn prints_summary(self) -> bool {
+        !self.json && !self.quiet
+    }
+
+    /// Like [`Output::show`], for the summary of what an action did: JSON
+    /// always (it was asked for), text unless `-q`.
+    pub fn summary<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        text: impl FnOnce(&T),
+    ) -> Result<(), Error> {
+        self.show(value, |value| {
+            if !self.quiet {
+                text(value)
+            }
+        })
     }
 
     /// Prints `value` as pretty JSON, or has `text` print it for people.

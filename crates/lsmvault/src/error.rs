@@ -36,7 +36,7 @@ pub enum ErrorCode {
     CorruptObject = 16,
     /// A restore target exists and is not empty (and the restore was not a
     /// [delta](crate::RestoreOptions::delta) restore), or a checkpoint
-    /// destination exists.
+    /// destination exists ([`Error::DestinationExists`]).
     TargetNotEmpty = 17,
     /// A tree entry would write outside the restore target.
     UnsafePath = 18,
@@ -211,11 +211,20 @@ pub enum Error {
     },
 
     /// A restore target exists and is not an empty directory (a delta
-    /// restore accepts a non-empty directory, never a file), or a checkpoint
-    /// destination exists at all.
+    /// restore accepts a non-empty directory, never a file).
     #[error("restore target {} is not empty", path.display())]
     TargetNotEmpty {
         /// The target path as given.
+        path: PathBuf,
+    },
+
+    /// A checkpoint destination exists at all (a checkpoint creates its
+    /// directory). Its code is [`ErrorCode::TargetNotEmpty`], as it always
+    /// was; it is its own variant so that its message and hint speak of a
+    /// checkpoint, not of a restore.
+    #[error("checkpoint destination {} already exists", path.display())]
+    DestinationExists {
+        /// The destination path as given.
         path: PathBuf,
     },
 
@@ -437,7 +446,9 @@ impl Error {
             Error::ChecksumMismatch { .. } => ErrorCode::ChecksumMismatch,
             Error::CorruptObject { .. } => ErrorCode::CorruptObject,
             Error::DamagedSnapshot { code, .. } => *code,
-            Error::TargetNotEmpty { .. } => ErrorCode::TargetNotEmpty,
+            Error::TargetNotEmpty { .. } | Error::DestinationExists { .. } => {
+                ErrorCode::TargetNotEmpty
+            }
             Error::UnsafePath { .. } => ErrorCode::UnsafePath,
             Error::VerifyFailed { .. } => ErrorCode::VerifyFailed,
             Error::SourceNotFound { .. } => ErrorCode::SourceNotFound,

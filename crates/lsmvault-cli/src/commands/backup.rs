@@ -100,7 +100,7 @@ pub fn run(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
     });
     context
         .output()
-        .show(&report, |_| print_text(&outcome, live.as_ref()))?;
+        .summary(&report, |_| print_text(&outcome, live.as_ref()))?;
     for warning in &snapshot.warnings {
         eprintln!("warning: {warning}");
     }

@@ -63,7 +63,7 @@ pub fn run(context: &Context, args: &CheckpointArgs) -> Result<ExitCode, Error> 
         &args.destination,
         &args.freeze.options(&interrupt),
     )?;
-    context.output().show(&report, |report| {
+    context.output().summary(&report, |report| {
         println!(
             "checkpoint of {} in {}: {} linked, {} copied ({}), {} skipped; writes paused {:.1} ms",
             args.source.display(),

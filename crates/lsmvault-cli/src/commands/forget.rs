@@ -71,7 +71,7 @@ impl ForgetArgs {
             Some("differential") => Some(SnapshotKind::Differential),
             Some(other) => {
                 return Err(Error::InvalidArgument(format!(
-                    "--kind {other:?}: expected full, incremental or differential"
+                    "--kind \"{other}\": expected full, incremental or differential"
                 )))
             }
         };
@@ -98,7 +98,7 @@ impl ForgetArgs {
             },
             group_by: GroupBy::parse(&self.group_by).map_err(|_| {
                 Error::InvalidArgument(format!(
-                    "--group-by {:?}: expected host, source, or none",
+                    "--group-by \"{}\": expected host, source, or none",
                     self.group_by
                 ))
             })?,
@@ -136,7 +136,7 @@ fn forget_by_id(
     output: Output,
 ) -> Result<serde_json::Value, Error> {
     let removed = repository.forget_snapshots(&args.snapshots, args.dry_run)?;
-    if !output.is_json() {
+    if output.prints_summary() || (args.dry_run && !output.is_json()) {
         let action = if args.dry_run {
             "would remove"
         } else {
@@ -166,7 +166,7 @@ fn forget_by_policy(
     }
     let report = repository.forget(&options)?;
     let value = to_json(&report)?;
-    if !output.is_json() {
+    if output.prints_summary() || (args.dry_run && !output.is_json()) {
         print_decisions(&report);
     }
     crate::output::warn_damaged(&report.damaged);

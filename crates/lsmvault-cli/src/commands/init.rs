@@ -1,5 +1,7 @@
 //! `lsmvault init`: creates a repository, encrypted unless `--no-encryption`.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -47,9 +49,30 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<ExitCode, Error> {
         cipher: args.cipher.parse()?,
         ..InitOptions::default()
     };
+    let existed = location.is_dir();
     let repository = Repository::init_local(location, options)?;
-    context.output().show(repository.config(), |config| {
+    if existed {
+        warn_if_readable_by_others(location);
+    }
+    context.output().summary(repository.config(), |config| {
         println!("created repository {} at {}", config.id, location.display());
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns when the existing directory `init` used can be read by group or
+/// others. Its mode is the user's choice and is kept; everything `init`
+/// created inside is 0700, but the name listing of the root is not.
+fn warn_if_readable_by_others(location: &Path) {
+    let Ok(metadata) = location.metadata() else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        eprintln!(
+            "warning: {} is readable by group or others (mode {mode:04o}); its contents are created 0700/0400, `chmod 700 {}` closes the directory too",
+            location.display(),
+            location.display()
+        );
+    }
 }

@@ -95,7 +95,7 @@ fn print_keys(keys: &[KeyListing]) {
 }
 
 fn report_key(output: Output, action: &str, name: &str) -> Result<(), Error> {
-    output.show(
+    output.summary(
         &serde_json::json!({ "action": action, "key": name }),
         |_| {
             println!("{action} {}", short_key_name(name));

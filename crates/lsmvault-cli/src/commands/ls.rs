@@ -17,7 +17,8 @@ use crate::output::{print_json, short_id};
 pub struct LsArgs {
     /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
     snapshot: String,
-    /// Only this path (and what is below it).
+    /// Only this path or glob (and what is below it); one that matches
+    /// nothing is an error.
     path: Option<String>,
 }
 

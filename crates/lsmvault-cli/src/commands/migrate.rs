@@ -10,7 +10,7 @@ use super::Context;
 pub fn run(context: &Context) -> Result<ExitCode, Error> {
     let mut repository = context.open_repository_for_migration()?;
     let report = repository.migrate()?;
-    context.output().show(&report, print_report)?;
+    context.output().summary(&report, print_report)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -45,7 +45,7 @@ impl<'a> Context<'a> {
     pub fn new(global: &'a GlobalArgs) -> Context<'a> {
         Context {
             global,
-            output: Output::new(global.json),
+            output: Output::new(global.json, global.quiet),
             progress: progress::reporter(!global.json && !global.quiet),
         }
     }

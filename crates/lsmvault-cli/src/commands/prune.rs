@@ -42,7 +42,7 @@ pub fn prune(
 ) -> Result<serde_json::Value, Error> {
     let report = repository.prune(options, progress)?;
     let value = to_json(&report)?;
-    if !output.is_json() {
+    if output.prints_summary() || (options.dry_run && !output.is_json()) {
         print_text(&report);
     }
     Ok(value)

@@ -72,7 +72,7 @@ pub fn run(context: &Context, command: &RepairCommand) -> Result<ExitCode, Error
     match command {
         RepairCommand::Index => {
             let report = repository.repair_index(context.progress())?;
-            context.output().show(&report, print_index_report)?;
+            context.output().summary(&report, print_index_report)?;
         }
         RepairCommand::Snapshots(args) => {
             let options = RepairSnapshotsOptions {
@@ -82,7 +82,7 @@ pub fn run(context: &Context, command: &RepairCommand) -> Result<ExitCode, Error
                 read_data: args.read_data,
             };
             let report = repository.repair_snapshots(&options, context.progress())?;
-            context.output().show(&report, print_snapshots_report)?;
+            context.output().summary(&report, print_snapshots_report)?;
             warn_damaged(&report.damaged_snapshot_files);
         }
         RepairCommand::Packs { dry_run } => {
@@ -94,7 +94,7 @@ pub fn run(context: &Context, command: &RepairCommand) -> Result<ExitCode, Error
                 report,
                 lost_affects,
             };
-            context.output().show(&output, print_packs_report)?;
+            context.output().summary(&output, print_packs_report)?;
             if lost > 0 {
                 eprintln!("error: {lost} pack(s) could not be rebuilt from parity");
                 return Ok(exit::exit_code(ErrorCode::VerifyFailed));

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use lsmvault::ops::restore::point_in_time::PointInTime;
-use lsmvault::{Error, RestoreOptions};
+use lsmvault::ops::restore::point_in_time::RecoveryReport;
+use lsmvault::{Error, RestoreOptions, Timestamp};
+use serde::Serialize;
 
 use super::Context;
 use crate::output::{human_bytes, short_id, warn_damaged};
@@ -20,21 +22,27 @@ pub struct RestoreArgs {
     /// Directory to restore into (must be absent or empty, unless --delta).
     #[arg(long, short = 't')]
     target: PathBuf,
-    /// Restore only this path (repeatable).
+    /// Restore only the paths this glob selects, and what is below them
+    /// (repeatable; `*` and `?` within a name, `**` any depth, e.g.
+    /// `**/*.sst`). A pattern that selects nothing is an error.
     #[arg(long)]
     include: Vec<String>,
+    /// Leave out the paths this glob selects, and what is below them (repeatable).
+    #[arg(long)]
+    exclude: Vec<String>,
     /// Keep files in the target that already match; rewrite the rest and
     /// remove what the snapshot does not have.
     #[arg(long)]
     delta: bool,
-    /// Point in time (RFC 3339, e.g. 2026-11-23T14:32:05Z): the newest state known to have existed then.
-    #[arg(long, conflicts_with_all = ["seq", "tag", "include", "delta"])]
+    /// Point in time, RFC 3339 with a zone (2026-11-23T14:32:05Z,
+    /// 2026-11-23T15:32:05+01:00): the newest state known to have existed then.
+    #[arg(long, conflicts_with_all = ["seq", "tag", "include", "exclude", "delta"])]
     at: Option<String>,
     /// Point in time as a sequence number: every write batch ending at or before it.
-    #[arg(long, conflicts_with_all = ["tag", "include", "delta"])]
+    #[arg(long, conflicts_with_all = ["tag", "include", "exclude", "delta"])]
     seq: Option<u64>,
     /// A restore point (`lsmvault tag`) or snapshot tag.
-    #[arg(long, conflicts_with_all = ["include", "delta"])]
+    #[arg(long, conflicts_with_all = ["include", "exclude", "delta"])]
     tag: Option<String>,
     /// The database (IDENTITY) to recover, when the repository holds several.
     #[arg(long)]
@@ -46,12 +54,9 @@ impl RestoreArgs {
     /// lets through at most one); `None` for a plain snapshot restore.
     fn point_in_time(&self) -> Result<Option<PointInTime>, Error> {
         if let Some(at) = &self.at {
-            let time = humantime::parse_rfc3339_weak(at).map_err(|error| {
-                Error::InvalidArgument(format!(
-                    "--at {at:?}: {error} (expected e.g. 2026-11-23T14:32:05Z)"
-                ))
-            })?;
-            return Ok(Some(PointInTime::Time(time)));
+            let time = Timestamp::parse(at)
+                .map_err(|error| Error::InvalidArgument(format!("--at: {error}")))?;
+            return Ok(Some(PointInTime::Time(time.system_time())));
         }
         if let Some(sequence) = self.seq {
             return Ok(Some(PointInTime::Sequence(sequence)));
@@ -81,9 +86,10 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
     let options = RestoreOptions {
         delta: args.delta,
         include: args.include.clone(),
+        exclude: args.exclude.clone(),
     };
     let stats = repository.restore(snapshot, &args.target, &options, context.progress())?;
-    context.output().show(&stats, |stats| {
+    context.output().summary(&stats, |stats| {
         println!(
             "restored snapshot {} to {}: {} files ({} hard links, {} kept), {} directories, {} symlinks, {} written in {:.2} s",
             short_id(&stats.snapshot),
@@ -100,6 +106,23 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The time `--at` was read as: the text as given and the instant in UTC.
+#[derive(Serialize)]
+struct ResolvedTime {
+    given: String,
+    utc: Timestamp,
+}
+
+/// A recovery report with the resolved `--at` time beside it (in JSON the
+/// report's fields plus `at`).
+#[derive(Serialize)]
+struct ShownRecovery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<ResolvedTime>,
+    #[serde(flatten)]
+    report: RecoveryReport,
+}
+
 fn restore_point_in_time(
     context: &Context,
     args: &RestoreArgs,
@@ -113,7 +136,21 @@ fn restore_point_in_time(
         context.progress(),
     )?;
     warn_damaged(&report.damaged_snapshots);
-    context.output().show(&report, |report| {
+    let shown = ShownRecovery {
+        at: match point {
+            PointInTime::Time(time) => Some(ResolvedTime {
+                given: args.at.clone().unwrap_or_default(),
+                utc: Timestamp::from(*time),
+            }),
+            _ => None,
+        },
+        report,
+    };
+    context.output().summary(&shown, |ShownRecovery { at, report }| {
+        if let Some(at) = at {
+            // Echo the instant the time resolved to, so a misread zone shows.
+            println!("--at {} is {} (UTC)", at.given, at.utc);
+        }
         println!(
             "restored database {} to {} at sequence {} (asked: {}): snapshot {} (sequence {}) + {} WAL segment(s)",
             report.database_id,

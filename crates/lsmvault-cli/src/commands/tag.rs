@@ -19,6 +19,10 @@ pub struct TagArgs {
     /// The database id, for databases without an IDENTITY file.
     #[arg(long)]
     database_id: Option<String>,
+    /// Reuse a name already taken: the new restore point wins (`restore
+    /// --tag` returns to the newest point of a name).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(context: &Context, args: &TagArgs) -> Result<ExitCode, Error> {
@@ -26,10 +30,11 @@ pub fn run(context: &Context, args: &TagArgs) -> Result<ExitCode, Error> {
     let options = ArchiveOptions {
         database_id: args.database_id.clone(),
     };
-    let point = repository.create_restore_point(&args.name, &args.database, &options)?;
-    context.output().show(&point, |point| {
+    let point =
+        repository.create_restore_point(&args.name, &args.database, &options, args.force)?;
+    context.output().summary(&point, |point| {
         println!(
-            "restore point {:?} of database {} at sequence {}",
+            "restore point \"{}\" of database {} at sequence {}",
             point.name, point.database_id, point.sequence
         );
     })?;

@@ -23,7 +23,7 @@ pub fn run(context: &Context, args: &UnlockArgs) -> Result<ExitCode, Error> {
     let removed = repository.remove_locks(args.remove_all)?;
     let count = removed.removed;
     let corrupt = &removed.corrupt;
-    context.output().show(
+    context.output().summary(
         &serde_json::json!({ "removed": count, "corrupt": corrupt }),
         |_| {
             for name in corrupt {

@@ -52,7 +52,7 @@ pub fn run(context: &Context, args: &VerifyArgs) -> Result<ExitCode, Error> {
 fn parse_subset(text: &str) -> Result<ReadData, Error> {
     let invalid = || {
         Error::InvalidArgument(format!(
-            "--read-data-subset {text:?}: expected N/M with 1 <= N <= M"
+            "--read-data-subset \"{text}\": expected N/M with 1 <= N <= M"
         ))
     };
     let (n, m) = text.split_once('/').ok_or_else(invalid)?;

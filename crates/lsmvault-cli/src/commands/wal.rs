@@ -57,7 +57,7 @@ fn archive(
         if context.output().is_json() {
             print_json_line(&report)?;
         } else {
-            print_archive_report(&report);
+            print_archive_report(&report, context.output().prints_summary());
         }
         match interval {
             Some(interval) => std::thread::sleep(interval),
@@ -68,28 +68,33 @@ fn archive(
 
 fn parse_interval(text: &str) -> Result<Duration, Error> {
     humantime::parse_duration(text).map_err(|error| {
-        Error::InvalidArgument(format!("--watch {text:?}: {error} (e.g. 10s, 1m)"))
+        Error::InvalidArgument(format!("--watch \"{text}\": {error} (e.g. 10s, 1m)"))
     })
 }
 
-fn print_archive_report(report: &ArchiveReport) {
+/// The archive round as text; `summary` false (`-q`) keeps only the warnings.
+fn print_archive_report(report: &ArchiveReport, summary: bool) {
     for segment in report
         .segments
         .iter()
         .filter(|segment| segment.status != "unchanged")
     {
-        println!(
-            "{} {} ({} bytes, sequences {:?}..={:?}, tail {})",
-            segment.status,
-            segment.file_name,
-            segment.size,
-            segment.first_sequence,
-            segment.last_sequence,
-            segment.tail
-        );
+        let sequences = match (segment.first_sequence, segment.last_sequence) {
+            (Some(first), Some(last)) => format!("sequences {first}..={last}"),
+            _ => "no write batches".to_string(),
+        };
+        if summary {
+            println!(
+                "{} {} ({} bytes, {sequences}, tail {})",
+                segment.status, segment.file_name, segment.size, segment.tail
+            );
+        }
         if segment.tail != "clean" {
             eprintln!("warning: {}: {}", segment.file_name, segment.tail);
         }
+    }
+    if !summary {
+        return;
     }
     println!(
         "archived database {}: {} read, {} new, {} stored in {:.2} s",
@@ -154,7 +159,7 @@ fn print_timeline(timeline: &Timeline) {
     }
     for point in &timeline.restore_points {
         println!(
-            "  restore point {:?} at sequence {} ({})",
+            "  restore point \"{}\" at sequence {} ({})",
             point.name, point.sequence, point.time
         );
     }

@@ -14,9 +14,14 @@
 //! clobber each other. Temporary files start with a dot and are never listed.
 //! This backend never returns [`Error::Transient`]: a local disk does not
 //! throttle.
+//!
+//! Permissions, as restic's: directories it creates are 0700 and objects
+//! 0400 (the process umask can only narrow them); a directory that already
+//! existed (the root of `init` into an existing directory) keeps its mode.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,7 +54,7 @@ impl LocalBackend {
         ];
         directories.extend((0..=255u8).map(|fan| self.root.join(format!("data/{fan:02x}"))));
         for directory in &directories {
-            fs::create_dir_all(directory).map_err(|error| {
+            create_private_directory(directory).map_err(|error| {
                 Error::other(
                     Subject::Location,
                     format!("creating {}", directory.display()),
@@ -78,6 +83,24 @@ impl LocalBackend {
     }
 }
 
+/// The mode of every directory the backend creates: the owner's alone, as
+/// restic does (an unencrypted repository is the data itself, and key files
+/// invite offline password guessing). Existing directories keep theirs.
+const DIRECTORY_MODE: u32 = 0o700;
+
+/// The mode of every object the backend writes: read-only for the owner.
+/// Objects are immutable once published (replacing `config` is a rename,
+/// deleting needs only the directory), so nobody needs to write them.
+const OBJECT_MODE: u32 = 0o400;
+
+/// Creates `directory` and any missing parents with [`DIRECTORY_MODE`].
+fn create_private_directory(directory: &Path) -> std::io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIRECTORY_MODE)
+        .create(directory)
+}
+
 /// Flushes a directory's entries (new names) to disk.
 fn sync_directory(directory: &Path, subject: impl FnOnce() -> Subject) -> Result<()> {
     File::open(directory)
@@ -98,7 +121,7 @@ fn ensure_directory(directory: &Path, subject: impl Fn() -> Subject) -> Result<(
     if directory.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(directory).map_err(|error| {
+    create_private_directory(directory).map_err(|error| {
         Error::other(
             subject(),
             format!("creating {}", directory.display()),
@@ -136,6 +159,7 @@ fn publish_durably(
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(OBJECT_MODE)
             .open(temp_path)
             .map_err(|error| {
                 Error::other(
@@ -294,6 +318,7 @@ impl Backend for LocalBackend {
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(OBJECT_MODE)
                 .open(&temp_path)
                 .map_err(|error| {
                     Error::other(

@@ -99,7 +99,7 @@ pub fn checkpoint(
         });
     }
     if destination.exists() {
-        return Err(Error::TargetNotEmpty {
+        return Err(Error::DestinationExists {
             path: destination.to_path_buf(),
         });
     }

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod lock;
 pub mod pack_writer;
 pub mod parity;
+pub mod path_pattern;
 pub mod snapshots;
 pub mod store;
 pub mod tree_walker;

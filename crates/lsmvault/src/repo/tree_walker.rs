@@ -17,12 +17,13 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Entry, EntryKind, Tree};
 use crate::id::Id;
+use crate::repo::path_pattern::PathPattern;
 use crate::repo::Repository;
 
 /// Walks trees of one repository.
@@ -253,27 +254,88 @@ pub struct WalkedEntry {
 
 impl Repository {
     /// Flattens the tree `root`, parents before children, keeping only the
-    /// entries under the `include` paths (all when empty) and the directories
-    /// leading to them. Serves both `restore --include` and `ls PATH`.
+    /// entries the `include` patterns select (all when empty) and the
+    /// directories leading to them. Serves both `restore --include` and
+    /// `ls PATH`; an include pattern that selects nothing is an error
+    /// naming it (a typo must not restore or list nothing, successfully).
     pub fn walk(&self, root: &Id, include: &[String]) -> Result<Vec<WalkedEntry>> {
-        let includes: Vec<Vec<Vec<u8>>> = include
-            .iter()
-            .map(|path| include_components(path))
-            .collect::<Result<_>>()?;
-        let mut planned = Vec::new();
+        self.walk_selected(root, include, &[])
+    }
+
+    /// [`Repository::walk`] that also leaves out every entry an `exclude`
+    /// pattern covers (and what is below it). Patterns are globs
+    /// ([`PathPattern`]).
+    pub fn walk_selected(
+        &self,
+        root: &Id,
+        include: &[String],
+        exclude: &[String],
+    ) -> Result<Vec<WalkedEntry>> {
+        let parse = |patterns: &[String]| -> Result<Vec<PathPattern>> {
+            patterns
+                .iter()
+                .map(|text| PathPattern::parse(text))
+                .collect()
+        };
+        let (includes, excludes) = (parse(include)?, parse(exclude)?);
+        let mut matched = vec![false; includes.len()];
+        // Each entry with whether a pattern selected it (not merely on the way).
+        let mut planned: Vec<(WalkedEntry, bool)> = Vec::new();
         TreeWalker::new(self).walk(root, |path, entry| {
             let relative = PathBuf::from(OsStr::from_bytes(path));
+            let components = components_of(&relative);
+            if excludes.iter().any(|pattern| pattern.covers(&components)) {
+                return Ok(false);
+            }
             let is_directory = matches!(entry.kind, EntryKind::Directory { .. });
-            let wanted = selected(&relative, &includes)
-                && (is_directory || inside_include(&relative, &includes));
+            let mut inside = includes.is_empty();
+            for (pattern, matched) in includes.iter().zip(matched.iter_mut()) {
+                if pattern.covers(&components) {
+                    *matched = true;
+                    inside = true;
+                }
+            }
+            let on_the_way =
+                is_directory && includes.iter().any(|pattern| pattern.leads_to(&components));
+            let wanted = inside || on_the_way;
             if wanted {
-                planned.push(WalkedEntry {
+                let walked = WalkedEntry {
                     relative,
                     entry: entry.clone(),
-                });
+                };
+                planned.push((walked, inside));
             }
             Ok(wanted)
         })?;
+        // A directory that was only on the way stays only if something under
+        // it was selected: `**/x` looks into every directory, but must not
+        // restore every directory empty.
+        let needed: HashSet<PathBuf> = planned
+            .iter()
+            .filter(|(_, inside)| *inside && !includes.is_empty())
+            .flat_map(|(walked, _)| walked.relative.ancestors().map(Path::to_path_buf))
+            .collect();
+        let planned: Vec<WalkedEntry> = planned
+            .into_iter()
+            .filter(|(walked, inside)| *inside || needed.contains(&walked.relative))
+            .map(|(walked, _)| walked)
+            .collect();
+        let unmatched: Vec<&str> = includes
+            .iter()
+            .zip(&matched)
+            .filter(|(_, matched)| !**matched)
+            .map(|(pattern, _)| pattern.text.as_str())
+            .collect();
+        if !unmatched.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "no path in the snapshot matches {}",
+                unmatched
+                    .iter()
+                    .map(|text| format!("\"{text}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         Ok(planned)
     }
 
@@ -299,59 +361,12 @@ impl Repository {
     }
 }
 
-/// Splits a user's include path into components, refusing `..`.
-fn include_components(path: &str) -> Result<Vec<Vec<u8>>> {
-    let mut components = Vec::new();
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(name) => components.push(name.as_bytes().to_vec()),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(Error::InvalidArgument(format!(
-                    "include path {path:?} must not contain '..'"
-                )))
-            }
-        }
-    }
-    Ok(components)
-}
-
 /// The components of a relative path, as bytes.
 fn components_of(relative: &Path) -> Vec<&[u8]> {
     relative
         .components()
         .map(|component| component.as_os_str().as_bytes())
         .collect()
-}
-
-/// Whether `relative` is selected: inside an include path, or a directory on the way to one.
-fn selected(relative: &Path, includes: &[Vec<Vec<u8>>]) -> bool {
-    if includes.is_empty() {
-        return true;
-    }
-    let components = components_of(relative);
-    includes.iter().any(|include| {
-        let shared = include.len().min(components.len());
-        include[..shared]
-            .iter()
-            .zip(&components[..shared])
-            .all(|(a, b)| a.as_slice() == *b)
-    })
-}
-
-/// Whether `relative` is inside (or equal to) an include path (not merely on the way).
-fn inside_include(relative: &Path, includes: &[Vec<Vec<u8>>]) -> bool {
-    if includes.is_empty() {
-        return true;
-    }
-    let components = components_of(relative);
-    includes.iter().any(|include| {
-        components.len() >= include.len()
-            && include
-                .iter()
-                .zip(&components)
-                .all(|(a, b)| a.as_slice() == *b)
-    })
 }
 
 #[cfg(test)]
@@ -477,21 +492,5 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("more than 262144 entries"), "{message}");
-    }
-
-    #[test]
-    fn include_selection() {
-        let includes = vec![include_components("db/sub").unwrap()];
-        assert!(selected(Path::new("db"), &includes));
-        assert!(!inside_include(Path::new("db"), &includes));
-        assert!(selected(Path::new("db/sub/x"), &includes));
-        assert!(inside_include(Path::new("db/sub/x"), &includes));
-        assert!(!selected(Path::new("db/other"), &includes));
-        assert!(!selected(Path::new("other"), &includes));
-        assert!(include_components("../etc").is_err());
-        assert_eq!(
-            include_components("./a//b/").unwrap(),
-            vec![b"a".to_vec(), b"b".to_vec()]
-        );
     }
 }

@@ -22,6 +22,7 @@ mod scan;
 mod store;
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -161,6 +162,29 @@ fn resolve_source(source: &Path, options: &BackupOptions) -> Result<(PathBuf, St
 }
 
 impl Repository {
+    /// The (device, inode) of this repository's directory when it lies
+    /// inside `source` (`backup .` from above the repository): the scan
+    /// leaves it out, as restic does, with a warning, instead of backing the
+    /// repository up into itself. A source inside the repository is refused.
+    fn directory_within(&self, source: &Path) -> Result<Option<(u64, u64)>> {
+        let Ok(repository) = fs::canonicalize(self.backend().location()) else {
+            return Ok(None);
+        };
+        if source.starts_with(&repository) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is inside the repository {}: back up a database directory, not the repository",
+                source.display(),
+                repository.display()
+            )));
+        }
+        if !repository.starts_with(source) {
+            return Ok(None);
+        }
+        Ok(fs::metadata(&repository)
+            .ok()
+            .map(|stat| (stat.dev(), stat.ino())))
+    }
+
     /// Backs up the directory `source` into a new snapshot.
     ///
     /// Unreadable files are skipped with a warning and the snapshot is marked
@@ -175,6 +199,7 @@ impl Repository {
         let started = Instant::now();
         let start_time = SystemTime::now();
         let (source, source_text) = resolve_source(source.as_ref(), options)?;
+        let repository_directory = self.directory_within(&source)?;
         let database = Some(DatabaseState::read(&source))
             .filter(|state| state.id.is_some() || state.last_sequence.is_some());
         let lock = self.lock(LockKind::Shared, "backup")?;
@@ -195,6 +220,7 @@ impl Repository {
             reusable,
             &parent_files,
             &options.immutable_patterns,
+            repository_directory,
             &source,
             &mut tally,
         )?;

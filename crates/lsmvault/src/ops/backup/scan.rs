@@ -104,6 +104,7 @@ pub(super) fn scan_source(
     stored: Option<&Index>,
     parent: &ParentFiles,
     immutable_patterns: &[String],
+    repository_directory: Option<(u64, u64)>,
     source: &Path,
     tally: &mut Tally,
 ) -> Result<ScannedSource> {
@@ -111,6 +112,7 @@ pub(super) fn scan_source(
         stored,
         parent,
         immutable_patterns,
+        repository_directory,
         jobs: Vec::new(),
         tally,
     };
@@ -128,6 +130,9 @@ struct Scan<'a> {
     stored: Option<&'a Index>,
     parent: &'a ParentFiles,
     immutable_patterns: &'a [String],
+    /// The repository's own directory (device, inode) when the source
+    /// contains it: left out, never backed up into itself.
+    repository_directory: Option<(u64, u64)>,
     jobs: Vec<FileJob>,
     tally: &'a mut Tally,
 }
@@ -220,6 +225,13 @@ impl Scan<'_> {
         };
         let metadata = metadata_of(&stat);
         let file_type = stat.file_type();
+        if file_type.is_dir() && self.repository_directory == Some((stat.dev(), stat.ino())) {
+            self.tally.warn(format!(
+                "{} is the repository itself: left out of the backup",
+                child.display()
+            ));
+            return None;
+        }
         let node = if file_type.is_dir() {
             match self.scan_directory(&child, &child_relative) {
                 Ok(directory) => {

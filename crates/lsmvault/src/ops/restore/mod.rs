@@ -56,8 +56,11 @@ pub struct RestoreOptions {
     /// Keep existing files whose size and digest match; rewrite the rest and
     /// remove entries the snapshot does not have (pgBackRest's `--delta`).
     pub delta: bool,
-    /// Restore only these relative paths (and everything below them).
+    /// Restore only the paths these globs select (and everything below
+    /// them); each must select something ([`crate::repo::path_pattern`]).
     pub include: Vec<String>,
+    /// Leave out the paths these globs select (and everything below them).
+    pub exclude: Vec<String>,
 }
 
 /// What a restore did.
@@ -120,7 +123,8 @@ impl Repository {
         // Shared: a concurrent prune must not delete what this restore reads.
         let _lock = self.lock(LockKind::Shared, "restore")?;
         let snapshot = self.find_snapshot(selector)?;
-        let planned = self.walk(&snapshot.snapshot.tree, &options.include)?;
+        let planned =
+            self.walk_selected(&snapshot.snapshot.tree, &options.include, &options.exclude)?;
         prepare_target(target, options.delta)?;
         let mut stats = RestoreStats {
             snapshot: snapshot.id,
@@ -142,7 +146,8 @@ impl Repository {
         stats.hard_links = hard_links;
         stats.files += hard_links;
         stats.symlinks = create_symlinks(target, &planned, options.delta)?;
-        if options.delta && options.include.is_empty() {
+        // A partial restore leaves what it did not select alone.
+        if options.delta && options.include.is_empty() && options.exclude.is_empty() {
             let wanted: HashSet<PathBuf> =
                 planned.iter().map(|item| item.relative.clone()).collect();
             stats.entries_removed = remove_extraneous(target, Path::new(""), &wanted)?;

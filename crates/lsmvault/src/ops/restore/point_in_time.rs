@@ -300,30 +300,65 @@ fn remove_later_segments(target: &Path, last_number: u64) -> Result<()> {
     Ok(())
 }
 
+/// Every database id the snapshots and the WAL archive name.
+fn known_databases(snapshots: &[SnapshotEntry], objects: &[WalObject]) -> BTreeSet<String> {
+    let mut known: BTreeSet<String> = snapshots
+        .iter()
+        .filter_map(|entry| entry.snapshot.database.as_ref()?.id.clone())
+        .collect();
+    known.extend(objects.iter().map(|object| match object {
+        WalObject::Segment(record) => record.database_id.clone(),
+        WalObject::RestorePoint(point) => point.database_id.clone(),
+    }));
+    known
+}
+
+/// `given` as one of the `known` database ids: itself, or the one id it is
+/// a prefix of; an unknown or ambiguous id is an error that lists the ids.
+fn resolve_database_id(given: &str, known: &BTreeSet<String>) -> Result<String> {
+    if known.contains(given) {
+        return Ok(given.to_string());
+    }
+    let matching: Vec<&String> = known.iter().filter(|id| id.starts_with(given)).collect();
+    let list = |ids: Vec<&String>| {
+        ids.into_iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match matching.as_slice() {
+        [only] => Ok((*only).clone()),
+        [] if known.is_empty() => Err(Error::InvalidArgument(format!(
+            "unknown database id \"{given}\": the repository knows no database"
+        ))),
+        [] => Err(Error::InvalidArgument(format!(
+            "unknown database id \"{given}\" (known: {})",
+            list(known.iter().collect())
+        ))),
+        _ => Err(Error::InvalidArgument(format!(
+            "database id \"{given}\" is ambiguous: it is a prefix of {}",
+            list(matching)
+        ))),
+    }
+}
+
 fn unavailable(reason: String) -> Error {
     Error::PointInTimeUnavailable { reason }
 }
 
 impl Repository {
-    /// The database a point-in-time restore is about: the given one, or the
-    /// only one the repository knows.
+    /// The database a point-in-time restore is about: the given one (an id
+    /// or a unique prefix of one), or the only one the repository knows.
     fn recovery_database(
         &self,
         explicit: Option<&str>,
         snapshots: &[SnapshotEntry],
         objects: &[WalObject],
     ) -> Result<String> {
+        let known = known_databases(snapshots, objects);
         if let Some(id) = explicit {
-            return Ok(id.to_string());
+            return resolve_database_id(id, &known);
         }
-        let mut known: BTreeSet<String> = snapshots
-            .iter()
-            .filter_map(|entry| entry.snapshot.database.as_ref()?.id.clone())
-            .collect();
-        known.extend(objects.iter().map(|object| match object {
-            WalObject::Segment(record) => record.database_id.clone(),
-            WalObject::RestorePoint(point) => point.database_id.clone(),
-        }));
         match known.len() {
             1 => Ok(known.into_iter().next().unwrap_or_default()),
             0 => Err(unavailable(
@@ -353,8 +388,12 @@ impl Repository {
             .into_iter()
             .map(|(_, object)| object)
             .collect();
+        // A prefix resolves to the full id before anything filters by it.
+        let database_id = database_id
+            .map(|id| resolve_database_id(id, &known_databases(&snapshots, &objects)))
+            .transpose()?;
         let (database, target_sequence) =
-            match self.resolve_target(point, database_id, &snapshots, &objects)? {
+            match self.resolve_target(point, database_id.as_deref(), &snapshots, &objects)? {
                 ResolvedTarget::Sequence { database, sequence } => (database, sequence),
                 ResolvedTarget::TaggedSnapshot(entry) => {
                     let report = self.restore_tagged_snapshot(&entry, target, progress, started)?;

@@ -1,5 +1,10 @@
 //! Named restore points (`lsmvault tag`): the newest archived sequence number
 //! of a database under a name, which point-in-time recovery accepts as a target.
+//!
+//! A name is not empty and names one restore point: `restore --tag` resolves
+//! a name to the newest point called so, so a second point of the same name
+//! would silently shadow the first. Reusing a name takes `replace` (the
+//! CLI's `--force`), and then the newer point wins.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -12,13 +17,35 @@ use crate::repo::Repository;
 
 impl Repository {
     /// Archives the WAL now and records a named restore point at the newest
-    /// archived sequence number.
+    /// archived sequence number. A name already in use (by any database) is
+    /// refused unless `replace`, with which the new point shadows the old.
     pub fn create_restore_point(
         &self,
         name: &str,
         directory: &Path,
         options: &ArchiveOptions,
+        replace: bool,
     ) -> Result<RestorePoint> {
+        if name.trim().is_empty() {
+            return Err(Error::InvalidArgument(
+                "a restore point needs a name that is not empty".into(),
+            ));
+        }
+        if !replace {
+            let existing = self
+                .wal_objects()?
+                .into_iter()
+                .find_map(|(_, object)| match object {
+                    WalObject::RestorePoint(point) if point.name == name => Some(point),
+                    _ => None,
+                });
+            if let Some(point) = existing {
+                return Err(Error::InvalidArgument(format!(
+                    "restore point \"{name}\" already exists (database {}, sequence {}, {}): choose another name, or --force to make the new point win",
+                    point.database_id, point.sequence, point.time
+                )));
+            }
+        }
         let report = self.archive_wal(directory, options)?;
         let sequence = self
             .latest_segments(&report.database_id)?
