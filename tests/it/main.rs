@@ -12,6 +12,7 @@ mod compression;
 mod crash;
 mod damage;
 mod encryption;
+mod fuzz_corpus;
 mod hostile_bytes;
 mod layers;
 mod library;

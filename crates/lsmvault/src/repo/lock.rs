@@ -179,7 +179,7 @@ struct LockVersion {
 
 /// Parses a lock object: `Ok(None)` when it is corrupt, an error when it is
 /// of another version.
-fn parse_lock(name: &str, bytes: &[u8]) -> Result<Option<LockInfo>> {
+pub fn parse_lock(name: &str, bytes: &[u8]) -> Result<Option<LockInfo>> {
     if let Ok(probe) = serde_json::from_slice::<LockVersion>(bytes) {
         if probe.version != LOCK_VERSION {
             return Err(Error::UnsupportedVersion {
