@@ -25,9 +25,12 @@ use lsmvault::lsm::write_batch::parse_write_batch;
 use lsmvault::repo::lock::parse_lock;
 use lsmvault::Id;
 
+/// A harness: feeds one input to one parser (panics only on a bug).
+pub type Harness = fn(&[u8]);
+
 /// Every harness by target name (the names of `fuzz/fuzz_targets/*.rs` and of
 /// the corpus directories).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("pack", pack),
     ("index", index),
     ("tree", tree),

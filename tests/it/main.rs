@@ -14,6 +14,7 @@ mod damage;
 mod encryption;
 mod fuzz_corpus;
 mod hostile_bytes;
+mod kill_loops;
 mod layers;
 mod library;
 mod peers_smoke;

@@ -8,6 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod kill_loop;
+
 /// The `lsmvault` binary built for these tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lsmvault"))
@@ -125,6 +127,18 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
         "extra entries in {}",
         actual.display()
     );
+}
+
+/// Copies a tree with `cp -a` (modes, mtimes and hard links kept), so the copy
+/// compares equal under [`assert_same_tree`].
+pub fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// Whether a command exists: a path to an executable file, or a name found in an
@@ -298,17 +312,7 @@ pub fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
 /// Runs `lsmvault --repo REPO ARGS...` with `password` (or none) in
 /// `LSMVAULT_PASSWORD`, and no other password source in the environment.
 pub fn lsmvault_with_password(repo: &Path, password: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(binary());
-    command
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env_remove("LSMVAULT_REPOSITORY")
-        .env_remove("LSMVAULT_PASSWORD_FILE")
-        .env_remove("LSMVAULT_NEW_PASSWORD");
-    match password {
-        Some(password) => command.env("LSMVAULT_PASSWORD", password),
-        None => command.env_remove("LSMVAULT_PASSWORD"),
-    };
-    command.output().expect("running lsmvault")
+    kill_loop::lsmvault_command(repo, password, args)
+        .output()
+        .expect("running lsmvault")
 }
