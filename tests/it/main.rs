@@ -9,6 +9,7 @@ mod backend;
 mod bench_smoke;
 mod cli;
 mod compression;
+mod concurrency;
 mod crash;
 mod damage;
 mod encryption;
