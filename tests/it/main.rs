@@ -26,5 +26,6 @@ mod reliability_bounds;
 mod reliability_containment;
 mod reliability_heal;
 mod reliability_repair;
+mod resource_faults;
 mod rocksdb;
 mod rocksdb_wal;

@@ -60,6 +60,14 @@ pub enum ErrorCode {
     AuthenticationFailed = 27,
     /// A point-in-time target cannot be reached (before the first snapshot, in a gap, after the archive).
     PointInTimeUnavailable = 28,
+    /// A file system (the repository's, or a restore target's) is full or
+    /// over quota (ENOSPC, EDQUOT): an [`Error::Io`] or [`Error::Backend`]
+    /// whose operating-system error says so.
+    NoSpace = 29,
+    /// A file system (the repository's, or a restore target's) is mounted
+    /// read-only (EROFS): an [`Error::Io`] or [`Error::Backend`] whose
+    /// operating-system error says so.
+    ReadOnlyFilesystem = 30,
 }
 
 impl ErrorCode {
@@ -92,6 +100,8 @@ impl ErrorCode {
             ErrorCode::WrongPassword => "wrong_password",
             ErrorCode::AuthenticationFailed => "authentication_failed",
             ErrorCode::PointInTimeUnavailable => "point_in_time_unavailable",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::ReadOnlyFilesystem => "read_only_filesystem",
         }
     }
 }
@@ -354,13 +364,13 @@ impl Error {
             Error::UnsafePath { .. } => ErrorCode::UnsafePath,
             Error::VerifyFailed { .. } => ErrorCode::VerifyFailed,
             Error::SourceNotFound { .. } => ErrorCode::SourceNotFound,
-            Error::Io { .. } => ErrorCode::Io,
+            Error::Io { .. } => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
             // Damage is `CorruptObject` (a short object never gets here: the
             // conversion below reports it as damage); everything else the
             // storage says is I/O, as before backends had their own error type.
             Error::Backend(backend::Error::ShortObject { .. }) => ErrorCode::CorruptObject,
-            Error::Backend(_) => ErrorCode::Io,
+            Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
             Error::RepositoryLocked { .. } | Error::LockLost { .. } => ErrorCode::RepositoryLocked,
             Error::PolicyRemovesAll { .. } => ErrorCode::PolicyRemovesAll,
@@ -369,6 +379,27 @@ impl Error {
             Error::AuthenticationFailed { .. } => ErrorCode::AuthenticationFailed,
             Error::PointInTimeUnavailable { .. } => ErrorCode::PointInTimeUnavailable,
         }
+    }
+
+    /// [`ErrorCode::NoSpace`] or [`ErrorCode::ReadOnlyFilesystem`] when an
+    /// operating-system error in this error's sources says the file system
+    /// is full or read-only: the user must act on the file system, not on
+    /// the repository, so these get codes of their own.
+    fn filesystem_condition(&self) -> Option<ErrorCode> {
+        use nix::errno::Errno;
+        let mut current = std::error::Error::source(self);
+        while let Some(error) = current {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                let errno = io.raw_os_error().map(Errno::from_raw);
+                return match errno {
+                    Some(Errno::ENOSPC | Errno::EDQUOT) => Some(ErrorCode::NoSpace),
+                    Some(Errno::EROFS) => Some(ErrorCode::ReadOnlyFilesystem),
+                    _ => None,
+                };
+            }
+            current = error.source();
+        }
+        None
     }
 
     /// Whether this error says an object is damaged (it does not parse, does

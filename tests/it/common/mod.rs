@@ -188,6 +188,18 @@ pub fn tools_available(tools: &[&str]) -> bool {
     let mut packages: Vec<&str> = missing.iter().map(|tool| package_of(tool)).collect();
     packages.sort_unstable();
     packages.dedup();
+    skip_unless_required(&format!(
+        "needs {} (apt-get install {})",
+        missing.join(", "),
+        packages.join(" ")
+    ));
+    false
+}
+
+/// Says that this test is skipped and why (`reason`, e.g. "needs db_bench"),
+/// on stderr; with [`REQUIRE_TOOLS_VARIABLE`] set (CI) it panics instead, so a
+/// test that cannot run there fails rather than passing unseen.
+pub fn skip_unless_required(reason: &str) {
     // libtest names each test's thread after the test (unless it runs them on the
     // main thread, with --test-threads=1).
     let thread = std::thread::current();
@@ -195,11 +207,7 @@ pub fn tools_available(tools: &[&str]) -> bool {
         .name()
         .filter(|name| *name != "main")
         .unwrap_or("this test");
-    let message = format!(
-        "{test} needs {} (apt-get install {})",
-        missing.join(", "),
-        packages.join(" ")
-    );
+    let message = format!("{test} {reason}");
     let required =
         std::env::var(REQUIRE_TOOLS_VARIABLE).is_ok_and(|value| !value.is_empty() && value != "0");
     if required {
@@ -208,7 +216,6 @@ pub fn tools_available(tools: &[&str]) -> bool {
     // Written to stderr itself, not with eprintln!, which the test harness captures
     // and shows only for failed tests: a skip must be seen.
     let _ = writeln!(std::io::stderr(), "skipped: {message}");
-    false
 }
 
 /// The top of the source tree (the workspace root, two levels above the CLI crate).

@@ -427,6 +427,20 @@ impl crate::repo::Repository {
         Ok(guard)
     }
 
+    /// A shared lock for a command that only reads (restore, verify), or
+    /// none when the repository is on a read-only file system: reading from
+    /// read-only media must work, and nothing can delete through a
+    /// read-only mount. A prune through another, writable mount could still
+    /// delete packs meanwhile; the reader then fails on the missing data
+    /// (every blob is checked against its id), it never restores wrong data.
+    pub fn lock_for_reading(&self, purpose: &str) -> Result<Option<LockGuard>> {
+        match self.lock(LockKind::Shared, purpose) {
+            Ok(guard) => Ok(Some(guard)),
+            Err(error) if error.code() == crate::ErrorCode::ReadOnlyFilesystem => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Makes every command of this handle wait up to `wait` for a
     /// conflicting lock to go away (restic's `--retry-lock`): a prune
     /// started next to nightly backups then runs when they finish.

@@ -38,7 +38,6 @@ use crate::error::Result;
 use crate::format::pack::PackEntry;
 use crate::id::Id;
 use crate::progress::Progress;
-use crate::repo::lock::LockKind;
 use crate::repo::Repository;
 
 use references::ReferenceCheck;
@@ -201,7 +200,7 @@ impl Repository {
     /// Checks the repository; returns every finding (an error only when the
     /// repository cannot be listed at all).
     pub fn verify(&self, options: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport> {
-        let _lock = self.lock(LockKind::Shared, "verify")?;
+        let _lock = self.lock_for_reading("verify")?;
         let mut findings = Findings::default();
         let indexed = self.verify_index_files(&mut findings)?;
         let packs = self.verify_packs(
