@@ -352,3 +352,97 @@ fn a_restore_target_that_fills_up_fails_naming_the_file_and_a_rerun_after_freein
     );
     assert_same_tree(&source, &target);
 }
+
+/// Free space from none to more than a backup needs, in steps that land the
+/// failure on every kind of write (lock, packs, index file, snapshot file).
+const FREE_SPACE_STEPS: [u64; 12] = [
+    0,
+    4 << 10,
+    8 << 10,
+    16 << 10,
+    32 << 10,
+    64 << 10,
+    128 << 10,
+    256 << 10,
+    512 << 10,
+    768 << 10,
+    1 << 20,
+    4 << 20,
+];
+
+#[test]
+fn backups_and_prunes_into_every_amount_of_free_space_succeed_or_fail_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(mount) = Mount::tmpfs(&work.path().join("fs"), "16m") else {
+        return;
+    };
+    let repo = mount.point.join("repo");
+    let source = work.path().join("db");
+    let references = work.path().join("references");
+    fs::create_dir_all(&references).unwrap();
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("stable.sst"), seeded_bytes(1, 300_000)).unwrap();
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let mut invariants = Invariants::new(&repo, None, &work.path().join("scratch"));
+    let (mut succeeded, mut full) = (0, 0);
+    // Snapshot ids, oldest first.
+    let mut order: Vec<String> = Vec::new();
+    for (step, leave) in FREE_SPACE_STEPS.into_iter().enumerate() {
+        // New content each step (one file replaced), so every backup writes.
+        let _ = fs::remove_file(source.join(format!("{:03}.sst", step.wrapping_sub(1))));
+        fs::write(
+            source.join(format!("{step:03}.sst")),
+            seeded_bytes(10 + step as u64, 600_000),
+        )
+        .unwrap();
+        for command in ["backup", "forget --keep-last 2 --prune"] {
+            let filler = fill_leaving(&mount.point, leave);
+            let output = if command == "backup" {
+                lsmvault(&repo, &["--json", "backup", source.to_str().unwrap()])
+            } else {
+                lsmvault(&repo, &["--json", "forget", "--keep-last", "2", "--prune"])
+            };
+            fs::remove_file(&filler).unwrap();
+            let context = format!("{command} with {leave} bytes free");
+            if output.status.success() {
+                succeeded += 1;
+                if command == "backup" {
+                    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+                    let id = report["id"].as_str().unwrap().to_string();
+                    copy_tree(&source, &references.join(&id));
+                    invariants
+                        .snapshots
+                        .insert(id.clone(), references.join(&id));
+                    order.push(id);
+                }
+            } else {
+                full += 1;
+                assert_fails_with(
+                    &output,
+                    ErrorCode::NoSpace,
+                    "No space left on device",
+                    repo.to_str().unwrap(),
+                    "ENOSPC",
+                );
+            }
+            assert_eq!(
+                leftover_temporary_files(&repo),
+                Vec::<PathBuf>::new(),
+                "{context}"
+            );
+            // A backup removes nothing; forget may remove all but the newest two.
+            if command != "backup" {
+                let listed = invariants.listed_snapshots(&context);
+                let newest = &order[order.len().saturating_sub(2)..];
+                assert!(newest.iter().all(|id| listed.contains(id)), "{context}");
+                invariants.snapshots.retain(|id, _| listed.contains(id));
+            }
+            invariants.check(&context, true);
+        }
+    }
+    assert!(
+        succeeded > 0 && full > 0,
+        "{succeeded} succeeded, {full} full"
+    );
+    invariants.check_read_data("end");
+}
