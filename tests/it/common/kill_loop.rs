@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -161,8 +162,9 @@ impl KillLoop {
         // Already exited (a race with the check above) is fine: kill is then a no-op.
         let _ = child.kill();
         let output = child.wait_with_output().expect("reaping lsmvault");
-        if output.status.success() {
-            // It finished between the last poll and the signal.
+        if output.status.signal() != Some(nix::sys::signal::Signal::SIGKILL as i32) {
+            // It ended on its own between the last poll and the signal (with
+            // success or not: the caller judges its output).
             self.finished += 1;
             self.learn(started.elapsed());
             return Run::Finished(output);
