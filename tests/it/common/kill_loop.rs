@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{assert_same_tree, binary};
+use super::assert_same_tree;
+use super::lsmvault_command;
 
 /// The environment variable setting the iterations of every kill loop.
 pub const KILL_ITERATIONS_VARIABLE: &str = "LSMVAULT_KILL_ITERATIONS";
@@ -28,26 +29,6 @@ pub fn kill_iterations(default: u64) -> u64 {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
-}
-
-/// `lsmvault --repo REPO ARGS...` with `password` (or none) in
-/// `LSMVAULT_PASSWORD` and no other repository or password source from the
-/// environment; output discarded unless the caller sets it.
-pub fn lsmvault_command(repo: &Path, password: Option<&str>, args: &[&str]) -> Command {
-    let mut command = Command::new(binary());
-    command
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env_remove("LSMVAULT_REPOSITORY")
-        .env_remove("LSMVAULT_PASSWORD_FILE")
-        .env_remove("LSMVAULT_NEW_PASSWORD")
-        .env_remove("LSMVAULT_NEW_PASSWORD_FILE");
-    match password {
-        Some(password) => command.env("LSMVAULT_PASSWORD", password),
-        None => command.env_remove("LSMVAULT_PASSWORD"),
-    };
-    command
 }
 
 /// Runs `command` to its end, panics with its output unless it succeeds, and

@@ -316,10 +316,30 @@ pub fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
     )
 }
 
+/// `lsmvault --repo REPO ARGS...` with `password` (or none) in
+/// `LSMVAULT_PASSWORD` and no other repository or password source from the
+/// environment, to run, spawn or adjust further.
+pub fn lsmvault_command(repo: &Path, password: Option<&str>, args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("LSMVAULT_REPOSITORY")
+        .env_remove("LSMVAULT_PASSWORD_FILE")
+        .env_remove("LSMVAULT_NEW_PASSWORD")
+        .env_remove("LSMVAULT_NEW_PASSWORD_FILE");
+    match password {
+        Some(password) => command.env("LSMVAULT_PASSWORD", password),
+        None => command.env_remove("LSMVAULT_PASSWORD"),
+    };
+    command
+}
+
 /// Runs `lsmvault --repo REPO ARGS...` with `password` (or none) in
 /// `LSMVAULT_PASSWORD`, and no other password source in the environment.
 pub fn lsmvault_with_password(repo: &Path, password: Option<&str>, args: &[&str]) -> Output {
-    kill_loop::lsmvault_command(repo, password, args)
+    lsmvault_command(repo, password, args)
         .output()
         .expect("running lsmvault")
 }
