@@ -116,7 +116,8 @@ impl Repository {
     ) -> Result<RestoreStats> {
         let started = Instant::now();
         let target = target.as_ref();
-        // Shared: a concurrent prune must not delete what this restore reads.
+        // Shared: a concurrent prune must not delete what this restore reads
+        // (none on a read-only file system, see `lock_for_reading`).
         let _lock = self.lock_for_reading("restore")?;
         let snapshot = self.find_snapshot(selector)?;
         let planned = self.walk(&snapshot.snapshot.tree, &options.include)?;
