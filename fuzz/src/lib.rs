@@ -8,7 +8,7 @@
 //! (plaintext keys: sealed objects cannot be forged past their MAC, so the
 //! plaintext path is where hostile bytes reach the parsers). None may panic,
 //! hang or allocate more than the bytes justify; each must return a value or
-//! an error. This file uses only `lsmvault` and `serde_json`.
+//! an error. This file uses only `lsmvault`, `serde_json` and `blake3`.
 
 use lsmvault::codec::crypto::{KeyFile, Keys, SealKind};
 use lsmvault::format::config::Config;
@@ -44,12 +44,26 @@ pub const TARGETS: &[(&str, Harness)] = &[
 ];
 
 /// A whole pack: trailer, header (entry count and lengths against the pack
-/// size), then every blob it lists decoded (and read as a tree when it is one).
+/// size), then every blob it lists decoded (and read as a tree when it is
+/// one); once as given, once with the header's checksum made to match.
 pub fn pack(data: &[u8]) {
-    let keys = Keys::plaintext();
-    if let Some(start) = data.len().checked_sub(TRAILER_LENGTH) {
-        let _ = parse_trailer("fuzz", &data[start..]);
+    pack_as_given(data);
+    let Some(trailer_start) = data.len().checked_sub(TRAILER_LENGTH) else {
+        return;
+    };
+    let Ok(header_length) = parse_trailer("fuzz", &data[trailer_start..]) else {
+        return;
+    };
+    let Some(header_start) = trailer_start.checked_sub(header_length as usize) else {
+        return;
+    };
+    if let Some(header) = with_checksum(&data[header_start..trailer_start], PACK_HEADER_CHECKSUM) {
+        pack_as_given(&[&data[..header_start], &header, &data[trailer_start..]].concat());
     }
+}
+
+fn pack_as_given(data: &[u8]) {
+    let keys = Keys::plaintext();
     let _ = parse_header("fuzz", data, data.len() as u64, &keys);
     let Ok(entries) = parse_pack("fuzz", data, &keys) else {
         return;
@@ -66,9 +80,29 @@ pub fn pack(data: &[u8]) {
     }
 }
 
-/// An index file (`index/<id>`).
+/// Checksum lengths of the framed objects (`docs/format.md`): BLAKE3 of
+/// everything before, cut to this many bytes.
+const PACK_HEADER_CHECKSUM: usize = 16;
+const INDEX_CHECKSUM: usize = 32;
+
+/// `framed` with its last `length` bytes replaced by the checksum of the
+/// rest, so a mutation gets past the checksum to the parser behind it
+/// (libFuzzer cannot forge a hash).
+fn with_checksum(framed: &[u8], length: usize) -> Option<Vec<u8>> {
+    let body = framed.len().checked_sub(length)?;
+    let mut fixed = framed[..body].to_vec();
+    let checksum = blake3::hash(&fixed);
+    fixed.extend_from_slice(&checksum.as_bytes()[..length]);
+    Some(fixed)
+}
+
+/// An index file (`index/<id>`), as given and with its checksum made to match.
 pub fn index(data: &[u8]) {
-    let _ = decode_index_file("fuzz", data, &Keys::plaintext());
+    let keys = Keys::plaintext();
+    let _ = decode_index_file("fuzz", data, &keys);
+    if let Some(fixed) = with_checksum(data, INDEX_CHECKSUM) {
+        let _ = decode_index_file("fuzz", &fixed, &keys);
+    }
 }
 
 /// A tree blob's raw bytes.

@@ -114,8 +114,9 @@ fn fill_leaving(directory: &Path, leave: u64) -> PathBuf {
     let mut file = fs::File::create(&filler).unwrap();
     let block = vec![0xa5u8; 64 * 1024];
     let mut written = 0u64;
-    while file.write_all(&block).is_ok() {
-        written += block.len() as u64;
+    // `write`, not `write_all`: the last, partial write counts too.
+    while let Ok(count @ 1..) = file.write(&block) {
+        written += count as u64;
     }
     drop(file);
     let keep = written.saturating_sub(leave);
@@ -260,6 +261,44 @@ fn a_repository_that_fills_up_fails_prune_with_no_space_and_the_next_prune_succe
     assert!(report["packs_repacked"].as_u64().unwrap() > 0, "{report:#}");
     invariants.check("after space was freed", true);
     invariants.check_read_data("after space was freed");
+}
+
+/// Regression: a full repository file system blocked restore and verify,
+/// which could not write their lock (found by hand after the tests above).
+#[test]
+fn a_completely_full_repository_still_restores_and_verifies_without_a_lock() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(mount) = Mount::tmpfs(&work.path().join("fs"), "4m") else {
+        return;
+    };
+    let repo = mount.point.join("repo");
+    let source = work.path().join("db");
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("000001.sst"), seeded_bytes(1, 1_000_000)).unwrap();
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let backup = lsmvault_json(&repo, &["backup", source.to_str().unwrap()]);
+    let id = backup["id"].as_str().unwrap().to_string();
+    let reference = work.path().join("reference");
+    copy_tree(&source, &reference);
+    let filler = fill_leaving(&mount.point, 0);
+
+    let mut invariants = Invariants::new(&repo, None, &work.path().join("scratch"));
+    invariants.snapshots.insert(id, reference);
+    invariants.check("full", true);
+    invariants.check_read_data("full");
+    // A backup with new data fails (its lock may still fit, its pack does not).
+    fs::write(source.join("000002.sst"), seeded_bytes(2, 100_000)).unwrap();
+    let output = lsmvault(&repo, &["backup", source.to_str().unwrap()]);
+    assert_fails_with(
+        &output,
+        ErrorCode::NoSpace,
+        "No space left on device",
+        repo.to_str().unwrap(),
+        "ENOSPC",
+    );
+    invariants.check("after the failed backup", true);
+    fs::remove_file(filler).unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
 }
 
 #[test]

@@ -46,7 +46,7 @@ pub fn hint(error: &Error) -> &'static str {
         }
         Error::SourceNotFound { .. } => "pass the directory of a database checkpoint",
         Error::Backend(_) if error.code() == ErrorCode::NoSpace => {
-            "the repository's file system is full (ENOSPC): free space (grow the file system, or `lsmvault forget` then `lsmvault prune --max-unused 100`, which deletes unused packs without repacking) and run the command again; earlier snapshots are intact, and what this run stored is reused or removed by the next prune"
+            "the repository's file system is full (ENOSPC): free space (grow the file system, or `lsmvault forget` then `lsmvault prune --max-unused 100`, which deletes unused packs without repacking) and run the command again; earlier snapshots are intact (restore and verify still work, without a lock), and what this run stored is reused or removed by the next prune"
         }
         Error::Backend(_) if error.code() == ErrorCode::ReadOnlyFilesystem => {
             "the repository is on a read-only file system (EROFS): `snapshots`, `ls`, `restore` and `verify` work there (without a lock); commands that write need it mounted read-write"

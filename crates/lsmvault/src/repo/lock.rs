@@ -428,15 +428,25 @@ impl crate::repo::Repository {
     }
 
     /// A shared lock for a command that only reads (restore, verify), or
-    /// none when the repository is on a read-only file system: reading from
-    /// read-only media must work, and nothing can delete through a
-    /// read-only mount. A prune through another, writable mount could still
-    /// delete packs meanwhile; the reader then fails on the missing data
-    /// (every blob is checked against its id), it never restores wrong data.
+    /// none when the lock object cannot be written because the repository's
+    /// file system is read-only or full: restoring from read-only media or
+    /// from a full backup disk must work. Nothing can delete through a
+    /// read-only mount; a prune through another mount (or one already
+    /// running on the full one) could still delete packs meanwhile, and the
+    /// reader then fails on the missing data (every blob is checked against
+    /// its id): it never restores wrong data.
     pub fn lock_for_reading(&self, purpose: &str) -> Result<Option<LockGuard>> {
+        use crate::ErrorCode;
         match self.lock(LockKind::Shared, purpose) {
             Ok(guard) => Ok(Some(guard)),
-            Err(error) if error.code() == crate::ErrorCode::ReadOnlyFilesystem => Ok(None),
+            Err(error)
+                if matches!(
+                    error.code(),
+                    ErrorCode::ReadOnlyFilesystem | ErrorCode::NoSpace
+                ) =>
+            {
+                Ok(None)
+            }
             Err(error) => Err(error),
         }
     }

@@ -117,7 +117,7 @@ impl Repository {
         let started = Instant::now();
         let target = target.as_ref();
         // Shared: a concurrent prune must not delete what this restore reads
-        // (none on a read-only file system, see `lock_for_reading`).
+        // (none on a read-only or full file system, see `lock_for_reading`).
         let _lock = self.lock_for_reading("restore")?;
         let snapshot = self.find_snapshot(selector)?;
         let planned = self.walk(&snapshot.snapshot.tree, &options.include)?;
