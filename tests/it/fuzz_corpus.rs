@@ -161,6 +161,15 @@ fn write_fuzz_corpus_from_a_real_repository() {
         "recyclable-log-7",
         &[[0x87u8].as_slice(), &recyclable].concat(),
     );
+    // Inputs the harness encodes as logs of valid records (its first byte:
+    // 0x40 recyclable, 0x20 torn; see fuzz/src/lib.rs).
+    seed("wal_reader", "encoded-lines", b"\x00abc\n\nxyz\n");
+    seed(
+        "wal_reader",
+        "encoded-recyclable",
+        b"\x45first\nsecond record\n",
+    );
+    seed("wal_reader", "encoded-torn", b"\x25one\ntwo\nthree\xff");
     seed("manifest", "empty-manifest", &encode_log(&[], None));
     // A real RocksDB MANIFEST and WAL segment, when db_bench is installed.
     if have("db_bench") {
