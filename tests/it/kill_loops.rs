@@ -478,3 +478,57 @@ fn killed_repair_index_leaves_every_snapshot_restorable() {
     invariants.check_read_data("end");
     kill_loop.finish();
 }
+
+/// When process `pid` started (`/proc/<pid>/stat` field 22), as lsmvault records it.
+fn start_time_of(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Regression, found by the 1,000-iteration kill loops (pid_max 32,768 here):
+/// the exclusive lock of a killed `forget --prune` or `repair index` looked
+/// live once another process got its pid, and blocked every command for 30
+/// minutes. Locks now record their holder's start time.
+#[test]
+fn a_killed_commands_lock_does_not_block_once_its_pid_is_reused() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    // A live process of this host standing in for the one that reused the pid.
+    let mut other = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = other.id();
+    let host = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let now = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
+    let lock = |start: u64| {
+        serde_json::json!({
+            "version": 1, "kind": "exclusive", "host": host, "pid": pid,
+            "purpose": "prune", "created": now, "refreshed": now, "process_start": start,
+        })
+        .to_string()
+    };
+    let locks = repo.join("locks");
+    // The killed holder started at another time than the process now at its pid.
+    fs::write(locks.join("killed"), lock(start_time_of(pid) + 1)).unwrap();
+    lsmvault_ok(&repo, &["verify"]);
+    // The same pid and start time: the holder itself, live; it still blocks.
+    fs::write(locks.join("killed"), lock(start_time_of(pid))).unwrap();
+    let output = lsmvault(&repo, &["verify"]);
+    assert_eq!(
+        output.status.code(),
+        Some(lsmvault::ErrorCode::RepositoryLocked.exit_code())
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+}

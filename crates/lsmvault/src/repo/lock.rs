@@ -73,6 +73,13 @@ pub struct LockInfo {
     pub created: String,
     /// When it was last refreshed (RFC 3339).
     pub refreshed: String,
+    /// When the holder process started, in clock ticks after boot (field 22
+    /// of Linux's `/proc/<pid>/stat`): with `host` and `pid`, tells the
+    /// holder from a later process that reused its pid. Absent where `/proc`
+    /// is not available and in locks of earlier builds (then the pid alone
+    /// decides, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start: Option<u64>,
 }
 
 impl LockInfo {
@@ -82,7 +89,7 @@ impl LockInfo {
         if now.duration_since(refreshed).unwrap_or_default() > STALE_AFTER {
             return true;
         }
-        self.host == this_host && !process_alive(self.pid)
+        self.host == this_host && !process_alive(self.pid, self.process_start)
     }
 
     fn describe(&self) -> String {
@@ -100,15 +107,35 @@ impl LockInfo {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
+/// Whether process `pid` of this host still exists and, when the lock
+/// recorded its start time, is the same process: a killed command's pid is
+/// reused by another process sooner or later (after 32,768 processes on a
+/// default Linux), and its lock must not look live then.
+fn process_alive(pid: u32, recorded_start: Option<u64>) -> bool {
+    let Ok(raw_pid) = i32::try_from(pid) else {
         return false;
     };
     // Signal 0 checks existence; EPERM means it exists but is not ours.
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+    let exists = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw_pid), None) {
         Ok(()) => true,
         Err(errno) => errno == nix::errno::Errno::EPERM,
+    };
+    match (exists, recorded_start, process_start_time(pid)) {
+        (false, _, _) => false,
+        (true, Some(recorded), Some(current)) => recorded == current,
+        // Nothing to compare: the pid decides.
+        (true, _, _) => true,
     }
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat`
+/// field 22), or `None` without `/proc`.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: the
+    // fields after the last `)` start with field 3.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The name of the user running this process (its uid when it has none).
@@ -270,6 +297,7 @@ impl LockGuard {
             purpose: purpose.to_string(),
             created: now.clone(),
             refreshed: now,
+            process_start: process_start_time(std::process::id()),
         };
         let name = random_name()?;
         write_lock(backend.as_ref(), &name, &info)?;
@@ -522,6 +550,7 @@ mod tests {
             purpose: "backup".into(),
             created: format_time(SystemTime::now()),
             refreshed: format_time(SystemTime::now()),
+            process_start: None,
         };
         write_lock(backend.as_ref(), "newer", &newer).unwrap();
         let error = list_locks(backend.as_ref()).unwrap_err();
@@ -560,6 +589,7 @@ mod tests {
             purpose: "prune".into(),
             created: "2020-01-01T00:00:00Z".into(),
             refreshed: "2020-01-01T00:00:00Z".into(),
+            process_start: None,
         };
         write_lock(backend.as_ref(), "old", &old).unwrap();
         // A dead process of this host, refreshed just now.
@@ -586,6 +616,37 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_whose_pid_was_reused_by_another_process_is_stale() {
+        let now = format_time(SystemTime::now());
+        let me = std::process::id();
+        let mine = LockInfo {
+            version: LOCK_VERSION,
+            kind: LockKind::Exclusive,
+            host: host_name(),
+            pid: me,
+            purpose: "prune".into(),
+            created: now.clone(),
+            refreshed: now,
+            process_start: process_start_time(me),
+        };
+        assert!(!mine.is_stale(&host_name(), SystemTime::now()));
+        if let Some(start) = mine.process_start {
+            // The same pid, started at another time: another process.
+            let reused = LockInfo {
+                process_start: Some(start + 1),
+                ..mine.clone()
+            };
+            assert!(reused.is_stale(&host_name(), SystemTime::now()));
+        }
+        // A lock of an earlier build (no start time): the pid decides.
+        let earlier = LockInfo {
+            process_start: None,
+            ..mine
+        };
+        assert!(!earlier.is_stale(&host_name(), SystemTime::now()));
+    }
+
+    #[test]
     fn confirm_live_fails_once_the_lock_is_gone_or_an_exclusive_lock_appeared() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
@@ -608,6 +669,7 @@ mod tests {
             purpose: "prune".into(),
             created: now.clone(),
             refreshed: now,
+            process_start: None,
         };
         write_lock(backend.as_ref(), "prune", &prune).unwrap();
         let error = guard.confirm_live().unwrap_err();
