@@ -1,19 +1,17 @@
 //! Crash safety: `backup` killed at random moments never damages the repository.
 //!
-//! Iterations: `LSMVAULT_KILL_ITERATIONS` (default 20, the CI size).
+//! Iterations: `LSMVAULT_KILL_ITERATIONS` (default 20, the CI size); the loop
+//! runs on the shared harness, `common::kill_loop`.
 
 use std::fs;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::common::kill_loop::*;
 use crate::common::*;
 
 #[test]
 fn killed_backups_leave_every_earlier_snapshot_restorable() {
-    let iterations: u64 = std::env::var("LSMVAULT_KILL_ITERATIONS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(20);
+    let iterations = kill_iterations(20);
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("db");
     let repo = work.path().join("repo");
@@ -45,9 +43,10 @@ fn killed_backups_leave_every_earlier_snapshot_restorable() {
         &["restore", &first_id, "--target", expected.to_str().unwrap()],
     );
 
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    // Kill anywhere from immediately to past an uninterrupted round's end (a
+    // round with new data takes a few times longer than this baseline).
+    let mut kill_loop = KillLoop::new("backup", 0x9e37_79b9_7f4a_7c15, full_backup_time, 4);
     let mut completed = 2;
-    let mut killed = 0;
     let mut known = vec![first_id.clone()];
     for iteration in 0..iterations {
         // New content each round, so every backup has packs to write.
@@ -56,46 +55,19 @@ fn killed_backups_leave_every_earlier_snapshot_restorable() {
             seeded_bytes(1000 + iteration, 3_000_000),
         )
         .unwrap();
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        // Kill anywhere from immediately to past an uninterrupted round's end (a
-        // round with new data takes a few times longer than this baseline).
-        let limit = full_backup_time.as_micros() as u64 * 4 + 1;
-        let delay = Duration::from_micros(state % limit);
-        let mut child = Command::new(binary())
-            .args([
-                "--repo",
-                repo.to_str().unwrap(),
-                "backup",
-                "--full",
-                source.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(
-                    status.success(),
-                    "iteration {iteration}: backup failed on its own"
-                );
-                completed += 1;
-            }
-            None => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                killed += 1;
-            }
+        let backup = ["backup", "--full", source.to_str().unwrap()];
+        let run = kill_loop.run(&mut lsmvault_command(&repo, None, &backup));
+        let delay = format!("{run:?}");
+        if let Run::Finished(output) = &run {
+            assert_success(output, &format!("iteration {iteration}: backup"));
+            completed += 1;
         }
         // Structure check after every kill: no snapshot points at missing data.
         let output = lsmvault(&repo, &["--json", "verify"]);
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert!(
             output.status.success(),
-            "iteration {iteration} (killed after {delay:?}): {report:#}"
+            "iteration {iteration} ({delay}): {report:#}"
         );
         // Earlier snapshots are all still there (a kill may also have landed
         // just after a snapshot was committed: then there is one more).
@@ -113,10 +85,7 @@ fn killed_backups_leave_every_earlier_snapshot_restorable() {
         assert!(ids.len() >= completed);
         known = ids;
     }
-    assert!(
-        killed > 0,
-        "no backup was interrupted; the delays are too long"
-    );
+    kill_loop.finish();
 
     // Every byte still checks out, and the first snapshot restores exactly.
     let report = lsmvault_json(&repo, &["verify", "--read-data"]);
@@ -130,5 +99,4 @@ fn killed_backups_leave_every_earlier_snapshot_restorable() {
         &["restore", &first_id, "--target", restored.to_str().unwrap()],
     );
     assert_same_tree(&expected, &restored);
-    eprintln!("{iterations} iterations: {killed} killed, {completed} completed");
 }

@@ -1,14 +1,16 @@
 //! forget / prune / stats / diff: correctness, locking against concurrent
 //! backups and restores, and crash safety of prune (kill loop).
 //!
-//! Loop sizes: `LSMVAULT_PRUNE_KILL_ITERATIONS` (default 12) and
-//! `LSMVAULT_CONCURRENCY_ROUNDS` (default 6).
+//! Loop sizes: `LSMVAULT_KILL_ITERATIONS` (default 12; the kill loop runs on
+//! the shared harness, `common::kill_loop`) and `LSMVAULT_CONCURRENCY_ROUNDS`
+//! (default 6).
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::common::kill_loop::*;
 use crate::common::*;
 use lsmvault::repo::lock::LockKind;
 use lsmvault::{ErrorCode, NoProgress, PruneOptions, Repository};
@@ -140,16 +142,6 @@ fn forget_and_prune_free_space_and_keep_survivors_intact() {
         "{diff:#}"
     );
     assert!(diff["blob_bytes_added"].as_u64().unwrap() >= 2_000_000);
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]
@@ -317,15 +309,19 @@ fn concurrent_backups_and_prunes_never_lose_data() {
 /// Prune killed at random moments leaves every surviving snapshot complete.
 #[test]
 fn killed_prunes_leave_surviving_snapshots_complete() {
-    let iterations = env_count("LSMVAULT_PRUNE_KILL_ITERATIONS", 12);
+    let iterations = kill_iterations(12);
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     let source = work.path().join("db");
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut killed = 0;
     let mut generation = 0;
-    // Adapted to the last uninterrupted prune (process start included).
-    let mut prune_time = Duration::from_millis(60);
+    let prune = ["prune", "--max-unused", "0"];
+    // The harness adapts the delays to the runs that finish (process start included).
+    let mut kill_loop = KillLoop::new(
+        "prune",
+        0x2545_f491_4f6c_dd1d,
+        Duration::from_millis(150),
+        2,
+    );
     for iteration in 0..iterations {
         // New generations, then forget all but the newest two, so there is work.
         for _ in 0..3 {
@@ -344,43 +340,16 @@ fn killed_prunes_leave_surviving_snapshots_complete() {
         }
         lsmvault_ok(&repo, &["forget", "--keep-last", "2"]);
         let survivors = ids(&lsmvault_json(&repo, &["snapshots"]));
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let delay = Duration::from_micros(state % (prune_time.as_micros() as u64 + 1));
-        let started = Instant::now();
-        let mut child = Command::new(binary())
-            .args([
-                "--repo",
-                repo.to_str().unwrap(),
-                "prune",
-                "--max-unused",
-                "0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(
-                    status.success(),
-                    "iteration {iteration}: prune failed on its own"
-                );
-                prune_time = started.elapsed();
-            }
-            None => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                killed += 1;
-            }
+        let run = kill_loop.run(&mut lsmvault_command(&repo, None, &prune));
+        let delay = format!("{run:?}");
+        if let Run::Finished(output) = &run {
+            assert_success(output, &format!("iteration {iteration}: prune"));
         }
         // The killed prune's lock is stale (dead process): verify proceeds.
         let report = lsmvault_json(&repo, &["verify", "--read-data"]);
         assert!(
             report["findings"].as_array().unwrap().is_empty(),
-            "iteration {iteration}, killed after {delay:?}: {report:#}"
+            "iteration {iteration}, {delay}: {report:#}"
         );
         assert_eq!(ids(&lsmvault_json(&repo, &["snapshots"])), survivors);
         let target = work.path().join(format!("restore-{iteration}"));
@@ -396,8 +365,7 @@ fn killed_prunes_leave_surviving_snapshots_complete() {
     assert!(report["findings"].as_array().unwrap().is_empty());
     assert_eq!(report["unindexed_packs"].as_array().unwrap().len(), 0);
     assert_eq!(report["unreferenced_blobs"], 0);
-    eprintln!("{iterations} iterations, {killed} prunes killed");
-    assert!(killed > 0, "no prune was interrupted");
+    kill_loop.finish();
 }
 
 /// Every file under `root`, as paths relative to it.

@@ -48,6 +48,18 @@ pub fn hint(error: &Error) -> &'static str {
             "the findings above name each damaged object and the snapshots and files it affects"
         }
         Error::SourceNotFound { .. } => "pass the directory of a database checkpoint",
+        Error::Backend(_) if error.code() == ErrorCode::NoSpace => {
+            "the repository's file system is full (ENOSPC): free space (grow the file system, or `lsmvault forget` then `lsmvault prune --max-unused 100`, which deletes unused packs without repacking) and run the command again; earlier snapshots are intact (restore and verify still work, without a lock), and what this run stored is reused or removed by the next prune"
+        }
+        Error::Backend(_) if error.code() == ErrorCode::ReadOnlyFilesystem => {
+            "the repository is on a read-only file system (EROFS): `snapshots`, `ls`, `restore` and `verify` work there (without a lock); commands that write need it mounted read-write"
+        }
+        Error::Io { .. } if error.code() == ErrorCode::NoSpace => {
+            "the file system of that path is full (ENOSPC): free space and run the command again (`restore --delta` keeps the files already restored)"
+        }
+        Error::Io { .. } if error.code() == ErrorCode::ReadOnlyFilesystem => {
+            "that path is on a read-only file system (EROFS): choose another, or mount it read-write"
+        }
         Error::Io { .. } => "check the path, permissions and free space",
         Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
         Error::Backend(failure) if failure.is_transient() => {

@@ -74,6 +74,14 @@ pub enum ErrorCode {
     /// (the CLI: SIGINT, 130; SIGTERM exits with 143 instead), after
     /// releasing what it held.
     Interrupted = 130,
+    /// A file system (the repository's, or a restore target's) is full or
+    /// over quota (ENOSPC, EDQUOT): an [`Error::Io`] or [`Error::Backend`]
+    /// whose operating-system error says so.
+    NoSpace = 32,
+    /// A file system (the repository's, or a restore target's) is mounted
+    /// read-only (EROFS): an [`Error::Io`] or [`Error::Backend`] whose
+    /// operating-system error says so.
+    ReadOnlyFilesystem = 33,
 }
 
 impl ErrorCode {
@@ -110,6 +118,8 @@ impl ErrorCode {
             ErrorCode::FreezeFailed => "freeze_failed",
             ErrorCode::ThawFailed => "thaw_failed",
             ErrorCode::Interrupted => "interrupted",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::ReadOnlyFilesystem => "read_only_filesystem",
         }
     }
 }
@@ -452,13 +462,13 @@ impl Error {
             Error::UnsafePath { .. } => ErrorCode::UnsafePath,
             Error::VerifyFailed { .. } => ErrorCode::VerifyFailed,
             Error::SourceNotFound { .. } => ErrorCode::SourceNotFound,
-            Error::Io { .. } => ErrorCode::Io,
+            Error::Io { .. } => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
             // Damage is `CorruptObject` (a short object never gets here: the
             // conversion below reports it as damage); everything else the
             // storage says is I/O, as before backends had their own error type.
             Error::Backend(backend::Error::ShortObject { .. }) => ErrorCode::CorruptObject,
-            Error::Backend(_) => ErrorCode::Io,
+            Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
             Error::RepositoryLocked { .. } | Error::LockLost { .. } => ErrorCode::RepositoryLocked,
             Error::PolicyRemovesAll { .. } => ErrorCode::PolicyRemovesAll,
@@ -471,6 +481,27 @@ impl Error {
             Error::ThawFailed { .. } => ErrorCode::ThawFailed,
             Error::Interrupted { .. } => ErrorCode::Interrupted,
         }
+    }
+
+    /// [`ErrorCode::NoSpace`] or [`ErrorCode::ReadOnlyFilesystem`] when an
+    /// operating-system error in this error's sources says the file system
+    /// is full or read-only: the user must act on the file system, not on
+    /// the repository, so these get codes of their own.
+    fn filesystem_condition(&self) -> Option<ErrorCode> {
+        use nix::errno::Errno;
+        let mut current = std::error::Error::source(self);
+        while let Some(error) = current {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                let errno = io.raw_os_error().map(Errno::from_raw);
+                return match errno {
+                    Some(Errno::ENOSPC | Errno::EDQUOT) => Some(ErrorCode::NoSpace),
+                    Some(Errno::EROFS) => Some(ErrorCode::ReadOnlyFilesystem),
+                    _ => None,
+                };
+            }
+            current = error.source();
+        }
+        None
     }
 
     /// Whether this error says an object is damaged (it does not parse, does
@@ -563,5 +594,40 @@ impl From<backend::Error> for Error {
             ),
             other => Error::Backend(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os_error(errno: nix::errno::Errno) -> std::io::Error {
+        std::io::Error::from_raw_os_error(errno as i32)
+    }
+
+    #[test]
+    fn full_and_read_only_file_systems_get_their_own_codes_wherever_the_error_arose() {
+        use nix::errno::Errno;
+        let target = Error::io("writing /target/a.sst", os_error(Errno::ENOSPC));
+        assert_eq!(target.code(), ErrorCode::NoSpace);
+        let quota = Error::io("writing /target/a.sst", os_error(Errno::EDQUOT));
+        assert_eq!(quota.code(), ErrorCode::NoSpace);
+        let repository = Error::from(backend::Error::other(
+            backend::Subject::Location,
+            "creating /repo/locks/x",
+            os_error(Errno::EROFS),
+        ));
+        assert_eq!(repository.code(), ErrorCode::ReadOnlyFilesystem);
+        let restore = Error::RestoreIncomplete {
+            failed: 1,
+            restored: 0,
+            first_path: PathBuf::from("a.sst"),
+            first: Box::new(target),
+        };
+        assert_eq!(restore.code(), ErrorCode::NoSpace);
+        // Other operating-system errors stay plain I/O.
+        let denied = Error::io("reading /db/a.sst", os_error(Errno::EACCES));
+        assert_eq!(denied.code(), ErrorCode::Io);
+        assert!(!repository.is_damage());
     }
 }

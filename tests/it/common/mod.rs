@@ -8,6 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod kill_loop;
+
 /// The `lsmvault` binary built for these tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lsmvault"))
@@ -127,6 +129,18 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     );
 }
 
+/// Copies a tree with `cp -a` (modes, mtimes and hard links kept), so the copy
+/// compares equal under [`assert_same_tree`].
+pub fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// Whether a command exists: a path to an executable file, or a name found in an
 /// executable file of a `PATH` directory (as `command -v` finds it).
 pub fn have(tool: &str) -> bool {
@@ -174,6 +188,18 @@ pub fn tools_available(tools: &[&str]) -> bool {
     let mut packages: Vec<&str> = missing.iter().map(|tool| package_of(tool)).collect();
     packages.sort_unstable();
     packages.dedup();
+    skip_unless_required(&format!(
+        "needs {} (apt-get install {})",
+        missing.join(", "),
+        packages.join(" ")
+    ));
+    false
+}
+
+/// Says that this test is skipped and why (`reason`, e.g. "needs db_bench"),
+/// on stderr; with [`REQUIRE_TOOLS_VARIABLE`] set (CI) it panics instead, so a
+/// test that cannot run there fails rather than passing unseen.
+pub fn skip_unless_required(reason: &str) {
     // libtest names each test's thread after the test (unless it runs them on the
     // main thread, with --test-threads=1).
     let thread = std::thread::current();
@@ -181,11 +207,7 @@ pub fn tools_available(tools: &[&str]) -> bool {
         .name()
         .filter(|name| *name != "main")
         .unwrap_or("this test");
-    let message = format!(
-        "{test} needs {} (apt-get install {})",
-        missing.join(", "),
-        packages.join(" ")
-    );
+    let message = format!("{test} {reason}");
     let required =
         std::env::var(REQUIRE_TOOLS_VARIABLE).is_ok_and(|value| !value.is_empty() && value != "0");
     if required {
@@ -194,7 +216,6 @@ pub fn tools_available(tools: &[&str]) -> bool {
     // Written to stderr itself, not with eprintln!, which the test harness captures
     // and shows only for failed tests: a skip must be seen.
     let _ = writeln!(std::io::stderr(), "skipped: {message}");
-    false
 }
 
 /// The top of the source tree (the workspace root, two levels above the CLI crate).
@@ -305,9 +326,10 @@ pub fn chunk_of(repo: &Path, file: &str) -> (PathBuf, usize) {
     )
 }
 
-/// Runs `lsmvault --repo REPO ARGS...` with `password` (or none) in
-/// `LSMVAULT_PASSWORD`, and no other password source in the environment.
-pub fn lsmvault_with_password(repo: &Path, password: Option<&str>, args: &[&str]) -> Output {
+/// `lsmvault --repo REPO ARGS...` with `password` (or none) in
+/// `LSMVAULT_PASSWORD` and no other repository or password source from the
+/// environment, to run, spawn or adjust further.
+pub fn lsmvault_command(repo: &Path, password: Option<&str>, args: &[&str]) -> Command {
     let mut command = Command::new(binary());
     command
         .arg("--repo")
@@ -315,12 +337,21 @@ pub fn lsmvault_with_password(repo: &Path, password: Option<&str>, args: &[&str]
         .args(args)
         .env_remove("LSMVAULT_REPOSITORY")
         .env_remove("LSMVAULT_PASSWORD_FILE")
-        .env_remove("LSMVAULT_NEW_PASSWORD");
+        .env_remove("LSMVAULT_NEW_PASSWORD")
+        .env_remove("LSMVAULT_NEW_PASSWORD_FILE");
     match password {
         Some(password) => command.env("LSMVAULT_PASSWORD", password),
         None => command.env_remove("LSMVAULT_PASSWORD"),
     };
-    command.output().expect("running lsmvault")
+    command
+}
+
+/// Runs `lsmvault --repo REPO ARGS...` with `password` (or none) in
+/// `LSMVAULT_PASSWORD`, and no other password source in the environment.
+pub fn lsmvault_with_password(repo: &Path, password: Option<&str>, args: &[&str]) -> Output {
+    lsmvault_command(repo, password, args)
+        .output()
+        .expect("running lsmvault")
 }
 
 /// Every file under `root`, relative to it.

@@ -48,6 +48,10 @@ pub const MINIMUM_SAVING_FRACTION: usize = 32;
 /// reader allocate gigabytes (chunks are at most 16 MiB; trees far less).
 pub const MAX_BLOB_SIZE: usize = 256 * 1024 * 1024;
 
+/// The most raw bytes one stored zstd byte can stand for: a block decodes to
+/// at most 128 KiB and takes at least 4 bytes (3 of header, 1 of RLE).
+const MAX_ZSTD_RATIO: usize = 32 * 1024;
+
 /// How blobs are compressed when written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -193,6 +197,18 @@ pub fn decode<'a>(
                     format!("claims {raw_length} raw bytes"),
                 ));
             }
+            // The decoder allocates the declared size up front: refuse a
+            // size the stored bytes cannot hold (found by fuzzing the pack
+            // parser: 146 bytes declaring 128 MiB, an abort under `ulimit -v`).
+            if raw_length > stored.len().saturating_mul(MAX_ZSTD_RATIO) {
+                return Err(Error::corrupt(
+                    object(),
+                    format!(
+                        "claims {raw_length} raw bytes, more than its {} stored bytes can hold",
+                        stored.len()
+                    ),
+                ));
+            }
             let raw = zstd::bulk::decompress(&stored, raw_length)
                 .map_err(|error| Error::corrupt(object(), format!("zstd: {error}")))?;
             if raw.len() != raw_length {
@@ -271,6 +287,21 @@ mod tests {
         assert!(decode(&compressed, 3001).is_err());
         assert!(decode(b"garbage", 10).is_err());
         assert!(decode(&compressed, MAX_BLOB_SIZE + 1).is_err());
+    }
+
+    #[test]
+    fn a_declared_size_the_stored_bytes_cannot_hold_is_refused_before_allocating() {
+        let decode = |stored: &[u8], length| {
+            decode(Codec::Zstd, Cow::Borrowed(stored), length, || "x".into()).map(Cow::into_owned)
+        };
+        let tiny = zstd::bulk::compress(b"tiny", 3).unwrap();
+        let error = decode(&tiny, 128 * 1024 * 1024).unwrap_err();
+        assert!(error.to_string().contains("can hold"), "{error}");
+        // The densest real frame (zeros, one RLE block per 128 KiB) is within the bound.
+        let zeros = vec![0u8; 8 * 1024 * 1024];
+        let dense = zstd::bulk::compress(&zeros, 19).unwrap();
+        assert!(zeros.len() <= dense.len() * MAX_ZSTD_RATIO);
+        assert_eq!(decode(&dense, zeros.len()).unwrap(), zeros);
     }
 
     proptest! {

@@ -73,6 +73,13 @@ pub struct LockInfo {
     pub created: String,
     /// When it was last refreshed (RFC 3339).
     pub refreshed: String,
+    /// When the holder process started, in clock ticks after boot (field 22
+    /// of Linux's `/proc/<pid>/stat`): with `host` and `pid`, tells the
+    /// holder from a later process that reused its pid. Absent where `/proc`
+    /// is not available and in locks of earlier builds (then the pid alone
+    /// decides, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start: Option<u64>,
 }
 
 impl LockInfo {
@@ -82,7 +89,7 @@ impl LockInfo {
         if now.duration_since(refreshed).unwrap_or_default() > STALE_AFTER {
             return true;
         }
-        self.host == this_host && !process_alive(self.pid)
+        self.host == this_host && !process_alive(self.pid, self.process_start)
     }
 
     fn describe(&self) -> String {
@@ -100,16 +107,35 @@ impl LockInfo {
     }
 }
 
-/// Whether a process with this pid runs on this host.
-pub(crate) fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
+/// Whether process `pid` of this host still exists and, when the lock
+/// recorded its start time, is the same process: a killed command's pid is
+/// reused by another process sooner or later (after 32,768 processes on a
+/// default Linux), and its lock must not look live then.
+pub(crate) fn process_alive(pid: u32, recorded_start: Option<u64>) -> bool {
+    let Ok(raw_pid) = i32::try_from(pid) else {
         return false;
     };
     // Signal 0 checks existence; EPERM means it exists but is not ours.
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+    let exists = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw_pid), None) {
         Ok(()) => true,
         Err(errno) => errno == nix::errno::Errno::EPERM,
+    };
+    match (exists, recorded_start, process_start_time(pid)) {
+        (false, _, _) => false,
+        (true, Some(recorded), Some(current)) => recorded == current,
+        // Nothing to compare: the pid decides.
+        (true, _, _) => true,
     }
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat`
+/// field 22), or `None` without `/proc`.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: the
+    // fields after the last `)` start with field 3.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The name of the user running this process (its uid when it has none).
@@ -180,7 +206,7 @@ struct LockVersion {
 
 /// Parses a lock object: `Ok(None)` when it is corrupt, an error when it is
 /// of another version.
-fn parse_lock(name: &str, bytes: &[u8]) -> Result<Option<LockInfo>> {
+pub fn parse_lock(name: &str, bytes: &[u8]) -> Result<Option<LockInfo>> {
     if let Ok(probe) = serde_json::from_slice::<LockVersion>(bytes) {
         if probe.version != LOCK_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -271,6 +297,7 @@ impl LockGuard {
             purpose: purpose.to_string(),
             created: now.clone(),
             refreshed: now,
+            process_start: process_start_time(std::process::id()),
         };
         let name = random_name()?;
         write_lock(backend.as_ref(), &name, &info)?;
@@ -428,6 +455,30 @@ impl crate::repo::Repository {
         Ok(guard)
     }
 
+    /// A shared lock for a command that only reads (restore, verify), or
+    /// none when the lock object cannot be written because the repository's
+    /// file system is read-only or full: restoring from read-only media or
+    /// from a full backup disk must work. Nothing can delete through a
+    /// read-only mount; a prune through another mount (or one already
+    /// running on the full one) could still delete packs meanwhile, and the
+    /// reader then fails on the missing data (every blob is checked against
+    /// its id): it never restores wrong data.
+    pub fn lock_for_reading(&self, purpose: &str) -> Result<Option<LockGuard>> {
+        use crate::ErrorCode;
+        match self.lock(LockKind::Shared, purpose) {
+            Ok(guard) => Ok(Some(guard)),
+            Err(error)
+                if matches!(
+                    error.code(),
+                    ErrorCode::ReadOnlyFilesystem | ErrorCode::NoSpace
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Makes every command of this handle wait up to `wait` for a
     /// conflicting lock to go away (restic's `--retry-lock`): a prune
     /// started next to nightly backups then runs when they finish.
@@ -499,6 +550,7 @@ mod tests {
             purpose: "backup".into(),
             created: format_time(SystemTime::now()),
             refreshed: format_time(SystemTime::now()),
+            process_start: None,
         };
         write_lock(backend.as_ref(), "newer", &newer).unwrap();
         let error = list_locks(backend.as_ref()).unwrap_err();
@@ -537,6 +589,7 @@ mod tests {
             purpose: "prune".into(),
             created: "2020-01-01T00:00:00Z".into(),
             refreshed: "2020-01-01T00:00:00Z".into(),
+            process_start: None,
         };
         write_lock(backend.as_ref(), "old", &old).unwrap();
         // A dead process of this host, refreshed just now.
@@ -563,6 +616,37 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_whose_pid_was_reused_by_another_process_is_stale() {
+        let now = format_time(SystemTime::now());
+        let me = std::process::id();
+        let mine = LockInfo {
+            version: LOCK_VERSION,
+            kind: LockKind::Exclusive,
+            host: host_name(),
+            pid: me,
+            purpose: "prune".into(),
+            created: now.clone(),
+            refreshed: now,
+            process_start: process_start_time(me),
+        };
+        assert!(!mine.is_stale(&host_name(), SystemTime::now()));
+        if let Some(start) = mine.process_start {
+            // The same pid, started at another time: another process.
+            let reused = LockInfo {
+                process_start: Some(start + 1),
+                ..mine.clone()
+            };
+            assert!(reused.is_stale(&host_name(), SystemTime::now()));
+        }
+        // A lock of an earlier build (no start time): the pid decides.
+        let earlier = LockInfo {
+            process_start: None,
+            ..mine
+        };
+        assert!(!earlier.is_stale(&host_name(), SystemTime::now()));
+    }
+
+    #[test]
     fn confirm_live_fails_once_the_lock_is_gone_or_an_exclusive_lock_appeared() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
@@ -585,6 +669,7 @@ mod tests {
             purpose: "prune".into(),
             created: now.clone(),
             refreshed: now,
+            process_start: None,
         };
         write_lock(backend.as_ref(), "prune", &prune).unwrap();
         let error = guard.confirm_live().unwrap_err();

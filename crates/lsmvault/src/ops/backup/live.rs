@@ -74,7 +74,7 @@ fn remove_leftovers(parent: &Path) -> Vec<PathBuf> {
             continue;
         };
         let is_directory = entry.file_type().is_ok_and(|kind| kind.is_dir());
-        if is_directory && pid != std::process::id() && !process_alive(pid) {
+        if is_directory && pid != std::process::id() && !process_alive(pid, None) {
             let path = entry.path();
             if fs::remove_dir_all(&path).is_ok() {
                 removed.push(path);

@@ -43,7 +43,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::tree::{Entry, EntryKind, Metadata};
 use crate::id::Id;
 use crate::progress::Progress;
-use crate::repo::lock::LockKind;
 use crate::repo::tree_walker::WalkedEntry;
 use crate::repo::Repository;
 
@@ -120,8 +119,9 @@ impl Repository {
     ) -> Result<RestoreStats> {
         let started = Instant::now();
         let target = target.as_ref();
-        // Shared: a concurrent prune must not delete what this restore reads.
-        let _lock = self.lock(LockKind::Shared, "restore")?;
+        // Shared: a concurrent prune must not delete what this restore reads
+        // (none on a read-only or full file system, see `lock_for_reading`).
+        let _lock = self.lock_for_reading("restore")?;
         let snapshot = self.find_snapshot(selector)?;
         let planned =
             self.walk_selected(&snapshot.snapshot.tree, &options.include, &options.exclude)?;

@@ -44,7 +44,6 @@ use crate::error::Result;
 use crate::format::pack::PackEntry;
 use crate::id::Id;
 use crate::progress::Progress;
-use crate::repo::lock::LockKind;
 use crate::repo::Repository;
 
 use references::ReferenceCheck;
@@ -229,7 +228,7 @@ impl Repository {
     /// Checks the repository; returns every finding (an error only when the
     /// repository cannot be listed at all).
     pub fn verify(&self, options: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport> {
-        let _lock = self.lock(LockKind::Shared, "verify")?;
+        let _lock = self.lock_for_reading("verify")?;
         let mut findings = Findings::default();
         self.verify_key_files(&mut findings)?;
         let indexed = self.verify_index_files(&mut findings)?;
