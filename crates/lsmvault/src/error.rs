@@ -70,10 +70,6 @@ pub enum ErrorCode {
     /// A checkpoint's thaw command failed or timed out: the writer may still
     /// be paused.
     ThawFailed = 31,
-    /// The operation was stopped through its [`Interrupt`](crate::Interrupt)
-    /// (the CLI: SIGINT, 130; SIGTERM exits with 143 instead), after
-    /// releasing what it held.
-    Interrupted = 130,
     /// A file system (the repository's, or a restore target's) is full or
     /// over quota (ENOSPC, EDQUOT): an [`Error::Io`] or [`Error::Backend`]
     /// whose operating-system error says so.
@@ -82,6 +78,10 @@ pub enum ErrorCode {
     /// read-only (EROFS): an [`Error::Io`] or [`Error::Backend`] whose
     /// operating-system error says so.
     ReadOnlyFilesystem = 33,
+    /// The operation was stopped through its [`Interrupt`](crate::Interrupt)
+    /// (the CLI: SIGINT, 130; SIGTERM exits with 143 instead), after
+    /// releasing what it held.
+    Interrupted = 130,
 }
 
 impl ErrorCode {
