@@ -156,24 +156,7 @@ fn publish_durably(
         name: name.to_string(),
     };
     let linked = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(OBJECT_MODE)
-            .open(temp_path)
-            .map_err(|error| {
-                Error::other(
-                    subject(),
-                    format!("creating {}", temp_path.display()),
-                    error,
-                )
-            })?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|error| {
-                Error::other(subject(), format!("writing {}", temp_path.display()), error)
-            })?;
-        drop(file);
+        write_synced_temporary(temp_path, bytes, &subject)?;
         let context = || format!("publishing {}", final_path.display());
         fs::hard_link(temp_path, final_path).map_err(|error| match error.kind() {
             ErrorKind::AlreadyExists => Error::AlreadyExists {
@@ -193,6 +176,30 @@ fn publish_durably(
         Some(directory) => sync_directory(directory, subject),
         None => Ok(()),
     }
+}
+
+/// Writes `bytes` to a new file at `temp_path` (never an existing one) and
+/// syncs it, so that the name it is then given holds complete data.
+fn write_synced_temporary(
+    temp_path: &Path,
+    bytes: &[u8],
+    subject: &dyn Fn() -> Subject,
+) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(OBJECT_MODE)
+        .open(temp_path)
+        .map_err(|error| {
+            Error::other(
+                subject(),
+                format!("creating {}", temp_path.display()),
+                error,
+            )
+        })?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|error| Error::other(subject(), format!("writing {}", temp_path.display()), error))
 }
 
 impl Backend for LocalBackend {
@@ -315,24 +322,7 @@ impl Backend for LocalBackend {
         let final_path = self.path(kind, "config");
         let temp_path = self.temp_path(&self.root, "config");
         let replaced = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(OBJECT_MODE)
-                .open(&temp_path)
-                .map_err(|error| {
-                    Error::other(
-                        subject(),
-                        format!("creating {}", temp_path.display()),
-                        error,
-                    )
-                })?;
-            file.write_all(bytes)
-                .and_then(|()| file.sync_all())
-                .map_err(|error| {
-                    Error::other(subject(), format!("writing {}", temp_path.display()), error)
-                })?;
-            drop(file);
+            write_synced_temporary(&temp_path, bytes, &subject)?;
             fs::rename(&temp_path, &final_path).map_err(|error| {
                 Error::other(
                     subject(),

@@ -69,29 +69,42 @@ impl Repository {
     /// files that are damaged (fail their checks, do not parse, are of an
     /// unknown version), sorted by name. Fails only when the storage does.
     pub fn snapshots_checked(&self) -> Result<(Vec<SnapshotEntry>, Vec<DamagedObject>)> {
-        let files = self.backend.list(ObjectKind::Snapshot)?;
-        let read: Vec<(String, Result<SnapshotEntry>)> = files
+        let (mut entries, damaged) =
+            self.read_every_object(ObjectKind::Snapshot, |name| self.read_snapshot(name))?;
+        snapshot::sort_by_time(&mut entries);
+        Ok((entries, damaged))
+    }
+
+    /// Reads every object of `kind` with `read`, in parallel: the intact
+    /// ones, and the damaged ones named with why (sorted by name). An object
+    /// deleted between listing and reading (a concurrent forget or prune) is
+    /// neither; only a storage failure fails the whole.
+    pub(crate) fn read_every_object<T: Send>(
+        &self,
+        kind: ObjectKind,
+        read: impl Fn(&str) -> Result<T> + Sync,
+    ) -> Result<(Vec<T>, Vec<DamagedObject>)> {
+        let listed = self.backend.list(kind)?;
+        let read: Vec<(String, Result<T>)> = listed
             .par_iter()
-            .map(|file| (file.name.clone(), self.read_snapshot(&file.name)))
+            .map(|object| (object.name.clone(), read(&object.name)))
             .collect();
-        let mut entries = Vec::new();
+        let mut intact = Vec::new();
         let mut damaged = Vec::new();
         for (name, result) in read {
             match result {
-                Ok(entry) => entries.push(entry),
+                Ok(object) => intact.push(object),
                 Err(error) if error.is_damage() => damaged.push(DamagedObject {
                     name,
                     reason: error.to_string(),
                     code: error.code(),
                 }),
-                // Deleted between list and read: a concurrent forget.
                 Err(Error::Backend(crate::backend::Error::NotFound { .. })) => {}
                 Err(error) => return Err(error),
             }
         }
-        snapshot::sort_by_time(&mut entries);
         damaged.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok((entries, damaged))
+        Ok((intact, damaged))
     }
 
     /// Resolves a selector against intact and damaged snapshots: `latest`

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::codec::crypto::SealKind;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::wal_object::{SegmentRecord, WalObject};
 use crate::id::Id;
 use crate::repo::{check_name, DamagedObject, Repository};
@@ -40,28 +40,7 @@ impl Repository {
     /// (damaged, or of a newer version), named with why: one damaged record
     /// takes down neither the timeline nor the archiving of the others.
     pub fn wal_objects_checked(&self) -> Result<CheckedWalObjects> {
-        let listed = self.backend().list(ObjectKind::Wal)?;
-        let read: Vec<(String, Result<(Id, WalObject)>)> = listed
-            .par_iter()
-            .map(|object| (object.name.clone(), self.read_wal_object(&object.name)))
-            .collect();
-        let mut objects = Vec::new();
-        let mut damaged = Vec::new();
-        for (name, result) in read {
-            match result {
-                Ok(object) => objects.push(object),
-                Err(error) if error.is_damage() => damaged.push(DamagedObject {
-                    name,
-                    reason: error.to_string(),
-                    code: error.code(),
-                }),
-                // Deleted between list and read: a concurrent prune.
-                Err(Error::Backend(crate::backend::Error::NotFound { .. })) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        damaged.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok((objects, damaged))
+        self.read_every_object(ObjectKind::Wal, |name| self.read_wal_object(name))
     }
 
     /// Reads, opens, checks against its name and parses one WAL object.
