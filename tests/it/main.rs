@@ -17,6 +17,7 @@ mod damage;
 mod encryption;
 mod fuzz_corpus;
 mod hostile_bytes;
+mod identity;
 mod kill_loops;
 mod layers;
 mod library;

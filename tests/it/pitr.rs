@@ -44,7 +44,7 @@ fn start_writer(db: &Path, keys: u32) -> Writer {
 }
 
 /// Keys of a database as the integers db_bench wrote (first 8 bytes, big endian).
-fn scan_keys(db: &Path) -> Vec<u64> {
+pub(crate) fn scan_keys(db: &Path) -> Vec<u64> {
     let output = Command::new("ldb")
         .arg(format!("--db={}", db.display()))
         .args(["scan", "--hex"])

@@ -53,6 +53,11 @@ pub struct BackupArgs {
     /// damaged. Without it, only blobs whose pack is missing are rewritten.
     #[arg(long)]
     verify_existing: bool,
+    /// The database's identity, for directories that record none (RocksDB
+    /// checkpoints without IDENTITY): lets `restore --seq/--at` start from
+    /// this snapshot. Use the live database's IDENTITY.
+    #[arg(long)]
+    database_id: Option<String>,
     #[command(flatten)]
     freeze: FreezeArgs,
 }
@@ -72,6 +77,7 @@ impl BackupArgs {
             host: self.host.clone(),
             compression: self.compression.as_deref().map(str::parse).transpose()?,
             verify_existing: self.verify_existing,
+            database_id: self.database_id.clone(),
             interrupt: interrupt.clone(),
             ..BackupOptions::default()
         })
@@ -158,6 +164,10 @@ fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>) {
         snapshot.kind,
         snapshot.source
     );
+    match &snapshot.parent {
+        Some(parent) => println!("parent {}", short_id(parent)),
+        None => println!("no parent (first backup of this database)"),
+    }
     println!(
         "files: {} new, {} changed, {} unmodified; {} read, {} added in {} blobs / {} packs; {:.2} s",
         stats.files_new,

@@ -12,11 +12,33 @@ use std::path::Path;
 
 use crate::lsm::log::{read_log, sequence_ranges, RecordKind};
 
+/// RocksDB's version-edit tag `kDbId`: the first forward-compatible tag,
+/// `kTagSafeIgnoreMask (1 << 13) + 1`, followed by a length-prefixed id.
+/// Written when `write_dbid_to_manifest` is set (the default from RocksDB 8.x).
+const TAG_DB_ID: u64 = (1 << 13) + 1;
+
+/// Where a snapshot's database identity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// The directory's `IDENTITY` file.
+    IdentityFile,
+    /// The `kDbId` field of the MANIFEST (checkpoints without `IDENTITY`).
+    Manifest,
+    /// Given by the operator (`backup --database-id`).
+    Operator,
+}
+
 /// Identity and sequence state of a database directory.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DatabaseState {
-    /// RocksDB's `IDENTITY` (a UUID), when the directory has one.
+    /// The database's identity (RocksDB's `IDENTITY` UUID, or the MANIFEST's
+    /// DB id, or the operator's `--database-id`), when known.
     pub id: Option<String>,
+    /// Where [`DatabaseState::id`] came from (absent in snapshots written
+    /// before it was recorded, which only read `IDENTITY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_source: Option<IdentitySource>,
     /// The newest sequence number the directory holds, when known.
     pub last_sequence: Option<u64>,
 }
@@ -50,7 +72,7 @@ fn edit_last_sequence(edit: &[u8]) -> Option<u64> {
     while position < edit.len() {
         let tag = varint(edit, &mut position)?;
         match tag {
-            1 | 201 => skip_slice(edit, &mut position)?,
+            1 | 201 | TAG_DB_ID => skip_slice(edit, &mut position)?,
             2 | 3 | 9 | 10 => {
                 varint(edit, &mut position)?;
             }
@@ -69,6 +91,45 @@ fn edit_last_sequence(edit: &[u8]) -> Option<u64> {
     last
 }
 
+/// The `kDbId` of one version edit, if it has one before any tag this reader
+/// does not decode.
+fn edit_db_id(edit: &[u8]) -> Option<String> {
+    let mut position = 0;
+    while position < edit.len() {
+        let tag = varint(edit, &mut position)?;
+        match tag {
+            TAG_DB_ID => {
+                let length = usize::try_from(varint(edit, &mut position)?).ok()?;
+                let end = position
+                    .checked_add(length)
+                    .filter(|end| *end <= edit.len())?;
+                let id = std::str::from_utf8(&edit[position..end]).ok()?.trim();
+                return (!id.is_empty()).then(|| id.to_string());
+            }
+            1 | 201 => skip_slice(edit, &mut position)?,
+            2 | 3 | 4 | 9 | 10 | 200 | 203 | 300 => {
+                varint(edit, &mut position)?;
+            }
+            5 => {
+                varint(edit, &mut position)?;
+                skip_slice(edit, &mut position)?;
+            }
+            202 => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The DB id a MANIFEST records (RocksDB's `kDbId`), if any.
+pub fn manifest_db_id(manifest: &[u8]) -> Option<String> {
+    read_log(manifest, None)
+        .records
+        .iter()
+        .filter(|record| record.kind == RecordKind::Data)
+        .find_map(|record| edit_db_id(&record.payload))
+}
+
 /// The largest last sequence number recorded in a MANIFEST's version edits.
 pub fn manifest_last_sequence(manifest: &[u8]) -> Option<u64> {
     read_log(manifest, None)
@@ -83,16 +144,23 @@ impl DatabaseState {
     /// Reads `IDENTITY`, the MANIFEST named by `CURRENT`, and the `*.log`
     /// segments of `directory`. Missing or unreadable parts leave fields `None`.
     pub fn read(directory: &Path) -> DatabaseState {
-        let id = fs::read_to_string(directory.join("IDENTITY"))
+        let identity_file = fs::read_to_string(directory.join("IDENTITY"))
             .ok()
             .map(|text| text.trim().to_string())
             .filter(|text| !text.is_empty());
-        let manifest_sequence = fs::read_to_string(directory.join("CURRENT"))
+        let manifest = fs::read_to_string(directory.join("CURRENT"))
             .ok()
             .map(|name| name.trim().to_string())
             .filter(|name| name.starts_with("MANIFEST-") && !name.contains('/'))
-            .and_then(|name| fs::read(directory.join(name)).ok())
-            .and_then(|bytes| manifest_last_sequence(&bytes));
+            .and_then(|name| fs::read(directory.join(name)).ok());
+        let manifest_sequence = manifest.as_deref().and_then(manifest_last_sequence);
+        let (id, id_source) = match identity_file {
+            Some(id) => (Some(id), Some(IdentitySource::IdentityFile)),
+            None => match manifest.as_deref().and_then(manifest_db_id) {
+                Some(id) => (Some(id), Some(IdentitySource::Manifest)),
+                None => (None, None),
+            },
+        };
         let wal_sequence = fs::read_dir(directory)
             .into_iter()
             .flatten()
@@ -104,6 +172,7 @@ impl DatabaseState {
             .max();
         DatabaseState {
             id,
+            id_source,
             last_sequence: manifest_sequence.max(wal_sequence),
         }
     }
@@ -183,9 +252,49 @@ mod tests {
         );
     }
 
+    fn db_id_edit(id: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, TAG_DB_ID);
+        put_varint(&mut out, id.len() as u64);
+        out.extend_from_slice(id.as_bytes());
+        out
+    }
+
+    #[test]
+    fn a_checkpoint_without_identity_is_identified_by_the_manifest_db_id() {
+        let work = tempfile::tempdir().unwrap();
+        let db = work.path();
+        fs::write(db.join("CURRENT"), "MANIFEST-000005\n").unwrap();
+        let mut first = db_id_edit("feed-uuid");
+        first.extend_from_slice(&edit(&[(4, Some(40))]));
+        fs::write(
+            db.join("MANIFEST-000005"),
+            encode_log(&[first, edit(&[(4, Some(44))])], None),
+        )
+        .unwrap();
+        let state = DatabaseState::read(db);
+        assert_eq!(state.id.as_deref(), Some("feed-uuid"));
+        assert_eq!(state.id_source, Some(IdentitySource::Manifest));
+        assert_eq!(
+            state.last_sequence,
+            Some(44),
+            "kDbId is skipped, not a stop"
+        );
+        // An IDENTITY file wins over the MANIFEST.
+        fs::write(db.join("IDENTITY"), "c0ffee-uuid\n").unwrap();
+        let state = DatabaseState::read(db);
+        assert_eq!(state.id.as_deref(), Some("c0ffee-uuid"));
+        assert_eq!(state.id_source, Some(IdentitySource::IdentityFile));
+        // A truncated id is no id.
+        let mut truncated = db_id_edit("feed-uuid");
+        truncated.truncate(6);
+        assert_eq!(manifest_db_id(&encode_log(&[truncated], None)), None);
+    }
+
     proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = edit_db_id(&bytes);
             let _ = edit_last_sequence(&bytes);
             let _ = manifest_last_sequence(&bytes);
         }

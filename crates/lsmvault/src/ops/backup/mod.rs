@@ -36,7 +36,7 @@ use crate::format::snapshot::{
 use crate::id::Id;
 use crate::interrupt::Interrupt;
 use crate::lsm::file_class::FileClasses;
-use crate::lsm::manifest::DatabaseState;
+use crate::lsm::manifest::{DatabaseState, IdentitySource};
 use crate::progress::Progress;
 use crate::repo::lock::{host_name, user_name, LockKind};
 use crate::repo::{PackWriter, Repository};
@@ -76,6 +76,11 @@ pub struct BackupOptions {
     /// Source path to record instead of the directory read (`backup --live`
     /// reads a temporary checkpoint but records the database's path).
     pub source_label: Option<PathBuf>,
+    /// The database's identity, for directories that record none (RocksDB
+    /// 7.x checkpoints have no `IDENTITY` and no DB id in the MANIFEST):
+    /// recorded as given by the operator, so `restore --seq/--at` can start
+    /// from the snapshot. Overrides an identity the directory records.
+    pub database_id: Option<String>,
     /// Read back and check (decode + id) every blob the backup would reuse,
     /// and write again those with no intact copy; no file is taken from the
     /// parent unread. Without it only blobs whose pack is missing from the
@@ -97,6 +102,7 @@ impl Default for BackupOptions {
             host: None,
             compression: None,
             source_label: None,
+            database_id: None,
             verify_existing: false,
             interrupt: Interrupt::default(),
         }
@@ -161,6 +167,17 @@ fn resolve_source(source: &Path, options: &BackupOptions) -> Result<(PathBuf, St
     Ok((canonical, recorded))
 }
 
+/// The identity and sequence state of `source` to record, with the
+/// operator's `--database-id` (if any) replacing what the directory records.
+fn database_state(source: &Path, operator_id: Option<&str>) -> Option<DatabaseState> {
+    let mut state = DatabaseState::read(source);
+    if let Some(id) = operator_id {
+        state.id = Some(id.to_string());
+        state.id_source = Some(IdentitySource::Operator);
+    }
+    Some(state).filter(|state| state.id.is_some() || state.last_sequence.is_some())
+}
+
 impl Repository {
     /// The (device, inode) of this repository's directory when it lies
     /// inside `source` (`backup .` from above the repository): the scan
@@ -200,15 +217,22 @@ impl Repository {
         let start_time = SystemTime::now();
         let (source, source_text) = resolve_source(source.as_ref(), options)?;
         let repository_directory = self.directory_within(&source)?;
-        let database = Some(DatabaseState::read(&source))
-            .filter(|state| state.id.is_some() || state.last_sequence.is_some());
+        let database = database_state(&source, options.database_id.as_deref());
         let lock = self.lock(LockKind::Shared, "backup")?;
         let mut commit_check = CommitCheck::start(self)?;
         let stored = StoredBlobs::load(self)?;
         let finder = CutFinder::new(&self.config().chunker, self.keys().chunker_seed())?;
 
-        let (parent, kind) = self.choose_parent(&source_text, options)?;
+        let identity = database.as_ref().and_then(|state| state.id.as_deref());
+        let (parent, kind) = self.choose_parent(&source_text, identity, options)?;
         let mut tally = Tally::default();
+        if identity.is_none() && source.join("CURRENT").is_file() {
+            tally.warn(
+                "the database records no identity (no IDENTITY file, no DB id in its MANIFEST): \
+                 this snapshot cannot start a point-in-time restore; pass --database-id"
+                    .to_string(),
+            );
+        }
         // `--verify-existing` reads every file: the parent's list is not needed.
         let parent_files = match parent.as_ref().filter(|_| !options.verify_existing) {
             Some(parent) => self.parent_files(&parent.snapshot.tree, &mut tally)?,
@@ -300,9 +324,16 @@ impl Repository {
 
     /// The parent snapshot (the source of unchanged files) and the kind of
     /// the new snapshot.
+    ///
+    /// Without an explicit parent, only snapshots of the same database are
+    /// candidates: of the same identity when the source has one, else of no
+    /// identity (the same source path, or a sibling checkpoint directory).
+    /// A parent of another database would only cost re-reads, but labels the
+    /// snapshot incremental on an unrelated chain.
     fn choose_parent(
         &self,
         source: &str,
+        identity: Option<&str>,
         options: &BackupOptions,
     ) -> Result<(Option<SnapshotEntry>, SnapshotKind)> {
         if let Some(selector) = &options.parent {
@@ -318,8 +349,18 @@ impl Repository {
         // files, so choosing among the intact ones is always safe.
         let (snapshots, _damaged) = self.snapshots_checked()?;
         let host = options.host.clone().unwrap_or_else(host_name);
+        let same_database = |entry: &SnapshotEntry| {
+            entry
+                .snapshot
+                .database
+                .as_ref()
+                .and_then(|state| state.id.as_deref())
+                == identity
+        };
         let wanted_kind = |entry: &&SnapshotEntry| {
-            options.mode != BackupMode::Differential || entry.snapshot.kind == SnapshotKind::Full
+            same_database(entry)
+                && (options.mode != BackupMode::Differential
+                    || entry.snapshot.kind == SnapshotKind::Full)
         };
         // Checkpoints are usually taken into a new directory each time
         // (`/backups/ckpt-7`, `/backups/ckpt-8`): when this source has no
@@ -330,13 +371,17 @@ impl Repository {
             entry.snapshot.host == host
                 && Path::new(&entry.snapshot.source).parent() == Path::new(source).parent()
         };
-        let parent = snapshots
-            .iter()
-            .rev()
-            .filter(wanted_kind)
-            .find(|entry| entry.snapshot.source == source)
-            .or_else(|| snapshots.iter().rev().filter(wanted_kind).find(siblings))
-            .cloned();
+        let candidates = || snapshots.iter().rev().filter(wanted_kind);
+        let parent = match identity {
+            // The same database wherever its directory is now.
+            Some(_) => candidates()
+                .find(|entry| entry.snapshot.source == source)
+                .or_else(|| candidates().next()),
+            None => candidates()
+                .find(|entry| entry.snapshot.source == source)
+                .or_else(|| candidates().find(siblings)),
+        }
+        .cloned();
         let kind = match (&parent, options.mode) {
             (None, _) => SnapshotKind::Full,
             (Some(_), BackupMode::Differential) => SnapshotKind::Differential,
