@@ -7,6 +7,7 @@ mod common;
 
 mod backend;
 mod bench_smoke;
+mod checkpoint_filesystems;
 mod cli;
 mod compression;
 mod concurrency;

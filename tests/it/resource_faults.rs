@@ -21,14 +21,14 @@ use crate::common::*;
 
 /// A tmpfs mounted for the length of a test; unmounted on drop (lazily when
 /// still busy, so a failing test never leaves a mount behind).
-struct Mount {
-    point: PathBuf,
+pub(crate) struct Mount {
+    pub(crate) point: PathBuf,
 }
 
 impl Mount {
     /// Mounts a tmpfs of `size` (e.g. `4m`) at `point`, or says the test is
     /// skipped and returns `None` when mounting is not permitted.
-    fn tmpfs(point: &Path, size: &str) -> Option<Mount> {
+    pub(crate) fn tmpfs(point: &Path, size: &str) -> Option<Mount> {
         fs::create_dir_all(point).unwrap();
         let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])

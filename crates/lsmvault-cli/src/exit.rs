@@ -41,6 +41,9 @@ pub fn hint(error: &Error) -> &'static str {
         Error::DestinationExists { .. } => {
             "name a directory that does not exist yet: checkpoint creates it (on the database's file system, so that files are linked, not copied)"
         }
+        Error::CrossFilesystemCheckpoint { .. } => {
+            "put the destination on the same filesystem, or pass --allow-copy to copy while frozen"
+        }
         Error::UnsafePath { .. } => {
             "the snapshot was tampered with or written by a faulty tool; nothing was written outside the target"
         }

@@ -238,6 +238,22 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A checkpoint destination on another file system than the database:
+    /// every file would be copied, not linked, while writes are paused (a
+    /// pause that grows with the database). Refused unless copying is
+    /// allowed ([`crate::lsm::checkpoint::CheckpointOptions::allow_copy`]).
+    #[error(
+        "checkpoint destination {} is on another file system than {}: every file would be copied while writes are paused",
+        destination.display(),
+        database.display()
+    )]
+    CrossFilesystemCheckpoint {
+        /// The database directory.
+        database: PathBuf,
+        /// The destination path as given.
+        destination: PathBuf,
+    },
+
     /// A tree entry's name is not one safe path component (empty, `.`, `..`,
     /// containing `/` or NUL): restoring it could write outside the target,
     /// so it is refused before anything is written.
@@ -463,7 +479,9 @@ impl Error {
             Error::VerifyFailed { .. } => ErrorCode::VerifyFailed,
             Error::SourceNotFound { .. } => ErrorCode::SourceNotFound,
             Error::Io { .. } => self.filesystem_condition().unwrap_or(ErrorCode::Io),
-            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::InvalidArgument(_) | Error::CrossFilesystemCheckpoint { .. } => {
+                ErrorCode::InvalidArgument
+            }
             // Damage is `CorruptObject` (a short object never gets here: the
             // conversion below reports it as damage); everything else the
             // storage says is I/O, as before backends had their own error type.

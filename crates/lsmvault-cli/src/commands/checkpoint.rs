@@ -42,6 +42,10 @@ pub struct FreezeArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
           default_value = "30s")]
     freeze_timeout: Duration,
+    /// Accept a destination on another file system than the database: every
+    /// file is then copied (not linked) while writes are paused.
+    #[arg(long)]
+    allow_copy: bool,
 }
 
 impl FreezeArgs {
@@ -50,6 +54,7 @@ impl FreezeArgs {
             freeze_command: self.freeze_cmd.clone(),
             thaw_command: self.thaw_cmd.clone(),
             command_timeout: self.freeze_timeout,
+            allow_copy: self.allow_copy,
             interrupt: interrupt.clone(),
             ..CheckpointOptions::default()
         }
@@ -74,6 +79,13 @@ pub fn run(context: &Context, args: &CheckpointArgs) -> Result<ExitCode, Error> 
             report.skipped,
             report.pause_seconds * 1000.0
         );
+        if report.cross_device_copies > 0 {
+            println!(
+                "copied while frozen (another file system, --allow-copy): {} files that would have been linked; {} copied in all",
+                report.cross_device_copies,
+                human_bytes(report.bytes_copied)
+            );
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }

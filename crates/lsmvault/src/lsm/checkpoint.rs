@@ -16,6 +16,7 @@
 
 use std::fs;
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,11 @@ pub struct CheckpointOptions {
     /// Which files are hard-linked, copied or left out (RocksDB and LevelDB
     /// conventions by default).
     pub classes: FileClasses,
+    /// Accept a destination on another file system than the source, where
+    /// every file is copied while writes are paused. Without it such a
+    /// checkpoint is refused ([`Error::CrossFilesystemCheckpoint`]) before
+    /// the freeze.
+    pub allow_copy: bool,
     /// Polled between files: once triggered the checkpoint thaws, removes
     /// what it linked and returns [`Error::Interrupted`].
     pub interrupt: Interrupt,
@@ -54,6 +60,7 @@ impl Default for CheckpointOptions {
             thaw_command: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             classes: FileClasses::default(),
+            allow_copy: false,
             interrupt: Interrupt::default(),
         }
     }
@@ -110,6 +117,9 @@ pub fn checkpoint(
         ));
     }
     refuse_destination_inside(source, destination)?;
+    if !options.allow_copy {
+        refuse_other_file_system(source, destination)?;
+    }
     options.interrupt.check("starting the checkpoint")?;
     let mut report = CheckpointReport {
         destination: destination.to_path_buf(),
@@ -138,6 +148,32 @@ pub fn checkpoint(
     }
     sync_tree(destination)?;
     Ok(report)
+}
+
+/// The device of the nearest existing ancestor of `path` (the destination
+/// does not exist yet; its parent may not either: `create_dir_all`).
+fn device_of_nearest(path: &Path) -> Option<u64> {
+    path.ancestors()
+        .find_map(|ancestor| fs::metadata(ancestor).ok())
+        .map(|metadata| metadata.dev())
+}
+
+/// Links across file systems are copies: checked before the freeze, so a
+/// database is never paused for a copy of all its files unasked.
+fn refuse_other_file_system(source: &Path, destination: &Path) -> Result<()> {
+    let absolute = std::path::absolute(destination).unwrap_or_else(|_| destination.to_path_buf());
+    match (
+        fs::metadata(source).map(|metadata| metadata.dev()).ok(),
+        device_of_nearest(&absolute),
+    ) {
+        (Some(source_device), Some(destination_device)) if source_device != destination_device => {
+            Err(Error::CrossFilesystemCheckpoint {
+                database: source.to_path_buf(),
+                destination: destination.to_path_buf(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A destination inside the source would be copied into itself, level after
