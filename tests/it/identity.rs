@@ -162,3 +162,23 @@ fn a_checkpoint_without_identity_serves_point_in_time_restore_with_database_id()
     let keys = crate::pitr::scan_keys(&restored);
     assert_eq!(keys, (0..target).collect::<Vec<u64>>());
 }
+
+#[test]
+fn a_blank_database_id_is_refused_and_writes_no_snapshot() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let db = work.path().join("db");
+    fs::create_dir_all(&db).unwrap();
+    fs::write(db.join("CURRENT"), "MANIFEST-000001\n").unwrap();
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    for blank in ["", "  ", " padded-id"] {
+        let output = lsmvault(
+            &repo,
+            &["backup", db.to_str().unwrap(), "--database-id", blank],
+        );
+        assert_eq!(output.status.code(), Some(22), "{blank:?}: {output:?}");
+    }
+    assert!(snapshot_ids(&repo).is_empty());
+    let text = lsmvault_ok(&repo, &["backup", "--full", db.to_str().unwrap()]);
+    assert!(text.contains("no parent (--full)"), "{text}");
+}

@@ -106,7 +106,7 @@ pub fn run(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
     });
     context
         .output()
-        .summary(&report, |_| print_text(&outcome, live.as_ref()))?;
+        .summary(&report, |_| print_text(&outcome, live.as_ref(), args.full))?;
     for warning in &snapshot.warnings {
         eprintln!("warning: {warning}");
     }
@@ -141,7 +141,7 @@ fn open_or_create(context: &Context, args: &BackupArgs) -> Result<Repository, Er
     }
 }
 
-fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>) {
+fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>, full: bool) {
     if let Some(report) = live {
         for leftover in &report.leftovers_removed {
             println!(
@@ -166,6 +166,7 @@ fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>) {
     );
     match &snapshot.parent {
         Some(parent) => println!("parent {}", short_id(parent)),
+        None if full => println!("no parent (--full)"),
         None => println!("no parent (first backup of this database)"),
     }
     println!(

@@ -169,13 +169,19 @@ fn resolve_source(source: &Path, options: &BackupOptions) -> Result<(PathBuf, St
 
 /// The identity and sequence state of `source` to record, with the
 /// operator's `--database-id` (if any) replacing what the directory records.
-fn database_state(source: &Path, operator_id: Option<&str>) -> Option<DatabaseState> {
+/// An empty (or blank) id is refused: it would match no WAL archive.
+fn database_state(source: &Path, operator_id: Option<&str>) -> Result<Option<DatabaseState>> {
     let mut state = DatabaseState::read(source);
     if let Some(id) = operator_id {
+        if id.trim().is_empty() || id.trim() != id {
+            return Err(Error::InvalidArgument(format!(
+                "--database-id {id:?}: give the database's IDENTITY, without surrounding blanks"
+            )));
+        }
         state.id = Some(id.to_string());
         state.id_source = Some(IdentitySource::Operator);
     }
-    Some(state).filter(|state| state.id.is_some() || state.last_sequence.is_some())
+    Ok(Some(state).filter(|state| state.id.is_some() || state.last_sequence.is_some()))
 }
 
 impl Repository {
@@ -217,7 +223,7 @@ impl Repository {
         let start_time = SystemTime::now();
         let (source, source_text) = resolve_source(source.as_ref(), options)?;
         let repository_directory = self.directory_within(&source)?;
-        let database = database_state(&source, options.database_id.as_deref());
+        let database = database_state(&source, options.database_id.as_deref())?;
         let lock = self.lock(LockKind::Shared, "backup")?;
         let mut commit_check = CommitCheck::start(self)?;
         let stored = StoredBlobs::load(self)?;
