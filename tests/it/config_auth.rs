@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::lsmvault_with_password as run;
@@ -20,17 +20,6 @@ const PASSWORD: &str = "config authentication password";
 const CONFIG_NOT_AUTHENTIC: i32 = 29;
 /// Exit code of "unsupported version", which an unmigrated repository gets.
 const UNSUPPORTED_VERSION: i32 = 12;
-
-fn assert_success(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// An encrypted repository with one snapshot of a small source.
 struct Encrypted {

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::lsmvault_with_password as run;
@@ -20,17 +20,6 @@ use lsmvault::Id;
 use lsmvault::Repository;
 
 const PASSWORD: &str = "repair snapshots password";
-
-fn assert_success(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// The top-level files of the latest snapshot with a chunk in `pack`, and
 /// whether the root tree lives there.

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::assert_same_tree;
 use super::lsmvault_command;
+use super::{assert_same_tree, assert_success};
 
 /// The environment variable setting the iterations of every kill loop.
 pub const KILL_ITERATIONS_VARIABLE: &str = "LSMVAULT_KILL_ITERATIONS";
@@ -38,17 +38,6 @@ pub fn time_ok(command: &mut Command) -> Duration {
     let output = command.output().expect("running lsmvault");
     assert_success(&output, &format!("{command:?}"));
     started.elapsed()
-}
-
-/// Panics with stdout and stderr unless `output` is a success.
-pub fn assert_success(output: &Output, context: &str) {
-    assert!(
-        output.status.success(),
-        "{context} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// A deterministic generator (splitmix64: well mixed from the first draw,

@@ -28,10 +28,15 @@ pub fn lsmvault(repo: &Path, args: &[&str]) -> Output {
 
 /// Like [`lsmvault`] but panics with stdout/stderr unless the exit code is 0.
 pub fn lsmvault_ok(repo: &Path, args: &[&str]) -> String {
-    let output = lsmvault(repo, args);
+    assert_success(&lsmvault(repo, args), &format!("lsmvault {args:?}"))
+}
+
+/// Panics with the exit code, stdout and stderr unless `output` is a
+/// success; returns its stdout.
+pub fn assert_success(output: &Output, what: &str) -> String {
     assert!(
         output.status.success(),
-        "lsmvault {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        "{what} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
         output.status.code(),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)

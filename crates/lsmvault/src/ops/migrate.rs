@@ -15,9 +15,9 @@
 use serde::Serialize;
 
 use crate::backend::ObjectKind;
-use crate::codec::crypto::SealKind;
 use crate::error::{Error, Result};
 use crate::format::config::{Binding, Config};
+use crate::repo::keys::KEY_PROOF_OBJECTS;
 use crate::repo::lock::LockKind;
 use crate::repo::Repository;
 
@@ -115,10 +115,7 @@ impl Repository {
     fn sealed_objects_not_opened(&self) -> Result<(usize, Vec<String>)> {
         let mut checked = 0;
         let mut not_opened = Vec::new();
-        for (kind, seal) in [
-            (ObjectKind::Snapshot, SealKind::Snapshot),
-            (ObjectKind::Index, SealKind::Index),
-        ] {
+        for (kind, seal) in KEY_PROOF_OBJECTS {
             for object in self.backend().list(kind)? {
                 let bytes = match self.backend().read(kind, &object.name) {
                     Ok(bytes) => bytes,

@@ -205,14 +205,18 @@ pub(crate) fn unlock_master_key(
 /// How many sealed objects a candidate master key is tried on.
 const SAMPLES: usize = 3;
 
+/// The sealed objects that tell one repository's master key from another's
+/// (with the seal each is opened with): snapshot files, then index files.
+pub(crate) const KEY_PROOF_OBJECTS: [(ObjectKind, SealKind); 2] = [
+    (ObjectKind::Snapshot, SealKind::Snapshot),
+    (ObjectKind::Index, SealKind::Index),
+];
+
 /// A few sealed objects of the repository (snapshot files, then index
 /// files), to tell the master key of this repository from another's.
 fn sealed_samples(backend: &dyn Backend) -> Result<Vec<(SealKind, Vec<u8>)>> {
     let mut samples = Vec::new();
-    for (kind, seal) in [
-        (ObjectKind::Snapshot, SealKind::Snapshot),
-        (ObjectKind::Index, SealKind::Index),
-    ] {
+    for (kind, seal) in KEY_PROOF_OBJECTS {
         for object in backend.list(kind)? {
             if samples.len() >= SAMPLES {
                 return Ok(samples);
