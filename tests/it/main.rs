@@ -36,5 +36,6 @@ mod reliability_heal;
 mod reliability_repair;
 mod reliability_repair_snapshots;
 mod resource_faults;
+mod restic_habits;
 mod rocksdb;
 mod rocksdb_wal;

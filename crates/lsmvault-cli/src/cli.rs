@@ -42,6 +42,15 @@ pub struct GlobalArgs {
     /// LSMVAULT_PASSWORD; asked on a terminal otherwise).
     #[arg(long, global = true, env = "LSMVAULT_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
+    /// Run this shell command for the repository password (first line of
+    /// its stdout; killed after 30s); not together with --password-file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "CMD",
+        env = "LSMVAULT_PASSWORD_COMMAND"
+    )]
+    pub password_command: Option<String>,
     /// Wait up to this long (e.g. 30s, 10m) for another command's
     /// conflicting lock instead of failing at once.
     #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]

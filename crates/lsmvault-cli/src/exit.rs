@@ -84,10 +84,10 @@ pub fn hint(error: &Error) -> &'static str {
             "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
         }
         Error::PasswordRequired { .. } => {
-            "set LSMVAULT_PASSWORD or LSMVAULT_PASSWORD_FILE, pass --password-file, or run on a terminal to be asked; `init --no-encryption` creates a plaintext repository"
+            "set LSMVAULT_PASSWORD, LSMVAULT_PASSWORD_FILE or LSMVAULT_PASSWORD_COMMAND, pass --password-file or --password-command, or run on a terminal to be asked; `init --no-encryption` creates a plaintext repository"
         }
         Error::WrongPassword { .. } => {
-            "check the password (and --password-file / LSMVAULT_PASSWORD_FILE / LSMVAULT_PASSWORD, which take precedence over the terminal); each key of the repository has its own password"
+            "check the password (and --password-file / --password-command / LSMVAULT_PASSWORD, which take precedence over the terminal); each key of the repository has its own password"
         }
         Error::AuthenticationFailed { .. } => {
             "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"
@@ -100,6 +100,9 @@ pub fn hint(error: &Error) -> &'static str {
         }
         Error::FreezeFailed { .. } => {
             "check the freeze command by hand; the thaw command was run, so the writer is not left paused (--freeze-timeout sets how long it may take)"
+        }
+        Error::PasswordCommandFailed { .. } => {
+            "run the password command by hand: it must exit 0 and print the password on its first line within 30s (LSMVAULT_PASSWORD_COMMAND_TIMEOUT); or use --password-file"
         }
         Error::ThawFailed { .. } => {
             "resume the writer NOW with the thaw command named above, by hand, and check that it runs"

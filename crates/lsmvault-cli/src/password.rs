@@ -1,9 +1,17 @@
 //! Where passwords come from.
 //!
-//! The repository password: `--password-file` (or `LSMVAULT_PASSWORD_FILE`,
-//! which clap folds into the flag), then `LSMVAULT_PASSWORD`, then a prompt
-//! when stdin is a terminal. A new key's password: `--new-password-file` (or
+//! The repository password: `--password-file` (or `LSMVAULT_PASSWORD_FILE`)
+//! or `--password-command` (or `LSMVAULT_PASSWORD_COMMAND`) — clap folds
+//! each variable into its flag, and the two together are refused, as restic
+//! refuses them — then `LSMVAULT_PASSWORD`, then a prompt when stdin is a
+//! terminal. A new key's password: `--new-password-file` (or
 //! `LSMVAULT_NEW_PASSWORD_FILE`), then `LSMVAULT_NEW_PASSWORD`, then a prompt.
+//!
+//! A password command runs as restic's: `sh -c CMD`, stdin closed, killed
+//! after [`PASSWORD_COMMAND_TIMEOUT`] (or `LSMVAULT_PASSWORD_COMMAND_TIMEOUT`);
+//! the first line of its stdout is the password. Anything else (a non-zero
+//! exit, a timeout, an empty first line) is [`Error::PasswordCommandFailed`],
+//! naming the command, how it ended and the end of its stderr.
 //!
 //! Invariants: a password that is about to encrypt something (a new
 //! repository, a new key) is never empty, and when it was typed it was typed
@@ -12,35 +20,50 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
 use lsmvault::Error;
+
+/// How long a password command may run before it is killed (restic waits
+/// as long; a command that asks a vault over the network needs a while).
+pub const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The explicit places the global flags name for the repository password.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// `--password-file` / `LSMVAULT_PASSWORD_FILE`.
+    pub file: Option<&'a Path>,
+    /// `--password-command` / `LSMVAULT_PASSWORD_COMMAND`.
+    pub command: Option<&'a str>,
+}
 
 /// Where a password was found; only a typed one is asked for again to confirm it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     File,
+    Command,
     Environment,
     Terminal,
 }
 
 /// The password of an existing repository, asking with `prompt` on a
 /// terminal; `None` when there is none to be had.
-pub fn repository_password(file: Option<&Path>, prompt: &str) -> Result<Option<String>, Error> {
-    Ok(find_repository_password(file, prompt)?.map(|(password, _)| password))
+pub fn repository_password(sources: Sources, prompt: &str) -> Result<Option<String>, Error> {
+    Ok(find_repository_password(sources, prompt)?.map(|(password, _)| password))
 }
 
 /// The password a new repository is encrypted with; `None` only with
 /// `no_encryption`. `location` names the repository in the error when
 /// there is no password.
 pub fn new_repository_password(
-    file: Option<&Path>,
+    sources: Sources,
     no_encryption: bool,
     location: &Path,
 ) -> Result<Option<String>, Error> {
     if no_encryption {
         return Ok(None);
     }
-    let (password, source) = find_repository_password(file, "new repository password: ")?
+    let (password, source) = find_repository_password(sources, "new repository password: ")?
         .ok_or_else(|| Error::PasswordRequired {
             location: location.display().to_string(),
         })?;
@@ -69,11 +92,22 @@ pub fn new_key_password(file: Option<&Path>) -> Result<String, Error> {
 }
 
 fn find_repository_password(
-    file: Option<&Path>,
+    sources: Sources,
     prompt_text: &str,
 ) -> Result<Option<(String, Source)>, Error> {
-    if let Some(path) = file {
-        return Ok(Some((read_password_file(path)?, Source::File)));
+    match (sources.file, sources.command) {
+        (Some(path), Some(command)) => {
+            return Err(Error::InvalidArgument(format!(
+                "both a password file ({}) and a password command ({command:?}) are given \
+                 (flags or LSMVAULT_PASSWORD_FILE / LSMVAULT_PASSWORD_COMMAND): keep one",
+                path.display()
+            )))
+        }
+        (Some(path), None) => return Ok(Some((read_password_file(path)?, Source::File))),
+        (None, Some(command)) => {
+            return Ok(Some((run_password_command(command)?, Source::Command)))
+        }
+        (None, None) => {}
     }
     if let Ok(text) = std::env::var("LSMVAULT_PASSWORD") {
         return Ok(Some((text, Source::Environment)));
@@ -97,6 +131,40 @@ fn read_password_file(path: &Path) -> Result<String, Error> {
         )));
     }
     Ok(password.to_string())
+}
+
+/// Runs the password command; the first line of its stdout is the password.
+fn run_password_command(command: &str) -> Result<String, Error> {
+    let failed = |outcome: String, stderr: String| Error::PasswordCommandFailed {
+        command: command.to_string(),
+        outcome,
+        stderr,
+    };
+    let (stdout, stderr) = lsmvault::lsm::pause::shell_output(command, command_timeout()?)
+        .map_err(|failure| failed(failure.outcome, failure.stderr))?;
+    let text = String::from_utf8_lossy(&stdout);
+    let first = text.lines().next().unwrap_or_default();
+    let password = first.strip_suffix('\r').unwrap_or(first);
+    if password.is_empty() {
+        return Err(failed(
+            "it exited 0 but printed no password on the first line of its stdout".into(),
+            stderr,
+        ));
+    }
+    Ok(password.to_string())
+}
+
+/// [`PASSWORD_COMMAND_TIMEOUT`], or `LSMVAULT_PASSWORD_COMMAND_TIMEOUT`
+/// (e.g. `2m`, `500ms`) when set.
+fn command_timeout() -> Result<Duration, Error> {
+    match std::env::var("LSMVAULT_PASSWORD_COMMAND_TIMEOUT") {
+        Err(_) => Ok(PASSWORD_COMMAND_TIMEOUT),
+        Ok(text) => humantime::parse_duration(&text).map_err(|error| {
+            Error::InvalidArgument(format!(
+                "LSMVAULT_PASSWORD_COMMAND_TIMEOUT={text:?}: {error} (e.g. 30s, 2m)"
+            ))
+        }),
+    }
 }
 
 fn prompt(text: &str) -> Result<String, Error> {

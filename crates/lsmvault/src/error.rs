@@ -78,6 +78,9 @@ pub enum ErrorCode {
     /// read-only (EROFS): an [`Error::Io`] or [`Error::Backend`] whose
     /// operating-system error says so.
     ReadOnlyFilesystem = 33,
+    /// The `--password-command` (a CLI concern, but its code is stable like
+    /// every other) exited non-zero, printed no password, or timed out.
+    PasswordCommandFailed = 36,
     /// The operation was stopped through its [`Interrupt`](crate::Interrupt)
     /// (the CLI: SIGINT, 130; SIGTERM exits with 143 instead), after
     /// releasing what it held.
@@ -120,6 +123,7 @@ impl ErrorCode {
             ErrorCode::Interrupted => "interrupted",
             ErrorCode::NoSpace => "no_space",
             ErrorCode::ReadOnlyFilesystem => "read_only_filesystem",
+            ErrorCode::PasswordCommandFailed => "password_command_failed",
         }
     }
 }
@@ -433,6 +437,23 @@ pub enum Error {
         earlier: Option<Box<Error>>,
     },
 
+    /// The command that prints the repository password (`--password-command`)
+    /// exited non-zero, could not start, ran past its timeout (then it was
+    /// killed), or printed nothing on its first line.
+    #[error(
+        "the password command {command:?} failed ({outcome}){}",
+        stderr_tail(stderr)
+    )]
+    PasswordCommandFailed {
+        /// The command as given.
+        command: String,
+        /// How it ended, e.g. `exit status: 3`, `timed out after 30s` or
+        /// `it printed no password`.
+        outcome: String,
+        /// The end of what it wrote on stderr (empty when nothing).
+        stderr: String,
+    },
+
     /// The operation was asked to stop through its
     /// [`Interrupt`](crate::Interrupt) and returned early, after releasing
     /// what it held (lock, temporary checkpoint, frozen writer). Nothing it
@@ -496,6 +517,7 @@ impl Error {
             Error::PointInTimeUnavailable { .. } => ErrorCode::PointInTimeUnavailable,
             Error::ConfigNotAuthentic { .. } => ErrorCode::ConfigNotAuthentic,
             Error::FreezeFailed { .. } => ErrorCode::FreezeFailed,
+            Error::PasswordCommandFailed { .. } => ErrorCode::PasswordCommandFailed,
             Error::ThawFailed { .. } => ErrorCode::ThawFailed,
             Error::Interrupted { .. } => ErrorCode::Interrupted,
         }

@@ -342,6 +342,7 @@ pub fn lsmvault_command(repo: &Path, password: Option<&str>, args: &[&str]) -> C
         .args(args)
         .env_remove("LSMVAULT_REPOSITORY")
         .env_remove("LSMVAULT_PASSWORD_FILE")
+        .env_remove("LSMVAULT_PASSWORD_COMMAND")
         .env_remove("LSMVAULT_NEW_PASSWORD")
         .env_remove("LSMVAULT_NEW_PASSWORD_FILE");
     match password {

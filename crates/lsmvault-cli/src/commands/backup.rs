@@ -127,7 +127,7 @@ fn open_or_create(context: &Context, args: &BackupArgs) -> Result<Repository, Er
             let location = context.location()?;
             let options = InitOptions {
                 password: password::new_repository_password(
-                    context.password_file(),
+                    context.password_sources(),
                     args.no_encryption,
                     location,
                 )?,

@@ -41,7 +41,7 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<ExitCode, Error> {
         compression: args.compression.parse()?,
         parity: args.parity.as_deref().map(str::parse).transpose()?,
         password: password::new_repository_password(
-            context.password_file(),
+            context.password_sources(),
             args.no_encryption,
             location,
         )?,

@@ -58,9 +58,13 @@ impl<'a> Context<'a> {
         self.progress.as_ref()
     }
 
-    /// The `--password-file` flag (or its environment variable).
-    pub fn password_file(&self) -> Option<&Path> {
-        self.global.password_file.as_deref()
+    /// The `--password-file` and `--password-command` flags (or their
+    /// environment variables).
+    pub fn password_sources(&self) -> password::Sources<'a> {
+        password::Sources {
+            file: self.global.password_file.as_deref(),
+            command: self.global.password_command.as_deref(),
+        }
     }
 
     /// How long to wait for a conflicting lock (`--retry-lock`; not at all by default).
@@ -105,13 +109,13 @@ impl<'a> Context<'a> {
     ) -> Result<Repository, Error> {
         let location = self.location()?;
         let mut repository = match open(location, None) {
-            Err(Error::PasswordRequired { location: name }) => {
-                match password::repository_password(self.password_file(), "repository password: ")?
-                {
-                    Some(password) => open(location, Some(&password)),
-                    None => Err(Error::PasswordRequired { location: name }),
-                }
-            }
+            Err(Error::PasswordRequired { location: name }) => match password::repository_password(
+                self.password_sources(),
+                "repository password: ",
+            )? {
+                Some(password) => open(location, Some(&password)),
+                None => Err(Error::PasswordRequired { location: name }),
+            },
             other => other,
         }?;
         repository.set_lock_retry(self.lock_retry());

@@ -29,9 +29,11 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How a shell command failed: its outcome in words and its stderr's tail.
 #[derive(Debug)]
-struct CommandFailure {
-    outcome: String,
-    stderr: String,
+pub struct CommandFailure {
+    /// How it ended, e.g. `exit status: 3` or `timed out after 30s`.
+    pub outcome: String,
+    /// The end of what it wrote on stderr, trimmed (empty when nothing).
+    pub stderr: String,
 }
 
 /// Why a command stopped early.
@@ -43,8 +45,8 @@ enum Stopped {
 /// Runs the freeze command; on any failure the caller's [`Thaw`] guard still
 /// runs the thaw. An interrupt kills the freeze command (the thaw follows).
 pub fn freeze(command: &str, timeout: Duration, interrupt: &Interrupt) -> Result<()> {
-    match run_shell(command, timeout, Some(interrupt)) {
-        Ok(()) => Ok(()),
+    match run_shell(command, timeout, Some(interrupt), None) {
+        Ok(_) => Ok(()),
         Err(Stopped::Failed(failure)) => Err(Error::FreezeFailed {
             command: command.to_string(),
             outcome: failure.outcome,
@@ -87,8 +89,8 @@ impl Thaw {
             return earlier;
         };
         // Never interrupted: an interrupt is exactly when the thaw matters.
-        match run_shell(command, self.timeout, None) {
-            Ok(()) => earlier,
+        match run_shell(command, self.timeout, None, None) {
+            Ok(_) => earlier,
             Err(Stopped::Failed(failure)) => Err(Error::ThawFailed {
                 command: command.clone(),
                 outcome: failure.outcome,
@@ -115,19 +117,56 @@ impl Drop for Thaw {
     }
 }
 
+/// Runs `sh -c command` as [`run_shell`] does and returns what it wrote on
+/// stdout, with the tail of its stderr (the CLI's `--password-command`,
+/// which has no writer to pause but needs the same timeout, process group
+/// and stderr tail). Its stdout goes to an unlinked temporary file, read
+/// from the start once it has ended.
+pub fn shell_output(
+    command: &str,
+    timeout: Duration,
+) -> std::result::Result<(Vec<u8>, String), CommandFailure> {
+    let capture_failed = |error: std::io::Error| CommandFailure {
+        outcome: format!("could not capture its stdout: {error}"),
+        stderr: String::new(),
+    };
+    let mut stdout = unlinked_temporary().map_err(capture_failed)?;
+    let handle = stdout.try_clone().map_err(capture_failed)?;
+    let stderr = match run_shell(command, timeout, None, Some(handle)) {
+        Ok(stderr) => stderr,
+        Err(Stopped::Failed(failure)) => return Err(failure),
+        Err(Stopped::Interrupted) => {
+            return Err(CommandFailure {
+                outcome: "interrupted".to_string(),
+                stderr: String::new(),
+            })
+        }
+    };
+    let mut bytes = Vec::new();
+    stdout
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| stdout.read_to_end(&mut bytes))
+        .map_err(|error| CommandFailure {
+            outcome: format!("could not read its stdout: {error}"),
+            stderr: String::new(),
+        })?;
+    Ok((bytes, stderr))
+}
+
 /// Runs `sh -c command` in a process group of its own (a terminal's Ctrl-C
 /// reaches lsmvault, which decides, not the command), its stdout discarded
-/// and its stderr kept in an unlinked temporary file (a pipe could block on a
-/// grandchild that keeps it open). Killed with its group after `timeout` or
-/// when `interrupt` triggers.
+/// unless `stdout` is given, and its stderr kept in an unlinked temporary
+/// file (a pipe could block on a grandchild that keeps it open). Killed with
+/// its group after `timeout` or when `interrupt` triggers.
 fn run_shell(
     command: &str,
     timeout: Duration,
     interrupt: Option<&Interrupt>,
-) -> std::result::Result<(), Stopped> {
+    stdout: Option<File>,
+) -> std::result::Result<String, Stopped> {
     let failed =
         |outcome: String, stderr: String| Stopped::Failed(CommandFailure { outcome, stderr });
-    let mut stderr_file = stderr_capture().map_err(|error| {
+    let mut stderr_file = unlinked_temporary().map_err(|error| {
         failed(
             format!("could not capture its stderr: {error}"),
             String::new(),
@@ -143,7 +182,7 @@ fn run_shell(
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout.map_or_else(Stdio::null, Stdio::from))
         .stderr(Stdio::from(stderr))
         .process_group(0)
         .spawn()
@@ -169,7 +208,7 @@ fn run_shell(
         std::thread::sleep(POLL_INTERVAL);
     };
     match ended {
-        Ok(status) if status.success() => Ok(()),
+        Ok(status) if status.success() => Ok(tail(&mut stderr_file)),
         Ok(status) => Err(failed(status.to_string(), tail(&mut stderr_file))),
         Err(outcome) => Err(failed(outcome, tail(&mut stderr_file))),
     }
@@ -188,7 +227,7 @@ fn kill_group(child: &mut std::process::Child) {
 }
 
 /// A new temporary file, already unlinked (it vanishes with its handles).
-fn stderr_capture() -> std::io::Result<File> {
+fn unlinked_temporary() -> std::io::Result<File> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
