@@ -189,3 +189,275 @@ fn password_file_and_password_command_together_are_refused() {
     let listed = lsmvault_with_password(&second, Some("s3cret"), &["snapshots"]);
     assert_success(&listed, "snapshots with the command's password");
 }
+
+/// A plaintext repository in `work/repo` and a small source directory
+/// `work/NAME` holding `files`.
+fn plain_source(work: &Path, name: &str, files: &[(&str, &[u8])]) -> std::path::PathBuf {
+    let source = work.join(name);
+    for (path, content) in files {
+        let path = source.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+    source
+}
+
+fn ids_of(listing: &serde_json::Value) -> Vec<String> {
+    listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn snapshot_filters_tag_host_path_and_database_id_on_snapshots_ls_restore_diff_and_forget() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let one = plain_source(
+        work.path(),
+        "one",
+        &[("a", b"one"), ("IDENTITY", b"db-one\n")],
+    );
+    let two = plain_source(work.path(), "two", &[("b", b"two")]);
+    let (one_text, two_text) = (one.to_str().unwrap(), two.to_str().unwrap());
+    let backup = |source: &str, host: &str, tags: &str| -> String {
+        let report = lsmvault_json(&repo, &["backup", source, "--host", host, "--tag", tags]);
+        report["id"].as_str().unwrap().to_string()
+    };
+    // `--tag` at backup is repeatable; here one tag each, two for the last.
+    let first = backup(one_text, "db1", "nightly");
+    let second = backup(two_text, "db2", "nightly");
+    let third = lsmvault_json(
+        &repo,
+        &[
+            "backup", one_text, "--host", "db1", "--tag", "weekly", "--tag", "nightly",
+        ],
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let listed = |args: &[&str]| {
+        let mut all = vec!["snapshots"];
+        all.extend_from_slice(args);
+        ids_of(&lsmvault_json(&repo, &all))
+    };
+    assert_eq!(listed(&[]), [first.clone(), second.clone(), third.clone()]);
+    assert_eq!(listed(&["--host", "db2"]), vec![second.clone()]);
+    assert_eq!(
+        listed(&["--path", one_text]),
+        [first.clone(), third.clone()]
+    );
+    assert_eq!(
+        listed(&["--path", &format!("{one_text}/")]),
+        [first.clone(), third.clone()]
+    );
+    assert_eq!(
+        listed(&["--database-id", "db-one"]),
+        [first.clone(), third.clone()]
+    );
+    // restic's tag lists: `a,b` needs both, repeated flags need either.
+    assert_eq!(listed(&["--tag", "weekly,nightly"]), vec![third.clone()]);
+    assert_eq!(listed(&["--tag", "weekly", "--tag", "nightly"]).len(), 3);
+    assert_eq!(
+        listed(&["--tag", "nightly", "--host", "db1"]),
+        [first.clone(), third.clone()]
+    );
+    // A filter that matches nothing: an empty list, exit 0, said in text.
+    assert!(listed(&["--host", "nowhere"]).is_empty());
+    let text = lsmvault_ok(&repo, &["snapshots", "--host", "nowhere"]);
+    assert!(
+        text.contains("0 snapshot(s)") && text.contains("no snapshot matches host nowhere"),
+        "{text}"
+    );
+    // Times in the table carry their zone.
+    let table = lsmvault_ok(&repo, &["snapshots"]);
+    assert!(table.lines().nth(1).unwrap().contains(" UTC "), "{table}");
+
+    // `ls latest --host db2`: the newest snapshot of that host.
+    let files = lsmvault_json(&repo, &["ls", "latest", "--host", "db2"]);
+    let paths: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["b"]);
+    let missing = lsmvault(&repo, &["ls", "latest", "--host", "nowhere"]);
+    assert_eq!(missing.status.code(), Some(13), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("latest with host nowhere"),
+        "{}",
+        stderr(&missing)
+    );
+    // An id names its snapshot whatever the filter (as in restic).
+    let by_id = lsmvault_json(&repo, &["ls", &second[..12], "--host", "db1"]);
+    assert_eq!(by_id[0]["path"], "b");
+    // `latest:TAG` is filtered too.
+    let tagged = lsmvault_json(&repo, &["ls", "latest:nightly", "--host", "db2"]);
+    assert_eq!(tagged[0]["path"], "b");
+
+    // `restore latest --host db2` restores two's files; no match is exit 13.
+    let target = work.path().join("restored");
+    lsmvault_ok(
+        &repo,
+        &[
+            "restore",
+            "latest",
+            "--host",
+            "db2",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(fs::read(target.join("b")).unwrap(), b"two");
+    let nowhere = work.path().join("nowhere");
+    let failed = lsmvault(
+        &repo,
+        &[
+            "restore",
+            "latest",
+            "--path",
+            "/no/such",
+            "--target",
+            nowhere.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(13), "{}", stderr(&failed));
+    assert!(!nowhere.exists(), "nothing restored");
+
+    // `diff` resolves `latest` under the filter: host db1's latest is `third`.
+    let diff = lsmvault_json(&repo, &["diff", &first, "latest", "--host", "db1"]);
+    assert_eq!(diff["added"], 0, "{diff}");
+    let across = lsmvault_json(&repo, &["diff", &first, "latest", "--host", "db2"]);
+    assert!(across["added"].as_u64().unwrap() >= 1, "{across}");
+
+    // `forget --path` (and its old name `--source`) only judges those snapshots.
+    let dry = lsmvault_json(
+        &repo,
+        &[
+            "forget",
+            "--keep-last",
+            "1",
+            "--path",
+            one_text,
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry["removed"], serde_json::json!([first]), "{dry}");
+    let by_source = lsmvault_json(&repo, &["forget", "--keep-last", "1", "--source", one_text]);
+    assert_eq!(
+        by_source["removed"],
+        serde_json::json!([first]),
+        "{by_source}"
+    );
+    assert_eq!(listed(&[]), [second, third]);
+}
+
+/// Runs a RocksDB tool and panics with its output unless it succeeds.
+fn run_tool(program: &str, args: &[String]) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("running {program}: {error}"));
+    assert!(output.status.success(), "{program} {args:?}: {output:?}");
+}
+
+#[test]
+fn forget_keep_daily_keeps_three_days_of_nine_dated_checkpoint_directories() {
+    if !tools_available(&["db_bench", "ldb"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let db = work.path().join("db");
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let db_flag = format!("--db={}", db.display());
+    run_tool(
+        "db_bench",
+        &[
+            db_flag.clone(),
+            "--benchmarks=fillseq".into(),
+            "--num=500".into(),
+        ],
+    );
+    let identity = fs::read_to_string(db.join("IDENTITY")).unwrap();
+    let identity = identity.trim();
+    // Nine nightly checkpoints, each into a directory named by its date and
+    // backed up dated that night (what a cron job restoring history does).
+    for day in 1..=9 {
+        run_tool(
+            "ldb",
+            &[
+                db_flag.clone(),
+                "put".into(),
+                format!("night-{day}"),
+                "value".into(),
+            ],
+        );
+        let directory = work.path().join(format!("ckpt/2026-12-0{day}"));
+        fs::create_dir_all(directory.parent().unwrap()).unwrap();
+        run_tool(
+            "ldb",
+            &[
+                db_flag.clone(),
+                "checkpoint".into(),
+                format!("--checkpoint_dir={}", directory.display()),
+            ],
+        );
+        let time = format!("2026-12-0{day}T02:00:00Z");
+        lsmvault_ok(
+            &repo,
+            &[
+                "backup",
+                directory.to_str().unwrap(),
+                "--database-id",
+                identity,
+                "--time",
+                &time,
+            ],
+        );
+    }
+    let listing = lsmvault_json(&repo, &["snapshots"]);
+    assert_eq!(
+        listing[0]["snapshot"]["time"],
+        "2026-12-01T02:00:00.000000000Z"
+    );
+    // Grouped as before (by host and source) each directory is its own group
+    // and nothing goes: the surprise.
+    let old = lsmvault_json(
+        &repo,
+        &[
+            "forget",
+            "--keep-daily",
+            "3",
+            "--group-by",
+            "host,source",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(old["groups"].as_array().unwrap().len(), 9);
+    assert_eq!(old["removed"].as_array().unwrap().len(), 0);
+    // By default one database is one group: three days kept, six removed.
+    let text = lsmvault_ok(&repo, &["forget", "--keep-daily", "3"]);
+    assert!(text.contains(&format!("database {identity}:")), "{text}");
+    assert!(
+        text.contains("2026-12-09 02:00:00 UTC"),
+        "times carry their zone: {text}"
+    );
+    assert!(text.contains("6 snapshot(s) removed"), "{text}");
+    let kept: Vec<String> = lsmvault_json(&repo, &["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["snapshot"]["source"].as_str().unwrap().to_string())
+        .collect();
+    let days: Vec<&str> = kept
+        .iter()
+        .map(|source| &source[source.len() - 10..])
+        .collect();
+    assert_eq!(days, ["2026-12-07", "2026-12-08", "2026-12-09"]);
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    backup, checkpoint, diff, forget, init, key, ls, prune, repair, restore, stats, tag, unlock,
-    verify, wal,
+    backup, checkpoint, diff, forget, init, key, ls, prune, repair, restore, snapshots, stats, tag,
+    unlock, verify, wal,
 };
 
 #[derive(Parser)]
@@ -66,8 +66,8 @@ pub enum Command {
     Key(key::KeyCommand),
     /// Back up a directory (e.g. a database checkpoint) into a new snapshot.
     Backup(backup::BackupArgs),
-    /// List snapshots.
-    Snapshots,
+    /// List snapshots (--tag, --host, --path, --database-id filter them).
+    Snapshots(snapshots::SnapshotsArgs),
     /// List the files of a snapshot.
     Ls(ls::LsArgs),
     /// Restore a snapshot into a directory.

@@ -9,6 +9,7 @@ mod allocator;
 mod cli;
 mod commands;
 mod exit;
+mod filter;
 mod output;
 mod password;
 mod progress;
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init::run(&context, args),
         Command::Key(command) => commands::key::run(&context, command),
         Command::Backup(args) => commands::backup::run(&context, args),
-        Command::Snapshots => commands::snapshots::run(&context),
+        Command::Snapshots(args) => commands::snapshots::run(&context, args),
         Command::Ls(args) => commands::ls::run(&context, args),
         Command::Restore(args) => commands::restore::run(&context, args),
         Command::Checkpoint(args) => commands::checkpoint::run(&context, args),

@@ -1,6 +1,10 @@
 //! How results are shown: JSON for machines (`--json`) or text for people,
 //! and the small formatting rules every text listing shares (short ids,
-//! timestamps to the second, byte counts in binary units).
+//! timestamps to the second with their zone, byte counts in binary units).
+//!
+//! Every time a person reads carries its zone (UTC, the zone every object
+//! records): a bare `14:32:05` on a machine in another zone is read as local
+//! time and sends a point-in-time restore hours off. JSON keeps RFC 3339.
 //!
 //! Each rule is written once here so that two listings never disagree on how
 //! an id or a time looks.
@@ -98,15 +102,18 @@ pub fn short_key_name(name: &str) -> &str {
     name.get(..12).unwrap_or(name)
 }
 
-/// A time cut to whole seconds, UTC: `2026-11-23T14:32:05`.
+/// A time cut to whole seconds, RFC 3339 in UTC: `2026-11-23T14:32:05Z`.
 pub fn time_to_seconds(time: Timestamp) -> String {
-    let text = time.to_seconds_string();
-    text.strip_suffix('Z').unwrap_or(&text).to_string()
+    time.to_seconds_string()
 }
 
-/// A time as tables show it: `2026-11-23 14:32:05`.
+/// A time as tables show it: `2026-11-23 14:32:05 UTC`.
 pub fn table_time(time: Timestamp) -> String {
-    time_to_seconds(time).replace('T', " ")
+    let text = time.to_seconds_string();
+    format!(
+        "{} UTC",
+        text.strip_suffix('Z').unwrap_or(&text).replace('T', " ")
+    )
 }
 
 /// A byte count in binary units with one decimal (`1.5 MiB`), exact below 1 KiB.
@@ -158,8 +165,8 @@ mod tests {
     #[test]
     fn times_are_cut_to_seconds() {
         let time = Timestamp::parse("2026-11-23T14:32:05.923456789Z").unwrap();
-        assert_eq!(time_to_seconds(time), "2026-11-23T14:32:05");
-        assert_eq!(table_time(time), "2026-11-23 14:32:05");
+        assert_eq!(time_to_seconds(time), "2026-11-23T14:32:05Z");
+        assert_eq!(table_time(time), "2026-11-23 14:32:05 UTC");
     }
 
     #[test]

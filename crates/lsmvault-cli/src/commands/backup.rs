@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use lsmvault::lsm::checkpoint::CheckpointReport;
 use lsmvault::{
-    BackupMode, BackupOptions, BackupOutcome, Error, ErrorCode, InitOptions, Repository,
+    BackupMode, BackupOptions, BackupOutcome, Error, ErrorCode, InitOptions, Repository, Timestamp,
 };
 
 use super::checkpoint::FreezeArgs;
@@ -58,6 +58,10 @@ pub struct BackupArgs {
     /// this snapshot. Use the live database's IDENTITY.
     #[arg(long)]
     database_id: Option<String>,
+    /// Date the snapshot at this time instead of now (RFC 3339 with a zone,
+    /// e.g. 2026-12-01T02:00:00Z): for a checkpoint taken earlier.
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
     #[command(flatten)]
     freeze: FreezeArgs,
 }
@@ -78,6 +82,15 @@ impl BackupArgs {
             compression: self.compression.as_deref().map(str::parse).transpose()?,
             verify_existing: self.verify_existing,
             database_id: self.database_id.clone(),
+            time: self
+                .time
+                .as_deref()
+                .map(|text| {
+                    Timestamp::parse(text)
+                        .map(Timestamp::system_time)
+                        .map_err(|error| Error::InvalidArgument(format!("--time: {error}")))
+                })
+                .transpose()?,
             interrupt: interrupt.clone(),
             ..BackupOptions::default()
         })

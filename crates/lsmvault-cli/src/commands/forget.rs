@@ -11,6 +11,7 @@ use lsmvault::ops::forget::retention::{parse_duration, GroupBy, RetentionPolicy,
 use lsmvault::{Error, ForgetOptions, ForgetReport, PruneOptions, Repository, SnapshotKind};
 
 use super::{prune, Context};
+use crate::filter::FilterArgs;
 use crate::output::{print_json, short_id, table_time, to_json, Output};
 
 #[derive(Args)]
@@ -35,20 +36,15 @@ pub struct ForgetArgs {
     /// Keep snapshots with this tag (repeatable).
     #[arg(long, value_name = "TAG")]
     keep_tag: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable: all must match).
-    #[arg(long)]
-    tag: Vec<String>,
-    /// Only consider snapshots of this source path.
-    #[arg(long)]
-    source: Option<String>,
-    /// Only consider snapshots of this host.
-    #[arg(long)]
-    host: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Only consider snapshots of this kind: full, incremental or differential.
     #[arg(long)]
     kind: Option<String>,
-    /// Group snapshots by: host,source (default), host, source, or none.
-    #[arg(long, default_value = "host,source")]
+    /// Group snapshots by: database (default: the database's identity, so
+    /// dated checkpoint directories of one database are one group; host and
+    /// source for snapshots without one), host, source, host,source, or none.
+    #[arg(long, default_value = "database")]
     group_by: String,
     /// Report only; remove nothing.
     #[arg(long)]
@@ -91,14 +87,12 @@ impl ForgetArgs {
                 keep_tags: self.keep_tag.clone(),
             },
             filter: SnapshotFilter {
-                tags: self.tag.clone(),
-                source: self.source.clone(),
-                host: self.host.clone(),
                 kind,
+                ..self.filter.filter()
             },
             group_by: GroupBy::parse(&self.group_by).map_err(|_| {
                 Error::InvalidArgument(format!(
-                    "--group-by \"{}\": expected host, source, or none",
+                    "--group-by \"{}\": expected database, host, source (comma-separated), or none",
                     self.group_by
                 ))
             })?,

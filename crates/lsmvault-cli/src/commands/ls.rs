@@ -11,6 +11,7 @@ use lsmvault::format::tree::EntryKind;
 use lsmvault::{Error, WalkedEntry};
 
 use super::Context;
+use crate::filter::FilterArgs;
 use crate::output::{print_json, short_id};
 
 #[derive(Args)]
@@ -20,11 +21,14 @@ pub struct LsArgs {
     /// Only this path or glob (and what is below it); one that matches
     /// nothing is an error.
     path: Option<String>,
+    /// Choose `latest` (or check the id) among these snapshots only.
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(context: &Context, args: &LsArgs) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
-    let found = repository.find_snapshot(&args.snapshot)?;
+    let found = repository.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let include: Vec<String> = args.path.iter().cloned().collect();
     let entries = repository.walk(&found.snapshot.tree, &include)?;
     let repaired = found.snapshot.repaired.as_ref();

@@ -44,9 +44,16 @@ pub struct RestoreArgs {
     /// A restore point (`lsmvault tag`) or snapshot tag.
     #[arg(long, conflicts_with_all = ["include", "exclude", "delta"])]
     tag: Option<String>,
-    /// The database (IDENTITY) to recover, when the repository holds several.
+    /// The database (IDENTITY) to recover, when the repository holds
+    /// several; with a snapshot selector, `latest` among its snapshots.
     #[arg(long)]
     database_id: Option<String>,
+    /// Resolve `latest` among the snapshots of this host only.
+    #[arg(long, conflicts_with_all = ["at", "seq", "tag"])]
+    host: Option<String>,
+    /// Resolve `latest` among the snapshots of this source path only.
+    #[arg(long, conflicts_with_all = ["at", "seq", "tag"])]
+    path: Option<String>,
 }
 
 impl RestoreArgs {
@@ -88,7 +95,22 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
         include: args.include.clone(),
         exclude: args.exclude.clone(),
     };
-    let stats = repository.restore(snapshot, &args.target, &options, context.progress())?;
+    let filter = crate::filter::build(
+        &[],
+        args.host.as_deref(),
+        args.path.as_deref(),
+        args.database_id.as_deref(),
+    );
+    // Resolved under the filter, then named by full id.
+    let chosen = if filter.is_empty() {
+        snapshot.to_string()
+    } else {
+        repository
+            .find_snapshot_filtered(snapshot, &filter)?
+            .id
+            .to_hex()
+    };
+    let stats = repository.restore(&chosen, &args.target, &options, context.progress())?;
     context.output().summary(&stats, |stats| {
         println!(
             "restored snapshot {} to {}: {} files ({} hard links, {} kept), {} directories, {} symlinks, {} written in {:.2} s",

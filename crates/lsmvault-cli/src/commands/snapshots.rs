@@ -3,17 +3,29 @@
 //! output is `{"snapshots": [...], "damaged": [...]}` when there are any, the
 //! plain list otherwise). A snapshot rewritten by `repair snapshots` is
 //! marked `(repaired: N dropped)`; its JSON carries the `repaired` record.
+//! The filter flags (`--tag`, `--host`, `--path`, `--database-id`) narrow
+//! the list; one that matches nothing lists nothing (exit 0, as restic).
 
 use std::process::ExitCode;
 
+use clap::Args;
 use lsmvault::{Error, SnapshotEntry};
 
 use super::Context;
+use crate::filter::FilterArgs;
 use crate::output::{human_bytes, print_json, short_id, table_time, warn_damaged};
 
-pub fn run(context: &Context) -> Result<ExitCode, Error> {
+#[derive(Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+pub fn run(context: &Context, args: &SnapshotsArgs) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
-    let (snapshots, damaged) = repository.snapshots_checked()?;
+    let (mut snapshots, damaged) = repository.snapshots_checked()?;
+    let filter = args.filter.filter();
+    snapshots.retain(|entry| filter.matches(entry));
     if context.output().is_json() {
         let list: Vec<_> = snapshots
             .iter()
@@ -26,6 +38,9 @@ pub fn run(context: &Context) -> Result<ExitCode, Error> {
         }
     } else {
         print_table(&snapshots);
+        if snapshots.is_empty() && !filter.is_empty() {
+            println!("(no snapshot matches {})", filter.describe());
+        }
     }
     warn_damaged(&damaged);
     Ok(ExitCode::SUCCESS)
@@ -33,7 +48,7 @@ pub fn run(context: &Context) -> Result<ExitCode, Error> {
 
 fn print_table(snapshots: &[SnapshotEntry]) {
     println!(
-        "{:<10} {:<20} {:<12} {:<12} {:>10}  source [tags]",
+        "{:<10} {:<23} {:<12} {:<12} {:>10}  source [tags]",
         "id", "time", "kind", "host", "size"
     );
     for entry in snapshots {
@@ -49,7 +64,7 @@ fn print_table(snapshots: &[SnapshotEntry]) {
             .map(|record| format!(" (repaired: {} dropped)", record.dropped.len()))
             .unwrap_or_default();
         println!(
-            "{:<10} {:<20} {:<12} {:<12} {:>10}  {}{}{}{}",
+            "{:<10} {:<23} {:<12} {:<12} {:>10}  {}{}{}{}",
             short_id(&entry.id),
             table_time(snapshot.timestamp()),
             snapshot.kind.to_string(),

@@ -25,12 +25,12 @@ pub fn run(context: &Context, args: &StatsArgs) -> Result<ExitCode, Error> {
 
 fn print_text(stats: &RepositoryStats) {
     println!(
-        "{:<10} {:<20} {:>8} {:>12} {:>12} {:>12}",
+        "{:<10} {:<23} {:>8} {:>12} {:>12} {:>12}",
         "id", "time", "files", "logical", "stored", "unique"
     );
     for size in &stats.snapshots {
         println!(
-            "{:<10} {:<20} {:>8} {:>12} {:>12} {:>12}",
+            "{:<10} {:<23} {:>8} {:>12} {:>12} {:>12}",
             short_id(&size.id),
             table_time(size.time),
             size.files,

@@ -125,8 +125,9 @@ fn list(context: &Context) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-// Times here keep their `T` (unlike the snapshot tables): the timeline has
-// always been printed that way.
+// Times here keep their `T` and `Z` (RFC 3339, unlike the snapshot tables):
+// the timeline has always been printed that way, and `restore --at` takes
+// them as they are.
 fn print_timeline(timeline: &Timeline) {
     println!("database {}:", timeline.database_id);
     for segment in &timeline.segments {

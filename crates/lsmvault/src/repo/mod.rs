@@ -15,6 +15,7 @@ pub mod lock;
 pub mod pack_writer;
 pub mod parity;
 pub mod path_pattern;
+pub mod snapshot_filter;
 pub mod snapshots;
 pub mod store;
 pub mod tree_walker;
@@ -39,6 +40,7 @@ use lock::{host_name, user_name};
 pub use index_cache::{DamagedIndexFile, IndexDamageHook, IndexFiles};
 pub use keys::KeyListing;
 pub use pack_writer::{BackendSink, PackSink, PackWriter, WriteSummary};
+pub use snapshot_filter::SnapshotFilter;
 pub use snapshots::{DamagedObject, SelectedSnapshot};
 
 /// Options for [`Repository::init`].

@@ -86,6 +86,10 @@ pub struct BackupOptions {
     /// parent unread. Without it only blobs whose pack is missing from the
     /// pack listing are written again.
     pub verify_existing: bool,
+    /// The snapshot's time instead of the backup's start (restic's
+    /// `backup --time`): a backup of a checkpoint taken earlier, or an
+    /// import, is dated when its data is from, which retention goes by.
+    pub time: Option<SystemTime>,
     /// Polled between files and before the snapshot is written: once
     /// triggered the backup returns [`Error::Interrupted`], writing no
     /// snapshot and releasing its lock.
@@ -104,6 +108,7 @@ impl Default for BackupOptions {
             source_label: None,
             database_id: None,
             verify_existing: false,
+            time: None,
             interrupt: Interrupt::default(),
         }
     }
@@ -288,7 +293,7 @@ impl Repository {
         stats.duration_seconds = started.elapsed().as_secs_f64();
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
-            time: snapshot::format_time(start_time),
+            time: snapshot::format_time(options.time.unwrap_or(start_time)),
             host: options.host.clone().unwrap_or_else(host_name),
             user: user_name(),
             source: source_text,

@@ -1,7 +1,11 @@
 //! Retention policies: which snapshots `forget` keeps, and why.
 //!
 //! The semantics are restic's `forget`, the most widely known: snapshots are
-//! grouped (by host and source unless told otherwise), and within a group,
+//! grouped — by default by database identity (the snapshot's `database.id`),
+//! so the nightly checkpoints of one database taken into dated directories
+//! (`/data/ckpt/2026-12-01`, `/data/ckpt/2026-12-02`) form one group, and
+//! snapshots that record no identity by host and source as restic does —
+//! and within a group,
 //! walking from newest to oldest, each rule keeps the newest snapshot of each
 //! of its next N periods (hour, day, ISO week, month, year — in UTC, so there
 //! are no DST surprises); `--keep-last N` keeps the newest N; `--keep-within D`
@@ -18,9 +22,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::snapshot::{SnapshotEntry, SnapshotKind};
+use crate::format::snapshot::SnapshotEntry;
 use crate::id::Id;
 use crate::time::Timestamp;
+
+/// Which snapshots a policy applies to: the filter every snapshot-listing
+/// command shares, defined with the snapshots it selects.
+pub use crate::repo::snapshot_filter::SnapshotFilter;
 
 /// What to keep. Empty means "no rule", which `forget` refuses.
 ///
@@ -61,41 +69,15 @@ impl RetentionPolicy {
     }
 }
 
-/// Which snapshots a policy applies to.
-#[derive(Debug, Clone, Default)]
-pub struct SnapshotFilter {
-    /// Only snapshots carrying every one of these tags.
-    pub tags: Vec<String>,
-    /// Only snapshots of this source: compared exactly with the snapshot
-    /// file's `source` field (the absolute path backed up).
-    pub source: Option<String>,
-    /// Only snapshots made on this host: compared exactly with the
-    /// snapshot file's `host` field.
-    pub host: Option<String>,
-    /// Only snapshots of this kind (e.g. "keep 4 full, 30 days of incrementals"
-    /// is two runs: `--kind full --keep-last 4`, `--kind incremental --keep-within 30d`).
-    pub kind: Option<SnapshotKind>,
-}
-
-impl SnapshotFilter {
-    /// Whether the snapshot passes every condition set (an empty filter
-    /// passes every snapshot).
-    pub fn matches(&self, entry: &SnapshotEntry) -> bool {
-        let snapshot = &entry.snapshot;
-        self.tags.iter().all(|tag| snapshot.tags.contains(tag))
-            && self
-                .source
-                .as_ref()
-                .is_none_or(|source| &snapshot.source == source)
-            && self.host.as_ref().is_none_or(|host| &snapshot.host == host)
-            && self.kind.is_none_or(|kind| snapshot.kind == kind)
-    }
-}
-
 /// How snapshots are grouped before a policy applies. The default groups
-/// by both; with neither set, every filtered snapshot forms one group.
+/// by database identity (falling back to host and source); with nothing
+/// set, every filtered snapshot forms one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupBy {
+    /// Snapshots of different databases (the snapshot file's `database.id`)
+    /// fall into different groups, whatever their directories; a snapshot
+    /// that records no identity is grouped by host and source instead.
+    pub database: bool,
     /// Snapshots of different hosts (the snapshot file's `host`) fall into
     /// different groups.
     pub host: bool,
@@ -107,16 +89,18 @@ pub struct GroupBy {
 impl Default for GroupBy {
     fn default() -> Self {
         GroupBy {
-            host: true,
-            source: true,
+            database: true,
+            host: false,
+            source: false,
         }
     }
 }
 
 impl GroupBy {
-    /// Parses `host,source`, `host`, `source` or `none`.
+    /// Parses a comma-separated list of `database`, `host`, `source`, or `none`.
     pub fn parse(text: &str) -> Result<GroupBy> {
         let mut group = GroupBy {
+            database: false,
             host: false,
             source: false,
         };
@@ -126,12 +110,13 @@ impl GroupBy {
             .filter(|part| !part.is_empty())
         {
             match part {
+                "database" => group.database = true,
                 "host" => group.host = true,
                 "source" => group.source = true,
                 "none" => {}
                 other => {
                     return Err(Error::InvalidArgument(format!(
-                        "grouping {other:?}: expected host, source, or none"
+                        "grouping {other:?}: expected database, host, source, or none"
                     )))
                 }
             }
@@ -139,11 +124,29 @@ impl GroupBy {
         Ok(group)
     }
 
-    /// The label of the group a snapshot falls into, e.g.
-    /// `host db-1, source /db`, or `all snapshots` when grouping by nothing;
-    /// snapshots with equal labels form one group.
+    /// The label of the group a snapshot falls into, e.g. `database
+    /// 3f2a…`, `host db-1, source /db`, or `all snapshots` when grouping by
+    /// nothing; snapshots with equal labels form one group.
     pub fn key(&self, entry: &SnapshotEntry) -> String {
+        let identity = entry
+            .snapshot
+            .database
+            .as_ref()
+            .and_then(|state| state.id.as_deref());
         let mut parts = Vec::new();
+        match (self.database, identity) {
+            (true, Some(id)) => parts.push(format!("database {id}")),
+            // No identity: the directory is the best name of the database.
+            (true, None) if !self.host || !self.source => {
+                return GroupBy {
+                    database: false,
+                    host: true,
+                    source: true,
+                }
+                .key(entry)
+            }
+            _ => {}
+        }
         if self.host {
             parts.push(format!("host {}", entry.snapshot.host));
         }
@@ -361,7 +364,7 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::snapshot::Snapshot;
+    use crate::format::snapshot::{Snapshot, SnapshotKind};
     use crate::id::Id;
 
     fn entry(time: &str, tags: &[&str], seed: u8) -> SnapshotEntry {
@@ -560,6 +563,72 @@ mod tests {
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].snapshots.len(), 1);
         assert!(GroupBy::parse("color").is_err());
+    }
+
+    #[test]
+    fn default_grouping_is_by_database_identity_and_falls_back_to_host_and_source() {
+        let of_database = |time: &str, seed: u8, source: &str, id: Option<&str>| {
+            let mut snapshot = entry(time, &[], seed);
+            snapshot.snapshot.source = source.into();
+            snapshot.snapshot.database = id.map(|id| crate::lsm::manifest::DatabaseState {
+                id: Some(id.into()),
+                ..Default::default()
+            });
+            snapshot
+        };
+        let all = vec![
+            of_database(
+                "2026-12-01T02:00:00Z",
+                1,
+                "/data/ckpt/2026-12-01",
+                Some("A"),
+            ),
+            of_database(
+                "2026-12-02T02:00:00Z",
+                2,
+                "/data/ckpt/2026-12-02",
+                Some("A"),
+            ),
+            of_database(
+                "2026-12-03T02:00:00Z",
+                3,
+                "/data/ckpt/2026-12-03",
+                Some("A"),
+            ),
+            of_database("2026-12-03T02:00:00Z", 4, "/data/other", Some("B")),
+            of_database("2026-12-03T02:00:00Z", 5, "/plain/1", None),
+            of_database("2026-12-03T03:00:00Z", 6, "/plain/2", None),
+        ];
+        let policy = RetentionPolicy {
+            keep_daily: Some(2),
+            ..Default::default()
+        };
+        let groups = decide_all(
+            &all,
+            &SnapshotFilter::default(),
+            GroupBy::default(),
+            &policy,
+        );
+        let labels: Vec<&str> = groups.iter().map(|group| group.group.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "database A",
+                "database B",
+                "host h, source /plain/1",
+                "host h, source /plain/2"
+            ]
+        );
+        assert_eq!(groups[0].snapshots.len(), 3);
+        assert_eq!(kept(&groups[0].snapshots), [0, 1], "2 days of database A");
+        let by_database_and_host = GroupBy::parse("database,host").unwrap();
+        assert_eq!(by_database_and_host.key(&all[0]), "database A, host h");
+        assert_eq!(by_database_and_host.key(&all[4]), "host h, source /plain/1");
+        let old_default = GroupBy::parse("host,source").unwrap();
+        assert_eq!(
+            decide_all(&all, &SnapshotFilter::default(), old_default, &policy).len(),
+            6
+        );
     }
 
     #[test]
