@@ -461,3 +461,198 @@ fn forget_keep_daily_keeps_three_days_of_nine_dated_checkpoint_directories() {
         .collect();
     assert_eq!(days, ["2026-12-07", "2026-12-08", "2026-12-09"]);
 }
+
+/// The paths a snapshot holds (files and directories), as `ls --json` names them.
+fn listed_paths(repo: &Path, snapshot: &str) -> Vec<String> {
+    lsmvault_json(repo, &["ls", snapshot])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn backup_exclude_and_exclude_file_leave_paths_out_record_them_and_count_them() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = plain_source(
+        work.path(),
+        "db",
+        &[
+            ("000010.sst", b"sst"),
+            ("LOG", b"log"),
+            ("LOG.old.1", b"old log"),
+            ("archive/000001.sst", b"old"),
+            ("archive/deep/000002.sst", b"older"),
+            (
+                "sub/archive/keep.sst",
+                b"kept: /archive is anchored at the root",
+            ),
+            ("sub/scratch.tmp", b"tmp"),
+        ],
+    );
+    // A FIFO inside an excluded directory: it would be warned about if the
+    // scan looked inside, which it must not.
+    let fifo = source.join("archive/deep/pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let exclude_file = work.path().join("excludes");
+    fs::write(
+        &exclude_file,
+        "# old generations\n/archive\n\n  **/*.tmp  \n# a pattern that matches nothing\nnot-there-*\n",
+    )
+    .unwrap();
+    let output = lsmvault(
+        &repo,
+        &[
+            "backup",
+            source.to_str().unwrap(),
+            "--exclude",
+            "LOG*",
+            "--exclude-file",
+            exclude_file.to_str().unwrap(),
+        ],
+    );
+    let text = assert_success(&output, "backup with excludes");
+    // 4 entries: LOG, LOG.old.1, archive/ (once, with all below it), sub/scratch.tmp.
+    assert!(text.contains("excluded: 4 entries (4 pattern(s)"), "{text}");
+    let warnings = stderr(&output);
+    assert!(
+        warnings.contains("exclude pattern \"not-there-*\" matched nothing"),
+        "{warnings}"
+    );
+    assert!(
+        !warnings.contains("pipe"),
+        "the excluded directory was descended: {warnings}"
+    );
+    assert_eq!(
+        listed_paths(&repo, "latest"),
+        ["000010.sst", "sub", "sub/archive", "sub/archive/keep.sst"]
+    );
+    let listing = lsmvault_json(&repo, &["snapshots"]);
+    let snapshot = &listing[0]["snapshot"];
+    assert_eq!(
+        snapshot["excludes"],
+        serde_json::json!(["LOG*", "/archive", "**/*.tmp", "not-there-*"])
+    );
+    assert_eq!(snapshot["stats"]["excluded"], 4);
+    assert_eq!(snapshot["incomplete"], false);
+    // A backup without excludes records none (the field is absent).
+    let plain = lsmvault_json(&repo, &["backup", source.to_str().unwrap()]);
+    assert!(plain["snapshot"].get("excludes").is_none(), "{plain}");
+    assert!(listed_paths(&repo, "latest").contains(&"LOG".to_string()));
+}
+
+#[test]
+fn exclude_patterns_with_dot_dot_or_naming_the_root_and_missing_exclude_files_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let source = plain_source(work.path(), "db", &[("a", b"a")]);
+    let source_text = source.to_str().unwrap();
+    let refused = |extra: &[&str], code: i32, needle: &str| {
+        let mut args = vec!["backup", "--init", "--no-encryption", source_text];
+        args.extend_from_slice(extra);
+        let output = lsmvault(&repo, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(needle),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+    };
+    refused(&["--exclude", "../secret"], 22, "contains '..'");
+    refused(&["--exclude", "db/../../x"], 22, "contains '..'");
+    refused(&["--exclude", "/"], 22, "names the source directory itself");
+    refused(&["--exclude", "."], 22, "names the source directory itself");
+    let bad_file = work.path().join("bad-excludes");
+    fs::write(&bad_file, "# fine\n*.tmp\n../../etc\n").unwrap();
+    refused(
+        &["--exclude-file", bad_file.to_str().unwrap()],
+        22,
+        "\"../../etc\"",
+    );
+    let missing = work.path().join("no-such-excludes");
+    refused(
+        &["--exclude-file", missing.to_str().unwrap()],
+        21,
+        missing.to_str().unwrap(),
+    );
+    // Refused before anything was written: not even the repository --init would create.
+    assert!(!repo.exists());
+    // An absolute file-system path (restic's habit) is anchored at the
+    // source root here, so it matches nothing: kept, and warned about.
+    let absolute = format!("{source_text}/a");
+    let output = lsmvault(
+        &repo,
+        &[
+            "backup",
+            "--init",
+            "--no-encryption",
+            source_text,
+            "--exclude",
+            &absolute,
+        ],
+    );
+    assert_success(&output, "backup with an absolute exclude");
+    assert!(
+        stderr(&output).contains("matched nothing"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(listed_paths(&repo, "latest"), ["a"]);
+}
+
+#[test]
+fn backup_live_honours_excludes() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let db = plain_source(
+        work.path(),
+        "db",
+        &[
+            ("000010.sst", b"sst"),
+            ("MANIFEST-000005", b"manifest"),
+            ("CURRENT", b"MANIFEST-000005\n"),
+            ("000012.log", b""),
+            ("OPTIONS-000007", b"options"),
+        ],
+    );
+    let output = lsmvault(
+        &repo,
+        &[
+            "backup",
+            "--live",
+            db.to_str().unwrap(),
+            "--exclude",
+            "OPTIONS-*",
+        ],
+    );
+    let text = assert_success(&output, "backup --live --exclude");
+    assert!(text.contains("excluded: 1 entries"), "{text}");
+    let paths = listed_paths(&repo, "latest");
+    assert!(paths.contains(&"000010.sst".to_string()), "{paths:?}");
+    assert!(
+        !paths.iter().any(|path| path.starts_with("OPTIONS")),
+        "{paths:?}"
+    );
+    let listing = lsmvault_json(&repo, &["snapshots"]);
+    assert_eq!(
+        listing[0]["snapshot"]["source"],
+        db.canonicalize().unwrap().to_str().unwrap()
+    );
+    assert_eq!(
+        listing[0]["snapshot"]["excludes"],
+        serde_json::json!(["OPTIONS-*"])
+    );
+}

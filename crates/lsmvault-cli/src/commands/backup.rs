@@ -58,6 +58,15 @@ pub struct BackupArgs {
     /// this snapshot. Use the live database's IDENTITY.
     #[arg(long)]
     database_id: Option<String>,
+    /// Leave out paths this glob matches, relative to SOURCE (repeatable;
+    /// `*.log` at any depth, `/archive` or `db/tmp/*` from SOURCE's root,
+    /// `**` any depth); an excluded directory is not read at all.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Read exclude globs from FILE, one per line (`#` comments and blank
+    /// lines ignored; repeatable).
+    #[arg(long, value_name = "FILE")]
+    exclude_file: Vec<PathBuf>,
     /// Date the snapshot at this time instead of now (RFC 3339 with a zone,
     /// e.g. 2026-12-01T02:00:00Z): for a checkpoint taken earlier.
     #[arg(long, value_name = "TIME")]
@@ -67,8 +76,22 @@ pub struct BackupArgs {
 }
 
 impl BackupArgs {
+    /// `--exclude` patterns, then those of each `--exclude-file`.
+    fn excludes(&self) -> Result<Vec<String>, Error> {
+        let mut patterns = self.exclude.clone();
+        for path in &self.exclude_file {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                Error::io(format!("reading exclude file {}", path.display()), error)
+            })?;
+            patterns.extend(exclude_lines(&text));
+        }
+        lsmvault::ops::backup::check_excludes(&patterns)?;
+        Ok(patterns)
+    }
+
     fn options(&self, interrupt: &lsmvault::Interrupt) -> Result<BackupOptions, Error> {
         Ok(BackupOptions {
+            excludes: self.excludes()?,
             tags: self.tag.clone(),
             mode: if self.full {
                 BackupMode::Full
@@ -99,8 +122,10 @@ impl BackupArgs {
 
 pub fn run(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
     let interrupt = signals::install();
-    let repository = open_or_create(context, args)?;
+    // Options first: a bad exclude file fails before a repository is
+    // opened (or created by --init).
     let options = args.options(&interrupt)?;
+    let repository = open_or_create(context, args)?;
     let progress = context.progress();
     let (outcome, live) = if args.live {
         let checkpoint = args.freeze.options(&interrupt);
@@ -131,6 +156,15 @@ pub fn run(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
         return Ok(exit::exit_code(ErrorCode::IncompleteBackup));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The patterns of an exclude file: one per line, surrounding blanks
+/// trimmed, blank lines and `#` comments skipped (as restic's).
+fn exclude_lines(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
 }
 
 /// The repository, created first with `--init` when there is none.
@@ -193,10 +227,29 @@ fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>, full: bo
         stats.packs_written,
         stats.duration_seconds
     );
+    if !snapshot.excludes.is_empty() {
+        println!(
+            "excluded: {} entries ({} pattern(s); a directory counts once)",
+            stats.excluded,
+            snapshot.excludes.len()
+        );
+    }
     if outcome.blobs_rewritten > 0 {
         println!(
             "healed: {} blobs written again (their pack was missing or damaged)",
             outcome.blobs_rewritten
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_files_skip_comments_and_blank_lines_and_trim() {
+        let text = "# caches\n\n  *.tmp  \n/archive\r\n   # indented comment\nLOG*\n";
+        let lines: Vec<String> = exclude_lines(text).collect();
+        assert_eq!(lines, ["*.tmp", "/archive", "LOG*"]);
     }
 }

@@ -73,6 +73,11 @@ pub struct BackupStats {
     pub blobs_added: u64,
     /// Pack files published.
     pub packs_written: u64,
+    /// Entries the backup's exclude patterns left out (a directory counts
+    /// once, with what is below it unread); 0 in snapshots written before
+    /// excludes existed.
+    #[serde(default)]
+    pub excluded: u64,
     /// Wall-clock seconds from the start of the backup until its index was
     /// written (the snapshot file is written after this is measured).
     pub duration_seconds: f64,
@@ -137,6 +142,11 @@ pub struct Snapshot {
     /// Name and version of the program that wrote the snapshot
     /// (`lsmvault 0.1.0`).
     pub program: String,
+    /// The backup's exclude patterns (`backup --exclude/--exclude-file`),
+    /// relative to the source directory, as given; absent when there were
+    /// none. Restore ignores them: the tree simply lacks what they matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
     /// Identity and last sequence number of the database the source held
     /// (absent for directories that are not an LSM database).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +303,7 @@ pub(crate) fn test_snapshot(time: &str, tags: &[&str]) -> Snapshot {
         warnings: vec![],
         stats: BackupStats::default(),
         program: "test".into(),
+        excludes: vec![],
         database: None,
         repaired: None,
     }
@@ -322,6 +333,23 @@ mod tests {
             Snapshot::decode("x", b"{not json"),
             Err(Error::CorruptObject { .. })
         ));
+    }
+
+    #[test]
+    fn excludes_are_optional_both_ways() {
+        // A snapshot written before excludes existed reads with none.
+        let old = snapshot("2026-11-23T14:32:05Z", &[]);
+        let text = String::from_utf8(old.encode()).unwrap();
+        assert!(!text.contains("\"excludes\""), "absent when empty: {text}");
+        let without_count = text.replace("\"excluded\": 0,", "");
+        assert_ne!(without_count, text);
+        let read = Snapshot::decode("x", without_count.as_bytes()).unwrap();
+        assert!(read.excludes.is_empty());
+        assert_eq!(read.stats.excluded, 0);
+        let mut new = old;
+        new.excludes = vec!["LOG*".into(), "/archive".into()];
+        new.stats.excluded = 3;
+        assert_eq!(Snapshot::decode("x", &new.encode()).unwrap(), new);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! [`PathPattern`]: the paths `restore --include/--exclude` and `ls PATH`
-//! select inside a snapshot, as globs.
+//! select inside a snapshot, and `backup --exclude` leaves out of one
+//! (relative to the source directory, which is the snapshot's root), as globs.
 //!
 //! A pattern is split at `/` into components; `*` matches any run of
 //! characters within one component, `?` one character, and a component that
@@ -53,6 +54,12 @@ impl PathPattern {
             text: text.to_string(),
             components,
         })
+    }
+
+    /// Whether the pattern has no component (`""`, `/`, `.`): it names the
+    /// root itself, so it covers everything.
+    pub fn is_root(&self) -> bool {
+        self.components.is_empty()
     }
 
     /// Whether the path `components` (or a directory above it) matches:

@@ -86,6 +86,12 @@ pub struct BackupOptions {
     /// parent unread. Without it only blobs whose pack is missing from the
     /// pack listing are written again.
     pub verify_existing: bool,
+    /// Globs of paths to leave out, relative to the source directory (see
+    /// [`PathPattern`](crate::repo::path_pattern::PathPattern): `*.log` at
+    /// any depth, `/archive` or `db/tmp/*` anchored at the source root, `**`
+    /// any depth). An excluded directory is not descended. Recorded in the
+    /// snapshot; a pattern that matches nothing is a warning.
+    pub excludes: Vec<String>,
     /// The snapshot's time instead of the backup's start (restic's
     /// `backup --time`): a backup of a checkpoint taken earlier, or an
     /// import, is dated when its data is from, which retention goes by.
@@ -108,6 +114,7 @@ impl Default for BackupOptions {
             source_label: None,
             database_id: None,
             verify_existing: false,
+            excludes: Vec::new(),
             time: None,
             interrupt: Interrupt::default(),
         }
@@ -189,6 +196,13 @@ fn database_state(source: &Path, operator_id: Option<&str>) -> Result<Option<Dat
     Ok(Some(state).filter(|state| state.id.is_some() || state.last_sequence.is_some()))
 }
 
+/// Checks exclude patterns as [`Repository::backup`] will (no `..`, none
+/// naming the source directory itself), for a front end to refuse them
+/// before it creates or opens anything.
+pub fn check_excludes(patterns: &[String]) -> Result<()> {
+    scan::parse_excludes(patterns).map(|_| ())
+}
+
 impl Repository {
     /// The (device, inode) of this repository's directory when it lies
     /// inside `source` (`backup .` from above the repository): the scan
@@ -227,6 +241,7 @@ impl Repository {
         let started = Instant::now();
         let start_time = SystemTime::now();
         let (source, source_text) = resolve_source(source.as_ref(), options)?;
+        let excludes = scan::parse_excludes(&options.excludes)?;
         let repository_directory = self.directory_within(&source)?;
         let database = database_state(&source, options.database_id.as_deref())?;
         let lock = self.lock(LockKind::Shared, "backup")?;
@@ -256,6 +271,7 @@ impl Repository {
             &parent_files,
             &options.immutable_patterns,
             repository_directory,
+            &excludes,
             &source,
             &mut tally,
         )?;
@@ -305,6 +321,7 @@ impl Repository {
             warnings,
             stats,
             program: format!("lsmvault {}", env!("CARGO_PKG_VERSION")),
+            excludes: options.excludes.clone(),
             database,
             repaired: None,
         };

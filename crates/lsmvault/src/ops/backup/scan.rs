@@ -7,6 +7,10 @@
 //! matches too unless the file is immutable (making a hard link changes
 //! ctime), and whose chunks the repository still holds. Entries that cannot
 //! be read are left out with a warning; the snapshot is then incomplete.
+//! Entries an exclude pattern covers are left out before they are even
+//! stat'ed (a directory is not descended), counted in `stats.excluded`; a
+//! pattern that covered nothing is a warning (a typo, or a restic-style
+//! absolute path, which here is anchored at the source root).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -16,11 +20,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Tally;
+use crate::error::Error;
 use crate::error::{IoContext, Result};
 use crate::format::index::Index;
 use crate::format::tree::{Entry, EntryKind, Metadata};
 use crate::id::Id;
 use crate::lsm::file_class::matches_pattern;
+use crate::repo::path_pattern::PathPattern;
 use crate::repo::tree_walker::TreeWalker;
 use crate::repo::Repository;
 
@@ -98,13 +104,36 @@ pub(super) fn metadata_of(stat: &fs::Metadata) -> Metadata {
     }
 }
 
-/// Scans `source`, counting directories, symlinks and reused files into
-/// `tally`. Fails only when `source` itself cannot be listed.
+/// Parses the backup's exclude patterns. Refused (before anything is
+/// read): `..` (a pattern names paths inside the source) and a pattern that
+/// names the source directory itself (`/`, `.`, blank), which would exclude
+/// everything.
+pub(super) fn parse_excludes(patterns: &[String]) -> Result<Vec<PathPattern>> {
+    patterns
+        .iter()
+        .map(|text| {
+            let refuse = |why: &str| {
+                Error::InvalidArgument(format!(
+                    "exclude pattern {text:?} {why}: patterns name paths inside the source directory"
+                ))
+            };
+            let pattern = PathPattern::parse(text).map_err(|_| refuse("contains '..'"))?;
+            if pattern.is_root() {
+                return Err(refuse("names the source directory itself"));
+            }
+            Ok(pattern)
+        })
+        .collect()
+}
+
+/// Scans `source`, counting directories, symlinks, reused and excluded
+/// entries into `tally`. Fails only when `source` itself cannot be listed.
 pub(super) fn scan_source(
     stored: Option<&Index>,
     parent: &ParentFiles,
     immutable_patterns: &[String],
     repository_directory: Option<(u64, u64)>,
+    excludes: &[PathPattern],
     source: &Path,
     tally: &mut Tally,
 ) -> Result<ScannedSource> {
@@ -113,10 +142,20 @@ pub(super) fn scan_source(
         parent,
         immutable_patterns,
         repository_directory,
+        excludes,
+        exclude_hits: vec![0; excludes.len()],
         jobs: Vec::new(),
         tally,
     };
     let root = scan.scan_directory(source, b"")?;
+    for (pattern, hits) in excludes.iter().zip(&scan.exclude_hits) {
+        if *hits == 0 {
+            scan.tally.warn(format!(
+                "exclude pattern {:?} matched nothing (patterns are relative to the source directory)",
+                pattern.text
+            ));
+        }
+    }
     Ok(ScannedSource {
         root,
         jobs: scan.jobs,
@@ -133,11 +172,33 @@ struct Scan<'a> {
     /// The repository's own directory (device, inode) when the source
     /// contains it: left out, never backed up into itself.
     repository_directory: Option<(u64, u64)>,
+    /// The backup's exclude patterns, and how many entries each covered.
+    excludes: &'a [PathPattern],
+    exclude_hits: Vec<u64>,
     jobs: Vec<FileJob>,
     tally: &'a mut Tally,
 }
 
 impl Scan<'_> {
+    /// Whether an exclude pattern covers the entry at `relative` (counted
+    /// against the first pattern that does).
+    fn is_excluded(&mut self, relative: &[u8]) -> bool {
+        if self.excludes.is_empty() {
+            return false;
+        }
+        let components: Vec<&[u8]> = relative.split(|&byte| byte == b'/').collect();
+        let Some(index) = self
+            .excludes
+            .iter()
+            .position(|pattern| pattern.covers(&components))
+        else {
+            return false;
+        };
+        self.exclude_hits[index] += 1;
+        self.tally.stats.excluded += 1;
+        true
+    }
+
     fn is_immutable(&self, name: &[u8]) -> bool {
         let name = String::from_utf8_lossy(name);
         self.immutable_patterns
@@ -215,6 +276,9 @@ impl Scan<'_> {
             child_relative.push(b'/');
         }
         child_relative.extend_from_slice(&name);
+        if self.is_excluded(&child_relative) {
+            return None;
+        }
         let stat = match fs::symlink_metadata(&child) {
             Ok(stat) => stat,
             Err(error) => {
