@@ -116,6 +116,20 @@ fn password_command_that_hangs_prints_nothing_or_only_to_stderr_fails_with_36() 
         stderr(&blank_first)
     );
 
+    // `yes` never ends and prints without bound: killed, not filling /tmp.
+    let started = Instant::now();
+    let endless = with_command(&repo, "yes", &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "not killed early"
+    );
+    assert_eq!(endless.status.code(), Some(36), "{}", stderr(&endless));
+    assert!(
+        stderr(&endless).contains("more than 65536 bytes"),
+        "{}",
+        stderr(&endless)
+    );
+
     let bad_timeout = with_command(
         &repo,
         "true",
@@ -266,6 +280,13 @@ fn snapshot_filters_tag_host_path_and_database_id_on_snapshots_ls_restore_diff_a
         listed(&["--tag", "nightly", "--host", "db1"]),
         [first.clone(), third.clone()]
     );
+    // `--tag ''` (an unset variable in a script) means "no tag", never "any".
+    assert!(listed(&["--tag", ""]).is_empty());
+    let unset = lsmvault_json(
+        &repo,
+        &["forget", "--keep-last", "1", "--tag", "", "--dry-run"],
+    );
+    assert_eq!(unset["removed"], serde_json::json!([]), "{unset}");
     // A filter that matches nothing: an empty list, exit 0, said in text.
     assert!(listed(&["--host", "nowhere"]).is_empty());
     let text = lsmvault_ok(&repo, &["snapshots", "--host", "nowhere"]);

@@ -9,7 +9,7 @@ use lsmvault::repo::SnapshotFilter;
 #[derive(Args, Debug, Default, Clone)]
 pub struct FilterArgs {
     /// Only snapshots with these tags: `a,b` needs both, `--tag a --tag b`
-    /// either (as restic).
+    /// either, `--tag ''` none at all (as restic).
     #[arg(long = "tag", value_name = "TAG[,TAG...]")]
     pub tags: Vec<String>,
     /// Only snapshots made on this host.
@@ -36,7 +36,8 @@ impl FilterArgs {
 }
 
 /// A filter from the flag values: each `--tag` value is a comma-separated
-/// list (empty names dropped); a `--path` that exists here is made
+/// list (empty names dropped; a list left empty, as `--tag ''`, passes the
+/// untagged snapshots, as restic's); a `--path` that exists here is made
 /// canonical, as the backup recorded it.
 pub fn build(
     tags: &[String],
@@ -54,7 +55,6 @@ pub fn build(
                     .map(str::to_string)
                     .collect::<Vec<_>>()
             })
-            .filter(|list| !list.is_empty())
             .collect(),
         host: host.map(str::to_string),
         source: path.map(absolute_path),

@@ -24,6 +24,11 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a failed command's stderr an error quotes.
 const STDERR_TAIL_BYTES: usize = 512;
 
+/// How much a command whose stdout is captured ([`shell_output`]) may
+/// print before it is killed: a password is one line, and `yes` as a
+/// password command must not fill the temporary directory for 30 seconds.
+pub const STDOUT_LIMIT_BYTES: u64 = 64 * 1024;
+
 /// How often a running command is polled for its end (and the interrupt).
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -121,7 +126,8 @@ impl Drop for Thaw {
 /// stdout, with the tail of its stderr (the CLI's `--password-command`,
 /// which has no writer to pause but needs the same timeout, process group
 /// and stderr tail). Its stdout goes to an unlinked temporary file, read
-/// from the start once it has ended.
+/// from the start once it has ended; past [`STDOUT_LIMIT_BYTES`] the
+/// command is killed and fails.
 pub fn shell_output(
     command: &str,
     timeout: Duration,
@@ -145,7 +151,12 @@ pub fn shell_output(
     let mut bytes = Vec::new();
     stdout
         .seek(SeekFrom::Start(0))
-        .and_then(|_| stdout.read_to_end(&mut bytes))
+        // Bounded even when it printed fast and exited between two polls.
+        .and_then(|_| {
+            (&mut stdout)
+                .take(STDOUT_LIMIT_BYTES)
+                .read_to_end(&mut bytes)
+        })
         .map_err(|error| CommandFailure {
             outcome: format!("could not read its stdout: {error}"),
             stderr: String::new(),
@@ -157,7 +168,8 @@ pub fn shell_output(
 /// reaches lsmvault, which decides, not the command), its stdout discarded
 /// unless `stdout` is given, and its stderr kept in an unlinked temporary
 /// file (a pipe could block on a grandchild that keeps it open). Killed with
-/// its group after `timeout` or when `interrupt` triggers.
+/// its group after `timeout`, when `interrupt` triggers, or when the
+/// `stdout` file grows past [`STDOUT_LIMIT_BYTES`].
 fn run_shell(
     command: &str,
     timeout: Duration,
@@ -178,6 +190,8 @@ fn run_shell(
             String::new(),
         )
     })?;
+    // A second handle on the stdout file, to watch its size.
+    let watched = stdout.as_ref().and_then(|file| file.try_clone().ok());
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -197,6 +211,16 @@ fn run_shell(
         if interrupt.is_some_and(Interrupt::is_triggered) {
             kill_group(&mut child);
             return Err(Stopped::Interrupted);
+        }
+        let printed = watched
+            .as_ref()
+            .and_then(|file| file.metadata().ok())
+            .map_or(0, |metadata| metadata.len());
+        if printed > STDOUT_LIMIT_BYTES {
+            kill_group(&mut child);
+            break Err(format!(
+                "killed: it printed more than {STDOUT_LIMIT_BYTES} bytes on stdout"
+            ));
         }
         if started.elapsed() >= timeout {
             kill_group(&mut child);

@@ -15,7 +15,9 @@ use crate::repo::Repository;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotFilter {
     /// Tag lists, as restic's `--tag a,b --tag c`: a snapshot passes when it
-    /// carries every tag of at least one list (empty: any snapshot).
+    /// carries every tag of at least one list; an empty list (restic's
+    /// `--tag ''`) passes the snapshots without any tag. No list: any
+    /// snapshot.
     pub tags: Vec<Vec<String>>,
     /// Only snapshots of this source path (`--path`): compared with the
     /// snapshot file's `source` field (the absolute path backed up), a
@@ -38,10 +40,12 @@ impl SnapshotFilter {
     pub fn matches(&self, entry: &SnapshotEntry) -> bool {
         let snapshot = &entry.snapshot;
         let tags_match = self.tags.is_empty()
-            || self
-                .tags
-                .iter()
-                .any(|list| list.iter().all(|tag| snapshot.tags.contains(tag)));
+            || self.tags.iter().any(|list| match list.as_slice() {
+                // Not "every tag of nothing" (which every snapshot has):
+                // `--tag "$UNSET"` must not widen a forget to everything.
+                [] => snapshot.tags.is_empty(),
+                list => list.iter().all(|tag| snapshot.tags.contains(tag)),
+            });
         let identity = snapshot
             .database
             .as_ref()
@@ -68,7 +72,14 @@ impl SnapshotFilter {
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.tags.is_empty() {
-            let lists: Vec<String> = self.tags.iter().map(|list| list.join(",")).collect();
+            let lists: Vec<String> = self
+                .tags
+                .iter()
+                .map(|list| match list.as_slice() {
+                    [] => "(none)".to_string(),
+                    list => list.join(","),
+                })
+                .collect();
             parts.push(format!("tag {}", lists.join(" or ")));
         }
         if let Some(host) = &self.host {
@@ -166,6 +177,11 @@ mod tests {
         assert!(!tags(&[&["nightly", "db"]]).matches(&one));
         assert!(tags(&[&["nightly", "db"], &["nightly"]]).matches(&one));
         assert!(!tags(&[&["weekly"]]).matches(&one));
+        // An empty list passes only untagged snapshots, never everything.
+        let untagged = entry(&[], "h", "/data");
+        assert!(tags(&[&[]]).matches(&untagged));
+        assert!(!tags(&[&[]]).matches(&one));
+        assert_eq!(tags(&[&[]]).describe(), "tag (none)");
         assert!(SnapshotFilter::default().matches(&one));
         assert!(SnapshotFilter::default().is_empty());
         assert_eq!(tags(&[&["a", "b"], &["c"]]).describe(), "tag a,b or c");
