@@ -170,6 +170,10 @@ fn password_file_and_password_command_together_are_refused() {
     mixed.env("LSMVAULT_PASSWORD_FILE", &file);
     let mixed = mixed.output().unwrap();
     assert_eq!(mixed.status.code(), Some(22), "{}", stderr(&mixed));
+    // An exported but empty variable is no command.
+    let mut empty = lsmvault_command(&repo, Some(PASSWORD), &["snapshots"]);
+    empty.env("LSMVAULT_PASSWORD_COMMAND", "");
+    assert_success(&empty.output().unwrap(), "empty LSMVAULT_PASSWORD_COMMAND");
     // The command beats LSMVAULT_PASSWORD, as a password file does.
     let mut over_env = lsmvault_command(
         &repo,

@@ -59,11 +59,16 @@ impl<'a> Context<'a> {
     }
 
     /// The `--password-file` and `--password-command` flags (or their
-    /// environment variables).
+    /// environment variables); a blank command counts as none (an exported
+    /// but empty `LSMVAULT_PASSWORD_COMMAND`, as restic reads it).
     pub fn password_sources(&self) -> password::Sources<'a> {
         password::Sources {
             file: self.global.password_file.as_deref(),
-            command: self.global.password_command.as_deref(),
+            command: self
+                .global
+                .password_command
+                .as_deref()
+                .filter(|command| !command.trim().is_empty()),
         }
     }
 
