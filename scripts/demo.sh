@@ -40,9 +40,20 @@ echo "== snapshots"
 echo "== restoring gen1 (the oldest) and checking it"
 "$lsmvault" restore latest:gen1 --target "$work/restored-gen1"
 diff -r "$work/checkpoints/gen1" "$work/restored-gen1"
-if [ "$(ldb --db="$work/restored-gen1" scan | wc -l)" = "$(ldb --db="$work/checkpoints/gen1" scan | wc -l)" ]; then
-  echo "restored gen1 is byte-identical and opens with ldb"
+# The restored database must read exactly as the checkpoint it came from:
+# every key and value, in order (ldb scan), not just the same files.
+ldb --db="$work/checkpoints/gen1" scan --hex >"$work/scan-checkpoint-gen1.txt"
+ldb --db="$work/restored-gen1" scan --hex >"$work/scan-restored-gen1.txt"
+if ! cmp -s "$work/scan-checkpoint-gen1.txt" "$work/scan-restored-gen1.txt"; then
+  echo "FAILED: ldb scan of the restored gen1 differs from the checkpoint's" >&2
+  diff "$work/scan-checkpoint-gen1.txt" "$work/scan-restored-gen1.txt" | head -n 5 >&2
+  exit 1
 fi
+if [ ! -s "$work/scan-restored-gen1.txt" ]; then
+  echo "FAILED: ldb scan of the restored gen1 printed no keys" >&2
+  exit 1
+fi
+echo "restored gen1 is byte-identical and ldb reads the same $(wc -l <"$work/scan-restored-gen1.txt") keys and values"
 echo "== verifying every byte"
 "$lsmvault" verify --read-data
 echo "== done; everything is in $work"

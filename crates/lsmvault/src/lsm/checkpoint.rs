@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::interrupt::Interrupt;
 
-use super::file_class::{file_number, matches_any, FileClasses};
+use super::file_class::{file_number, matches_any_in_directory, FileClasses};
 use super::pause::{freeze, Thaw, DEFAULT_COMMAND_TIMEOUT};
 
 /// Options for [`checkpoint`].
@@ -100,6 +100,22 @@ pub fn checkpoint(
     destination: &Path,
     options: &CheckpointOptions,
 ) -> Result<CheckpointReport> {
+    checkpoint_then(source, destination, options, || ())
+}
+
+/// As [`checkpoint`], for a database that the calling process pauses itself
+/// (an embedded engine such as fjall, whose writers the application holds):
+/// `resume` runs right after the last link or copy — before the checkpoint
+/// is synced, so the pause does not include the fsyncs — and before the thaw
+/// command, if any. It runs once whether the links succeeded or failed; when
+/// the checkpoint is refused before linking starts it is dropped without
+/// being called (what it owns, such as a lock guard, is released then).
+pub fn checkpoint_then(
+    source: &Path,
+    destination: &Path,
+    options: &CheckpointOptions,
+    resume: impl FnOnce(),
+) -> Result<CheckpointReport> {
     if !source.is_dir() {
         return Err(Error::SourceNotFound {
             path: source.to_path_buf(),
@@ -140,6 +156,7 @@ pub fn checkpoint(
         };
         copier.copy_tree(source, destination, true)
     });
+    resume();
     let outcome = thaw.run(copied);
     report.pause_seconds = paused.elapsed().as_secs_f64();
     if let Err(error) = outcome {
@@ -239,12 +256,33 @@ impl Copier<'_> {
                 .context(|| format!("inspecting {}", entry.path().display()))?;
             names.push((entry.file_name().to_string_lossy().into_owned(), file_type));
         }
-        // The active WAL is the newest segment of the database directory itself;
-        // older ones, and every segment in subdirectories (RocksDB's `archive/`),
-        // are rotated and immutable.
+        let directory = (!top_level)
+            .then(|| {
+                source
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+            })
+            .flatten();
+        let directory = directory.as_deref();
+        // The active WAL is the newest segment of the database directory itself
+        // (plain patterns such as `*.log`) or of the directory a pattern names
+        // (fjall's `journals/*`); older ones, and segments that plain patterns
+        // find in subdirectories (RocksDB's `archive/`), are rotated and immutable.
+        let active_wal_patterns: Vec<String> = classes
+            .wal
+            .iter()
+            .filter(|pattern| match (pattern.rsplit_once('/'), directory) {
+                (None, _) => top_level,
+                (Some((wanted, _)), Some(here)) => wanted == here,
+                (Some(_), None) => false,
+            })
+            .cloned()
+            .collect();
         let newest_wal = names
             .iter()
-            .filter(|(name, kind)| top_level && kind.is_file() && matches_any(&classes.wal, name))
+            .filter(|(name, kind)| {
+                kind.is_file() && matches_any_in_directory(&active_wal_patterns, directory, name)
+            })
             .filter_map(|(name, _)| file_number(name))
             .max();
         for (name, file_type) in names {
@@ -252,15 +290,15 @@ impl Copier<'_> {
             let report = &mut *self.report;
             let from = source.join(&name);
             let to = destination.join(&name);
-            if matches_any(&classes.skip, &name) {
+            if matches_any_in_directory(&classes.skip, directory, &name) {
                 report.skipped += 1;
             } else if file_type.is_dir() {
                 self.copy_tree(&from, &to, false)?;
             } else if !file_type.is_file() {
                 report.skipped += 1;
             } else {
-                let is_wal = matches_any(&classes.wal, &name);
-                let link = matches_any(&classes.immutable, &name)
+                let is_wal = matches_any_in_directory(&classes.wal, directory, &name);
+                let link = matches_any_in_directory(&classes.immutable, directory, &name)
                     || (is_wal && file_number(&name) != newest_wal);
                 if link {
                     match fs::hard_link(&from, &to) {
@@ -443,5 +481,49 @@ mod tests {
         let error = checkpoint(&db, &destination, &options).unwrap_err();
         assert_eq!(error.code(), crate::ErrorCode::Interrupted, "{error}");
         assert!(!destination.exists());
+    }
+
+    /// fjall's layout: numbered segments and journals told apart only by
+    /// their directories.
+    #[test]
+    fn directory_patterns_link_segments_and_sealed_journals_and_copy_the_active_one() {
+        let work = tempfile::tempdir().unwrap();
+        let db = work.path().join("keyspace");
+        let segments = db.join("partitions/items/segments");
+        fs::create_dir_all(&segments).unwrap();
+        fs::create_dir(db.join("journals")).unwrap();
+        for (path, content) in [
+            (segments.join("3"), "segment 3"),
+            (segments.join("7"), "segment 7"),
+            (db.join("journals/8"), "sealed journal"),
+            (db.join("journals/9"), "active journal"),
+            (db.join("partitions/items/levels"), "levels"),
+            (db.join("version"), "v2"),
+        ] {
+            fs::write(path, content).unwrap();
+        }
+        let options = CheckpointOptions {
+            classes: FileClasses {
+                immutable: vec!["segments/*".into()],
+                wal: vec!["journals/*".into()],
+                skip: Vec::new(),
+            },
+            ..CheckpointOptions::default()
+        };
+        let destination = work.path().join("ckpt");
+        let mut resumed = 0;
+        let report = checkpoint_then(&db, &destination, &options, || resumed += 1).unwrap();
+        assert_eq!(resumed, 1, "resume runs once");
+        let inode = |path: &Path| fs::metadata(path).unwrap().ino();
+        let same = |relative: &str| inode(&db.join(relative)) == inode(&destination.join(relative));
+        assert!(same("partitions/items/segments/3") && same("partitions/items/segments/7"));
+        assert!(same("journals/8"), "a sealed journal is linked");
+        assert!(!same("journals/9"), "the active journal is copied");
+        assert!(!same("partitions/items/levels") && !same("version"));
+        assert_eq!(
+            fs::read_to_string(destination.join("journals/9")).unwrap(),
+            "active journal"
+        );
+        assert_eq!((report.linked, report.copied), (3, 3));
     }
 }

@@ -9,7 +9,10 @@
 //!
 //! Patterns are file names with at most one `*` (e.g. `*.sst`, `MANIFEST-*`,
 //! `LOG*`); a name matches when it starts with the part before the `*` and ends
-//! with the part after it, without the two overlapping.
+//! with the part after it, without the two overlapping. A pattern may name the
+//! file's directory too (`segments/*`): engines such as fjall name their
+//! immutable segments and their journals alike (plain numbers) and tell them
+//! apart only by the directory they are in.
 
 /// Names of files that RocksDB and LevelDB never modify once written: table
 /// files (`*.sst`, LevelDB's `*.ldb`) and blob files (`*.blob`).
@@ -65,6 +68,26 @@ pub fn matches_any(patterns: &[String], name: &str) -> bool {
         .any(|pattern| matches_pattern(pattern, name))
 }
 
+/// Whether a file called `name` in a directory called `directory` (`None`
+/// at the top of the tree) matches `pattern`: a pattern `dir/name-pattern`
+/// needs the directory to be called `dir` exactly; a pattern without `/`
+/// looks at the name alone, wherever the file is.
+pub fn matches_in_directory(pattern: &str, directory: Option<&str>, name: &str) -> bool {
+    match pattern.rsplit_once('/') {
+        None => matches_pattern(pattern, name),
+        Some((wanted, name_pattern)) => {
+            directory == Some(wanted) && matches_pattern(name_pattern, name)
+        }
+    }
+}
+
+/// Whether the file matches any of `patterns` (see [`matches_in_directory`]).
+pub fn matches_any_in_directory(patterns: &[String], directory: Option<&str>, name: &str) -> bool {
+    patterns
+        .iter()
+        .any(|pattern| matches_in_directory(pattern, directory, name))
+}
+
 /// The number in a name like `000123.log` (None when there is none).
 pub fn file_number(name: &str) -> Option<u64> {
     let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
@@ -87,6 +110,24 @@ mod tests {
         assert!(!matches_pattern("ab*ba", "aba"));
         assert_eq!(file_number("000123.log"), Some(123));
         assert_eq!(file_number("CURRENT"), None);
+    }
+
+    #[test]
+    fn a_pattern_with_a_directory_matches_only_files_in_a_directory_of_that_name() {
+        assert!(matches_in_directory("segments/*", Some("segments"), "17"));
+        assert!(!matches_in_directory("segments/*", Some("journals"), "17"));
+        assert!(!matches_in_directory("segments/*", None, "17"));
+        assert!(!matches_in_directory(
+            "segments/*",
+            Some("old-segments"),
+            "17"
+        ));
+        assert!(matches_in_directory("*.sst", Some("archive"), "000001.sst"));
+        assert!(matches_in_directory("*.sst", None, "000001.sst"));
+        let patterns = vec!["segments/*".to_string(), "*.blob".to_string()];
+        assert!(matches_any_in_directory(&patterns, Some("segments"), "3"));
+        assert!(matches_any_in_directory(&patterns, Some("blobs"), "9.blob"));
+        assert!(!matches_any_in_directory(&patterns, Some("journals"), "3"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::error::{IoContext, Result};
 use crate::format::index::Index;
 use crate::format::tree::{Entry, EntryKind, Metadata};
 use crate::id::Id;
-use crate::lsm::file_class::matches_pattern;
+use crate::lsm::file_class::matches_any_in_directory;
 use crate::repo::path_pattern::PathPattern;
 use crate::repo::tree_walker::TreeWalker;
 use crate::repo::Repository;
@@ -199,11 +199,19 @@ impl Scan<'_> {
         true
     }
 
-    fn is_immutable(&self, name: &[u8]) -> bool {
-        let name = String::from_utf8_lossy(name);
-        self.immutable_patterns
-            .iter()
-            .any(|pattern| matches_pattern(pattern, &name))
+    /// Whether the file at `relative` (its path in the source, ending in
+    /// `name`) is immutable by its name or, for patterns like `segments/*`,
+    /// by the directory it is in.
+    fn is_immutable(&self, relative: &[u8], name: &[u8]) -> bool {
+        let relative = String::from_utf8_lossy(relative);
+        let directory = relative
+            .rsplit_once('/')
+            .map(|(parent, _)| parent.rsplit('/').next().unwrap_or(parent));
+        matches_any_in_directory(
+            self.immutable_patterns,
+            directory,
+            &String::from_utf8_lossy(name),
+        )
     }
 
     /// The parent's entry for this file if its content can be reused unread.
@@ -214,7 +222,7 @@ impl Scan<'_> {
         now: &Metadata,
         size: u64,
     ) -> Option<EntryKind> {
-        let immutable = self.is_immutable(name);
+        let immutable = self.is_immutable(relative, name);
         let same = |old: &Entry| {
             let before = &old.metadata;
             before.device == now.device
