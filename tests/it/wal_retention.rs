@@ -45,15 +45,8 @@ fn archive(segments: u64, tags: bool) -> Archive {
     for index in 0..segments {
         let number = 5 + 2 * index;
         let name = format!("{number:06}.log");
-        let records: Vec<Vec<u8>> = (index * 30 + 1..=index * 30 + 30)
-            .map(|sequence| encode_write_batch(sequence, 1, &seeded_bytes(sequence, BATCH_BYTES)))
-            .collect();
-        let bytes = encode_log(&records, None);
-        fs::write(db.join(&name), &bytes).unwrap();
-        fs::write(originals.join(&name), &bytes).unwrap();
-        if index > 0 {
-            fs::remove_file(db.join(format!("{:06}.log", number - 2))).unwrap();
-        }
+        next_segment(&db, number, index * 30 + 1..=index * 30 + 30);
+        fs::copy(db.join(&name), originals.join(&name)).unwrap();
         lsmvault_ok(&repo, &["wal", "archive", db.to_str().unwrap()]);
         if index + 1 < segments {
             lsmvault_ok(&repo, &["backup", db.to_str().unwrap()]);
@@ -283,6 +276,79 @@ fn keep_pitr_limits_how_far_back_recovery_reaches() {
     // A bad duration is refused before anything is touched.
     let output = lsmvault(&archive.repo, &["forget", "--keep-pitr", "soon"]);
     assert_eq!(output.status.code(), Some(22), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--keep-pitr"));
+}
+
+/// Writes segment `number` of `db` holding `sequences`, and removes the
+/// previous one (`number - 2`), as a database does after a flush.
+fn next_segment(db: &Path, number: u64, sequences: std::ops::RangeInclusive<u64>) {
+    let records: Vec<Vec<u8>> = sequences
+        .map(|sequence| encode_write_batch(sequence, 1, &seeded_bytes(sequence, BATCH_BYTES)))
+        .collect();
+    fs::write(
+        db.join(format!("{number:06}.log")),
+        encode_log(&records, None),
+    )
+    .unwrap();
+    let _ = fs::remove_file(db.join(format!("{:06}.log", number - 2)));
+}
+
+#[test]
+fn an_encrypted_repository_forgets_its_wal_records_too() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let run = |args: &[&str]| {
+        let output = lsmvault_with_password(&repo, Some("wal retention"), args);
+        assert_success(&output, &format!("{args:?}"))
+    };
+    run(&["init", "--kdf-target-ms", "20"]);
+    let db = fake_database(work.path(), &[]);
+    let db_text = db.to_str().unwrap();
+    for (number, first) in [(5u64, 1u64), (7, 31), (9, 61)] {
+        next_segment(&db, number, first..=first + 29);
+        run(&["wal", "archive", db_text]);
+        if number < 9 {
+            run(&["backup", db_text]);
+        }
+    }
+    let text = run(&["--json", "forget", "--keep-last", "1", "--prune"]);
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let wal = wal_part(&report["forget"]);
+    assert_eq!(
+        names(&wal["segments_removed"]),
+        ["000005.log", "000007.log"],
+        "{report:#}"
+    );
+    assert!(report["prune"]["bytes_freed"].as_u64().unwrap() >= 30 * BATCH_BYTES as u64);
+    let target = work.path().join("restored");
+    let text = run(&[
+        "--json",
+        "restore",
+        "--seq",
+        "75",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    let recovered: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(recovered["restored_sequence"], 75);
+    let refused = lsmvault_with_password(
+        &repo,
+        Some("wal retention"),
+        &[
+            "restore",
+            "--seq",
+            "45",
+            "--target",
+            work.path().join("refused").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(28), "{refused:?}");
+    let verify: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "verify", "--read-data"])).unwrap();
+    assert!(
+        verify["findings"].as_array().unwrap().is_empty(),
+        "{verify:#}"
+    );
 }
 
 #[test]
@@ -419,15 +485,68 @@ fn restore_points_before_the_cut_are_removed() {
 /// more); the policy keeps the last two.
 const KILL_SEGMENTS: u64 = 7;
 
+/// The `wal/` objects (plaintext) a complete forget removed from `before`
+/// to leave `after`, in forget's order: restore points, then segments
+/// oldest first.
+fn removed_in_order(before: &Path, after: &Path) -> Vec<PathBuf> {
+    let kept = files_under(after);
+    let mut removed: Vec<(u64, PathBuf)> = files_under(before)
+        .into_iter()
+        .filter(|name| !kept.contains(name))
+        .map(|name| {
+            let object: serde_json::Value =
+                serde_json::from_slice(&fs::read(before.join(&name)).unwrap()).unwrap();
+            (object["segment"].as_u64().unwrap_or(0), name)
+        })
+        .collect();
+    removed.sort();
+    removed.into_iter().map(|(_, name)| name).collect()
+}
+
+/// What must hold however a `forget --keep-last 2` of an [`archive`] of
+/// [`KILL_SEGMENTS`] ended: the kept snapshots and every sequence of their
+/// windows restore, verify is clean, and a rerun (with prune) leaves exactly
+/// what an uninterrupted run leaves.
+fn assert_forget_recovers(template: &Archive, repo: &Path, timed: &Path, context: &str) {
+    let kept: Vec<String> = template.snapshots[template.snapshots.len() - 2..].to_vec();
+    let listed = snapshot_ids(repo);
+    for id in &kept {
+        assert!(listed.contains(id), "{context}: {id} vanished");
+    }
+    let killed = Archive {
+        _work: tempfile::tempdir().unwrap(),
+        work: template.work.join("scratch"),
+        repo: repo.to_path_buf(),
+        originals: template.originals.clone(),
+        snapshots: kept.clone(),
+    };
+    let cut = (KILL_SEGMENTS - 2) * 30;
+    for sequence in [cut + 1, cut + 45, KILL_SEGMENTS * 30] {
+        killed.assert_restores_to(sequence);
+    }
+    let verify = lsmvault_json(repo, &["verify"]);
+    assert!(
+        verify["findings"].as_array().unwrap().is_empty(),
+        "{context}: {verify:#}"
+    );
+    lsmvault_ok(repo, &["forget", "--keep-last", "2", "--prune"]);
+    assert_eq!(
+        files_under(&repo.join("wal")),
+        files_under(&timed.join("wal")),
+        "{context}"
+    );
+    assert_eq!(snapshot_ids(repo), kept, "{context}");
+    let verify = lsmvault_json(repo, &["verify", "--read-data"]);
+    assert!(
+        verify["findings"].as_array().unwrap().is_empty(),
+        "{context}: {verify:#}"
+    );
+}
+
 #[test]
 fn forget_killed_midway_loses_nothing() {
-    let iterations = kill_iterations(4);
     let template = archive(KILL_SEGMENTS, true);
-    let kept: Vec<String> = template.snapshots[template.snapshots.len() - 2..].to_vec();
-    let cut = (KILL_SEGMENTS - 2) * 30;
-    let newest = KILL_SEGMENTS * 30;
     let forget = ["forget", "--keep-last", "2"];
-    let scratch = template.work.join("scratch");
     let fresh = |name: &str| {
         let repo = template.work.join(name);
         let _ = fs::remove_dir_all(&repo);
@@ -436,47 +555,34 @@ fn forget_killed_midway_loses_nothing() {
     };
     let timed = fresh("timed");
     let typical = time_ok(&mut lsmvault_command(&timed, None, &forget));
-    let mut kill_loop = KillLoop::new("forget (WAL retention)", 0x5eed_0a11, typical, 2);
-    for iteration in 0..iterations {
+    // Chosen kill points: after the snapshot files went, and after half of
+    // the WAL records went too (restore points first, then segments oldest
+    // first, as forget removes them).
+    let removed = removed_in_order(&template.repo.join("wal"), &timed.join("wal"));
+    assert!(removed.len() >= 6, "{removed:?}");
+    for (point, wal_removed) in [
+        ("snapshots removed", 0),
+        ("half the WAL removed", removed.len() / 2),
+    ] {
+        let repo = fresh("killed");
+        for id in &template.snapshots[..template.snapshots.len() - 2] {
+            fs::remove_file(repo.join("snapshots").join(id)).unwrap();
+        }
+        for name in &removed[..wal_removed] {
+            fs::remove_file(repo.join("wal").join(name)).unwrap();
+        }
+        assert_forget_recovers(&template, &repo, &timed, point);
+    }
+    // Random kill points.
+    let mut kill_loop = KillLoop::new("forget (WAL retention)", 0x5eed_0a11, typical, 1);
+    for iteration in 0..kill_iterations(4) {
         let repo = fresh("killed");
         let run = kill_loop.run(&mut lsmvault_command(&repo, None, &forget));
         let context = format!("iteration {iteration} ({run:?})");
         if let Run::Finished(output) = &run {
             assert_success(output, &context);
         }
-        // Whatever was removed, the kept snapshots' windows all restore.
-        let listed = snapshot_ids(&repo);
-        for id in &kept {
-            assert!(listed.contains(id), "{context}: {id} vanished");
-        }
-        let killed = Archive {
-            _work: tempfile::tempdir().unwrap(),
-            work: scratch.join(iteration.to_string()),
-            repo: repo.clone(),
-            originals: template.originals.clone(),
-            snapshots: kept.clone(),
-        };
-        for sequence in [cut + 1, cut + 45, newest] {
-            killed.assert_restores_to(sequence);
-        }
-        let verify = lsmvault_json(&repo, &["verify"]);
-        assert!(
-            verify["findings"].as_array().unwrap().is_empty(),
-            "{context}: {verify:#}"
-        );
-        // The rerun finishes the job and leaves exactly the timed run's result.
-        lsmvault_ok(&repo, &["forget", "--keep-last", "2", "--prune"]);
-        assert_eq!(
-            files_under(&repo.join("wal")),
-            files_under(&timed.join("wal")),
-            "{context}"
-        );
-        assert_eq!(snapshot_ids(&repo), kept, "{context}");
-        let verify = lsmvault_json(&repo, &["verify", "--read-data"]);
-        assert!(
-            verify["findings"].as_array().unwrap().is_empty(),
-            "{context}: {verify:#}"
-        );
+        assert_forget_recovers(&template, &repo, &timed, &context);
     }
     kill_loop.finish();
 }

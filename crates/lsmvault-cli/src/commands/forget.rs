@@ -116,7 +116,17 @@ impl ForgetArgs {
     }
 
     fn keep_pitr(&self) -> Result<Option<std::time::Duration>, Error> {
-        self.keep_pitr.as_deref().map(parse_duration).transpose()
+        self.keep_pitr
+            .as_deref()
+            .map(|text| {
+                parse_duration(text).map_err(|error| match error {
+                    Error::InvalidArgument(reason) => {
+                        Error::InvalidArgument(format!("--keep-pitr: {reason}"))
+                    }
+                    other => other,
+                })
+            })
+            .transpose()
     }
 }
 
