@@ -7,10 +7,11 @@
 //! - without a PITR reach (`keep_pitr`), the smallest last sequence among the
 //!   database's kept snapshots: every kept snapshot's window stays whole;
 //! - with one (duration D), the sequence of the newest kept snapshot taken at
-//!   or before (newest archived write − D), or of the oldest kept snapshot
-//!   when none is that old: every instant within D of the newest archived
-//!   write maps to a sequence at or after that snapshot's, so its base
-//!   snapshot and replay lie after the cut.
+//!   or before (newest archived write − D): every instant within D of the
+//!   newest archived write maps to a sequence at or after that snapshot's,
+//!   so its base snapshot and replay lie after the cut. When no kept
+//!   snapshot is that old, the cut is as without a reach (the oldest kept
+//!   snapshot's window, by sequence).
 //!
 //! Then a segment goes (all its versions together) when every sequence it
 //! holds in any version is at or before the cut (a segment straddling the
@@ -169,39 +170,32 @@ fn cut_snapshot<'a>(
             "the oldest kept snapshot's window starts here".to_string(),
         ));
     };
-    let days = reach.as_secs_f64() / 86_400.0;
-    let Some(threshold) = newest.checked_sub(reach) else {
-        let oldest = kept.iter().copied().min_by_key(|snapshot| snapshot.time)?;
-        return Some((
-            oldest,
-            format!(
-                "--keep-pitr {days:.2}d reaches before the epoch: from the oldest kept snapshot"
-            ),
-        ));
-    };
+    let reach_text = humantime::format_duration(reach);
+    // The threshold before which recovery need not reach; when no kept
+    // snapshot is that old, every kept window stays (the lowest sequence,
+    // not the oldest time: safe even when clocks disagree with sequences).
+    let threshold = newest.checked_sub(reach);
     let chosen = kept
         .iter()
         .copied()
-        .filter(|snapshot| snapshot.time <= threshold)
+        .filter(|snapshot| threshold.is_some_and(|threshold| snapshot.time <= threshold))
         .max_by_key(|snapshot| (snapshot.time, snapshot.sequence));
+    let threshold_text = threshold.map_or("the epoch".to_string(), |threshold| {
+        Timestamp::from(threshold).to_string()
+    });
     Some(match chosen {
         Some(snapshot) => (
             snapshot,
             format!(
-                "--keep-pitr {days:.2}d: the newest kept snapshot at or before {}",
-                Timestamp::from(threshold)
+                "--keep-pitr {reach_text}: the newest kept snapshot at or before {threshold_text}"
             ),
         ),
-        None => {
-            let oldest = kept.iter().copied().min_by_key(|snapshot| snapshot.time)?;
-            (
-                oldest,
-                format!(
-                    "--keep-pitr {days:.2}d: no kept snapshot is as old as {}, so from the oldest kept one",
-                    Timestamp::from(threshold)
-                ),
-            )
-        }
+        None => (
+            lowest,
+            format!(
+                "--keep-pitr {reach_text}: no kept snapshot is as old as {threshold_text}, so every kept window stays"
+            ),
+        ),
     })
 }
 
