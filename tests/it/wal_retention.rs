@@ -449,6 +449,27 @@ fn a_database_without_kept_snapshots_keeps_its_archive() {
 }
 
 #[test]
+fn a_damaged_snapshot_file_keeps_the_archive_until_it_is_forgotten() {
+    let archive = archive(3, false);
+    let objects = archive.wal_objects();
+    let first = archive.snapshots[0].clone();
+    fs::write(archive.repo.join("snapshots").join(&first), b"garbage").unwrap();
+    // Its database and sequence are unknown: nothing is judged.
+    let report = lsmvault_json(&archive.repo, &["forget", "--keep-last", "1"]);
+    let skipped = report["wal"]["skipped"].as_str().unwrap_or_default();
+    assert!(skipped.contains("1 damaged snapshot file"), "{report:#}");
+    assert_eq!(archive.wal_objects(), objects);
+    // Forgetting it by id lets retention judge the archive again.
+    let report = lsmvault_json(&archive.repo, &["forget", &first]);
+    assert!(report["wal"]["skipped"].is_null(), "{report:#}");
+    assert_eq!(
+        names(&wal_part(&report)["segments_removed"]),
+        ["000005.log", "000007.log"]
+    );
+    archive.assert_restores_to(75);
+}
+
+#[test]
 fn restore_points_before_the_cut_are_removed() {
     let archive = archive(4, true);
     let report = lsmvault_json(&archive.repo, &["forget", "--keep-last", "2"]);

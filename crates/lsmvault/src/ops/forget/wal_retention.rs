@@ -332,6 +332,9 @@ impl Repository {
         dry_run: bool,
     ) -> Result<WalRetentionReport> {
         let (objects, damaged) = self.wal_objects_checked()?;
+        if objects.is_empty() && damaged.is_empty() {
+            return Ok(WalRetentionReport::default()); // no archive: nothing to say
+        }
         if !damaged_snapshots.is_empty() {
             return Ok(WalRetentionReport {
                 databases: Vec::new(),
