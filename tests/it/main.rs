@@ -39,3 +39,4 @@ mod resource_faults;
 mod rocksdb;
 mod rocksdb_wal;
 mod wal_retention;
+mod wal_retention_rocksdb;
