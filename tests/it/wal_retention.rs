@@ -607,3 +607,63 @@ fn forget_killed_midway_loses_nothing() {
     }
     kill_loop.finish();
 }
+
+#[test]
+fn forget_and_wal_archive_at_once_never_lose_a_kept_window() {
+    let archive = archive(3, false);
+    let db = archive.work.join("fakedb");
+    let db_text = db.to_str().unwrap();
+    let rounds = iterations_from_env("LSMVAULT_WAL_RETENTION_ROUNDS", 5);
+    std::thread::scope(|scope| {
+        // The database: a new segment, archived and backed up, each round.
+        scope.spawn(|| {
+            for round in 0..rounds {
+                let number = 11 + 2 * round;
+                let name = format!("{number:06}.log");
+                next_segment(&db, number, (round + 3) * 30 + 1..=(round + 3) * 30 + 30);
+                fs::copy(db.join(&name), archive.originals.join(&name)).unwrap();
+                lsmvault_ok(
+                    &archive.repo,
+                    &["--retry-lock", "2m", "wal", "archive", db_text],
+                );
+                lsmvault_ok(&archive.repo, &["--retry-lock", "2m", "backup", db_text]);
+            }
+        });
+        // Retention at the same time: the exclusive lock keeps them apart.
+        scope.spawn(|| {
+            for _ in 0..rounds {
+                lsmvault_ok(
+                    &archive.repo,
+                    &[
+                        "--retry-lock",
+                        "2m",
+                        "forget",
+                        "--keep-last",
+                        "2",
+                        "--prune",
+                    ],
+                );
+            }
+        });
+    });
+    let report = lsmvault_json(&archive.repo, &["forget", "--keep-last", "2", "--prune"]);
+    let cut = wal_part(&report["forget"])["earliest_sequence"]
+        .as_u64()
+        .unwrap();
+    let newest = (rounds + 3) * 30;
+    assert_eq!(cut, newest - 30, "{report:#}");
+    let timeline = lsmvault_json(&archive.repo, &["wal", "ls"]);
+    assert!(
+        timeline[0]["gaps"].as_array().unwrap().is_empty(),
+        "{timeline:#}"
+    );
+    for sequence in [cut + 1, cut + 17, newest] {
+        archive.assert_restores_to(sequence);
+    }
+    archive.assert_refused(cut - 1);
+    let verify = lsmvault_json(&archive.repo, &["verify", "--read-data"]);
+    assert!(
+        verify["findings"].as_array().unwrap().is_empty(),
+        "{verify:#}"
+    );
+}
