@@ -39,3 +39,5 @@ mod resource_faults;
 mod restic_habits;
 mod rocksdb;
 mod rocksdb_wal;
+mod wal_retention;
+mod wal_retention_rocksdb;

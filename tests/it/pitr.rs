@@ -12,7 +12,7 @@ use lsmvault::lsm::log::encode_log;
 use lsmvault::lsm::write_batch::encode_write_batch;
 
 /// Kills the writer if the test fails before it finishes.
-struct Writer(Child);
+pub(crate) struct Writer(pub(crate) Child);
 
 impl Drop for Writer {
     fn drop(&mut self) {
@@ -23,7 +23,7 @@ impl Drop for Writer {
 
 /// A rate-limited `db_bench fillseq` writer on a fresh database (key i gets
 /// sequence i + 1), running for several seconds.
-fn start_writer(db: &Path, keys: u32) -> Writer {
+pub(crate) fn start_writer(db: &Path, keys: u32) -> Writer {
     Command::new("db_bench")
         .arg(format!("--db={}", db.display()))
         .args([
@@ -61,7 +61,7 @@ pub(crate) fn scan_keys(db: &Path) -> Vec<u64> {
         .collect()
 }
 
-fn wait_for(path: &Path) {
+pub(crate) fn wait_for(path: &Path) {
     for _ in 0..100 {
         if path.exists() {
             return;

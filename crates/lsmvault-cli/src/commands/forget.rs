@@ -6,6 +6,8 @@
 
 use std::process::ExitCode;
 
+mod wal_report;
+
 use clap::Args;
 use lsmvault::ops::forget::retention::{parse_duration, GroupBy, RetentionPolicy, SnapshotFilter};
 use lsmvault::{Error, ForgetOptions, ForgetReport, PruneOptions, Repository, SnapshotKind};
@@ -33,6 +35,11 @@ pub struct ForgetArgs {
     /// Keep everything within this span of the newest snapshot (e.g. 30d, 1y6m, 12h).
     #[arg(long, value_name = "DURATION")]
     keep_within: Option<String>,
+    /// Keep the WAL archive only as far back as point-in-time recovery must
+    /// reach: to any instant within this span of the newest archived write
+    /// (e.g. 7d). Alone, it removes WAL records and no snapshot.
+    #[arg(long, value_name = "DURATION")]
+    keep_pitr: Option<String>,
     /// Keep snapshots with this tag (repeatable).
     #[arg(long, value_name = "TAG")]
     keep_tag: Vec<String>,
@@ -98,7 +105,22 @@ impl ForgetArgs {
             })?,
             dry_run: self.dry_run,
             allow_remove_all: self.allow_remove_all,
+            keep_pitr: self.keep_pitr()?,
         })
+    }
+
+    fn keep_pitr(&self) -> Result<Option<std::time::Duration>, Error> {
+        self.keep_pitr
+            .as_deref()
+            .map(|text| {
+                parse_duration(text).map_err(|error| match error {
+                    Error::InvalidArgument(reason) => {
+                        Error::InvalidArgument(format!("--keep-pitr: {reason}"))
+                    }
+                    other => other,
+                })
+            })
+            .transpose()
     }
 }
 
@@ -129,18 +151,20 @@ fn forget_by_id(
     args: &ForgetArgs,
     output: Output,
 ) -> Result<serde_json::Value, Error> {
-    let removed = repository.forget_snapshots(&args.snapshots, args.dry_run)?;
+    let report = repository.forget_ids(&args.snapshots, args.dry_run, args.keep_pitr()?)?;
     if output.prints_summary() || (args.dry_run && !output.is_json()) {
         let action = if args.dry_run {
             "would remove"
         } else {
             "removed"
         };
-        for id in &removed {
+        for id in &report.removed {
             println!("{action} {}", short_id(id));
         }
+        wal_report::print(&report.wal, args.dry_run);
     }
-    Ok(serde_json::json!({ "removed": removed, "dry_run": args.dry_run }))
+    wal_report::warn_damaged(&report.wal);
+    to_json(&report)
 }
 
 /// Forgets what the retention policy does not keep; prints text unless
@@ -151,19 +175,23 @@ fn forget_by_policy(
     output: Output,
 ) -> Result<serde_json::Value, Error> {
     let options = args.policy_options()?;
-    if options.policy.is_empty() {
+    if options.policy.is_empty() && options.keep_pitr.is_none() {
         // Said here, where the flags are known: the library only knows the policy is empty.
         return Err(Error::InvalidArgument(
-            "no keep rule given: pass --keep-last, --keep-daily, --keep-within, ... (or snapshot ids)"
+            "no keep rule given: pass --keep-last, --keep-daily, --keep-within, ... (or snapshot ids, or --keep-pitr alone to trim only the WAL archive)"
                 .into(),
         ));
     }
     let report = repository.forget(&options)?;
     let value = to_json(&report)?;
     if output.prints_summary() || (args.dry_run && !output.is_json()) {
-        print_decisions(&report);
+        if !report.groups.is_empty() {
+            print_decisions(&report);
+        }
+        wal_report::print(&report.wal, report.dry_run);
     }
     crate::output::warn_damaged(&report.damaged);
+    wal_report::warn_damaged(&report.wal);
     Ok(value)
 }
 
