@@ -15,6 +15,7 @@ pub mod lock;
 pub mod pack_writer;
 pub mod parity;
 pub mod path_pattern;
+pub mod replay;
 pub mod snapshots;
 pub mod store;
 pub mod tree_walker;
