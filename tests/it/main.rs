@@ -38,3 +38,4 @@ mod reliability_repair_snapshots;
 mod resource_faults;
 mod rocksdb;
 mod rocksdb_wal;
+mod wal_pickup;

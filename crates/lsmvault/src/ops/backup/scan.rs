@@ -7,6 +7,8 @@
 //! matches too unless the file is immutable (making a hard link changes
 //! ctime), and whose chunks the repository still holds. Entries that cannot
 //! be read are left out with a warning; the snapshot is then incomplete.
+//! The WAL holding directory of `wal archive --watch` (`.lsmvault-wal-hold`)
+//! is left out silently: it holds links to WAL files, archived elsewhere.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -20,7 +22,7 @@ use crate::error::{IoContext, Result};
 use crate::format::index::Index;
 use crate::format::tree::{Entry, EntryKind, Metadata};
 use crate::id::Id;
-use crate::lsm::file_class::matches_pattern;
+use crate::lsm::file_class::{matches_pattern, WAL_HOLD_DIRECTORY};
 use crate::repo::tree_walker::TreeWalker;
 use crate::repo::Repository;
 
@@ -230,6 +232,11 @@ impl Scan<'_> {
                 "{} is the repository itself: left out of the backup",
                 child.display()
             ));
+            return None;
+        }
+        // `wal archive --watch`'s hard links to WAL files: no part of the
+        // database (the segments are in the WAL archive already).
+        if file_type.is_dir() && name == WAL_HOLD_DIRECTORY.as_bytes() {
             return None;
         }
         let node = if file_type.is_dir() {

@@ -1,0 +1,261 @@
+//! `wal archive --watch`: archive rounds every interval, and between them
+//! a hard link into the holding directory (see `hold.rs`) for each WAL file
+//! the moment it appears, so a segment the database deletes before the next
+//! round is still archived whole.
+//!
+//! On Linux the database directory and its `archive/` are watched with
+//! inotify (`IN_CREATE`, `IN_MOVED_TO`) by a thread of its own, which links
+//! while a round runs; elsewhere, or if inotify cannot be
+//! set up, each round's rescan links what it finds (the interval is then
+//! the window in which a deleted segment can be missed). Each round is
+//! checked for new gaps ([`Error::WalGap`], after committing). A stop asked
+//! through the [`Interrupt`] ends the wait: one more round archives what
+//! came since, releases the links and the watcher returns.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{ArchiveOptions, ArchiveReport, Holding};
+use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
+use crate::repo::Repository;
+
+/// How a watcher runs.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Time between two archive rounds (the rate at which a growing
+    /// segment is archived).
+    pub interval: Duration,
+    /// Ends the watcher after one last round.
+    pub interrupt: Interrupt,
+}
+
+/// The longest a wait sleeps before looking at the interrupt again.
+const POLL_SLICE: Duration = Duration::from_millis(100);
+
+impl Repository {
+    /// Archives the WAL of the database in `directory` every interval,
+    /// holding each new WAL file as it appears, until the interrupt is
+    /// triggered; `on_round` sees each round's report (then its new gaps end
+    /// the watcher with [`Error::WalGap`]). Returns after the last round.
+    pub fn watch_wal(
+        &self,
+        directory: &Path,
+        options: &ArchiveOptions,
+        watch: &WatchOptions,
+        on_round: &mut dyn FnMut(&ArchiveReport) -> Result<()>,
+    ) -> Result<()> {
+        let holding = Holding::new(directory, options.hold_dir.as_deref());
+        holding.create()?;
+        let linker = Linker::default();
+        // Links are made by a thread of their own: a round can take longer
+        // than the database keeps a short-lived WAL file.
+        std::thread::scope(|scope| {
+            if let Some(mut watcher) = events::Watcher::new(directory) {
+                let (holding, linker) = (&holding, &linker);
+                scope.spawn(move || linker.run(&mut watcher, holding));
+            }
+            let outcome = self.watch_rounds(directory, options, watch, &linker, on_round);
+            linker.stop.store(true, Ordering::SeqCst);
+            outcome
+        })
+    }
+
+    /// The rounds of [`Repository::watch_wal`]: every interval, then one
+    /// more once interrupted, which also releases the held links.
+    fn watch_rounds(
+        &self,
+        directory: &Path,
+        options: &ArchiveOptions,
+        watch: &WatchOptions,
+        linker: &Linker,
+        on_round: &mut dyn FnMut(&ArchiveReport) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            let last = watch.interrupt.is_triggered();
+            let round_options = ArchiveOptions {
+                // A round links everything it finds first: the fallback
+                // when inotify is not available or lost events.
+                hold_new: true,
+                release_held: last,
+                ..options.clone()
+            };
+            let report = self.archive_wal(directory, &round_options)?;
+            on_round(&report)?;
+            linker.check()?;
+            report.check_gaps()?;
+            if last {
+                return Ok(());
+            }
+            let next = Instant::now() + watch.interval;
+            while !watch.interrupt.is_triggered() && Instant::now() < next {
+                std::thread::sleep(POLL_SLICE.min(next - Instant::now()));
+            }
+        }
+    }
+}
+
+/// The thread that links new WAL files as inotify reports them, and the
+/// first error it met (reported by the next round).
+#[derive(Default)]
+struct Linker {
+    stop: AtomicBool,
+    failure: Mutex<Option<Error>>,
+}
+
+impl Linker {
+    fn run(&self, watcher: &mut events::Watcher, holding: &Holding) {
+        while !self.stop.load(Ordering::SeqCst) {
+            if let Err(error) = watcher.hold_new_files(holding, POLL_SLICE) {
+                if let Ok(mut failure) = self.failure.lock() {
+                    failure.get_or_insert(error);
+                }
+                return;
+            }
+        }
+    }
+
+    /// The linking thread's failure, if it had one.
+    fn check(&self) -> Result<()> {
+        match self
+            .failure
+            .lock()
+            .ok()
+            .and_then(|mut failure| failure.take())
+        {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod events {
+    //! inotify on the database directory and its `archive/`.
+
+    use std::ffi::OsStr;
+    use std::os::fd::AsFd;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use nix::errno::Errno;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+
+    use crate::error::Result;
+    use crate::ops::wal::Holding;
+
+    /// The inotify instance and the directory each watch is on.
+    pub struct Watcher {
+        inotify: Inotify,
+        directory: PathBuf,
+        watches: Vec<(WatchDescriptor, PathBuf)>,
+    }
+
+    fn flags() -> AddWatchFlags {
+        AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO
+    }
+
+    impl Watcher {
+        /// Watches `directory` (and its `archive/` if it exists); `None`
+        /// when inotify cannot be set up (the rounds' rescans remain).
+        pub fn new(directory: &Path) -> Option<Watcher> {
+            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+            let top = inotify.add_watch(directory, flags()).ok()?;
+            let mut watcher = Watcher {
+                inotify,
+                directory: directory.to_path_buf(),
+                watches: vec![(top, directory.to_path_buf())],
+            };
+            watcher.watch_archive();
+            Some(watcher)
+        }
+
+        /// Adds a watch on `archive/` once it exists (RocksDB creates it
+        /// when it first moves a segment there).
+        fn watch_archive(&mut self) -> bool {
+            let archive = self.directory.join("archive");
+            if self.watches.iter().any(|(_, path)| *path == archive) {
+                return false;
+            }
+            match self.inotify.add_watch(&archive, flags()) {
+                Ok(descriptor) => {
+                    self.watches.push((descriptor, archive));
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+
+        /// Waits up to `wait` for files to appear and links each new WAL
+        /// file into the holding directory.
+        pub fn hold_new_files(&mut self, holding: &Holding, wait: Duration) -> Result<()> {
+            let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) | Err(Errno::EINTR) => return Ok(()),
+                Ok(_) | Err(_) => {}
+            }
+            let events = match self.inotify.read_events() {
+                Ok(events) => events,
+                Err(Errno::EAGAIN) => return Ok(()),
+                // The queue overflowed or broke: link what is there now.
+                Err(_) => {
+                    holding.hold_all()?;
+                    return Ok(());
+                }
+            };
+            let mut rescan = false;
+            for event in events {
+                let Some(name) = event.name.as_deref() else {
+                    // IN_Q_OVERFLOW: events were lost.
+                    rescan = true;
+                    continue;
+                };
+                if name == OsStr::new("archive") && self.watch_archive() {
+                    rescan = true;
+                    continue;
+                }
+                let place = self
+                    .watches
+                    .iter()
+                    .find(|(descriptor, _)| *descriptor == event.wd)
+                    .map(|(_, path)| path);
+                if let Some(place) = place {
+                    if name.to_string_lossy().ends_with(".log") {
+                        holding.hold(&place.join(name))?;
+                    }
+                }
+            }
+            if rescan {
+                holding.hold_all()?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod events {
+    //! No inotify: the rounds' rescans link what they find.
+
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::error::Result;
+    use crate::ops::wal::Holding;
+
+    pub enum Watcher {}
+
+    impl Watcher {
+        pub fn new(_directory: &Path) -> Option<Watcher> {
+            None
+        }
+
+        pub fn hold_new_files(&mut self, _holding: &Holding, _wait: Duration) -> Result<()> {
+            match *self {}
+        }
+    }
+}
