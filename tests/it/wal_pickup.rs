@@ -472,3 +472,51 @@ fn a_watcher_killed_at_random_moments_loses_nothing() {
         .max();
     assert_eq!(last, Some(50_000), "{timeline:#}");
 }
+
+/// An exclusive lock (a prune) during a watch: the rounds are skipped with
+/// a warning, not fatal, and the links keep being made meanwhile, so a WAL
+/// file deleted while the repository was locked is archived afterwards.
+#[test]
+fn a_locked_repository_skips_rounds_and_the_watcher_keeps_holding() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let db = fake_database(work.path(), &[(5, (1..=30).map(|s| (s, 1)).collect())]);
+    let watcher = Watcher::start(&repo, &db, &[]);
+    wait_for(&db.join(HOLD).join("000005.log"));
+    // A live process of this host holds an exclusive lock.
+    let mut holder = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = holder.id();
+    let now = humantime::format_rfc3339(SystemTime::now()).to_string();
+    let host = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let lock = serde_json::json!({
+        "version": 1, "kind": "exclusive", "host": host, "pid": pid, "purpose": "prune",
+        "created": now, "refreshed": now,
+        "process_start": crate::kill_loops::start_time_of(pid),
+    });
+    let lock_file = repo.join("locks").join("prune-in-progress");
+    fs::write(&lock_file, lock.to_string()).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let segment = write_segment(&db, 7, 31..=40);
+    wait_for(&db.join(HOLD).join("000007.log"));
+    fs::remove_file(&segment).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    fs::remove_file(&lock_file).unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    std::thread::sleep(Duration::from_millis(700));
+    let output = watcher.stop("-INT");
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("round skipped"),
+        "{}",
+        stderr(&output)
+    );
+    let timeline = lsmvault_json(&repo, &["wal", "ls"]);
+    assert_eq!(timeline[0]["gaps"], serde_json::json!([]), "{timeline:#}");
+    assert_eq!(timeline[0]["segments"][1]["file_name"], "000007.log");
+    assert!(!db.join(HOLD).exists());
+}

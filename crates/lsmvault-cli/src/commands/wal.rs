@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Timeline, WatchOptions};
+use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Round, Timeline, WatchOptions};
 use lsmvault::Error;
 
 use super::Context;
@@ -67,7 +67,7 @@ fn archive(
 ) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
     let interval = watch.map(parse_interval).transpose()?;
-    let mut print = |report: &ArchiveReport| -> Result<(), Error> {
+    let print = |report: &ArchiveReport| -> Result<(), Error> {
         // One JSON line per round, so that a watching archiver's output streams.
         if context.output().is_json() {
             print_json_line(report)?;
@@ -90,7 +90,14 @@ fn archive(
         interval,
         interrupt: signals::install(),
     };
-    repository.watch_wal(database, &options, &watch, &mut print)?;
+    repository.watch_wal(database, &options, &watch, &mut |round| match round {
+        Round::Archived(report) => print(report),
+        Round::Skipped(error) => {
+            let next = humantime::format_duration(interval);
+            eprintln!("warning: archive round skipped, retried in {next}: {error}");
+            Ok(())
+        }
+    })?;
     // Only a signal ends a watcher without an error.
     Ok(signals::stopped_exit_code())
 }

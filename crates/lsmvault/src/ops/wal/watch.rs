@@ -8,7 +8,10 @@
 //! while a round runs; elsewhere, or if inotify cannot be
 //! set up, each round's rescan links what it finds (the interval is then
 //! the window in which a deleted segment can be missed). Each round is
-//! checked for new gaps ([`Error::WalGap`], after committing). A stop asked
+//! checked for new gaps ([`Error::WalGap`], after committing). A round that
+//! cannot run now (the repository is locked by a prune, the storage is
+//! throttling) is skipped and retried: ending the watcher would also end
+//! the links. A stop asked
 //! through the [`Interrupt`] ends the wait: one more round archives what
 //! came since, releases the links and the watcher returns.
 
@@ -18,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{ArchiveOptions, ArchiveReport, Holding};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::interrupt::Interrupt;
 use crate::repo::Repository;
 
@@ -32,6 +35,24 @@ pub struct WatchOptions {
     pub interrupt: Interrupt,
 }
 
+/// What one round of a watcher did.
+#[derive(Debug)]
+pub enum Round<'a> {
+    /// The round archived (its report).
+    Archived(&'a ArchiveReport),
+    /// The round could not run now (another command holds the repository
+    /// lock, the storage is throttling): the links keep being made, and the
+    /// next round archives everything.
+    Skipped(&'a Error),
+}
+
+/// Whether a round that failed so is retried at the next interval rather
+/// than ending the watcher: stopping would also stop the links.
+fn retry_later(error: &Error) -> bool {
+    error.code() == ErrorCode::RepositoryLocked
+        || matches!(error, Error::Backend(failure) if failure.is_transient())
+}
+
 /// The longest a wait sleeps before looking at the interrupt again.
 const POLL_SLICE: Duration = Duration::from_millis(100);
 
@@ -39,13 +60,15 @@ impl Repository {
     /// Archives the WAL of the database in `directory` every interval,
     /// holding each new WAL file as it appears, until the interrupt is
     /// triggered; `on_round` sees each round's report (then its new gaps end
-    /// the watcher with [`Error::WalGap`]). Returns after the last round.
+    /// the watcher with [`Error::WalGap`]) or why it was skipped (a lock
+    /// conflict or a throttling storage: retried at the next interval).
+    /// Returns after the last round.
     pub fn watch_wal(
         &self,
         directory: &Path,
         options: &ArchiveOptions,
         watch: &WatchOptions,
-        on_round: &mut dyn FnMut(&ArchiveReport) -> Result<()>,
+        on_round: &mut dyn FnMut(Round<'_>) -> Result<()>,
     ) -> Result<()> {
         let holding = Holding::new(directory, options.hold_dir.as_deref());
         holding.create()?;
@@ -71,7 +94,7 @@ impl Repository {
         options: &ArchiveOptions,
         watch: &WatchOptions,
         linker: &Linker,
-        on_round: &mut dyn FnMut(&ArchiveReport) -> Result<()>,
+        on_round: &mut dyn FnMut(Round<'_>) -> Result<()>,
     ) -> Result<()> {
         loop {
             let last = watch.interrupt.is_triggered();
@@ -82,12 +105,20 @@ impl Repository {
                 release_held: last,
                 ..options.clone()
             };
-            let report = self.archive_wal(directory, &round_options)?;
-            on_round(&report)?;
-            linker.check()?;
-            report.check_gaps()?;
-            if last {
-                return Ok(());
+            match self.archive_wal(directory, &round_options) {
+                Ok(report) => {
+                    on_round(Round::Archived(&report))?;
+                    linker.check()?;
+                    report.check_gaps()?;
+                    if last {
+                        return Ok(());
+                    }
+                }
+                Err(error) if retry_later(&error) && !last => {
+                    on_round(Round::Skipped(&error))?;
+                    linker.check()?;
+                }
+                Err(error) => return Err(error),
             }
             let next = Instant::now() + watch.interval;
             while !watch.interrupt.is_triggered() && Instant::now() < next {
