@@ -520,3 +520,25 @@ fn a_locked_repository_skips_rounds_and_the_watcher_keeps_holding() {
     assert_eq!(timeline[0]["segments"][1]["file_name"], "000007.log");
     assert!(!db.join(HOLD).exists());
 }
+
+/// The links are made before the repository is opened (a restarted
+/// watcher is blind for less time); a watcher that then cannot open it
+/// removes them again, and a missing database directory is not created.
+#[test]
+fn a_watcher_that_cannot_start_leaves_no_links() {
+    let work = tempfile::tempdir().unwrap();
+    let db = fake_database(work.path(), &[(5, (1..=30).map(|s| (s, 1)).collect())]);
+    let missing_repo = work.path().join("no-repo");
+    let watcher = Watcher::start(&missing_repo, &db, &[]);
+    let output = watcher.wait_at_most(Duration::from_secs(10));
+    assert_eq!(output.status.code(), Some(10), "{}", stderr(&output));
+    assert!(!db.join(HOLD).exists(), "links left behind");
+
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let missing_db = work.path().join("no-db");
+    let watcher = Watcher::start(&repo, &missing_db, &[]);
+    let output = watcher.wait_at_most(Duration::from_secs(10));
+    assert_eq!(output.status.code(), Some(20), "{}", stderr(&output));
+    assert!(!missing_db.exists());
+}

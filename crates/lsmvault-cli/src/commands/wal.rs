@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Round, Timeline, WatchOptions};
+use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Round, Timeline, WalPickup, WatchOptions};
 use lsmvault::Error;
 
 use super::Context;
@@ -65,8 +65,22 @@ fn archive(
     watch: Option<&str>,
     options: ArchiveOptions,
 ) -> Result<ExitCode, Error> {
-    let repository = context.open_repository()?;
     let interval = watch.map(parse_interval).transpose()?;
+    // Holding new WAL files starts before the repository is opened (a
+    // password's key derivation takes a while): a restarted watcher is
+    // blind for as short a time as possible.
+    let pickup = interval
+        .map(|_| WalPickup::start(database, options.hold_dir.as_deref()))
+        .transpose()?;
+    let repository = match context.open_repository() {
+        Ok(repository) => repository,
+        Err(error) => {
+            if let Some(pickup) = pickup {
+                pickup.abandon();
+            }
+            return Err(error);
+        }
+    };
     let print = |report: &ArchiveReport| -> Result<(), Error> {
         // One JSON line per round, so that a watching archiver's output streams.
         if context.output().is_json() {
@@ -76,7 +90,7 @@ fn archive(
         }
         Ok(())
     };
-    let Some(interval) = interval else {
+    let (Some(interval), Some(pickup)) = (interval, pickup) else {
         let options = ArchiveOptions {
             release_held: true,
             ..options
@@ -90,14 +104,20 @@ fn archive(
         interval,
         interrupt: signals::install(),
     };
-    repository.watch_wal(database, &options, &watch, &mut |round| match round {
-        Round::Archived(report) => print(report),
-        Round::Skipped(error) => {
-            let next = humantime::format_duration(interval);
-            eprintln!("warning: archive round skipped, retried in {next}: {error}");
-            Ok(())
-        }
-    })?;
+    repository.watch_wal(
+        database,
+        &options,
+        pickup,
+        &watch,
+        &mut |round| match round {
+            Round::Archived(report) => print(report),
+            Round::Skipped(error) => {
+                let next = humantime::format_duration(interval);
+                eprintln!("warning: archive round skipped, retried in {next}: {error}");
+                Ok(())
+            }
+        },
+    )?;
     // Only a signal ends a watcher without an error.
     Ok(signals::stopped_exit_code())
 }

@@ -36,4 +36,4 @@ mod watch;
 pub use archive::{database_id, ArchiveOptions, ArchiveReport, ArchivedSegment};
 pub use hold::Holding;
 pub use timeline::{MissingSequences, SegmentSummary, SkippedObjects, Timeline, Window};
-pub use watch::{Round, WatchOptions};
+pub use watch::{Round, WalPickup, WatchOptions};

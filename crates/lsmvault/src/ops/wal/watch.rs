@@ -15,9 +15,11 @@
 //! through the [`Interrupt`] ends the wait: one more round archives what
 //! came since, releases the links and the watcher returns.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{ArchiveOptions, ArchiveReport, Holding};
@@ -56,34 +58,84 @@ fn retry_later(error: &Error) -> bool {
 /// The longest a wait sleeps before looking at the interrupt again.
 const POLL_SLICE: Duration = Duration::from_millis(100);
 
+/// The picking up of new WAL files, running from [`WalPickup::start`] until
+/// dropped: the holding directory and the thread that links each WAL file
+/// as inotify reports it. Started before the repository is opened (which
+/// can take a second for an encrypted one), so a restarted watcher is blind
+/// for as short a time as possible.
+pub struct WalPickup {
+    holding: Holding,
+    linker: Arc<Linker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WalPickup {
+    /// Creates the holding directory of the database in `directory`
+    /// (`hold_dir`, or the default), links every WAL file there now and
+    /// starts watching for new ones (Linux; elsewhere only the rounds link).
+    pub fn start(directory: &Path, hold_dir: Option<&Path>) -> Result<WalPickup> {
+        let holding = Holding::new(directory, hold_dir);
+        holding.create()?;
+        let linker = Arc::new(Linker::default());
+        // Watching first, then linking what is there: nothing falls between.
+        let watcher = events::Watcher::new(directory);
+        holding.hold_all()?;
+        let thread = watcher.map(|mut watcher| {
+            let (holding, linker) = (holding.clone(), Arc::clone(&linker));
+            std::thread::spawn(move || linker.run(&mut watcher, &holding))
+        });
+        Ok(WalPickup {
+            holding,
+            linker,
+            thread,
+        })
+    }
+}
+
+impl WalPickup {
+    /// Stops picking up and removes the links this start made of files the
+    /// database still has (copies of nothing lost), for a watcher that
+    /// could not start (the repository would not open). Links of files the
+    /// database deleted stay for the next archive run.
+    pub fn abandon(self) {
+        self.linker.stop.store(true, Ordering::SeqCst);
+        let held = self.holding.held().into_iter().map(|(_, name, _)| name);
+        let _ = self
+            .holding
+            .release(&held.collect(), &BTreeSet::new(), true);
+    }
+}
+
+impl Drop for WalPickup {
+    fn drop(&mut self) {
+        self.linker.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Repository {
-    /// Archives the WAL of the database in `directory` every interval,
-    /// holding each new WAL file as it appears, until the interrupt is
-    /// triggered; `on_round` sees each round's report (then its new gaps end
-    /// the watcher with [`Error::WalGap`]) or why it was skipped (a lock
+    /// Archives the WAL of the database in `directory` every interval while
+    /// `pickup` holds each new WAL file as it appears, until the interrupt
+    /// is triggered; `on_round` sees each round's report (then its new gaps
+    /// end the watcher with [`Error::WalGap`]) or why it was skipped (a lock
     /// conflict or a throttling storage: retried at the next interval).
-    /// Returns after the last round.
+    /// Returns after the last round. `options.hold_dir` is `pickup`'s.
     pub fn watch_wal(
         &self,
         directory: &Path,
         options: &ArchiveOptions,
+        pickup: WalPickup,
         watch: &WatchOptions,
         on_round: &mut dyn FnMut(Round<'_>) -> Result<()>,
     ) -> Result<()> {
-        let holding = Holding::new(directory, options.hold_dir.as_deref());
-        holding.create()?;
-        let linker = Linker::default();
-        // Links are made by a thread of their own: a round can take longer
-        // than the database keeps a short-lived WAL file.
-        std::thread::scope(|scope| {
-            if let Some(mut watcher) = events::Watcher::new(directory) {
-                let (holding, linker) = (&holding, &linker);
-                scope.spawn(move || linker.run(&mut watcher, holding));
-            }
-            let outcome = self.watch_rounds(directory, options, watch, &linker, on_round);
-            linker.stop.store(true, Ordering::SeqCst);
-            outcome
-        })
+        let options = ArchiveOptions {
+            hold_dir: Some(pickup.holding.path().to_path_buf()),
+            ..options.clone()
+        };
+        // The thread stops when `pickup` is dropped, after the last round.
+        self.watch_rounds(directory, &options, watch, &pickup.linker, on_round)
     }
 
     /// The rounds of [`Repository::watch_wal`]: every interval, then one
