@@ -593,3 +593,49 @@ fn a_watcher_that_cannot_start_leaves_no_links() {
     assert_eq!(output.status.code(), Some(20), "{}", stderr(&output));
     assert!(!missing_db.exists());
 }
+
+/// Regression (found attacking `--hold-dir`): the database directory as
+/// the holding directory made a one-shot archive "release" — delete — the
+/// database's own WAL files. Refused, as is a directory of foreign `*.log`s.
+#[test]
+fn the_database_directory_is_refused_as_holding_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let db = fake_database(work.path(), &[(5, (1..=30).map(|s| (s, 1)).collect())]);
+    fs::create_dir(db.join("archive")).unwrap();
+    let foreign = work.path().join("foreign");
+    fs::create_dir(&foreign).unwrap();
+    fs::write(foreign.join("000001.log"), b"not ours").unwrap();
+    for hold in [db.clone(), db.join("archive"), foreign.clone()] {
+        let hold = hold.to_str().unwrap();
+        let database = db.to_str().unwrap();
+        for args in [
+            vec!["wal", "archive", database, "--hold-dir", hold],
+            vec![
+                "wal",
+                "archive",
+                "--watch",
+                "1s",
+                database,
+                "--hold-dir",
+                hold,
+            ],
+        ] {
+            let output = lsmvault(&repo, &args);
+            assert_eq!(
+                output.status.code(),
+                Some(22),
+                "{args:?}: {}",
+                stderr(&output)
+            );
+            assert!(
+                stderr(&output).contains("holding directory"),
+                "{}",
+                stderr(&output)
+            );
+        }
+    }
+    assert!(db.join("000005.log").exists());
+    assert!(foreign.join("000001.log").exists());
+}

@@ -211,6 +211,7 @@ impl Repository {
         let _lock = self.lock(LockKind::Shared, "wal archive")?;
         let database_id = database_id(directory, options.database_id.as_deref())?;
         let holding = Holding::new(directory, options.hold_dir.as_deref());
+        holding.check()?;
         if options.hold_new {
             holding.create()?;
             holding.hold_all()?;

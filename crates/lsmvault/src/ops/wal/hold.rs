@@ -86,6 +86,37 @@ impl Holding {
         &self.path
     }
 
+    /// Refuses a holding directory whose links would be the database's own
+    /// files (the database directory or its `archive/`: releasing a "link"
+    /// would delete a WAL file), or a directory of other files (`*.log`
+    /// without the `.watcher` file a watcher writes).
+    pub fn check(&self) -> Result<()> {
+        let refuse = |why: &str| {
+            Err(Error::InvalidArgument(format!(
+                "{} cannot be the WAL holding directory of {}: {why}",
+                self.path.display(),
+                self.database.display()
+            )))
+        };
+        let Some(hold) = inode(&self.path) else {
+            return Ok(());
+        };
+        let archive = self.database.join("archive");
+        if [&self.database, &archive]
+            .iter()
+            .any(|place| inode(place) == Some(hold))
+        {
+            return refuse(
+                "it is the database's own directory (its files would be removed as released links)",
+            );
+        }
+        let is_default = self.path.file_name() == Some(WAL_HOLD_DIRECTORY.as_ref());
+        if !is_default && !self.held().is_empty() && !self.path.join(OWNER_FILE).exists() {
+            return refuse("it holds *.log files that no watcher put there");
+        }
+        Ok(())
+    }
+
     /// Creates the holding directory (and refuses one on another file
     /// system than the database, where no link can be made), and records
     /// this process as the watcher that keeps it.
@@ -95,6 +126,7 @@ impl Holding {
                 path: self.database.clone(),
             });
         }
+        self.check()?;
         fs::create_dir_all(&self.path)
             .map_err(|error| Error::io(format!("creating {}", self.path.display()), error))?;
         let device = |path: &Path| fs::metadata(path).map(|stat| stat.dev()).ok();
@@ -274,6 +306,27 @@ mod tests {
         assert_eq!(holding.release(&archived, &orphaned, false).unwrap(), 0);
         assert_eq!(holding.release(&archived, &orphaned, true).unwrap(), 1);
         assert!(!holding.path().exists());
+    }
+
+    #[test]
+    fn the_database_directory_or_a_directory_of_other_files_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let db = directory.path().join("db");
+        fs::create_dir_all(db.join("archive")).unwrap();
+        fs::write(db.join("000008.log"), b"the database's own").unwrap();
+        for place in [db.clone(), db.join("archive"), db.join(".")] {
+            let holding = Holding::new(&db, Some(&place));
+            assert!(holding.create().is_err(), "{}", place.display());
+            assert!(holding.check().is_err(), "{}", place.display());
+        }
+        let other = directory.path().join("other");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("000001.log"), b"someone else's").unwrap();
+        assert!(Holding::new(&db, Some(&other)).create().is_err());
+        // A killed watcher's directory (its `.watcher` file) is accepted.
+        fs::write(other.join(OWNER_FILE), "4000000\n").unwrap();
+        assert!(Holding::new(&db, Some(&other)).create().is_ok());
+        assert!(db.join("000008.log").exists());
     }
 
     #[test]
