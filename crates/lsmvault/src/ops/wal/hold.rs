@@ -98,13 +98,15 @@ impl Holding {
                 self.database.display()
             )))
         };
-        let Some(hold) = inode(&self.path) else {
+        // Followed: a symlink to the database directory is that directory.
+        let directory = |path: &Path| fs::metadata(path).ok().map(|stat| (stat.dev(), stat.ino()));
+        let Some(hold) = directory(&self.path) else {
             return Ok(());
         };
         let archive = self.database.join("archive");
         if [&self.database, &archive]
             .iter()
-            .any(|place| inode(place) == Some(hold))
+            .any(|place| directory(place) == Some(hold))
         {
             return refuse(
                 "it is the database's own directory (its files would be removed as released links)",
@@ -314,7 +316,9 @@ mod tests {
         let db = directory.path().join("db");
         fs::create_dir_all(db.join("archive")).unwrap();
         fs::write(db.join("000008.log"), b"the database's own").unwrap();
-        for place in [db.clone(), db.join("archive"), db.join(".")] {
+        let link = directory.path().join("link");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        for place in [db.clone(), db.join("archive"), db.join("."), link] {
             let holding = Holding::new(&db, Some(&place));
             assert!(holding.create().is_err(), "{}", place.display());
             assert!(holding.check().is_err(), "{}", place.display());
