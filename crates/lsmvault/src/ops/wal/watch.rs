@@ -1,19 +1,21 @@
-//! `wal archive --watch`: archive rounds every interval, and between them
-//! a hard link into the holding directory (see `hold.rs`) for each WAL file
-//! the moment it appears, so a segment the database deletes before the next
-//! round is still archived whole.
+//! `wal archive --watch`: archive rounds every interval and, between and
+//! during them, a hard link into the holding directory (see `hold.rs`) for
+//! each WAL file the moment it appears, so a segment the database deletes
+//! before the next round is still archived whole.
 //!
 //! On Linux the database directory and its `archive/` are watched with
-//! inotify (`IN_CREATE`, `IN_MOVED_TO`) by a thread of its own, which links
-//! while a round runs; elsewhere, or if inotify cannot be
-//! set up, each round's rescan links what it finds (the interval is then
-//! the window in which a deleted segment can be missed). Each round is
-//! checked for new gaps ([`Error::WalGap`], after committing). A round that
-//! cannot run now (the repository is locked by a prune, the storage is
-//! throttling) is skipped and retried: ending the watcher would also end
-//! the links. A stop asked
-//! through the [`Interrupt`] ends the wait: one more round archives what
-//! came since, releases the links and the watcher returns.
+//! inotify (`IN_CREATE`, `IN_MOVED_TO`) by a thread of its own
+//! ([`WalPickup`], started before the repository is opened), which links
+//! while a round runs. Elsewhere, or if inotify cannot be set up, each
+//! round's rescan links what it finds (the interval is then the window in
+//! which a deleted segment can be missed).
+//!
+//! Each round is checked for new gaps ([`Error::WalGap`], after
+//! committing). A round that cannot run now (the repository is locked by a
+//! prune, the storage is throttling) is skipped and retried: ending the
+//! watcher would also end the links. A stop asked through the
+//! [`Interrupt`] ends the wait: one more round archives what came since and
+//! releases the links, and the watcher returns.
 
 use std::collections::BTreeSet;
 use std::path::Path;
