@@ -480,7 +480,7 @@ fn killed_repair_index_leaves_every_snapshot_restorable() {
 }
 
 /// When process `pid` started (`/proc/<pid>/stat` field 22), as lsmvault records it.
-fn start_time_of(pid: u32) -> u64 {
+pub(crate) fn start_time_of(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 1..];
     after_name

@@ -39,5 +39,6 @@ mod resource_faults;
 mod restic_habits;
 mod rocksdb;
 mod rocksdb_wal;
+mod wal_pickup;
 mod wal_retention;
 mod wal_retention_rocksdb;

@@ -339,6 +339,8 @@ fn wal_output_never_shows_rust_debug_text() {
         text.contains("000006.log") && text.contains("no write batches"),
         "{text}"
     );
+    // A restore point needs a snapshot to start from.
+    lsmvault_ok(&repo, &["backup", db.to_str().unwrap()]);
     lsmvault_ok(&repo, &["tag", "before", db.to_str().unwrap()]);
     let listing = lsmvault_ok(&repo, &["wal", "ls"]);
     for text in [&text, &listing] {

@@ -299,11 +299,14 @@ fn gaps_and_torn_tails_are_named_and_refused() {
     torn.truncate(torn.len() - 100);
     fs::write(db.join("000009.log"), &torn).unwrap();
 
+    // The gaps are new to the archive: committed, then exit 34 naming them.
     let archive = lsmvault(&repo, &["wal", "archive", db.to_str().unwrap()]);
-    assert!(archive.status.success());
+    let stderr = String::from_utf8_lossy(&archive.stderr);
+    assert_eq!(archive.status.code(), Some(34), "{stderr}");
+    assert!(stderr.contains("torn"), "a torn tail is reported: {stderr}");
     assert!(
-        String::from_utf8_lossy(&archive.stderr).contains("torn"),
-        "a torn tail is reported"
+        stderr.contains("41..=49") && stderr.contains("61..=69"),
+        "{stderr}"
     );
     let timeline = lsmvault_json(&repo, &["wal", "ls"]);
     let gaps = timeline[0]["gaps"].to_string();

@@ -44,6 +44,12 @@ pub fn hint(error: &Error) -> &'static str {
         Error::CrossFilesystemCheckpoint { .. } => {
             "put the destination on the same filesystem, or pass --allow-copy to copy while frozen"
         }
+        Error::CrossFilesystemHold { .. } => {
+            "pass a --hold-dir on the database's file system (the default, DBDIR/.lsmvault-wal-hold, is)"
+        }
+        Error::WalGap { .. } => {
+            "the database deleted a WAL file before it was archived: those writes cannot be restored from the archive (take a new backup to start a new window); docs/pitr.md lists the RocksDB options that prevent this (WAL_ttl_seconds / WAL_size_limit_MB)"
+        }
         Error::UnsafePath { .. } => {
             "the snapshot was tampered with or written by a faulty tool; nothing was written outside the target"
         }

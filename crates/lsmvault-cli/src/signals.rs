@@ -1,5 +1,6 @@
 //! SIGINT and SIGTERM during the commands that pause a writer or create
-//! things that must not outlive them (`checkpoint`, `backup`).
+//! things that must not outlive them (`checkpoint`, `backup`), and the
+//! signals that end `wal archive --watch` (after one last round).
 //!
 //! The first signal only triggers the library's [`Interrupt`]: the command
 //! unwinds through its guards (the thaw command runs, the repository lock
@@ -48,15 +49,18 @@ pub fn install() -> Interrupt {
     interrupt
 }
 
-/// The exit code of a command stopped by a signal: 128 + the first signal's
-/// number; `None` when the error is not an interruption.
-pub fn exit_code(error: &Error) -> Option<ExitCode> {
-    if !matches!(error, Error::Interrupted { .. }) {
-        return None;
-    }
+/// The exit code of a command that stopped cleanly on a signal (`wal
+/// archive --watch`): 128 + the first signal's number.
+pub fn stopped_exit_code() -> ExitCode {
     let signal = match RECEIVED.load(Ordering::SeqCst) {
         0 => Signal::SIGINT as i32,
         signal => signal,
     };
-    u8::try_from(128 + signal).ok().map(ExitCode::from)
+    u8::try_from(128 + signal).map_or(ExitCode::FAILURE, ExitCode::from)
+}
+
+/// The exit code of a command stopped by a signal: 128 + the first signal's
+/// number; `None` when the error is not an interruption.
+pub fn exit_code(error: &Error) -> Option<ExitCode> {
+    matches!(error, Error::Interrupted { .. }).then(stopped_exit_code)
 }

@@ -81,6 +81,10 @@ pub enum ErrorCode {
     /// The `--password-command` (a CLI concern, but its code is stable like
     /// every other) exited non-zero, printed no password, or timed out.
     PasswordCommandFailed = 36,
+    /// WAL archiving found sequence numbers that the archive will never
+    /// hold: the database deleted a WAL file (or part of one) before it was
+    /// archived. What was archived is committed before this is returned.
+    WalGap = 34,
     /// The operation was stopped through its [`Interrupt`](crate::Interrupt)
     /// (the CLI: SIGINT, 130; SIGTERM exits with 143 instead), after
     /// releasing what it held.
@@ -124,6 +128,7 @@ impl ErrorCode {
             ErrorCode::NoSpace => "no_space",
             ErrorCode::ReadOnlyFilesystem => "read_only_filesystem",
             ErrorCode::PasswordCommandFailed => "password_command_failed",
+            ErrorCode::WalGap => "wal_gap",
         }
     }
 }
@@ -256,6 +261,32 @@ pub enum Error {
         database: PathBuf,
         /// The destination path as given.
         destination: PathBuf,
+    },
+
+    /// The WAL holding directory is on another file system than the
+    /// database: a hard link cannot keep a WAL file's data there.
+    #[error(
+        "cannot hard-link {} into the WAL holding directory {}: it is on another file system than the database",
+        segment.display(),
+        hold.display()
+    )]
+    CrossFilesystemHold {
+        /// The WAL file that was to be held.
+        segment: PathBuf,
+        /// The holding directory.
+        hold: PathBuf,
+    },
+
+    /// An archive round found sequence numbers missing from the archive
+    /// that were not missing before it: the database deleted a WAL file (or
+    /// overwrote part of one) before it was archived. What the round archived
+    /// is committed.
+    #[error("WAL gap in the archive of database {database}: {}", gaps.join("; "))]
+    WalGap {
+        /// The database (its id).
+        database: String,
+        /// Each new gap in words, naming the missing sequence range.
+        gaps: Vec<String>,
     },
 
     /// A tree entry's name is not one safe path component (empty, `.`, `..`,
@@ -500,9 +531,10 @@ impl Error {
             Error::VerifyFailed { .. } => ErrorCode::VerifyFailed,
             Error::SourceNotFound { .. } => ErrorCode::SourceNotFound,
             Error::Io { .. } => self.filesystem_condition().unwrap_or(ErrorCode::Io),
-            Error::InvalidArgument(_) | Error::CrossFilesystemCheckpoint { .. } => {
-                ErrorCode::InvalidArgument
-            }
+            Error::InvalidArgument(_)
+            | Error::CrossFilesystemCheckpoint { .. }
+            | Error::CrossFilesystemHold { .. } => ErrorCode::InvalidArgument,
+            Error::WalGap { .. } => ErrorCode::WalGap,
             // Damage is `CorruptObject` (a short object never gets here: the
             // conversion below reports it as damage); everything else the
             // storage says is I/O, as before backends had their own error type.

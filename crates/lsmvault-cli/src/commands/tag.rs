@@ -29,6 +29,7 @@ pub fn run(context: &Context, args: &TagArgs) -> Result<ExitCode, Error> {
     let repository = context.open_repository()?;
     let options = ArchiveOptions {
         database_id: args.database_id.clone(),
+        ..ArchiveOptions::default()
     };
     let point =
         repository.create_restore_point(&args.name, &args.database, &options, args.force)?;

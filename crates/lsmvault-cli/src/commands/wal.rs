@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Timeline};
+use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Round, Timeline, WalPickup, WatchOptions};
 use lsmvault::Error;
 
 use super::Context;
 use crate::output::{human_bytes, print_json_line, short_id, time_to_seconds, warn_damaged};
+use crate::signals;
 
 #[derive(Subcommand)]
 pub enum WalCommand {
@@ -19,9 +20,15 @@ pub enum WalCommand {
     Archive {
         /// The live database directory.
         database: PathBuf,
-        /// Keep archiving every INTERVAL (e.g. 10s, 1m) until interrupted.
+        /// Keep archiving every INTERVAL (e.g. 10s, 1m) until SIGINT/SIGTERM,
+        /// hard-linking each new WAL file into the holding directory the
+        /// moment it appears (inotify), so the database deleting it loses nothing.
         #[arg(long, value_name = "INTERVAL")]
         watch: Option<String>,
+        /// The WAL holding directory (default DBDIR/.lsmvault-wal-hold; must
+        /// be on the database's file system).
+        #[arg(long, value_name = "DIR")]
+        hold_dir: Option<PathBuf>,
         /// The database id, for databases without an IDENTITY file.
         #[arg(long)]
         database_id: Option<String>,
@@ -35,35 +42,84 @@ pub fn run(context: &Context, command: &WalCommand) -> Result<ExitCode, Error> {
         WalCommand::Archive {
             database,
             watch,
+            hold_dir,
             database_id,
-        } => archive(context, database, watch.as_deref(), database_id.clone()),
+        } => {
+            let options = ArchiveOptions {
+                database_id: database_id.clone(),
+                hold_dir: hold_dir.clone(),
+                ..ArchiveOptions::default()
+            };
+            archive(context, database, watch.as_deref(), options)
+        }
         WalCommand::Ls => list(context),
     }
 }
 
-/// Archives once, or with `watch` every interval until the process is stopped.
+/// Archives once, or with `watch` every interval until SIGINT or SIGTERM
+/// (then once more, and exits 130 / 143). A round that finds a new gap
+/// fails (exit 34) after printing what it archived.
 fn archive(
     context: &Context,
     database: &Path,
     watch: Option<&str>,
-    database_id: Option<String>,
+    options: ArchiveOptions,
 ) -> Result<ExitCode, Error> {
-    let repository = context.open_repository()?;
-    let options = ArchiveOptions { database_id };
     let interval = watch.map(parse_interval).transpose()?;
-    loop {
-        let report = repository.archive_wal(database, &options)?;
+    // Holding new WAL files starts before the repository is opened (a
+    // password's key derivation takes a while): a restarted watcher is
+    // blind for as short a time as possible.
+    let pickup = interval
+        .map(|_| WalPickup::start(database, options.hold_dir.as_deref()))
+        .transpose()?;
+    let repository = match context.open_repository() {
+        Ok(repository) => repository,
+        Err(error) => {
+            if let Some(pickup) = pickup {
+                pickup.abandon();
+            }
+            return Err(error);
+        }
+    };
+    let print = |report: &ArchiveReport| -> Result<(), Error> {
         // One JSON line per round, so that a watching archiver's output streams.
         if context.output().is_json() {
-            print_json_line(&report)?;
+            print_json_line(report)?;
         } else {
-            print_archive_report(&report, context.output().prints_summary());
+            print_archive_report(report, context.output().prints_summary());
         }
-        match interval {
-            Some(interval) => std::thread::sleep(interval),
-            None => return Ok(ExitCode::SUCCESS),
-        }
-    }
+        Ok(())
+    };
+    let (Some(interval), Some(pickup)) = (interval, pickup) else {
+        let options = ArchiveOptions {
+            release_held: true,
+            ..options
+        };
+        let report = repository.archive_wal(database, &options)?;
+        print(&report)?;
+        report.check_gaps()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let watch = WatchOptions {
+        interval,
+        interrupt: signals::install(),
+    };
+    repository.watch_wal(
+        database,
+        &options,
+        pickup,
+        &watch,
+        &mut |round| match round {
+            Round::Archived(report) => print(report),
+            Round::Skipped(error) => {
+                let next = humantime::format_duration(interval);
+                eprintln!("warning: archive round skipped, retried in {next}: {error}");
+                Ok(())
+            }
+        },
+    )?;
+    // Only a signal ends a watcher without an error.
+    Ok(signals::stopped_exit_code())
 }
 
 fn parse_interval(text: &str) -> Result<Duration, Error> {
@@ -95,6 +151,12 @@ fn print_archive_report(report: &ArchiveReport, summary: bool) {
     }
     if !summary {
         return;
+    }
+    if report.held_released > 0 {
+        println!(
+            "released {} held WAL link(s) whose content is archived",
+            report.held_released
+        );
     }
     println!(
         "archived database {}: {} read, {} new, {} stored in {:.2} s",

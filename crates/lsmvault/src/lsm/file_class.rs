@@ -21,9 +21,22 @@ pub const IMMUTABLE_PATTERNS: [&str; 3] = ["*.sst", "*.ldb", "*.blob"];
 /// Names of write-ahead log segments (RocksDB and LevelDB).
 pub const WAL_PATTERNS: [&str; 1] = ["*.log"];
 
+/// The directory `lsmvault wal archive --watch` keeps hard links to the
+/// database's WAL files in (`DBDIR/.lsmvault-wal-hold/`): no part of the
+/// database, and never in a checkpoint or a backup of it.
+pub const WAL_HOLD_DIRECTORY: &str = ".lsmvault-wal-hold";
+
 /// Names of files that are no part of a database's state: the lock file, info
-/// logs, and temporary files of an interrupted write.
-pub const SKIP_PATTERNS: [&str; 5] = ["LOCK", "LOG", "LOG.old*", "*.dbtmp", "*.tmp"];
+/// logs, temporary files of an interrupted write, and the WAL holding
+/// directory of `wal archive --watch`.
+pub const SKIP_PATTERNS: [&str; 6] = [
+    "LOCK",
+    "LOG",
+    "LOG.old*",
+    "*.dbtmp",
+    "*.tmp",
+    WAL_HOLD_DIRECTORY,
+];
 
 /// How the files of a database directory are treated. Patterns are file names
 /// with at most one `*` (see [`matches_pattern`]).
@@ -136,6 +149,7 @@ mod tests {
         assert_eq!(classes.immutable, ["*.sst", "*.ldb", "*.blob"]);
         assert!(matches_any(&classes.wal, "000014.log"));
         assert!(matches_any(&classes.skip, "LOG.old.1"));
+        assert!(matches_any(&classes.skip, ".lsmvault-wal-hold"));
         assert!(!matches_any(&classes.immutable, "MANIFEST-000012"));
     }
 }

@@ -16,6 +16,7 @@ pub mod pack_writer;
 pub mod parity;
 pub mod path_pattern;
 pub mod snapshot_filter;
+pub mod replay;
 pub mod snapshots;
 pub mod store;
 pub mod tree_walker;

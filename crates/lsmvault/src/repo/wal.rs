@@ -70,14 +70,8 @@ impl Repository {
         let mut latest: BTreeMap<u64, SegmentRecord> = BTreeMap::new();
         for (_, object) in self.wal_objects_checked()?.0 {
             if let WalObject::Segment(record) = object {
-                if record.database_id != database_id {
-                    continue;
-                }
-                let newer = latest.get(&record.segment).is_none_or(|known| {
-                    (record.size, &record.archived_at) > (known.size, &known.archived_at)
-                });
-                if newer {
-                    latest.insert(record.segment, record);
+                if record.database_id == database_id {
+                    keep_newest(&mut latest, record);
                 }
             }
         }
@@ -92,5 +86,16 @@ impl Repository {
         }
         record.check_content(content.len() as u64, &self.keys().blob_id(&content))?;
         Ok(content)
+    }
+}
+
+/// Adds `record` to the newest versions by segment number unless a version
+/// already there is newer: the longest, the latest archived among equals.
+pub fn keep_newest(latest: &mut BTreeMap<u64, SegmentRecord>, record: SegmentRecord) {
+    let newer = latest
+        .get(&record.segment)
+        .is_none_or(|known| (record.size, &record.archived_at) > (known.size, &known.archived_at));
+    if newer {
+        latest.insert(record.segment, record);
     }
 }

@@ -11,6 +11,8 @@
 //! stat'ed (a directory is not descended), counted in `stats.excluded`; a
 //! pattern that covered nothing is a warning (a typo, or a restic-style
 //! absolute path, which here is anchored at the source root).
+//! The WAL holding directory of `wal archive --watch` (`.lsmvault-wal-hold`)
+//! is left out silently: it holds links to WAL files, archived elsewhere.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -25,7 +27,7 @@ use crate::error::{IoContext, Result};
 use crate::format::index::Index;
 use crate::format::tree::{Entry, EntryKind, Metadata};
 use crate::id::Id;
-use crate::lsm::file_class::matches_any_in_directory;
+use crate::lsm::file_class::{matches_any_in_directory, WAL_HOLD_DIRECTORY};
 use crate::repo::path_pattern::PathPattern;
 use crate::repo::tree_walker::TreeWalker;
 use crate::repo::Repository;
@@ -302,6 +304,11 @@ impl Scan<'_> {
                 "{} is the repository itself: left out of the backup",
                 child.display()
             ));
+            return None;
+        }
+        // `wal archive --watch`'s hard links to WAL files: no part of the
+        // database (the segments are in the WAL archive already).
+        if file_type.is_dir() && name == WAL_HOLD_DIRECTORY.as_bytes() {
             return None;
         }
         let node = if file_type.is_dir() {

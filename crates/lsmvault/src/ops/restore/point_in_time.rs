@@ -32,8 +32,8 @@ use crate::format::snapshot::SnapshotEntry;
 use crate::format::wal_object::{RestorePoint, SegmentRecord, WalObject};
 use crate::id::Id;
 use crate::lsm::file_class;
-use crate::lsm::log::{sequence_ranges, RecordRange};
 use crate::progress::Progress;
+use crate::repo::replay::PlannedSegment;
 use crate::repo::{DamagedObject, Repository};
 
 /// Where to recover to.
@@ -93,102 +93,6 @@ enum ResolvedTarget {
     TaggedSnapshot(Box<SnapshotEntry>),
 }
 
-/// One archived segment version to write into the target.
-struct PlannedSegment {
-    record: SegmentRecord,
-    /// Where to cut it: the end of the last batch kept.
-    end: u64,
-    first_sequence: u64,
-    last_sequence: u64,
-}
-
-/// The replay from a snapshot towards the target, built segment by segment.
-struct ReplayPlan {
-    snapshot_sequence: u64,
-    target_sequence: u64,
-    /// The sequence number the next batch must start at for the chain to hold.
-    expected: u64,
-    /// The last sequence number the planned segments reach.
-    restored: u64,
-    segments: Vec<PlannedSegment>,
-}
-
-impl ReplayPlan {
-    /// Adds the batches of one segment that continue the chain up to the
-    /// target. Returns whether the target is reached (later segments are
-    /// not needed); a gap before the target is an error.
-    fn add_segment(&mut self, record: SegmentRecord, ranges: &[RecordRange]) -> Result<bool> {
-        // (first sequence kept, cut offset) once a batch of this segment is kept.
-        let mut kept: Option<(u64, u64)> = None;
-        let mut reached = false;
-        for range in ranges {
-            let Some(last) = range.last_sequence() else {
-                continue;
-            };
-            if last <= self.snapshot_sequence {
-                continue;
-            }
-            if range.first_sequence > self.expected {
-                if self.target_sequence >= self.expected {
-                    return Err(unavailable(format!(
-                        "sequence {} falls into a gap of the archive: sequences {}..={} are missing before segment {} (missing segment or a write without WAL)",
-                        self.target_sequence,
-                        self.expected,
-                        range.first_sequence - 1,
-                        record.file_name
-                    )));
-                }
-                break;
-            }
-            if last > self.target_sequence {
-                reached = true;
-                break;
-            }
-            let first = kept.map_or(range.first_sequence, |(first, _)| first);
-            kept = Some((first, range.end_offset));
-            self.expected = range.next_sequence();
-            self.restored = last;
-        }
-        if let Some((first_sequence, end)) = kept {
-            self.segments.push(PlannedSegment {
-                record,
-                end,
-                first_sequence,
-                last_sequence: self.restored,
-            });
-        }
-        Ok(reached)
-    }
-
-    /// Refuses a replay that stops short of the target: a gap after the last
-    /// planned batch, or a target after the newest archived write.
-    fn check_reaches_target(&self, objects: &[WalObject], database: &str) -> Result<()> {
-        let target_sequence = self.target_sequence;
-        if self.restored >= target_sequence || self.expected > target_sequence {
-            return Ok(());
-        }
-        let newest = objects
-            .iter()
-            .filter_map(|object| match object {
-                WalObject::Segment(record) if record.database_id == database => {
-                    record.last_sequence
-                }
-                _ => None,
-            })
-            .max()
-            .unwrap_or(self.snapshot_sequence);
-        if newest >= target_sequence {
-            return Err(unavailable(format!(
-                "sequence {target_sequence} falls into a gap of the archive after sequence {}",
-                self.restored
-            )));
-        }
-        Err(unavailable(format!(
-            "sequence {target_sequence} is after the newest archived write of database {database} (sequence {newest})"
-        )))
-    }
-}
-
 /// The newest restore point called `name` (of `database_id`, when given).
 fn newest_restore_point<'a>(
     objects: &'a [WalObject],
@@ -246,42 +150,6 @@ fn name_skipped(error: Error, damaged: &[DamagedObject]) -> Error {
         }
         other => other,
     }
-}
-
-/// The newest snapshot of `database` at or before the target, with its sequence number.
-fn base_snapshot<'a>(
-    snapshots: &'a [SnapshotEntry],
-    database: &str,
-    target_sequence: u64,
-) -> Result<(u64, &'a SnapshotEntry)> {
-    let base = snapshots
-        .iter()
-        .filter_map(|entry| {
-            let state = entry.snapshot.database.as_ref()?;
-            let sequence = state.last_sequence?;
-            (state.id.as_deref() == Some(database) && sequence <= target_sequence)
-                .then_some((sequence, entry))
-        })
-        .max_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(a.1.snapshot.system_time().cmp(&b.1.snapshot.system_time()))
-        });
-    if let Some(base) = base {
-        return Ok(base);
-    }
-    let first = snapshots
-        .iter()
-        .filter_map(|entry| {
-            let state = entry.snapshot.database.as_ref()?;
-            (state.id.as_deref() == Some(database)).then_some(state.last_sequence?)
-        })
-        .min();
-    Err(unavailable(match first {
-        Some(first) => format!(
-            "sequence {target_sequence} is before the first snapshot of database {database} (it holds sequence {first})"
-        ),
-        None => format!("no snapshot of database {database} records its sequence number"),
-    }))
 }
 
 /// Removes the WAL segments numbered after `last_number` that the snapshot
@@ -403,10 +271,11 @@ impl Repository {
                     });
                 }
             };
-        let (snapshot_sequence, base) = base_snapshot(&snapshots, &database, target_sequence)
+        // The one reachability rule (`tag` applies it too).
+        let (base, plan) = self
+            .plan_point_in_time(&database, target_sequence, &snapshots, &objects)
             .map_err(|error| name_skipped(error, &damaged))?;
-        let plan = self.plan_replay(&database, snapshot_sequence, target_sequence)?;
-        plan.check_reaches_target(&objects, &database)?;
+        let snapshot_sequence = plan.snapshot_sequence;
 
         self.restore(
             &base.id.to_hex(),
@@ -487,39 +356,6 @@ impl Repository {
             duration_seconds: started.elapsed().as_secs_f64(),
             damaged_snapshots: Vec::new(),
         })
-    }
-
-    /// Walks the newest version of each archived segment after the snapshot,
-    /// up to the target. Only one segment's content is held at a time: it is
-    /// parsed here, dropped, and streamed again into the target later.
-    fn plan_replay(
-        &self,
-        database: &str,
-        snapshot_sequence: u64,
-        target_sequence: u64,
-    ) -> Result<ReplayPlan> {
-        let mut plan = ReplayPlan {
-            snapshot_sequence,
-            target_sequence,
-            expected: snapshot_sequence + 1,
-            restored: snapshot_sequence,
-            segments: Vec::new(),
-        };
-        for record in self.latest_segments(database)?.into_values() {
-            if record
-                .last_sequence
-                .is_none_or(|last| last <= snapshot_sequence)
-                || plan.expected > target_sequence
-            {
-                continue;
-            }
-            let content = self.read_segment(&record)?;
-            let (ranges, _) = sequence_ranges(&content, Some(record.segment))?;
-            if plan.add_segment(record, &ranges)? {
-                break;
-            }
-        }
-        Ok(plan)
     }
 
     /// Writes each planned segment, cut after its last kept batch, into `target`.

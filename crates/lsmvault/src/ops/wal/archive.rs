@@ -7,6 +7,7 @@
 //! whole. Records are written after the packs and the index, so a record
 //! never names a chunk the repository does not hold.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
@@ -22,7 +23,11 @@ use crate::lsm::log::{sequence_ranges, RecordRange, Tail};
 use crate::progress::NoProgress;
 use crate::repo::lock::LockKind;
 use crate::repo::store::store_stream;
+use crate::repo::wal::keep_newest;
 use crate::repo::{PackWriter, Repository};
+
+use super::hold::{log_files, Holding};
+use super::timeline::{missing_sequences, MissingSequences};
 
 /// Options for [`Repository::archive_wal`].
 #[derive(Debug, Clone, Default)]
@@ -30,6 +35,16 @@ pub struct ArchiveOptions {
     /// The database id to file segments under; default: the directory's
     /// `IDENTITY` (RocksDB). Required for databases without one (LevelDB).
     pub database_id: Option<String>,
+    /// The WAL holding directory (see [`Holding`]); default
+    /// `DBDIR/.lsmvault-wal-hold`. Its links are always read.
+    pub hold_dir: Option<PathBuf>,
+    /// Hard-link every WAL file into the holding directory before reading
+    /// (a watcher's rounds), creating it.
+    pub hold_new: bool,
+    /// After the round, also release the links of files the database still
+    /// has (a one-shot archive, a watcher's last round); otherwise only
+    /// those whose file was gone before they were read.
+    pub release_held: bool,
 }
 
 /// One segment as handled by one archive run.
@@ -64,6 +79,42 @@ pub struct ArchiveReport {
     pub bytes_stored: u64,
     /// Wall-clock time of the run.
     pub duration_seconds: f64,
+    /// Sequence numbers missing from the archive after this run that were
+    /// not missing before it (see [`ArchiveReport::check_gaps`]).
+    pub new_gaps: Vec<MissingSequences>,
+    /// Links of the holding directory removed after this run.
+    pub held_released: u64,
+}
+
+impl ArchiveReport {
+    /// [`Error::WalGap`] when this run found new gaps: the database deleted
+    /// a WAL file (or part of one) before it was archived.
+    pub fn check_gaps(&self) -> Result<()> {
+        if self.new_gaps.is_empty() {
+            return Ok(());
+        }
+        Err(Error::WalGap {
+            database: self.database_id.clone(),
+            gaps: self
+                .new_gaps
+                .iter()
+                .map(|gap| gap.description.clone())
+                .collect(),
+        })
+    }
+}
+
+/// The gaps of `after` not inside a gap of `before` (a gap that shrank as a
+/// late segment was archived is not new).
+fn new_gaps(before: &[MissingSequences], after: Vec<MissingSequences>) -> Vec<MissingSequences> {
+    after
+        .into_iter()
+        .filter(|gap| {
+            !before
+                .iter()
+                .any(|old| old.first <= gap.first && gap.last <= old.last)
+        })
+        .collect()
 }
 
 /// The database id of `directory`: the option, or its `IDENTITY`.
@@ -81,21 +132,33 @@ pub fn database_id(directory: &Path, explicit: Option<&str>) -> Result<String> {
         })
 }
 
-/// `*.log` files of the database directory and of its `archive/`.
-fn segment_files(directory: &Path) -> Result<Vec<(PathBuf, String, u64)>> {
-    let mut found = Vec::new();
-    for place in [directory.to_path_buf(), directory.join("archive")] {
-        let Ok(entries) = fs::read_dir(&place) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".log") || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
-                continue;
-            }
-            if let Some(number) = crate::lsm::file_class::file_number(&name) {
-                found.push((entry.path(), name, number));
-            }
+/// One segment of the database as found on disk: where to read it, in
+/// order of preference.
+struct FoundSegment {
+    number: u64,
+    file_name: String,
+    /// The holding link first (same inode as the database's file while it
+    /// has it, the only copy after it deleted it), then the database
+    /// directory, then `archive/`.
+    candidates: Vec<PathBuf>,
+}
+
+/// Every `*.log` of the database directory, its `archive/` and the holding
+/// directory, by segment number, newest first.
+fn segment_files(directory: &Path, holding: &Holding) -> Result<Vec<FoundSegment>> {
+    let mut found: BTreeMap<u64, FoundSegment> = BTreeMap::new();
+    let places = [
+        holding.path().to_path_buf(),
+        directory.to_path_buf(),
+        directory.join("archive"),
+    ];
+    for place in &places {
+        for (_, file_name, number) in log_files(place) {
+            found.entry(number).or_insert_with(|| FoundSegment {
+                number,
+                candidates: places.iter().map(|place| place.join(&file_name)).collect(),
+                file_name,
+            });
         }
     }
     if found.is_empty() && !directory.is_dir() {
@@ -103,20 +166,17 @@ fn segment_files(directory: &Path) -> Result<Vec<(PathBuf, String, u64)>> {
             path: directory.to_path_buf(),
         });
     }
-    found.sort_by_key(|(_, _, number)| *number);
-    Ok(found)
+    Ok(found.into_values().rev().collect())
 }
 
-/// Reads a listed segment. RocksDB moves a finished segment into `archive/`
-/// at any moment (`WAL_ttl_seconds`), so one listed in the database
-/// directory and gone from it is read from `archive/` (found in CI: skipping
-/// it left the newest records of that run unarchived). `None`: the database
-/// deleted it.
-fn read_segment_file(directory: &Path, path: &Path, file_name: &str) -> Result<Option<Vec<u8>>> {
-    let moved = directory.join("archive").join(file_name);
-    for candidate in [path, moved.as_path()] {
+/// Reads a listed segment from the first of its places that has it: RocksDB
+/// moves a finished segment into `archive/` at any moment (`WAL_ttl_seconds`)
+/// and deletes it at any moment (found in CI: skipping a moved one left the
+/// newest records of that run unarchived). `None`: deleted everywhere.
+fn read_segment_file(candidates: &[PathBuf]) -> Result<Option<(PathBuf, Vec<u8>)>> {
+    for candidate in candidates {
         match fs::read(candidate) {
-            Ok(bytes) => return Ok(Some(bytes)),
+            Ok(bytes) => return Ok(Some((candidate.clone(), bytes))),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
             Err(error) => return Err(Error::io(format!("reading {}", candidate.display()), error)),
         }
@@ -141,13 +201,25 @@ struct ArchiveRun<'a> {
 }
 
 impl Repository {
-    /// Archives every new or grown WAL segment of the database in `directory`.
+    /// Archives every new or grown WAL segment of the database in
+    /// `directory` (and its `archive/` and holding directory), newest
+    /// first: once a newer segment exists, RocksDB writes no more to the
+    /// older ones, so they are read at their final size and a round never
+    /// shows a gap that the next one would close.
     pub fn archive_wal(&self, directory: &Path, options: &ArchiveOptions) -> Result<ArchiveReport> {
         let started = Instant::now();
         let _lock = self.lock(LockKind::Shared, "wal archive")?;
         let database_id = database_id(directory, options.database_id.as_deref())?;
+        let holding = Holding::new(directory, options.hold_dir.as_deref());
+        holding.check()?;
+        if options.hold_new {
+            holding.create()?;
+            holding.hold_all()?;
+        }
+        // Before anything is read: these links' content is final.
+        let orphaned = holding.orphaned();
         let known = self.latest_segments(&database_id)?;
-        let files = segment_files(directory)?;
+        let files = segment_files(directory, &holding)?;
         let run = ArchiveRun {
             database_id: database_id.clone(),
             finder: CutFinder::new(&self.config().chunker, self.keys().chunker_seed())?,
@@ -159,22 +231,43 @@ impl Repository {
             ..ArchiveReport::default()
         };
         let mut records = Vec::new();
-        for (path, file_name, segment) in files {
-            let Some(bytes) = read_segment_file(directory, &path, &file_name)? else {
+        let mut read = BTreeSet::new();
+        for found in files {
+            let Some((path, bytes)) = read_segment_file(&found.candidates)? else {
                 continue;
             };
             report.bytes_read += bytes.len() as u64;
-            let previous = known.get(&segment);
-            let (archived, record) =
-                self.archive_segment(&run, &path, file_name, segment, &bytes, previous)?;
+            let previous = known.get(&found.number);
+            let (archived, record) = self.archive_segment(
+                &run,
+                &path,
+                found.file_name.clone(),
+                found.number,
+                &bytes,
+                previous,
+            )?;
+            read.insert(found.file_name);
             records.extend(record);
             report.segments.push(archived);
         }
+        report.segments.reverse();
         let summary = run.writer.finish()?;
         self.protect_packs(&summary.published)?;
         self.write_index(&summary.locations)?;
+        let mut latest = known.clone();
         for record in records {
-            self.write_wal_object(&WalObject::Segment(record))?;
+            self.write_wal_object(&WalObject::Segment(record.clone()))?;
+            keep_newest(&mut latest, record);
+        }
+        // Committed: the links whose final content this run archived can go.
+        report.held_released = holding.release(&read, &orphaned, options.release_held)?;
+        let before = missing_sequences(&known);
+        report.new_gaps = new_gaps(&before, missing_sequences(&latest));
+        if !report.new_gaps.is_empty() {
+            // Another run (a `tag`, a one-shot archive) may have archived
+            // the missing part meanwhile: the repository decides.
+            let stored = missing_sequences(&self.latest_segments(&report.database_id)?);
+            report.new_gaps = new_gaps(&before, stored);
         }
         report.bytes_added = summary.blob_bytes;
         report.bytes_stored = summary.pack_bytes;
@@ -277,17 +370,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_segment_moved_into_archive_after_listing_is_read_from_there() {
+    fn a_segment_is_read_from_the_first_place_that_has_it() {
         let directory = tempfile::tempdir().unwrap();
-        let listed = directory.path().join("000005.log");
-        fs::create_dir(directory.path().join("archive")).unwrap();
-        fs::write(directory.path().join("archive/000005.log"), b"records").unwrap();
-        let bytes = read_segment_file(directory.path(), &listed, "000005.log").unwrap();
-        assert_eq!(bytes.as_deref(), Some(&b"records"[..]));
+        let db = directory.path();
+        fs::create_dir(db.join("archive")).unwrap();
+        fs::write(db.join("archive/000005.log"), b"records").unwrap();
+        let holding = Holding::new(db, None);
+        let found = segment_files(db, &holding).unwrap();
+        assert_eq!(found.len(), 1);
+        // Listed in archive/ only; the holding link and the database
+        // directory come first when they have it.
+        let (path, bytes) = read_segment_file(&found[0].candidates).unwrap().unwrap();
+        assert_eq!(bytes, b"records");
+        assert_eq!(path, db.join("archive/000005.log"));
+        holding.create().unwrap();
+        fs::write(holding.path().join("000005.log"), b"held").unwrap();
+        let (_, bytes) = read_segment_file(&found[0].candidates).unwrap().unwrap();
+        assert_eq!(bytes, b"held");
         // Deleted everywhere: skipped, not an error.
-        let gone = directory.path().join("000006.log");
-        assert!(read_segment_file(directory.path(), &gone, "000006.log")
-            .unwrap()
-            .is_none());
+        for place in [holding.path(), &db.join("archive")] {
+            fs::remove_file(place.join("000005.log")).unwrap();
+        }
+        assert!(read_segment_file(&found[0].candidates).unwrap().is_none());
+    }
+
+    #[test]
+    fn only_gaps_outside_the_old_ones_are_new() {
+        let gap = |first, last| MissingSequences {
+            first,
+            last,
+            description: format!("{first}..={last}"),
+        };
+        let before = [gap(10, 20)];
+        assert!(new_gaps(&before, vec![gap(12, 20)]).is_empty());
+        assert_eq!(
+            new_gaps(&before, vec![gap(10, 20), gap(30, 31)]),
+            [gap(30, 31)]
+        );
+        assert_eq!(new_gaps(&before, vec![gap(5, 20)]), [gap(5, 20)]);
     }
 }

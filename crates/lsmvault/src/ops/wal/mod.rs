@@ -11,18 +11,29 @@
 //! a wall-clock time to a sequence number for point-in-time recovery.
 //!
 //! Order of writes: packs, index, then the record (the commit point), as for
-//! snapshots. Restore points (`lsmvault tag`) are records in the same place.
+//! snapshots. A round that leaves the archive with sequence numbers missing
+//! that were not missing before it reports them ([`crate::Error::WalGap`])
+//! after committing. Restore points (`lsmvault tag`) are records in the same place.
 //!
 //! # Where things are
 //! - Archiving a database directory ([`Repository::archive_wal`](crate::Repository::archive_wal)): `archive.rs`.
 //! - The archived timeline, its recoverable windows and gaps
 //!   ([`Repository::wal_timeline`](crate::Repository::wal_timeline)): `timeline.rs`.
+//! - The WAL holding directory (hard links that keep a WAL file's data after
+//!   the database deletes it): `hold.rs`.
+//! - Watching a database ([`Repository::watch_wal`](crate::Repository::watch_wal)):
+//!   inotify, a link per new WAL file, a round every interval, gaps reported
+//!   at once: `watch.rs`.
 //! - Named restore points ([`Repository::create_restore_point`](crate::Repository::create_restore_point)):
 //!   `restore_point.rs`.
 
 mod archive;
+mod hold;
 mod restore_point;
 mod timeline;
+mod watch;
 
 pub use archive::{database_id, ArchiveOptions, ArchiveReport, ArchivedSegment};
-pub use timeline::{SegmentSummary, SkippedObjects, Timeline, Window};
+pub use hold::Holding;
+pub use timeline::{MissingSequences, SegmentSummary, SkippedObjects, Timeline, Window};
+pub use watch::{Round, WalPickup, WatchOptions};

@@ -4,7 +4,9 @@
 //! A name is not empty and names one restore point: `restore --tag` resolves
 //! a name to the newest point called so, so a second point of the same name
 //! would silently shadow the first. Reusing a name takes `replace` (the
-//! CLI's `--force`), and then the newer point wins.
+//! CLI's `--force`), and then the newer point wins. A point is written only
+//! when point-in-time restore can reach it (a snapshot of the database at or
+//! before it and no gap in between): the same rule restore applies.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -58,6 +60,7 @@ impl Repository {
                     directory.display()
                 ))
             })?;
+        self.check_restorable(&report.database_id, sequence)?;
         let point = RestorePoint {
             name: name.to_string(),
             database_id: report.database_id,
@@ -67,5 +70,26 @@ impl Repository {
         };
         self.write_wal_object(&WalObject::RestorePoint(point.clone()))?;
         Ok(point)
+    }
+
+    /// Refuses a restore point `restore --tag` would refuse: the same
+    /// reachability rule ([`Repository::plan_point_in_time`]), so the two
+    /// never disagree.
+    fn check_restorable(&self, database: &str, sequence: u64) -> Result<()> {
+        let (snapshots, _) = self.snapshots_checked()?;
+        let objects: Vec<WalObject> = self
+            .wal_objects()?
+            .into_iter()
+            .map(|(_, object)| object)
+            .collect();
+        match self.plan_point_in_time(database, sequence, &snapshots, &objects) {
+            Ok(_) => Ok(()),
+            Err(Error::PointInTimeUnavailable { reason }) => Err(Error::PointInTimeUnavailable {
+                reason: format!(
+                    "no restore point written: `restore --tag` could not return to sequence {sequence}: {reason}"
+                ),
+            }),
+            Err(other) => Err(other),
+        }
     }
 }

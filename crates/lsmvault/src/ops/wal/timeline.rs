@@ -58,8 +58,22 @@ pub struct Timeline {
     pub windows: Vec<Window>,
     /// Every gap and damaged tail, named.
     pub gaps: Vec<String>,
+    /// The gaps that are missing sequence numbers (not damaged tails).
+    pub missing_sequences: Vec<MissingSequences>,
     /// Named restore points (`lsmvault tag`) of this database.
     pub restore_points: Vec<RestorePoint>,
+}
+
+/// Sequence numbers the archive of a database does not hold between two of
+/// its batches: inside a segment, or between two segments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingSequences {
+    /// First missing sequence number.
+    pub first: u64,
+    /// Last missing sequence number.
+    pub last: u64,
+    /// The gap in words, naming the segments around it.
+    pub description: String,
 }
 
 /// The objects [`Repository::wal_timeline`] could not read, named.
@@ -106,6 +120,14 @@ impl Repository {
         };
         Ok((databases.into_values().collect(), skipped))
     }
+}
+
+/// The sequence numbers missing from an archive whose newest segment
+/// versions are `latest` (what [`Repository::latest_segments`] returns).
+pub(super) fn missing_sequences(latest: &BTreeMap<u64, SegmentRecord>) -> Vec<MissingSequences> {
+    let mut timeline = Timeline::default();
+    timeline.add_segments(latest, &BTreeMap::new());
+    timeline.missing_sequences
 }
 
 impl Timeline {
@@ -182,10 +204,14 @@ impl Timeline {
         let mut pieces = Vec::new();
         let mut start = first;
         for &(hole_start, hole_end) in &record.holes {
-            self.gaps.push(format!(
-                "sequences {hole_start}..={hole_end} missing inside segment {}",
-                record.file_name
-            ));
+            self.add_missing(
+                hole_start,
+                hole_end,
+                format!(
+                    "sequences {hole_start}..={hole_end} missing inside segment {}",
+                    record.file_name
+                ),
+            );
             pieces.push((start, hole_start - 1));
             start = hole_end + 1;
         }
@@ -198,15 +224,25 @@ impl Timeline {
     fn gap_between(&mut self, before: &SegmentRecord, record: &SegmentRecord, start: u64) {
         if let Some(before_last) = before.last_sequence {
             if start > before_last + 1 {
-                self.gaps.push(format!(
+                let description = format!(
                     "sequences {}..={} missing between segments {} and {} (a segment was not archived, or writes bypassed the WAL)",
                     before_last + 1,
                     start - 1,
                     before.file_name,
                     record.file_name
-                ));
+                );
+                self.add_missing(before_last + 1, start - 1, description);
             }
         }
+    }
+
+    fn add_missing(&mut self, first: u64, last: u64, description: String) {
+        self.gaps.push(description.clone());
+        self.missing_sequences.push(MissingSequences {
+            first,
+            last,
+            description,
+        });
     }
 
     /// From each snapshot of this database, as far as the chain reaches.
