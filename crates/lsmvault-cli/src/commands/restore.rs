@@ -47,6 +47,10 @@ pub struct RestoreArgs {
     /// The database (IDENTITY) to recover, when the repository holds several.
     #[arg(long)]
     database_id: Option<String>,
+    /// Write nothing: list what would be written (kept, rewritten, removed
+    /// with --delta), and estimate the time from throughputs measured now.
+    #[arg(long, conflicts_with_all = ["at", "seq", "tag"])]
+    pub dry_run: bool,
 }
 
 impl RestoreArgs {
@@ -88,6 +92,10 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
         include: args.include.clone(),
         exclude: args.exclude.clone(),
     };
+    if args.dry_run {
+        let plan = repository.restore_plan(snapshot, &args.target, &options)?;
+        return super::restore_plan::show(context, &plan);
+    }
     let stats = repository.restore(snapshot, &args.target, &options, context.progress())?;
     context.output().summary(&stats, |stats| {
         println!(
