@@ -243,3 +243,45 @@ fn cat_shows_each_object_kind_and_refuses_unknown_and_ambiguous_ids() {
     assert_eq!(run(&["cat", "config", "ab"]).status.code(), Some(22));
     assert_eq!(run(&["cat", "index"]).status.code(), Some(2));
 }
+
+#[test]
+fn dump_of_a_file_contradicting_its_digest_fails_after_the_output_naming_the_file() {
+    use crate::reliability_bounds::{fixture, plant_contradicting_files};
+    let fixture = fixture();
+    plant_contradicting_files(&fixture.repo);
+    let good = lsmvault(&fixture.repo, &["dump", "latest", "good"]);
+    assert!(good.status.success(), "{}", stderr_of(&good));
+    assert_eq!(good.stdout, b"first chunksecond chunk");
+    for (file, output) in [
+        ("two-chunks", &b"first chunksecond chunk"[..]),
+        ("one-chunk", b"first chunk"),
+        ("short", b"first chunk"),
+    ] {
+        let dumped = lsmvault(&fixture.repo, &["dump", "latest", file]);
+        let stderr = stderr_of(&dumped);
+        assert_eq!(dumped.status.code(), Some(15), "{file}: {stderr}");
+        // Streamed: the bytes came out before the digest could be checked.
+        assert_eq!(dumped.stdout, output, "{file}");
+        assert!(
+            stderr.contains(&format!("file {file} of snapshot")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("the output is damaged"), "{stderr}");
+    }
+}
+
+#[test]
+fn find_over_a_tree_dag_bomb_is_refused_quickly_naming_the_tree() {
+    use crate::reliability_bounds::{bounded, fixture, plant_dag_bomb};
+    let fixture = fixture();
+    let root = plant_dag_bomb(&fixture.repo);
+    let limit = std::time::Duration::from_secs(60);
+    let output = bounded(&fixture.repo, &["find", "leaf"], limit);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(16), "{stderr}");
+    assert!(stderr.contains(&root.to_hex()), "{stderr}");
+    // The intact snapshot alone is still searchable.
+    let first = snapshot_ids(&fixture.repo)[0].clone();
+    let report = lsmvault_json(&fixture.repo, &["find", "CURRENT", "--snapshot", &first]);
+    assert_eq!(report["matches"].as_array().unwrap().len(), 1);
+}

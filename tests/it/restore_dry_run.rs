@@ -176,6 +176,12 @@ fn restore_dry_run_refuses_a_non_empty_target_without_delta_and_plans_a_delta_un
         ]
     );
     assert_eq!(plan["removed"], serde_json::json!(["extra.log", "stray"]));
+    // The write sample was an unnamed file on the target's file system.
+    let measured_in = plan["write"]["what"].as_str().unwrap();
+    assert!(
+        measured_in.starts_with(target.to_str().unwrap()),
+        "{measured_in}"
+    );
     assert_eq!(plan["files_kept"], 1);
     assert_eq!(plan["bytes_to_write"], 3_000_000);
     assert!(plan["estimated_seconds"].as_f64().unwrap() > 0.0);
@@ -205,4 +211,58 @@ fn restore_dry_run_refuses_a_non_empty_target_without_delta_and_plans_a_delta_un
     assert_eq!(done["files_kept"], 1);
     assert_eq!(done["entries_removed"], 2);
     assert_eq!(done["bytes_written"], plan["bytes_to_write"]);
+}
+
+#[test]
+fn restore_dry_run_killed_at_random_points_leaves_nothing_behind() {
+    let fixture = three_pack_fixture();
+    let target = fixture.root.join("target");
+    fs::create_dir(&target).unwrap();
+    let before = fs::read_dir(&fixture.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect::<std::collections::BTreeSet<_>>();
+    let rounds = crate::common::iterations_from_env("LSMVAULT_DRY_RUN_KILLS", 6);
+    for round in 0..rounds {
+        for (target, delta) in [
+            (&target, true),
+            (&fixture.root.join("absent/deeper"), false),
+        ] {
+            let mut args = vec![
+                "restore",
+                "latest",
+                "-t",
+                target.to_str().unwrap(),
+                "--dry-run",
+            ];
+            if delta {
+                args.push("--delta");
+            }
+            let mut child = crate::common::lsmvault_command(&fixture.repo, None, &args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5 + 17 * round % 90));
+            let _ = child.kill();
+            child.wait().unwrap();
+        }
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "round {round}");
+        let now: std::collections::BTreeSet<_> = fs::read_dir(&fixture.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(now, before, "round {round}");
+    }
+    // A stale lock of a killed dry run does not block the next one.
+    lsmvault_json(
+        &fixture.repo,
+        &[
+            "restore",
+            "latest",
+            "-t",
+            target.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
 }

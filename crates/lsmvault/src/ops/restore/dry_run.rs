@@ -9,16 +9,15 @@
 //! chunks the restore needs, in parallel as the restore reads them, and
 //! writing and fsyncing a sample file on the target's file system.
 //!
-//! Invariant: nothing is written into the target. The write sample goes
-//! into the nearest existing ancestor of the target on the same file system
-//! (the target itself only when it is a mount point of its own), under a
-//! name of its own, and is removed at once; files the target already holds
-//! are only read (with `--delta`, to compare them).
+//! Invariant: nothing is written into the target. The write sample is an
+//! unnamed file (`O_TMPFILE`) on the target's file system, never an entry of
+//! the target (see [`measure_write`]); files the target already holds are
+//! only read (with `--delta`, to compare them).
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -260,76 +259,108 @@ fn throughput(what: String, bytes: u64, seconds: f64) -> Throughput {
     }
 }
 
-/// Where the write sample goes: the nearest existing ancestor of the target
-/// (not the target itself, which stays untouched), unless the target is a
-/// directory on another file system than that ancestor (a mount point).
-fn sample_directory(target: &Path, target_exists: bool) -> Result<PathBuf> {
+/// The nearest existing ancestor of the target (not the target itself).
+fn nearest_ancestor(target: &Path) -> Result<PathBuf> {
     let absolute =
         std::path::absolute(target).context(|| format!("resolving {}", target.display()))?;
-    let ancestor = absolute
+    Ok(absolute
         .ancestors()
         .skip(1)
         .find(|path| path.is_dir())
         .unwrap_or(Path::new("/"))
-        .to_path_buf();
-    if target_exists {
-        let device = |path: &Path| fs::metadata(path).map(|stat| stat.dev()).ok();
-        if device(&absolute) != device(&ancestor) {
-            return Ok(absolute);
-        }
-    }
-    Ok(ancestor)
+        .to_path_buf())
 }
 
-/// Writes and fsyncs [`WRITE_SAMPLE_BYTES`] into a new file beside the
-/// target, times it, and removes the file (also when writing fails).
+/// Writes and fsyncs [`WRITE_SAMPLE_BYTES`] into an unnamed file on the
+/// target's file system and times it. The file never has a name in the
+/// target: an existing target gets an `O_TMPFILE` inode (no directory entry,
+/// the directory's mtime unchanged); otherwise, or where `O_TMPFILE` is not
+/// supported, the nearest existing ancestor gets one (or a named file
+/// unlinked as soon as it is open), so nothing is left behind even if the
+/// process is killed meanwhile.
 fn measure_write(target: &Path, target_exists: bool) -> Result<Throughput> {
-    let directory = sample_directory(target, target_exists)?;
-    let mut suffix = [0u8; 8];
-    random_bytes(&mut suffix)?;
-    let name = format!(
-        ".lsmvault-dry-run-{}-{}",
-        std::process::id(),
-        suffix
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let path = directory.join(name);
+    let ancestor = nearest_ancestor(target)?;
+    let in_target = if target_exists {
+        tmpfile(target)
+            .ok()
+            .map(|file| (file, target.to_path_buf()))
+    } else {
+        None
+    };
+    let failed = |directory: &Path, error: std::io::Error| {
+        Error::io(
+            format!(
+                "writing a {} MiB sample into {} to measure its write throughput",
+                WRITE_SAMPLE_BYTES >> 20,
+                directory.display()
+            ),
+            error,
+        )
+    };
     let mut block = vec![0u8; 1 << 20];
     random_bytes(&mut block)?;
     let started = Instant::now();
-    let written = (|| -> std::io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        let mut written = 0;
-        while written < WRITE_SAMPLE_BYTES {
-            file.write_all(&block)?;
-            written += block.len() as u64;
-        }
-        file.sync_all()
-    })();
-    let seconds = started.elapsed().as_secs_f64();
-    let removed = fs::remove_file(&path);
-    written.context(|| {
-        format!(
-            "writing a {} MiB sample into {} to measure its write throughput",
-            WRITE_SAMPLE_BYTES >> 20,
-            directory.display()
-        )
-    })?;
-    if let Err(error) = removed {
-        if error.kind() != std::io::ErrorKind::NotFound {
-            return Err(Error::io(format!("removing {}", path.display()), error));
-        }
+    let (mut file, directory) = match in_target {
+        Some(opened) => opened,
+        None => match unnamed_file(&ancestor) {
+            Ok(file) => (file, ancestor),
+            Err(error) => return Err(failed(&ancestor, error)),
+        },
+    };
+    let failed = |error| failed(&directory, error);
+    let mut written = 0;
+    while written < WRITE_SAMPLE_BYTES {
+        file.write_all(&block).map_err(failed)?;
+        written += block.len() as u64;
     }
+    file.sync_all().map_err(failed)?;
+    let seconds = started.elapsed().as_secs_f64();
     Ok(throughput(
-        format!("{} (written and fsynced)", directory.display()),
+        format!(
+            "{} (unnamed file, written and fsynced)",
+            directory.display()
+        ),
         WRITE_SAMPLE_BYTES,
         seconds,
     ))
+}
+
+/// An `O_TMPFILE` inode on `directory`'s file system: no name, no entry.
+fn tmpfile(directory: &Path) -> std::io::Result<fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_TMPFILE)
+        .mode(0o600)
+        .open(directory)
+}
+
+/// A new file in `directory` that has no name.
+fn unnamed_file(directory: &Path) -> std::io::Result<fs::File> {
+    match tmpfile(directory) {
+        Ok(file) => Ok(file),
+        // EOPNOTSUPP / EISDIR: the file system (or kernel) has no O_TMPFILE.
+        Err(error) if error.kind() != std::io::ErrorKind::PermissionDenied => {
+            let mut suffix = [0u8; 8];
+            random_bytes(&mut suffix).map_err(std::io::Error::other)?;
+            let name = format!(
+                ".lsmvault-dry-run-{}-{}",
+                std::process::id(),
+                suffix
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            );
+            let path = directory.join(name);
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            fs::remove_file(&path)?;
+            Ok(file)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Adds the entries under `target` that the snapshot does not have (what a
