@@ -14,14 +14,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::tree::{EntryKind, Tree};
 use crate::id::Id;
 use crate::lsm::file_class::file_number;
 use crate::repo::path_pattern::PathPattern;
 use crate::repo::snapshots::select_checked;
 use crate::repo::tree_walker::TreeWalker;
-use crate::repo::{DamagedObject, Repository, SelectedSnapshot};
+use crate::repo::{DamagedObject, Repository};
 use crate::time::Timestamp;
 
 /// What to look for, and where.
@@ -122,19 +122,11 @@ impl Repository {
             sst_numbers: options.sst_numbers.clone(),
         };
         let (all, damaged_snapshots) = self.snapshots_checked()?;
-        let mut selected = Vec::new();
-        for selector in &options.snapshots {
-            match select_checked(&all, &damaged_snapshots, selector)? {
-                SelectedSnapshot::Intact(entry) => selected.push(*entry),
-                SelectedSnapshot::Damaged(object) => {
-                    return Err(Error::DamagedSnapshot {
-                        name: object.name,
-                        reason: object.reason,
-                        code: object.code,
-                    })
-                }
-            }
-        }
+        let mut selected = options
+            .snapshots
+            .iter()
+            .map(|selector| select_checked(&all, &damaged_snapshots, selector)?.intact())
+            .collect::<Result<Vec<_>>>()?;
         if options.snapshots.is_empty() {
             selected = all;
         }

@@ -9,14 +9,14 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::index::Index;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::{Entry, EntryKind, Tree};
 use crate::id::Id;
 use crate::repo::snapshots::select_checked;
 use crate::repo::tree_walker::TreeWalker;
-use crate::repo::{DamagedObject, Repository, SelectedSnapshot};
+use crate::repo::{DamagedObject, Repository};
 use crate::time::Timestamp;
 
 /// Figures for one snapshot.
@@ -225,16 +225,7 @@ impl Repository {
         } else {
             selectors
                 .iter()
-                .map(
-                    |selector| match select_checked(&all, &damaged_snapshots, selector)? {
-                        SelectedSnapshot::Intact(entry) => Ok(*entry),
-                        SelectedSnapshot::Damaged(object) => Err(Error::DamagedSnapshot {
-                            name: object.name,
-                            reason: object.reason,
-                            code: object.code,
-                        }),
-                    },
-                )
+                .map(|selector| select_checked(&all, &damaged_snapshots, selector)?.intact())
                 .collect::<Result<_>>()?
         };
         let index = self.index()?;
