@@ -50,9 +50,13 @@ fn print_text(plan: &RestorePlan) {
     );
     println!("measured read:  {}", rate(&plan.read));
     println!("measured write: {}", rate(&plan.write));
+    let bound = match plan.bottleneck {
+        "largest_file" => "its largest file read, then written".to_string(),
+        path => format!("the {path} throughput (the slower)"),
+    };
     println!(
-        "estimated restore time: {:.2} s at the {} throughput (the slower)",
-        plan.estimated_seconds, plan.bottleneck
+        "estimated restore time: {:.2} s, bound by {bound}",
+        plan.estimated_seconds
     );
 }
 

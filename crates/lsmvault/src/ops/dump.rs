@@ -3,7 +3,8 @@
 //! Read-only and lock-free, like `ls`. Everything is read through
 //! the repository's verified readers: every chunk is checked against its id
 //! as it is read, and a dumped file against its whole-content digest at the
-//! end. Since the content is streamed (one chunk in memory at a time), a
+//! end. Since the content is streamed (a window of a few chunks in memory,
+//! fetched in parallel, written in order), a
 //! digest mismatch is known only after the bytes were written: the error
 //! then comes after the output, naming the file, and the caller must treat
 //! what it received as damaged.
@@ -12,12 +13,16 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Entry, EntryKind};
 use crate::id::Id;
 use crate::repo::Repository;
+
+/// How many chunks are fetched and checked in parallel.
+const CHUNK_WINDOW: usize = 4;
 
 /// What a dump wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -65,16 +70,27 @@ impl Repository {
         let keys = self.keys();
         let mut hasher = (chunks.len() > 1).then(|| keys.hasher());
         let mut written = 0u64;
-        for (number, chunk) in chunks.iter().enumerate() {
-            let blob = self
-                .read_blob(chunk)
-                .map_err(|error| naming_file(error, &about(), number, chunks.len()))?;
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&blob);
+        // A few chunks are fetched in parallel (as restore does), then written
+        // in order: memory stays a bounded window, never the whole file.
+        for (window_number, window) in chunks.chunks(CHUNK_WINDOW).enumerate() {
+            let blobs: Vec<Vec<u8>> = window
+                .par_iter()
+                .enumerate()
+                .map(|(offset, chunk)| {
+                    let number = window_number * CHUNK_WINDOW + offset;
+                    self.read_blob(chunk)
+                        .map_err(|error| naming_file(error, &about(), number, chunks.len()))
+                })
+                .collect::<Result<_>>()?;
+            for blob in &blobs {
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(blob);
+                }
+                out.write_all(blob).map_err(|error| {
+                    Error::io(format!("writing {} to the output", about()), error)
+                })?;
+                written += blob.len() as u64;
             }
-            out.write_all(&blob)
-                .map_err(|error| Error::io(format!("writing {} to the output", about()), error))?;
-            written += blob.len() as u64;
         }
         out.flush()
             .map_err(|error| Error::io(format!("writing {} to the output", about()), error))?;

@@ -93,9 +93,13 @@ pub struct RestorePlan {
     pub read: Throughput,
     /// The target file system's measured write throughput (written and fsynced).
     pub write: Throughput,
-    /// `read` or `write`: the slower path, which the estimate uses.
+    /// What the estimate is bound by: `read` or `write` (the slower path,
+    /// for all bytes), or `largest_file` (within one file a restore reads a
+    /// window of chunks, then writes it: the largest file alone takes its
+    /// read time plus its write time, and dominates a restore of few files).
     pub bottleneck: &'static str,
-    /// Estimated seconds to write `bytes_to_write` at the slower throughput.
+    /// Estimated seconds: all bytes at the slower throughput, or the
+    /// largest file read then written, whichever is longer.
     pub estimated_seconds: f64,
 }
 
@@ -136,12 +140,7 @@ impl Repository {
         let read = self.measure_read(&planned, &to_write)?;
         let write = measure_write(target, target_exists)?;
         // Nothing to read (only empty files, or none): reading is no bottleneck.
-        let (bottleneck, rate) =
-            if read.bytes > 0 && read.bytes_per_second <= write.bytes_per_second {
-                ("read", read.bytes_per_second)
-            } else {
-                ("write", write.bytes_per_second)
-            };
+        let (bottleneck, estimated_seconds) = estimate(&planned, &to_write, &read, &write);
         let count = |kind: &str| files.iter().filter(|file| file.action == kind).count() as u64;
         Ok(RestorePlan {
             snapshot: snapshot.id,
@@ -161,11 +160,7 @@ impl Repository {
             files,
             removed,
             bytes_to_write,
-            estimated_seconds: if rate > 0.0 {
-                bytes_to_write as f64 / rate
-            } else {
-                0.0
-            },
+            estimated_seconds,
             read,
             write,
             bottleneck,
@@ -246,6 +241,43 @@ impl Repository {
             bytes,
             seconds,
         ))
+    }
+}
+
+/// The estimate and what bounds it (see [`RestorePlan::bottleneck`]).
+fn estimate(
+    planned: &[WalkedEntry],
+    to_write: &[usize],
+    read: &Throughput,
+    write: &Throughput,
+) -> (&'static str, f64) {
+    let seconds = |bytes: u64, rate: f64| if rate > 0.0 { bytes as f64 / rate } else { 0.0 };
+    let total: u64 = to_write
+        .iter()
+        .map(|&file| planned[file].entry.size())
+        .sum();
+    let largest = to_write
+        .iter()
+        .map(|&file| planned[file].entry.size())
+        .max()
+        .unwrap_or(0);
+    // Nothing read (only empty files, or none): reading is no bottleneck.
+    let read_rate = if read.bytes > 0 {
+        read.bytes_per_second
+    } else {
+        f64::MAX
+    };
+    let (path, rate) = if read_rate <= write.bytes_per_second {
+        ("read", read_rate)
+    } else {
+        ("write", write.bytes_per_second)
+    };
+    let all = seconds(total, rate);
+    let serial = seconds(largest, read_rate) + seconds(largest, write.bytes_per_second);
+    if serial > all {
+        ("largest_file", serial)
+    } else {
+        (path, all)
     }
 }
 
