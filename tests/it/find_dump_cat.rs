@@ -212,6 +212,16 @@ fn cat_shows_each_object_kind_and_refuses_unknown_and_ambiguous_ids() {
     let key = json(&["cat", "key", &key_id[..8]]);
     assert!(key["key"]["wrapped"].as_str().unwrap().len() > 64);
 
+    // A lock, while it is held.
+    {
+        let repository = lsmvault::Repository::open_local_with_password(&repo, "pw").unwrap();
+        let guard = repository
+            .lock(lsmvault::repo::lock::LockKind::Shared, "cat test")
+            .unwrap();
+        let lock = json(&["cat", "lock", &guard.name()[..10]]);
+        assert_eq!(lock["lock"]["purpose"], "cat test", "{lock:#}");
+    }
+
     // Unknown ids exit 35 naming the kind; ambiguous prefixes 14; not hex 22.
     let unknown = run(&["cat", "index", "ffffffffffff"]);
     assert_eq!(unknown.status.code(), Some(35), "{}", stderr_of(&unknown));
@@ -334,6 +344,13 @@ fn rocksdb_find_by_sst_number_and_dump_an_sst_that_sst_dump_verifies() {
         }
         assert_eq!(holders, expected, "{name}");
     }
+
+    // A WAL record, archived from the live database.
+    lsmvault_ok(&repo, &["wal", "archive", db.to_str().unwrap()]);
+    let record = only_object(&repo.join("wal"));
+    let shown = lsmvault_json(&repo, &["cat", "wal", &record[..12]]);
+    assert_eq!(shown["id"], record.as_str());
+    assert_eq!(shown["record"]["type"], "segment", "{shown:#}");
 
     // One SST out through dump: byte-exact, and sst_dump verifies its checksums.
     let name = &new[0];
