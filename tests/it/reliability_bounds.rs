@@ -21,7 +21,7 @@ const CORRUPT: i32 = 16;
 const VERIFY_FAILED: i32 = 19;
 
 /// A plaintext repository with one real snapshot of two files.
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().to_path_buf();
     let repo = root.join("repo");
@@ -88,7 +88,7 @@ fn commit_snapshot(repository: &Repository, writer: PackWriter, tree_id: Id) {
 
 /// Plants a snapshot whose 41 trees each reference the one below twice
 /// (2^40 paths to the leaf tree); returns the root tree's id.
-fn plant_dag_bomb(repo: &Path) -> Id {
+pub(crate) fn plant_dag_bomb(repo: &Path) -> Id {
     let repository = Repository::open_local(repo).unwrap();
     let writer = PackWriter::new(&repository).unwrap();
     let content = b"leaf".to_vec();
@@ -113,7 +113,7 @@ fn plant_dag_bomb(repo: &Path) -> Id {
 }
 
 /// Runs the CLI, failing the test if it takes longer than `limit`.
-fn bounded(repo: &Path, args: &[&str], limit: Duration) -> Output {
+pub(crate) fn bounded(repo: &Path, args: &[&str], limit: Duration) -> Output {
     let started = Instant::now();
     let output = Command::new("timeout")
         .arg(limit.as_secs().to_string())
@@ -299,7 +299,7 @@ fn declared_stored_length_beyond_the_pack_fails_fast_without_allocating_it() {
 /// Plants a snapshot of three files whose entries contradict their chunks:
 /// `short` claims one byte more than its chunk, `one-chunk` a digest other
 /// than its chunk's id, `two-chunks` a digest other than its content's.
-fn plant_contradicting_files(repo: &Path) {
+pub(crate) fn plant_contradicting_files(repo: &Path) {
     let repository = Repository::open_local(repo).unwrap();
     let writer = PackWriter::new(&repository).unwrap();
     let first = b"first chunk".to_vec();

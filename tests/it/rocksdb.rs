@@ -10,9 +10,9 @@ use std::process::Command;
 use crate::common::*;
 
 /// The tools every test here runs.
-const ROCKSDB_TOOLS: [&str; 3] = ["db_bench", "ldb", "sst_dump"];
+pub(crate) const ROCKSDB_TOOLS: [&str; 3] = ["db_bench", "ldb", "sst_dump"];
 
-fn run(command: &mut Command) -> String {
+pub(crate) fn run(command: &mut Command) -> String {
     let output = command.output().expect("starting a rocksdb tool");
     assert!(
         output.status.success(),
@@ -23,7 +23,7 @@ fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn db_bench(db: &Path, args: &[&str]) {
+pub(crate) fn db_bench(db: &Path, args: &[&str]) {
     run(Command::new("db_bench")
         .arg(format!("--db={}", db.display()))
         .args([
@@ -35,7 +35,7 @@ fn db_bench(db: &Path, args: &[&str]) {
         .args(args));
 }
 
-fn checkpoint(db: &Path, target: &Path) {
+pub(crate) fn checkpoint(db: &Path, target: &Path) {
     run(Command::new("ldb")
         .arg(format!("--db={}", db.display()))
         .arg("checkpoint")

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    backup, checkpoint, diff, forget, init, key, ls, prune, repair, restore, snapshots, stats, tag,
-    unlock, verify, wal,
+    backup, checkpoint, completions, diff, dump, find, forget, init, key, ls, prune, repair,
+    restore, snapshots, stats, tag, unlock, verify, wal,
 };
 
 #[derive(Parser)]
@@ -98,4 +98,14 @@ pub enum Command {
     Unlock(unlock::UnlockArgs),
     /// Check the repository's structure, and with --read-data every byte.
     Verify(verify::VerifyArgs),
+    /// Which snapshots hold a file matching a glob, or a table file number (--sst).
+    Find(find::FindArgs),
+    /// Write one file of a snapshot to stdout (streamed, checked against its digest).
+    Dump(dump::DumpArgs),
+    /// Show one repository object, decoded, for debugging.
+    Cat(dump::CatArgs),
+    /// Write a shell completion script to stdout.
+    Completions(completions::CompletionsArgs),
+    /// Write manual pages (one per command) into a directory.
+    Man(completions::ManArgs),
 }

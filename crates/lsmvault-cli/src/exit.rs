@@ -23,6 +23,13 @@ pub fn hint(error: &Error) -> &'static str {
             "list snapshots with `lsmvault snapshots`; use an id, a unique prefix, `latest` or `latest:TAG`"
         }
         Error::AmbiguousPrefix { .. } => "give more characters of the snapshot id",
+        Error::AmbiguousObject { .. } => "give more characters of the id",
+        Error::PathNotFound { .. } => {
+            "`lsmvault ls SNAPSHOT DIR` lists what a directory of the snapshot holds; `lsmvault find PATTERN` finds a file in every snapshot"
+        }
+        Error::ObjectNotFound { .. } => {
+            "ids are hex: `lsmvault snapshots`, `lsmvault ls`, `lsmvault cat index ID` and `lsmvault stats` show those that exist"
+        }
         Error::ChecksumMismatch { .. } | Error::CorruptObject { .. } => {
             "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
         }

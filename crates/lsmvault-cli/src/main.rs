@@ -44,6 +44,11 @@ fn main() -> ExitCode {
         Command::Migrate => commands::migrate::run(&context),
         Command::Unlock(args) => commands::unlock::run(&context, args),
         Command::Verify(args) => commands::verify::run(&context, args),
+        Command::Find(args) => commands::find::run(&context, args),
+        Command::Dump(args) => commands::dump::dump(&context, args),
+        Command::Cat(args) => commands::dump::cat(&context, args),
+        Command::Completions(args) => commands::completions::completions(args),
+        Command::Man(args) => commands::completions::man(&context, args),
     };
     outcome.unwrap_or_else(|error| {
         let code = exit::report_failure(&error, cli.global.json);

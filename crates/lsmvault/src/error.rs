@@ -85,6 +85,10 @@ pub enum ErrorCode {
     /// hold: the database deleted a WAL file (or part of one) before it was
     /// archived. What was archived is committed before this is returned.
     WalGap = 34,
+    /// A path inside a snapshot that does not exist or is not what was
+    /// asked for (`dump` of a directory), or a repository object (`cat`)
+    /// that no id or prefix names.
+    PathNotFound = 35,
     /// The operation was stopped through its [`Interrupt`](crate::Interrupt)
     /// (the CLI: SIGINT, 130; SIGTERM exits with 143 instead), after
     /// releasing what it held.
@@ -129,6 +133,7 @@ impl ErrorCode {
             ErrorCode::ReadOnlyFilesystem => "read_only_filesystem",
             ErrorCode::PasswordCommandFailed => "password_command_failed",
             ErrorCode::WalGap => "wal_gap",
+            ErrorCode::PathNotFound => "path_not_found",
         }
     }
 }
@@ -227,6 +232,39 @@ pub enum Error {
         /// The reading error's code (`CorruptObject`, `ChecksumMismatch`,
         /// `AuthenticationFailed`, `UnsupportedVersion`).
         code: ErrorCode,
+    },
+
+    /// A path inside a snapshot is missing, or is not a regular file where
+    /// one is needed (`dump` of a directory or symlink).
+    #[error("{path:?} in snapshot {snapshot} {problem}")]
+    PathNotFound {
+        /// The snapshot's short id.
+        snapshot: String,
+        /// The path as given.
+        path: String,
+        /// What is wrong, e.g. `does not exist` or `is a directory`.
+        problem: String,
+    },
+
+    /// No repository object of a kind has this id or id prefix (`cat`).
+    #[error("no {kind} matches {prefix:?}")]
+    ObjectNotFound {
+        /// The kind of object, e.g. `index file`, `blob`.
+        kind: String,
+        /// The id or prefix as given.
+        prefix: String,
+    },
+
+    /// An id prefix names more than one object of a kind (`cat`); its code
+    /// is [`ErrorCode::AmbiguousPrefix`].
+    #[error("{kind} prefix {prefix:?} is ambiguous: it matches {candidates}")]
+    AmbiguousObject {
+        /// The kind of object, e.g. `pack`.
+        kind: String,
+        /// The prefix as given.
+        prefix: String,
+        /// Short names of the first matches, comma-separated.
+        candidates: String,
     },
 
     /// A restore target exists and is not an empty directory (a delta
@@ -520,7 +558,10 @@ impl Error {
                 ErrorCode::UnsupportedVersion
             }
             Error::SnapshotNotFound { .. } => ErrorCode::SnapshotNotFound,
-            Error::AmbiguousPrefix { .. } => ErrorCode::AmbiguousPrefix,
+            Error::AmbiguousPrefix { .. } | Error::AmbiguousObject { .. } => {
+                ErrorCode::AmbiguousPrefix
+            }
+            Error::PathNotFound { .. } | Error::ObjectNotFound { .. } => ErrorCode::PathNotFound,
             Error::ChecksumMismatch { .. } => ErrorCode::ChecksumMismatch,
             Error::CorruptObject { .. } => ErrorCode::CorruptObject,
             Error::DamagedSnapshot { code, .. } => *code,

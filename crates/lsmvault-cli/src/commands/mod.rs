@@ -18,7 +18,10 @@ use crate::{password, progress};
 
 pub mod backup;
 pub mod checkpoint;
+pub mod completions;
 pub mod diff;
+pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod key;
@@ -27,6 +30,7 @@ pub mod migrate;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+mod restore_plan;
 pub mod snapshots;
 pub mod stats;
 pub mod tag;

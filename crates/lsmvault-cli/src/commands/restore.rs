@@ -54,6 +54,10 @@ pub struct RestoreArgs {
     /// Resolve `latest` among the snapshots of this source path only.
     #[arg(long, conflicts_with_all = ["at", "seq", "tag"])]
     path: Option<String>,
+    /// Write nothing: list what would be written (kept, rewritten, removed
+    /// with --delta), and estimate the time from throughputs measured now.
+    #[arg(long, conflicts_with_all = ["at", "seq", "tag"])]
+    pub dry_run: bool,
 }
 
 impl RestoreArgs {
@@ -110,6 +114,10 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
             .id
             .to_hex()
     };
+    if args.dry_run {
+        let plan = repository.restore_plan(&chosen, &args.target, &options)?;
+        return super::restore_plan::show(context, &plan);
+    }
     let stats = repository.restore(&chosen, &args.target, &options, context.progress())?;
     context.output().summary(&stats, |stats| {
         println!(

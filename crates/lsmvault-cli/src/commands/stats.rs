@@ -40,14 +40,26 @@ fn print_text(stats: &RepositoryStats) {
         );
     }
     println!(
-        "selection: {} logical, {} stored, deduplication ratio {:.2}",
+        "selection: {} logical -> {} unique after deduplication (ratio {:.2}) -> {} stored after compression (ratio {:.2}{}); {:.2} overall",
         human_bytes(stats.logical_bytes),
+        human_bytes(stats.raw_bytes),
+        stats.deduplication_ratio,
         human_bytes(stats.stored_bytes),
-        stats.deduplication_ratio
+        stats.compression_ratio,
+        if stats.encryption_overhead_bytes > 0 {
+            format!(
+                ", of which {} encryption overhead",
+                human_bytes(stats.encryption_overhead_bytes)
+            )
+        } else {
+            String::new()
+        },
+        stats.total_ratio
     );
     println!(
-        "repository: {} in {} packs, {} index files; {} data blobs, {} tree blobs",
+        "repository: {} ({} in {} packs), {} index files; {} data blobs, {} tree blobs",
         human_bytes(stats.repository_bytes),
+        human_bytes(stats.pack_bytes),
         stats.packs,
         stats.index_files,
         stats.data_blobs,

@@ -1,6 +1,9 @@
 //! One module per operation: options in, report out.
 
 pub mod backup;
+pub mod cat;
+pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod migrate;
 pub mod prune;

@@ -9,14 +9,14 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::index::Index;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::{Entry, EntryKind, Tree};
 use crate::id::Id;
 use crate::repo::snapshots::select_checked;
 use crate::repo::tree_walker::TreeWalker;
-use crate::repo::{DamagedObject, Repository, SelectedSnapshot};
+use crate::repo::{DamagedObject, Repository};
 use crate::time::Timestamp;
 
 /// Figures for one snapshot.
@@ -46,12 +46,29 @@ pub struct SnapshotSize {
 pub struct RepositoryStats {
     /// One entry per selected snapshot, oldest first.
     pub snapshots: Vec<SnapshotSize>,
-    /// Sum of the selected snapshots' logical sizes.
+    /// Sum of the selected snapshots' logical sizes (file sizes: what a
+    /// restore of each would write).
     pub logical_bytes: u64,
-    /// Stored bytes of the distinct blobs the selection references.
+    /// Raw (decoded) bytes of the distinct blobs (chunks and trees) the
+    /// selection references: what is left after deduplication, before
+    /// compression.
+    pub raw_bytes: u64,
+    /// Stored bytes of the distinct blobs the selection references: after
+    /// compression, including the encryption overhead.
     pub stored_bytes: u64,
-    /// `logical_bytes / stored_bytes`.
+    /// The part of `stored_bytes` that is encryption overhead (nonce and tag
+    /// of each sealed blob; 0 in a plaintext repository).
+    pub encryption_overhead_bytes: u64,
+    /// `logical_bytes / raw_bytes`: what deduplication saves.
     pub deduplication_ratio: f64,
+    /// `raw_bytes / stored_bytes`: what compression saves (below 1 when
+    /// encryption overhead outweighs it).
+    pub compression_ratio: f64,
+    /// `logical_bytes / stored_bytes`: both together.
+    pub total_ratio: f64,
+    /// Bytes of every pack file on disk (headers and blobs no snapshot
+    /// references included: `prune` removes those).
+    pub pack_bytes: u64,
     /// Bytes of every pack, index file, snapshot file and parity object.
     pub repository_bytes: u64,
     /// Bytes of the parity objects (included in `repository_bytes`).
@@ -180,6 +197,15 @@ fn snapshot_size(
     }
 }
 
+/// `numerator / denominator`, 0 when there is nothing to divide by.
+fn ratio(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 {
+        0.0
+    } else {
+        numerator as f64 / denominator as f64
+    }
+}
+
 fn raw_size(index: &Index, blobs: impl Iterator<Item = Id>) -> u64 {
     blobs
         .filter_map(|blob| {
@@ -199,16 +225,7 @@ impl Repository {
         } else {
             selectors
                 .iter()
-                .map(
-                    |selector| match select_checked(&all, &damaged_snapshots, selector)? {
-                        SelectedSnapshot::Intact(entry) => Ok(*entry),
-                        SelectedSnapshot::Damaged(object) => Err(Error::DamagedSnapshot {
-                            name: object.name,
-                            reason: object.reason,
-                            code: object.code,
-                        }),
-                    },
-                )
+                .map(|selector| select_checked(&all, &damaged_snapshots, selector)?.intact())
                 .collect::<Result<_>>()?
         };
         let index = self.index()?;
@@ -243,6 +260,13 @@ impl Repository {
             union.extend(blobs.iter().copied());
         }
         let stored_bytes = stored_size(&index, &union);
+        let raw_bytes = raw_size(&index, union.iter().copied());
+        let encryption_overhead_bytes = if self.is_encrypted() {
+            let indexed = union.iter().filter(|blob| index.contains(blob)).count();
+            (indexed * crate::codec::crypto::SEAL_OVERHEAD) as u64
+        } else {
+            0
+        };
         let packs = self.backend().list(crate::backend::ObjectKind::Pack)?;
         let index_files = self.backend().list(crate::backend::ObjectKind::Index)?;
         let snapshot_files = self.backend().list(crate::backend::ObjectKind::Snapshot)?;
@@ -259,12 +283,13 @@ impl Repository {
         Ok(RepositoryStats {
             snapshots: sizes,
             logical_bytes,
+            raw_bytes,
             stored_bytes,
-            deduplication_ratio: if stored_bytes == 0 {
-                0.0
-            } else {
-                logical_bytes as f64 / stored_bytes as f64
-            },
+            encryption_overhead_bytes,
+            deduplication_ratio: ratio(logical_bytes, raw_bytes),
+            compression_ratio: ratio(raw_bytes, stored_bytes),
+            total_ratio: ratio(logical_bytes, stored_bytes),
+            pack_bytes: packs.iter().map(|object| object.size).sum(),
             repository_bytes: packs
                 .iter()
                 .chain(&index_files)

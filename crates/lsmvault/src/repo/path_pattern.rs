@@ -68,6 +68,12 @@ impl PathPattern {
         covers(&self.components, components)
     }
 
+    /// Whether the path `components` itself matches (not merely a directory
+    /// above it): what `find` reports.
+    pub fn matches(&self, components: &[&[u8]]) -> bool {
+        matches_exactly(&self.components, components)
+    }
+
     /// Whether `components` is a directory on the way to a match: the walk
     /// must look inside it.
     pub fn leads_to(&self, components: &[&[u8]]) -> bool {
@@ -84,6 +90,20 @@ fn covers(pattern: &[Vec<u8>], path: &[&[u8]]) -> bool {
         (Some(_), None) => false,
         (Some((first, rest)), Some((name, names))) => {
             component_matches(first, name) && covers(rest, names)
+        }
+    }
+}
+
+fn matches_exactly(pattern: &[Vec<u8>], path: &[&[u8]]) -> bool {
+    match (pattern.split_first(), path.split_first()) {
+        (None, _) => path.is_empty(),
+        (Some((first, rest)), _) if first == ANY_DEPTH => {
+            matches_exactly(rest, path)
+                || (!path.is_empty() && matches_exactly(pattern, &path[1..]))
+        }
+        (Some(_), None) => false,
+        (Some((first, rest)), Some((name, names))) => {
+            component_matches(first, name) && matches_exactly(rest, names)
         }
     }
 }
@@ -140,6 +160,21 @@ mod tests {
 
     fn covers_path(pattern: &str, text: &str) -> bool {
         PathPattern::parse(pattern).unwrap().covers(&path(text))
+    }
+
+    fn matches_path(pattern: &str, text: &str) -> bool {
+        PathPattern::parse(pattern).unwrap().matches(&path(text))
+    }
+
+    #[test]
+    fn matches_selects_the_entry_itself_not_what_is_below() {
+        assert!(matches_path("*.sst", "db/000012.sst"));
+        assert!(matches_path("db/sub", "db/sub"));
+        assert!(!matches_path("db/sub", "db/sub/x"));
+        assert!(!matches_path("sub", "db/sub/x"));
+        assert!(matches_path("db/**", "db/a/b"));
+        assert!(matches_path("db/**/LOG", "db/LOG"));
+        assert!(!matches_path("/*.sst", "db/000012.sst"));
     }
 
     fn leads(pattern: &str, text: &str) -> bool {

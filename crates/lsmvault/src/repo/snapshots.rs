@@ -49,6 +49,21 @@ pub enum SelectedSnapshot {
     Damaged(DamagedObject),
 }
 
+impl SelectedSnapshot {
+    /// The intact snapshot, or [`Error::DamagedSnapshot`] naming the
+    /// damaged one: for commands that need to read what they selected.
+    pub fn intact(self) -> Result<SnapshotEntry> {
+        match self {
+            SelectedSnapshot::Intact(entry) => Ok(*entry),
+            SelectedSnapshot::Damaged(damaged) => Err(Error::DamagedSnapshot {
+                name: damaged.name,
+                reason: damaged.reason,
+                code: damaged.code,
+            }),
+        }
+    }
+}
+
 impl Repository {
     /// Every snapshot, oldest first; fails with [`Error::DamagedSnapshot`]
     /// if any snapshot file cannot be read (see
@@ -134,14 +149,7 @@ impl Repository {
     /// newest intact one); selecting a damaged one fails with
     /// [`Error::DamagedSnapshot`].
     pub fn find_snapshot(&self, selector: &str) -> Result<SnapshotEntry> {
-        match self.select_snapshot(selector)? {
-            SelectedSnapshot::Intact(entry) => Ok(*entry),
-            SelectedSnapshot::Damaged(damaged) => Err(Error::DamagedSnapshot {
-                name: damaged.name,
-                reason: damaged.reason,
-                code: damaged.code,
-            }),
-        }
+        self.select_snapshot(selector)?.intact()
     }
 
     /// Publishes a snapshot file (the commit point of a backup).

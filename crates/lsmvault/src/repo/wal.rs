@@ -44,7 +44,7 @@ impl Repository {
     }
 
     /// Reads, opens, checks against its name and parses one WAL object.
-    fn read_wal_object(&self, name: &str) -> Result<(Id, WalObject)> {
+    pub(crate) fn read_wal_object(&self, name: &str) -> Result<(Id, WalObject)> {
         let stored = self.backend().read(ObjectKind::Wal, name)?;
         let describe = || ObjectKind::Wal.describe(name);
         let json = self.keys().open(SealKind::WalRecord, &stored, describe)?;

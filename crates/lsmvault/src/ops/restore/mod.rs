@@ -22,6 +22,7 @@
 //!   as a mismatch naming it, so the restore fails;
 //! - memory per file is a bounded window of chunks, whatever the file size.
 
+pub mod dry_run;
 pub mod point_in_time;
 
 use std::collections::{HashMap, HashSet};
@@ -476,6 +477,15 @@ fn incomplete_unless_clean(
 
 /// Creates the target, or checks that it is an empty directory (any directory with `delta`).
 fn prepare_target(target: &Path, delta: bool) -> Result<()> {
+    if check_target(target, delta)? {
+        return Ok(());
+    }
+    fs::create_dir_all(target).context(|| format!("creating {}", target.display()))
+}
+
+/// Whether the target exists; refuses one a restore must not write into
+/// (not a directory, or not empty without `delta`). Writes nothing.
+fn check_target(target: &Path, delta: bool) -> Result<bool> {
     match fs::symlink_metadata(target) {
         Ok(stat) if stat.is_dir() => {
             let mut listing =
@@ -485,14 +495,12 @@ fn prepare_target(target: &Path, delta: bool) -> Result<()> {
                     path: target.to_path_buf(),
                 });
             }
-            Ok(())
+            Ok(true)
         }
         Ok(_) => Err(Error::TargetNotEmpty {
             path: target.to_path_buf(),
         }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(target).context(|| format!("creating {}", target.display()))
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(Error::io(format!("inspecting {}", target.display()), error)),
     }
 }
