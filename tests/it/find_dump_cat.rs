@@ -8,12 +8,8 @@ use std::path::Path;
 
 use crate::common::{
     chunk_of, lsmvault, lsmvault_command, lsmvault_json, lsmvault_ok, seeded_bytes, snapshot_ids,
-    three_pack_fixture,
+    stderr_text, three_pack_fixture,
 };
-
-fn stderr_of(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 #[test]
 fn find_names_each_snapshot_holding_a_glob_or_sst_number_walking_a_shared_tree_once() {
@@ -100,7 +96,7 @@ fn dump_streams_one_file_byte_exact_and_refuses_directories_and_missing_paths() 
     lsmvault_ok(&fixture.repo, &["backup", fixture.source.to_str().unwrap()]);
 
     let output = lsmvault(&fixture.repo, &["dump", "latest", "000003.sst"]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     assert_eq!(
         output.stdout,
         fs::read(fixture.source.join("000003.sst")).unwrap()
@@ -117,7 +113,7 @@ fn dump_streams_one_file_byte_exact_and_refuses_directories_and_missing_paths() 
         ("/", "root directory"),
     ] {
         let output = lsmvault(&fixture.repo, &["dump", "latest", path]);
-        let stderr = stderr_of(&output);
+        let stderr = stderr_text(&output);
         assert_eq!(output.status.code(), Some(35), "{path}: {stderr}");
         assert!(output.stdout.is_empty(), "{path}");
         assert!(stderr.contains(says), "{path}: {stderr}");
@@ -137,7 +133,7 @@ fn dump_of_a_file_whose_chunk_is_damaged_fails_naming_the_file() {
     fs::write(&pack, bytes).unwrap();
 
     let output = lsmvault(&fixture.repo, &["dump", "latest", "000002.sst"]);
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert_eq!(output.status.code(), Some(15), "{stderr}");
     assert!(stderr.contains("file 000002.sst"), "{stderr}");
     assert!(stderr.contains("chunk 1 of"), "{stderr}");
@@ -146,7 +142,7 @@ fn dump_of_a_file_whose_chunk_is_damaged_fails_naming_the_file() {
     assert!(original.starts_with(&output.stdout));
     // The other files still dump.
     let intact = lsmvault(&fixture.repo, &["dump", "latest", "000001.sst"]);
-    assert!(intact.status.success(), "{}", stderr_of(&intact));
+    assert!(intact.status.success(), "{}", stderr_text(&intact));
 }
 
 /// The full id of the one object in `directory` (a flat object directory).
@@ -172,7 +168,11 @@ fn cat_shows_each_object_kind_and_refuses_unknown_and_ambiguous_ids() {
     let run = |args: &[&str]| lsmvault_command(&repo, Some("pw"), args).output().unwrap();
     let ok = |args: &[&str]| {
         let output = run(args);
-        assert!(output.status.success(), "{args:?}: {}", stderr_of(&output));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            stderr_text(&output)
+        );
         output.stdout
     };
     let json = |args: &[&str]| -> serde_json::Value { serde_json::from_slice(&ok(args)).unwrap() };
@@ -224,8 +224,8 @@ fn cat_shows_each_object_kind_and_refuses_unknown_and_ambiguous_ids() {
 
     // Unknown ids exit 35 naming the kind; ambiguous prefixes 14; not hex 22.
     let unknown = run(&["cat", "index", "ffffffffffff"]);
-    assert_eq!(unknown.status.code(), Some(35), "{}", stderr_of(&unknown));
-    assert!(stderr_of(&unknown).contains("no index file matches"));
+    assert_eq!(unknown.status.code(), Some(35), "{}", stderr_text(&unknown));
+    assert!(stderr_text(&unknown).contains("no index file matches"));
     assert_eq!(
         run(&["cat", "snapshot", "ffffffffffff"]).status.code(),
         Some(13)
@@ -246,9 +246,9 @@ fn cat_shows_each_object_kind_and_refuses_unknown_and_ambiguous_ids() {
         ambiguous.status.code(),
         Some(14),
         "{}",
-        stderr_of(&ambiguous)
+        stderr_text(&ambiguous)
     );
-    assert!(stderr_of(&ambiguous).contains("blob prefix"));
+    assert!(stderr_text(&ambiguous).contains("blob prefix"));
     // `config` takes no id; the others need one.
     assert_eq!(run(&["cat", "config", "ab"]).status.code(), Some(22));
     assert_eq!(run(&["cat", "index"]).status.code(), Some(2));
@@ -260,7 +260,7 @@ fn dump_of_a_file_contradicting_its_digest_fails_after_the_output_naming_the_fil
     let fixture = fixture();
     plant_contradicting_files(&fixture.repo);
     let good = lsmvault(&fixture.repo, &["dump", "latest", "good"]);
-    assert!(good.status.success(), "{}", stderr_of(&good));
+    assert!(good.status.success(), "{}", stderr_text(&good));
     assert_eq!(good.stdout, b"first chunksecond chunk");
     for (file, output) in [
         ("two-chunks", &b"first chunksecond chunk"[..]),
@@ -268,7 +268,7 @@ fn dump_of_a_file_contradicting_its_digest_fails_after_the_output_naming_the_fil
         ("short", b"first chunk"),
     ] {
         let dumped = lsmvault(&fixture.repo, &["dump", "latest", file]);
-        let stderr = stderr_of(&dumped);
+        let stderr = stderr_text(&dumped);
         assert_eq!(dumped.status.code(), Some(15), "{file}: {stderr}");
         // Streamed: the bytes came out before the digest could be checked.
         assert_eq!(dumped.stdout, output, "{file}");
@@ -287,7 +287,7 @@ fn find_over_a_tree_dag_bomb_is_refused_quickly_naming_the_tree() {
     let root = plant_dag_bomb(&fixture.repo);
     let limit = std::time::Duration::from_secs(60);
     let output = bounded(&fixture.repo, &["find", "leaf"], limit);
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert_eq!(output.status.code(), Some(16), "{stderr}");
     assert!(stderr.contains(&root.to_hex()), "{stderr}");
     // The intact snapshot alone is still searchable.
@@ -355,7 +355,7 @@ fn rocksdb_find_by_sst_number_and_dump_an_sst_that_sst_dump_verifies() {
     // One SST out through dump: byte-exact, and sst_dump verifies its checksums.
     let name = &new[0];
     let output = lsmvault(&repo, &["dump", "latest", name]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     assert_eq!(output.stdout, fs::read(second.join(name)).unwrap());
     let dumped = work.path().join(name);
     fs::write(&dumped, &output.stdout).unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{
     assert_same_tree, binary, iterations_from_env, lsmvault, lsmvault_ok, seeded_bytes,
-    snapshot_ids,
+    snapshot_ids, stderr_text,
 };
 
 /// A process that keeps writing to the database's active WAL until dropped.
@@ -172,10 +172,6 @@ fn run(repo: &Path, arguments: &[String]) -> std::process::Output {
     lsmvault(repo, &arguments)
 }
 
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn a_freeze_command_without_a_thaw_command_is_refused_before_anything_runs() {
     let fixture = LiveFixture::new(4096);
@@ -188,9 +184,9 @@ fn a_freeze_command_without_a_thaw_command_is_refused_before_anything_runs() {
         let output = run(&fixture.repo, &arguments);
         assert_eq!(output.status.code(), Some(2), "usage error: {arguments:?}");
         assert!(
-            stderr(&output).contains("--thaw-cmd"),
+            stderr_text(&output).contains("--thaw-cmd"),
             "{}",
-            stderr(&output)
+            stderr_text(&output)
         );
         fixture.writer.assert_running("freeze without thaw");
     }
@@ -216,7 +212,7 @@ fn a_failing_freeze_is_thawed_and_named_with_its_status_and_stderr() {
         fixture.command(None, &["--freeze-cmd", &freeze, "--thaw-cmd", &thaw]),
     ] {
         let output = run(&fixture.repo, &arguments);
-        let message = stderr(&output);
+        let message = stderr_text(&output);
         assert_eq!(output.status.code(), Some(30), "{message}");
         for expected in [
             "cannot-quiesce",
@@ -251,7 +247,7 @@ fn a_freeze_past_its_timeout_is_killed_and_thawed() {
         ],
     );
     let output = run(&fixture.repo, &arguments);
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     assert_eq!(output.status.code(), Some(30), "{message}");
     assert!(message.contains("timed out after 300ms"), "{message}");
     assert!(
@@ -277,7 +273,7 @@ fn a_failing_link_step_is_thawed() {
         ],
     );
     let output = run(&fixture.repo, &arguments);
-    assert_eq!(output.status.code(), Some(21), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(21), "{}", stderr_text(&output));
     fixture.writer.assert_running("after a failed link step");
 }
 
@@ -295,7 +291,7 @@ fn a_failing_thaw_is_reported_loudly_with_what_to_run_by_hand() {
         ],
     );
     let output = run(&fixture.repo, &arguments);
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     assert_eq!(output.status.code(), Some(31), "{message}");
     assert!(
         message.contains(
@@ -331,7 +327,7 @@ fn a_leftover_link_directory_of_a_killed_run_is_removed_by_the_next_live_backup(
         ],
     );
     let output = run(&fixture.repo, &arguments);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("removed the temporary checkpoint of an earlier run that was killed")
@@ -403,7 +399,7 @@ fn interrupt_after(repo: &Path, arguments: &[String], signal: &str, delay: Durat
         started.elapsed() < Duration::from_secs(30),
         "exits promptly"
     );
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     match (output.status.code(), output.status.signal()) {
         (Some(0), _) => "finished before the signal".into(),
         (Some(code), _) => {
@@ -558,7 +554,7 @@ fn a_second_signal_during_the_cleanup_exits_at_once_and_the_thaw_still_completes
         second.elapsed() < Duration::from_millis(1500),
         "did not wait for the thaw"
     );
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_text(&output));
     // The thaw runs in its own process group: it finishes on its own.
     std::thread::sleep(Duration::from_millis(2500));
     fixture.writer.assert_running("the thaw outlived lsmvault");

@@ -133,10 +133,6 @@ pub(crate) fn bounded(repo: &Path, args: &[&str], limit: Duration) -> Output {
     output
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
     let fixture = fixture();
@@ -150,11 +146,16 @@ fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
     let limit = Duration::from_secs(120);
 
     let listed = bounded(&fixture.repo, &["ls", "latest"], limit);
-    assert_eq!(listed.status.code(), Some(CORRUPT), "{}", stderr(&listed));
-    assert!(
-        stderr(&listed).contains(&format!("tree {root}")),
+    assert_eq!(
+        listed.status.code(),
+        Some(CORRUPT),
         "{}",
-        stderr(&listed)
+        stderr_text(&listed)
+    );
+    assert!(
+        stderr_text(&listed).contains(&format!("tree {root}")),
+        "{}",
+        stderr_text(&listed)
     );
 
     let target = fixture.root.join("target");
@@ -167,14 +168,18 @@ fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
         restored.status.code(),
         Some(CORRUPT),
         "{}",
-        stderr(&restored)
+        stderr_text(&restored)
     );
     assert!(
-        stderr(&restored).contains(&format!("tree {root}")),
+        stderr_text(&restored).contains(&format!("tree {root}")),
         "{}",
-        stderr(&restored)
+        stderr_text(&restored)
     );
-    assert!(stderr(&restored).contains("hint:"), "{}", stderr(&restored));
+    assert!(
+        stderr_text(&restored).contains("hint:"),
+        "{}",
+        stderr_text(&restored)
+    );
 
     // Verify names the bomb's root, lists the snapshot, and still checks
     // the intact snapshot (no finding about it).
@@ -183,7 +188,7 @@ fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
         verified.status.code(),
         Some(VERIFY_FAILED),
         "{}",
-        stderr(&verified)
+        stderr_text(&verified)
     );
     let report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
     let report = report.get("report").unwrap_or(&report);
@@ -220,7 +225,12 @@ fn tree_dag_bomb_is_named_by_repair_snapshots_not_walked_forever() {
         &["--json", "repair", "snapshots"],
         Duration::from_secs(120),
     );
-    assert_eq!(repaired.status.code(), Some(0), "{}", stderr(&repaired));
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{}",
+        stderr_text(&repaired)
+    );
     let report: serde_json::Value = serde_json::from_slice(&repaired.stdout).unwrap();
     assert_eq!(report["snapshots_checked"], 2, "{report}");
     assert_eq!(report["repaired"].as_array().unwrap().len(), 0, "{report}");
@@ -283,7 +293,7 @@ fn declared_stored_length_beyond_the_pack_fails_fast_without_allocating_it() {
         .output()
         .unwrap();
     let elapsed = started.elapsed();
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     assert_eq!(output.status.code(), Some(CORRUPT), "{message}");
     assert!(
         message.contains(&format!("blob {chunk} in pack {pack}")),
@@ -341,7 +351,7 @@ fn finding_objects(repo: &Path, read_data: bool) -> Vec<String> {
         output.status.code(),
         Some(VERIFY_FAILED),
         "{}",
-        stderr(&output)
+        stderr_text(&output)
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let report = report.get("report").unwrap_or(&report);
@@ -404,7 +414,7 @@ fn chunk_declaring_more_than_the_largest_chunk_is_refused_before_decompressing()
         &fixture.repo,
         &["restore", "latest", "--target", target.to_str().unwrap()],
     );
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     assert_eq!(output.status.code(), Some(CORRUPT), "{message}");
     assert!(
         message.contains(&format!("blob {bomb_id} in pack")),

@@ -367,6 +367,14 @@ mod tests {
     use crate::format::snapshot::{Snapshot, SnapshotKind};
     use crate::id::Id;
 
+    fn decide_unfiltered(
+        all: &[SnapshotEntry],
+        group_by: GroupBy,
+        policy: &RetentionPolicy,
+    ) -> Vec<GroupDecision> {
+        decide_all(all, &SnapshotFilter::default(), group_by, policy)
+    }
+
     fn entry(time: &str, tags: &[&str], seed: u8) -> SnapshotEntry {
         SnapshotEntry {
             id: Id([seed; 32]),
@@ -536,24 +544,14 @@ mod tests {
             keep_last: Some(1),
             ..Default::default()
         };
-        let groups = decide_all(
-            &all,
-            &SnapshotFilter::default(),
-            GroupBy::default(),
-            &policy,
-        );
+        let groups = decide_unfiltered(&all, GroupBy::default(), &policy);
         assert_eq!(groups.len(), 2);
         let kept_total: usize = groups
             .iter()
             .map(|group| group.snapshots.iter().filter(|d| d.keep).count())
             .sum();
         assert_eq!(kept_total, 2);
-        let by_host = decide_all(
-            &all,
-            &SnapshotFilter::default(),
-            GroupBy::parse("host").unwrap(),
-            &policy,
-        );
+        let by_host = decide_unfiltered(&all, GroupBy::parse("host").unwrap(), &policy);
         assert_eq!(by_host.len(), 1);
         let only_full = SnapshotFilter {
             kind: Some(SnapshotKind::Full),
@@ -603,12 +601,7 @@ mod tests {
             keep_daily: Some(2),
             ..Default::default()
         };
-        let groups = decide_all(
-            &all,
-            &SnapshotFilter::default(),
-            GroupBy::default(),
-            &policy,
-        );
+        let groups = decide_unfiltered(&all, GroupBy::default(), &policy);
         let labels: Vec<&str> = groups.iter().map(|group| group.group.as_str()).collect();
         assert_eq!(
             labels,
@@ -625,10 +618,7 @@ mod tests {
         assert_eq!(by_database_and_host.key(&all[0]), "database A, host h");
         assert_eq!(by_database_and_host.key(&all[4]), "host h, source /plain/1");
         let old_default = GroupBy::parse("host,source").unwrap();
-        assert_eq!(
-            decide_all(&all, &SnapshotFilter::default(), old_default, &policy).len(),
-            6
-        );
+        assert_eq!(decide_unfiltered(&all, old_default, &policy).len(), 6);
     }
 
     #[test]
