@@ -363,3 +363,68 @@ fn rocksdb_find_by_sst_number_and_dump_an_sst_that_sst_dump_verifies() {
         .arg(format!("--file={}", dumped.display()))
         .arg("--command=verify"));
 }
+
+/// Runs `lsmvault ARGS | head -c 1`: the reader closes the pipe after one
+/// byte. Returns the exit code and stderr of lsmvault.
+fn into_closed_pipe(repo: &Path, args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = lsmvault_command(repo, None, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // Dropping our end closes the pipe while lsmvault still writes.
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), stderr_text(&output))
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_141_never_a_panic() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    // More listing than a pipe buffer holds, and a file larger than one.
+    for number in 0..3000 {
+        fs::write(source.join(format!("{number:06}.sst")), number.to_string()).unwrap();
+    }
+    fs::write(source.join("big"), seeded_bytes(9, 4_000_000)).unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    for args in [
+        &["ls", "latest"][..],
+        &["--json", "ls", "latest"],
+        &["find", "*.sst"],
+        &["--json", "find", "*.sst"],
+        &["dump", "latest", "big"],
+        &["--json", "dump", "latest", "big"],
+        &["completions", "bash"],
+    ] {
+        let (code, stderr) = into_closed_pipe(&repo, args);
+        assert_eq!(code, Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+    assert_eq!(fs::read_dir(repo.join("locks")).unwrap().count(), 0);
+}
+
+#[test]
+fn dump_reaches_a_file_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"a\xffb.sst");
+    fs::write(source.join(name), b"bytes of a strange name").unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let output = lsmvault_command(&repo, None, &["dump", "latest"])
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    assert_eq!(output.stdout, b"bytes of a strange name");
+}

@@ -17,6 +17,7 @@ mod crash;
 mod damage;
 mod encryption;
 mod find_dump_cat;
+mod forget_selection;
 mod fuzz_corpus;
 mod hostile_bytes;
 mod identity;

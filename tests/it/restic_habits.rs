@@ -472,7 +472,10 @@ fn forget_keep_daily_keeps_three_days_of_nine_dated_checkpoint_directories() {
     assert_eq!(old["removed"].as_array().unwrap().len(), 0);
     // By default one database is one group: three days kept, six removed.
     let text = lsmvault_ok(&repo, &["forget", "--keep-daily", "3"]);
-    assert!(text.contains(&format!("database {identity}:")), "{text}");
+    assert!(
+        text.contains(&format!("database {identity}, host ")),
+        "{text}"
+    );
     assert!(
         text.contains("2026-12-09 02:00:00 UTC"),
         "times carry their zone: {text}"

@@ -150,7 +150,7 @@ pub fn report_failure(error: &Error, json: bool) -> ExitCode {
             "error": { "code": code.name(), "exit_code": code.exit_code(),
                        "message": error.to_string(), "hint": hint(error) }
         });
-        println!("{report}");
+        outln!("{report}");
     }
     print_error(error);
     exit_code(code)

@@ -20,8 +20,9 @@ use crate::output::print_json;
 pub struct DumpArgs {
     /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
     snapshot: String,
-    /// Path of a regular file in the snapshot (as `ls` shows it).
-    path: String,
+    /// Path of a regular file in the snapshot (as `ls` shows it; any bytes
+    /// a file name can hold).
+    path: std::path::PathBuf,
 }
 
 pub fn dump(context: &Context, args: &DumpArgs) -> Result<ExitCode, Error> {

@@ -50,9 +50,12 @@ fn print_text(report: &FindReport) {
     if report.matches.is_empty() {
         return;
     }
-    println!(
+    outln!(
         "{:<10} {:<20} {:>12} {:<20} path",
-        "snapshot", "time", "size", "mtime"
+        "snapshot",
+        "time",
+        "size",
+        "mtime"
     );
     for found in &report.matches {
         let suffix = match found.kind {
@@ -60,7 +63,7 @@ fn print_text(report: &FindReport) {
             "symlink" => " (symlink)",
             _ => "",
         };
-        println!(
+        outln!(
             "{:<10} {:<20} {:>12} {:<20} {}{suffix}",
             short_id(&found.snapshot),
             found.time.to_seconds_string(),

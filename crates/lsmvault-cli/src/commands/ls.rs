@@ -52,14 +52,14 @@ pub fn run(context: &Context, args: &LsArgs) -> Result<ExitCode, Error> {
 }
 
 fn print_repair_record(record: &RepairRecord) {
-    println!(
+    outln!(
         "repaired snapshot (rewritten from {} at {}): {} path(s) dropped:",
         short_id(&record.original),
         record.time,
         record.dropped.len()
     );
     for dropped in &record.dropped {
-        println!("  dropped {}: {}", dropped.path, dropped.reason);
+        outln!("  dropped {}: {}", dropped.path, dropped.reason);
     }
 }
 
@@ -98,7 +98,7 @@ fn print_entry(walked: &WalkedEntry) {
         EntryKind::Directory { .. } => ('d', "/".to_string()),
         EntryKind::Symlink { target } => ('l', format!(" -> {}", String::from_utf8_lossy(target))),
     };
-    println!(
+    outln!(
         "{kind}{:04o} {:>12} {}{}",
         metadata.mode & 0o7777,
         walked.entry.size(),

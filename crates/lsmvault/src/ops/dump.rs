@@ -38,12 +38,15 @@ impl Repository {
     /// digest its tree entry records. A missing path, a directory or a
     /// symlink is [`Error::PathNotFound`]; a damaged chunk or a content that
     /// does not match its digest is an error naming the file (possibly after
-    /// part or all of the content was written).
-    pub fn dump(&self, selector: &str, path: &str, out: &mut dyn Write) -> Result<DumpReport> {
+    /// part or all of the content was written). Holds a shared lock (none
+    /// on read-only storage), so a concurrent prune cannot delete what a
+    /// long dump has yet to read.
+    pub fn dump(&self, selector: &str, path: &Path, out: &mut dyn Write) -> Result<DumpReport> {
+        let _lock = self.lock_for_reading("dump")?;
         let snapshot = self.find_snapshot(selector)?;
         let not_found = |problem: String| Error::PathNotFound {
             snapshot: snapshot.id.short(),
-            path: path.to_string(),
+            path: path.display().to_string(),
             problem,
         };
         let entry = self.lookup(&snapshot.snapshot.tree, path, &not_found)?;
@@ -63,7 +66,13 @@ impl Repository {
                 )))
             }
         };
-        let about = || format!("file {path} of snapshot {}", snapshot.id.short());
+        let about = || {
+            format!(
+                "file {} of snapshot {}",
+                path.display(),
+                snapshot.id.short()
+            )
+        };
         let content = FileContent {
             size: *size,
             digest,
@@ -72,7 +81,7 @@ impl Repository {
         let written = self.write_file_content(content, &about, out, &mut |_| {})?;
         Ok(DumpReport {
             snapshot: snapshot.id,
-            path: path.to_string(),
+            path: path.display().to_string(),
             bytes: written,
         })
     }
@@ -81,9 +90,9 @@ impl Repository {
     /// component (no walk of the whole snapshot). The root itself is a
     /// directory without an entry: asking for it is `not_found`'s
     /// "is a directory".
-    fn lookup(&self, root: &Id, path: &str, not_found: &dyn Fn(String) -> Error) -> Result<Entry> {
+    fn lookup(&self, root: &Id, path: &Path, not_found: &dyn Fn(String) -> Error) -> Result<Entry> {
         let mut names = Vec::new();
-        for component in Path::new(path).components() {
+        for component in path.components() {
             match component {
                 Component::Normal(name) => names.push(name.as_bytes()),
                 Component::RootDir | Component::CurDir => {}
