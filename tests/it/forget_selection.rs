@@ -44,7 +44,7 @@ fn forget_latest_with_a_host_filter_removes_that_hosts_newest_snapshot() {
     let production = backup(&repo, &source, &["--host", "prod1"]);
     let staging = backup(&repo, &source, &["--host", "staging1"]);
     let report = lsmvault_json(&repo, &["forget", "latest", "--host", "prod1", "--dry-run"]);
-    assert_eq!(removed(&report), [production.clone()], "not {staging}");
+    assert_eq!(removed(&report), [production], "not {staging}");
     // A policy beside ids is refused, not silently ignored.
     let both = lsmvault(&repo, &["forget", "latest", "--keep-last", "1"]);
     assert_eq!(both.status.code(), Some(22), "{}", stderr_text(&both));
