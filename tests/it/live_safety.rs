@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_same_tree, binary, iterations_from_env, lsmvault, lsmvault_ok, seeded_bytes,
-    snapshot_ids, stderr_text,
+    assert_same_tree, binary, iterations_from_env, lsmvault, lsmvault_command, lsmvault_ok,
+    seeded_bytes, snapshot_ids, stderr_text,
 };
 
 /// A process that keeps writing to the database's active WAL until dropped.
@@ -192,6 +192,53 @@ fn a_freeze_command_without_a_thaw_command_is_refused_before_anything_runs() {
     }
     assert!(!destination.exists());
     assert!(snapshot_ids(&fixture.repo).is_empty());
+}
+
+#[test]
+fn sighup_and_sigquit_during_a_freeze_still_thaw_the_writer() {
+    let fixture = LiveFixture::new(4096);
+    let destination = fixture.path("ckpt");
+    // The freeze stops the writer, then takes a while: the signal lands in it.
+    let freeze = format!("{} && sleep 3", fixture.writer.freeze());
+    let thaw = fixture.writer.thaw();
+    for signal in ["HUP", "QUIT"] {
+        let arguments = fixture.command(
+            Some(&destination),
+            &["--freeze-cmd", &freeze, "--thaw-cmd", &thaw],
+        );
+        let outcome = interrupt_after(
+            &fixture.repo,
+            &arguments,
+            signal,
+            Duration::from_millis(700),
+        );
+        assert!(outcome.starts_with("interrupted"), "SIG{signal}: {outcome}");
+        fixture.writer.assert_running(&format!("after SIG{signal}"));
+        assert!(!destination.exists());
+    }
+    assert!(fixture.locks().is_empty());
+}
+
+#[test]
+fn a_missing_temporary_directory_still_runs_the_thaw() {
+    let fixture = LiveFixture::new(4096);
+    let destination = fixture.path("ckpt");
+    let arguments = fixture.command(
+        Some(&destination),
+        &[
+            "--freeze-cmd",
+            &fixture.writer.freeze(),
+            "--thaw-cmd",
+            &fixture.writer.thaw(),
+        ],
+    );
+    let output = lsmvault_command(&fixture.repo, None, &run_arguments(&arguments))
+        .env("TMPDIR", fixture.path("no-such-temporary-directory"))
+        .output()
+        .unwrap();
+    fixture
+        .writer
+        .assert_running(&format!("TMPDIR missing: {}", stderr_text(&output)));
 }
 
 #[test]
@@ -403,7 +450,12 @@ fn interrupt_after(repo: &Path, arguments: &[String], signal: &str, delay: Durat
     match (output.status.code(), output.status.signal()) {
         (Some(0), _) => "finished before the signal".into(),
         (Some(code), _) => {
-            let expected = if signal == "INT" { 130 } else { 143 };
+            let expected = match signal {
+                "HUP" => 129,
+                "INT" => 130,
+                "QUIT" => 131,
+                _ => 143,
+            };
             assert_eq!(code, expected, "SIG{signal}: {message}");
             assert!(message.contains("interrupted"), "{message}");
             let during = message.lines().next().unwrap_or_default();

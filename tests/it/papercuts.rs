@@ -551,3 +551,31 @@ fn quiet_prints_only_errors_warnings_and_what_was_asked_for() {
         "{output:?}"
     );
 }
+
+/// Review of issue 15: only the holding directory of `wal archive --watch`
+/// in the source root is left out; a directory of that name deeper down is
+/// someone's data.
+#[test]
+fn a_directory_named_like_the_wal_holding_directory_below_the_root_is_backed_up() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = work.path().join("db");
+    let deeper = source.join("archive/.lsmvault-wal-hold");
+    fs::create_dir_all(&deeper).unwrap();
+    fs::write(deeper.join("notes.txt"), b"kept").unwrap();
+    fs::create_dir_all(source.join(".lsmvault-wal-hold")).unwrap();
+    fs::write(source.join(".lsmvault-wal-hold/000007.log"), b"held").unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let paths = listed_paths(&repo, "latest");
+    assert!(
+        paths.contains(&"archive/.lsmvault-wal-hold/notes.txt".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        !paths
+            .iter()
+            .any(|path| path.starts_with(".lsmvault-wal-hold")),
+        "{paths:?}"
+    );
+}

@@ -431,3 +431,45 @@ fn chunk_declaring_more_than_the_largest_chunk_is_refused_before_decompressing()
     assert!(report.contains(&format!("blob {bomb_id}")), "{report}");
     assert!(report.contains("more than the largest chunk"), "{report}");
 }
+
+/// Review of issue 15: a WAL record declaring 2^62 bytes aborted `restore
+/// --seq` (it was preallocated, and the largest declared size wins among a
+/// segment's versions). It is now a damaged record, named and passed over.
+#[test]
+fn a_wal_record_declaring_four_exabytes_is_named_as_damaged_never_allocated() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let db = crate::pitr::fake_database(work.path(), &[(5, (1..=30).map(|s| (s, 1)).collect())]);
+    let db = db.to_str().unwrap();
+    lsmvault_ok(&repo, &["backup", db]);
+    lsmvault_ok(&repo, &["wal", "archive", db]);
+    let records: Vec<_> = fs::read_dir(repo.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&fs::read(&records[0]).unwrap()).unwrap();
+    record["size"] = serde_json::json!(1u64 << 62);
+    let crafted = serde_json::to_vec(&record).unwrap();
+    fs::remove_file(&records[0]).unwrap();
+    let name = Id::of(&crafted).to_hex();
+    fs::write(repo.join("wal").join(&name), &crafted).unwrap();
+    for args in [&["wal", "ls"][..], &["restore", "--seq", "20", "--target"]] {
+        let mut args = args.to_vec();
+        let target = work.path().join("restored");
+        if args[0] == "restore" {
+            args.push(target.to_str().unwrap());
+        }
+        let output = lsmvault(&repo, &args);
+        let stderr = stderr_text(&output);
+        assert!(output.status.code().is_some(), "{args:?} died: {stderr}");
+        assert!(!stderr.contains("memory allocation"), "{stderr}");
+        assert!(
+            stderr.contains(&name[..8]),
+            "{args:?} names the record: {stderr}"
+        );
+        assert!(stderr.contains("declares"), "{stderr}");
+    }
+}
