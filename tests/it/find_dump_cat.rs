@@ -428,3 +428,25 @@ fn dump_reaches_a_file_whose_name_is_not_utf8() {
     assert!(output.status.success(), "{}", stderr_text(&output));
     assert_eq!(output.stdout, b"bytes of a strange name");
 }
+
+#[test]
+fn names_with_a_newline_stay_on_one_line_in_text_output() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("two\nlines.sst"), b"x").unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let listing = lsmvault_ok(&repo, &["ls", "latest"]);
+    assert!(listing.contains("two\\nlines.sst"), "{listing}");
+    assert!(
+        !listing.lines().any(|line| line == "lines.sst"),
+        "{listing}"
+    );
+    let found = lsmvault_ok(&repo, &["find", "two*"]);
+    assert!(found.contains("two\\nlines.sst"), "{found}");
+    // JSON keeps the name as it is.
+    let json = lsmvault_json(&repo, &["ls", "latest"]);
+    assert_eq!(json[0]["path"], "two\nlines.sst");
+}

@@ -133,6 +133,26 @@ fn serialization_error(error: serde_json::Error) -> Error {
     Error::InvalidArgument(error.to_string())
 }
 
+/// A path or name for one line of text output: control characters (a
+/// newline in a file name would split one entry into two lines for a
+/// script reading them) are shown escaped (`\n`, `\t`, `\x1b`), and bytes
+/// that are not UTF-8 as U+FFFD. JSON output carries names unescaped.
+pub fn printable_path(path: &str) -> String {
+    let mut shown = String::with_capacity(path.len());
+    for character in path.chars() {
+        match character {
+            '\n' => shown.push_str("\\n"),
+            '\t' => shown.push_str("\\t"),
+            '\r' => shown.push_str("\\r"),
+            control if control.is_control() => {
+                shown.push_str(&format!("\\x{:02x}", u32::from(control)))
+            }
+            other => shown.push(other),
+        }
+    }
+    shown
+}
+
 /// The first 8 hex digits of a snapshot (or other object) id, as listings show it.
 pub fn short_id(id: &Id) -> String {
     id.short()

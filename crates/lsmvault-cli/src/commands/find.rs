@@ -9,7 +9,7 @@ use lsmvault::ops::find::{FindOptions, FindReport};
 use lsmvault::Error;
 
 use super::Context;
-use crate::output::{human_bytes, short_id, warn_damaged};
+use crate::output::{human_bytes, printable_path, short_id, warn_damaged};
 
 #[derive(Args)]
 pub struct FindArgs {
@@ -69,7 +69,7 @@ fn print_text(report: &FindReport) {
             found.time.to_seconds_string(),
             human_bytes(found.size),
             found.mtime.to_seconds_string(),
-            found.path
+            printable_path(&found.path)
         );
     }
 }
