@@ -43,6 +43,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
 use crate::lsm::file_class::{file_number, WAL_HOLD_DIRECTORY};
+use crate::lsm::read_regular_file;
 use crate::repo::lock::{process_alive, process_start_time};
 
 /// The file in a holding directory part naming the watcher that keeps it:
@@ -112,7 +113,9 @@ fn inode(path: &Path) -> Option<(u64, u64)> {
 /// The pid of the process that `place`'s `.watcher` file names, if it
 /// still runs and is not this one.
 fn live_owner(place: &Path) -> Option<u32> {
-    let text = fs::read_to_string(place.join(OWNER_FILE)).ok()?;
+    // Never blocks on a FIFO put there.
+    let bytes = read_regular_file(&place.join(OWNER_FILE)).ok()??;
+    let text = String::from_utf8_lossy(&bytes);
     let mut fields = text.split_whitespace();
     let pid = fields.next()?.parse::<u32>().ok()?;
     let start = fields.next().and_then(|start| start.parse().ok());
@@ -542,6 +545,35 @@ mod tests {
         assert_eq!(offsite.link_places()[1], first.path());
         drop(owner);
         assert!(first.create().is_ok(), "a dropped claim is free again");
+    }
+
+    #[test]
+    fn links_an_earlier_version_left_at_the_top_are_read_and_released() {
+        let directory = tempfile::tempdir().unwrap();
+        let db = directory.path();
+        let holding = holding(db, None);
+        fs::create_dir(holding.root()).unwrap();
+        for name in ["000007.log", "000008.log"] {
+            fs::write(db.join(name), b"records").unwrap();
+            fs::hard_link(db.join(name), holding.root().join(name)).unwrap();
+        }
+        fs::remove_file(db.join("000007.log")).unwrap();
+        let top = |name: &str| holding.root().join(name);
+        // A running watcher of that version: only the final content goes.
+        fs::write(top(OWNER_FILE), "1\n").unwrap();
+        let orphaned = holding.orphaned();
+        assert_eq!(orphaned, [top("000007.log")].into());
+        assert_eq!(
+            holding.link_places().last(),
+            Some(&holding.root().to_path_buf())
+        );
+        let archived = names(&["000007.log", "000008.log"]);
+        assert_eq!(holding.release(&archived, &orphaned, true).unwrap(), 1);
+        assert!(top("000008.log").exists());
+        // Dead: everything archived goes, and the directory with it.
+        fs::write(top(OWNER_FILE), format!("{}\n", u32::MAX / 2)).unwrap();
+        assert_eq!(holding.release(&archived, &orphaned, true).unwrap(), 1);
+        assert!(!holding.root().exists());
     }
 
     #[test]
