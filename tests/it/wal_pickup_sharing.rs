@@ -79,7 +79,7 @@ fn a_second_watcher_on_one_database_is_refused_and_never_blinds_the_first() {
 
     let second = Watcher::start(&repo, &db, &[]);
     let output = second.wait_at_most(Duration::from_secs(10));
-    assert_eq!(output.status.code(), Some(22), "{}", stderr_text(&output));
+    assert_eq!(output.status.code(), Some(44), "{}", stderr_text(&output));
     let message = stderr_text(&output);
     for part in [first.pid().to_string().as_str(), "--hold-dir", HOLD] {
         assert!(message.contains(part), "{part}: {message}");

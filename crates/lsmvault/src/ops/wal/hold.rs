@@ -234,16 +234,13 @@ impl Holding {
 
     /// The refusal of a second watcher into one part.
     fn kept_by(&self, pid: Option<u32>) -> Error {
-        let watcher = pid.map_or("another watcher".to_string(), |pid| {
-            format!("the watcher of process {pid}")
-        });
-        Error::InvalidArgument(format!(
-            "{} is kept by {watcher}, which archives {} into this repository already: \
-             stop it first, or give this one a holding directory of its own with \
-             --hold-dir DIR (on the database's file system)",
-            self.path.display(),
-            self.database.display()
-        ))
+        Error::WalHoldInUse {
+            path: self.path.clone(),
+            database: self.database.clone(),
+            watcher: pid.map_or("another watcher".to_string(), |pid| {
+                format!("the watcher of process {pid}")
+            }),
+        }
     }
 
     /// Makes this repository's part and its `.watcher` file again if they
