@@ -45,5 +45,6 @@ mod rocksdb;
 mod rocksdb_wal;
 mod stats_completions;
 mod wal_pickup;
+mod wal_pickup_sharing;
 mod wal_retention;
 mod wal_retention_rocksdb;
