@@ -41,6 +41,8 @@ mod restic_habits;
 mod restore_dry_run;
 mod rocksdb;
 mod rocksdb_wal;
+mod s3_backend;
+mod s3_cli;
 mod stats_completions;
 mod wal_pickup;
 mod wal_retention;
