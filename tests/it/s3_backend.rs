@@ -111,3 +111,40 @@ fn s3_failures_name_bucket_key_server_and_status() {
         other => panic!("reading a missing object: {other:?}"),
     }
 }
+
+/// Keys lsmvault never writes (another tool's files in the bucket, a pack
+/// outside its fan-out directory, a nested key) are not listed as objects.
+#[test]
+fn s3_listing_skips_foreign_keys() {
+    let Some(moto) = Moto::start() else { return };
+    let bucket = moto.bucket();
+    let backend = Moto::backend(&moto.location(&bucket, "repo"));
+    let pack = format!("ab{}", "1".repeat(62));
+    backend
+        .write_if_absent(ObjectKind::Pack, &pack, b"pack")
+        .unwrap();
+    backend
+        .write_if_absent(ObjectKind::Index, &pack, b"index")
+        .unwrap();
+    for key in [
+        format!("repo/data/cd/{pack}"),
+        format!("repo/data/{pack}"),
+        format!("repo/data/ab/x/{pack}"),
+        format!("repo/index/sub/{pack}"),
+        "repo/index/.hidden".to_string(),
+        format!("repo-other/index/{pack}"),
+        format!("index/{pack}"),
+    ] {
+        moto.put_raw(&bucket, &key);
+    }
+    let names = |kind| -> Vec<String> {
+        backend
+            .list(kind)
+            .unwrap()
+            .into_iter()
+            .map(|object| object.name)
+            .collect()
+    };
+    assert_eq!(names(ObjectKind::Pack), vec![pack.clone()]);
+    assert_eq!(names(ObjectKind::Index), vec![pack]);
+}

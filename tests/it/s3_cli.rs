@@ -193,6 +193,21 @@ fn s3_missing_bucket_and_server_down_are_named() {
     assert!(!String::from_utf8_lossy(&output.stderr).contains("lsmvault-test-secret"));
 }
 
+/// A malformed S3 location is a bad argument (exit 22); credentials in it
+/// are refused without being repeated.
+#[test]
+fn s3_malformed_locations_are_invalid_arguments() {
+    let output = lsmvault_s3(
+        "s3:http://key:hunter2@127.0.0.1:1/bucket",
+        None,
+        &["snapshots"],
+    );
+    assert_fails(&output, 22, &["AWS_ACCESS_KEY_ID"]);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
+    let output = lsmvault_s3("s3://Not_A_Bucket/x", None, &["init", "--no-encryption"]);
+    assert_fails(&output, 22, &["not a valid bucket name"]);
+}
+
 /// `init` refuses a server that ignores `If-None-Match: *` (a proxy strips
 /// the header on the way to moto), exit 37, and leaves no repository.
 #[test]
@@ -238,17 +253,15 @@ fn backup_fails_cleanly_when_moto_is_killed_mid_backup() {
         )
         .unwrap();
     }
-    let cut_after = |proxy: &mut Proxy| {
-        let child = crate::common::s3::lsmvault_s3_command(&repo, None, &["backup", path(&source)])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
-        proxy.cut();
-        child.wait_with_output().unwrap()
-    };
-    let output = cut_after(&mut proxy);
+    // Cut once 20 MiB (more than one pack) went up: mid-backup, on any machine.
+    let child = crate::common::s3::lsmvault_s3_command(&repo, None, &["backup", path(&source)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.wait_for_upload(20 << 20);
+    proxy.cut();
+    let output = child.wait_with_output().unwrap();
     assert_fails(
         &output,
         38,
@@ -286,17 +299,18 @@ fn backup_fails_cleanly_when_moto_is_killed_mid_backup() {
     );
 
     // moto itself killed mid-backup (its data is lost with it).
-    let direct = moto.fresh_location();
+    let proxy = Proxy::start(moto.port(), false);
+    let direct = location(&proxy.endpoint(), &moto.bucket(), "repo");
     lsmvault_s3_ok(&direct, None, &["init", "--no-encryption"]);
     let child = crate::common::s3::lsmvault_s3_command(&direct, None, &["backup", path(&source)])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    proxy.wait_for_upload(20 << 20);
     moto.kill();
     let output = child.wait_with_output().unwrap();
-    assert_fails(&output, 38, &[&moto.endpoint(), "no answer"]);
+    assert_fails(&output, 38, &[&proxy.endpoint(), "hint:"]);
     moto.restart();
     let again = moto.fresh_location();
     lsmvault_s3_ok(&again, None, &["init", "--no-encryption"]);

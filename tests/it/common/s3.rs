@@ -135,6 +135,16 @@ impl Moto {
         name
     }
 
+    /// Puts an object with a plain, unsigned HTTP request (moto accepts it),
+    /// bypassing lsmvault: for keys lsmvault would never write.
+    pub fn put_raw(&self, bucket: &str, key: &str) {
+        let answer = http(self.port, "PUT", &format!("/{bucket}/{key}")).expect("moto answers");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "putting {key}: {answer}"
+        );
+    }
+
     /// The repository location `s3:http://127.0.0.1:PORT/BUCKET/PREFIX`.
     pub fn location(&self, bucket: &str, prefix: &str) -> String {
         location(&self.endpoint(), bucket, prefix)
@@ -232,6 +242,8 @@ pub struct Proxy {
 #[derive(Default)]
 struct ProxyState {
     stopped: std::sync::atomic::AtomicBool,
+    /// Bytes forwarded from clients to the server.
+    uploaded: AtomicU64,
     connections: std::sync::Mutex<Vec<TcpStream>>,
 }
 
@@ -253,6 +265,20 @@ impl Proxy {
     /// `http://127.0.0.1:PORT` of the proxy.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until clients have sent at least `bytes` through the proxy
+    /// since it (re)started: a fault injected then hits a command midway,
+    /// however fast the machine.
+    pub fn wait_for_upload(&self, bytes: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.state.uploaded.load(Ordering::SeqCst) < bytes {
+            assert!(
+                Instant::now() < deadline,
+                "{bytes} bytes were not uploaded within 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Resets every open connection and refuses new ones.
@@ -293,8 +319,11 @@ impl Proxy {
                 drop(connections);
                 let (client_read, server_write) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pump(client_read, server_write, strip));
-                std::thread::spawn(move || pump(server, client, false));
+                let counter = state.clone();
+                std::thread::spawn(move || {
+                    pump(client_read, server_write, strip, Some(&counter.uploaded))
+                });
+                std::thread::spawn(move || pump(server, client, false, None));
             }
         });
     }
@@ -307,8 +336,13 @@ impl Drop for Proxy {
 }
 
 /// Copies `from` to `to` until either ends; with `strip_conditions`,
-/// renames `If-None-Match` headers on the way.
-fn pump(mut from: TcpStream, mut to: TcpStream, strip_conditions: bool) {
+/// renames `If-None-Match` headers on the way; counts what it forwarded.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    strip_conditions: bool,
+    counter: Option<&AtomicU64>,
+) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let read = match from.read(&mut buffer) {
@@ -321,6 +355,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, strip_conditions: bool) {
         }
         if to.write_all(chunk).is_err() {
             break;
+        }
+        if let Some(counter) = counter {
+            counter.fetch_add(read as u64, Ordering::SeqCst);
         }
     }
     let _ = to.shutdown(std::net::Shutdown::Write);

@@ -100,7 +100,17 @@ impl<'a> Context<'a> {
     pub fn backend(&self) -> Result<Arc<dyn Backend>, Error> {
         let location = self.location()?;
         match location.to_str() {
-            Some(text) => Ok(backend::open_location(text)?),
+            Some(text) => {
+                // A malformed S3 location is a bad argument, not an I/O
+                // error; the reason names what is wrong without repeating
+                // the location (it may hold credentials).
+                if backend::s3::is_s3_location(text) {
+                    backend::s3::S3Location::parse(text).map_err(|reason| {
+                        Error::InvalidArgument(format!("repository location: {reason}"))
+                    })?;
+                }
+                Ok(backend::open_location(text)?)
+            }
             // Not UTF-8, so no `s3:` location: a local directory.
             None => Ok(Arc::new(backend::LocalBackend::new(location))),
         }
