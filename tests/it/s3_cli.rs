@@ -316,3 +316,66 @@ fn backup_fails_cleanly_when_moto_is_killed_mid_backup() {
     lsmvault_s3_ok(&again, None, &["init", "--no-encryption"]);
     json(&again, None, &["backup", path(&source)]);
 }
+
+/// Four processes back up four different sources, which share one file,
+/// into one S3 repository at once; then prune: every snapshot verifies and
+/// restores, and the shared file is stored once.
+#[test]
+fn s3_four_clients_back_up_at_once_and_share_blobs_after_prune() {
+    let Some(moto) = Moto::start() else { return };
+    let repo = moto.fresh_location();
+    let work = tempfile::tempdir().unwrap();
+    lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    let shared = seeded_bytes(4242, 8 << 20);
+    let sources: Vec<_> = (0..4u64)
+        .map(|client| {
+            let source = work.path().join(format!("db-{client}"));
+            fs::create_dir_all(&source).unwrap();
+            fs::write(source.join("shared.sst"), &shared).unwrap();
+            fs::write(source.join("own.sst"), seeded_bytes(client + 1, 2 << 20)).unwrap();
+            source
+        })
+        .collect();
+    let children: Vec<_> = sources
+        .iter()
+        .map(|source| {
+            crate::common::s3::lsmvault_s3_command(&repo, None, &["backup", path(source)])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        crate::common::assert_success(&child.wait_with_output().unwrap(), "a concurrent backup");
+    }
+    lsmvault_s3_ok(&repo, None, &["prune"]);
+    let report = json(&repo, None, &["verify", "--read-data"]);
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    let snapshots = json(&repo, None, &["snapshots"]);
+    assert_eq!(snapshots.as_array().unwrap().len(), 4, "{snapshots:#}");
+    for snapshot in snapshots.as_array().unwrap() {
+        let id = snapshot["id"].as_str().unwrap();
+        let target = work.path().join(format!("restore-{id}"));
+        lsmvault_s3_ok(&repo, None, &["restore", id, "--target", path(&target)]);
+        let source = Path::new(snapshot["snapshot"]["source"].as_str().unwrap());
+        assert_same_tree(source, &target);
+    }
+    // 8 MiB shared + 4 × 2 MiB own, incompressible: stored once, not 4 times.
+    let stored: u64 = lsmvault::backend::Backend::list(
+        &Moto::backend(&repo),
+        lsmvault::backend::ObjectKind::Pack,
+    )
+    .unwrap()
+    .iter()
+    .map(|pack| pack.size)
+    .sum();
+    assert!(
+        stored < 18 << 20,
+        "{stored} bytes of packs for 16 MiB of data"
+    );
+    assert!(stored >= 16 << 20, "{stored}");
+}
