@@ -18,7 +18,7 @@
 //!   one request: a pack is about 16 MiB (at most the repository's pack size
 //!   plus one blob), far below S3's 5 GiB single-PUT limit, and a multipart
 //!   upload would not be conditional on every S3-compatible server. `init`
-//!   refuses a server that ignores the condition (`probe`).
+//!   refuses a server that ignores the condition (`Repository::init` probes it).
 //! - `replace_config` is one plain PUT, atomic on S3.
 //! - `read_range` is one ranged GET; the object's size in the answer's
 //!   `Content-Range` decides whether the range is short, before any body is
