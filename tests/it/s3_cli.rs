@@ -379,3 +379,50 @@ fn s3_four_clients_back_up_at_once_and_share_blobs_after_prune() {
     );
     assert!(stored >= 16 << 20, "{stored}");
 }
+
+/// The client killed (SIGKILL) in the middle of its uploads: S3 publishes
+/// whole objects only, so the repository verifies clean, the dead client's
+/// lock is stale (its pid is gone) and the next backup completes.
+#[test]
+fn backup_killed_mid_upload_leaves_the_s3_repository_consistent() {
+    let Some(moto) = Moto::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    fs::create_dir_all(&source).unwrap();
+    for file in 0..4 {
+        fs::write(
+            source.join(format!("big-{file}")),
+            seeded_bytes(300 + file, 16 << 20),
+        )
+        .unwrap();
+    }
+    let proxy = Proxy::start(moto.port(), false);
+    let repo = location(&proxy.endpoint(), &moto.bucket(), "repo");
+    lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    let mut child = crate::common::s3::lsmvault_s3_command(&repo, None, &["backup", path(&source)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    proxy.wait_for_upload(20 << 20);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(json(&repo, None, &["snapshots"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let report = json(&repo, None, &["verify", "--read-data"]);
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    json(&repo, None, &["backup", path(&source)]);
+    lsmvault_s3_ok(&repo, None, &["prune"]);
+    let target = work.path().join("target");
+    lsmvault_s3_ok(
+        &repo,
+        None,
+        &["restore", "latest", "--target", path(&target)],
+    );
+    assert_same_tree(&source, &target);
+}
