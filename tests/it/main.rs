@@ -43,6 +43,8 @@ mod restore_dry_run;
 mod restore_points;
 mod rocksdb;
 mod rocksdb_wal;
+mod s3_backend;
+mod s3_cli;
 mod stats_completions;
 mod wal_pickup;
 mod wal_pickup_sharing;

@@ -42,7 +42,7 @@ pub(crate) fn checkpoint(db: &Path, target: &Path) {
         .arg(format!("--checkpoint_dir={}", target.display())));
 }
 
-fn scan(db: &Path) -> String {
+pub(crate) fn scan(db: &Path) -> String {
     let text = run(Command::new("ldb")
         .arg(format!("--db={}", db.display()))
         .args(["scan", "--hex"]));
@@ -56,7 +56,7 @@ fn scan(db: &Path) -> String {
 
 /// Same files, content, permissions and mtimes (hard-link structure aside:
 /// checkpoint SSTs are linked to the live database, outside the tree).
-fn assert_same_files(expected: &Path, actual: &Path) {
+pub(crate) fn assert_same_files(expected: &Path, actual: &Path) {
     let strip_links = |tree: std::collections::BTreeMap<String, String>| {
         tree.into_iter()
             .map(|(path, description)| {

@@ -82,7 +82,13 @@ pub fn hint(error: &Error) -> &'static str {
         Error::Io { .. } => "check the path, permissions and free space",
         Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
         Error::Backend(failure) if failure.is_transient() => {
-            "the storage did not answer in time or is throttling; try again later"
+            "the storage did not answer, or failed, even after retries: check that the server runs and the location's endpoint is right, or try again later (LSMVAULT_S3_RETRIES sets the retries); nothing half-written is visible"
+        }
+        Error::Backend(failure) if failure.is_denied() => {
+            "the storage refused access: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), the bucket's policy, and that the bucket exists (lsmvault never creates buckets)"
+        }
+        Error::ConditionalWritesUnsupported { .. } => {
+            "use a server that honours `If-None-Match: *` on PUT (AWS S3, MinIO, R2…); see docs/maintenance.md, \"Object storage\""
         }
         Error::Backend(_) if error.code() == ErrorCode::CorruptObject => {
             "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"

@@ -89,6 +89,17 @@ pub enum ErrorCode {
     /// asked for (`dump` of a directory), or a repository object (`cat`)
     /// that no id or prefix names.
     PathNotFound = 35,
+    /// `init` found that the storage does not refuse a second
+    /// create-if-absent write of one object (an S3-compatible server that
+    /// ignores `If-None-Match: *`): locks and concurrent backups would be
+    /// unsafe there, so no repository was created.
+    ConditionalWritesUnsupported = 37,
+    /// The storage did not answer, or failed, even after retries (a refused
+    /// connection, timeouts, HTTP 5xx, throttling): a [`backend::Error::Transient`].
+    StorageUnavailable = 38,
+    /// The storage refused access (wrong credentials, a bucket policy, a
+    /// bucket that does not exist): a [`backend::Error::Denied`].
+    StorageDenied = 39,
     /// A second WAL watcher of one database into one repository: its part
     /// of the holding directory is kept by a watcher that runs.
     WalHoldInUse = 44,
@@ -137,6 +148,9 @@ impl ErrorCode {
             ErrorCode::PasswordCommandFailed => "password_command_failed",
             ErrorCode::WalGap => "wal_gap",
             ErrorCode::PathNotFound => "path_not_found",
+            ErrorCode::ConditionalWritesUnsupported => "conditional_writes_unsupported",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::StorageDenied => "storage_denied",
             ErrorCode::WalHoldInUse => "wal_hold_in_use",
         }
     }
@@ -393,6 +407,18 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// `init` found that the storage overwrote an object on a second
+    /// create-if-absent write (an S3-compatible server that ignores
+    /// `If-None-Match: *`); nothing but the probe object was written, and it
+    /// was deleted.
+    #[error("{location} does not honour conditional writes: a second create-if-absent write of one object {outcome}; locks and concurrent backups would be unsafe there, so no repository was created")]
+    ConditionalWritesUnsupported {
+        /// The backend's location (a path or URL).
+        location: String,
+        /// What the probe saw, e.g. `replaced the first`.
+        outcome: String,
+    },
+
     /// A storage backend failed (missing object, I/O, an unreachable service).
     #[error(transparent)]
     Backend(backend::Error),
@@ -602,6 +628,9 @@ impl Error {
             // conversion below reports it as damage); everything else the
             // storage says is I/O, as before backends had their own error type.
             Error::Backend(backend::Error::ShortObject { .. }) => ErrorCode::CorruptObject,
+            Error::Backend(backend::Error::Transient { .. }) => ErrorCode::StorageUnavailable,
+            Error::Backend(backend::Error::Denied { .. }) => ErrorCode::StorageDenied,
+            Error::ConditionalWritesUnsupported { .. } => ErrorCode::ConditionalWritesUnsupported,
             Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
             Error::RepositoryLocked { .. } | Error::LockLost { .. } => ErrorCode::RepositoryLocked,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod kill_loop;
+pub mod s3;
 
 /// The `lsmvault` binary built for these tests.
 pub fn binary() -> PathBuf {

@@ -5,11 +5,14 @@
 //!
 //! What every command shares is here: the [`Context`] of one run (global
 //! flags, output mode, progress bars) and how a repository is located and
-//! opened.
+//! opened: every command gets its storage from [`Context::backend`], the one
+//! place where a location becomes a backend.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use lsmvault::backend::{self, Backend};
 use lsmvault::{Error, Progress, Repository};
 
 use crate::cli::GlobalArgs;
@@ -91,38 +94,55 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// The storage of the repository location: an S3 bucket for
+    /// `s3:http(s)://host[:port]/bucket[/prefix]` and `s3://bucket[/prefix]`,
+    /// a local directory otherwise. Every command gets its backend here.
+    pub fn backend(&self) -> Result<Arc<dyn Backend>, Error> {
+        let location = self.location()?;
+        match location.to_str() {
+            Some(text) => {
+                // A malformed S3 location is a bad argument, not an I/O
+                // error; the reason names what is wrong without repeating
+                // the location (it may hold credentials).
+                if backend::s3::is_s3_location(text) {
+                    backend::s3::S3Location::parse(text).map_err(|reason| {
+                        Error::InvalidArgument(format!("repository location: {reason}"))
+                    })?;
+                }
+                Ok(backend::open_location(text)?)
+            }
+            // Not UTF-8, so no `s3:` location: a local directory.
+            None => Ok(Arc::new(backend::LocalBackend::new(location))),
+        }
+    }
+
     /// Opens the repository, asking for the password only if it is encrypted.
     pub fn open_repository(&self) -> Result<Repository, Error> {
-        self.open_with(|location, password| match password {
-            None => Repository::open_local(location),
-            Some(password) => Repository::open_local_with_password(location, password),
+        self.open_with(|backend, password| match password {
+            None => Repository::open(backend),
+            Some(password) => Repository::open_with_password(backend, password),
         })
     }
 
     /// Opens the repository to migrate it (an encrypted version 2 one
     /// included), asking for the password only if it is encrypted.
     pub fn open_repository_for_migration(&self) -> Result<Repository, Error> {
-        self.open_with(|location, password| {
-            Repository::open_for_migration(
-                std::sync::Arc::new(lsmvault::backend::LocalBackend::new(location)),
-                password,
-            )
-        })
+        self.open_with(Repository::open_for_migration)
     }
 
     /// Opens with `open` without a password, and again with one when the
     /// repository turns out to be encrypted.
     fn open_with(
         &self,
-        open: impl Fn(&Path, Option<&str>) -> Result<Repository, Error>,
+        open: impl Fn(Arc<dyn Backend>, Option<&str>) -> Result<Repository, Error>,
     ) -> Result<Repository, Error> {
-        let location = self.location()?;
-        let mut repository = match open(location, None) {
+        let backend = self.backend()?;
+        let mut repository = match open(backend.clone(), None) {
             Err(Error::PasswordRequired { location: name }) => match password::repository_password(
                 self.password_sources(),
                 "repository password: ",
             )? {
-                Some(password) => open(location, Some(&password)),
+                Some(password) => open(backend, Some(&password)),
                 None => Err(Error::PasswordRequired { location: name }),
             },
             other => other,

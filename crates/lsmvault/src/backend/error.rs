@@ -9,8 +9,14 @@
 //!   (EEXIST, HTTP 412 on a conditional PUT) — trait methods report this as
 //!   [`WriteOutcome::AlreadyExisted`](super::WriteOutcome::AlreadyExisted), so
 //!   it only travels inside an implementation;
-//! - [`Error::Transient`]: worth retrying (timeouts, HTTP 5xx, throttling); the
-//!   local and memory backends never produce it;
+//! - [`Error::Transient`]: the storage did not answer or failed (timeouts,
+//!   refused connections, HTTP 5xx, throttling), after the backend's own
+//!   retries; the same call may succeed later. The local and memory backends
+//!   never produce it;
+//! - [`Error::Denied`]: the storage refused access (HTTP 401/403: wrong
+//!   credentials or policy; a bucket that does not exist). Retrying cannot
+//!   help; the local and memory backends never produce it (a local
+//!   permission error stays [`Error::Other`], as it always was);
 //! - [`Error::ShortObject`]: a requested range reaches past the object's end —
 //!   damage (a truncated pack), reported as [`crate::Error::CorruptObject`];
 //! - [`Error::Other`]: everything else.
@@ -95,6 +101,19 @@ pub enum Error {
         source: Source,
     },
 
+    /// The storage refused access (credentials, permissions, a missing
+    /// bucket); retrying cannot help.
+    #[error("{context}: {source}")]
+    Denied {
+        /// What the failed call was about.
+        subject: Subject,
+        /// What was being done, naming the key, bucket and server.
+        context: String,
+        /// The storage's own error (an HTTP 401/403/404-on-the-bucket answer).
+        #[source]
+        source: Source,
+    },
+
     /// The object is shorter than `offset + length`.
     #[error("{} is corrupt: {}", kind.describe(name), short_object_reason(*offset, *length))]
     ShortObject {
@@ -169,6 +188,11 @@ impl Error {
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient { .. })
+    }
+
+    /// Whether the storage refused access (credentials, a missing bucket).
+    pub fn is_denied(&self) -> bool {
+        matches!(self, Error::Denied { .. })
     }
 }
 

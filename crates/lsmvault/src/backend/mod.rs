@@ -10,7 +10,8 @@
 //!
 //! Owns: the trait and its contract, the object namespaces and their keys
 //! ([`ObjectKind::key`], the on-disk layout of every backend), the backend
-//! [`Error`], the local and memory implementations, and — behind the
+//! [`Error`], the local, memory and S3 implementations, [`open_location`]
+//! (a location string to a backend), and — behind the
 //! `conformance` feature — the one test suite every implementation runs
 //! (`backend::conformance`).
 
@@ -19,11 +20,27 @@ pub mod conformance;
 mod error;
 mod local;
 mod memory;
+pub mod s3;
 
 pub(crate) use error::short_object_reason;
 pub use error::{Error, Result, Source, Subject};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use s3::S3Backend;
+
+use std::sync::Arc;
+
+/// The backend of a repository location: `s3:http(s)://host[:port]/bucket[/prefix]`
+/// or `s3://bucket[/prefix]` is an [`S3Backend`] (see [`s3::S3Location`]);
+/// anything else is a local directory ([`LocalBackend`]). No request is made
+/// and nothing is created.
+pub fn open_location(location: &str) -> Result<Arc<dyn Backend>> {
+    if s3::is_s3_location(location) {
+        Ok(Arc::new(S3Backend::open(location)?))
+    } else {
+        Ok(Arc::new(LocalBackend::new(location)))
+    }
+}
 
 /// The kinds of objects a repository holds; each lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

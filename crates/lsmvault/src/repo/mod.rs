@@ -136,6 +136,7 @@ impl Repository {
             });
         }
         backend.create()?;
+        probe_conditional_writes(backend.as_ref())?;
         let master = match &options.password {
             Some(password) => {
                 let master = MasterKey::generate()?;
@@ -397,6 +398,34 @@ fn holds_repository_objects(backend: &dyn Backend) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// Refuses a storage whose create-if-absent write does not refuse an
+/// existing name (an S3-compatible server that ignores `If-None-Match: *`):
+/// locks, and concurrent backups of one blob, depend on it. Writes a probe
+/// object twice under a random lock name, reads it back and deletes it; a
+/// leftover (a crash in between) does not parse as a lock, so it is nobody's
+/// lock and `unlock` removes it.
+fn probe_conditional_writes(backend: &dyn Backend) -> Result<()> {
+    let name = random_id()?;
+    let first = b"lsmvault init: conditional write probe, first write";
+    let second = b"lsmvault init: conditional write probe, second write";
+    let created = backend.write_if_absent(ObjectKind::Lock, &name, first)?;
+    let outcome = backend.write_if_absent(ObjectKind::Lock, &name, second);
+    let kept = backend.read(ObjectKind::Lock, &name);
+    backend.delete(ObjectKind::Lock, &name)?;
+    let refusal = match (created, outcome?, kept?) {
+        (WriteOutcome::Created, WriteOutcome::AlreadyExisted, kept) if kept == first => {
+            return Ok(())
+        }
+        (WriteOutcome::AlreadyExisted, _, _) => "was refused on the first write of a new name",
+        (_, WriteOutcome::Created, _) => "reported a creation over the first",
+        _ => "was refused but replaced the first",
+    };
+    Err(Error::ConditionalWritesUnsupported {
+        location: backend.location(),
+        outcome: refusal.to_string(),
+    })
 }
 
 /// Checks that an object's bytes hash to its name and returns the name as an id.
