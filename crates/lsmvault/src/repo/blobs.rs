@@ -8,7 +8,16 @@
 //! backend checks the range before allocating), so an index entry claiming
 //! 4 GiB fails at once, naming the blob and its pack; nor is a declared raw
 //! length beyond what a blob of its kind can have (a decompression bomb).
+//!
+//! Tree blobs of a handle opened with a metadata cache are read from the
+//! cache first (as stored: sealed and compressed, so an encrypted
+//! repository's trees stay encrypted on the local disk) and decoded and
+//! checked like any blob; an entry that fails is removed and the blob read
+//! from its pack, then cached.
 
+use std::sync::Arc;
+
+use crate::backend::cache::{MetadataCache, TREES};
 use crate::backend::{self, ObjectKind};
 use crate::codec::compression::MAX_BLOB_SIZE;
 use crate::error::{Error, Result};
@@ -88,8 +97,48 @@ impl Repository {
         let entry = &location.entry;
         let pack_name = location.pack.to_hex();
         self.check_declared_length(entry, || format!("blob {} in pack {pack_name}", entry.id))?;
-        let stored = self
-            .backend
+        let tree_cache = self.tree_cache(entry);
+        if let Some(raw) = tree_cache.and_then(|cache| self.cached_tree(cache, location)) {
+            return Ok(raw);
+        }
+        let stored = self.read_stored_blob(location)?;
+        let copy = tree_cache.map(|_| stored.clone());
+        let raw = pack::decode_blob(entry, stored, &self.keys, || {
+            format!("blob {} in pack {pack_name}", entry.id)
+        })
+        .map_err(|error| self.diagnose_unreadable_blob(location, error))?;
+        if let (Some(cache), Some(copy)) = (tree_cache, copy) {
+            cache.put(TREES, &entry.id.to_hex(), &copy);
+        }
+        Ok(raw)
+    }
+
+    /// The metadata cache, if this handle has one and `entry` is a tree.
+    fn tree_cache(&self, entry: &PackEntry) -> Option<&Arc<MetadataCache>> {
+        self.metadata_cache
+            .as_ref()
+            .filter(|_| entry.kind == BlobKind::Tree)
+    }
+
+    /// A tree from the cache, decoded and checked; an entry that fails is
+    /// removed (the caller then reads the pack).
+    fn cached_tree(&self, cache: &MetadataCache, location: &BlobLocation) -> Option<Vec<u8>> {
+        let name = location.entry.id.to_hex();
+        let stored = cache.get(TREES, &name)?;
+        let decoded = pack::decode_blob(&location.entry, stored, &self.keys, || {
+            format!("cached tree {name}")
+        });
+        if decoded.is_err() {
+            cache.remove(TREES, &name);
+        }
+        decoded.ok()
+    }
+
+    /// A blob's stored (sealed, compressed) bytes, read from its pack.
+    fn read_stored_blob(&self, location: &BlobLocation) -> Result<Vec<u8>> {
+        let entry = &location.entry;
+        let pack_name = location.pack.to_hex();
+        self.backend
             .read_range(
                 ObjectKind::Pack,
                 &pack_name,
@@ -112,11 +161,7 @@ impl Repository {
                 ),
                 other => other.into(),
             })
-            .map_err(|error| self.diagnose_unreadable_blob(location, error))?;
-        pack::decode_blob(entry, stored, &self.keys, || {
-            format!("blob {} in pack {pack_name}", entry.id)
-        })
-        .map_err(|error| self.diagnose_unreadable_blob(location, error))
+            .map_err(|error| self.diagnose_unreadable_blob(location, error))
     }
 
     /// Says what is wrong when a blob cannot be read where the index places

@@ -22,11 +22,13 @@ pub mod store;
 pub mod tree_walker;
 pub mod wal;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::backend::{Backend, LocalBackend, ObjectKind, WriteOutcome};
+use crate::backend::{
+    Backend, CachingBackend, LocalBackend, MetadataCache, ObjectKind, WriteOutcome,
+};
 use crate::codec::chunker::ChunkerParams;
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Cipher, KdfParams, KeyFile, Keys, MasterKey, DEFAULT_KDF_TARGET};
@@ -98,6 +100,10 @@ pub struct Repository {
     /// How long [`Repository::lock`] keeps trying while another command's
     /// lock conflicts (zero: fail at once).
     lock_retry: Duration,
+    /// The local metadata cache, when the handle was opened with one
+    /// ([`Repository::open_cached`]): `backend` then reads index, snapshot
+    /// and key files through it, and tree blobs are cached here (`blobs.rs`).
+    metadata_cache: Option<Arc<MetadataCache>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -185,18 +191,40 @@ impl Repository {
             index_damage: Mutex::new(Vec::new()),
             index_damage_hook: None,
             lock_retry: Duration::ZERO,
+            metadata_cache: None,
         })
     }
 
     /// Opens an existing plaintext repository; an encrypted one fails with
     /// [`Error::PasswordRequired`] (use [`Repository::open_with_password`]).
     pub fn open(backend: Arc<dyn Backend>) -> Result<Repository> {
-        Repository::open_inner(backend, None, Purpose::Use)
+        Repository::open_inner(backend, None, Purpose::Use, None)
     }
 
     /// Opens an existing repository; the password is used only if it is encrypted.
     pub fn open_with_password(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
-        Repository::open_inner(backend, Some(password), Purpose::Use)
+        Repository::open_inner(backend, Some(password), Purpose::Use, None)
+    }
+
+    /// Opens an existing repository (the password is used only if it is
+    /// encrypted) with a local metadata cache in `cache_root/<repository id>/`
+    /// (see [`crate::backend::cache`]): index, snapshot and key files and
+    /// trees already there are not downloaded again. Everything read from
+    /// the cache is checked as if read from the backend, but an object lost
+    /// from the backend can still be served from it: verify, repair and
+    /// prune, which decide what the backend holds, take a handle opened
+    /// without a cache. A cache directory that cannot be made is no cache.
+    pub fn open_cached(
+        backend: Arc<dyn Backend>,
+        password: Option<&str>,
+        cache_root: &Path,
+    ) -> Result<Repository> {
+        Repository::open_inner(
+            backend,
+            password,
+            Purpose::Use,
+            Some(cache_root.to_path_buf()),
+        )
     }
 
     /// Opens a repository to migrate it (`Repository::migrate`): like
@@ -210,13 +238,14 @@ impl Repository {
         backend: Arc<dyn Backend>,
         password: Option<&str>,
     ) -> Result<Repository> {
-        Repository::open_inner(backend, password, Purpose::Migrate)
+        Repository::open_inner(backend, password, Purpose::Migrate, None)
     }
 
     fn open_inner(
         backend: Arc<dyn Backend>,
         password: Option<&str>,
         purpose: Purpose,
+        cache_root: Option<PathBuf>,
     ) -> Result<Repository> {
         if !backend.exists()? {
             return Err(Error::RepositoryNotFound {
@@ -234,6 +263,15 @@ impl Repository {
                 supported: REPOSITORY_VERSION,
             });
         }
+        // The id only names the cache directory (any plain name will do,
+        // even from a config not yet authenticated: every cached object is
+        // checked when read).
+        let metadata_cache =
+            cache_root.and_then(|root| MetadataCache::for_repository(&root, &config.id));
+        let backend: Arc<dyn Backend> = match &metadata_cache {
+            Some(cache) => Arc::new(CachingBackend::new(backend, Arc::clone(cache))),
+            None => backend,
+        };
         // Nothing the config says is acted on (not even checked, so that an
         // edit is reported as an edit) before it is authenticated.
         let master = match binding {
@@ -268,7 +306,13 @@ impl Repository {
             index_damage: Mutex::new(Vec::new()),
             index_damage_hook: None,
             lock_retry: Duration::ZERO,
+            metadata_cache,
         })
+    }
+
+    /// The local metadata cache this handle reads through, if opened with one.
+    pub fn metadata_cache(&self) -> Option<&Arc<MetadataCache>> {
+        self.metadata_cache.as_ref()
     }
 
     /// Whether the repository is encrypted.
