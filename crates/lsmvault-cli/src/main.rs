@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         Command::Completions(args) => commands::completions::completions(args),
         Command::Man(args) => commands::completions::man(&context, args),
     };
+    context.report_requests();
     outcome.unwrap_or_else(|error| {
         let code = exit::report_failure(&error, cli.global.json);
         signals::exit_code(&error).unwrap_or(code)

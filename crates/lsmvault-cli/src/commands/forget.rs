@@ -125,7 +125,12 @@ impl ForgetArgs {
 }
 
 pub fn run(context: &Context, args: &ForgetArgs) -> Result<ExitCode, Error> {
-    let repository = context.open_repository()?;
+    // A prune decides what the backend holds: it reads it, not the cache.
+    let repository = if args.prune && !args.dry_run {
+        context.open_repository_uncached()?
+    } else {
+        context.open_repository()?
+    };
     let output = context.output();
     let forgotten = if args.snapshots.is_empty() {
         forget_by_policy(&repository, args, output)?

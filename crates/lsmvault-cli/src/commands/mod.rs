@@ -5,11 +5,16 @@
 //!
 //! What every command shares is here: the [`Context`] of one run (global
 //! flags, output mode, progress bars) and how a repository is located and
-//! opened.
+//! opened: every command gets its storage from [`Context::backend`] (which
+//! counts requests, see [`Context::report_requests`]) and, unless it decides
+//! what the backend holds (verify, repair, prune), reads it through the
+//! local metadata cache ([`Context::cache_root`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use lsmvault::backend::{Backend, CountingBackend, LocalBackend};
 use lsmvault::{Error, Progress, Repository};
 
 use crate::cli::GlobalArgs;
@@ -43,7 +48,13 @@ pub struct Context<'a> {
     global: &'a GlobalArgs,
     output: Output,
     progress: Box<dyn Progress>,
+    /// The one backend of the run (made on first use), counting its requests.
+    counting: OnceLock<Arc<CountingBackend>>,
 }
+
+/// Set to `1`, the command prints its backend request counts as one JSON
+/// line on stderr when it ends (docs/maintenance.md).
+const REQUEST_STATS_VARIABLE: &str = "LSMVAULT_REQUEST_STATS";
 
 impl<'a> Context<'a> {
     pub fn new(global: &'a GlobalArgs) -> Context<'a> {
@@ -51,7 +62,48 @@ impl<'a> Context<'a> {
             global,
             output: Output::new(global.json, global.quiet),
             progress: progress::reporter(!global.json && !global.quiet),
+            counting: OnceLock::new(),
         }
+    }
+
+    /// The repository's storage: the one function every command gets its
+    /// backend from. Requests to it are counted.
+    pub fn backend(&self) -> Result<Arc<dyn Backend>, Error> {
+        let location = self.location()?;
+        let counting = self
+            .counting
+            .get_or_init(|| Arc::new(CountingBackend::new(Arc::new(LocalBackend::new(location)))));
+        Ok(Arc::clone(counting) as Arc<dyn Backend>)
+    }
+
+    /// With `LSMVAULT_REQUEST_STATS=1`, prints the requests made to the
+    /// backend as one JSON line on stderr: `{"request_stats":{...}}` (see
+    /// `lsmvault::backend::RequestCounts`). Called once, as the program ends.
+    pub fn report_requests(&self) {
+        if std::env::var_os(REQUEST_STATS_VARIABLE).is_none_or(|value| value != "1") {
+            return;
+        }
+        let counts = self
+            .counting
+            .get()
+            .map(|counting| counting.counts())
+            .unwrap_or_default();
+        eprintln!("{}", serde_json::json!({ "request_stats": counts }));
+    }
+
+    /// Where the metadata cache of `backend` lives, if it is used: never
+    /// with `--no-cache`; in `--cache-dir` (or `LSMVAULT_CACHE_DIR`) when
+    /// given, for any repository; otherwise for a remote repository only, in
+    /// `$XDG_CACHE_HOME/lsmvault` (or `~/.cache/lsmvault`). A local
+    /// repository gains little from a copy of its files on another disk.
+    pub fn cache_root(&self, backend: &dyn Backend) -> Option<PathBuf> {
+        if self.global.no_cache {
+            return None;
+        }
+        if let Some(directory) = &self.global.cache_dir {
+            return Some(directory.clone());
+        }
+        backend.is_remote().then(default_cache_root).flatten()
     }
 
     pub fn output(&self) -> Output {
@@ -91,38 +143,49 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// Opens the repository, asking for the password only if it is encrypted.
+    /// Opens the repository, asking for the password only if it is
+    /// encrypted, with the metadata cache if one is used
+    /// ([`Context::cache_root`]).
     pub fn open_repository(&self) -> Result<Repository, Error> {
-        self.open_with(|location, password| match password {
-            None => Repository::open_local(location),
-            Some(password) => Repository::open_local_with_password(location, password),
+        self.open_with(
+            |backend, password| match self.cache_root(backend.as_ref()) {
+                Some(root) => Repository::open_cached(backend, password, &root),
+                None => match password {
+                    None => Repository::open(backend),
+                    Some(password) => Repository::open_with_password(backend, password),
+                },
+            },
+        )
+    }
+
+    /// Opens the repository without the metadata cache: for commands that
+    /// decide what the backend holds (verify, repair, prune), which must
+    /// read it from the backend itself.
+    pub fn open_repository_uncached(&self) -> Result<Repository, Error> {
+        self.open_with(|backend, password| match password {
+            None => Repository::open(backend),
+            Some(password) => Repository::open_with_password(backend, password),
         })
     }
 
     /// Opens the repository to migrate it (an encrypted version 2 one
     /// included), asking for the password only if it is encrypted.
     pub fn open_repository_for_migration(&self) -> Result<Repository, Error> {
-        self.open_with(|location, password| {
-            Repository::open_for_migration(
-                std::sync::Arc::new(lsmvault::backend::LocalBackend::new(location)),
-                password,
-            )
-        })
+        self.open_with(Repository::open_for_migration)
     }
 
     /// Opens with `open` without a password, and again with one when the
     /// repository turns out to be encrypted.
     fn open_with(
         &self,
-        open: impl Fn(&Path, Option<&str>) -> Result<Repository, Error>,
+        open: impl Fn(Arc<dyn Backend>, Option<&str>) -> Result<Repository, Error>,
     ) -> Result<Repository, Error> {
-        let location = self.location()?;
-        let mut repository = match open(location, None) {
+        let mut repository = match open(self.backend()?, None) {
             Err(Error::PasswordRequired { location: name }) => match password::repository_password(
                 self.password_sources(),
                 "repository password: ",
             )? {
-                Some(password) => open(location, Some(&password)),
+                Some(password) => open(self.backend()?, Some(&password)),
                 None => Err(Error::PasswordRequired { location: name }),
             },
             other => other,
@@ -137,4 +200,17 @@ impl<'a> Context<'a> {
         }));
         Ok(repository)
     }
+}
+
+/// `$XDG_CACHE_HOME/lsmvault`, or `$HOME/.cache/lsmvault` when it is unset
+/// or not absolute (the XDG base directory rule); `None` without either.
+fn default_cache_root() -> Option<PathBuf> {
+    let absolute = |variable: &str| {
+        std::env::var_os(variable)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .map(|root| root.join("lsmvault"))
 }

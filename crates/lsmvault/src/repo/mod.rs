@@ -247,13 +247,8 @@ impl Repository {
         purpose: Purpose,
         cache_root: Option<PathBuf>,
     ) -> Result<Repository> {
-        if !backend.exists()? {
-            return Err(Error::RepositoryNotFound {
-                location: backend.location(),
-            });
-        }
         let location = backend.location();
-        let bytes = backend.read(ObjectKind::Config, "config")?;
+        let bytes = read_config(backend.as_ref())?;
         let config = Config::decode(&bytes, &location)?;
         let binding = config.binding(&location)?;
         if binding == Binding::Unbound && purpose != Purpose::Migrate {
@@ -414,6 +409,24 @@ fn refuse_plaintext_with_keys(backend: &dyn Backend, location: &str) -> Result<(
         location: location.to_string(),
         reason: "it says plaintext but the repository has key files: the config was altered".into(),
     })
+}
+
+/// The `config` object, or [`Error::RepositoryNotFound`] when there is
+/// none. One request when it is there (every command opens a repository: on
+/// an object store each request counts); whether a failed read means "no
+/// repository" is then asked of [`Backend::exists`], as before.
+fn read_config(backend: &dyn Backend) -> Result<Vec<u8>> {
+    match backend.read(ObjectKind::Config, "config") {
+        Ok(bytes) => Ok(bytes),
+        Err(error) => {
+            if !backend.exists()? {
+                return Err(Error::RepositoryNotFound {
+                    location: backend.location(),
+                });
+            }
+            Err(error.into())
+        }
+    }
 }
 
 /// Whether the location holds snapshot, index or key files: a repository
