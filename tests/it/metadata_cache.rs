@@ -484,6 +484,16 @@ fn an_encrypted_repository_caches_its_trees_sealed() {
         "{counts:?}"
     );
     assert_eq!(counts.reads("keys"), 0, "{counts:?}");
+    let (_, counts) = with_cache(&["snapshots"]);
+    assert_eq!(
+        counts.of("config", "read"),
+        1,
+        "the config is read once: {counts:?}"
+    );
+    assert!(
+        counts.total() <= 5,
+        "warm encrypted `snapshots` made {counts:?}"
+    );
     for entry in entries(&cache) {
         let bytes = fs::read(&entry).unwrap();
         assert!(

@@ -147,25 +147,29 @@ impl<'a> Context<'a> {
     /// encrypted, with the metadata cache if one is used
     /// ([`Context::cache_root`]).
     pub fn open_repository(&self) -> Result<Repository, Error> {
-        self.open_with(
-            |backend, password| match self.cache_root(backend.as_ref()) {
-                Some(root) => Repository::open_cached(backend, password, &root),
-                None => match password {
-                    None => Repository::open(backend),
-                    Some(password) => Repository::open_with_password(backend, password),
-                },
-            },
-        )
+        let backend = self.backend()?;
+        let cache_root = self.cache_root(backend.as_ref());
+        self.open_asking(backend, cache_root.as_deref())
     }
 
     /// Opens the repository without the metadata cache: for commands that
     /// decide what the backend holds (verify, repair, prune), which must
     /// read it from the backend itself.
     pub fn open_repository_uncached(&self) -> Result<Repository, Error> {
-        self.open_with(|backend, password| match password {
-            None => Repository::open(backend),
-            Some(password) => Repository::open_with_password(backend, password),
-        })
+        self.open_asking(self.backend()?, None)
+    }
+
+    /// Opens reading the config once, asking for the password only when it
+    /// says the repository is encrypted.
+    fn open_asking(
+        &self,
+        backend: Arc<dyn Backend>,
+        cache_root: Option<&Path>,
+    ) -> Result<Repository, Error> {
+        let password =
+            || password::repository_password(self.password_sources(), "repository password: ");
+        let repository = Repository::open_asking(backend, cache_root, &password)?;
+        Ok(self.configure(repository))
     }
 
     /// Opens the repository to migrate it (an encrypted version 2 one
@@ -180,7 +184,7 @@ impl<'a> Context<'a> {
         &self,
         open: impl Fn(Arc<dyn Backend>, Option<&str>) -> Result<Repository, Error>,
     ) -> Result<Repository, Error> {
-        let mut repository = match open(self.backend()?, None) {
+        let repository = match open(self.backend()?, None) {
             Err(Error::PasswordRequired { location: name }) => match password::repository_password(
                 self.password_sources(),
                 "repository password: ",
@@ -190,6 +194,12 @@ impl<'a> Context<'a> {
             },
             other => other,
         }?;
+        Ok(self.configure(repository))
+    }
+
+    /// What every handle of the CLI gets: the `--retry-lock` wait and a
+    /// warning for each damaged index file.
+    fn configure(&self, mut repository: Repository) -> Repository {
         repository.set_lock_retry(self.lock_retry());
         // A damaged index file is skipped by the library; say so once per file.
         repository.set_index_damage_hook(Box::new(|file| {
@@ -198,7 +208,7 @@ impl<'a> Context<'a> {
                 file.name, file.reason
             );
         }));
-        Ok(repository)
+        repository
     }
 }
 

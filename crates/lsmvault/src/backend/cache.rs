@@ -33,6 +33,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -73,7 +74,14 @@ impl MetadataCache {
     /// cannot be created: the caller then works without a cache.
     pub fn open(directory: impl Into<PathBuf>) -> Option<Arc<MetadataCache>> {
         let directory = directory.into();
-        fs::create_dir_all(&directory).ok()?;
+        // Private to the user: a plaintext repository's snapshot files and
+        // trees name the files backed up (directories that exist keep
+        // their mode).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&directory)
+            .ok()?;
         Some(Arc::new(MetadataCache {
             directory,
             writable: AtomicBool::new(true),
@@ -233,6 +241,13 @@ fn is_cached(kind: ObjectKind) -> bool {
     )
 }
 
+/// Whether `bytes` can be the object `name` of `kind`: index and snapshot
+/// files are named by their hash; key files have random names.
+fn fits_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> bool {
+    let content_named = matches!(kind, ObjectKind::Index | ObjectKind::Snapshot);
+    !content_named || Id::of(bytes).to_hex() == name
+}
+
 /// A backend whose reads of index, snapshot and key files are served from a
 /// [`MetadataCache`] when it holds them (see the module docs for what is
 /// checked and when the backend is asked).
@@ -254,14 +269,22 @@ impl CachingBackend {
 
     fn cached(&self, kind: ObjectKind, name: &str) -> Option<Vec<u8>> {
         let bytes = self.cache.get(kind.directory(), name)?;
-        // Index and snapshot files are named by their hash: an entry under
-        // another object's name (copied there by hand) is not served.
-        let content_named = matches!(kind, ObjectKind::Index | ObjectKind::Snapshot);
-        if content_named && Id::of(&bytes).to_hex() != name {
+        // An entry under another object's name (copied there by hand) is
+        // not served.
+        if !fits_name(kind, name, &bytes) {
             self.cache.remove(kind.directory(), name);
             return None;
         }
         Some(bytes)
+    }
+
+    /// Caches an object read from or written to the backend, unless it is
+    /// visibly damaged (the reader will say so; the next read asks the
+    /// backend again).
+    fn store(&self, kind: ObjectKind, name: &str, bytes: &[u8]) {
+        if fits_name(kind, name, bytes) {
+            self.cache.put(kind.directory(), name, bytes);
+        }
     }
 }
 
@@ -282,7 +305,7 @@ impl Backend for CachingBackend {
             return Ok(bytes);
         }
         let bytes = self.inner.read(kind, name)?;
-        self.cache.put(kind.directory(), name, &bytes);
+        self.store(kind, name, &bytes);
         Ok(bytes)
     }
 
@@ -306,11 +329,15 @@ impl Backend for CachingBackend {
 
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {
         let outcome = self.inner.write_if_absent(kind, name, bytes)?;
-        // Only what this call published is known to be what the backend
-        // holds; an existing object may differ (a damaged copy the caller
-        // is about to read back and replace).
-        if outcome == WriteOutcome::Created && is_cached(kind) {
-            self.cache.put(kind.directory(), name, bytes);
+        if !is_cached(kind) {
+            return Ok(outcome);
+        }
+        match outcome {
+            WriteOutcome::Created => self.store(kind, name, bytes),
+            // The object there may differ from a cached copy: a damaged
+            // index file that a backup is about to read back and replace
+            // (`repo/index_cache.rs`) must be read from the backend.
+            WriteOutcome::AlreadyExisted => self.cache.remove(kind.directory(), name),
         }
         Ok(outcome)
     }

@@ -101,7 +101,7 @@ pub struct Repository {
     /// lock conflicts (zero: fail at once).
     lock_retry: Duration,
     /// The local metadata cache, when the handle was opened with one
-    /// ([`Repository::open_cached`]): `backend` then reads index, snapshot
+    /// ([`Repository::open_asking`]): `backend` then reads index, snapshot
     /// and key files through it, and tree blobs are cached here (`blobs.rs`).
     metadata_cache: Option<Arc<MetadataCache>>,
 }
@@ -198,32 +198,37 @@ impl Repository {
     /// Opens an existing plaintext repository; an encrypted one fails with
     /// [`Error::PasswordRequired`] (use [`Repository::open_with_password`]).
     pub fn open(backend: Arc<dyn Backend>) -> Result<Repository> {
-        Repository::open_inner(backend, None, Purpose::Use, None)
+        Repository::open_inner(backend, &|| Ok(None), Purpose::Use, None)
     }
 
     /// Opens an existing repository; the password is used only if it is encrypted.
     pub fn open_with_password(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
-        Repository::open_inner(backend, Some(password), Purpose::Use, None)
+        let password = || Ok(Some(password.to_string()));
+        Repository::open_inner(backend, &password, Purpose::Use, None)
     }
 
-    /// Opens an existing repository (the password is used only if it is
-    /// encrypted) with a local metadata cache in `cache_root/<repository id>/`
-    /// (see [`crate::backend::cache`]): index, snapshot and key files and
-    /// trees already there are not downloaded again. Everything read from
-    /// the cache is checked as if read from the backend, but an object lost
-    /// from the backend can still be served from it: verify, repair and
-    /// prune, which decide what the backend holds, take a handle opened
-    /// without a cache. A cache directory that cannot be made is no cache.
-    pub fn open_cached(
+    /// Opens an existing repository, reading its config once: `password`
+    /// is called only when the config says the repository is encrypted
+    /// (`None` from it fails with [`Error::PasswordRequired`]).
+    ///
+    /// With `cache_root`, the handle reads through a local metadata cache in
+    /// `cache_root/<repository id>/` (see [`crate::backend::cache`]): index,
+    /// snapshot and key files and trees already there are not downloaded
+    /// again. Everything read from the cache is checked as if read from the
+    /// backend, but an object lost from the backend can still be served from
+    /// it: verify, repair and prune, which decide what the backend holds,
+    /// take a handle opened without a cache. A cache directory that cannot
+    /// be made is no cache.
+    pub fn open_asking(
         backend: Arc<dyn Backend>,
-        password: Option<&str>,
-        cache_root: &Path,
+        cache_root: Option<&Path>,
+        password: &dyn Fn() -> Result<Option<String>>,
     ) -> Result<Repository> {
         Repository::open_inner(
             backend,
             password,
             Purpose::Use,
-            Some(cache_root.to_path_buf()),
+            cache_root.map(Path::to_path_buf),
         )
     }
 
@@ -238,12 +243,13 @@ impl Repository {
         backend: Arc<dyn Backend>,
         password: Option<&str>,
     ) -> Result<Repository> {
-        Repository::open_inner(backend, password, Purpose::Migrate, None)
+        let password = || Ok(password.map(str::to_string));
+        Repository::open_inner(backend, &password, Purpose::Migrate, None)
     }
 
     fn open_inner(
         backend: Arc<dyn Backend>,
-        password: Option<&str>,
+        password: &dyn Fn() -> Result<Option<String>>,
         purpose: Purpose,
         cache_root: Option<PathBuf>,
     ) -> Result<Repository> {
@@ -275,12 +281,12 @@ impl Repository {
                 None
             }
             Binding::Unbound | Binding::Bound(_) => {
-                let password = password.ok_or_else(|| Error::PasswordRequired {
+                let password = password()?.ok_or_else(|| Error::PasswordRequired {
                     location: location.clone(),
                 })?;
                 Some(keys::unlock_master_key(
                     backend.as_ref(),
-                    password,
+                    &password,
                     &config,
                     binding,
                 )?)

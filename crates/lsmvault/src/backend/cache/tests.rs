@@ -159,3 +159,65 @@ fn names_that_are_not_plain_are_never_paths() {
     assert!(MetadataCache::for_repository(directory.path(), "../x").is_none());
     assert!(MetadataCache::for_repository(directory.path(), "abc123").is_some());
 }
+
+#[test]
+fn torn_and_empty_entries_are_misses() {
+    let directory = tempfile::tempdir().unwrap();
+    let (_inner, backend) = caching(directory.path());
+    let (name, bytes) = snapshot_object(10);
+    backend
+        .write_if_absent(ObjectKind::Snapshot, &name, &bytes)
+        .unwrap();
+    let entry = backend.cache().path("snapshots", &name);
+    let stored = fs::read(&entry).unwrap();
+    for torn in [
+        &stored[..0],
+        &stored[..10],
+        &stored[..HASH_LENGTH],
+        &stored[..stored.len() - 1],
+    ] {
+        fs::write(&entry, torn).unwrap();
+        assert_eq!(backend.cache().get("snapshots", &name), None);
+        assert_eq!(backend.read(ObjectKind::Snapshot, &name).unwrap(), bytes);
+    }
+}
+
+/// A backup that stores the blobs of a damaged index file again produces
+/// the same index file name: the read-back that decides whether to replace
+/// the file must see the backend's damaged copy, not an intact cached one.
+#[test]
+fn an_existing_object_is_read_back_from_the_backend() {
+    let directory = tempfile::tempdir().unwrap();
+    let (inner, backend) = caching(directory.path());
+    let bytes = vec![7u8; 64];
+    let name = Id::of(&bytes).to_hex();
+    backend
+        .write_if_absent(ObjectKind::Index, &name, &bytes)
+        .unwrap();
+    let mut damaged = bytes.clone();
+    damaged[0] ^= 1;
+    inner.delete(ObjectKind::Index, &name).unwrap();
+    inner
+        .write_if_absent(ObjectKind::Index, &name, &damaged)
+        .unwrap();
+    assert_eq!(
+        backend
+            .write_if_absent(ObjectKind::Index, &name, &bytes)
+            .unwrap(),
+        WriteOutcome::AlreadyExisted
+    );
+    assert_eq!(backend.read(ObjectKind::Index, &name).unwrap(), damaged);
+    // The damaged copy read was not cached.
+    assert_eq!(backend.cache().get("index", &name), None);
+}
+
+#[test]
+fn the_cache_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = tempfile::tempdir().unwrap();
+    let cache = MetadataCache::for_repository(&directory.path().join("root"), "abc").unwrap();
+    for path in [cache.directory(), &directory.path().join("root")] {
+        let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", path.display());
+    }
+}
