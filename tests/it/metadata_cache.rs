@@ -2,12 +2,14 @@
 //! repository, with the backend's requests counted
 //! (`LSMVAULT_REQUEST_STATS=1`): what a warm cache spares, that nothing in
 //! it is trusted (bit flips, deletion mid-use, a poisoned cache under
-//! verify), and that entries of objects deleted elsewhere are dropped.
+//! verify, kills), and that entries of objects deleted elsewhere are
+//! dropped.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::common::kill_loop::{kill_iterations, time_ok, KillLoop, Run};
 use crate::common::{assert_success, lsmvault_command, lsmvault_ok, seeded_bytes, snapshot_ids};
 
 /// A repository with a source tree, and a cache directory beside them.
@@ -161,7 +163,7 @@ fn a_second_snapshots_reads_no_snapshot_file_from_the_backend() {
 }
 
 #[test]
-fn ls_and_diff_of_cached_snapshots_read_no_tree_from_the_backend() {
+fn ls_diff_and_stats_of_cached_snapshots_read_no_tree_from_the_backend() {
     let setup = Setup::new();
     // Backups through the cache write their trees through to it.
     setup.backup();
@@ -177,6 +179,15 @@ fn ls_and_diff_of_cached_snapshots_read_no_tree_from_the_backend() {
     let (difference, counts) = setup.run(&["diff", &ids[0], &ids[1]]);
     assert_eq!(difference, expected_diff);
     assert_eq!(counts.reads("data"), 0, "diff read packs: {counts:?}");
+    let expected_stats = lsmvault_ok(&setup.repo, &["--no-cache", "--json", "stats"]);
+    let (stats, counts) = setup.run(&["--json", "stats"]);
+    assert_eq!(stats, expected_stats);
+    let metadata = ["data", "index", "snapshots"];
+    assert_eq!(
+        metadata.map(|kind| counts.reads(kind)),
+        [0; 3],
+        "stats: {counts:?}"
+    );
     // A fresh cache fills on the first ls, and serves the second.
     let other = setup.cache.with_extension("other");
     let (_, cold) = setup.run_with(&other, &["ls", &ids[0]]);
@@ -539,4 +550,57 @@ fn the_cache_is_off_for_a_local_repository_unless_asked() {
     let output = run(&["--no-cache", "--cache-dir", flag, "snapshots"], None);
     assert_success(&output, "--no-cache with --cache-dir");
     assert_eq!(counts_of(&output).of("snapshots", "read"), 1);
+}
+
+/// Backups through the cache killed at random moments (while packs, trees
+/// and index files are written through, and entries renamed into place):
+/// afterwards every listing through the cache is what the repository holds.
+#[test]
+fn backups_killed_while_writing_the_cache_leave_nothing_wrong_in_it() {
+    let setup = Setup::new();
+    let cache = setup.cache.to_str().unwrap().to_string();
+    let backup = |setup: &Setup| {
+        let mut command = lsmvault_command(
+            &setup.repo,
+            None,
+            &[
+                "--cache-dir",
+                &cache,
+                "backup",
+                "--full",
+                setup.source.to_str().unwrap(),
+            ],
+        );
+        command.env_remove("LSMVAULT_CACHE_DIR");
+        command
+    };
+    let typical = time_ok(&mut backup(&setup));
+    let mut kill_loop = KillLoop::new("backup with a cache", 0xcac4_e011, typical, 2);
+    for iteration in 0..kill_iterations(10) {
+        for index in 0..8 {
+            let name = format!("sub/round-{iteration}-{index}/t.sst");
+            fs::create_dir_all(setup.source.join(&name).parent().unwrap()).unwrap();
+            fs::write(
+                setup.source.join(name),
+                seeded_bytes(iteration * 8 + index + 500, 20_000),
+            )
+            .unwrap();
+        }
+        let run = kill_loop.run(&mut backup(&setup));
+        if let Run::Finished(output) = &run {
+            assert_success(output, &format!("iteration {iteration}: backup"));
+        }
+        let expected = lsmvault_ok(&setup.repo, &["--no-cache", "--json", "snapshots"]);
+        assert_eq!(setup.run(&["--json", "snapshots"]).0, expected, "{run:?}");
+        for id in snapshot_ids(&setup.repo) {
+            let expected = lsmvault_ok(&setup.repo, &["--no-cache", "ls", &id]);
+            assert_eq!(
+                setup.run(&["ls", &id]).0,
+                expected,
+                "iteration {iteration} ({run:?})"
+            );
+        }
+    }
+    kill_loop.finish();
+    lsmvault_ok(&setup.repo, &["verify"]);
 }
