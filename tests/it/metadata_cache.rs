@@ -604,3 +604,36 @@ fn backups_killed_while_writing_the_cache_leave_nothing_wrong_in_it() {
     kill_loop.finish();
     lsmvault_ok(&setup.repo, &["verify"]);
 }
+
+/// `backup --verify-existing` judges the repository's copy of every reused
+/// blob: a tree damaged in its pack is written again although the cache
+/// holds it intact.
+#[test]
+fn verify_existing_reads_trees_from_their_packs_not_the_cache() {
+    let setup = Setup::new();
+    setup.backup();
+    let (pack, offset) = {
+        let repository = lsmvault::Repository::open_local(&setup.repo).unwrap();
+        let root = repository.find_snapshot("latest").unwrap().snapshot.tree;
+        let location = *repository.index().unwrap().get(&root).unwrap();
+        let pack = location.pack.to_hex();
+        let middle = location.entry.offset as usize + location.entry.stored_length as usize / 2;
+        (setup.repo.join("data").join(&pack[..2]).join(pack), middle)
+    };
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[offset] ^= 0x40;
+    fs::write(&pack, &bytes).unwrap();
+    // The plain backup reads the parent's root tree from the cache.
+    let (_, plain) = setup.run(&["backup", "-q", setup.source.to_str().unwrap()]);
+    assert_eq!(plain.reads("data"), 0, "{plain:?}");
+    let (report, _) = setup.run(&[
+        "--json",
+        "backup",
+        "--verify-existing",
+        setup.source.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert!(report["blobs_rewritten"].as_u64().unwrap() >= 1, "{report}");
+    let expected = lsmvault_ok(&setup.repo, &["--no-cache", "ls", "latest"]);
+    assert_eq!(setup.run(&["ls", "latest"]).0, expected);
+}

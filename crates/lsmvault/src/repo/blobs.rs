@@ -9,11 +9,13 @@
 //! 4 GiB fails at once, naming the blob and its pack; nor is a declared raw
 //! length beyond what a blob of its kind can have (a decompression bomb).
 //!
-//! Tree blobs of a handle opened with a metadata cache are read from the
-//! cache first (as stored: sealed and compressed, so an encrypted
-//! repository's trees stay encrypted on the local disk) and decoded and
-//! checked like any blob; an entry that fails is removed and the blob read
-//! from its pack, then cached.
+//! Tree blobs read by id ([`Repository::read_blob`], [`Repository::read_tree`])
+//! through a handle opened with a metadata cache come from the cache first
+//! (as stored: sealed and compressed, so an encrypted repository's trees stay
+//! encrypted on the local disk), decoded and checked like any blob; an entry
+//! that fails is removed and the blob read from its pack, then cached. A read
+//! at a known location ([`Repository::read_blob_at`]: verify, prune, repair,
+//! `backup --verify-existing`) always reads the pack.
 
 use std::sync::Arc;
 
@@ -68,7 +70,7 @@ impl Repository {
         }
         let mut first_error = None;
         for location in index.locations(id) {
-            match self.read_blob_at(location) {
+            match self.read_blob_caching(location) {
                 Ok(bytes) => return Ok(bytes),
                 Err(error) => {
                     first_error.get_or_insert(error);
@@ -92,25 +94,37 @@ impl Repository {
         Error::corrupt(format!("blob {id}"), reason)
     }
 
-    /// Reads a blob from a known location and checks it against its id.
+    /// Reads a blob from a known location and checks it against its id,
+    /// always from its pack: verify, prune, repair and `backup
+    /// --verify-existing` judge the copy in the repository, never a cached one.
     pub fn read_blob_at(&self, location: &BlobLocation) -> Result<Vec<u8>> {
-        let entry = &location.entry;
-        let pack_name = location.pack.to_hex();
-        self.check_declared_length(entry, || format!("blob {} in pack {pack_name}", entry.id))?;
-        let tree_cache = self.tree_cache(entry);
-        if let Some(raw) = tree_cache.and_then(|cache| self.cached_tree(cache, location)) {
+        self.check_declared_length(&location.entry, || describe_blob(location))?;
+        let stored = self.read_stored_blob(location)?;
+        self.decode_stored_blob(location, stored)
+    }
+
+    /// [`Repository::read_blob_at`], but a tree is served from the metadata
+    /// cache when there, and cached when read from its pack.
+    fn read_blob_caching(&self, location: &BlobLocation) -> Result<Vec<u8>> {
+        let Some(cache) = self.tree_cache(&location.entry) else {
+            return self.read_blob_at(location);
+        };
+        self.check_declared_length(&location.entry, || describe_blob(location))?;
+        if let Some(raw) = self.cached_tree(cache, location) {
             return Ok(raw);
         }
         let stored = self.read_stored_blob(location)?;
-        let copy = tree_cache.map(|_| stored.clone());
-        let raw = pack::decode_blob(entry, stored, &self.keys, || {
-            format!("blob {} in pack {pack_name}", entry.id)
-        })
-        .map_err(|error| self.diagnose_unreadable_blob(location, error))?;
-        if let (Some(cache), Some(copy)) = (tree_cache, copy) {
-            cache.put(TREES, &entry.id.to_hex(), &copy);
-        }
+        let raw = self.decode_stored_blob(location, stored.clone())?;
+        cache.put(TREES, &location.entry.id.to_hex(), &stored);
         Ok(raw)
+    }
+
+    /// Opens, decompresses and checks a blob's stored bytes.
+    fn decode_stored_blob(&self, location: &BlobLocation, stored: Vec<u8>) -> Result<Vec<u8>> {
+        pack::decode_blob(&location.entry, stored, &self.keys, || {
+            describe_blob(location)
+        })
+        .map_err(|error| self.diagnose_unreadable_blob(location, error))
     }
 
     /// The metadata cache, if this handle has one and `entry` is a tree.
@@ -220,9 +234,15 @@ impl Repository {
         Ok(())
     }
 
-    /// Reads and decodes a tree.
+    /// Reads and decodes a tree (from the metadata cache when the handle has
+    /// one and the tree is there).
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
         Tree::decode(id, &bytes)
     }
+}
+
+/// `blob <id> in pack <name>`, for errors.
+fn describe_blob(location: &BlobLocation) -> String {
+    format!("blob {} in pack {}", location.entry.id, location.pack)
 }
