@@ -4,8 +4,11 @@
 //! suite is usable, and has teeth, from outside the library.
 
 use lsmvault::backend::conformance::{self, CASES};
+use std::sync::Arc;
+
 use lsmvault::backend::{
-    Backend, LocalBackend, MemoryBackend, ObjectInfo, ObjectKind, Result, WriteOutcome,
+    Backend, CachingBackend, CountingBackend, LocalBackend, MemoryBackend, MetadataCache,
+    ObjectInfo, ObjectKind, Result, WriteOutcome,
 };
 
 /// Several processes race `write_if_absent` of different bytes at one name in
@@ -19,6 +22,24 @@ fn local_write_if_absent_race_between_processes() {
         "backend::local_write_if_absent_race_between_processes",
         location.to_str().expect("temporary paths are UTF-8"),
         |location| LocalBackend::new(location),
+    );
+}
+
+/// The same race through the wrappers of the metadata cache and request
+/// counting, every racer sharing one cache directory.
+#[test]
+fn cached_write_if_absent_race_between_processes() {
+    let directory = tempfile::tempdir().unwrap();
+    let location = directory.path().join("repo");
+    conformance::write_if_absent_process_race(
+        "backend::cached_write_if_absent_race_between_processes",
+        location.to_str().expect("temporary paths are UTF-8"),
+        |location| {
+            let cache = MetadataCache::open(format!("{location}.cache"))
+                .expect("a cache directory beside the repository");
+            let counted = CountingBackend::new(Arc::new(LocalBackend::new(location)));
+            CachingBackend::new(Arc::new(counted), cache)
+        },
     );
 }
 

@@ -25,6 +25,7 @@ mod kill_loops;
 mod layers;
 mod library;
 mod live_safety;
+mod metadata_cache;
 mod papercuts;
 mod parity;
 mod parity_maintenance;

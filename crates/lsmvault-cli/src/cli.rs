@@ -55,6 +55,16 @@ pub struct GlobalArgs {
     /// conflicting lock instead of failing at once.
     #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retry_lock: Option<Duration>,
+    /// Keep the local metadata cache (index, snapshot, key files, trees) in
+    /// this directory, one subdirectory per repository id; enables it for a
+    /// local repository too (default for a remote one:
+    /// $XDG_CACHE_HOME/lsmvault, else ~/.cache/lsmvault).
+    #[arg(long, global = true, value_name = "DIR", env = "LSMVAULT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use no local metadata cache: read every object from the repository
+    /// (wins over --cache-dir and LSMVAULT_CACHE_DIR).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 #[derive(Subcommand)]

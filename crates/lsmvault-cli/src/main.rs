@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Command::Completions(args) => commands::completions::completions(args),
         Command::Man(args) => commands::completions::man(&context, args),
     };
+    context.report_requests();
     outcome.unwrap_or_else(|error| {
         if let lsmvault::Error::Io { source, .. } = &error {
             // `dump … | head -c 10`: the reader had what it wanted.

@@ -130,7 +130,12 @@ pub fn run(context: &Context, args: &ForgetArgs) -> Result<ExitCode, Error> {
     if let Some(warning) = args.filter.repeated_tag_warning() {
         eprintln!("{warning}");
     }
-    let repository = context.open_repository()?;
+    // A prune decides what the backend holds: it reads it, not the cache.
+    let repository = if args.prune && !args.dry_run {
+        context.open_repository_uncached()?
+    } else {
+        context.open_repository()?
+    };
     let output = context.output();
     let forgotten = if args.snapshots.is_empty() {
         forget_by_policy(&repository, args, output)?

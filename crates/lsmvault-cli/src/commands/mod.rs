@@ -5,14 +5,16 @@
 //!
 //! What every command shares is here: the [`Context`] of one run (global
 //! flags, output mode, progress bars) and how a repository is located and
-//! opened: every command gets its storage from [`Context::backend`], the one
-//! place where a location becomes a backend.
+//! opened: every command gets its storage from [`Context::backend`] (which
+//! counts requests, see [`Context::report_requests`]) and, unless it decides
+//! what the backend holds (verify, repair, prune), reads it through the
+//! local metadata cache ([`Context::cache_root`]).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use lsmvault::backend::{self, Backend};
+use lsmvault::backend::{self, Backend, CountingBackend};
 use lsmvault::{Error, Progress, Repository};
 
 use crate::cli::GlobalArgs;
@@ -46,7 +48,13 @@ pub struct Context<'a> {
     global: &'a GlobalArgs,
     output: Output,
     progress: Box<dyn Progress>,
+    /// The one backend of the run (made on first use), counting its requests.
+    counting: OnceLock<Arc<CountingBackend>>,
 }
+
+/// Set to `1`, the command prints its backend request counts as one JSON
+/// line on stderr when it ends (docs/maintenance.md).
+const REQUEST_STATS_VARIABLE: &str = "LSMVAULT_REQUEST_STATS";
 
 impl<'a> Context<'a> {
     pub fn new(global: &'a GlobalArgs) -> Context<'a> {
@@ -54,7 +62,73 @@ impl<'a> Context<'a> {
             global,
             output: Output::new(global.json, global.quiet),
             progress: progress::reporter(!global.json && !global.quiet),
+            counting: OnceLock::new(),
         }
+    }
+
+    /// The repository's storage: the one function every command gets its
+    /// backend from. Requests to it are counted.
+    pub fn backend(&self) -> Result<Arc<dyn Backend>, Error> {
+        if let Some(counting) = self.counting.get() {
+            return Ok(Arc::clone(counting) as Arc<dyn Backend>);
+        }
+        let storage = self.storage()?;
+        let counting = self
+            .counting
+            .get_or_init(|| Arc::new(CountingBackend::new(storage)));
+        Ok(Arc::clone(counting) as Arc<dyn Backend>)
+    }
+
+    /// The storage of the repository location: an S3 bucket for
+    /// `s3:http(s)://host[:port]/bucket[/prefix]` and `s3://bucket[/prefix]`,
+    /// a local directory otherwise.
+    fn storage(&self) -> Result<Arc<dyn Backend>, Error> {
+        let location = self.location()?;
+        match location.to_str() {
+            Some(text) => {
+                // A malformed S3 location is a bad argument, not an I/O
+                // error; the reason names what is wrong without repeating
+                // the location (it may hold credentials).
+                if backend::s3::is_s3_location(text) {
+                    backend::s3::S3Location::parse(text).map_err(|reason| {
+                        Error::InvalidArgument(format!("repository location: {reason}"))
+                    })?;
+                }
+                Ok(backend::open_location(text)?)
+            }
+            // Not UTF-8, so no `s3:` location: a local directory.
+            None => Ok(Arc::new(backend::LocalBackend::new(location))),
+        }
+    }
+
+    /// With `LSMVAULT_REQUEST_STATS=1`, prints the requests made to the
+    /// backend as one JSON line on stderr: `{"request_stats":{...}}` (see
+    /// `lsmvault::backend::RequestCounts`). Called once, as the program ends.
+    pub fn report_requests(&self) {
+        if std::env::var_os(REQUEST_STATS_VARIABLE).is_none_or(|value| value != "1") {
+            return;
+        }
+        let counts = self
+            .counting
+            .get()
+            .map(|counting| counting.counts())
+            .unwrap_or_default();
+        eprintln!("{}", serde_json::json!({ "request_stats": counts }));
+    }
+
+    /// Where the metadata cache of `backend` lives, if it is used: never
+    /// with `--no-cache`; in `--cache-dir` (or `LSMVAULT_CACHE_DIR`) when
+    /// given, for any repository; otherwise for a remote repository only, in
+    /// `$XDG_CACHE_HOME/lsmvault` (or `~/.cache/lsmvault`). A local
+    /// repository gains little from a copy of its files on another disk.
+    pub fn cache_root(&self, backend: &dyn Backend) -> Option<PathBuf> {
+        if self.global.no_cache {
+            return None;
+        }
+        if let Some(directory) = &self.global.cache_dir {
+            return Some(directory.clone());
+        }
+        backend.is_remote().then(default_cache_root).flatten()
     }
 
     pub fn output(&self) -> Output {
@@ -94,34 +168,33 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// The storage of the repository location: an S3 bucket for
-    /// `s3:http(s)://host[:port]/bucket[/prefix]` and `s3://bucket[/prefix]`,
-    /// a local directory otherwise. Every command gets its backend here.
-    pub fn backend(&self) -> Result<Arc<dyn Backend>, Error> {
-        let location = self.location()?;
-        match location.to_str() {
-            Some(text) => {
-                // A malformed S3 location is a bad argument, not an I/O
-                // error; the reason names what is wrong without repeating
-                // the location (it may hold credentials).
-                if backend::s3::is_s3_location(text) {
-                    backend::s3::S3Location::parse(text).map_err(|reason| {
-                        Error::InvalidArgument(format!("repository location: {reason}"))
-                    })?;
-                }
-                Ok(backend::open_location(text)?)
-            }
-            // Not UTF-8, so no `s3:` location: a local directory.
-            None => Ok(Arc::new(backend::LocalBackend::new(location))),
-        }
+    /// Opens the repository, asking for the password only if it is
+    /// encrypted, with the metadata cache if one is used
+    /// ([`Context::cache_root`]).
+    pub fn open_repository(&self) -> Result<Repository, Error> {
+        let backend = self.backend()?;
+        let cache_root = self.cache_root(backend.as_ref());
+        self.open_asking(backend, cache_root.as_deref())
     }
 
-    /// Opens the repository, asking for the password only if it is encrypted.
-    pub fn open_repository(&self) -> Result<Repository, Error> {
-        self.open_with(|backend, password| match password {
-            None => Repository::open(backend),
-            Some(password) => Repository::open_with_password(backend, password),
-        })
+    /// Opens the repository without the metadata cache: for commands that
+    /// decide what the backend holds (verify, repair, prune), which must
+    /// read it from the backend itself.
+    pub fn open_repository_uncached(&self) -> Result<Repository, Error> {
+        self.open_asking(self.backend()?, None)
+    }
+
+    /// Opens reading the config once, asking for the password only when it
+    /// says the repository is encrypted.
+    fn open_asking(
+        &self,
+        backend: Arc<dyn Backend>,
+        cache_root: Option<&Path>,
+    ) -> Result<Repository, Error> {
+        let password =
+            || password::repository_password(self.password_sources(), "repository password: ");
+        let repository = Repository::open_asking(backend, cache_root, &password)?;
+        Ok(self.configure(repository))
     }
 
     /// Opens the repository to migrate it (an encrypted version 2 one
@@ -136,17 +209,22 @@ impl<'a> Context<'a> {
         &self,
         open: impl Fn(Arc<dyn Backend>, Option<&str>) -> Result<Repository, Error>,
     ) -> Result<Repository, Error> {
-        let backend = self.backend()?;
-        let mut repository = match open(backend.clone(), None) {
+        let repository = match open(self.backend()?, None) {
             Err(Error::PasswordRequired { location: name }) => match password::repository_password(
                 self.password_sources(),
                 "repository password: ",
             )? {
-                Some(password) => open(backend, Some(&password)),
+                Some(password) => open(self.backend()?, Some(&password)),
                 None => Err(Error::PasswordRequired { location: name }),
             },
             other => other,
         }?;
+        Ok(self.configure(repository))
+    }
+
+    /// What every handle of the CLI gets: the `--retry-lock` wait and a
+    /// warning for each damaged index file.
+    fn configure(&self, mut repository: Repository) -> Repository {
         repository.set_lock_retry(self.lock_retry());
         // A damaged index file is skipped by the library; say so once per file.
         repository.set_index_damage_hook(Box::new(|file| {
@@ -155,6 +233,19 @@ impl<'a> Context<'a> {
                 file.name, file.reason
             );
         }));
-        Ok(repository)
+        repository
     }
+}
+
+/// `$XDG_CACHE_HOME/lsmvault`, or `$HOME/.cache/lsmvault` when it is unset
+/// or not absolute (the XDG base directory rule); `None` without either.
+fn default_cache_root() -> Option<PathBuf> {
+    let absolute = |variable: &str| {
+        std::env::var_os(variable)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .map(|root| root.join("lsmvault"))
 }

@@ -20,7 +20,7 @@ pub struct PruneArgs {
 }
 
 pub fn run(context: &Context, args: &PruneArgs) -> Result<ExitCode, Error> {
-    let repository = context.open_repository()?;
+    let repository = context.open_repository_uncached()?;
     let options = PruneOptions {
         max_unused_percent: args.max_unused,
         dry_run: args.dry_run,

@@ -65,7 +65,7 @@ struct PacksOutput {
 }
 
 pub fn run(context: &Context, command: &RepairCommand) -> Result<ExitCode, Error> {
-    let mut repository = context.open_repository()?;
+    let mut repository = context.open_repository_uncached()?;
     // The old index files are about to be replaced: a damaged one is
     // expected here, and not worth a warning.
     repository.set_index_damage_hook(Box::new(|_| {}));

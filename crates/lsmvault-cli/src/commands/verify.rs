@@ -25,7 +25,7 @@ pub struct VerifyArgs {
 }
 
 pub fn run(context: &Context, args: &VerifyArgs) -> Result<ExitCode, Error> {
-    let repository = context.open_repository()?;
+    let repository = context.open_repository_uncached()?;
     let read_data = match (args.read_data, &args.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(subset)) => parse_subset(subset)?,

@@ -11,17 +11,22 @@
 //! Owns: the trait and its contract, the object namespaces and their keys
 //! ([`ObjectKind::key`], the on-disk layout of every backend), the backend
 //! [`Error`], the local, memory and S3 implementations, [`open_location`]
-//! (a location string to a backend), and — behind the
-//! `conformance` feature — the one test suite every implementation runs
+//! (a location string to a backend), the wrappers around any backend (the
+//! metadata cache [`cache`], request counting [`counting`]), and — behind
+//! the `conformance` feature — the one test suite every implementation runs
 //! (`backend::conformance`).
 
+pub mod cache;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod counting;
 mod error;
 mod local;
 mod memory;
 pub mod s3;
 
+pub use cache::{CachingBackend, MetadataCache};
+pub use counting::{CountingBackend, RequestCounts};
 pub(crate) use error::short_object_reason;
 pub use error::{Error, Result, Source, Subject};
 pub use local::LocalBackend;
@@ -151,6 +156,13 @@ pub struct ObjectInfo {
 pub trait Backend: Send + Sync {
     /// A human-readable location (path or URL) for messages.
     fn location(&self) -> String;
+
+    /// Whether requests cross a network (an object store): the CLI then
+    /// keeps a local metadata cache by default ([`cache`]). Wrappers pass
+    /// their inner backend's answer on.
+    fn is_remote(&self) -> bool {
+        false
+    }
 
     /// Returns the whole object.
     ///

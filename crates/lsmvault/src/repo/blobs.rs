@@ -8,7 +8,18 @@
 //! backend checks the range before allocating), so an index entry claiming
 //! 4 GiB fails at once, naming the blob and its pack; nor is a declared raw
 //! length beyond what a blob of its kind can have (a decompression bomb).
+//!
+//! Tree blobs read by id ([`Repository::read_blob`], [`Repository::read_tree`])
+//! through a handle opened with a metadata cache come from the cache first
+//! (as stored: sealed and compressed, so an encrypted repository's trees stay
+//! encrypted on the local disk), decoded and checked like any blob; an entry
+//! that fails is removed and the blob read from its pack, then cached. A read
+//! at a known location ([`Repository::read_blob_at`]: verify, prune, repair,
+//! `backup --verify-existing`) always reads the pack.
 
+use std::sync::Arc;
+
+use crate::backend::cache::{MetadataCache, TREES};
 use crate::backend::{self, ObjectKind};
 use crate::codec::compression::MAX_BLOB_SIZE;
 use crate::error::{Error, Result};
@@ -59,7 +70,7 @@ impl Repository {
         }
         let mut first_error = None;
         for location in index.locations(id) {
-            match self.read_blob_at(location) {
+            match self.read_blob_caching(location) {
                 Ok(bytes) => return Ok(bytes),
                 Err(error) => {
                     first_error.get_or_insert(error);
@@ -83,13 +94,65 @@ impl Repository {
         Error::corrupt(format!("blob {id}"), reason)
     }
 
-    /// Reads a blob from a known location and checks it against its id.
+    /// Reads a blob from a known location and checks it against its id,
+    /// always from its pack: verify, prune, repair and `backup
+    /// --verify-existing` judge the copy in the repository, never a cached one.
     pub fn read_blob_at(&self, location: &BlobLocation) -> Result<Vec<u8>> {
+        self.check_declared_length(&location.entry, || describe_blob(location))?;
+        let stored = self.read_stored_blob(location)?;
+        self.decode_stored_blob(location, stored)
+    }
+
+    /// [`Repository::read_blob_at`], but a tree is served from the metadata
+    /// cache when there, and cached when read from its pack.
+    fn read_blob_caching(&self, location: &BlobLocation) -> Result<Vec<u8>> {
+        let Some(cache) = self.tree_cache(&location.entry) else {
+            return self.read_blob_at(location);
+        };
+        self.check_declared_length(&location.entry, || describe_blob(location))?;
+        if let Some(raw) = self.cached_tree(cache, location) {
+            return Ok(raw);
+        }
+        let stored = self.read_stored_blob(location)?;
+        let raw = self.decode_stored_blob(location, stored.clone())?;
+        cache.put(TREES, &location.entry.id.to_hex(), &stored);
+        Ok(raw)
+    }
+
+    /// Opens, decompresses and checks a blob's stored bytes.
+    fn decode_stored_blob(&self, location: &BlobLocation, stored: Vec<u8>) -> Result<Vec<u8>> {
+        pack::decode_blob(&location.entry, stored, &self.keys, || {
+            describe_blob(location)
+        })
+        .map_err(|error| self.diagnose_unreadable_blob(location, error))
+    }
+
+    /// The metadata cache, if this handle has one and `entry` is a tree.
+    fn tree_cache(&self, entry: &PackEntry) -> Option<&Arc<MetadataCache>> {
+        self.metadata_cache
+            .as_ref()
+            .filter(|_| entry.kind == BlobKind::Tree)
+    }
+
+    /// A tree from the cache, decoded and checked; an entry that fails is
+    /// removed (the caller then reads the pack).
+    fn cached_tree(&self, cache: &MetadataCache, location: &BlobLocation) -> Option<Vec<u8>> {
+        let name = location.entry.id.to_hex();
+        let stored = cache.get(TREES, &name)?;
+        let decoded = pack::decode_blob(&location.entry, stored, &self.keys, || {
+            format!("cached tree {name}")
+        });
+        if decoded.is_err() {
+            cache.remove(TREES, &name);
+        }
+        decoded.ok()
+    }
+
+    /// A blob's stored (sealed, compressed) bytes, read from its pack.
+    fn read_stored_blob(&self, location: &BlobLocation) -> Result<Vec<u8>> {
         let entry = &location.entry;
         let pack_name = location.pack.to_hex();
-        self.check_declared_length(entry, || format!("blob {} in pack {pack_name}", entry.id))?;
-        let stored = self
-            .backend
+        self.backend
             .read_range(
                 ObjectKind::Pack,
                 &pack_name,
@@ -112,11 +175,7 @@ impl Repository {
                 ),
                 other => other.into(),
             })
-            .map_err(|error| self.diagnose_unreadable_blob(location, error))?;
-        pack::decode_blob(entry, stored, &self.keys, || {
-            format!("blob {} in pack {pack_name}", entry.id)
-        })
-        .map_err(|error| self.diagnose_unreadable_blob(location, error))
+            .map_err(|error| self.diagnose_unreadable_blob(location, error))
     }
 
     /// Says what is wrong when a blob cannot be read where the index places
@@ -175,9 +234,15 @@ impl Repository {
         Ok(())
     }
 
-    /// Reads and decodes a tree.
+    /// Reads and decodes a tree (from the metadata cache when the handle has
+    /// one and the tree is there).
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
         Tree::decode(id, &bytes)
     }
+}
+
+/// `blob <id> in pack <name>`, for errors.
+fn describe_blob(location: &BlobLocation) -> String {
+    format!("blob {} in pack {}", location.entry.id, location.pack)
 }

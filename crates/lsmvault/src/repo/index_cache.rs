@@ -8,6 +8,9 @@
 //! handle's damage hook; the blobs it described are then unindexed, so reads
 //! of them fail naming the blob and backups store them again.
 //!
+//! Loading also drops the metadata cache's trees that the index no longer
+//! names (a prune deleted them).
+//!
 //! Which location of a blob stored twice serves: one this handle wrote
 //! itself, else one whose pack exists (see `load_index`); readers fall back
 //! to the others when the preferred one fails (`blobs.rs`).
@@ -19,6 +22,7 @@ use rayon::prelude::*;
 
 use serde::Serialize;
 
+use crate::backend::cache::TREES;
 use crate::backend::{ObjectKind, WriteOutcome};
 use crate::error::{Error, Result};
 use crate::format::index::{decode_index_file, encode_index_file, BlobLocation, Index};
@@ -118,6 +122,13 @@ impl Repository {
                 .map(|pack| pack.name)
                 .collect();
             index.prefer_present(|pack| packs.contains(&pack.to_hex()));
+        }
+        // Cached trees the index no longer names were pruned: drop them (the
+        // metadata cache's rule for listed objects, applied to blobs).
+        if let Some(cache) = &self.metadata_cache {
+            cache.retain(TREES, |name| {
+                Id::from_hex(name).is_ok_and(|id| index.contains(&id))
+            });
         }
         Ok(index)
     }

@@ -23,11 +23,13 @@ pub mod store;
 pub mod tree_walker;
 pub mod wal;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::backend::{Backend, LocalBackend, ObjectKind, WriteOutcome};
+use crate::backend::{
+    Backend, CachingBackend, LocalBackend, MetadataCache, ObjectKind, WriteOutcome,
+};
 use crate::codec::chunker::ChunkerParams;
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Cipher, KdfParams, KeyFile, Keys, MasterKey, DEFAULT_KDF_TARGET};
@@ -99,6 +101,10 @@ pub struct Repository {
     /// How long [`Repository::lock`] keeps trying while another command's
     /// lock conflicts (zero: fail at once).
     lock_retry: Duration,
+    /// The local metadata cache, when the handle was opened with one
+    /// ([`Repository::open_asking`]): `backend` then reads index, snapshot
+    /// and key files through it, and tree blobs are cached here (`blobs.rs`).
+    metadata_cache: Option<Arc<MetadataCache>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -187,18 +193,45 @@ impl Repository {
             index_damage: Mutex::new(Vec::new()),
             index_damage_hook: None,
             lock_retry: Duration::ZERO,
+            metadata_cache: None,
         })
     }
 
     /// Opens an existing plaintext repository; an encrypted one fails with
     /// [`Error::PasswordRequired`] (use [`Repository::open_with_password`]).
     pub fn open(backend: Arc<dyn Backend>) -> Result<Repository> {
-        Repository::open_inner(backend, None, Purpose::Use)
+        Repository::open_inner(backend, &|| Ok(None), Purpose::Use, None)
     }
 
     /// Opens an existing repository; the password is used only if it is encrypted.
     pub fn open_with_password(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
-        Repository::open_inner(backend, Some(password), Purpose::Use)
+        let password = || Ok(Some(password.to_string()));
+        Repository::open_inner(backend, &password, Purpose::Use, None)
+    }
+
+    /// Opens an existing repository, reading its config once: `password`
+    /// is called only when the config says the repository is encrypted
+    /// (`None` from it fails with [`Error::PasswordRequired`]).
+    ///
+    /// With `cache_root`, the handle reads through a local metadata cache in
+    /// `cache_root/<repository id>/` (see [`crate::backend::cache`]): index,
+    /// snapshot and key files and trees already there are not downloaded
+    /// again. Everything read from the cache is checked as if read from the
+    /// backend, but an object lost from the backend can still be served from
+    /// it: verify, repair and prune, which decide what the backend holds,
+    /// take a handle opened without a cache. A cache directory that cannot
+    /// be made is no cache.
+    pub fn open_asking(
+        backend: Arc<dyn Backend>,
+        cache_root: Option<&Path>,
+        password: &dyn Fn() -> Result<Option<String>>,
+    ) -> Result<Repository> {
+        Repository::open_inner(
+            backend,
+            password,
+            Purpose::Use,
+            cache_root.map(Path::to_path_buf),
+        )
     }
 
     /// Opens a repository to migrate it (`Repository::migrate`): like
@@ -212,21 +245,18 @@ impl Repository {
         backend: Arc<dyn Backend>,
         password: Option<&str>,
     ) -> Result<Repository> {
-        Repository::open_inner(backend, password, Purpose::Migrate)
+        let password = || Ok(password.map(str::to_string));
+        Repository::open_inner(backend, &password, Purpose::Migrate, None)
     }
 
     fn open_inner(
         backend: Arc<dyn Backend>,
-        password: Option<&str>,
+        password: &dyn Fn() -> Result<Option<String>>,
         purpose: Purpose,
+        cache_root: Option<PathBuf>,
     ) -> Result<Repository> {
-        if !backend.exists()? {
-            return Err(Error::RepositoryNotFound {
-                location: backend.location(),
-            });
-        }
         let location = backend.location();
-        let bytes = backend.read(ObjectKind::Config, "config")?;
+        let bytes = read_config(backend.as_ref())?;
         let config = Config::decode(&bytes, &location)?;
         let binding = config.binding(&location)?;
         if binding == Binding::Unbound && purpose != Purpose::Migrate {
@@ -236,6 +266,15 @@ impl Repository {
                 supported: REPOSITORY_VERSION,
             });
         }
+        // The id only names the cache directory (any plain name will do,
+        // even from a config not yet authenticated: every cached object is
+        // checked when read).
+        let metadata_cache =
+            cache_root.and_then(|root| MetadataCache::for_repository(&root, &config.id));
+        let backend: Arc<dyn Backend> = match &metadata_cache {
+            Some(cache) => Arc::new(CachingBackend::new(backend, Arc::clone(cache))),
+            None => backend,
+        };
         // Nothing the config says is acted on (not even checked, so that an
         // edit is reported as an edit) before it is authenticated.
         let master = match binding {
@@ -244,12 +283,12 @@ impl Repository {
                 None
             }
             Binding::Unbound | Binding::Bound(_) => {
-                let password = password.ok_or_else(|| Error::PasswordRequired {
+                let password = password()?.ok_or_else(|| Error::PasswordRequired {
                     location: location.clone(),
                 })?;
                 Some(keys::unlock_master_key(
                     backend.as_ref(),
-                    password,
+                    &password,
                     &config,
                     binding,
                 )?)
@@ -270,7 +309,13 @@ impl Repository {
             index_damage: Mutex::new(Vec::new()),
             index_damage_hook: None,
             lock_retry: Duration::ZERO,
+            metadata_cache,
         })
+    }
+
+    /// The local metadata cache this handle reads through, if opened with one.
+    pub fn metadata_cache(&self) -> Option<&Arc<MetadataCache>> {
+        self.metadata_cache.as_ref()
     }
 
     /// Whether the repository is encrypted.
@@ -386,6 +431,24 @@ fn refuse_plaintext_with_keys(backend: &dyn Backend, location: &str) -> Result<(
         location: location.to_string(),
         reason: "it says plaintext but the repository has key files: the config was altered".into(),
     })
+}
+
+/// The `config` object, or [`Error::RepositoryNotFound`] when there is
+/// none. One request when it is there (every command opens a repository: on
+/// an object store each request counts); whether a failed read means "no
+/// repository" is then asked of [`Backend::exists`], as before.
+fn read_config(backend: &dyn Backend) -> Result<Vec<u8>> {
+    match backend.read(ObjectKind::Config, "config") {
+        Ok(bytes) => Ok(bytes),
+        Err(error) => {
+            if !backend.exists()? {
+                return Err(Error::RepositoryNotFound {
+                    location: backend.location(),
+                });
+            }
+            Err(error.into())
+        }
+    }
 }
 
 /// Whether the location holds snapshot, index or key files: a repository

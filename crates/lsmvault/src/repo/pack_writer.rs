@@ -4,18 +4,21 @@
 //!
 //! Invariant: a blob's location is reported (for the index) only after its
 //! pack was published; the caller writes the index after [`PackWriter::finish`].
+//! The tree blobs of a published pack are then written through to the
+//! repository's metadata cache, if it has one (backend first, then cache).
 
 use std::collections::HashSet;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::backend::cache::{MetadataCache, TREES};
 use crate::backend::{Backend, ObjectKind, WriteOutcome};
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Keys};
 use crate::error::{Error, Result};
 use crate::format::index::{BlobLocation, Index};
-use crate::format::pack::{BlobKind, Packer};
+use crate::format::pack::{BlobKind, PackEntry, Packer};
 use crate::format::parity::GroupMember;
 use crate::id::Id;
 use crate::repo::Repository;
@@ -128,9 +131,10 @@ impl<'repository> PackWriter<'repository> {
     ) -> Result<Self> {
         let (sender, receiver) = sync_channel::<Packer>(0);
         let keys = repository.keys.clone();
+        let tree_cache = repository.metadata_cache.clone();
         let thread = std::thread::Builder::new()
             .name("lsmvault-pack-writer".into())
-            .spawn(move || write_packs(sink.as_ref(), &keys, receiver))
+            .spawn(move || write_packs(sink.as_ref(), &keys, tree_cache.as_deref(), receiver))
             .map_err(|error| Error::io("starting the pack writer thread", error))?;
         Ok(PackWriter {
             repository,
@@ -275,6 +279,17 @@ impl<'repository> PackWriter<'repository> {
     }
 }
 
+/// Writes the tree blobs of a published pack to the metadata cache, as
+/// stored in the pack (readers decode and check them like any blob).
+fn cache_trees(cache: &MetadataCache, entries: &[PackEntry], pack: &[u8]) {
+    for entry in entries.iter().filter(|entry| entry.kind == BlobKind::Tree) {
+        let start = entry.offset as usize;
+        if let Some(stored) = pack.get(start..start + entry.stored_length as usize) {
+            cache.put(TREES, &entry.id.to_hex(), stored);
+        }
+    }
+}
+
 /// A pack closes at the first blob reaching the target size: room for the
 /// target plus one largest chunk (and its seal).
 fn packer_capacity(repository: &Repository) -> usize {
@@ -286,6 +301,7 @@ fn packer_capacity(repository: &Repository) -> usize {
 fn write_packs(
     sink: &dyn PackSink,
     keys: &Keys,
+    tree_cache: Option<&MetadataCache>,
     receiver: Receiver<Packer>,
 ) -> Result<WriteSummary> {
     let mut summary = WriteSummary::default();
@@ -309,6 +325,9 @@ fn write_packs(
                     length: finished.bytes.len() as u64,
                 });
                 summary.pack_bytes += finished.bytes.len() as u64;
+                if let Some(cache) = tree_cache {
+                    cache_trees(cache, &finished.entries, &finished.bytes);
+                }
                 for entry in &finished.entries {
                     summary.blob_bytes += u64::from(entry.raw_length);
                     summary.locations.push(BlobLocation {

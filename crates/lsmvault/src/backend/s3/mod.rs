@@ -162,6 +162,11 @@ impl Backend for S3Backend {
         self.location.to_string()
     }
 
+    /// Every request crosses the network: the metadata cache is on by default.
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let key = self.key(kind, name);
         let path = Path::from(key.as_str());
