@@ -41,6 +41,7 @@ mod reliability_repair_snapshots;
 mod resource_faults;
 mod restic_habits;
 mod restore_dry_run;
+mod restore_durability;
 mod restore_points;
 mod rocksdb;
 mod rocksdb_wal;

@@ -6,7 +6,10 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::common::{describe_tree, lsmvault, lsmvault_json, lsmvault_ok, three_pack_fixture};
+use crate::common::{
+    chunk_of, describe_tree, lsmvault, lsmvault_json, lsmvault_ok, seeded_bytes, stderr_text,
+    three_pack_fixture, write_small_files,
+};
 
 /// Every path under `root` with its mtime in nanoseconds (directories included).
 fn mtimes(root: &Path) -> Vec<(String, i64, i64)> {
@@ -92,13 +95,19 @@ fn restore_dry_run_into_a_new_target_lists_files_and_a_positive_estimate_writing
         "{plan:#}"
     );
     // All bytes at the slower throughput, or the largest file (1.5 MB) read
-    // then written, whichever is longer.
+    // then written, whichever is longer; plus three files at the measured
+    // cost of one, and one sync.
     let rate = |side: &str| plan[side]["bytes_per_second"].as_f64().unwrap();
     let all = 4_500_000.0 / rate("read").min(rate("write"));
     let serial = 1_500_000.0 / rate("read") + 1_500_000.0 / rate("write");
+    let per_file = &plan["per_file"];
+    assert_eq!(per_file["files"], 64, "{plan:#}");
+    let files = 3.0 * per_file["seconds_per_file"].as_f64().unwrap()
+        + per_file["sync_seconds"].as_f64().unwrap();
     let estimated = plan["estimated_seconds"].as_f64().unwrap();
     assert!(
-        (estimated - all.max(serial)).abs() < 1e-6 * estimated,
+        (estimated - (plan["planning_seconds"].as_f64().unwrap() + all.max(serial) + files)).abs()
+            < 1e-6 * estimated,
         "{plan:#}"
     );
     let bound = plan["bottleneck"].as_str().unwrap();
@@ -121,6 +130,7 @@ fn restore_dry_run_into_a_new_target_lists_files_and_a_positive_estimate_writing
         "000002.sst",
         "measured read:",
         "measured write:",
+        "measured per file:",
         "estimated restore time",
     ] {
         assert!(text.contains(expected), "{expected}: {text}");
@@ -234,4 +244,188 @@ fn restore_dry_run_killed_at_random_points_leaves_nothing_behind() {
     }
     // A stale lock of a killed dry run does not block the next one.
     lsmvault_json(&fixture.repo, &restore_latest(&target, &["--dry-run"]));
+}
+
+#[test]
+fn restore_dry_run_of_a_snapshot_with_a_damaged_chunk_names_the_damaged_file() {
+    let fixture = three_pack_fixture();
+    let (pack, offset) = chunk_of(&fixture.repo, "000002.sst");
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[offset + 1000] ^= 0xff;
+    fs::write(&pack, bytes).unwrap();
+    let target = fixture.root.join("target");
+
+    // The plan is shown (the damaged file marked) and the exit is the real
+    // restore's, naming the file.
+    let dry = lsmvault(
+        &fixture.repo,
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "-t",
+            target.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&dry.stdout)));
+    assert_eq!(
+        actions(&plan),
+        [
+            ("write".to_string(), "000001.sst".to_string()),
+            ("damaged".to_string(), "000002.sst".to_string()),
+            ("write".to_string(), "000003.sst".to_string()),
+        ]
+    );
+    let problem = plan["files"][1]["problem"].as_str().unwrap();
+    assert!(problem.contains("chunk 1 of"), "{problem}");
+    assert_eq!(plan["files_damaged"], 1, "{plan:#}");
+    assert_eq!(plan["files_to_write"], 2, "{plan:#}");
+    assert_eq!(plan["bytes_to_write"], 3_000_000, "{plan:#}");
+    // The throughput counts the chunks that were read, not the damaged one.
+    assert!(plan["read"]["bytes"].as_u64().unwrap() > 0, "{plan:#}");
+    // (4.5 MB are the three files' chunks.)
+    assert!(
+        plan["read"]["bytes"].as_u64().unwrap() < 4_500_000,
+        "{plan:#}"
+    );
+    assert!(!target.exists(), "the dry run created the target");
+    let dry_stderr = stderr_text(&dry);
+    assert!(dry_stderr.contains("000002.sst"), "{dry_stderr}");
+
+    let text = lsmvault(&fixture.repo, &restore_latest(&target, &["--dry-run"]));
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|line| line.starts_with("damaged") && line.contains("000002.sst")),
+        "{shown}"
+    );
+
+    let real = lsmvault(&fixture.repo, &restore_latest(&target, &[]));
+    let real_stderr = stderr_text(&real);
+    assert!(real_stderr.contains("000002.sst"), "{real_stderr}");
+    assert_ne!(real.status.code(), Some(0));
+    assert_eq!(dry.status.code(), real.status.code(), "{dry_stderr}");
+    assert_eq!(text.status.code(), real.status.code());
+}
+
+/// Backs up `source` into a new plaintext repository `repo`, then returns
+/// the dry run's estimate and a real restore's wall time into `target`, an
+/// existing empty directory (so the dry run measures the directory the
+/// files go to), each the smaller of two rounds.
+fn estimate_and_real(repo: &Path, source: &Path, target: &Path) -> (f64, f64) {
+    lsmvault_ok(repo, &["init", "--no-encryption"]);
+    lsmvault_ok(repo, &["backup", source.to_str().unwrap()]);
+    fs::create_dir(target).unwrap();
+    let (mut estimate, mut real) = (f64::MAX, f64::MAX);
+    for _ in 0..2 {
+        let plan = lsmvault_json(repo, &restore_latest(target, &["--dry-run"]));
+        estimate = estimate.min(plan["estimated_seconds"].as_f64().unwrap());
+        let started = std::time::Instant::now();
+        lsmvault_ok(repo, &restore_latest(target, &[]));
+        real = real.min(started.elapsed().as_secs_f64());
+        fs::remove_dir_all(target).unwrap();
+        fs::create_dir(target).unwrap();
+    }
+    (estimate, real)
+}
+
+#[test]
+fn restore_dry_run_estimate_counts_per_file_cost_and_stays_within_10x_of_a_real_restore() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    // Many small files: per-file cost (create, metadata, sync) dominates.
+    let small = root.join("small");
+    write_small_files(&small, 2000, 200, 5);
+    // One larger file and a few small ones: bytes dominate.
+    let large = root.join("large");
+    write_small_files(&large, 20, 200, 6);
+    fs::write(large.join("000100.sst"), seeded_bytes(7, 24 << 20)).unwrap();
+    for (name, source) in [("small", &small), ("large", &large)] {
+        let (estimate, real) = estimate_and_real(
+            &root.join(format!("repo-{name}")),
+            source,
+            &root.join(format!("target-{name}")),
+        );
+        // The machine is shared (two cores, other builds and a fuzzer): the
+        // same restore took 0.9 s, then 3.6 s, seconds apart. Each figure is
+        // the faster of two rounds, which drops most such spikes. The
+        // estimate also runs low by itself here: its per-file samples are
+        // unnamed (so a killed dry run leaves nothing), and a named file's
+        // directory entry, in a directory filling up, is not measured; on
+        // this disk that put 2000 small files 3.3x, 4.7x, and (with the
+        // whole suite running beside it) 6.5x low. 10x either way still
+        // catches what this test is about, an estimate that leaves out a
+        // whole cost (per file: 0.04 s estimated against 1.8 s real, 45x);
+        // it does not check the calibration, which this machine cannot.
+        let factor = estimate.max(real) / estimate.min(real).max(1e-9);
+        assert!(
+            factor <= 10.0,
+            "{name}: estimated {estimate:.3} s, real restore {real:.3} s ({factor:.1}x)"
+        );
+    }
+}
+
+#[test]
+fn restore_dry_run_marks_every_file_that_shares_a_damaged_chunk() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = (work.path().join("repo"), work.path().join("db"));
+    fs::create_dir(&source).unwrap();
+    // Two identical files share their chunks; a third has its own.
+    let shared = seeded_bytes(11, 300_000);
+    fs::write(source.join("a.sst"), &shared).unwrap();
+    fs::write(source.join("b.sst"), &shared).unwrap();
+    fs::write(source.join("c.sst"), seeded_bytes(12, 300_000)).unwrap();
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let (pack, offset) = chunk_of(&repo, "a.sst");
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[offset + 100] ^= 0xff;
+    fs::write(&pack, bytes).unwrap();
+
+    let target = work.path().join("target");
+    let dry = lsmvault(
+        &repo,
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "-t",
+            target.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(
+        actions(&plan),
+        [
+            ("damaged".to_string(), "a.sst".to_string()),
+            ("damaged".to_string(), "b.sst".to_string()),
+            ("write".to_string(), "c.sst".to_string()),
+        ]
+    );
+    // The second names the first, whose error it shares.
+    let second = plan["files"][1]["problem"].as_str().unwrap();
+    assert!(
+        second.contains("b.sst") && second.contains("a.sst"),
+        "{second}"
+    );
+    assert_eq!(plan["files_damaged"], 2);
+    let real = lsmvault(&repo, &restore_latest(&target, &[]));
+    assert_eq!(
+        dry.status.code(),
+        real.status.code(),
+        "{}",
+        stderr_text(&dry)
+    );
+    for output in [&dry, &real] {
+        let stderr = stderr_text(output);
+        assert!(
+            stderr.contains("2 file(s) could not be restored"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("a.sst"), "{stderr}");
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::common::{lsmvault, lsmvault_json, lsmvault_ok, seeded_bytes};
+use crate::common::{lsmvault, lsmvault_json, lsmvault_ok, seeded_bytes, write_small_files};
 
 #[test]
 fn stats_separates_deduplication_from_compression_and_shows_pack_bytes() {
@@ -47,6 +47,39 @@ fn stats_separates_deduplication_from_compression_and_shows_pack_bytes() {
         "after compression (ratio",
         "in 1 packs",
     ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+}
+
+#[test]
+fn stats_deduplication_ratio_ignores_tree_blobs() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = (work.path().join("repo"), work.path().join("db"));
+    // 2000 distinct 100-byte files: nothing deduplicates, but the tree
+    // listing them (names, sizes, digests, metadata) outweighs their content.
+    write_small_files(&source, 2000, 100, 4);
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+
+    let stats = lsmvault_json(&repo, &["stats"]);
+    let number = |field: &str| stats[field].as_f64().unwrap();
+    assert_eq!(number("logical_bytes"), 200_000.0, "{stats:#}");
+    // Distinct contents: deduplication saves nothing, the ratio is 1.
+    assert!(
+        (number("deduplication_ratio") - 1.0).abs() < 1e-9,
+        "{stats:#}"
+    );
+    assert_eq!(number("data_bytes"), 200_000.0, "{stats:#}");
+    // The trees are reported on their own, and raw_bytes keeps counting them.
+    assert!(number("tree_bytes") > 50_000.0, "{stats:#}");
+    assert_eq!(
+        number("raw_bytes"),
+        number("data_bytes") + number("tree_bytes"),
+        "{stats:#}"
+    );
+
+    let text = lsmvault_ok(&repo, &["stats"]);
+    for expected in ["after deduplication (ratio 1.00)", "metadata (trees):"] {
         assert!(text.contains(expected), "{expected}: {text}");
     }
 }

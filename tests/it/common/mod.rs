@@ -405,3 +405,17 @@ pub fn snapshot_ids(repo: &Path) -> Vec<String> {
         .map(|snapshot| snapshot["id"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Writes `count` files of `size` bytes into `directory` (created), named
+/// `small-00000`..., each with its own content (seeded by `seed` and its
+/// number), so none deduplicates against another.
+pub fn write_small_files(directory: &Path, count: usize, size: usize, seed: u64) {
+    fs::create_dir_all(directory).unwrap();
+    for number in 0..count {
+        fs::write(
+            directory.join(format!("small-{number:05}")),
+            seeded_bytes(seed * 1_000_003 + number as u64 + 1, size),
+        )
+        .unwrap();
+    }
+}

@@ -116,7 +116,7 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
     };
     if args.dry_run {
         let plan = repository.restore_plan(&chosen, &args.target, &options)?;
-        return super::restore_plan::show(context, &plan);
+        return super::restore_plan::show(context, plan);
     }
     let stats = repository.restore(&chosen, &args.target, &options, context.progress())?;
     context.output().summary(&stats, |stats| {

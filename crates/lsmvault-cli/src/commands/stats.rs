@@ -45,10 +45,11 @@ fn print_text(stats: &RepositoryStats) {
         );
     }
     outln!(
-        "selection: {} logical -> {} unique after deduplication (ratio {:.2}) -> {} stored after compression (ratio {:.2}{}); {:.2} overall",
+        "selection: {} logical -> {} unique after deduplication (ratio {:.2}), + {} metadata -> {} stored after compression (ratio {:.2}{}); {:.2} overall",
         human_bytes(stats.logical_bytes),
-        human_bytes(stats.raw_bytes),
+        human_bytes(stats.data_bytes),
         stats.deduplication_ratio,
+        human_bytes(stats.tree_bytes),
         human_bytes(stats.stored_bytes),
         stats.compression_ratio,
         if stats.encryption_overhead_bytes > 0 {
@@ -60,6 +61,10 @@ fn print_text(stats: &RepositoryStats) {
             String::new()
         },
         stats.total_ratio
+    );
+    outln!(
+        "metadata (trees): {} raw, not counted in the deduplication ratio",
+        human_bytes(stats.tree_bytes)
     );
     outln!(
         "repository: {} ({} in {} packs), {} index files; {} data blobs, {} tree blobs",

@@ -9,8 +9,10 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
+use crate::backend::ObjectKind;
 use crate::error::Result;
 use crate::format::index::Index;
+use crate::format::pack::BlobKind;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::{Entry, EntryKind, Tree};
 use crate::id::Id;
@@ -51,15 +53,22 @@ pub struct RepositoryStats {
     pub logical_bytes: u64,
     /// Raw (decoded) bytes of the distinct blobs (chunks and trees) the
     /// selection references: what is left after deduplication, before
-    /// compression.
+    /// compression (`data_bytes + tree_bytes`).
     pub raw_bytes: u64,
+    /// The part of `raw_bytes` in data blobs (file chunks): the file
+    /// content left after deduplication.
+    pub data_bytes: u64,
+    /// The part of `raw_bytes` in tree blobs (directory listings: names,
+    /// sizes, digests, metadata), which deduplication does not produce.
+    pub tree_bytes: u64,
     /// Stored bytes of the distinct blobs the selection references: after
     /// compression, including the encryption overhead.
     pub stored_bytes: u64,
     /// The part of `stored_bytes` that is encryption overhead (nonce and tag
     /// of each sealed blob; 0 in a plaintext repository).
     pub encryption_overhead_bytes: u64,
-    /// `logical_bytes / raw_bytes`: what deduplication saves.
+    /// `logical_bytes / data_bytes`: what deduplication saves (tree blobs
+    /// left out: they are metadata, not deduplicated file content).
     pub deduplication_ratio: f64,
     /// `raw_bytes / stored_bytes`: what compression saves (below 1 when
     /// encryption overhead outweighs it).
@@ -216,6 +225,61 @@ fn raw_size(index: &Index, blobs: impl Iterator<Item = Id>) -> u64 {
         .sum()
 }
 
+/// The figures of each selected snapshot, their logical bytes and the
+/// distinct blobs they reference together.
+fn size_selection(
+    selected: &[SnapshotEntry],
+    per_snapshot: &SnapshotBlobs,
+    references: &HashMap<Id, u32>,
+    index: &Index,
+) -> Selection {
+    let mut selection = Selection {
+        sizes: Vec::new(),
+        logical_bytes: 0,
+        blobs: HashSet::new(),
+    };
+    for entry in selected {
+        let (blobs, files, bytes) = &per_snapshot[&entry.id];
+        selection.sizes.push(snapshot_size(
+            entry, blobs, *files, *bytes, references, index,
+        ));
+        selection.logical_bytes += bytes;
+        selection.blobs.extend(blobs.iter().copied());
+    }
+    selection
+}
+
+/// Per snapshot of the repository: the blobs it references, its file count
+/// and file bytes.
+type SnapshotBlobs = HashMap<Id, (HashSet<Id>, u64, u64)>;
+
+/// What the selected snapshots add up to.
+struct Selection {
+    sizes: Vec<SnapshotSize>,
+    logical_bytes: u64,
+    /// The distinct blobs they reference.
+    blobs: HashSet<Id>,
+}
+
+/// Raw and stored bytes of a set of distinct blobs.
+struct BlobBytes {
+    /// Raw bytes of the data blobs (file chunks).
+    data: u64,
+    /// Raw bytes of the tree blobs (directory listings).
+    trees: u64,
+    stored: u64,
+    encryption_overhead: u64,
+}
+
+/// The repository's files.
+struct RepositoryFiles {
+    pack_bytes: u64,
+    repository_bytes: u64,
+    parity_bytes: u64,
+    packs: u64,
+    index_files: u64,
+}
+
 impl Repository {
     /// Sizes of the selected snapshots (all when `selectors` is empty).
     pub fn stats(&self, selectors: &[String]) -> Result<RepositoryStats> {
@@ -229,66 +293,98 @@ impl Repository {
                 .collect::<Result<_>>()?
         };
         let index = self.index()?;
+        let (per_snapshot, references) = self.blobs_of_snapshots(&all)?;
+        let selection = size_selection(&selected, &per_snapshot, &references, &index);
+        let bytes = self.blob_bytes(&index, &selection.blobs);
+        let files = self.repository_files()?;
+        let tree_blobs = index
+            .iter()
+            .filter(|location| location.entry.kind == BlobKind::Tree)
+            .count() as u64;
+        let logical_bytes = selection.logical_bytes;
+        let raw_bytes = bytes.data + bytes.trees;
+        Ok(RepositoryStats {
+            snapshots: selection.sizes,
+            logical_bytes,
+            raw_bytes,
+            data_bytes: bytes.data,
+            tree_bytes: bytes.trees,
+            stored_bytes: bytes.stored,
+            encryption_overhead_bytes: bytes.encryption_overhead,
+            // File bytes against chunk bytes: trees hold names and metadata,
+            // which deduplication does not produce (many small files would
+            // otherwise show a "ratio" far below 1).
+            deduplication_ratio: ratio(logical_bytes, bytes.data),
+            compression_ratio: ratio(raw_bytes, bytes.stored),
+            total_ratio: ratio(logical_bytes, bytes.stored),
+            pack_bytes: files.pack_bytes,
+            repository_bytes: files.repository_bytes,
+            parity_bytes: files.parity_bytes,
+            packs: files.packs,
+            index_files: files.index_files,
+            data_blobs: index.len() as u64 - tree_blobs,
+            tree_blobs,
+            damaged_snapshots,
+        })
+    }
+
+    /// The blobs of each snapshot in `all`, and how many of them reference
+    /// each blob (over the whole repository, for the unique bytes).
+    fn blobs_of_snapshots(
+        &self,
+        all: &[SnapshotEntry],
+    ) -> Result<(SnapshotBlobs, HashMap<Id, u32>)> {
         let mut cache = TreeCache {
             repository: self,
             trees: HashMap::new(),
         };
-        // How many snapshots reference each blob, over the whole repository.
         let mut references: HashMap<Id, u32> = HashMap::new();
-        let mut per_snapshot: HashMap<Id, (HashSet<Id>, u64, u64)> = HashMap::new();
-        for entry in &all {
+        let mut per_snapshot = HashMap::new();
+        for entry in all {
             let (blobs, files, bytes) = cache.blobs(&entry.snapshot.tree)?;
             for blob in &blobs {
                 *references.entry(*blob).or_default() += 1;
             }
             per_snapshot.insert(entry.id, (blobs, files, bytes));
         }
-        let mut union = HashSet::new();
-        let mut sizes = Vec::new();
-        let mut logical_bytes = 0;
-        for entry in &selected {
-            let (blobs, files, bytes) = &per_snapshot[&entry.id];
-            sizes.push(snapshot_size(
-                entry,
-                blobs,
-                *files,
-                *bytes,
-                &references,
-                &index,
-            ));
-            logical_bytes += bytes;
-            union.extend(blobs.iter().copied());
+        Ok((per_snapshot, references))
+    }
+
+    /// Raw bytes (data and trees apart) and stored bytes of `blobs`.
+    fn blob_bytes(&self, index: &Index, blobs: &HashSet<Id>) -> BlobBytes {
+        let (mut data, mut trees) = (0, 0);
+        for location in blobs.iter().filter_map(|blob| index.get(blob)) {
+            let raw = u64::from(location.entry.raw_length);
+            match location.entry.kind {
+                BlobKind::Tree => trees += raw,
+                BlobKind::Data => data += raw,
+            }
         }
-        let stored_bytes = stored_size(&index, &union);
-        let raw_bytes = raw_size(&index, union.iter().copied());
-        let encryption_overhead_bytes = if self.is_encrypted() {
-            let indexed = union.iter().filter(|blob| index.contains(blob)).count();
+        let encryption_overhead = if self.is_encrypted() {
+            let indexed = blobs.iter().filter(|blob| index.contains(blob)).count();
             (indexed * crate::codec::crypto::SEAL_OVERHEAD) as u64
         } else {
             0
         };
-        let packs = self.backend().list(crate::backend::ObjectKind::Pack)?;
-        let index_files = self.backend().list(crate::backend::ObjectKind::Index)?;
-        let snapshot_files = self.backend().list(crate::backend::ObjectKind::Snapshot)?;
-        let parity_bytes: u64 = self
-            .backend()
-            .list(crate::backend::ObjectKind::Parity)?
+        BlobBytes {
+            data,
+            trees,
+            stored: stored_size(index, blobs),
+            encryption_overhead,
+        }
+    }
+
+    /// Sizes and counts of the packs, index, snapshot and parity files.
+    fn repository_files(&self) -> Result<RepositoryFiles> {
+        let list = |kind| self.backend().list(kind);
+        let packs = list(ObjectKind::Pack)?;
+        let index_files = list(ObjectKind::Index)?;
+        let snapshot_files = list(ObjectKind::Snapshot)?;
+        let parity_bytes: u64 = list(ObjectKind::Parity)?
             .iter()
             .map(|object| object.size)
             .sum();
-        let tree_blobs = index
-            .iter()
-            .filter(|location| location.entry.kind == crate::format::pack::BlobKind::Tree)
-            .count() as u64;
-        Ok(RepositoryStats {
-            snapshots: sizes,
-            logical_bytes,
-            raw_bytes,
-            stored_bytes,
-            encryption_overhead_bytes,
-            deduplication_ratio: ratio(logical_bytes, raw_bytes),
-            compression_ratio: ratio(raw_bytes, stored_bytes),
-            total_ratio: ratio(logical_bytes, stored_bytes),
+        Ok(RepositoryFiles {
             pack_bytes: packs.iter().map(|object| object.size).sum(),
             repository_bytes: packs
                 .iter()
@@ -300,9 +396,6 @@ impl Repository {
             parity_bytes,
             packs: packs.len() as u64,
             index_files: index_files.len() as u64,
-            data_blobs: index.len() as u64 - tree_blobs,
-            tree_blobs,
-            damaged_snapshots,
         })
     }
 

@@ -91,7 +91,7 @@ impl Repository {
 
 /// Adds the file (and which of its chunks) to a reading error's object, so
 /// that a damaged chunk names what it breaks.
-fn naming_file(error: Error, file: &str, number: usize, count: usize) -> Error {
+pub(crate) fn naming_file(error: Error, file: &str, number: usize, count: usize) -> Error {
     let within = |object: String| format!("{object} (chunk {} of {count} of {file})", number + 1);
     match error {
         Error::CorruptObject { object, reason } => Error::CorruptObject {

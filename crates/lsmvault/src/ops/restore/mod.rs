@@ -6,8 +6,10 @@
 //! Order of work: the plan (the snapshot's entries under `--include`), the
 //! directories (parents first), the files in parallel (largest first; of each
 //! hard-linked group only the first), the hard links, the symlinks, with
-//! `--delta` the removal of what the snapshot does not have, and directory
-//! metadata last (writing children changes a directory's mtime).
+//! `--delta` the removal of what the snapshot does not have, directory
+//! metadata (writing children changes a directory's mtime), and last one
+//! sync of the target's file system ([`sync`]): nothing is reported
+//! restored before it is on disk.
 //!
 //! Invariants:
 //! - nothing is written outside the target: tree names are validated when
@@ -24,6 +26,7 @@
 
 pub mod dry_run;
 pub mod point_in_time;
+mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -47,6 +50,7 @@ use crate::progress::Progress;
 use crate::repo::file_content::FileContent;
 use crate::repo::tree_walker::WalkedEntry;
 use crate::repo::Repository;
+use sync::TargetSync;
 
 /// Options for [`Repository::restore`].
 #[derive(Debug, Clone, Default)]
@@ -125,12 +129,13 @@ impl Repository {
         let planned =
             self.walk_selected(&snapshot.snapshot.tree, &options.include, &options.exclude)?;
         prepare_target(target, options.delta)?;
+        let mut sync = TargetSync::open(target)?;
         let mut stats = RestoreStats {
             snapshot: snapshot.id,
             ..RestoreStats::default()
         };
         // Directories first (parents before children), so files can be created in parallel.
-        stats.directories = create_directories(target, &planned, options.delta)?;
+        stats.directories = create_directories(target, &planned, options.delta, &mut sync)?;
         let plan = plan_files(&planned);
         let mut written =
             self.restore_files(target, &planned, plan.files, options, progress, &mut stats);
@@ -152,6 +157,9 @@ impl Repository {
             stats.entries_removed = remove_extraneous(target, Path::new(""), &wanted)?;
         }
         apply_directory_metadata(target, &planned)?;
+        // Durable before it says so, also when some files failed (the
+        // others are restored and a rerun with --delta keeps them).
+        sync.sync()?;
         stats.duration_seconds = started.elapsed().as_secs_f64();
         incomplete_unless_clean(stats, written.failures)
     }
@@ -262,7 +270,12 @@ impl Repository {
 /// Creates the planned directories (parents come before children in the
 /// plan); with `delta`, an existing one is kept and anything else in its
 /// place removed. Returns how many there are.
-fn create_directories(target: &Path, planned: &[WalkedEntry], delta: bool) -> Result<u64> {
+fn create_directories(
+    target: &Path,
+    planned: &[WalkedEntry],
+    delta: bool,
+    sync: &mut TargetSync,
+) -> Result<u64> {
     let mut directories = 0;
     for item in planned {
         if let EntryKind::Directory { .. } = item.entry.kind {
@@ -272,7 +285,11 @@ fn create_directories(target: &Path, planned: &[WalkedEntry], delta: bool) -> Re
             }
             match fs::create_dir(&path) {
                 Ok(()) => {}
-                Err(error) if delta && error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                // An existing directory may be a mount point: its file
+                // system is synced too.
+                Err(error) if delta && error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    sync.add_directory(&path)?;
+                }
                 Err(error) => return Err(Error::io(format!("creating {}", path.display()), error)),
             }
             directories += 1;
@@ -429,21 +446,30 @@ fn apply_directory_metadata(target: &Path, planned: &[WalkedEntry]) -> Result<()
     Ok(())
 }
 
-/// The stats when every file restored; otherwise an error naming the first
-/// failed path (in path order) and how many failed.
+/// The stats when every file restored; otherwise the error of
+/// [`first_failure`].
 fn incomplete_unless_clean(
     stats: RestoreStats,
-    mut failures: Vec<(PathBuf, Error)>,
+    failures: Vec<(PathBuf, Error)>,
 ) -> Result<RestoreStats> {
+    match first_failure(failures, stats.files) {
+        None => Ok(stats),
+        Some(error) => Err(error),
+    }
+}
+
+/// With failed files: an error naming the first failed path (in path
+/// order), with its error, and how many failed (`restored` restored).
+fn first_failure(mut failures: Vec<(PathBuf, Error)>, restored: u64) -> Option<Error> {
     if failures.is_empty() {
-        return Ok(stats);
+        return None;
     }
     failures.sort_by(|a, b| a.0.cmp(&b.0));
     let failed = failures.len();
     let (path, first) = failures.swap_remove(0);
-    Err(Error::RestoreIncomplete {
+    Some(Error::RestoreIncomplete {
         failed,
-        restored: stats.files,
+        restored,
         first_path: path,
         first: Box::new(first),
     })
@@ -535,7 +561,7 @@ fn remove_extraneous(target: &Path, relative: &Path, wanted: &HashSet<PathBuf>) 
     Ok(removed)
 }
 
-fn file_time(nanoseconds: i64) -> FileTime {
+pub(super) fn file_time(nanoseconds: i64) -> FileTime {
     FileTime::from_unix_time(
         nanoseconds.div_euclid(1_000_000_000),
         nanoseconds.rem_euclid(1_000_000_000) as u32,
@@ -543,7 +569,7 @@ fn file_time(nanoseconds: i64) -> FileTime {
 }
 
 /// Restores owner (when running as root), permission bits and mtime.
-fn apply_metadata(path: &Path, metadata: &Metadata) -> Result<()> {
+pub(super) fn apply_metadata(path: &Path, metadata: &Metadata) -> Result<()> {
     apply_owner(path, metadata)?;
     fs::set_permissions(path, fs::Permissions::from_mode(metadata.mode & 0o7777))
         .context(|| format!("setting permissions of {}", path.display()))?;
