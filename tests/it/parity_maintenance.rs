@@ -120,15 +120,16 @@ fn wal_archive_protects_its_packs_with_parity() {
 
 #[test]
 fn killed_prunes_leave_every_kept_pack_in_a_complete_parity_group() {
-    let iterations = kill_iterations(4) as u32;
+    let iterations = kill_iterations(10) as u32;
     let mut fixture = ParityFixture::new(None, &[&[1], &[1, 2]]);
-    // A prune here takes a few hundred milliseconds; the loop follows the
-    // runtime of the runs that finish.
+    // A prune here takes 40 ms or more: kills drawn within the first 40 ms
+    // (then following the runs that finish) land inside it in most of the
+    // iterations, of which at least one must be interrupted.
     let mut kills = KillLoop::new(
         "parity prune",
         0x9e37_79b9_7f4a_7c15,
-        Duration::from_millis(330),
-        2,
+        Duration::from_millis(150),
+        1,
     );
     for iteration in 0..iterations {
         // A new generation with a new batch; the oldest generation goes.

@@ -376,19 +376,41 @@ impl LockGuard {
             });
         }
         refresh(self.backend.as_ref(), &mut held)?;
-        let host = host_name();
-        let now = SystemTime::now();
-        let exclusive = list_locks(self.backend.as_ref())?
-            .into_iter()
-            .find(|(name, info)| {
-                *name != held.name && info.kind == LockKind::Exclusive && !info.is_stale(&host, now)
-            });
-        match exclusive {
-            Some((_, info)) => Err(Error::LockLost {
+        let own = held.name.clone();
+        drop(held);
+        // An exclusive lock object is not yet an exclusive lock: a prune that
+        // asks (with `--retry-lock`, again and again) writes its object, sees
+        // this shared lock, and removes its object again. Only one that is
+        // still there, the same holder (host, pid, creation time), after that
+        // round trip could take has really been taken.
+        let mut seen = self.live_exclusive_locks(&own)?;
+        for pause in CANDIDATE_LOCK_PAUSES {
+            if seen.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(pause);
+            let now_seen = self.live_exclusive_locks(&own)?;
+            seen.retain(|holder| now_seen.iter().any(|other| same_holder(holder, other)));
+        }
+        match seen.first() {
+            Some(info) => Err(Error::LockLost {
                 reason: format!("an {} was taken meanwhile", info.describe()),
             }),
             None => Ok(()),
         }
+    }
+
+    /// The live exclusive locks other than `own`.
+    fn live_exclusive_locks(&self, own: &str) -> Result<Vec<LockInfo>> {
+        let host = host_name();
+        let now = SystemTime::now();
+        Ok(list_locks(self.backend.as_ref())?
+            .into_iter()
+            .filter(|(name, info)| {
+                name != own && info.kind == LockKind::Exclusive && !info.is_stale(&host, now)
+            })
+            .map(|(_, info)| info)
+            .collect())
     }
 
     /// Name of the lock object currently held.
@@ -399,6 +421,17 @@ impl LockGuard {
             .name
             .clone()
     }
+}
+
+/// How long [`LockGuard::confirm_live`] watches an exclusive lock object
+/// before it believes the lock was taken: a candidate that saw a shared lock
+/// removes its object within one write, one listing and one delete.
+const CANDIDATE_LOCK_PAUSES: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(2)];
+
+/// Whether two lock objects belong to one holder: refreshing writes a new
+/// object under a new name but keeps host, pid and creation time.
+fn same_holder(a: &LockInfo, b: &LockInfo) -> bool {
+    a.host == b.host && a.pid == b.pid && a.created == b.created
 }
 
 fn write_lock(backend: &dyn Backend, name: &str, info: &LockInfo) -> Result<()> {
@@ -678,6 +711,38 @@ mod tests {
             error.to_string().contains("exclusive lock of prune"),
             "{error}"
         );
+    }
+
+    /// Review of issue 15 (a `prune --retry-lock` racing backups failed one
+    /// of them): an exclusive lock object that its writer removes again
+    /// (it saw this shared lock) is a candidate, not a lock taken.
+    #[test]
+    fn confirm_live_ignores_an_exclusive_candidate_that_backs_off() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
+        // A prune's object, written just before it lists the locks, sees
+        // this shared lock and is removed again (200 ms later: a slow store).
+        let now = format_time(SystemTime::now());
+        let candidate = LockInfo {
+            version: LOCK_VERSION,
+            kind: LockKind::Exclusive,
+            host: "elsewhere".into(),
+            pid: 1,
+            purpose: "prune".into(),
+            created: now.clone(),
+            refreshed: now,
+            process_start: None,
+        };
+        write_lock(backend.as_ref(), "candidate", &candidate).unwrap();
+        let backing_off = {
+            let backend = Arc::clone(&backend);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                backend.delete(ObjectKind::Lock, "candidate").unwrap();
+            })
+        };
+        guard.confirm_live().unwrap();
+        backing_off.join().unwrap();
     }
 
     #[test]
