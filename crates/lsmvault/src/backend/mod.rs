@@ -10,7 +10,8 @@
 //!
 //! Owns: the trait and its contract, the object namespaces and their keys
 //! ([`ObjectKind::key`], the on-disk layout of every backend), the backend
-//! [`Error`], the local and memory implementations, and — behind the
+//! [`Error`], the local and memory implementations, the throttling wrapper
+//! ([`throttle`]), and — behind the
 //! `conformance` feature — the one test suite every implementation runs
 //! (`backend::conformance`).
 
@@ -19,11 +20,13 @@ pub mod conformance;
 mod error;
 mod local;
 mod memory;
+pub mod throttle;
 
 pub(crate) use error::short_object_reason;
 pub use error::{Error, Result, Source, Subject};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use throttle::ThrottledBackend;
 
 /// The kinds of objects a repository holds; each lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
