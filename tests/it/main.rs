@@ -42,6 +42,7 @@ mod restore_dry_run;
 mod rocksdb;
 mod rocksdb_wal;
 mod stats_completions;
+mod throttle;
 mod wal_pickup;
 mod wal_retention;
 mod wal_retention_rocksdb;

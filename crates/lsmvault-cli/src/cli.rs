@@ -55,6 +55,19 @@ pub struct GlobalArgs {
     /// conflicting lock instead of failing at once.
     #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retry_lock: Option<Duration>,
+    /// Limit uploads to the repository to this many bytes per second, all
+    /// threads together (e.g. 50MiB, 10MB, 800KiB, or plain bytes).
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads from the repository to this many bytes per second,
+    /// all threads together (e.g. 50MiB, 10MB, 800KiB, or plain bytes).
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_download: Option<u64>,
+}
+
+/// A `--limit-upload` / `--limit-download` rate (see [`lsmvault::backend::throttle::parse_rate`]).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    lsmvault::backend::throttle::parse_rate(text)
 }
 
 #[derive(Subcommand)]

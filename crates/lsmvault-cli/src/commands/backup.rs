@@ -180,7 +180,7 @@ fn open_or_create(context: &Context, args: &BackupArgs) -> Result<Repository, Er
                 )?,
                 ..InitOptions::default()
             };
-            let mut repository = Repository::init_local(location, options)?;
+            let mut repository = Repository::init(context.backend()?, options)?;
             repository.set_lock_retry(context.lock_retry());
             Ok(repository)
         }

@@ -50,7 +50,7 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<ExitCode, Error> {
         ..InitOptions::default()
     };
     let existed = location.is_dir();
-    let repository = Repository::init_local(location, options)?;
+    let repository = Repository::init(context.backend()?, options)?;
     if existed {
         warn_if_readable_by_others(location);
     }

@@ -8,8 +8,10 @@
 //! opened.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use lsmvault::backend::{Backend, LocalBackend, ThrottledBackend};
 use lsmvault::{Error, Progress, Repository};
 
 use crate::cli::GlobalArgs;
@@ -91,40 +93,75 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// The storage of the repository (`--repo`): the one place every
+    /// command gets its backend from, with `--limit-upload` and
+    /// `--limit-download` applied.
+    pub fn backend(&self) -> Result<Arc<dyn Backend>, Error> {
+        self.backend_at(self.location()?)
+    }
+
+    /// The storage at `location` (the repository's, or another one such as
+    /// `copy --from`), with the global limits applied. Each call has its
+    /// own buckets: `copy` reads one repository and writes the other.
+    pub fn backend_at(&self, location: &Path) -> Result<Arc<dyn Backend>, Error> {
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(location));
+        Ok(
+            match (self.global.limit_upload, self.global.limit_download) {
+                (None, None) => backend,
+                (upload, download) => Arc::new(ThrottledBackend::new(backend, upload, download)),
+            },
+        )
+    }
+
     /// Opens the repository, asking for the password only if it is encrypted.
     pub fn open_repository(&self) -> Result<Repository, Error> {
-        self.open_with(|location, password| match password {
-            None => Repository::open_local(location),
-            Some(password) => Repository::open_local_with_password(location, password),
-        })
+        self.open_with(
+            self.backend()?,
+            self.password_sources(),
+            "repository password: ",
+            open_any,
+        )
     }
 
     /// Opens the repository to migrate it (an encrypted version 2 one
     /// included), asking for the password only if it is encrypted.
     pub fn open_repository_for_migration(&self) -> Result<Repository, Error> {
-        self.open_with(|location, password| {
-            Repository::open_for_migration(
-                std::sync::Arc::new(lsmvault::backend::LocalBackend::new(location)),
-                password,
-            )
-        })
+        self.open_with(
+            self.backend()?,
+            self.password_sources(),
+            "repository password: ",
+            Repository::open_for_migration,
+        )
     }
 
-    /// Opens with `open` without a password, and again with one when the
-    /// repository turns out to be encrypted.
+    /// Opens another repository than `--repo` (`copy --from`) in `backend`,
+    /// with its own password sources and prompt.
+    pub fn open_other(
+        &self,
+        backend: Arc<dyn Backend>,
+        sources: password::Sources,
+        prompt: &str,
+    ) -> Result<Repository, Error> {
+        self.open_with(backend, sources, prompt, open_any)
+    }
+
+    /// Opens `backend` with `open` without a password, and again with one
+    /// (from `sources`, or asked with `prompt`) when the repository turns
+    /// out to be encrypted.
     fn open_with(
         &self,
-        open: impl Fn(&Path, Option<&str>) -> Result<Repository, Error>,
+        backend: Arc<dyn Backend>,
+        sources: password::Sources,
+        prompt: &str,
+        open: impl Fn(Arc<dyn Backend>, Option<&str>) -> Result<Repository, Error>,
     ) -> Result<Repository, Error> {
-        let location = self.location()?;
-        let mut repository = match open(location, None) {
-            Err(Error::PasswordRequired { location: name }) => match password::repository_password(
-                self.password_sources(),
-                "repository password: ",
-            )? {
-                Some(password) => open(location, Some(&password)),
-                None => Err(Error::PasswordRequired { location: name }),
-            },
+        let mut repository = match open(Arc::clone(&backend), None) {
+            Err(Error::PasswordRequired { location: name }) => {
+                match password::repository_password(sources, prompt)? {
+                    Some(password) => open(backend, Some(&password)),
+                    None => Err(Error::PasswordRequired { location: name }),
+                }
+            }
             other => other,
         }?;
         repository.set_lock_retry(self.lock_retry());
@@ -136,5 +173,13 @@ impl<'a> Context<'a> {
             );
         }));
         Ok(repository)
+    }
+}
+
+/// Opens a repository for use, encrypted (with `password`) or not.
+fn open_any(backend: Arc<dyn Backend>, password: Option<&str>) -> Result<Repository, Error> {
+    match password {
+        None => Repository::open(backend),
+        Some(password) => Repository::open_with_password(backend, password),
     }
 }
