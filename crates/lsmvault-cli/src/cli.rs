@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    backup, checkpoint, completions, diff, dump, find, forget, init, key, ls, prune, repair,
+    backup, checkpoint, completions, copy, diff, dump, find, forget, init, key, ls, prune, repair,
     restore, snapshots, stats, tag, unlock, verify, wal,
 };
 
@@ -105,6 +105,9 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Files and storage that differ between two snapshots.
     Diff(diff::DiffArgs),
+    /// Copy snapshots from another repository (--from) into this one
+    /// (or --to), moving only the blobs it lacks.
+    Copy(copy::CopyArgs),
     /// Bind an encrypted repository's config to its master key (format version 2 to 3).
     Migrate,
     /// Remove stale locks (of crashed commands).

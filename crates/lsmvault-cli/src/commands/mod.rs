@@ -21,6 +21,7 @@ use crate::{password, progress};
 pub mod backup;
 pub mod checkpoint;
 pub mod completions;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod find;
@@ -75,6 +76,7 @@ impl<'a> Context<'a> {
                 .password_command
                 .as_deref()
                 .filter(|command| !command.trim().is_empty()),
+            variable: "LSMVAULT_PASSWORD",
         }
     }
 

@@ -9,6 +9,7 @@
 //! Operations (`crate::ops`) build on these and never on each other.
 
 pub mod blobs;
+pub mod commit;
 pub mod index_cache;
 pub mod keys;
 pub mod lock;

@@ -1,0 +1,286 @@
+//! Copy: snapshots of one repository into another (`lsmvault copy`), moving
+//! only the blobs the destination lacks.
+//!
+//! Order of work, per snapshot (oldest first), which is also the crash-safety
+//! argument, the same as backup's:
+//! 1. walk the snapshot's trees and store in the destination, through its
+//!    [`PackWriter`], every blob it lacks (`blobs.rs`);
+//! 2. write the destination's index files for them;
+//! 3. confirm no prune ran in the destination meanwhile ([`CommitCheck`]);
+//! 4. write the snapshot file — the commit point.
+//!
+//! A crash before step 4 leaves only unreferenced packs and index entries
+//! (which prune removes, and which the next copy reuses); a destination
+//! snapshot exists only once everything it references does. Each snapshot
+//! commits on its own, so a failure stops at the snapshot it hit and the
+//! ones copied before it stay. The archived WAL of the copied snapshots'
+//! databases follows the snapshots (`wal.rs`), records after their blobs.
+//!
+//! Both repositories are locked shared for the whole copy (the source as a
+//! reader: it may be read-only), so no prune runs in either.
+//!
+//! A snapshot counts as present in the destination when a destination
+//! snapshot records it as its origin (`original`, see
+//! [`Snapshot::original`]), is its origin, or has the same content (all
+//! fields but `original` and `parent`; and but `tree` when ids differ).
+//!
+//! Blob ids: when both repositories compute them alike (both plaintext, or
+//! the same master key) blobs are copied by id and a blob the destination
+//! has is never downloaded; its trees are even read from the destination.
+//! Otherwise (two encrypted repositories, or one encrypted and one not) every
+//! blob is read from the source, hashed again under the destination's keys
+//! and stored if missing; trees and whole-file digests are rebuilt with the
+//! new ids. Chunks are not cut again: the destination keeps the source's
+//! chunk boundaries.
+
+mod blobs;
+mod wal;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::snapshot::{Snapshot, SnapshotEntry};
+use crate::id::Id;
+use crate::interrupt::Interrupt;
+use crate::progress::Progress;
+use crate::repo::commit::{CommitCheck, StoredBlobs};
+use crate::repo::lock::LockKind;
+use crate::repo::{PackWriter, Repository, SnapshotFilter};
+
+use blobs::Transfer;
+
+/// Options for [`Repository::copy_from`].
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Snapshot selectors (ids, prefixes, `latest`, `latest:TAG`) of the
+    /// source; empty: every snapshot `filter` passes.
+    pub selectors: Vec<String>,
+    /// Which source snapshots to consider (tags, host, path...); `latest`
+    /// among the selectors is chosen among those it passes.
+    pub filter: SnapshotFilter,
+    /// Leave the WAL archive alone (by default the archived WAL of the
+    /// copied snapshots' databases is copied too).
+    pub skip_wal: bool,
+    /// Polled between snapshots and blobs: once triggered the copy returns
+    /// [`Error::Interrupted`] before its next snapshot is written.
+    pub interrupt: Interrupt,
+}
+
+/// One source snapshot and its destination counterpart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopiedSnapshot {
+    /// The snapshot's id in the source.
+    pub source: Id,
+    /// Its copy's id in the destination (written now or found there).
+    pub destination: Id,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CopyReport {
+    /// Snapshots written into the destination, oldest first.
+    pub copied: Vec<CopiedSnapshot>,
+    /// Selected snapshots the destination already had (nothing was moved).
+    pub already_present: Vec<CopiedSnapshot>,
+    /// Whether ids were computed again for the destination (the two
+    /// repositories hash blobs differently: everything is downloaded).
+    pub ids_recomputed: bool,
+    /// Blobs (chunks and trees) downloaded from the source.
+    pub blobs_read: u64,
+    /// Raw bytes of the blobs downloaded from the source.
+    pub bytes_read: u64,
+    /// Blobs stored in the destination that it did not have.
+    pub blobs_copied: u64,
+    /// Raw bytes of those blobs (before compression and sealing).
+    pub bytes_copied: u64,
+    /// Packs written into the destination.
+    pub packs_written: u64,
+    /// Bytes of those packs: what the destination grew by before index
+    /// files, snapshots and WAL records.
+    pub bytes_stored: u64,
+    /// WAL records (segment versions and restore points) written into the
+    /// destination.
+    pub wal_records_copied: u64,
+    /// Source WAL records that could not be read and were not copied.
+    pub warnings: Vec<String>,
+}
+
+impl CopyReport {
+    fn add_written(&mut self, summary: &crate::repo::WriteSummary) {
+        self.blobs_copied += summary.locations.len() as u64;
+        self.bytes_copied += summary.blob_bytes;
+        self.packs_written += summary.packs;
+        self.bytes_stored += summary.pack_bytes;
+    }
+}
+
+impl Repository {
+    /// Copies snapshots of `source` that this repository lacks into it
+    /// (see the module documentation), with the archived WAL of their
+    /// databases.
+    pub fn copy_from(
+        &self,
+        source: &Repository,
+        options: &CopyOptions,
+        progress: &dyn Progress,
+    ) -> Result<CopyReport> {
+        if source.config().id == self.config().id {
+            return Err(Error::InvalidArgument(format!(
+                "{} and {} are the same repository (id {}): copy needs two",
+                source.backend().location(),
+                self.backend().location(),
+                self.config().id
+            )));
+        }
+        check_chunk_limits(source, self)?;
+        let _source_lock = source.lock_for_reading("copy (source)")?;
+        let lock = self.lock(LockKind::Shared, "copy")?;
+        let mut commit_check = CommitCheck::start(self)?;
+        let stored = StoredBlobs::load(self)?;
+        let selected = select(source, options)?;
+        let (destination_snapshots, _damaged) = self.snapshots_checked()?;
+
+        let mut report = CopyReport::default();
+        let mut transfer = Transfer::new(source, self, Arc::clone(&stored.present));
+        report.ids_recomputed = !transfer.same_ids();
+        // Source id -> destination id, for parents: the origins the
+        // destination records, then what this copy finds and writes.
+        let mut copies: HashMap<Id, Id> = destination_snapshots
+            .iter()
+            .filter_map(|entry| entry.snapshot.original.map(|origin| (origin, entry.id)))
+            .collect();
+        let mut databases: HashSet<String> = HashSet::new();
+        progress.start("copying", 0);
+        for entry in &selected {
+            if let Some(id) = entry
+                .snapshot
+                .database
+                .as_ref()
+                .and_then(|state| state.id.clone())
+            {
+                databases.insert(id);
+            }
+            if let Some(found) = present(&destination_snapshots, entry, transfer.same_ids()) {
+                copies.insert(entry.id, found);
+                report.already_present.push(CopiedSnapshot {
+                    source: entry.id,
+                    destination: found,
+                });
+                continue;
+            }
+            options.interrupt.check("copying snapshots")?;
+            let writer = PackWriter::with_known(self, Arc::clone(&stored.present))?;
+            let tree =
+                transfer.tree(&writer, &entry.snapshot.tree, &options.interrupt, progress)?;
+            let summary = writer.finish()?;
+            self.protect_packs(&summary.published)?;
+            commit_check.wrote(&self.write_index(&summary.locations)?);
+            transfer.committed(&summary.locations);
+            report.add_written(&summary);
+            let snapshot = copied_snapshot(entry, tree, &copies);
+            options.interrupt.check("about to write the snapshot")?;
+            let id = commit_check.commit(self, &lock, &snapshot, progress)?;
+            copies.insert(entry.id, id);
+            report.copied.push(CopiedSnapshot {
+                source: entry.id,
+                destination: id,
+            });
+        }
+        if !options.skip_wal && !databases.is_empty() {
+            let commit = wal::Commit {
+                check: &commit_check,
+                lock: &lock,
+            };
+            wal::copy_wal(
+                &mut transfer,
+                &databases,
+                commit,
+                options,
+                &mut report,
+                progress,
+            )?;
+        }
+        progress.finish();
+        let (blobs_read, bytes_read) = transfer.downloaded();
+        report.blobs_read = blobs_read;
+        report.bytes_read = bytes_read;
+        Ok(report)
+    }
+}
+
+/// Refuses a copy whose chunks the destination would refuse to read: a
+/// chunk is checked against the destination's largest chunk size.
+fn check_chunk_limits(source: &Repository, destination: &Repository) -> Result<()> {
+    let from = source.config().chunker.max_size;
+    let to = destination.config().chunker.max_size;
+    if from > to {
+        return Err(Error::InvalidArgument(format!(
+            "{} cuts chunks of up to {from} bytes, more than {} accepts ({to}): copy into a \
+             repository initialised with chunker parameters at least as large",
+            source.backend().location(),
+            destination.backend().location()
+        )));
+    }
+    Ok(())
+}
+
+/// The source snapshots to copy, oldest first: those the selectors name
+/// (every one when none), among those the filter passes.
+fn select(source: &Repository, options: &CopyOptions) -> Result<Vec<SnapshotEntry>> {
+    if options.selectors.is_empty() {
+        // Every snapshot: a damaged one cannot be copied, say which.
+        let entries = source.snapshots()?;
+        return Ok(entries
+            .into_iter()
+            .filter(|entry| options.filter.matches(entry))
+            .collect());
+    }
+    let mut chosen: Vec<SnapshotEntry> = Vec::new();
+    for selector in &options.selectors {
+        let entry = source.find_snapshot_filtered(selector, &options.filter)?;
+        if !chosen.iter().any(|known| known.id == entry.id) {
+            chosen.push(entry);
+        }
+    }
+    crate::format::snapshot::sort_by_time(&mut chosen);
+    Ok(chosen)
+}
+
+/// The destination snapshot that already holds `entry`, if any.
+fn present(destination: &[SnapshotEntry], entry: &SnapshotEntry, same_ids: bool) -> Option<Id> {
+    let origin = entry.snapshot.original.unwrap_or(entry.id);
+    let comparable = |snapshot: &Snapshot| {
+        let mut snapshot = snapshot.clone();
+        snapshot.original = None;
+        snapshot.parent = None;
+        if !same_ids {
+            snapshot.tree = Id([0; 32]);
+        }
+        snapshot
+    };
+    let wanted = comparable(&entry.snapshot);
+    destination
+        .iter()
+        .find(|candidate| {
+            candidate.id == origin
+                || candidate.snapshot.original == Some(origin)
+                || comparable(&candidate.snapshot) == wanted
+        })
+        .map(|candidate| candidate.id)
+}
+
+/// The destination's snapshot for `entry`: the source's fields with the
+/// destination's root tree, the origin recorded and the parent mapped.
+fn copied_snapshot(entry: &SnapshotEntry, tree: Id, copies: &HashMap<Id, Id>) -> Snapshot {
+    let mut snapshot = entry.snapshot.clone();
+    snapshot.tree = tree;
+    snapshot.original = Some(entry.snapshot.original.unwrap_or(entry.id));
+    snapshot.parent = entry
+        .snapshot
+        .parent
+        .and_then(|parent| copies.get(&parent).copied());
+    snapshot
+}
