@@ -12,6 +12,7 @@ mod cli;
 mod compression;
 mod concurrency;
 mod config_auth;
+mod copy;
 mod corruption_matrix;
 mod crash;
 mod damage;
