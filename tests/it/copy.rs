@@ -403,3 +403,37 @@ fn copy_refuses_the_same_repository_and_names_a_missing_source() {
     assert_eq!(output.status.code(), Some(10));
     assert!(String::from_utf8_lossy(&output.stderr).contains("missing"));
 }
+
+#[test]
+fn the_source_password_comes_from_its_own_flags_never_the_destinations() {
+    let work = tempfile::tempdir().unwrap();
+    let from = work.path().join("from");
+    let to = work.path().join("to");
+    init(&from, Some("same"));
+    init(&to, Some("same"));
+    // LSMVAULT_PASSWORD opens the destination only.
+    let output = copy_command(&to, Some("same"), &from, None, &[])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(25));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(from.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("--from-password-file"), "{stderr}");
+    // A password file for the source.
+    let file = work.path().join("from.pass");
+    fs::write(&file, "same\n").unwrap();
+    let output = copy_command(
+        &to,
+        Some("same"),
+        &from,
+        None,
+        &["--from-password-file", file.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert_success(&output, "copy with --from-password-file");
+    let output = copy_command(&to, Some("same"), &from, Some("wrong"), &[])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(26));
+}

@@ -284,3 +284,54 @@ fn copied_snapshot(entry: &SnapshotEntry, tree: Id, copies: &HashMap<Id, Id>) ->
         .and_then(|parent| copies.get(&parent).copied());
     snapshot
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::test_snapshot;
+
+    fn entry(seed: u8, snapshot: Snapshot) -> SnapshotEntry {
+        SnapshotEntry {
+            id: Id([seed; 32]),
+            snapshot,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_present_by_origin_by_id_or_by_content() {
+        let source = entry(1, test_snapshot("2026-01-01T00:00:00Z", &["a"]));
+        let copies = HashMap::new();
+        // Its copy records it as the origin (and has another tree).
+        let copy = entry(2, copied_snapshot(&source, Id([7; 32]), &copies));
+        assert_eq!(copy.snapshot.original, Some(source.id));
+        assert_eq!(present(&[copy.clone()], &source, true), Some(copy.id));
+        // Copying the copy back: the origin itself is there.
+        assert_eq!(present(&[source.clone()], &copy, false), Some(source.id));
+        // A copy of the copy keeps the first origin.
+        let second = copied_snapshot(&copy, Id([8; 32]), &copies);
+        assert_eq!(second.original, Some(source.id));
+        // The same content: with the same ids the tree must agree too.
+        let twin = entry(3, source.snapshot.clone());
+        assert_eq!(present(&[twin.clone()], &source, true), Some(twin.id));
+        let mut other_tree = twin.clone();
+        other_tree.snapshot.tree = Id([9; 32]);
+        assert_eq!(present(&[other_tree.clone()], &source, true), None);
+        assert_eq!(present(&[other_tree], &source, false), Some(twin.id));
+        // Anything else differing: not present.
+        let mut later = twin;
+        later.snapshot.time = "2026-01-02T00:00:00Z".into();
+        assert_eq!(present(&[later], &source, false), None);
+    }
+
+    #[test]
+    fn the_parent_is_the_destinations_copy_or_none() {
+        let mut child = entry(1, test_snapshot("2026-01-02T00:00:00Z", &[]));
+        child.snapshot.parent = Some(Id([5; 32]));
+        let none = copied_snapshot(&child, Id([7; 32]), &HashMap::new());
+        assert_eq!(none.parent, None);
+        let copies = HashMap::from([(Id([5; 32]), Id([6; 32]))]);
+        let mapped = copied_snapshot(&child, Id([7; 32]), &copies);
+        assert_eq!(mapped.parent, Some(Id([6; 32])));
+        assert_eq!(mapped.tree, Id([7; 32]));
+    }
+}
