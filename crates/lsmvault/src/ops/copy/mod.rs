@@ -304,15 +304,24 @@ mod tests {
         // Its copy records it as the origin (and has another tree).
         let copy = entry(2, copied_snapshot(&source, Id([7; 32]), &copies));
         assert_eq!(copy.snapshot.original, Some(source.id));
-        assert_eq!(present(&[copy.clone()], &source, true), Some(copy.id));
+        assert_eq!(
+            present(std::slice::from_ref(&copy), &source, true),
+            Some(copy.id)
+        );
         // Copying the copy back: the origin itself is there.
-        assert_eq!(present(&[source.clone()], &copy, false), Some(source.id));
+        assert_eq!(
+            present(std::slice::from_ref(&source), &copy, false),
+            Some(source.id)
+        );
         // A copy of the copy keeps the first origin.
         let second = copied_snapshot(&copy, Id([8; 32]), &copies);
         assert_eq!(second.original, Some(source.id));
         // The same content: with the same ids the tree must agree too.
         let twin = entry(3, source.snapshot.clone());
-        assert_eq!(present(&[twin.clone()], &source, true), Some(twin.id));
+        assert_eq!(
+            present(std::slice::from_ref(&twin), &source, true),
+            Some(twin.id)
+        );
         let mut other_tree = twin.clone();
         other_tree.snapshot.tree = Id([9; 32]);
         assert_eq!(present(&[other_tree.clone()], &source, true), None);
