@@ -48,7 +48,7 @@ use crate::interrupt::Interrupt;
 use crate::progress::Progress;
 use crate::repo::commit::{CommitCheck, StoredBlobs};
 use crate::repo::lock::LockKind;
-use crate::repo::{PackWriter, Repository, SnapshotFilter};
+use crate::repo::{PackWriter, Repository, SnapshotFilter, WriteSummary};
 
 use blobs::Transfer;
 
@@ -109,7 +109,7 @@ pub struct CopyReport {
 }
 
 impl CopyReport {
-    fn add_written(&mut self, summary: &crate::repo::WriteSummary) {
+    fn add_written(&mut self, summary: &WriteSummary) {
         self.blobs_copied += summary.locations.len() as u64;
         self.bytes_copied += summary.blob_bytes;
         self.packs_written += summary.packs;
@@ -127,15 +127,7 @@ impl Repository {
         options: &CopyOptions,
         progress: &dyn Progress,
     ) -> Result<CopyReport> {
-        if source.config().id == self.config().id {
-            return Err(Error::InvalidArgument(format!(
-                "{} and {} are the same repository (id {}): copy needs two",
-                source.backend().location(),
-                self.backend().location(),
-                self.config().id
-            )));
-        }
-        check_chunk_limits(source, self)?;
+        check_pair(source, self)?;
         let _source_lock = source.lock_for_reading("copy (source)")?;
         let lock = self.lock(LockKind::Shared, "copy")?;
         let mut commit_check = CommitCheck::start(self)?;
@@ -152,63 +144,112 @@ impl Repository {
             .iter()
             .filter_map(|entry| entry.snapshot.original.map(|origin| (origin, entry.id)))
             .collect();
-        let mut databases: HashSet<String> = HashSet::new();
-        progress.start("copying", 0);
         for entry in &selected {
-            if let Some(id) = entry
-                .snapshot
-                .database
-                .as_ref()
-                .and_then(|state| state.id.clone())
-            {
-                databases.insert(id);
-            }
-            if let Some(found) = present(&destination_snapshots, entry, transfer.same_ids()) {
-                copies.insert(entry.id, found);
-                report.already_present.push(CopiedSnapshot {
-                    source: entry.id,
-                    destination: found,
-                });
-                continue;
-            }
-            options.interrupt.check("copying snapshots")?;
-            let writer = PackWriter::with_known(self, Arc::clone(&stored.present))?;
-            let tree =
-                transfer.tree(&writer, &entry.snapshot.tree, &options.interrupt, progress)?;
-            let summary = writer.finish()?;
-            self.protect_packs(&summary.published)?;
-            commit_check.wrote(&self.write_index(&summary.locations)?);
-            transfer.committed(&summary.locations);
-            report.add_written(&summary);
-            let snapshot = copied_snapshot(entry, tree, &copies);
-            options.interrupt.check("about to write the snapshot")?;
-            let id = commit_check.commit(self, &lock, &snapshot, progress)?;
-            copies.insert(entry.id, id);
-            report.copied.push(CopiedSnapshot {
-                source: entry.id,
-                destination: id,
-            });
+            let found = present(&destination_snapshots, entry, transfer.same_ids());
+            let destination = match found {
+                Some(found) => {
+                    report.already_present.push(CopiedSnapshot {
+                        source: entry.id,
+                        destination: found,
+                    });
+                    found
+                }
+                None => {
+                    let mut commit = wal::Commit {
+                        check: &mut commit_check,
+                        lock: &lock,
+                    };
+                    let (id, summary) = self.copy_snapshot(
+                        &mut transfer,
+                        entry,
+                        &copies,
+                        &mut commit,
+                        options,
+                        progress,
+                    )?;
+                    report.add_written(&summary);
+                    report.copied.push(CopiedSnapshot {
+                        source: entry.id,
+                        destination: id,
+                    });
+                    id
+                }
+            };
+            copies.insert(entry.id, destination);
         }
+        let databases = databases_of(&selected);
         if !options.skip_wal && !databases.is_empty() {
             let commit = wal::Commit {
-                check: &commit_check,
+                check: &mut commit_check,
                 lock: &lock,
             };
-            wal::copy_wal(
+            progress.start("copying WAL", 0);
+            let copied = wal::copy_wal(
                 &mut transfer,
                 &databases,
                 commit,
                 options,
                 &mut report,
                 progress,
-            )?;
+            );
+            progress.finish();
+            copied?;
         }
-        progress.finish();
-        let (blobs_read, bytes_read) = transfer.downloaded();
-        report.blobs_read = blobs_read;
-        report.bytes_read = bytes_read;
+        (report.blobs_read, report.bytes_read) = transfer.downloaded();
         Ok(report)
     }
+
+    /// Stores what the destination lacks of one snapshot, indexes it and
+    /// writes the snapshot (the commit point); returns its id and what was
+    /// written.
+    fn copy_snapshot(
+        &self,
+        transfer: &mut Transfer<'_>,
+        entry: &SnapshotEntry,
+        copies: &HashMap<Id, Id>,
+        commit: &mut wal::Commit<'_>,
+        options: &CopyOptions,
+        progress: &dyn Progress,
+    ) -> Result<(Id, WriteSummary)> {
+        options.interrupt.check("copying snapshots")?;
+        progress.start(&format!("copying {}", entry.id.short()), 0);
+        let writer = PackWriter::with_known(self, transfer.present())?;
+        let tree = transfer.tree(&writer, &entry.snapshot.tree, &options.interrupt, progress);
+        let summary = tree.and_then(|tree| Ok((tree, writer.finish()?)));
+        progress.finish();
+        let (tree, summary) = summary?;
+        self.protect_packs(&summary.published)?;
+        commit.check.wrote(&self.write_index(&summary.locations)?);
+        transfer.committed(&summary.locations);
+        let snapshot = copied_snapshot(entry, tree, copies);
+        options.interrupt.check("about to write the snapshot")?;
+        let id = commit
+            .check
+            .commit(self, commit.lock, &snapshot, progress)?;
+        Ok((id, summary))
+    }
+}
+
+/// The database identities the snapshots record: whose WAL is copied.
+fn databases_of(snapshots: &[SnapshotEntry]) -> HashSet<String> {
+    snapshots
+        .iter()
+        .filter_map(|entry| entry.snapshot.database.as_ref()?.id.clone())
+        .collect()
+}
+
+/// Refuses to copy a repository into itself, and a copy whose chunks the
+/// destination would refuse to read (see [`check_chunk_limits`]).
+fn check_pair(source: &Repository, destination: &Repository) -> Result<()> {
+    if source.config().id == destination.config().id {
+        return Err(Error::InvalidArgument(format!(
+            "{} and {} are the same repository (id {}): copy needs two",
+            source.backend().location(),
+            destination.backend().location(),
+            destination.config().id
+        )));
+    }
+    check_chunk_limits(source, destination)
 }
 
 /// Refuses a copy whose chunks the destination would refuse to read: a

@@ -21,9 +21,10 @@ use crate::repo::PackWriter;
 use super::blobs::Transfer;
 use super::{CopyOptions, CopyReport};
 
-/// Where the destination's WAL copy is checked and committed.
+/// How the destination's writes are checked before they are committed
+/// (a snapshot, or WAL records): the check and the lock it confirms.
 pub(super) struct Commit<'c> {
-    pub check: &'c CommitCheck,
+    pub check: &'c mut CommitCheck,
     pub lock: &'c LockGuard,
 }
 
