@@ -159,24 +159,14 @@ impl<'a> Transfer<'a> {
         let mut missing: Vec<Id> = Vec::new();
         for entry in &tree.entries {
             match &entry.kind {
-                EntryKind::File { chunks, .. } => {
-                    missing.extend(chunks.iter().filter(|chunk| !self.has(chunk)).copied())
-                }
+                EntryKind::File { chunks, .. } => missing.extend_from_slice(chunks),
                 EntryKind::Directory { subtree } => {
                     self.tree(writer, subtree, interrupt, progress)?;
                 }
                 EntryKind::Symlink { .. } => {}
             }
         }
-        missing.sort_unstable();
-        missing.dedup();
-        missing.par_iter().try_for_each(|chunk| {
-            interrupt.check("copying chunks")?;
-            let bytes = self.download(chunk)?;
-            writer.add(*chunk, BlobKind::Data, &bytes)?;
-            progress.advance(bytes.len() as u64);
-            Ok::<(), Error>(())
-        })?;
+        self.copy_chunks(writer, &missing, interrupt, progress)?;
         if let Some(bytes) = download {
             writer.add(*id, BlobKind::Tree, &bytes)?;
         }
@@ -308,14 +298,23 @@ impl<'a> Transfer<'a> {
         })
     }
 
-    /// Same ids: stores every chunk of `chunks` the destination lacks.
-    pub fn copy_chunks(&self, writer: &PackWriter<'_>, chunks: &[Id]) -> Result<()> {
+    /// Same ids: downloads (in parallel) and stores every chunk of `chunks`
+    /// the destination lacks, each once.
+    pub fn copy_chunks(
+        &self,
+        writer: &PackWriter<'_>,
+        chunks: &[Id],
+        interrupt: &Interrupt,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let mut missing: Vec<Id> = chunks.iter().filter(|id| !self.has(id)).copied().collect();
         missing.sort_unstable();
         missing.dedup();
         missing.par_iter().try_for_each(|chunk| {
+            interrupt.check("copying chunks")?;
             let bytes = self.download(chunk)?;
             writer.add(*chunk, BlobKind::Data, &bytes)?;
+            progress.advance(bytes.len() as u64);
             Ok(())
         })
     }

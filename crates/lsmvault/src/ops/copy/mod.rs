@@ -308,7 +308,9 @@ fn present(destination: &[SnapshotEntry], entry: &SnapshotEntry, same_ids: bool)
         .find(|candidate| {
             candidate.id == origin
                 || candidate.snapshot.original == Some(origin)
-                || comparable(&candidate.snapshot) == wanted
+                // The time (to the nanosecond) first: cheap, and rarely equal.
+                || (candidate.snapshot.time == wanted.time
+                    && comparable(&candidate.snapshot) == wanted)
         })
         .map(|candidate| candidate.id)
 }

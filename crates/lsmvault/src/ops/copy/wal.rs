@@ -66,7 +66,7 @@ pub(super) fn copy_wal(
         options.interrupt.check("copying the WAL archive")?;
         match object {
             WalObject::Segment(record) if transfer.same_ids() => {
-                transfer.copy_chunks(&writer, &record.chunks)?;
+                transfer.copy_chunks(&writer, &record.chunks, &options.interrupt, progress)?;
                 translated.push(WalObject::Segment(record));
             }
             WalObject::Segment(mut record) => {
