@@ -437,3 +437,46 @@ fn the_source_password_comes_from_its_own_flags_never_the_destinations() {
         .unwrap();
     assert_eq!(output.status.code(), Some(26));
 }
+
+#[test]
+fn an_interrupted_copy_exits_130_releases_its_locks_and_commits_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("000001.sst"), seeded_bytes(21, 8 * MIB)).unwrap();
+    let from = work.path().join("from");
+    let to = work.path().join("to");
+    init(&from, None);
+    backup(&from, None, &source, &[]);
+    init(&to, None);
+    // At 2 MiB/s the copy takes about 4 s: SIGINT lands in the middle.
+    let child = copy_command(&to, None, &from, None, &["--limit-download", "2MiB"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(listing(&to, None).is_empty());
+    for repo in [&from, &to] {
+        assert!(
+            files_under(&repo.join("locks")).is_empty(),
+            "{}",
+            repo.display()
+        );
+    }
+    run_ok(&to, None, &["verify"]);
+    let report = copy_ok(&to, None, &from, None);
+    assert_eq!(report["copied"].as_array().unwrap().len(), 1);
+}
