@@ -480,3 +480,43 @@ fn an_interrupted_copy_exits_130_releases_its_locks_and_commits_nothing() {
     let report = copy_ok(&to, None, &from, None);
     assert_eq!(report["copied"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn named_snapshots_and_filters_choose_what_is_copied() {
+    let work = tempfile::tempdir().unwrap();
+    let (one, two) = sources(work.path());
+    let from = work.path().join("from");
+    let to = work.path().join("to");
+    init(&from, None);
+    let first = backup(&from, None, &one, &["--tag", "a"]);
+    let second = backup(&from, None, &two, &["--tag", "b"]);
+    init(&to, None);
+    let copied = |report: &serde_json::Value| -> Vec<String> {
+        report["copied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let output = copy_command(&to, None, &from, None, extra)
+            .output()
+            .unwrap();
+        serde_json::from_str(&assert_success(&output, &format!("copy {extra:?}"))).unwrap()
+    };
+    assert_eq!(copied(&run(&["--tag", "b"])), vec![second.clone()]);
+    assert_eq!(copied(&run(&[&first[..8]])), vec![first.clone()]);
+    assert!(
+        copied(&run(&["latest"])).is_empty(),
+        "latest is there already"
+    );
+    let output = copy_command(&to, None, &from, None, &["latest:nope"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(13),
+        "an unknown snapshot is named"
+    );
+}
