@@ -520,3 +520,27 @@ fn named_snapshots_and_filters_choose_what_is_copied() {
         "an unknown snapshot is named"
     );
 }
+
+#[test]
+fn a_damaged_source_snapshot_file_is_named_and_the_others_are_copied() {
+    let work = tempfile::tempdir().unwrap();
+    let (one, two) = sources(work.path());
+    let from = work.path().join("from");
+    let to = work.path().join("to");
+    init(&from, None);
+    let damaged = backup(&from, None, &one, &[]);
+    let intact = backup(&from, None, &two, &[]);
+    let file = from.join("snapshots").join(&damaged);
+    let mut permissions = fs::metadata(&file).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    fs::set_permissions(&file, permissions).unwrap();
+    fs::write(&file, b"{ not a snapshot").unwrap();
+    init(&to, None);
+    let output = copy_command(&to, None, &from, None, &[]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&assert_success(&output, "copy")).unwrap();
+    assert_eq!(report["copied"][0]["source"], intact.as_str(), "{report:#}");
+    assert_eq!(report["copied"].as_array().unwrap().len(), 1);
+    assert!(report["warnings"][0].as_str().unwrap().contains(&damaged));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&damaged));
+}

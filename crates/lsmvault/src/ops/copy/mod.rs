@@ -104,7 +104,8 @@ pub struct CopyReport {
     /// WAL records (segment versions and restore points) written into the
     /// destination.
     pub wal_records_copied: u64,
-    /// Source WAL records that could not be read and were not copied.
+    /// Source snapshot files and WAL records that could not be read and
+    /// were not copied, each named with why.
     pub warnings: Vec<String>,
 }
 
@@ -132,10 +133,10 @@ impl Repository {
         let lock = self.lock(LockKind::Shared, "copy")?;
         let mut commit_check = CommitCheck::start(self)?;
         let stored = StoredBlobs::load(self)?;
-        let selected = select(source, options)?;
+        let mut report = CopyReport::default();
+        let selected = select(source, options, &mut report.warnings)?;
         let (destination_snapshots, _damaged) = self.snapshots_checked()?;
 
-        let mut report = CopyReport::default();
         let mut transfer = Transfer::new(source, self, Arc::clone(&stored.present));
         report.ids_recomputed = !transfer.same_ids();
         // Source id -> destination id, for parents: the origins the
@@ -269,11 +270,23 @@ fn check_chunk_limits(source: &Repository, destination: &Repository) -> Result<(
 }
 
 /// The source snapshots to copy, oldest first: those the selectors name
-/// (every one when none), among those the filter passes.
-fn select(source: &Repository, options: &CopyOptions) -> Result<Vec<SnapshotEntry>> {
+/// (every intact one when none; damaged snapshot files go to `warnings`),
+/// among those the filter passes.
+fn select(
+    source: &Repository,
+    options: &CopyOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<SnapshotEntry>> {
     if options.selectors.is_empty() {
-        // Every snapshot: a damaged one cannot be copied, say which.
-        let entries = source.snapshots()?;
+        // Every snapshot; a damaged snapshot file cannot be copied and
+        // blocks none of the others (it is named in the warnings).
+        let (entries, damaged) = source.snapshots_checked()?;
+        warnings.extend(damaged.into_iter().map(|object| {
+            format!(
+                "snapshot file {} of the source was not copied: {}",
+                object.name, object.reason
+            )
+        }));
         return Ok(entries
             .into_iter()
             .filter(|entry| options.filter.matches(entry))
