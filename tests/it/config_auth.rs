@@ -5,13 +5,12 @@
 //! migrate killed at any point leaves version 2 (migrate again) or a working
 //! version 3.
 //!
-//! Iterations of the kill loop: `LSMVAULT_MIGRATE_KILL_ITERATIONS` (default 10).
+//! Iterations of the kill loop: `LSMVAULT_KILL_ITERATIONS` (default 10).
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
+use crate::common::kill_loop::{kill_iterations, time_ok, KillLoop, Run};
 use crate::common::lsmvault_with_password as run;
 use crate::common::*;
 
@@ -335,7 +334,7 @@ fn plaintext_repositories_are_version_3_without_an_authenticator_and_version_2_o
 
 #[test]
 fn migrate_killed_at_random_points_leaves_version_2_or_a_working_version_3() {
-    let iterations = iterations_from_env("LSMVAULT_MIGRATE_KILL_ITERATIONS", 10);
+    let iterations = kill_iterations(10);
     let fixture = encrypted_repository();
     let expected = fixture.root.join("expected");
     assert_success(
@@ -348,36 +347,16 @@ fn migrate_killed_at_random_points_leaves_version_2_or_a_working_version_3() {
     );
     downgrade_to_version_2(&fixture.repo);
     let version_2 = fs::read(fixture.repo.join("config")).unwrap();
-    // How long an uninterrupted migrate takes, to spread the kills over it.
-    let started = std::time::Instant::now();
-    assert_success(
-        &run(&fixture.repo, Some(PASSWORD), &["migrate"]),
-        "timing migrate",
-    );
-    let full = started.elapsed().as_micros().max(1000) as u64;
-
-    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let migrate = || lsmvault_command(&fixture.repo, Some(PASSWORD), &["migrate"]);
+    // The kills spread over an uninterrupted migrate's runtime.
+    let typical = time_ok(&mut migrate());
+    let mut kills = KillLoop::new("migrate", 0x2545_f491_4f6c_dd1d, typical, 2);
     let (mut left_version_2, mut left_version_3) = (0, 0);
     for iteration in 0..iterations {
         fs::write(fixture.repo.join("config"), &version_2).unwrap();
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let delay = Duration::from_micros(state % (full + full / 4));
-        let mut child = Command::new(binary())
-            .arg("--repo")
-            .arg(&fixture.repo)
-            .arg("migrate")
-            .env_remove("LSMVAULT_REPOSITORY")
-            .env_remove("LSMVAULT_PASSWORD_FILE")
-            .env("LSMVAULT_PASSWORD", PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        child.wait().unwrap();
+        if let Run::Finished(output) = kills.run(&mut migrate()) {
+            assert_success(&output, &format!("iteration {iteration}: migrate"));
+        }
         let config = read_config(&fixture.repo);
         match config["version"].as_u64() {
             Some(2) => {
@@ -400,9 +379,8 @@ fn migrate_killed_at_random_points_leaves_version_2_or_a_working_version_3() {
             other => panic!("iteration {iteration}: config version {other:?}"),
         }
     }
-    eprintln!(
-        "migrate kill loop: {iterations} kills, {left_version_2} left version 2, {left_version_3} version 3"
-    );
+    kills.finish();
+    eprintln!("migrate kill loop: {left_version_2} left version 2, {left_version_3} version 3");
     // Whatever a kill left, migrate finishes the job and the data restores.
     assert_success(
         &run(&fixture.repo, Some(PASSWORD), &["migrate"]),

@@ -432,22 +432,6 @@ fn listed_snapshots(stdout: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Copies a directory as `cp -a` does.
-fn copy_tree(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("running cp");
-    assert!(
-        status.success(),
-        "cp -a {} {}",
-        from.display(),
-        to.display()
-    );
-}
-
 /// Runs one cell on a copy of `base`.
 fn run_cell(base: &Base, object: ObjectType, damage: Damage) -> Outcome {
     let work = tempfile::tempdir().unwrap();

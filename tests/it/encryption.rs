@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::common::lsmvault_with_password as run;
 use crate::common::*;
@@ -263,10 +263,6 @@ fn objects(repo: &Path, directory: &str) -> Vec<PathBuf> {
     found
 }
 
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn tampering_with_any_object_is_an_authentication_failure_naming_it() {
     // A blob inside a pack: verify --read-data names it, restore fails on it.
@@ -310,8 +306,8 @@ fn tampering_with_any_object_is_an_authentication_failure_naming_it() {
         Some(PASSWORD),
         &["restore", "latest", "--target", target.to_str().unwrap()],
     );
-    assert_eq!(restore.status.code(), Some(16), "{}", stderr_of(&restore));
-    assert!(stderr_of(&restore).contains(&format!(
+    assert_eq!(restore.status.code(), Some(16), "{}", stderr_text(&restore));
+    assert!(stderr_text(&restore).contains(&format!(
         "index file {} failed authentication",
         index.file_name().unwrap().to_str().unwrap()
     )));
@@ -325,15 +321,15 @@ fn tampering_with_any_object_is_an_authentication_failure_naming_it() {
     assert_eq!(listed.status.code(), Some(0));
     let name = snapshot.file_name().unwrap().to_str().unwrap();
     assert!(
-        stderr_of(&listed).contains(&format!("snapshot {name}"))
-            && stderr_of(&listed).contains("failed authentication"),
+        stderr_text(&listed).contains(&format!("snapshot {name}"))
+            && stderr_text(&listed).contains("failed authentication"),
         "{}",
-        stderr_of(&listed)
+        stderr_text(&listed)
     );
     // Selecting it fails naming it, as an authentication failure.
     let shown = run(&fixture.repo, Some(PASSWORD), &["ls", &name[..12]]);
-    assert_eq!(shown.status.code(), Some(27), "{}", stderr_of(&shown));
-    assert!(stderr_of(&shown).contains("failed authentication"));
+    assert_eq!(shown.status.code(), Some(27), "{}", stderr_text(&shown));
+    assert!(stderr_text(&shown).contains("failed authentication"));
 
     // Two packs' names swapped: verify --read-data finds both, restore fails.
     let fixture = encrypted_fixture();
@@ -392,10 +388,10 @@ fn an_empty_password_file_is_named_not_taken_for_a_wrong_password() {
         None,
         &["--password-file", empty.to_str().unwrap(), "snapshots"],
     );
-    assert_eq!(output.status.code(), Some(22), "{}", stderr_of(&output));
+    assert_eq!(output.status.code(), Some(22), "{}", stderr_text(&output));
     assert!(
-        stderr_of(&output).contains(&format!("password file {} is empty", empty.display())),
+        stderr_text(&output).contains(&format!("password file {} is empty", empty.display())),
         "{}",
-        stderr_of(&output)
+        stderr_text(&output)
     );
 }

@@ -8,12 +8,8 @@ use std::path::Path;
 
 use crate::common::{
     chunk_of, lsmvault, lsmvault_command, lsmvault_json, lsmvault_ok, seeded_bytes, snapshot_ids,
-    three_pack_fixture,
+    stderr_text, three_pack_fixture,
 };
-
-fn stderr_of(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 #[test]
 fn find_names_each_snapshot_holding_a_glob_or_sst_number_walking_a_shared_tree_once() {
@@ -100,7 +96,7 @@ fn dump_streams_one_file_byte_exact_and_refuses_directories_and_missing_paths() 
     lsmvault_ok(&fixture.repo, &["backup", fixture.source.to_str().unwrap()]);
 
     let output = lsmvault(&fixture.repo, &["dump", "latest", "000003.sst"]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     assert_eq!(
         output.stdout,
         fs::read(fixture.source.join("000003.sst")).unwrap()
@@ -117,7 +113,7 @@ fn dump_streams_one_file_byte_exact_and_refuses_directories_and_missing_paths() 
         ("/", "root directory"),
     ] {
         let output = lsmvault(&fixture.repo, &["dump", "latest", path]);
-        let stderr = stderr_of(&output);
+        let stderr = stderr_text(&output);
         assert_eq!(output.status.code(), Some(35), "{path}: {stderr}");
         assert!(output.stdout.is_empty(), "{path}");
         assert!(stderr.contains(says), "{path}: {stderr}");
@@ -137,7 +133,7 @@ fn dump_of_a_file_whose_chunk_is_damaged_fails_naming_the_file() {
     fs::write(&pack, bytes).unwrap();
 
     let output = lsmvault(&fixture.repo, &["dump", "latest", "000002.sst"]);
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert_eq!(output.status.code(), Some(15), "{stderr}");
     assert!(stderr.contains("file 000002.sst"), "{stderr}");
     assert!(stderr.contains("chunk 1 of"), "{stderr}");
@@ -146,7 +142,7 @@ fn dump_of_a_file_whose_chunk_is_damaged_fails_naming_the_file() {
     assert!(original.starts_with(&output.stdout));
     // The other files still dump.
     let intact = lsmvault(&fixture.repo, &["dump", "latest", "000001.sst"]);
-    assert!(intact.status.success(), "{}", stderr_of(&intact));
+    assert!(intact.status.success(), "{}", stderr_text(&intact));
 }
 
 /// The full id of the one object in `directory` (a flat object directory).
@@ -172,7 +168,11 @@ fn cat_shows_each_object_kind_and_refuses_unknown_and_ambiguous_ids() {
     let run = |args: &[&str]| lsmvault_command(&repo, Some("pw"), args).output().unwrap();
     let ok = |args: &[&str]| {
         let output = run(args);
-        assert!(output.status.success(), "{args:?}: {}", stderr_of(&output));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            stderr_text(&output)
+        );
         output.stdout
     };
     let json = |args: &[&str]| -> serde_json::Value { serde_json::from_slice(&ok(args)).unwrap() };
@@ -224,8 +224,8 @@ fn cat_shows_each_object_kind_and_refuses_unknown_and_ambiguous_ids() {
 
     // Unknown ids exit 35 naming the kind; ambiguous prefixes 14; not hex 22.
     let unknown = run(&["cat", "index", "ffffffffffff"]);
-    assert_eq!(unknown.status.code(), Some(35), "{}", stderr_of(&unknown));
-    assert!(stderr_of(&unknown).contains("no index file matches"));
+    assert_eq!(unknown.status.code(), Some(35), "{}", stderr_text(&unknown));
+    assert!(stderr_text(&unknown).contains("no index file matches"));
     assert_eq!(
         run(&["cat", "snapshot", "ffffffffffff"]).status.code(),
         Some(13)
@@ -246,9 +246,9 @@ fn cat_shows_each_object_kind_and_refuses_unknown_and_ambiguous_ids() {
         ambiguous.status.code(),
         Some(14),
         "{}",
-        stderr_of(&ambiguous)
+        stderr_text(&ambiguous)
     );
-    assert!(stderr_of(&ambiguous).contains("blob prefix"));
+    assert!(stderr_text(&ambiguous).contains("blob prefix"));
     // `config` takes no id; the others need one.
     assert_eq!(run(&["cat", "config", "ab"]).status.code(), Some(22));
     assert_eq!(run(&["cat", "index"]).status.code(), Some(2));
@@ -260,7 +260,7 @@ fn dump_of_a_file_contradicting_its_digest_fails_after_the_output_naming_the_fil
     let fixture = fixture();
     plant_contradicting_files(&fixture.repo);
     let good = lsmvault(&fixture.repo, &["dump", "latest", "good"]);
-    assert!(good.status.success(), "{}", stderr_of(&good));
+    assert!(good.status.success(), "{}", stderr_text(&good));
     assert_eq!(good.stdout, b"first chunksecond chunk");
     for (file, output) in [
         ("two-chunks", &b"first chunksecond chunk"[..]),
@@ -268,7 +268,7 @@ fn dump_of_a_file_contradicting_its_digest_fails_after_the_output_naming_the_fil
         ("short", b"first chunk"),
     ] {
         let dumped = lsmvault(&fixture.repo, &["dump", "latest", file]);
-        let stderr = stderr_of(&dumped);
+        let stderr = stderr_text(&dumped);
         assert_eq!(dumped.status.code(), Some(15), "{file}: {stderr}");
         // Streamed: the bytes came out before the digest could be checked.
         assert_eq!(dumped.stdout, output, "{file}");
@@ -287,7 +287,7 @@ fn find_over_a_tree_dag_bomb_is_refused_quickly_naming_the_tree() {
     let root = plant_dag_bomb(&fixture.repo);
     let limit = std::time::Duration::from_secs(60);
     let output = bounded(&fixture.repo, &["find", "leaf"], limit);
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert_eq!(output.status.code(), Some(16), "{stderr}");
     assert!(stderr.contains(&root.to_hex()), "{stderr}");
     // The intact snapshot alone is still searchable.
@@ -355,11 +355,98 @@ fn rocksdb_find_by_sst_number_and_dump_an_sst_that_sst_dump_verifies() {
     // One SST out through dump: byte-exact, and sst_dump verifies its checksums.
     let name = &new[0];
     let output = lsmvault(&repo, &["dump", "latest", name]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     assert_eq!(output.stdout, fs::read(second.join(name)).unwrap());
     let dumped = work.path().join(name);
     fs::write(&dumped, &output.stdout).unwrap();
     run(std::process::Command::new("sst_dump")
         .arg(format!("--file={}", dumped.display()))
         .arg("--command=verify"));
+}
+
+/// Runs `lsmvault ARGS | head -c 1`: the reader closes the pipe after one
+/// byte. Returns the exit code and stderr of lsmvault.
+fn into_closed_pipe(repo: &Path, args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = lsmvault_command(repo, None, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // Dropping our end closes the pipe while lsmvault still writes.
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), stderr_text(&output))
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_141_never_a_panic() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    // More listing than a pipe buffer holds, and a file larger than one.
+    for number in 0..3000 {
+        fs::write(source.join(format!("{number:06}.sst")), number.to_string()).unwrap();
+    }
+    fs::write(source.join("big"), seeded_bytes(9, 4_000_000)).unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    for args in [
+        &["ls", "latest"][..],
+        &["--json", "ls", "latest"],
+        &["find", "*.sst"],
+        &["--json", "find", "*.sst"],
+        &["dump", "latest", "big"],
+        &["--json", "dump", "latest", "big"],
+        &["completions", "bash"],
+    ] {
+        let (code, stderr) = into_closed_pipe(&repo, args);
+        assert_eq!(code, Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+    assert_eq!(fs::read_dir(repo.join("locks")).unwrap().count(), 0);
+}
+
+#[test]
+fn dump_reaches_a_file_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"a\xffb.sst");
+    fs::write(source.join(name), b"bytes of a strange name").unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let output = lsmvault_command(&repo, None, &["dump", "latest"])
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    assert_eq!(output.stdout, b"bytes of a strange name");
+}
+
+#[test]
+fn names_with_a_newline_stay_on_one_line_in_text_output() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = work.path().join("db");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("two\nlines.sst"), b"x").unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let listing = lsmvault_ok(&repo, &["ls", "latest"]);
+    assert!(listing.contains("two\\nlines.sst"), "{listing}");
+    assert!(
+        !listing.lines().any(|line| line == "lines.sst"),
+        "{listing}"
+    );
+    let found = lsmvault_ok(&repo, &["find", "two*"]);
+    assert!(found.contains("two\\nlines.sst"), "{found}");
+    // JSON keeps the name as it is.
+    let json = lsmvault_json(&repo, &["ls", "latest"]);
+    assert_eq!(json[0]["path"], "two\nlines.sst");
 }

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_same_tree, binary, iterations_from_env, lsmvault, lsmvault_ok, seeded_bytes,
-    snapshot_ids,
+    assert_same_tree, binary, iterations_from_env, lsmvault, lsmvault_command, lsmvault_ok,
+    seeded_bytes, snapshot_ids, stderr_text,
 };
 
 /// A process that keeps writing to the database's active WAL until dropped.
@@ -172,10 +172,6 @@ fn run(repo: &Path, arguments: &[String]) -> std::process::Output {
     lsmvault(repo, &arguments)
 }
 
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn a_freeze_command_without_a_thaw_command_is_refused_before_anything_runs() {
     let fixture = LiveFixture::new(4096);
@@ -188,14 +184,61 @@ fn a_freeze_command_without_a_thaw_command_is_refused_before_anything_runs() {
         let output = run(&fixture.repo, &arguments);
         assert_eq!(output.status.code(), Some(2), "usage error: {arguments:?}");
         assert!(
-            stderr(&output).contains("--thaw-cmd"),
+            stderr_text(&output).contains("--thaw-cmd"),
             "{}",
-            stderr(&output)
+            stderr_text(&output)
         );
         fixture.writer.assert_running("freeze without thaw");
     }
     assert!(!destination.exists());
     assert!(snapshot_ids(&fixture.repo).is_empty());
+}
+
+#[test]
+fn sighup_and_sigquit_during_a_freeze_still_thaw_the_writer() {
+    let fixture = LiveFixture::new(4096);
+    let destination = fixture.path("ckpt");
+    // The freeze stops the writer, then takes a while: the signal lands in it.
+    let freeze = format!("{} && sleep 3", fixture.writer.freeze());
+    let thaw = fixture.writer.thaw();
+    for signal in ["HUP", "QUIT"] {
+        let arguments = fixture.command(
+            Some(&destination),
+            &["--freeze-cmd", &freeze, "--thaw-cmd", &thaw],
+        );
+        let outcome = interrupt_after(
+            &fixture.repo,
+            &arguments,
+            signal,
+            Duration::from_millis(700),
+        );
+        assert!(outcome.starts_with("interrupted"), "SIG{signal}: {outcome}");
+        fixture.writer.assert_running(&format!("after SIG{signal}"));
+        assert!(!destination.exists());
+    }
+    assert!(fixture.locks().is_empty());
+}
+
+#[test]
+fn a_missing_temporary_directory_still_runs_the_thaw() {
+    let fixture = LiveFixture::new(4096);
+    let destination = fixture.path("ckpt");
+    let arguments = fixture.command(
+        Some(&destination),
+        &[
+            "--freeze-cmd",
+            &fixture.writer.freeze(),
+            "--thaw-cmd",
+            &fixture.writer.thaw(),
+        ],
+    );
+    let output = lsmvault_command(&fixture.repo, None, &run_arguments(&arguments))
+        .env("TMPDIR", fixture.path("no-such-temporary-directory"))
+        .output()
+        .unwrap();
+    fixture
+        .writer
+        .assert_running(&format!("TMPDIR missing: {}", stderr_text(&output)));
 }
 
 #[test]
@@ -216,7 +259,7 @@ fn a_failing_freeze_is_thawed_and_named_with_its_status_and_stderr() {
         fixture.command(None, &["--freeze-cmd", &freeze, "--thaw-cmd", &thaw]),
     ] {
         let output = run(&fixture.repo, &arguments);
-        let message = stderr(&output);
+        let message = stderr_text(&output);
         assert_eq!(output.status.code(), Some(30), "{message}");
         for expected in [
             "cannot-quiesce",
@@ -251,7 +294,7 @@ fn a_freeze_past_its_timeout_is_killed_and_thawed() {
         ],
     );
     let output = run(&fixture.repo, &arguments);
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     assert_eq!(output.status.code(), Some(30), "{message}");
     assert!(message.contains("timed out after 300ms"), "{message}");
     assert!(
@@ -277,7 +320,7 @@ fn a_failing_link_step_is_thawed() {
         ],
     );
     let output = run(&fixture.repo, &arguments);
-    assert_eq!(output.status.code(), Some(21), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(21), "{}", stderr_text(&output));
     fixture.writer.assert_running("after a failed link step");
 }
 
@@ -295,7 +338,7 @@ fn a_failing_thaw_is_reported_loudly_with_what_to_run_by_hand() {
         ],
     );
     let output = run(&fixture.repo, &arguments);
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     assert_eq!(output.status.code(), Some(31), "{message}");
     assert!(
         message.contains(
@@ -331,7 +374,7 @@ fn a_leftover_link_directory_of_a_killed_run_is_removed_by_the_next_live_backup(
         ],
     );
     let output = run(&fixture.repo, &arguments);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("removed the temporary checkpoint of an earlier run that was killed")
@@ -403,11 +446,16 @@ fn interrupt_after(repo: &Path, arguments: &[String], signal: &str, delay: Durat
         started.elapsed() < Duration::from_secs(30),
         "exits promptly"
     );
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     match (output.status.code(), output.status.signal()) {
         (Some(0), _) => "finished before the signal".into(),
         (Some(code), _) => {
-            let expected = if signal == "INT" { 130 } else { 143 };
+            let expected = match signal {
+                "HUP" => 129,
+                "INT" => 130,
+                "QUIT" => 131,
+                _ => 143,
+            };
             assert_eq!(code, expected, "SIG{signal}: {message}");
             assert!(message.contains("interrupted"), "{message}");
             let during = message.lines().next().unwrap_or_default();
@@ -558,7 +606,7 @@ fn a_second_signal_during_the_cleanup_exits_at_once_and_the_thaw_still_completes
         second.elapsed() < Duration::from_millis(1500),
         "did not wait for the thaw"
     );
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_text(&output));
     // The thaw runs in its own process group: it finishes on its own.
     std::thread::sleep(Duration::from_millis(2500));
     fixture.writer.assert_running("the thaw outlived lsmvault");

@@ -179,22 +179,6 @@ fn repository_files_are_private_and_an_open_init_directory_is_warned_about() {
     assert!(!String::from_utf8_lossy(&output.stderr).contains("warning"));
 }
 
-/// stderr of a run, as text.
-fn stderr_of(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The paths `ls --json` lists for `snapshot`.
-fn listed_paths(repo: &std::path::Path, snapshot: &str) -> Vec<String> {
-    let listing = lsmvault_json(repo, &["ls", snapshot]);
-    listing
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| entry["path"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_backup_of_a_directory_holding_the_repository_leaves_the_repository_out() {
     let work = tempfile::tempdir().unwrap();
@@ -210,11 +194,11 @@ fn a_backup_of_a_directory_holding_the_repository_leaves_the_repository_out() {
         .env_remove("LSMVAULT_REPOSITORY")
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     assert!(
-        stderr_of(&output).contains("is the repository itself: left out"),
+        stderr_text(&output).contains("is the repository itself: left out"),
         "{}",
-        stderr_of(&output)
+        stderr_text(&output)
     );
     assert_eq!(listed_paths(&repo, "latest"), ["data"]);
     // Twice: the second backup does not pick up the first one's packs either.
@@ -226,7 +210,7 @@ fn a_backup_of_a_directory_holding_the_repository_leaves_the_repository_out() {
         output.status.code(),
         Some(lsmvault::ErrorCode::InvalidArgument.exit_code())
     );
-    assert!(stderr_of(&output).contains("inside the repository"));
+    assert!(stderr_text(&output).contains("inside the repository"));
 }
 
 /// A repository with one snapshot of a small database-like tree.
@@ -259,7 +243,7 @@ fn restore_include_and_exclude_take_globs_and_an_unmatched_include_fails_naming_
         (lsmvault(&repo, &args), target)
     };
     let (output, target) = restore("sst", &["--include", "**/*.sst"]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     let files: Vec<_> = files_under(&target).into_iter().collect();
     assert_eq!(
         files,
@@ -271,7 +255,7 @@ fn restore_include_and_exclude_take_globs_and_an_unmatched_include_fails_naming_
     // `**` looks into every directory but restores none it selected nothing in.
     assert!(!target.join("db/sub").exists());
     let (output, target) = restore("no-sst", &["--exclude", "*.sst", "--exclude", "db/sub"]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     let files: Vec<_> = files_under(&target).into_iter().collect();
     assert_eq!(
         files,
@@ -281,7 +265,7 @@ fn restore_include_and_exclude_take_globs_and_an_unmatched_include_fails_naming_
         ]
     );
     let (output, target) = restore("manifest", &["--include", "db/MANIFEST-??????"]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     assert_eq!(files_under(&target).len(), 1);
     // A pattern that matches nothing fails, names it, and writes nothing.
     let (output, target) = restore(
@@ -292,7 +276,7 @@ fn restore_include_and_exclude_take_globs_and_an_unmatched_include_fails_naming_
         output.status.code(),
         Some(lsmvault::ErrorCode::InvalidArgument.exit_code())
     );
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert!(
         stderr.contains("\"db/00001.sst\"") && !stderr.contains("\"db/*.sst\""),
         "{stderr}"
@@ -306,9 +290,9 @@ fn ls_of_a_path_the_snapshot_lacks_fails_naming_it() {
     let output = lsmvault(&repo, &["ls", "latest", "nonexistent"]);
     assert!(!output.status.success());
     assert!(
-        stderr_of(&output).contains("\"nonexistent\""),
+        stderr_text(&output).contains("\"nonexistent\""),
         "{}",
-        stderr_of(&output)
+        stderr_text(&output)
     );
     assert!(output.stdout.is_empty());
     // A path and a glob that exist list what they select.
@@ -364,9 +348,9 @@ fn tag_names_are_not_empty_and_a_reused_name_needs_force_and_then_the_newer_wins
         let output = lsmvault(&repo, &["tag", empty, database]);
         assert!(!output.status.success());
         assert!(
-            stderr_of(&output).contains("not empty"),
+            stderr_text(&output).contains("not empty"),
             "{}",
-            stderr_of(&output)
+            stderr_text(&output)
         );
     }
     lsmvault_ok(&repo, &["tag", "release", database]);
@@ -378,7 +362,7 @@ fn tag_names_are_not_empty_and_a_reused_name_needs_force_and_then_the_newer_wins
     fs::copy(fresh.join("000007.log"), db.join("000007.log")).unwrap();
     let output = lsmvault(&repo, &["tag", "release", database]);
     assert!(!output.status.success());
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert!(
         stderr.contains("already exists")
             && stderr.contains("sequence 30")
@@ -441,18 +425,18 @@ fn a_database_id_prefix_resolves_when_unique_and_is_named_when_unknown_or_ambigu
         )
     };
     let output = restore("fake-db-i", "prefix");
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", stderr_text(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["database_id"], "fake-db-identity");
     let output = restore("nonsense", "unknown");
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert!(!output.status.success());
     assert!(
         stderr.contains("unknown database id \"nonsense\"") && stderr.contains("fake-db-other"),
         "{stderr}"
     );
     let output = restore("fake-db", "ambiguous");
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert!(!output.status.success());
     assert!(
         stderr.contains("ambiguous") && stderr.contains("fake-db-identity, fake-db-other"),
@@ -479,7 +463,7 @@ fn checkpoint_and_wrong_password_messages_speak_of_what_the_user_can_do() {
         output.status.code(),
         Some(lsmvault::ErrorCode::TargetNotEmpty.exit_code())
     );
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert!(stderr.contains("checkpoint destination"), "{stderr}");
     assert!(
         !stderr.contains("restore target") && !stderr.contains("--delta"),
@@ -488,13 +472,13 @@ fn checkpoint_and_wrong_password_messages_speak_of_what_the_user_can_do() {
     // A wrong password's hint does not send the user to commands that need it.
     let repo = work.path().join("repo");
     let init = lsmvault_with_password(&repo, Some("right"), &["init", "--kdf-target-ms", "20"]);
-    assert!(init.status.success(), "{}", stderr_of(&init));
+    assert!(init.status.success(), "{}", stderr_text(&init));
     let output = lsmvault_with_password(&repo, Some("wrong"), &["snapshots"]);
     assert_eq!(
         output.status.code(),
         Some(lsmvault::ErrorCode::WrongPassword.exit_code())
     );
-    let stderr = stderr_of(&output);
+    let stderr = stderr_text(&output);
     assert!(
         stderr.contains("hint:") && !stderr.contains("key list"),
         "{stderr}"
@@ -524,7 +508,11 @@ fn quiet_prints_only_errors_warnings_and_what_was_asked_for() {
         vec!["unlock"],
     ] {
         let output = quiet(&args);
-        assert!(output.status.success(), "{args:?}: {}", stderr_of(&output));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            stderr_text(&output)
+        );
         assert!(
             output.stdout.is_empty() && output.stderr.is_empty(),
             "{args:?}: {output:?}"
@@ -539,12 +527,16 @@ fn quiet_prints_only_errors_warnings_and_what_was_asked_for() {
         vec!["forget", "--keep-last", "1", "--dry-run"],
     ] {
         let output = quiet(&args);
-        assert!(output.status.success(), "{args:?}: {}", stderr_of(&output));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            stderr_text(&output)
+        );
         assert!(!output.stdout.is_empty(), "{args:?} printed nothing");
     }
     // Errors still reach stderr.
     let output = quiet(&["ls", "latest", "nonexistent"]);
-    assert!(stderr_of(&output).contains("error:"));
+    assert!(stderr_text(&output).contains("error:"));
     // Warnings too: a backup of a source holding the repository.
     let output = std::process::Command::new(binary())
         .args(["-q", "--repo"])
@@ -555,7 +547,35 @@ fn quiet_prints_only_errors_warnings_and_what_was_asked_for() {
         .output()
         .unwrap();
     assert!(
-        output.stdout.is_empty() && stderr_of(&output).contains("warning:"),
+        output.stdout.is_empty() && stderr_text(&output).contains("warning:"),
         "{output:?}"
+    );
+}
+
+/// Review of issue 15: only the holding directory of `wal archive --watch`
+/// in the source root is left out; a directory of that name deeper down is
+/// someone's data.
+#[test]
+fn a_directory_named_like_the_wal_holding_directory_below_the_root_is_backed_up() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let source = work.path().join("db");
+    let deeper = source.join("archive/.lsmvault-wal-hold");
+    fs::create_dir_all(&deeper).unwrap();
+    fs::write(deeper.join("notes.txt"), b"kept").unwrap();
+    fs::create_dir_all(source.join(".lsmvault-wal-hold")).unwrap();
+    fs::write(source.join(".lsmvault-wal-hold/000007.log"), b"held").unwrap();
+    lsmvault_ok(&repo, &["backup", source.to_str().unwrap()]);
+    let paths = listed_paths(&repo, "latest");
+    assert!(
+        paths.contains(&"archive/.lsmvault-wal-hold/notes.txt".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        !paths
+            .iter()
+            .any(|path| path.starts_with(".lsmvault-wal-hold")),
+        "{paths:?}"
     );
 }

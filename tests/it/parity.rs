@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use lsmvault::codec::chunker::ChunkerParams;
@@ -20,6 +20,7 @@ use lsmvault::format::tree::EntryKind;
 use lsmvault::repo::parity::ParityGroup;
 use lsmvault::{Id, InitOptions, ParityConfig, Repository};
 
+use crate::common::kill_loop::{kill_iterations, KillLoop};
 use crate::common::*;
 
 const PASSWORD: &str = "parity password";
@@ -430,13 +431,17 @@ fn packs_of_an_encrypted_repository_are_rebuilt_from_parity() {
 
 #[test]
 fn killed_repair_packs_leaves_every_pack_missing_or_intact_and_rebuildable() {
-    let iterations: u64 = std::env::var("LSMVAULT_REPAIR_PACKS_KILL_ITERATIONS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(8);
+    let iterations = kill_iterations(8);
     let fixture = ParityFixture::new(None, &[&[1], &[1, 2]]);
     let groups = fixture.groups();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
+    // A repair of two packs takes a few hundred milliseconds; the loop
+    // follows the runtime of the runs that finish.
+    let mut kills = KillLoop::new(
+        "repair packs",
+        0x2545_f491_4f6c_dd1d,
+        Duration::from_millis(210),
+        2,
+    );
     for iteration in 0..iterations {
         let group = &groups[iteration as usize % groups.len()];
         let members = &group.header.members;
@@ -457,21 +462,12 @@ fn killed_repair_packs_leaves_every_pack_missing_or_intact_and_rebuildable() {
                 damaged_bytes.insert(*pack, fs::read(&path).unwrap());
             }
         }
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let mut child = Command::new(binary())
-            .arg("--repo")
-            .arg(&fixture.repo)
-            .args(["repair", "packs"])
-            .env_remove("LSMVAULT_PASSWORD")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(20 + state % 400));
-        let _ = child.kill();
-        let _ = child.wait();
+        // Whether it was killed or finished, the checks below hold.
+        kills.run(&mut lsmvault_command(
+            &fixture.repo,
+            None,
+            &["repair", "packs"],
+        ));
         // Every pack file is intact, or the damaged bytes as they were.
         for pack in groups.iter().flat_map(|group| &group.header.members) {
             let path = fixture.pack_path(&pack.pack);
@@ -488,6 +484,7 @@ fn killed_repair_packs_leaves_every_pack_missing_or_intact_and_rebuildable() {
         fixture.ok(&["repair", "packs"]);
         fixture.ok(&["verify"]);
     }
+    kills.finish();
     fixture.ok(&["verify", "--read-data"]);
     fixture.assert_every_snapshot_restores();
 }

@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use lsmvault::lsm::log::encode_log;
@@ -15,6 +14,7 @@ use lsmvault::lsm::write_batch::encode_write_batch;
 use lsmvault::repo::parity::ParityGroup;
 use lsmvault::{Id, Repository};
 
+use crate::common::kill_loop::{kill_iterations, KillLoop, Run};
 use crate::common::*;
 use crate::parity::{damage, Damage, ParityFixture};
 
@@ -120,12 +120,16 @@ fn wal_archive_protects_its_packs_with_parity() {
 
 #[test]
 fn killed_prunes_leave_every_kept_pack_in_a_complete_parity_group() {
-    let iterations: u32 = std::env::var("LSMVAULT_PARITY_PRUNE_KILL_ITERATIONS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(4);
+    let iterations = kill_iterations(4) as u32;
     let mut fixture = ParityFixture::new(None, &[&[1], &[1, 2]]);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    // A prune here takes a few hundred milliseconds; the loop follows the
+    // runtime of the runs that finish.
+    let mut kills = KillLoop::new(
+        "parity prune",
+        0x9e37_79b9_7f4a_7c15,
+        Duration::from_millis(330),
+        2,
+    );
     for iteration in 0..iterations {
         // A new generation with a new batch; the oldest generation goes.
         let batch = 10 + iteration;
@@ -146,25 +150,16 @@ fn killed_prunes_leave_every_kept_pack_in_a_complete_parity_group() {
         let (_, oldest) = fixture.generations.remove(0);
         fixture.ok(&["forget", &oldest]);
 
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let mut child = Command::new(binary())
-            .arg("--repo")
-            .arg(&fixture.repo)
-            .arg("prune")
-            .env_remove("LSMVAULT_PASSWORD")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(30 + state % 600));
-        let _ = child.kill();
-        let _ = child.wait();
+        if let Run::Finished(output) =
+            kills.run(&mut lsmvault_command(&fixture.repo, None, &["prune"]))
+        {
+            assert_success(&output, &format!("iteration {iteration}: prune"));
+        }
         fixture.ok(&["unlock", "--remove-all"]);
         // Whatever the moment: no damage, every indexed pack in a group.
         fixture.ok(&["verify"]);
     }
+    kills.finish();
     fixture.ok(&["prune"]);
     fixture.ok(&["verify", "--read-data"]);
     let groups = fixture.groups();

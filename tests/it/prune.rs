@@ -266,7 +266,13 @@ fn concurrent_backups_and_prunes_never_lose_data() {
                 Some(0) if command == "prune" => prunes_done += 1,
                 Some(0) if command == "restore" => restores_done += 1,
                 Some(0) => {}
-                Some(23) => refused += 1,
+                Some(23) => {
+                    refused += 1;
+                    eprintln!(
+                        "round {round}: {command} refused by a lock: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
                 other => panic!(
                     "round {round}: {command} exit {other:?}: {}",
                     String::from_utf8_lossy(&output.stderr)

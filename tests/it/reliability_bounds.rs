@@ -133,10 +133,6 @@ pub(crate) fn bounded(repo: &Path, args: &[&str], limit: Duration) -> Output {
     output
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
     let fixture = fixture();
@@ -150,11 +146,16 @@ fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
     let limit = Duration::from_secs(120);
 
     let listed = bounded(&fixture.repo, &["ls", "latest"], limit);
-    assert_eq!(listed.status.code(), Some(CORRUPT), "{}", stderr(&listed));
-    assert!(
-        stderr(&listed).contains(&format!("tree {root}")),
+    assert_eq!(
+        listed.status.code(),
+        Some(CORRUPT),
         "{}",
-        stderr(&listed)
+        stderr_text(&listed)
+    );
+    assert!(
+        stderr_text(&listed).contains(&format!("tree {root}")),
+        "{}",
+        stderr_text(&listed)
     );
 
     let target = fixture.root.join("target");
@@ -167,14 +168,18 @@ fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
         restored.status.code(),
         Some(CORRUPT),
         "{}",
-        stderr(&restored)
+        stderr_text(&restored)
     );
     assert!(
-        stderr(&restored).contains(&format!("tree {root}")),
+        stderr_text(&restored).contains(&format!("tree {root}")),
         "{}",
-        stderr(&restored)
+        stderr_text(&restored)
     );
-    assert!(stderr(&restored).contains("hint:"), "{}", stderr(&restored));
+    assert!(
+        stderr_text(&restored).contains("hint:"),
+        "{}",
+        stderr_text(&restored)
+    );
 
     // Verify names the bomb's root, lists the snapshot, and still checks
     // the intact snapshot (no finding about it).
@@ -183,7 +188,7 @@ fn tree_dag_bomb_is_refused_by_ls_and_restore_and_reported_by_verify() {
         verified.status.code(),
         Some(VERIFY_FAILED),
         "{}",
-        stderr(&verified)
+        stderr_text(&verified)
     );
     let report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
     let report = report.get("report").unwrap_or(&report);
@@ -220,7 +225,12 @@ fn tree_dag_bomb_is_named_by_repair_snapshots_not_walked_forever() {
         &["--json", "repair", "snapshots"],
         Duration::from_secs(120),
     );
-    assert_eq!(repaired.status.code(), Some(0), "{}", stderr(&repaired));
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{}",
+        stderr_text(&repaired)
+    );
     let report: serde_json::Value = serde_json::from_slice(&repaired.stdout).unwrap();
     assert_eq!(report["snapshots_checked"], 2, "{report}");
     assert_eq!(report["repaired"].as_array().unwrap().len(), 0, "{report}");
@@ -283,7 +293,7 @@ fn declared_stored_length_beyond_the_pack_fails_fast_without_allocating_it() {
         .output()
         .unwrap();
     let elapsed = started.elapsed();
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     assert_eq!(output.status.code(), Some(CORRUPT), "{message}");
     assert!(
         message.contains(&format!("blob {chunk} in pack {pack}")),
@@ -341,7 +351,7 @@ fn finding_objects(repo: &Path, read_data: bool) -> Vec<String> {
         output.status.code(),
         Some(VERIFY_FAILED),
         "{}",
-        stderr(&output)
+        stderr_text(&output)
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let report = report.get("report").unwrap_or(&report);
@@ -404,7 +414,7 @@ fn chunk_declaring_more_than_the_largest_chunk_is_refused_before_decompressing()
         &fixture.repo,
         &["restore", "latest", "--target", target.to_str().unwrap()],
     );
-    let message = stderr(&output);
+    let message = stderr_text(&output);
     assert_eq!(output.status.code(), Some(CORRUPT), "{message}");
     assert!(
         message.contains(&format!("blob {bomb_id} in pack")),
@@ -420,4 +430,46 @@ fn chunk_declaring_more_than_the_largest_chunk_is_refused_before_decompressing()
     let report = String::from_utf8_lossy(&verified.stdout);
     assert!(report.contains(&format!("blob {bomb_id}")), "{report}");
     assert!(report.contains("more than the largest chunk"), "{report}");
+}
+
+/// Review of issue 15: a WAL record declaring 2^62 bytes aborted `restore
+/// --seq` (it was preallocated, and the largest declared size wins among a
+/// segment's versions). It is now a damaged record, named and passed over.
+#[test]
+fn a_wal_record_declaring_four_exabytes_is_named_as_damaged_never_allocated() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let db = crate::pitr::fake_database(work.path(), &[(5, (1..=30).map(|s| (s, 1)).collect())]);
+    let db = db.to_str().unwrap();
+    lsmvault_ok(&repo, &["backup", db]);
+    lsmvault_ok(&repo, &["wal", "archive", db]);
+    let records: Vec<_> = fs::read_dir(repo.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&fs::read(&records[0]).unwrap()).unwrap();
+    record["size"] = serde_json::json!(1u64 << 62);
+    let crafted = serde_json::to_vec(&record).unwrap();
+    fs::remove_file(&records[0]).unwrap();
+    let name = Id::of(&crafted).to_hex();
+    fs::write(repo.join("wal").join(&name), &crafted).unwrap();
+    for args in [&["wal", "ls"][..], &["restore", "--seq", "20", "--target"]] {
+        let mut args = args.to_vec();
+        let target = work.path().join("restored");
+        if args[0] == "restore" {
+            args.push(target.to_str().unwrap());
+        }
+        let output = lsmvault(&repo, &args);
+        let stderr = stderr_text(&output);
+        assert!(output.status.code().is_some(), "{args:?} died: {stderr}");
+        assert!(!stderr.contains("memory allocation"), "{stderr}");
+        assert!(
+            stderr.contains(&name[..8]),
+            "{args:?} names the record: {stderr}"
+        );
+        assert!(stderr.contains("declares"), "{stderr}");
+    }
 }

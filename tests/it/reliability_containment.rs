@@ -146,10 +146,6 @@ fn damage_code(encrypted: bool) -> i32 {
     }
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// Item 1: with the middle snapshot bit-flipped, listing, restore of the
 /// others, backup (parent choice), stats and forget keep working and name it.
 fn damaged_snapshot_is_contained(encrypted: bool) {
@@ -159,10 +155,14 @@ fn damaged_snapshot_is_contained(encrypted: bool) {
 
     // snapshots: the two intact ones, a warning naming the damaged one.
     let listing = fixture.run(&["snapshots"]);
-    assert!(listing.status.success(), "{}", stderr(&listing));
+    assert!(listing.status.success(), "{}", stderr_text(&listing));
     let text = String::from_utf8_lossy(&listing.stdout);
     assert!(text.contains("2 snapshot(s)"), "{text}");
-    assert!(stderr(&listing).contains(&damaged), "{}", stderr(&listing));
+    assert!(
+        stderr_text(&listing).contains(&damaged),
+        "{}",
+        stderr_text(&listing)
+    );
     let value = fixture.json(&["snapshots"]);
     assert_eq!(value["snapshots"].as_array().unwrap().len(), 2);
     assert_eq!(value["damaged"][0]["name"], damaged.as_str());
@@ -185,9 +185,13 @@ fn damaged_snapshot_is_contained(encrypted: bool) {
         refused.status.code(),
         Some(damage_code(encrypted)),
         "{}",
-        stderr(&refused)
+        stderr_text(&refused)
     );
-    assert!(stderr(&refused).contains(&damaged), "{}", stderr(&refused));
+    assert!(
+        stderr_text(&refused).contains(&damaged),
+        "{}",
+        stderr_text(&refused)
+    );
 
     // backup (incremental: chooses a parent among the intact snapshots) and stats.
     fixture.ok(&["backup", fixture.source.to_str().unwrap()]);
@@ -239,9 +243,9 @@ fn prune_refuses_while_a_snapshot_file_is_damaged() {
         refused.status.code(),
         Some(damage_code(false)),
         "{}",
-        stderr(&refused)
+        stderr_text(&refused)
     );
-    let message = stderr(&refused);
+    let message = stderr_text(&refused);
     assert!(message.contains(&damaged), "{message}");
     assert!(message.contains("forget"), "{message}");
     assert_eq!(fixture.objects("data"), packs_before);
@@ -253,7 +257,7 @@ fn prune_refuses_while_a_snapshot_file_is_damaged() {
         refused.status.code(),
         Some(damage_code(false)),
         "{}",
-        stderr(&refused)
+        stderr_text(&refused)
     );
     assert_eq!(fixture.objects("data"), packs_before);
 
@@ -309,8 +313,12 @@ fn a_corrupt_key_file_does_not_lock_the_owner_out() {
         .env("LSMVAULT_PASSWORD", "not the password")
         .output()
         .unwrap();
-    assert_eq!(wrong.status.code(), Some(26), "{}", stderr(&wrong));
-    assert!(stderr(&wrong).contains(&truncated), "{}", stderr(&wrong));
+    assert_eq!(wrong.status.code(), Some(26), "{}", stderr_text(&wrong));
+    assert!(
+        stderr_text(&wrong).contains(&truncated),
+        "{}",
+        stderr_text(&wrong)
+    );
 
     // key remove deletes corrupt key files; the real key still opens.
     fixture.ok(&["key", "remove", &truncated]);
@@ -375,12 +383,12 @@ fn a_lock_of_a_newer_version_is_still_refused() {
             refused.status.code(),
             Some(12),
             "{args:?}: {}",
-            stderr(&refused)
+            stderr_text(&refused)
         );
         assert!(
-            stderr(&refused).contains("version 2"),
+            stderr_text(&refused).contains("version 2"),
             "{}",
-            stderr(&refused)
+            stderr_text(&refused)
         );
     }
     assert!(lock.exists());
@@ -413,7 +421,7 @@ fn a_key_file_of_another_repository_does_not_lock_the_owner_out() {
 /// Runs `lsmvault` and panics unless it succeeds; returns (stdout, stderr).
 fn succeed(repo: &Path, args: &[&str]) -> (String, String) {
     let output = lsmvault(repo, args);
-    let err = stderr(&output);
+    let err = stderr_text(&output);
     assert!(output.status.success(), "lsmvault {args:?}: {err}");
     (String::from_utf8_lossy(&output.stdout).into_owned(), err)
 }
@@ -465,11 +473,11 @@ fn point_in_time_restore_skips_and_names_a_damaged_snapshot_file() {
         &repo,
         &["restore", "--seq", "60", "-t", gone.to_str().unwrap()],
     );
-    assert_eq!(refused.status.code(), Some(28), "{}", stderr(&refused));
+    assert_eq!(refused.status.code(), Some(28), "{}", stderr_text(&refused));
     assert!(
-        stderr(&refused).contains(damaged.as_str()),
+        stderr_text(&refused).contains(damaged.as_str()),
         "{}",
-        stderr(&refused)
+        stderr_text(&refused)
     );
     assert!(!gone.exists());
 }

@@ -5,14 +5,14 @@
 //! remains restores. Killed at random points, it leaves the original or its
 //! rewrite (or both), and a second run finishes the job.
 //!
-//! Iterations of the kill loop: `LSMVAULT_REPAIR_KILL_ITERATIONS` (default 8).
+//! Iterations of the kill loop: `LSMVAULT_KILL_ITERATIONS` (default 8).
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common::kill_loop::{kill_iterations, time_ok, KillLoop, Run};
 use crate::common::lsmvault_with_password as run;
 use crate::common::*;
 use lsmvault::format::tree::EntryKind;
@@ -349,38 +349,23 @@ fn repair_snapshots_of_an_encrypted_repository_records_the_loss_sealed() {
 
 #[test]
 fn repair_snapshots_killed_at_random_points_keeps_the_original_or_its_rewrite() {
-    let iterations = iterations_from_env("LSMVAULT_REPAIR_KILL_ITERATIONS", 8);
+    let iterations = kill_iterations(8);
     let fixture = three_pack_fixture();
     let original = snapshot_ids(&fixture.repo)[0].clone();
     let lost = lose_a_data_pack(&fixture.repo, None, &["000002.sst", "000001.sst"]);
     let pristine = fixture.root.join("pristine");
     copy_tree(&fixture.repo, &pristine);
-    // How long an uninterrupted repair takes, to spread the kills over it.
-    let started = std::time::Instant::now();
-    lsmvault_ok(&fixture.repo, &["repair", "snapshots", "--forget"]);
-    let full = started.elapsed().as_micros().max(1000) as u64;
-
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let repair = || lsmvault_command(&fixture.repo, None, &["repair", "snapshots", "--forget"]);
+    // The kills spread over an uninterrupted repair's runtime.
+    let typical = time_ok(&mut repair());
+    let mut kills = KillLoop::new("repair snapshots", 0x9e37_79b9_7f4a_7c15, typical, 2);
     let (mut original_only, mut both, mut rewrite_only) = (0, 0, 0);
     for iteration in 0..iterations {
         fs::remove_dir_all(&fixture.repo).unwrap();
         copy_tree(&pristine, &fixture.repo);
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let delay = Duration::from_micros(state % (full + full / 4));
-        let mut child = Command::new(binary())
-            .arg("--repo")
-            .arg(&fixture.repo)
-            .args(["repair", "snapshots", "--forget"])
-            .env_remove("LSMVAULT_REPOSITORY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        child.wait().unwrap();
+        if let Run::Finished(output) = kills.run(&mut repair()) {
+            assert_success(&output, &format!("iteration {iteration}: repair"));
+        }
         let ids = snapshot_ids(&fixture.repo);
         match (ids.contains(&original), ids.len()) {
             (true, 1) => original_only += 1,
@@ -402,8 +387,9 @@ fn repair_snapshots_killed_at_random_points_keeps_the_original_or_its_rewrite() 
             &lost,
         );
     }
+    kills.finish();
     eprintln!(
-        "repair snapshots kill loop: {iterations} kills: {original_only} left the original, {both} both, {rewrite_only} the rewrite"
+        "repair snapshots kill loop: {original_only} left the original, {both} both, {rewrite_only} the rewrite"
     );
 }
 

@@ -12,10 +12,6 @@ use crate::common::*;
 
 const PASSWORD: &str = "restic habits";
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// An encrypted repository (password [`PASSWORD`]) in `work/repo`.
 fn encrypted_repository(work: &Path) -> std::path::PathBuf {
     let repo = work.join("repo");
@@ -48,8 +44,8 @@ fn password_command_supplies_the_password_and_its_failures_are_named() {
 
     // A non-zero exit: the command, its status and the end of its stderr.
     let failed = with_command(&repo, "echo vault sealed >&2; exit 3", &[]);
-    assert_eq!(failed.status.code(), Some(36), "{}", stderr(&failed));
-    let message = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(36), "{}", stderr_text(&failed));
+    let message = stderr_text(&failed);
     assert!(
         message.contains("echo vault sealed >&2; exit 3"),
         "{message}"
@@ -63,7 +59,7 @@ fn password_command_supplies_the_password_and_its_failures_are_named() {
 
     // A wrong password from the command is a wrong password (26), not a command failure.
     let wrong = with_command(&repo, "echo not-it", &[]);
-    assert_eq!(wrong.status.code(), Some(26), "{}", stderr(&wrong));
+    assert_eq!(wrong.status.code(), Some(26), "{}", stderr_text(&wrong));
 }
 
 #[test]
@@ -78,20 +74,24 @@ fn password_command_that_hangs_prints_nothing_or_only_to_stderr_fails_with_36() 
         started.elapsed() < Duration::from_secs(20),
         "the timeout was not enforced"
     );
-    assert_eq!(hung.status.code(), Some(36), "{}", stderr(&hung));
+    assert_eq!(hung.status.code(), Some(36), "{}", stderr_text(&hung));
     assert!(
-        stderr(&hung).contains("timed out after 500ms"),
+        stderr_text(&hung).contains("timed out after 500ms"),
         "{}",
-        stderr(&hung)
+        stderr_text(&hung)
     );
-    assert!(stderr(&hung).contains("waiting"), "{}", stderr(&hung));
+    assert!(
+        stderr_text(&hung).contains("waiting"),
+        "{}",
+        stderr_text(&hung)
+    );
 
     let silent = with_command(&repo, "true", &short);
-    assert_eq!(silent.status.code(), Some(36), "{}", stderr(&silent));
+    assert_eq!(silent.status.code(), Some(36), "{}", stderr_text(&silent));
     assert!(
-        stderr(&silent).contains("printed no password"),
+        stderr_text(&silent).contains("printed no password"),
         "{}",
-        stderr(&silent)
+        stderr_text(&silent)
     );
 
     let only_stderr = with_command(&repo, &format!("echo '{PASSWORD}' >&2"), &short);
@@ -99,11 +99,11 @@ fn password_command_that_hangs_prints_nothing_or_only_to_stderr_fails_with_36() 
         only_stderr.status.code(),
         Some(36),
         "{}",
-        stderr(&only_stderr)
+        stderr_text(&only_stderr)
     );
-    assert!(stderr(&only_stderr).contains("printed no password"));
+    assert!(stderr_text(&only_stderr).contains("printed no password"));
     assert!(
-        stderr(&only_stderr).contains(PASSWORD),
+        stderr_text(&only_stderr).contains(PASSWORD),
         "the stderr tail is quoted"
     );
 
@@ -113,7 +113,7 @@ fn password_command_that_hangs_prints_nothing_or_only_to_stderr_fails_with_36() 
         blank_first.status.code(),
         Some(36),
         "{}",
-        stderr(&blank_first)
+        stderr_text(&blank_first)
     );
 
     // `yes` never ends and prints without bound: killed, not filling /tmp.
@@ -123,11 +123,11 @@ fn password_command_that_hangs_prints_nothing_or_only_to_stderr_fails_with_36() 
         started.elapsed() < Duration::from_secs(20),
         "not killed early"
     );
-    assert_eq!(endless.status.code(), Some(36), "{}", stderr(&endless));
+    assert_eq!(endless.status.code(), Some(36), "{}", stderr_text(&endless));
     assert!(
-        stderr(&endless).contains("more than 65536 bytes"),
+        stderr_text(&endless).contains("more than 65536 bytes"),
         "{}",
-        stderr(&endless)
+        stderr_text(&endless)
     );
 
     let bad_timeout = with_command(
@@ -139,7 +139,7 @@ fn password_command_that_hangs_prints_nothing_or_only_to_stderr_fails_with_36() 
         bad_timeout.status.code(),
         Some(22),
         "{}",
-        stderr(&bad_timeout)
+        stderr_text(&bad_timeout)
     );
 }
 
@@ -163,13 +163,17 @@ fn password_file_and_password_command_together_are_refused() {
     )
     .output()
     .unwrap();
-    assert_eq!(both.status.code(), Some(22), "{}", stderr(&both));
-    assert!(stderr(&both).contains("keep one"), "{}", stderr(&both));
+    assert_eq!(both.status.code(), Some(22), "{}", stderr_text(&both));
+    assert!(
+        stderr_text(&both).contains("keep one"),
+        "{}",
+        stderr_text(&both)
+    );
     // Also when one comes from the environment.
     let mut mixed = lsmvault_command(&repo, None, &["--password-command", "echo x", "snapshots"]);
     mixed.env("LSMVAULT_PASSWORD_FILE", &file);
     let mixed = mixed.output().unwrap();
-    assert_eq!(mixed.status.code(), Some(22), "{}", stderr(&mixed));
+    assert_eq!(mixed.status.code(), Some(22), "{}", stderr_text(&mixed));
     // An exported but empty variable is no command.
     let mut empty = lsmvault_command(&repo, Some(PASSWORD), &["snapshots"]);
     empty.env("LSMVAULT_PASSWORD_COMMAND", "");
@@ -312,11 +316,11 @@ fn snapshot_filters_tag_host_path_and_database_id_on_snapshots_ls_restore_diff_a
         .collect();
     assert_eq!(paths, ["b"]);
     let missing = lsmvault(&repo, &["ls", "latest", "--host", "nowhere"]);
-    assert_eq!(missing.status.code(), Some(13), "{}", stderr(&missing));
+    assert_eq!(missing.status.code(), Some(13), "{}", stderr_text(&missing));
     assert!(
-        stderr(&missing).contains("latest with host nowhere"),
+        stderr_text(&missing).contains("latest with host nowhere"),
         "{}",
-        stderr(&missing)
+        stderr_text(&missing)
     );
     // An id names its snapshot whatever the filter (as in restic).
     let by_id = lsmvault_json(&repo, &["ls", &second[..12], "--host", "db1"]);
@@ -351,7 +355,7 @@ fn snapshot_filters_tag_host_path_and_database_id_on_snapshots_ls_restore_diff_a
             nowhere.to_str().unwrap(),
         ],
     );
-    assert_eq!(failed.status.code(), Some(13), "{}", stderr(&failed));
+    assert_eq!(failed.status.code(), Some(13), "{}", stderr_text(&failed));
     assert!(!nowhere.exists(), "nothing restored");
 
     // `diff` resolves `latest` under the filter: host db1's latest is `third`.
@@ -468,7 +472,10 @@ fn forget_keep_daily_keeps_three_days_of_nine_dated_checkpoint_directories() {
     assert_eq!(old["removed"].as_array().unwrap().len(), 0);
     // By default one database is one group: three days kept, six removed.
     let text = lsmvault_ok(&repo, &["forget", "--keep-daily", "3"]);
-    assert!(text.contains(&format!("database {identity}:")), "{text}");
+    assert!(
+        text.contains(&format!("database {identity}, host ")),
+        "{text}"
+    );
     assert!(
         text.contains("2026-12-09 02:00:00 UTC"),
         "times carry their zone: {text}"
@@ -485,16 +492,6 @@ fn forget_keep_daily_keeps_three_days_of_nine_dated_checkpoint_directories() {
         .map(|source| &source[source.len() - 10..])
         .collect();
     assert_eq!(days, ["2026-12-07", "2026-12-08", "2026-12-09"]);
-}
-
-/// The paths a snapshot holds (files and directories), as `ls --json` names them.
-fn listed_paths(repo: &Path, snapshot: &str) -> Vec<String> {
-    lsmvault_json(repo, &["ls", snapshot])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| entry["path"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -546,7 +543,7 @@ fn backup_exclude_and_exclude_file_leave_paths_out_record_them_and_count_them() 
     let text = assert_success(&output, "backup with excludes");
     // 4 entries: LOG, LOG.old.1, archive/ (once, with all below it), sub/scratch.tmp.
     assert!(text.contains("excluded: 4 entries (4 pattern(s)"), "{text}");
-    let warnings = stderr(&output);
+    let warnings = stderr_text(&output);
     assert!(
         warnings.contains("exclude pattern \"not-there-*\" matched nothing"),
         "{warnings}"
@@ -587,12 +584,12 @@ fn exclude_patterns_with_dot_dot_or_naming_the_root_and_missing_exclude_files_ar
             output.status.code(),
             Some(code),
             "{extra:?}: {}",
-            stderr(&output)
+            stderr_text(&output)
         );
         assert!(
-            stderr(&output).contains(needle),
+            stderr_text(&output).contains(needle),
             "{extra:?}: {}",
-            stderr(&output)
+            stderr_text(&output)
         );
     };
     refused(&["--exclude", "../secret"], 22, "contains '..'");
@@ -630,9 +627,9 @@ fn exclude_patterns_with_dot_dot_or_naming_the_root_and_missing_exclude_files_ar
     );
     assert_success(&output, "backup with an absolute exclude");
     assert!(
-        stderr(&output).contains("matched nothing"),
+        stderr_text(&output).contains("matched nothing"),
         "{}",
-        stderr(&output)
+        stderr_text(&output)
     );
     assert_eq!(listed_paths(&repo, "latest"), ["a"]);
 }

@@ -25,6 +25,14 @@ fn mtimes(root: &Path) -> Vec<(String, i64, i64)> {
         .collect()
 }
 
+/// The arguments of `restore latest -t TARGET EXTRA...`.
+fn restore_latest<'a>(target: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["restore", "latest", "-t", target.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// What the plan does to each file: `(action, path)`.
 fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
     plan["files"]
         .as_array()
@@ -45,16 +53,7 @@ fn restore_dry_run_into_a_new_target_lists_files_and_a_positive_estimate_writing
     let parent = fixture.root.join("restores");
     fs::create_dir(&parent).unwrap();
     let target = parent.join("not/yet/there");
-    let plan = lsmvault_json(
-        &fixture.repo,
-        &[
-            "restore",
-            "latest",
-            "--target",
-            target.to_str().unwrap(),
-            "--dry-run",
-        ],
-    );
+    let plan = lsmvault_json(&fixture.repo, &restore_latest(&target, &["--dry-run"]));
     assert!(
         !parent.join("not").exists(),
         "the dry run created the target"
@@ -146,16 +145,7 @@ fn restore_dry_run_refuses_a_non_empty_target_without_delta_and_plans_a_delta_un
     let mtimes_before = mtimes(&target);
 
     // Refused, as the real restore would refuse it.
-    let refused = lsmvault(
-        &fixture.repo,
-        &[
-            "restore",
-            "latest",
-            "-t",
-            target.to_str().unwrap(),
-            "--dry-run",
-        ],
-    );
+    let refused = lsmvault(&fixture.repo, &restore_latest(&target, &["--dry-run"]));
     assert_eq!(
         refused.status.code(),
         Some(17),
@@ -166,14 +156,7 @@ fn restore_dry_run_refuses_a_non_empty_target_without_delta_and_plans_a_delta_un
 
     let plan = lsmvault_json(
         &fixture.repo,
-        &[
-            "restore",
-            "latest",
-            "-t",
-            target.to_str().unwrap(),
-            "--dry-run",
-            "--delta",
-        ],
+        &restore_latest(&target, &["--dry-run", "--delta"]),
     );
     assert_eq!(
         actions(&plan),
@@ -206,16 +189,7 @@ fn restore_dry_run_refuses_a_non_empty_target_without_delta_and_plans_a_delta_un
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // The real delta restore does what the plan said.
-    let done = lsmvault_json(
-        &fixture.repo,
-        &[
-            "restore",
-            "latest",
-            "-t",
-            target.to_str().unwrap(),
-            "--delta",
-        ],
-    );
+    let done = lsmvault_json(&fixture.repo, &restore_latest(&target, &["--delta"]));
     assert_eq!(done["files_kept"], 1);
     assert_eq!(done["entries_removed"], 2);
     assert_eq!(done["bytes_written"], plan["bytes_to_write"]);
@@ -236,16 +210,12 @@ fn restore_dry_run_killed_at_random_points_leaves_nothing_behind() {
             (&target, true),
             (&fixture.root.join("absent/deeper"), false),
         ] {
-            let mut args = vec![
-                "restore",
-                "latest",
-                "-t",
-                target.to_str().unwrap(),
-                "--dry-run",
-            ];
-            if delta {
-                args.push("--delta");
-            }
+            let extra: &[&str] = if delta {
+                &["--dry-run", "--delta"]
+            } else {
+                &["--dry-run"]
+            };
+            let args = restore_latest(target, extra);
             let mut child = crate::common::lsmvault_command(&fixture.repo, None, &args)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -263,14 +233,5 @@ fn restore_dry_run_killed_at_random_points_leaves_nothing_behind() {
         assert_eq!(now, before, "round {round}");
     }
     // A stale lock of a killed dry run does not block the next one.
-    lsmvault_json(
-        &fixture.repo,
-        &[
-            "restore",
-            "latest",
-            "-t",
-            target.to_str().unwrap(),
-            "--dry-run",
-        ],
-    );
+    lsmvault_json(&fixture.repo, &restore_latest(&target, &["--dry-run"]));
 }

@@ -151,10 +151,6 @@ fn wait_for_a_link(hold: &Path) {
     panic!("nothing was held in {}", hold.display());
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// A seed from the clock, printed so a failure can be replayed.
 fn seed() -> u64 {
     let seed = std::env::var("WAL_PICKUP_SEED")
@@ -244,7 +240,7 @@ fn wal_watch_keeps_every_record_with_rocksdb_default_options() {
     }
     assert!(writer.0.wait().unwrap().success());
     let output = watcher.stop("-INT");
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_text(&output));
     assert!(!db.join(HOLD).exists(), "links left after a clean stop");
 
     let timeline = lsmvault_json(&repo, &["wal", "ls"]);
@@ -285,8 +281,8 @@ fn a_wal_file_deleted_before_archiving_is_a_gap_reported_at_once() {
     lsmvault_ok(&repo, &["wal", "archive", database]);
     write_segment(&db, 9, 41..=50);
     let output = lsmvault(&repo, &["wal", "archive", database]);
-    assert_eq!(output.status.code(), Some(34), "{}", stderr(&output));
-    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(34), "{}", stderr_text(&output));
+    let message = stderr_text(&output);
     assert!(
         message.contains("31..=40") && message.contains("fake-db-identity"),
         "{message}"
@@ -304,9 +300,17 @@ fn a_wal_file_deleted_before_archiving_is_a_gap_reported_at_once() {
     std::thread::sleep(Duration::from_millis(800));
     write_segment(&db, 13, 61..=70);
     let output = watcher.wait_at_most(Duration::from_secs(10));
-    assert_eq!(output.status.code(), Some(34), "{}", stderr(&output));
-    assert!(stderr(&output).contains("51..=60"), "{}", stderr(&output));
-    assert!(!stderr(&output).contains("31..=40"), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(34), "{}", stderr_text(&output));
+    assert!(
+        stderr_text(&output).contains("51..=60"),
+        "{}",
+        stderr_text(&output)
+    );
+    assert!(
+        !stderr_text(&output).contains("31..=40"),
+        "{}",
+        stderr_text(&output)
+    );
 }
 
 #[test]
@@ -320,8 +324,12 @@ fn tag_in_a_gap_fails() {
     // Sequences 31..=40 never reach the archive.
     write_segment(&db, 9, 41..=50);
     let output = lsmvault(&repo, &["tag", "after-the-gap", db.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(28), "{}", stderr(&output));
-    assert!(stderr(&output).contains("31..=40"), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(28), "{}", stderr_text(&output));
+    assert!(
+        stderr_text(&output).contains("31..=40"),
+        "{}",
+        stderr_text(&output)
+    );
     let timeline = lsmvault_json(&repo, &["wal", "ls"]);
     let points = timeline[0]["restore_points"].as_array().unwrap();
     assert_eq!(points.len(), 1, "no restore point written: {timeline:#}");
@@ -338,11 +346,11 @@ fn tag_without_a_snapshot_fails() {
         &repo,
         &["tag", "nothing-to-start-from", db.to_str().unwrap()],
     );
-    assert_eq!(output.status.code(), Some(28), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(28), "{}", stderr_text(&output));
     assert!(
-        stderr(&output).contains("no snapshot"),
+        stderr_text(&output).contains("no snapshot"),
         "{}",
-        stderr(&output)
+        stderr_text(&output)
     );
     let timeline = lsmvault_json(&repo, &["wal", "ls"]);
     assert_eq!(timeline[0]["restore_points"], serde_json::json!([]));
@@ -391,8 +399,8 @@ fn hold_dir_on_another_filesystem_is_refused() {
     let hold = mount.point.join("hold");
     let watcher = Watcher::start(&repo, &db, &["--hold-dir", hold.to_str().unwrap()]);
     let output = watcher.wait_at_most(Duration::from_secs(10));
-    assert_eq!(output.status.code(), Some(22), "{}", stderr(&output));
-    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(22), "{}", stderr_text(&output));
+    let message = stderr_text(&output);
     for part in [
         db.to_str().unwrap(),
         hold.to_str().unwrap(),
@@ -506,7 +514,7 @@ fn kill_watchers_while_writing(options: &[&str]) -> Option<KillOutcome> {
             exit_codes.push(Some(34));
             continue;
         }
-        assert_eq!(output.status.code(), Some(143), "{}", stderr(&output));
+        assert_eq!(output.status.code(), Some(143), "{}", stderr_text(&output));
         break;
     }
     assert!(!db.join(HOLD).exists(), "links left after a clean stop");
@@ -560,11 +568,11 @@ fn a_locked_repository_skips_rounds_and_the_watcher_keeps_holding() {
     let _ = holder.wait();
     std::thread::sleep(Duration::from_millis(700));
     let output = watcher.stop("-INT");
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_text(&output));
     assert!(
-        stderr(&output).contains("round skipped"),
+        stderr_text(&output).contains("round skipped"),
         "{}",
-        stderr(&output)
+        stderr_text(&output)
     );
     let timeline = lsmvault_json(&repo, &["wal", "ls"]);
     assert_eq!(timeline[0]["gaps"], serde_json::json!([]), "{timeline:#}");
@@ -582,7 +590,7 @@ fn a_watcher_that_cannot_start_leaves_no_links() {
     let missing_repo = work.path().join("no-repo");
     let watcher = Watcher::start(&missing_repo, &db, &[]);
     let output = watcher.wait_at_most(Duration::from_secs(10));
-    assert_eq!(output.status.code(), Some(10), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(10), "{}", stderr_text(&output));
     assert!(!db.join(HOLD).exists(), "links left behind");
 
     let repo = work.path().join("repo");
@@ -590,7 +598,7 @@ fn a_watcher_that_cannot_start_leaves_no_links() {
     let missing_db = work.path().join("no-db");
     let watcher = Watcher::start(&repo, &missing_db, &[]);
     let output = watcher.wait_at_most(Duration::from_secs(10));
-    assert_eq!(output.status.code(), Some(20), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(20), "{}", stderr_text(&output));
     assert!(!missing_db.exists());
 }
 
@@ -627,12 +635,12 @@ fn the_database_directory_is_refused_as_holding_directory() {
                 output.status.code(),
                 Some(22),
                 "{args:?}: {}",
-                stderr(&output)
+                stderr_text(&output)
             );
             assert!(
-                stderr(&output).contains("holding directory"),
+                stderr_text(&output).contains("holding directory"),
                 "{}",
-                stderr(&output)
+                stderr_text(&output)
             );
         }
     }

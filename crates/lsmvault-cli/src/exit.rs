@@ -115,7 +115,7 @@ pub fn hint(error: &Error) -> &'static str {
             "check the freeze command by hand; the thaw command was run, so the writer is not left paused (--freeze-timeout sets how long it may take)"
         }
         Error::PasswordCommandFailed { .. } => {
-            "run the password command by hand: it must exit 0 and print the password on its first line within 30s (LSMVAULT_PASSWORD_COMMAND_TIMEOUT); or use --password-file"
+            "run the password command by hand: it must exit 0 and print the password on its first line within its timeout (30s unless LSMVAULT_PASSWORD_COMMAND_TIMEOUT says otherwise); or use --password-file"
         }
         Error::ThawFailed { .. } => {
             "resume the writer NOW with the thaw command named above, by hand, and check that it runs"
@@ -150,7 +150,7 @@ pub fn report_failure(error: &Error, json: bool) -> ExitCode {
             "error": { "code": code.name(), "exit_code": code.exit_code(),
                        "message": error.to_string(), "hint": hint(error) }
         });
-        println!("{report}");
+        outln!("{report}");
     }
     print_error(error);
     exit_code(code)

@@ -24,6 +24,21 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
+    /// A warning for `forget` when `--tag` is repeated without commas:
+    /// that selects snapshots with *any* of the tags (restic's rule), where
+    /// earlier lsmvault versions required them all; a cron job written for
+    /// the old reading would now remove more than its author meant.
+    pub fn repeated_tag_warning(&self) -> Option<String> {
+        (self.tags.len() > 1 && self.tags.iter().all(|list| !list.contains(','))).then(|| {
+            format!(
+                "warning: --tag {} selects snapshots with ANY of these tags; \
+                 write --tag {} for snapshots with all of them",
+                self.tags.join(" --tag "),
+                self.tags.join(",")
+            )
+        })
+    }
+
     /// The library's filter these flags describe.
     pub fn filter(&self) -> SnapshotFilter {
         build(

@@ -5,12 +5,13 @@
 //! an exit code ([`exit`]). Everything a command prints is in its module;
 //! how things are printed is in [`output`].
 
+#[macro_use]
+mod output;
 mod allocator;
 mod cli;
 mod commands;
 mod exit;
 mod filter;
-mod output;
 mod password;
 mod progress;
 mod signals;
@@ -52,6 +53,12 @@ fn main() -> ExitCode {
         Command::Man(args) => commands::completions::man(&context, args),
     };
     outcome.unwrap_or_else(|error| {
+        if let lsmvault::Error::Io { source, .. } = &error {
+            // `dump … | head -c 10`: the reader had what it wanted.
+            if source.kind() == std::io::ErrorKind::BrokenPipe {
+                return ExitCode::from(output::CLOSED_STDOUT_EXIT as u8);
+            }
+        }
         let code = exit::report_failure(&error, cli.global.json);
         signals::exit_code(&error).unwrap_or(code)
     })

@@ -8,6 +8,16 @@
 //!
 //! Each rule is written once here so that two listings never disagree on how
 //! an id or a time looks.
+//!
+//! Everything meant for stdout goes through [`outln!`]/[`write_stdout`]: a
+//! reader that stops early (`lsmvault find '*' | head -1`) closes the pipe,
+//! and the command then ends quietly with exit 141, as a process killed by
+//! SIGPIPE reports, instead of the panic `println!` gives. SIGPIPE itself
+//! stays ignored: a `backup --live` must never die of a closed stdout before
+//! it has thawed the database (the library has always thawed by the time
+//! anything is printed).
+
+use std::io::Write;
 
 use lsmvault::{Error, Id, Timestamp};
 use serde::Serialize;
@@ -69,17 +79,48 @@ impl Output {
     }
 }
 
+/// The exit code of a command whose stdout reader went away (128 + SIGPIPE).
+pub const CLOSED_STDOUT_EXIT: i32 = 141;
+
+/// `println!` for the command's output on stdout (see the module docs).
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(b"\n")
+    };
+    ($($argument:tt)*) => {
+        $crate::output::write_stdout(format!("{}\n", format_args!($($argument)*)).as_bytes())
+    };
+}
+
+/// Writes `bytes` to stdout; a closed pipe ends the command with
+/// [`CLOSED_STDOUT_EXIT`], any other failure with the I/O exit code.
+pub fn write_stdout(bytes: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        stdout_failed(error);
+    }
+}
+
+/// Ends the command after a failed write to stdout (see [`write_stdout`]).
+pub fn stdout_failed(error: std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(CLOSED_STDOUT_EXIT);
+    }
+    eprintln!("error: writing to stdout: {error}");
+    std::process::exit(lsmvault::ErrorCode::Io as i32)
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(serialization_error)?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
 /// Prints `value` as JSON on one line (one report of a stream of them).
 pub fn print_json_line<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string(value).map_err(serialization_error)?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -90,6 +131,26 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value, Er
 
 fn serialization_error(error: serde_json::Error) -> Error {
     Error::InvalidArgument(error.to_string())
+}
+
+/// A path or name for one line of text output: control characters (a
+/// newline in a file name would split one entry into two lines for a
+/// script reading them) are shown escaped (`\n`, `\t`, `\x1b`), and bytes
+/// that are not UTF-8 as U+FFFD. JSON output carries names unescaped.
+pub fn printable_path(path: &str) -> String {
+    let mut shown = String::with_capacity(path.len());
+    for character in path.chars() {
+        match character {
+            '\n' => shown.push_str("\\n"),
+            '\t' => shown.push_str("\\t"),
+            '\r' => shown.push_str("\\r"),
+            control if control.is_control() => {
+                shown.push_str(&format!("\\x{:02x}", u32::from(control)))
+            }
+            other => shown.push(other),
+        }
+    }
+    shown
 }
 
 /// The first 8 hex digits of a snapshot (or other object) id, as listings show it.

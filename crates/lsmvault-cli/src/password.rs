@@ -24,6 +24,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
+use lsmvault::lsm::pause::{shell_output, Terminal};
 use lsmvault::Error;
 
 /// How long a password command may run before it is killed (restic waits
@@ -149,7 +150,15 @@ fn run_password_command(command: &str) -> Result<String, Error> {
         outcome,
         stderr,
     };
-    let (stdout, stderr) = lsmvault::lsm::pause::shell_output(command, command_timeout()?)
+    // On a terminal the command may ask there itself (pinentry-tty, `read
+    // </dev/tty`): it then runs in our foreground process group and shows its
+    // stderr. From cron or a script its stderr is kept for the error message.
+    let terminal = if std::io::stdin().is_terminal() {
+        Terminal::Shared
+    } else {
+        Terminal::Detached
+    };
+    let (stdout, stderr) = shell_output(command, command_timeout()?, terminal)
         .map_err(|failure| failed(failure.outcome, failure.stderr))?;
     let text = String::from_utf8_lossy(&stdout);
     let first = text.lines().next().unwrap_or_default();

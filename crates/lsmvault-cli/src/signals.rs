@@ -1,11 +1,14 @@
-//! SIGINT and SIGTERM during the commands that pause a writer or create
-//! things that must not outlive them (`checkpoint`, `backup`), and the
-//! signals that end `wal archive --watch` (after one last round).
+//! SIGINT, SIGTERM, SIGHUP (an ssh session that drops) and SIGQUIT during
+//! the commands that pause a writer or create things that must not outlive
+//! them (`checkpoint`, `backup`), and the signals that end `wal archive
+//! --watch` (after one last round). SIGKILL cannot be caught: a writer
+//! frozen by a process killed with it stays frozen until someone thaws it
+//! (the freeze timeout bounds only the freeze command itself).
 //!
 //! The first signal only triggers the library's [`Interrupt`]: the command
 //! unwinds through its guards (the thaw command runs, the repository lock
 //! and `backup --live`'s temporary checkpoint are removed) and then exits
-//! with 128 + the signal's number (130, 143). A second signal while that
+//! with 128 + the signal's number (130, 143, 129, 131). A second signal while that
 //! cleanup runs exits at once with the same code. Other commands keep the
 //! default disposition (the signal ends them).
 
@@ -32,7 +35,7 @@ extern "C" fn on_signal(signal: nix::libc::c_int) {
     }
 }
 
-/// Installs the handlers for SIGINT and SIGTERM and returns the interrupt
+/// Installs the handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT and returns the interrupt
 /// they trigger. If the handlers cannot be installed the signals keep their
 /// default effect (the process ends), which is no worse than before.
 pub fn install() -> Interrupt {
@@ -42,7 +45,12 @@ pub fn install() -> Interrupt {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
         // SAFETY: the handler only touches atomics and calls `_exit`.
         let _ = unsafe { sigaction(signal, &action) };
     }

@@ -44,6 +44,21 @@ pub fn assert_success(output: &Output, what: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// What a command wrote to stderr, as text.
+pub fn stderr_text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The paths (files and directories) `ls --json` lists for `snapshot`.
+pub fn listed_paths(repo: &Path, snapshot: &str) -> Vec<String> {
+    lsmvault_json(repo, &["ls", snapshot])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Runs with `--json` and parses stdout.
 pub fn lsmvault_json(repo: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];

@@ -191,12 +191,12 @@ fn open_or_create(context: &Context, args: &BackupArgs) -> Result<Repository, Er
 fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>, full: bool) {
     if let Some(report) = live {
         for leftover in &report.leftovers_removed {
-            println!(
+            outln!(
                 "removed the temporary checkpoint of an earlier run that was killed: {}",
                 leftover.display()
             );
         }
-        println!(
+        outln!(
             "live checkpoint: {} linked, {} copied; writes paused {:.1} ms",
             report.linked,
             report.copied,
@@ -205,18 +205,18 @@ fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>, full: bo
     }
     let snapshot = &outcome.snapshot;
     let stats = &snapshot.stats;
-    println!(
+    outln!(
         "snapshot {} ({}) of {}",
         short_id(&outcome.id),
         snapshot.kind,
         snapshot.source
     );
     match &snapshot.parent {
-        Some(parent) => println!("parent {}", short_id(parent)),
-        None if full => println!("no parent (--full)"),
-        None => println!("no parent (first backup of this database)"),
+        Some(parent) => outln!("parent {}", short_id(parent)),
+        None if full => outln!("no parent (--full)"),
+        None => outln!("no parent (first backup of this database)"),
     }
-    println!(
+    outln!(
         "files: {} new, {} changed, {} unmodified; {} read, {} added in {} blobs / {} packs; {:.2} s",
         stats.files_new,
         stats.files_changed,
@@ -228,14 +228,14 @@ fn print_text(outcome: &BackupOutcome, live: Option<&CheckpointReport>, full: bo
         stats.duration_seconds
     );
     if !snapshot.excludes.is_empty() {
-        println!(
+        outln!(
             "excluded: {} entries ({} pattern(s); a directory counts once)",
             stats.excluded,
             snapshot.excludes.len()
         );
     }
     if outcome.blobs_rewritten > 0 {
-        println!(
+        outln!(
             "healed: {} blobs written again (their pack was missing or damaged)",
             outcome.blobs_rewritten
         );

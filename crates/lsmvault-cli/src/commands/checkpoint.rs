@@ -69,7 +69,7 @@ pub fn run(context: &Context, args: &CheckpointArgs) -> Result<ExitCode, Error> 
         &args.freeze.options(&interrupt),
     )?;
     context.output().summary(&report, |report| {
-        println!(
+        outln!(
             "checkpoint of {} in {}: {} linked, {} copied ({}), {} skipped; writes paused {:.1} ms",
             args.source.display(),
             report.destination.display(),
@@ -80,7 +80,7 @@ pub fn run(context: &Context, args: &CheckpointArgs) -> Result<ExitCode, Error> 
             report.pause_seconds * 1000.0
         );
         if report.cross_device_copies > 0 {
-            println!(
+            outln!(
                 "copied while frozen (another file system, --allow-copy): {} files that would have been linked; {} copied in all",
                 report.cross_device_copies,
                 human_bytes(report.bytes_copied)

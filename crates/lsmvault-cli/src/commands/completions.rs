@@ -23,7 +23,9 @@ pub struct CompletionsArgs {
 
 pub fn completions(args: &CompletionsArgs) -> Result<ExitCode, Error> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "lsmvault", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "lsmvault", &mut script);
+    crate::output::write_stdout(&script);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -41,7 +43,7 @@ pub fn man(context: &Context, args: &ManArgs) -> Result<ExitCode, Error> {
     let mut written = Vec::new();
     write_pages(Cli::command(), &args.out, &mut written)?;
     context.output().summary(&written, |written| {
-        println!(
+        outln!(
             "wrote {} manual pages to {} (e.g. `man -l {}`)",
             written.len(),
             args.out.display(),

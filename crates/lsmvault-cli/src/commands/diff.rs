@@ -45,7 +45,7 @@ fn print_text(report: &DiffReport) {
             "metadata" => "U",
             _ => "M",
         };
-        println!(
+        outln!(
             "{sign} {:<50} {:>12} -> {:>12}  ({} new in storage)",
             change.path,
             human_bytes(change.size_before),
@@ -53,7 +53,7 @@ fn print_text(report: &DiffReport) {
             human_bytes(change.new_bytes)
         );
     }
-    println!(
+    outln!(
         "{} added, {} removed, {} modified; storage: {} added, {} no longer referenced",
         report.added,
         report.removed,

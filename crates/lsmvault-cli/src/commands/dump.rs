@@ -8,7 +8,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::builder::PossibleValuesParser;
+use clap::Args;
 use lsmvault::ops::cat::{CatKind, CatOutput};
 use lsmvault::Error;
 
@@ -19,8 +20,9 @@ use crate::output::print_json;
 pub struct DumpArgs {
     /// Snapshot id, unique id prefix, `latest` or `latest:TAG`.
     snapshot: String,
-    /// Path of a regular file in the snapshot (as `ls` shows it).
-    path: String,
+    /// Path of a regular file in the snapshot (as `ls` shows it; any bytes
+    /// a file name can hold).
+    path: std::path::PathBuf,
 }
 
 pub fn dump(context: &Context, args: &DumpArgs) -> Result<ExitCode, Error> {
@@ -33,26 +35,12 @@ pub fn dump(context: &Context, args: &DumpArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The kinds of object `cat` shows.
-#[derive(Clone, Copy, ValueEnum)]
-enum Kind {
-    Config,
-    Snapshot,
-    Index,
-    Tree,
-    Blob,
-    Pack,
-    Key,
-    Lock,
-    Wal,
-}
-
 #[derive(Args)]
 pub struct CatArgs {
     /// What to show: `config`, or the kind of the object ID names (a pack
     /// shows its header, a blob its raw content, the others their JSON).
-    #[arg(value_enum)]
-    kind: Kind,
+    #[arg(value_parser = PossibleValuesParser::new(CatKind::ALL.map(CatKind::name)))]
+    kind: String,
     /// The object's id or a unique prefix (a snapshot also takes `latest`);
     /// not for `config`.
     #[arg(required_if_eq_any = [("kind", "snapshot"), ("kind", "index"), ("kind", "tree"),
@@ -61,18 +49,8 @@ pub struct CatArgs {
 }
 
 pub fn cat(context: &Context, args: &CatArgs) -> Result<ExitCode, Error> {
-    let kind = match args.kind {
-        Kind::Config => CatKind::Config,
-        Kind::Snapshot => CatKind::Snapshot,
-        Kind::Index => CatKind::Index,
-        Kind::Tree => CatKind::Tree,
-        Kind::Blob => CatKind::Blob,
-        Kind::Pack => CatKind::Pack,
-        Kind::Key => CatKind::Key,
-        Kind::Lock => CatKind::Lock,
-        Kind::Wal => CatKind::Wal,
-    };
-    if matches!(kind, CatKind::Config) && args.id.is_some() {
+    let kind: CatKind = args.kind.parse()?;
+    if !kind.takes_id() && args.id.is_some() {
         return Err(Error::InvalidArgument(
             "`cat config` takes no id (a repository has one config)".into(),
         ));

@@ -9,7 +9,7 @@ use lsmvault::ops::find::{FindOptions, FindReport};
 use lsmvault::Error;
 
 use super::Context;
-use crate::output::{human_bytes, short_id, warn_damaged};
+use crate::output::{human_bytes, printable_path, short_id, warn_damaged};
 
 #[derive(Args)]
 pub struct FindArgs {
@@ -50,9 +50,12 @@ fn print_text(report: &FindReport) {
     if report.matches.is_empty() {
         return;
     }
-    println!(
+    outln!(
         "{:<10} {:<20} {:>12} {:<20} path",
-        "snapshot", "time", "size", "mtime"
+        "snapshot",
+        "time",
+        "size",
+        "mtime"
     );
     for found in &report.matches {
         let suffix = match found.kind {
@@ -60,13 +63,13 @@ fn print_text(report: &FindReport) {
             "symlink" => " (symlink)",
             _ => "",
         };
-        println!(
+        outln!(
             "{:<10} {:<20} {:>12} {:<20} {}{suffix}",
             short_id(&found.snapshot),
             found.time.to_seconds_string(),
             human_bytes(found.size),
             found.mtime.to_seconds_string(),
-            found.path
+            printable_path(&found.path)
         );
     }
 }

@@ -48,10 +48,12 @@ pub struct ForgetArgs {
     /// Only consider snapshots of this kind: full, incremental or differential.
     #[arg(long)]
     kind: Option<String>,
-    /// Group snapshots by: database (default: the database's identity, so
-    /// dated checkpoint directories of one database are one group; host and
-    /// source for snapshots without one), host, source, host,source, or none.
-    #[arg(long, default_value = "database")]
+    /// Group snapshots by: database,host (default: the database's identity
+    /// on each host, so dated checkpoint directories of one database are one
+    /// group, and a clone restored on another host keeps its own; host and
+    /// source for snapshots without an identity), database, host, source,
+    /// host,source, or none.
+    #[arg(long, default_value = "database,host")]
     group_by: String,
     /// Report only; remove nothing.
     #[arg(long)]
@@ -125,6 +127,9 @@ impl ForgetArgs {
 }
 
 pub fn run(context: &Context, args: &ForgetArgs) -> Result<ExitCode, Error> {
+    if let Some(warning) = args.filter.repeated_tag_warning() {
+        eprintln!("{warning}");
+    }
     let repository = context.open_repository()?;
     let output = context.output();
     let forgotten = if args.snapshots.is_empty() {
@@ -151,7 +156,26 @@ fn forget_by_id(
     args: &ForgetArgs,
     output: Output,
 ) -> Result<serde_json::Value, Error> {
-    let report = repository.forget_ids(&args.snapshots, args.dry_run, args.keep_pitr()?)?;
+    let options = args.policy_options()?;
+    if options.policy != RetentionPolicy::default() {
+        return Err(Error::InvalidArgument(
+            "snapshot ids and --keep-* flags exclude each other: name the snapshots to \
+             remove, or give a policy"
+                .into(),
+        ));
+    }
+    // `latest` resolves among the snapshots the filter flags select, as
+    // `ls latest --host A` does; an id or prefix names one snapshot anyway.
+    let selectors = args
+        .snapshots
+        .iter()
+        .map(|selector| {
+            repository
+                .find_snapshot_filtered(selector, &options.filter)
+                .map(|entry| entry.id.to_hex())
+        })
+        .collect::<Result<Vec<String>, Error>>()?;
+    let report = repository.forget_ids(&selectors, args.dry_run, options.keep_pitr)?;
     if output.prints_summary() || (args.dry_run && !output.is_json()) {
         let action = if args.dry_run {
             "would remove"
@@ -159,7 +183,7 @@ fn forget_by_id(
             "removed"
         };
         for id in &report.removed {
-            println!("{action} {}", short_id(id));
+            outln!("{action} {}", short_id(id));
         }
         wal_report::print(&report.wal, args.dry_run);
     }
@@ -197,14 +221,14 @@ fn forget_by_policy(
 
 fn print_decisions(report: &ForgetReport) {
     for group in &report.groups {
-        println!("{}:", group.group);
+        outln!("{}:", group.group);
         for decision in &group.snapshots {
             let action = match (decision.keep, report.dry_run) {
                 (true, _) => format!("keep   ({})", decision.reasons.join(", ")),
                 (false, true) => "would remove".to_string(),
                 (false, false) => "remove".to_string(),
             };
-            println!(
+            outln!(
                 "  {} {}  {}",
                 short_id(&decision.id),
                 table_time(decision.time),
@@ -212,7 +236,7 @@ fn print_decisions(report: &ForgetReport) {
             );
         }
     }
-    println!(
+    outln!(
         "{} snapshot(s) {}",
         report.removed.len(),
         if report.dry_run {

@@ -55,7 +55,7 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<ExitCode, Error> {
         warn_if_readable_by_others(location);
     }
     context.output().summary(repository.config(), |config| {
-        println!("created repository {} at {}", config.id, location.display());
+        outln!("created repository {} at {}", config.id, location.display());
     })?;
     Ok(ExitCode::SUCCESS)
 }

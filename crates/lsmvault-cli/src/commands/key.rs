@@ -76,14 +76,14 @@ pub fn run(context: &Context, command: &KeyCommand) -> Result<ExitCode, Error> {
 fn print_keys(keys: &[KeyListing]) {
     for key in keys {
         if let Some(reason) = &key.damaged {
-            println!(
+            outln!(
                 "  {} DAMAGED: {reason} (`lsmvault key remove {}` deletes it)",
                 short_key_name(&key.name),
                 short_key_name(&key.name)
             );
             continue;
         }
-        println!(
+        outln!(
             "{} {} {}@{} {}",
             if key.current { "*" } else { " " },
             short_key_name(&key.name),
@@ -98,7 +98,7 @@ fn report_key(output: Output, action: &str, name: &str) -> Result<(), Error> {
     output.summary(
         &serde_json::json!({ "action": action, "key": name }),
         |_| {
-            println!("{action} {}", short_key_name(name));
+            outln!("{action} {}", short_key_name(name));
         },
     )
 }

@@ -12,7 +12,7 @@ use lsmvault::{Error, WalkedEntry};
 
 use super::Context;
 use crate::filter::FilterArgs;
-use crate::output::{print_json, short_id};
+use crate::output::{print_json, printable_path, short_id};
 
 #[derive(Args)]
 pub struct LsArgs {
@@ -52,14 +52,14 @@ pub fn run(context: &Context, args: &LsArgs) -> Result<ExitCode, Error> {
 }
 
 fn print_repair_record(record: &RepairRecord) {
-    println!(
+    outln!(
         "repaired snapshot (rewritten from {} at {}): {} path(s) dropped:",
         short_id(&record.original),
         record.time,
         record.dropped.len()
     );
     for dropped in &record.dropped {
-        println!("  dropped {}: {}", dropped.path, dropped.reason);
+        outln!("  dropped {}: {}", dropped.path, dropped.reason);
     }
 }
 
@@ -96,13 +96,16 @@ fn print_entry(walked: &WalkedEntry) {
     let (kind, suffix) = match &walked.entry.kind {
         EntryKind::File { .. } => ('-', String::new()),
         EntryKind::Directory { .. } => ('d', "/".to_string()),
-        EntryKind::Symlink { target } => ('l', format!(" -> {}", String::from_utf8_lossy(target))),
+        EntryKind::Symlink { target } => (
+            'l',
+            format!(" -> {}", printable_path(&String::from_utf8_lossy(target))),
+        ),
     };
-    println!(
+    outln!(
         "{kind}{:04o} {:>12} {}{}",
         metadata.mode & 0o7777,
         walked.entry.size(),
-        walked.relative.display(),
+        printable_path(&walked.relative.display().to_string()),
         suffix
     );
 }

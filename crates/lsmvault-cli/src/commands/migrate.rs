@@ -16,26 +16,28 @@ pub fn run(context: &Context) -> Result<ExitCode, Error> {
 
 fn print_report(report: &MigrateReport) {
     if let Some(reason) = &report.nothing_to_do {
-        println!(
+        outln!(
             "nothing to migrate (format version {}): {reason}",
             report.from_version
         );
         return;
     }
-    println!(
+    outln!(
         "the master key opened {} of {} snapshot and index file(s)",
-        report.objects_opened, report.objects_checked
+        report.objects_opened,
+        report.objects_checked
     );
     for name in &report.objects_not_opened {
-        println!("  did not open: {name} (damaged? `lsmvault verify` names what it affects)");
+        outln!("  did not open: {name} (damaged? `lsmvault verify` names what it affects)");
     }
-    println!(
+    outln!(
         "bound the config to the master key: format version {} -> {}",
-        report.from_version, report.to_version
+        report.from_version,
+        report.to_version
     );
     // The whole config as written, so every field (present and future) is shown.
     match serde_json::to_string_pretty(&report.config) {
-        Ok(text) => println!("{text}"),
-        Err(error) => println!("(the config cannot be shown: {error})"),
+        Ok(text) => outln!("{text}"),
+        Err(error) => outln!("(the config cannot be shown: {error})"),
     }
 }

@@ -49,14 +49,14 @@ pub fn prune(
 }
 
 fn print_text(report: &PruneReport) {
-    println!(
+    outln!(
         "{}{} snapshot(s) use {} blob(s); {} unused",
         if report.dry_run { "dry run: " } else { "" },
         report.snapshots,
         report.blobs_used,
         report.blobs_unused
     );
-    println!(
+    outln!(
         "packs: {} before, {} deleted, {} repacked into {}, {} unindexed deleted; index files {} -> {}",
         report.packs_before,
         report.packs_deleted,
@@ -66,7 +66,7 @@ fn print_text(report: &PruneReport) {
         report.index_files_before,
         report.index_files_after
     );
-    println!(
+    outln!(
         "{} {} ({} -> {}) in {:.2} s",
         if report.dry_run {
             "would free"

@@ -140,33 +140,38 @@ fn print_packs_report(output: &PacksOutput) {
     } else {
         "rebuilt"
     };
-    println!(
+    outln!(
         "checked {} pack(s) and {} parity object(s) in {} group(s)",
-        report.packs_checked, report.parity_objects_checked, report.groups
+        report.packs_checked,
+        report.parity_objects_checked,
+        report.groups
     );
     for pack in &report.rebuilt {
-        println!(
+        outln!(
             "{would} pack {} ({}) from group {}",
-            pack.pack, pack.problem, pack.group
+            pack.pack,
+            pack.problem,
+            pack.group
         );
     }
     for change in &report.parity_rewritten {
-        println!("rewrote parity object {}: {}", change.name, change.reason);
+        outln!("rewrote parity object {}: {}", change.name, change.reason);
     }
     for change in &report.parity_removed {
-        println!(
+        outln!(
             "removed damaged parity object {}: {}",
-            change.name, change.reason
+            change.name,
+            change.reason
         );
     }
     if report.packs_protected > 0 {
-        println!(
+        outln!(
             "protected {} pack(s) no parity group covered",
             report.packs_protected
         );
     }
     for pack in &report.lost {
-        println!(
+        outln!(
             "LOST pack {} ({}): {}; {} blob(s)",
             pack.pack,
             pack.problem,
@@ -174,21 +179,21 @@ fn print_packs_report(output: &PacksOutput) {
             pack.blobs.len()
         );
         for blob in &pack.blobs {
-            println!("    blob {blob}");
+            outln!("    blob {blob}");
         }
     }
     for finding in &output.lost_affects {
         for affected in &finding.affected {
-            println!("    {} affects {affected}", finding.object);
+            outln!("    {} affects {affected}", finding.object);
         }
     }
     if report.rebuilt.is_empty() && report.lost.is_empty() && report.parity_rewritten.is_empty() {
-        println!("nothing to repair");
+        outln!("nothing to repair");
     }
 }
 
 fn print_index_report(report: &RepairIndexReport) {
-    println!(
+    outln!(
         "read {} pack header(s); indexed {} blob(s) in {} new index file(s); removed {} old index file(s)",
         report.packs_read,
         report.blobs_indexed,
@@ -196,13 +201,13 @@ fn print_index_report(report: &RepairIndexReport) {
         report.index_files_removed
     );
     if report.blobs_kept_from_old_index > 0 {
-        println!(
+        outln!(
             "kept {} entries of damaged packs from intact old index files",
             report.blobs_kept_from_old_index
         );
     }
     for pack in &report.damaged_packs {
-        println!("skipped damaged pack {}: {}", pack.name, pack.reason);
+        outln!("skipped damaged pack {}: {}", pack.name, pack.reason);
     }
 }
 
@@ -218,22 +223,23 @@ fn print_snapshots_report(report: &RepairSnapshotsReport) {
             (Some(id), false) => format!("rewritten as {}", short_id(id)),
             (Some(id), true) => format!("rewritten as {} and forgotten", short_id(id)),
         };
-        println!(
+        outln!(
             "snapshot {} {outcome}; {would} {} path(s):",
             short_id(&repaired.original),
             repaired.dropped.len()
         );
         for dropped in &repaired.dropped {
-            println!("  {would} {}: {}", dropped.path, dropped.reason);
+            outln!("  {would} {}: {}", dropped.path, dropped.reason);
         }
     }
     for snapshot in &report.unrepairable {
-        println!(
+        outln!(
             "cannot repair snapshot {}: {}",
-            snapshot.name, snapshot.reason
+            snapshot.name,
+            snapshot.reason
         );
     }
-    println!(
+    outln!(
         "checked {} snapshot(s); {} reference lost data{}",
         report.snapshots_checked,
         report.repaired.len(),

@@ -120,7 +120,7 @@ fn restore_snapshot(context: &Context, args: &RestoreArgs) -> Result<ExitCode, E
     }
     let stats = repository.restore(&chosen, &args.target, &options, context.progress())?;
     context.output().summary(&stats, |stats| {
-        println!(
+        outln!(
             "restored snapshot {} to {}: {} files ({} hard links, {} kept), {} directories, {} symlinks, {} written in {:.2} s",
             short_id(&stats.snapshot),
             args.target.display(),
@@ -179,9 +179,9 @@ fn restore_point_in_time(
     context.output().summary(&shown, |ShownRecovery { at, report }| {
         if let Some(at) = at {
             // Echo the instant the time resolved to, so a misread zone shows.
-            println!("--at {} is {} (UTC)", at.given, at.utc);
+            outln!("--at {} is {} (UTC)", at.given, at.utc);
         }
-        println!(
+        outln!(
             "restored database {} to {} at sequence {} (asked: {}): snapshot {} (sequence {}) + {} WAL segment(s)",
             report.database_id,
             args.target.display(),
@@ -192,7 +192,7 @@ fn restore_point_in_time(
             report.segments.len()
         );
         for segment in &report.segments {
-            println!(
+            outln!(
                 "  {} sequences {}..={} ({} bytes{})",
                 segment.file_name,
                 segment.first_sequence,

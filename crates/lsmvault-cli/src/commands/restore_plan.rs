@@ -17,7 +17,7 @@ pub fn show(context: &Context, plan: &RestorePlan) -> Result<ExitCode, Error> {
 }
 
 fn print_text(plan: &RestorePlan) {
-    println!(
+    outln!(
         "dry run: restore of snapshot {} into {}{} (nothing written)",
         short_id(&plan.snapshot),
         plan.target.display(),
@@ -28,7 +28,7 @@ fn print_text(plan: &RestorePlan) {
         }
     );
     for file in &plan.files {
-        println!(
+        outln!(
             "{:<8} {:>12} {}",
             file.action,
             human_bytes(file.size),
@@ -36,9 +36,9 @@ fn print_text(plan: &RestorePlan) {
         );
     }
     for removed in &plan.removed {
-        println!("{:<8} {:>12} {}", "remove", "", removed);
+        outln!("{:<8} {:>12} {}", "remove", "", removed);
     }
-    println!(
+    outln!(
         "would write {} file(s), {}; keep {}; link {}; remove {}; {} director(ies), {} symlink(s)",
         plan.files_to_write,
         human_bytes(plan.bytes_to_write),
@@ -48,13 +48,13 @@ fn print_text(plan: &RestorePlan) {
         plan.directories,
         plan.symlinks
     );
-    println!("measured read:  {}", rate(&plan.read));
-    println!("measured write: {}", rate(&plan.write));
+    outln!("measured read:  {}", rate(&plan.read));
+    outln!("measured write: {}", rate(&plan.write));
     let bound = match plan.bottleneck {
         "largest_file" => "its largest file read, then written".to_string(),
         path => format!("the {path} throughput (the slower)"),
     };
-    println!(
+    outln!(
         "estimated restore time: {:.2} s, bound by {bound}",
         plan.estimated_seconds
     );

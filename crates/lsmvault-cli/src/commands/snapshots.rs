@@ -39,7 +39,7 @@ pub fn run(context: &Context, args: &SnapshotsArgs) -> Result<ExitCode, Error> {
     } else {
         print_table(&snapshots);
         if snapshots.is_empty() && !filter.is_empty() {
-            println!("(no snapshot matches {})", filter.describe());
+            outln!("(no snapshot matches {})", filter.describe());
         }
     }
     warn_damaged(&damaged);
@@ -47,9 +47,13 @@ pub fn run(context: &Context, args: &SnapshotsArgs) -> Result<ExitCode, Error> {
 }
 
 fn print_table(snapshots: &[SnapshotEntry]) {
-    println!(
+    outln!(
         "{:<10} {:<23} {:<12} {:<12} {:>10}  source [tags]",
-        "id", "time", "kind", "host", "size"
+        "id",
+        "time",
+        "kind",
+        "host",
+        "size"
     );
     for entry in snapshots {
         let snapshot = &entry.snapshot;
@@ -63,7 +67,7 @@ fn print_table(snapshots: &[SnapshotEntry]) {
             .as_ref()
             .map(|record| format!(" (repaired: {} dropped)", record.dropped.len()))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<10} {:<23} {:<12} {:<12} {:>10}  {}{}{}{}",
             short_id(&entry.id),
             table_time(snapshot.timestamp()),
@@ -80,5 +84,5 @@ fn print_table(snapshots: &[SnapshotEntry]) {
             repaired
         );
     }
-    println!("{} snapshot(s)", snapshots.len());
+    outln!("{} snapshot(s)", snapshots.len());
 }

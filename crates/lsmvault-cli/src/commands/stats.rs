@@ -24,12 +24,17 @@ pub fn run(context: &Context, args: &StatsArgs) -> Result<ExitCode, Error> {
 }
 
 fn print_text(stats: &RepositoryStats) {
-    println!(
+    outln!(
         "{:<10} {:<23} {:>8} {:>12} {:>12} {:>12}",
-        "id", "time", "files", "logical", "stored", "unique"
+        "id",
+        "time",
+        "files",
+        "logical",
+        "stored",
+        "unique"
     );
     for size in &stats.snapshots {
-        println!(
+        outln!(
             "{:<10} {:<23} {:>8} {:>12} {:>12} {:>12}",
             short_id(&size.id),
             table_time(size.time),
@@ -39,7 +44,7 @@ fn print_text(stats: &RepositoryStats) {
             human_bytes(size.unique_bytes)
         );
     }
-    println!(
+    outln!(
         "selection: {} logical -> {} unique after deduplication (ratio {:.2}) -> {} stored after compression (ratio {:.2}{}); {:.2} overall",
         human_bytes(stats.logical_bytes),
         human_bytes(stats.raw_bytes),
@@ -56,7 +61,7 @@ fn print_text(stats: &RepositoryStats) {
         },
         stats.total_ratio
     );
-    println!(
+    outln!(
         "repository: {} ({} in {} packs), {} index files; {} data blobs, {} tree blobs",
         human_bytes(stats.repository_bytes),
         human_bytes(stats.pack_bytes),
@@ -66,7 +71,7 @@ fn print_text(stats: &RepositoryStats) {
         stats.tree_blobs
     );
     if stats.parity_bytes > 0 {
-        println!("parity: {}", human_bytes(stats.parity_bytes));
+        outln!("parity: {}", human_bytes(stats.parity_bytes));
     }
     warn_damaged(&stats.damaged_snapshots);
 }

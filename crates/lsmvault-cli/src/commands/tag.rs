@@ -34,9 +34,11 @@ pub fn run(context: &Context, args: &TagArgs) -> Result<ExitCode, Error> {
     let point =
         repository.create_restore_point(&args.name, &args.database, &options, args.force)?;
     context.output().summary(&point, |point| {
-        println!(
+        outln!(
             "restore point \"{}\" of database {} at sequence {}",
-            point.name, point.database_id, point.sequence
+            point.name,
+            point.database_id,
+            point.sequence
         );
     })?;
     Ok(ExitCode::SUCCESS)

@@ -27,9 +27,9 @@ pub fn run(context: &Context, args: &UnlockArgs) -> Result<ExitCode, Error> {
         &serde_json::json!({ "removed": count, "corrupt": corrupt }),
         |_| {
             for name in corrupt {
-                println!("removed corrupt lock {name}");
+                outln!("removed corrupt lock {name}");
             }
-            println!("removed {count} lock(s)");
+            outln!("removed {count} lock(s)");
         },
     )?;
     Ok(ExitCode::SUCCESS)

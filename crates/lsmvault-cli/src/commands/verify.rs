@@ -43,7 +43,7 @@ pub fn run(context: &Context, args: &VerifyArgs) -> Result<ExitCode, Error> {
         return Ok(exit::exit_code(error.code()));
     }
     if !context.output().is_json() {
-        println!("no problems found");
+        outln!("no problems found");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -65,7 +65,7 @@ fn parse_subset(text: &str) -> Result<ReadData, Error> {
 }
 
 fn print_text(report: &VerifyReport) {
-    println!(
+    outln!(
         "checked {} snapshot(s), {} tree(s), {} pack(s) ({} read in full, {}), {} blob(s)",
         report.snapshots,
         report.trees,
@@ -75,24 +75,24 @@ fn print_text(report: &VerifyReport) {
         report.blobs
     );
     if !report.unindexed_packs.is_empty() {
-        println!(
+        outln!(
             "{} pack(s) not in any index (left by an interrupted backup; garbage collection removes them)",
             report.unindexed_packs.len()
         );
     }
     if report.unreferenced_blobs > 0 {
-        println!(
+        outln!(
             "{} indexed blob(s) no snapshot uses",
             report.unreferenced_blobs
         );
     }
     for finding in &report.findings {
-        println!("DAMAGED {}: {}", finding.object, finding.problem);
+        outln!("DAMAGED {}: {}", finding.object, finding.problem);
         if let Some(parity) = &finding.parity {
-            println!("    {parity}");
+            outln!("    {parity}");
         }
         for affected in &finding.affected {
-            println!("    affects {affected}");
+            outln!("    affects {affected}");
         }
     }
 }

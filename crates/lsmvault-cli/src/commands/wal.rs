@@ -140,9 +140,12 @@ fn print_archive_report(report: &ArchiveReport, summary: bool) {
             _ => "no write batches".to_string(),
         };
         if summary {
-            println!(
+            outln!(
                 "{} {} ({} bytes, {sequences}, tail {})",
-                segment.status, segment.file_name, segment.size, segment.tail
+                segment.status,
+                segment.file_name,
+                segment.size,
+                segment.tail
             );
         }
         if segment.tail != "clean" {
@@ -153,12 +156,12 @@ fn print_archive_report(report: &ArchiveReport, summary: bool) {
         return;
     }
     if report.held_released > 0 {
-        println!(
+        outln!(
             "released {} held WAL link(s) whose content is archived",
             report.held_released
         );
     }
-    println!(
+    outln!(
         "archived database {}: {} read, {} new, {} stored in {:.2} s",
         report.database_id,
         human_bytes(report.bytes_read),
@@ -191,9 +194,9 @@ fn list(context: &Context) -> Result<ExitCode, Error> {
 // the timeline has always been printed that way, and `restore --at` takes
 // them as they are.
 fn print_timeline(timeline: &Timeline) {
-    println!("database {}:", timeline.database_id);
+    outln!("database {}:", timeline.database_id);
     for segment in &timeline.segments {
-        println!(
+        outln!(
             "  {:<14} {:>12} sequences {:>10} ..= {:<10} {} version(s), last {} ({})",
             segment.file_name,
             human_bytes(segment.size),
@@ -209,7 +212,7 @@ fn print_timeline(timeline: &Timeline) {
         );
     }
     for window in &timeline.windows {
-        println!(
+        outln!(
             "  recoverable: sequences {} ..= {} from snapshot {} ({})",
             window.from_sequence,
             window.to_sequence,
@@ -218,12 +221,14 @@ fn print_timeline(timeline: &Timeline) {
         );
     }
     for gap in &timeline.gaps {
-        println!("  GAP: {gap}");
+        outln!("  GAP: {gap}");
     }
     for point in &timeline.restore_points {
-        println!(
+        outln!(
             "  restore point \"{}\" at sequence {} ({})",
-            point.name, point.sequence, point.time
+            point.name,
+            point.sequence,
+            point.time
         );
     }
 }

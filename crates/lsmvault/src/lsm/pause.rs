@@ -50,7 +50,7 @@ enum Stopped {
 /// Runs the freeze command; on any failure the caller's [`Thaw`] guard still
 /// runs the thaw. An interrupt kills the freeze command (the thaw follows).
 pub fn freeze(command: &str, timeout: Duration, interrupt: &Interrupt) -> Result<()> {
-    match run_shell(command, timeout, Some(interrupt), None) {
+    match run_shell(command, timeout, Some(interrupt), None, Terminal::Detached) {
         Ok(_) => Ok(()),
         Err(Stopped::Failed(failure)) => Err(Error::FreezeFailed {
             command: command.to_string(),
@@ -94,7 +94,7 @@ impl Thaw {
             return earlier;
         };
         // Never interrupted: an interrupt is exactly when the thaw matters.
-        match run_shell(command, self.timeout, None, None) {
+        match run_shell(command, self.timeout, None, None, Terminal::Detached) {
             Ok(_) => earlier,
             Err(Stopped::Failed(failure)) => Err(Error::ThawFailed {
                 command: command.clone(),
@@ -131,6 +131,7 @@ impl Drop for Thaw {
 pub fn shell_output(
     command: &str,
     timeout: Duration,
+    terminal: Terminal,
 ) -> std::result::Result<(Vec<u8>, String), CommandFailure> {
     let capture_failed = |error: std::io::Error| CommandFailure {
         outcome: format!("could not capture its stdout: {error}"),
@@ -138,7 +139,7 @@ pub fn shell_output(
     };
     let mut stdout = unlinked_temporary().map_err(capture_failed)?;
     let handle = stdout.try_clone().map_err(capture_failed)?;
-    let stderr = match run_shell(command, timeout, None, Some(handle)) {
+    let stderr = match run_shell(command, timeout, None, Some(handle), terminal) {
         Ok(stderr) => stderr,
         Err(Stopped::Failed(failure)) => return Err(failure),
         Err(Stopped::Interrupted) => {
@@ -164,43 +165,70 @@ pub fn shell_output(
     Ok((bytes, stderr))
 }
 
-/// Runs `sh -c command` in a process group of its own (a terminal's Ctrl-C
-/// reaches lsmvault, which decides, not the command), its stdout discarded
-/// unless `stdout` is given, and its stderr kept in an unlinked temporary
-/// file (a pipe could block on a grandchild that keeps it open). Killed with
-/// its group after `timeout`, when `interrupt` triggers, or when the
-/// `stdout` file grows past [`STDOUT_LIMIT_BYTES`].
+/// Where a command runs and where its stderr goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    /// In a process group of its own (a terminal's Ctrl-C reaches lsmvault,
+    /// which decides, not the command), its stderr kept for error messages.
+    Detached,
+    /// In lsmvault's process group, with lsmvault's stderr: a password
+    /// command that asks on the terminal (pinentry-tty, `read </dev/tty`)
+    /// must be in the terminal's foreground group, or SIGTTIN stops it, and
+    /// its prompt must be seen.
+    Shared,
+}
+
+/// Runs `sh -c command` (see [`Terminal`] for its process group and
+/// stderr), its stdout discarded unless `stdout` is given. A detached
+/// command's stderr is kept in an unlinked temporary file (a pipe could
+/// block on a grandchild that keeps it open); when no such file can be made
+/// (a full or missing temporary directory) the command still runs, with its
+/// stderr discarded: a thaw must never be skipped for want of a log. Killed
+/// (a detached one with its group) after `timeout`, when `interrupt`
+/// triggers, or when the `stdout` file grows past [`STDOUT_LIMIT_BYTES`].
 fn run_shell(
     command: &str,
     timeout: Duration,
     interrupt: Option<&Interrupt>,
     stdout: Option<File>,
+    terminal: Terminal,
 ) -> std::result::Result<String, Stopped> {
     let failed =
         |outcome: String, stderr: String| Stopped::Failed(CommandFailure { outcome, stderr });
-    let mut stderr_file = unlinked_temporary().map_err(|error| {
-        failed(
-            format!("could not capture its stderr: {error}"),
-            String::new(),
-        )
-    })?;
-    let stderr = stderr_file.try_clone().map_err(|error| {
-        failed(
-            format!("could not capture its stderr: {error}"),
-            String::new(),
-        )
-    })?;
+    let (stderr, mut stderr_file, not_captured) = match terminal {
+        Terminal::Shared => (Stdio::inherit(), None, "(shown above)".to_string()),
+        Terminal::Detached => {
+            match unlinked_temporary().and_then(|file| Ok((file.try_clone()?, file))) {
+                Ok((writer, reader)) => (Stdio::from(writer), Some(reader), String::new()),
+                Err(error) => (
+                    Stdio::null(),
+                    None,
+                    format!("(not captured: no temporary file: {error})"),
+                ),
+            }
+        }
+    };
+    let mut stderr_text = move || {
+        stderr_file
+            .as_mut()
+            .map_or_else(|| not_captured.clone(), tail)
+    };
     // A second handle on the stdout file, to watch its size.
     let watched = stdout.as_ref().and_then(|file| file.try_clone().ok());
-    let mut child = Command::new("sh")
+    let mut shell = Command::new("sh");
+    shell
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stdout(stdout.map_or_else(Stdio::null, Stdio::from))
-        .stderr(Stdio::from(stderr))
-        .process_group(0)
+        .stderr(stderr);
+    if terminal == Terminal::Detached {
+        shell.process_group(0);
+    }
+    let mut child = shell
         .spawn()
         .map_err(|error| failed(format!("could not start: {error}"), String::new()))?;
+    let kill_group = |child: &mut std::process::Child| kill(child, terminal);
     let started = Instant::now();
     let ended: std::result::Result<ExitStatus, String> = loop {
         match child.try_wait() {
@@ -232,15 +260,15 @@ fn run_shell(
         std::thread::sleep(POLL_INTERVAL);
     };
     match ended {
-        Ok(status) if status.success() => Ok(tail(&mut stderr_file)),
-        Ok(status) => Err(failed(status.to_string(), tail(&mut stderr_file))),
-        Err(outcome) => Err(failed(outcome, tail(&mut stderr_file))),
+        Ok(status) if status.success() => Ok(stderr_text()),
+        Ok(status) => Err(failed(status.to_string(), stderr_text())),
+        Err(outcome) => Err(failed(outcome, stderr_text())),
     }
 }
 
-/// Kills the command and everything it started, and reaps it.
-fn kill_group(child: &mut std::process::Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
+/// Kills the command (a detached one with everything it started), and reaps it.
+fn kill(child: &mut std::process::Child, terminal: Terminal) {
+    if let (Terminal::Detached, Ok(pid)) = (terminal, i32::try_from(child.id())) {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,

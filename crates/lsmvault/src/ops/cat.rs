@@ -44,6 +44,58 @@ pub enum CatKind {
     Wal,
 }
 
+impl CatKind {
+    /// Every kind, in the order help texts list them.
+    pub const ALL: [CatKind; 9] = [
+        CatKind::Config,
+        CatKind::Snapshot,
+        CatKind::Index,
+        CatKind::Tree,
+        CatKind::Blob,
+        CatKind::Pack,
+        CatKind::Key,
+        CatKind::Lock,
+        CatKind::Wal,
+    ];
+
+    /// The word that names this kind on a command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            CatKind::Config => "config",
+            CatKind::Snapshot => "snapshot",
+            CatKind::Index => "index",
+            CatKind::Tree => "tree",
+            CatKind::Blob => "blob",
+            CatKind::Pack => "pack",
+            CatKind::Key => "key",
+            CatKind::Lock => "lock",
+            CatKind::Wal => "wal",
+        }
+    }
+
+    /// Whether an object of this kind is named by an id (all but `config`).
+    pub fn takes_id(self) -> bool {
+        self != CatKind::Config
+    }
+}
+
+impl std::str::FromStr for CatKind {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        CatKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = CatKind::ALL.iter().map(|kind| kind.name()).collect();
+                Error::InvalidArgument(format!(
+                    "unknown object kind `{text}`: expected one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
 /// What `cat` shows: a JSON document, or raw bytes (a blob).
 #[derive(Debug, Clone)]
 pub enum CatOutput {

@@ -13,16 +13,13 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Entry, EntryKind};
 use crate::id::Id;
+use crate::repo::file_content::FileContent;
 use crate::repo::Repository;
-
-/// How many chunks are fetched and checked in parallel.
-const CHUNK_WINDOW: usize = 4;
 
 /// What a dump wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -41,12 +38,15 @@ impl Repository {
     /// digest its tree entry records. A missing path, a directory or a
     /// symlink is [`Error::PathNotFound`]; a damaged chunk or a content that
     /// does not match its digest is an error naming the file (possibly after
-    /// part or all of the content was written).
-    pub fn dump(&self, selector: &str, path: &str, out: &mut dyn Write) -> Result<DumpReport> {
+    /// part or all of the content was written). Holds a shared lock (none
+    /// on read-only storage), so a concurrent prune cannot delete what a
+    /// long dump has yet to read.
+    pub fn dump(&self, selector: &str, path: &Path, out: &mut dyn Write) -> Result<DumpReport> {
+        let _lock = self.lock_for_reading("dump")?;
         let snapshot = self.find_snapshot(selector)?;
         let not_found = |problem: String| Error::PathNotFound {
             snapshot: snapshot.id.short(),
-            path: path.to_string(),
+            path: path.display().to_string(),
             problem,
         };
         let entry = self.lookup(&snapshot.snapshot.tree, path, &not_found)?;
@@ -66,52 +66,22 @@ impl Repository {
                 )))
             }
         };
-        let about = || format!("file {path} of snapshot {}", snapshot.id.short());
-        let keys = self.keys();
-        let mut hasher = (chunks.len() > 1).then(|| keys.hasher());
-        let mut written = 0u64;
-        // A few chunks are fetched in parallel (as restore does), then written
-        // in order: memory stays a bounded window, never the whole file.
-        for (window_number, window) in chunks.chunks(CHUNK_WINDOW).enumerate() {
-            let blobs: Vec<Vec<u8>> = window
-                .par_iter()
-                .enumerate()
-                .map(|(offset, chunk)| {
-                    let number = window_number * CHUNK_WINDOW + offset;
-                    self.read_blob(chunk)
-                        .map_err(|error| naming_file(error, &about(), number, chunks.len()))
-                })
-                .collect::<Result<_>>()?;
-            for blob in &blobs {
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(blob);
-                }
-                out.write_all(blob).map_err(|error| {
-                    Error::io(format!("writing {} to the output", about()), error)
-                })?;
-                written += blob.len() as u64;
-            }
-        }
-        out.flush()
-            .map_err(|error| Error::io(format!("writing {} to the output", about()), error))?;
-        let actual = match (chunks.as_slice(), hasher) {
-            ([only], _) => *only,
-            (_, Some(hasher)) => Id(*hasher.finalize().as_bytes()),
-            (_, None) => keys.blob_id(b""),
+        let about = || {
+            format!(
+                "file {} of snapshot {}",
+                path.display(),
+                snapshot.id.short()
+            )
         };
-        if actual != *digest || written != *size {
-            return Err(Error::ChecksumMismatch {
-                object: format!(
-                    "{} ({written} of {size} bytes written: the output is damaged)",
-                    about()
-                ),
-                expected: digest.to_hex(),
-                actual: actual.to_hex(),
-            });
-        }
+        let content = FileContent {
+            size: *size,
+            digest,
+            chunks,
+        };
+        let written = self.write_file_content(content, &about, out, &mut |_| {})?;
         Ok(DumpReport {
             snapshot: snapshot.id,
-            path: path.to_string(),
+            path: path.display().to_string(),
             bytes: written,
         })
     }
@@ -120,9 +90,9 @@ impl Repository {
     /// component (no walk of the whole snapshot). The root itself is a
     /// directory without an entry: asking for it is `not_found`'s
     /// "is a directory".
-    fn lookup(&self, root: &Id, path: &str, not_found: &dyn Fn(String) -> Error) -> Result<Entry> {
+    fn lookup(&self, root: &Id, path: &Path, not_found: &dyn Fn(String) -> Error) -> Result<Entry> {
         let mut names = Vec::new();
-        for component in Path::new(path).components() {
+        for component in path.components() {
             match component {
                 Component::Normal(name) => names.push(name.as_bytes()),
                 Component::RootDir | Component::CurDir => {}
@@ -180,29 +150,4 @@ fn join(names: &[&[u8]]) -> String {
         .map(|name| String::from_utf8_lossy(name))
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// Adds the file (and which of its chunks) to a reading error's object, so
-/// that a damaged chunk names what it breaks.
-fn naming_file(error: Error, file: &str, number: usize, count: usize) -> Error {
-    let within = |object: String| format!("{object} (chunk {} of {count} of {file})", number + 1);
-    match error {
-        Error::CorruptObject { object, reason } => Error::CorruptObject {
-            object: within(object),
-            reason,
-        },
-        Error::ChecksumMismatch {
-            object,
-            expected,
-            actual,
-        } => Error::ChecksumMismatch {
-            object: within(object),
-            expected,
-            actual,
-        },
-        Error::AuthenticationFailed { object } => Error::AuthenticationFailed {
-            object: within(object),
-        },
-        other => other,
-    }
 }

@@ -11,6 +11,7 @@
 
 pub mod blobs;
 pub mod commit;
+pub mod file_content;
 pub mod index_cache;
 pub mod keys;
 pub mod lock;

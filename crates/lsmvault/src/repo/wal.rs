@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
+use crate::codec::compression::MAX_BLOB_SIZE;
 use crate::codec::crypto::SealKind;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::wal_object::{SegmentRecord, WalObject};
 use crate::id::Id;
 use crate::repo::{check_name, DamagedObject, Repository};
@@ -49,7 +50,11 @@ impl Repository {
         let describe = || ObjectKind::Wal.describe(name);
         let json = self.keys().open(SealKind::WalRecord, &stored, describe)?;
         let id = check_name(ObjectKind::Wal, name, &stored)?;
-        Ok((id, WalObject::decode(&json, describe)?))
+        let object = WalObject::decode(&json, describe)?;
+        if let WalObject::Segment(record) = &object {
+            check_declared_size(record, &describe())?;
+        }
+        Ok((id, object))
     }
 
     /// Publishes a WAL object (after the blobs it names are indexed).
@@ -80,13 +85,36 @@ impl Repository {
 
     /// The content of an archived segment version, checked against its digest.
     pub fn read_segment(&self, record: &SegmentRecord) -> Result<Vec<u8>> {
-        let mut content = Vec::with_capacity(record.size as usize);
+        // The declared size is checked against the chunk count when the
+        // record is read; the chunks' real lengths decide the rest.
+        let expected = usize::try_from(record.size).unwrap_or(usize::MAX);
+        let mut content = Vec::with_capacity(expected.min(PREALLOCATE_AT_MOST));
         for chunk in &record.chunks {
             content.extend_from_slice(&self.read_blob(chunk)?);
         }
         record.check_content(content.len() as u64, &self.keys().blob_id(&content))?;
         Ok(content)
     }
+}
+
+/// The most a segment read reserves before its chunks are read.
+const PREALLOCATE_AT_MOST: usize = 64 << 20;
+
+/// A record declaring more bytes than its chunks can hold is damaged (or
+/// crafted: its size would otherwise win [`keep_newest`] and be allocated).
+fn check_declared_size(record: &SegmentRecord, object: &str) -> Result<()> {
+    let most = (record.chunks.len() as u64).saturating_mul(MAX_BLOB_SIZE as u64);
+    if record.size > most {
+        return Err(Error::corrupt(
+            object.to_string(),
+            format!(
+                "declares {} bytes in {} chunks (at most {most})",
+                record.size,
+                record.chunks.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Adds `record` to the newest versions by segment number unless a version

@@ -8,7 +8,7 @@ use crate::output::table_time;
 /// Prints the WAL retention report (nothing when there is no archive).
 pub fn print(report: &WalRetentionReport, dry_run: bool) {
     if let Some(reason) = &report.skipped {
-        println!("WAL archive: nothing removed: {reason}");
+        outln!("WAL archive: nothing removed: {reason}");
         return;
     }
     for database in &report.databases {
@@ -17,13 +17,13 @@ pub fn print(report: &WalRetentionReport, dry_run: bool) {
 }
 
 fn print_database(database: &DatabaseWalRetention, dry_run: bool) {
-    println!("WAL archive of database {}:", database.database_id);
+    outln!("WAL archive of database {}:", database.database_id);
     let (Some(sequence), Some(time)) = (database.earliest_sequence, database.earliest_time) else {
-        println!("  kept whole: {}", database.reason);
+        outln!("  kept whole: {}", database.reason);
         return;
     };
     let verb = if dry_run { "would remove" } else { "removed" };
-    println!(
+    outln!(
         "  {verb} {} segment(s) ({} version(s), {} bytes of WAL) and {} restore point(s)",
         database.segments_removed.len(),
         database.versions_removed,
@@ -31,15 +31,15 @@ fn print_database(database: &DatabaseWalRetention, dry_run: bool) {
         database.restore_points_removed.len()
     );
     if !database.segments_removed.is_empty() {
-        println!("  segments: {}", database.segments_removed.join(", "));
+        outln!("  segments: {}", database.segments_removed.join(", "));
     }
     if !database.restore_points_removed.is_empty() {
-        println!(
+        outln!(
             "  restore points: {}",
             database.restore_points_removed.join(", ")
         );
     }
-    println!(
+    outln!(
         "  earliest recoverable: sequence {sequence} ({}; {})",
         table_time(time),
         database.reason

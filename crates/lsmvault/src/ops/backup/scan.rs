@@ -11,8 +11,9 @@
 //! stat'ed (a directory is not descended), counted in `stats.excluded`; a
 //! pattern that covered nothing is a warning (a typo, or a restic-style
 //! absolute path, which here is anchored at the source root).
-//! The WAL holding directory of `wal archive --watch` (`.lsmvault-wal-hold`)
-//! is left out silently: it holds links to WAL files, archived elsewhere.
+//! The WAL holding directory of `wal archive --watch` (`.lsmvault-wal-hold`
+//! directly in the source) is left out silently: it holds links to WAL
+//! files, archived elsewhere.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -306,9 +307,11 @@ impl Scan<'_> {
             ));
             return None;
         }
-        // `wal archive --watch`'s hard links to WAL files: no part of the
-        // database (the segments are in the WAL archive already).
-        if file_type.is_dir() && name == WAL_HOLD_DIRECTORY.as_bytes() {
+        // `wal archive --watch`'s hard links to WAL files, in the database
+        // directory (the source root): no part of the database (the segments
+        // are in the WAL archive already). A directory of that name deeper
+        // down is someone's data and is backed up.
+        if file_type.is_dir() && child_relative == WAL_HOLD_DIRECTORY.as_bytes() {
             return None;
         }
         let node = if file_type.is_dir() {

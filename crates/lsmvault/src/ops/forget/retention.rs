@@ -70,7 +70,9 @@ impl RetentionPolicy {
 }
 
 /// How snapshots are grouped before a policy applies. The default groups
-/// by database identity (falling back to host and source); with nothing
+/// by database identity and host (falling back to host and source): a
+/// clone restored on another host keeps its source's identity, and one
+/// host's policy must never remove the other's snapshots. With nothing
 /// set, every filtered snapshot forms one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupBy {
@@ -90,7 +92,7 @@ impl Default for GroupBy {
     fn default() -> Self {
         GroupBy {
             database: true,
-            host: false,
+            host: true,
             source: false,
         }
     }
@@ -367,6 +369,14 @@ mod tests {
     use crate::format::snapshot::{Snapshot, SnapshotKind};
     use crate::id::Id;
 
+    fn decide_unfiltered(
+        all: &[SnapshotEntry],
+        group_by: GroupBy,
+        policy: &RetentionPolicy,
+    ) -> Vec<GroupDecision> {
+        decide_all(all, &SnapshotFilter::default(), group_by, policy)
+    }
+
     fn entry(time: &str, tags: &[&str], seed: u8) -> SnapshotEntry {
         SnapshotEntry {
             id: Id([seed; 32]),
@@ -536,24 +546,14 @@ mod tests {
             keep_last: Some(1),
             ..Default::default()
         };
-        let groups = decide_all(
-            &all,
-            &SnapshotFilter::default(),
-            GroupBy::default(),
-            &policy,
-        );
+        let groups = decide_unfiltered(&all, GroupBy::default(), &policy);
         assert_eq!(groups.len(), 2);
         let kept_total: usize = groups
             .iter()
             .map(|group| group.snapshots.iter().filter(|d| d.keep).count())
             .sum();
         assert_eq!(kept_total, 2);
-        let by_host = decide_all(
-            &all,
-            &SnapshotFilter::default(),
-            GroupBy::parse("host").unwrap(),
-            &policy,
-        );
+        let by_host = decide_unfiltered(&all, GroupBy::parse("host").unwrap(), &policy);
         assert_eq!(by_host.len(), 1);
         let only_full = SnapshotFilter {
             kind: Some(SnapshotKind::Full),
@@ -603,32 +603,25 @@ mod tests {
             keep_daily: Some(2),
             ..Default::default()
         };
-        let groups = decide_all(
-            &all,
-            &SnapshotFilter::default(),
-            GroupBy::default(),
-            &policy,
-        );
+        let groups = decide_unfiltered(&all, GroupBy::default(), &policy);
         let labels: Vec<&str> = groups.iter().map(|group| group.group.as_str()).collect();
         assert_eq!(
             labels,
             [
-                "database A",
-                "database B",
+                "database A, host h",
+                "database B, host h",
                 "host h, source /plain/1",
                 "host h, source /plain/2"
             ]
         );
         assert_eq!(groups[0].snapshots.len(), 3);
         assert_eq!(kept(&groups[0].snapshots), [0, 1], "2 days of database A");
-        let by_database_and_host = GroupBy::parse("database,host").unwrap();
-        assert_eq!(by_database_and_host.key(&all[0]), "database A, host h");
-        assert_eq!(by_database_and_host.key(&all[4]), "host h, source /plain/1");
+        assert_eq!(GroupBy::parse("database,host").unwrap(), GroupBy::default());
+        let by_database = GroupBy::parse("database").unwrap();
+        assert_eq!(by_database.key(&all[0]), "database A");
+        assert_eq!(by_database.key(&all[4]), "host h, source /plain/1");
         let old_default = GroupBy::parse("host,source").unwrap();
-        assert_eq!(
-            decide_all(&all, &SnapshotFilter::default(), old_default, &policy).len(),
-            6
-        );
+        assert_eq!(decide_unfiltered(&all, old_default, &policy).len(), 6);
     }
 
     #[test]

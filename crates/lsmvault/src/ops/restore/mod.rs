@@ -28,7 +28,7 @@ pub mod point_in_time;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -44,11 +44,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::tree::{Entry, EntryKind, Metadata};
 use crate::id::Id;
 use crate::progress::Progress;
+use crate::repo::file_content::FileContent;
 use crate::repo::tree_walker::WalkedEntry;
 use crate::repo::Repository;
-
-/// How many chunks of one file are fetched and verified in parallel.
-const CHUNK_WINDOW: usize = 4;
 
 /// Options for [`Repository::restore`].
 #[derive(Debug, Clone, Default)]
@@ -245,40 +243,16 @@ impl Repository {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
             .context(|| format!("creating {}", path.display()))?;
-        let keys = self.keys();
-        let mut hasher = (chunks.len() > 1).then(|| keys.hasher());
-        let mut written = 0u64;
-        for window in chunks.chunks(CHUNK_WINDOW) {
-            let blobs: Vec<Vec<u8>> = window
-                .par_iter()
-                .map(|chunk| self.read_blob(chunk))
-                .collect::<Result<_>>()?;
-            for blob in &blobs {
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(blob);
-                }
-                file.write_all(blob)
-                    .context(|| format!("writing {}", path.display()))?;
-                written += blob.len() as u64;
-                progress.advance(blob.len() as u64);
-            }
-        }
-        let actual = match (chunks.as_slice(), hasher) {
-            ([], _) => keys.blob_id(b""),
-            ([only], _) => *only,
-            (_, Some(hasher)) => Id(*hasher.finalize().as_bytes()),
-            (_, None) => keys.blob_id(b""),
+        let content = FileContent {
+            size: *size,
+            digest,
+            chunks,
         };
-        if actual != *digest || written != *size {
-            return Err(Error::ChecksumMismatch {
-                object: format!(
-                    "restored file {} ({written} of {size} bytes)",
-                    path.display()
-                ),
-                expected: digest.to_hex(),
-                actual: actual.to_hex(),
-            });
-        }
+        let restored_file = || format!("restored file {}", path.display());
+        let written =
+            self.write_file_content(content, &restored_file, &mut file, &mut |bytes| {
+                progress.advance(bytes)
+            })?;
         drop(file);
         apply_metadata(path, &entry.metadata)?;
         Ok((false, written))

@@ -269,6 +269,17 @@ impl Holding {
 mod tests {
     use super::*;
 
+    /// A database directory with one live `000008.log`, held by the default
+    /// holding directory.
+    fn holding_one_growing_log() -> (tempfile::TempDir, Holding) {
+        let directory = tempfile::tempdir().unwrap();
+        fs::write(directory.path().join("000008.log"), b"growing").unwrap();
+        let holding = Holding::new(directory.path(), None);
+        holding.create().unwrap();
+        assert_eq!(holding.hold_all().unwrap(), 1);
+        (directory, holding)
+    }
+
     #[test]
     fn a_link_outlives_the_deleted_file_and_is_released_once_archived() {
         let directory = tempfile::tempdir().unwrap();
@@ -297,12 +308,7 @@ mod tests {
 
     #[test]
     fn a_link_of_a_file_the_database_has_is_released_only_at_the_end() {
-        let directory = tempfile::tempdir().unwrap();
-        let db = directory.path();
-        fs::write(db.join("000008.log"), b"growing").unwrap();
-        let holding = Holding::new(db, None);
-        holding.create().unwrap();
-        holding.hold_all().unwrap();
+        let (_directory, holding) = holding_one_growing_log();
         let archived: BTreeSet<String> = ["000008.log".to_string()].into();
         let orphaned = holding.orphaned();
         assert_eq!(holding.release(&archived, &orphaned, false).unwrap(), 0);
@@ -335,12 +341,7 @@ mod tests {
 
     #[test]
     fn links_of_a_running_watcher_are_not_released_by_another_run() {
-        let directory = tempfile::tempdir().unwrap();
-        let db = directory.path();
-        fs::write(db.join("000008.log"), b"growing").unwrap();
-        let holding = Holding::new(db, None);
-        holding.create().unwrap();
-        holding.hold_all().unwrap();
+        let (_directory, holding) = holding_one_growing_log();
         // pid 1 runs and is not us: as if a watcher kept the directory.
         fs::write(holding.path().join(OWNER_FILE), "1\n").unwrap();
         let archived: BTreeSet<String> = ["000008.log".to_string()].into();

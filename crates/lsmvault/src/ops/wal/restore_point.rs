@@ -12,10 +12,20 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::ArchiveOptions;
+use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::snapshot::format_time;
 use crate::format::wal_object::{RestorePoint, WalObject};
+use crate::id::Id;
 use crate::repo::Repository;
+
+/// The refusal of a name another restore point already has.
+fn name_taken(point: &RestorePoint) -> Error {
+    Error::InvalidArgument(format!(
+        "restore point \"{}\" already exists (database {}, sequence {}, {}): choose another name, or --force to make the new point win",
+        point.name, point.database_id, point.sequence, point.time
+    ))
+}
 
 impl Repository {
     /// Archives the WAL now and records a named restore point at the newest
@@ -34,18 +44,8 @@ impl Repository {
             ));
         }
         if !replace {
-            let existing = self
-                .wal_objects()?
-                .into_iter()
-                .find_map(|(_, object)| match object {
-                    WalObject::RestorePoint(point) if point.name == name => Some(point),
-                    _ => None,
-                });
-            if let Some(point) = existing {
-                return Err(Error::InvalidArgument(format!(
-                    "restore point \"{name}\" already exists (database {}, sequence {}, {}): choose another name, or --force to make the new point win",
-                    point.database_id, point.sequence, point.time
-                )));
+            if let Some((_, point)) = self.first_point_named(name)? {
+                return Err(name_taken(&point));
             }
         }
         let report = self.archive_wal(directory, options)?;
@@ -68,8 +68,31 @@ impl Repository {
             time: format_time(SystemTime::now()),
             host: crate::repo::lock::host_name(),
         };
-        self.write_wal_object(&WalObject::RestorePoint(point.clone()))?;
+        let ours = self.write_wal_object(&WalObject::RestorePoint(point.clone()))?;
+        // Two `tag NAME` run at once both passed the check above. The first
+        // point written (then the smaller id) keeps the name; every process
+        // computes the same winner, so exactly one of them succeeds.
+        if !replace {
+            if let Some((winner, first)) = self.first_point_named(name)? {
+                if winner != ours {
+                    self.backend().delete(ObjectKind::Wal, &ours.to_hex())?;
+                    return Err(name_taken(&first));
+                }
+            }
+        }
         Ok(point)
+    }
+
+    /// The earliest point called `name` (by time, then id), with its id.
+    fn first_point_named(&self, name: &str) -> Result<Option<(Id, RestorePoint)>> {
+        Ok(self
+            .wal_objects()?
+            .into_iter()
+            .filter_map(|(id, object)| match object {
+                WalObject::RestorePoint(point) if point.name == name => Some((id, point)),
+                _ => None,
+            })
+            .min_by(|(a_id, a), (b_id, b)| (&a.time, a_id).cmp(&(&b.time, b_id))))
     }
 
     /// Refuses a restore point `restore --tag` would refuse: the same
