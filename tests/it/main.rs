@@ -47,5 +47,6 @@ mod rocksdb_wal;
 mod stats_completions;
 mod throttle;
 mod wal_pickup;
+mod wal_pickup_sharing;
 mod wal_retention;
 mod wal_retention_rocksdb;

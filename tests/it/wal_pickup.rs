@@ -14,7 +14,7 @@ use crate::pitr::{fake_database, scan_keys};
 use lsmvault::lsm::log::encode_log;
 use lsmvault::lsm::write_batch::encode_write_batch;
 
-const HOLD: &str = ".lsmvault-wal-hold";
+pub(crate) const HOLD: &str = ".lsmvault-wal-hold";
 
 /// A running `db_bench fillseq` (key i gets sequence i + 1), killed if the
 /// test fails first.
@@ -50,13 +50,18 @@ fn start_writer(db: &Path, keys: u32, bytes_per_second: u32, extra: &[&str]) -> 
 }
 
 /// A running `wal archive --watch`, killed if the test fails first.
-struct Watcher {
+pub(crate) struct Watcher {
     child: Option<Child>,
 }
 
 impl Watcher {
-    fn start(repo: &Path, db: &Path, extra: &[&str]) -> Watcher {
-        let mut args = vec!["wal", "archive", "--watch", "300ms", db.to_str().unwrap()];
+    pub(crate) fn start(repo: &Path, db: &Path, extra: &[&str]) -> Watcher {
+        Watcher::start_every(repo, db, "300ms", extra)
+    }
+
+    /// A watcher archiving every `interval`.
+    pub(crate) fn start_every(repo: &Path, db: &Path, interval: &str, extra: &[&str]) -> Watcher {
+        let mut args = vec!["wal", "archive", "--watch", interval, db.to_str().unwrap()];
         args.extend_from_slice(extra);
         let child = lsmvault_command(repo, None, &args)
             .stdout(Stdio::piped())
@@ -66,12 +71,12 @@ impl Watcher {
         Watcher { child: Some(child) }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Sends `signal` (e.g. `-INT`, `-KILL`) and waits for the exit.
-    fn stop(mut self, signal: &str) -> Output {
+    pub(crate) fn stop(mut self, signal: &str) -> Output {
         let status = Command::new("kill")
             .args([signal, &self.pid().to_string()])
             .status()
@@ -80,8 +85,15 @@ impl Watcher {
         self.wait()
     }
 
+    /// Whether the watcher still runs.
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
     /// Waits for the watcher to end on its own (at most `limit`).
-    fn wait_at_most(mut self, limit: Duration) -> Output {
+    pub(crate) fn wait_at_most(mut self, limit: Duration) -> Output {
         let started = Instant::now();
         while self
             .child
@@ -131,7 +143,7 @@ fn wait_for_writes(db: &Path) {
     panic!("{} was not written to", db.display());
 }
 
-fn wait_for(path: &Path) {
+pub(crate) fn wait_for(path: &Path) {
     for _ in 0..200 {
         if path.exists() {
             return;
@@ -141,9 +153,27 @@ fn wait_for(path: &Path) {
     panic!("{} did not appear", path.display());
 }
 
+/// The repository's id (its `config`): the name of its part of the holding
+/// directory.
+pub(crate) fn repository_id(repo: &Path) -> String {
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(repo.join("config")).unwrap()).unwrap();
+    config["id"].as_str().unwrap().to_string()
+}
+
+/// Where the watchers into `repo` hold the WAL files of `db`.
+pub(crate) fn held_for(repo: &Path, db: &Path) -> PathBuf {
+    db.join(HOLD).join(repository_id(repo))
+}
+
 fn wait_for_a_link(hold: &Path) {
     for _ in 0..400 {
-        if fs::read_dir(hold).is_ok_and(|mut entries| entries.next().is_some()) {
+        let linked = fs::read_dir(hold).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+        });
+        if linked {
             return;
         }
         std::thread::sleep(Duration::from_millis(25));
@@ -229,7 +259,7 @@ fn wal_watch_keeps_every_record_with_rocksdb_default_options() {
     wait_for_writes(&db);
     let watcher = Watcher::start(&repo, &db, &[]);
     // Watching (a first link made) before the snapshot's sequence number.
-    wait_for_a_link(&db.join(HOLD));
+    wait_for_a_link(&held_for(&repo, &db));
     let snapshot_sequence = live_backup(&repo, &db, writer.0.id());
     let mut tags = Vec::new();
     for index in 0..3 {
@@ -260,7 +290,11 @@ fn wal_watch_keeps_every_record_with_rocksdb_default_options() {
 }
 
 /// Writes segment `number` of `db` holding one batch per sequence number.
-fn write_segment(db: &Path, number: u64, sequences: std::ops::RangeInclusive<u64>) -> PathBuf {
+pub(crate) fn write_segment(
+    db: &Path,
+    number: u64,
+    sequences: std::ops::RangeInclusive<u64>,
+) -> PathBuf {
     let records: Vec<Vec<u8>> = sequences
         .map(|sequence| encode_write_batch(sequence, 1, &[0x42; 200]))
         .collect();
@@ -367,7 +401,7 @@ fn held_links_of_a_killed_watcher_are_archived_and_removed() {
     // Segment 7 appears, is linked at once, then the watcher dies before a
     // round archived it, and the database deletes the file.
     let segment = write_segment(&db, 7, 31..=40);
-    wait_for(&db.join(HOLD).join("000007.log"));
+    wait_for(&held_for(&repo, &db).join("000007.log"));
     let killed = watcher.stop("-KILL");
     assert_eq!(killed.status.code(), None);
     fs::remove_file(&segment).unwrap();
@@ -458,28 +492,67 @@ fn a_watcher_killed_at_random_moments_loses_nothing() {
 
 /// The same with RocksDB's default options: a WAL file created and deleted
 /// while no watcher ran (between a kill and the restart) is lost, but never
-/// silently: a restarted watcher then exits 34.
+/// silently: every gap `wal ls` shows lies within a range some watcher
+/// named on stderr (its exit 34).
 #[test]
 fn a_watcher_killed_at_random_moments_reports_every_gap_it_could_not_prevent() {
     let Some(outcome) = kill_watchers_while_writing(&[]) else {
         return;
     };
-    let gaps = outcome.gaps.as_array().unwrap().len();
-    let reported = outcome
-        .exit_codes
+    let reported: Vec<(u64, u64)> = outcome
+        .stderr
         .iter()
-        .filter(|code| **code == Some(34))
-        .count();
-    assert!(gaps == 0 || reported > 0, "{outcome:?}");
-    eprintln!("{gaps} gap(s), reported by {reported} watcher(s): {outcome:?}");
+        .flat_map(|text| sequence_ranges_in(text))
+        .collect();
+    let missing = outcome.missing.as_array().unwrap();
+    for gap in missing {
+        let (first, last) = (
+            gap["first"].as_u64().unwrap(),
+            gap["last"].as_u64().unwrap(),
+        );
+        assert!(
+            reported
+                .iter()
+                .any(|(low, high)| *low <= first && last <= *high),
+            "gap {first}..={last} was never reported: {outcome:#?}"
+        );
+    }
+    let stopped_on_a_gap = outcome.exit_codes.iter().filter(|code| **code == Some(34));
+    eprintln!(
+        "{} gap(s), {} watcher(s) exited 34, reported ranges {reported:?}",
+        missing.len(),
+        stopped_on_a_gap.count()
+    );
+}
+
+/// Every `FIRST..=LAST` in `text`.
+fn sequence_ranges_in(text: &str) -> Vec<(u64, u64)> {
+    let number = |digits: &str| digits.parse::<u64>().ok();
+    text.match_indices("..=")
+        .filter_map(|(at, _)| {
+            let before = &text[..at];
+            let start = before
+                .rfind(|c: char| !c.is_ascii_digit())
+                .map_or(0, |index| index + 1);
+            let after = &text[at + 3..];
+            let end = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
+            Some((number(&before[start..])?, number(&after[..end])?))
+        })
+        .collect()
 }
 
 #[derive(Debug)]
 struct KillOutcome {
     /// `wal ls`'s gaps once everything is archived.
     gaps: serde_json::Value,
-    /// The killed watchers' exit codes (`None`: killed; 34: a gap).
+    /// The same as `wal ls`'s `missing_sequences` (`first`, `last`).
+    missing: serde_json::Value,
+    /// The watchers' exit codes (`None`: killed; 34: a gap).
     exit_codes: Vec<Option<i32>>,
+    /// What each watcher wrote to stderr.
+    stderr: Vec<String>,
 }
 
 /// A db_bench writer with `options`, watchers killed with SIGKILL at random
@@ -495,11 +568,13 @@ fn kill_watchers_while_writing(options: &[&str]) -> Option<KillOutcome> {
     lsmvault_ok(&repo, &["init", "--no-encryption"]);
     let mut writer = start_writer(&db, 50_000, 1_500_000, options);
     wait_for_writes(&db);
-    let mut exit_codes = Vec::new();
+    let (mut exit_codes, mut stderr) = (Vec::new(), Vec::new());
     for pause in random_in(seed(), kills, 50, 700) {
         let watcher = Watcher::start(&repo, &db, &[]);
         std::thread::sleep(Duration::from_millis(pause));
-        exit_codes.push(watcher.stop("-KILL").status.code());
+        let output = watcher.stop("-KILL");
+        exit_codes.push(output.status.code());
+        stderr.push(stderr_text(&output));
     }
     // Restarted at once (the writer still runs); a watcher that stops on a
     // gap (34) is restarted as a supervisor would.
@@ -510,6 +585,7 @@ fn kill_watchers_while_writing(options: &[&str]) -> Option<KillOutcome> {
         }
         std::thread::sleep(Duration::from_millis(700));
         let output = watcher.stop("-TERM");
+        stderr.push(stderr_text(&output));
         if output.status.code() == Some(34) {
             exit_codes.push(Some(34));
             continue;
@@ -528,7 +604,9 @@ fn kill_watchers_while_writing(options: &[&str]) -> Option<KillOutcome> {
     assert_eq!(last, Some(50_000), "{timeline:#}");
     Some(KillOutcome {
         gaps: timeline[0]["gaps"].clone(),
+        missing: timeline[0]["missing_sequences"].clone(),
         exit_codes,
+        stderr,
     })
 }
 
@@ -542,7 +620,7 @@ fn a_locked_repository_skips_rounds_and_the_watcher_keeps_holding() {
     lsmvault_ok(&repo, &["init", "--no-encryption"]);
     let db = fake_database(work.path(), &[(5, (1..=30).map(|s| (s, 1)).collect())]);
     let watcher = Watcher::start(&repo, &db, &[]);
-    wait_for(&db.join(HOLD).join("000005.log"));
+    wait_for(&held_for(&repo, &db).join("000005.log"));
     // A live process of this host holds an exclusive lock.
     let mut holder = Command::new("sleep").arg("60").spawn().unwrap();
     let pid = holder.id();
@@ -560,7 +638,7 @@ fn a_locked_repository_skips_rounds_and_the_watcher_keeps_holding() {
     fs::write(&lock_file, lock.to_string()).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let segment = write_segment(&db, 7, 31..=40);
-    wait_for(&db.join(HOLD).join("000007.log"));
+    wait_for(&held_for(&repo, &db).join("000007.log"));
     fs::remove_file(&segment).unwrap();
     std::thread::sleep(Duration::from_millis(700));
     fs::remove_file(&lock_file).unwrap();

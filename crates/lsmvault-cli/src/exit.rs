@@ -54,6 +54,9 @@ pub fn hint(error: &Error) -> &'static str {
         Error::CrossFilesystemHold { .. } => {
             "pass a --hold-dir on the database's file system (the default, DBDIR/.lsmvault-wal-hold, is)"
         }
+        Error::WalHoldInUse { .. } => {
+            "stop the running watcher first, or give this one a holding directory of its own with --hold-dir DIR (on the database's file system)"
+        }
         Error::WalGap { .. } => {
             "the database deleted a WAL file before it was archived: those writes cannot be restored from the archive (take a new backup to start a new window); docs/pitr.md lists the RocksDB options that prevent this (WAL_ttl_seconds / WAL_size_limit_MB)"
         }

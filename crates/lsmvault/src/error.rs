@@ -89,6 +89,9 @@ pub enum ErrorCode {
     /// asked for (`dump` of a directory), or a repository object (`cat`)
     /// that no id or prefix names.
     PathNotFound = 35,
+    /// A second WAL watcher of one database into one repository: its part
+    /// of the holding directory is kept by a watcher that runs.
+    WalHoldInUse = 44,
     /// The operation was stopped through its [`Interrupt`](crate::Interrupt)
     /// (the CLI: SIGINT, 130; SIGTERM exits with 143 instead), after
     /// releasing what it held.
@@ -134,6 +137,7 @@ impl ErrorCode {
             ErrorCode::PasswordCommandFailed => "password_command_failed",
             ErrorCode::WalGap => "wal_gap",
             ErrorCode::PathNotFound => "path_not_found",
+            ErrorCode::WalHoldInUse => "wal_hold_in_use",
         }
     }
 }
@@ -313,6 +317,23 @@ pub enum Error {
         segment: PathBuf,
         /// The holding directory.
         hold: PathBuf,
+    },
+
+    /// A watcher would share its repository's part of the WAL holding
+    /// directory with one that runs: the first one's links would be
+    /// released under it.
+    #[error(
+        "{} is kept by {watcher}, which archives {} into this repository already",
+        path.display(),
+        database.display()
+    )]
+    WalHoldInUse {
+        /// The repository's part of the holding directory.
+        path: PathBuf,
+        /// The database directory.
+        database: PathBuf,
+        /// The running watcher (`the watcher of process PID`).
+        watcher: String,
     },
 
     /// An archive round found sequence numbers missing from the archive
@@ -576,6 +597,7 @@ impl Error {
             | Error::CrossFilesystemCheckpoint { .. }
             | Error::CrossFilesystemHold { .. } => ErrorCode::InvalidArgument,
             Error::WalGap { .. } => ErrorCode::WalGap,
+            Error::WalHoldInUse { .. } => ErrorCode::WalHoldInUse,
             // Damage is `CorruptObject` (a short object never gets here: the
             // conversion below reports it as damage); everything else the
             // storage says is I/O, as before backends had their own error type.

@@ -165,14 +165,20 @@ fn forget_by_id(
         ));
     }
     // `latest` resolves among the snapshots the filter flags select, as
-    // `ls latest --host A` does; an id or prefix names one snapshot anyway.
+    // `ls latest --host A` does; an id or prefix names one snapshot anyway,
+    // and goes to the library as it is (it may name a damaged snapshot
+    // file, which forget must be able to remove).
     let selectors = args
         .snapshots
         .iter()
         .map(|selector| {
-            repository
-                .find_snapshot_filtered(selector, &options.filter)
-                .map(|entry| entry.id.to_hex())
+            if options.filter.chooses(selector) {
+                repository
+                    .find_snapshot_filtered(selector, &options.filter)
+                    .map(|entry| entry.id.to_hex())
+            } else {
+                Ok(selector.clone())
+            }
         })
         .collect::<Result<Vec<String>, Error>>()?;
     let report = repository.forget_ids(&selectors, args.dry_run, options.keep_pitr)?;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use lsmvault::backend::LocalBackend;
 use lsmvault::ops::wal::{ArchiveOptions, ArchiveReport, Round, Timeline, WalPickup, WatchOptions};
-use lsmvault::Error;
+use lsmvault::{Error, Repository};
 
 use super::Context;
 use crate::output::{human_bytes, print_json_line, short_id, time_to_seconds, warn_damaged};
@@ -69,8 +70,14 @@ fn archive(
     // Holding new WAL files starts before the repository is opened (a
     // password's key derivation takes a while): a restarted watcher is
     // blind for as short a time as possible.
+    // Each repository has its own part of the holding directory, named by
+    // its id: read from the config now, checked once it is opened.
     let pickup = interval
-        .map(|_| WalPickup::start(database, options.hold_dir.as_deref()))
+        .map(|_| {
+            let backend = LocalBackend::new(context.location()?);
+            let repository_id = Repository::unverified_id(&backend)?;
+            WalPickup::start(database, options.hold_dir.as_deref(), &repository_id)
+        })
         .transpose()?;
     let repository = match context.open_repository() {
         Ok(repository) => repository,
@@ -82,6 +89,10 @@ fn archive(
         }
     };
     let print = |report: &ArchiveReport| -> Result<(), Error> {
+        // On stderr in both output modes.
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
         // One JSON line per round, so that a watching archiver's output streams.
         if context.output().is_json() {
             print_json_line(report)?;

@@ -11,6 +11,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::lsm::log::{read_log, sequence_ranges, RecordKind};
+use crate::lsm::read_regular_file;
 
 /// RocksDB's version-edit tag `kDbId`: the first forward-compatible tag,
 /// `kTagSafeIgnoreMask (1 << 13) + 1`, followed by a length-prefixed id.
@@ -166,7 +167,8 @@ impl DatabaseState {
             .flatten()
             .flatten()
             .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
-            .filter_map(|entry| fs::read(entry.path()).ok())
+            // Never a symlink (to /dev/zero, say) or FIFO named like a segment.
+            .filter_map(|entry| read_regular_file(&entry.path()).ok().flatten())
             .filter_map(|bytes| sequence_ranges(&bytes, None).ok())
             .flat_map(|(ranges, _)| ranges.into_iter().filter_map(|range| range.last_sequence()))
             .max();

@@ -299,6 +299,20 @@ impl Repository {
         Repository::open_with_password(Arc::new(LocalBackend::new(path.as_ref())), password)
     }
 
+    /// The id in the `config` of the repository in `backend`, read without
+    /// opening it (no password, no key derivation). Not authenticated: for
+    /// what a wrong id cannot harm until [`Repository::config`] confirms it
+    /// (naming a watcher's part of the WAL holding directory).
+    pub fn unverified_id(backend: &dyn Backend) -> Result<String> {
+        if !backend.exists()? {
+            return Err(Error::RepositoryNotFound {
+                location: backend.location(),
+            });
+        }
+        let bytes = backend.read(ObjectKind::Config, "config")?;
+        Ok(Config::decode(&bytes, &backend.location())?.id)
+    }
+
     /// The repository's default blob compression.
     pub fn compression(&self) -> Compression {
         self.compression

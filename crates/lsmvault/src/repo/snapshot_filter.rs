@@ -63,6 +63,14 @@ impl SnapshotFilter {
                 .is_none_or(|id| identity == Some(id))
     }
 
+    /// Whether this filter decides what `selector` names: `latest` and
+    /// `latest:TAG` under a filter with conditions (an id or prefix names
+    /// its snapshot whatever the filter).
+    pub fn chooses(&self, selector: &str) -> bool {
+        let latest = selector == "latest" || selector.starts_with("latest:");
+        latest && !self.is_empty()
+    }
+
     /// Whether no condition is set.
     pub fn is_empty(&self) -> bool {
         *self == SnapshotFilter::default()
@@ -120,8 +128,7 @@ impl Repository {
         selector: &str,
         filter: &SnapshotFilter,
     ) -> Result<SnapshotEntry> {
-        let latest = selector == "latest" || selector.starts_with("latest:");
-        if filter.is_empty() || !latest {
+        if !filter.chooses(selector) {
             return self.find_snapshot(selector);
         }
         let (entries, _damaged) = self.snapshots_checked()?;

@@ -28,13 +28,19 @@ impl Repository {
     /// Every WAL object (segment versions and restore points), with its id;
     /// fails on the first that cannot be read. For callers that must know
     /// every chunk the archive needs (prune, point-in-time restore); the
-    /// others use [`Repository::wal_objects_checked`].
+    /// others use [`Repository::wal_objects_checked`]. An object deleted
+    /// between the listing and its read (a `tag` that lost a race for its
+    /// name removes its point; forget trims the archive) is simply gone.
     pub fn wal_objects(&self) -> Result<Vec<(Id, WalObject)>> {
         let listed = self.backend().list(ObjectKind::Wal)?;
-        listed
+        let read: Vec<Option<(Id, WalObject)>> = listed
             .par_iter()
-            .map(|object| self.read_wal_object(&object.name))
-            .collect()
+            .map(|object| match self.read_wal_object(&object.name) {
+                Err(Error::Backend(crate::backend::Error::NotFound { .. })) => Ok(None),
+                other => other.map(Some),
+            })
+            .collect::<Result<_>>()?;
+        Ok(read.into_iter().flatten().collect())
     }
 
     /// Every WAL object that can be read, and beside them those that cannot

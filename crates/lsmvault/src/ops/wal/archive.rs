@@ -8,7 +8,7 @@
 //! never names a chunk the repository does not hold.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -20,6 +20,7 @@ use crate::format::snapshot::format_time;
 use crate::format::wal_object::{SegmentRecord, WalObject};
 use crate::id::Id;
 use crate::lsm::log::{sequence_ranges, RecordRange, Tail};
+use crate::lsm::read_regular_file;
 use crate::progress::NoProgress;
 use crate::repo::lock::LockKind;
 use crate::repo::store::store_stream;
@@ -84,6 +85,9 @@ pub struct ArchiveReport {
     pub new_gaps: Vec<MissingSequences>,
     /// Links of the holding directory removed after this run.
     pub held_released: u64,
+    /// Files skipped, each with why (a symlink or FIFO named like a WAL
+    /// segment is never read).
+    pub warnings: Vec<String>,
 }
 
 impl ArchiveReport {
@@ -144,14 +148,11 @@ struct FoundSegment {
 }
 
 /// Every `*.log` of the database directory, its `archive/` and the holding
-/// directory, by segment number, newest first.
+/// directory (every repository's part), by segment number, newest first.
 fn segment_files(directory: &Path, holding: &Holding) -> Result<Vec<FoundSegment>> {
     let mut found: BTreeMap<u64, FoundSegment> = BTreeMap::new();
-    let places = [
-        holding.path().to_path_buf(),
-        directory.to_path_buf(),
-        directory.join("archive"),
-    ];
+    let mut places = holding.link_places();
+    places.extend([directory.to_path_buf(), directory.join("archive")]);
     for place in &places {
         for (_, file_name, number) in log_files(place) {
             found.entry(number).or_insert_with(|| FoundSegment {
@@ -172,12 +173,21 @@ fn segment_files(directory: &Path, holding: &Holding) -> Result<Vec<FoundSegment
 /// Reads a listed segment from the first of its places that has it: RocksDB
 /// moves a finished segment into `archive/` at any moment (`WAL_ttl_seconds`)
 /// and deletes it at any moment (found in CI: skipping a moved one left the
-/// newest records of that run unarchived). `None`: deleted everywhere.
-fn read_segment_file(candidates: &[PathBuf]) -> Result<Option<(PathBuf, Vec<u8>)>> {
+/// newest records of that run unarchived). `None`: deleted everywhere. A
+/// place where it is no regular file (a symlink, say to `/dev/zero`, a
+/// FIFO) is skipped with a warning in `warnings`, never read.
+fn read_segment_file(
+    candidates: &[PathBuf],
+    warnings: &mut Vec<String>,
+) -> Result<Option<(PathBuf, Vec<u8>)>> {
     for candidate in candidates {
-        match fs::read(candidate) {
-            Ok(bytes) => return Ok(Some((candidate.clone(), bytes))),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+        match read_regular_file(candidate) {
+            Ok(Some(bytes)) => return Ok(Some((candidate.clone(), bytes))),
+            Ok(None) => warnings.push(format!(
+                "{}: not a regular file (a symlink, FIFO or device named like a WAL segment), skipped",
+                candidate.display()
+            )),
+            Err(error) if error.kind() == ErrorKind::NotFound => continue,
             Err(error) => return Err(Error::io(format!("reading {}", candidate.display()), error)),
         }
     }
@@ -210,10 +220,10 @@ impl Repository {
         let started = Instant::now();
         let _lock = self.lock(LockKind::Shared, "wal archive")?;
         let database_id = database_id(directory, options.database_id.as_deref())?;
-        let holding = Holding::new(directory, options.hold_dir.as_deref());
+        let holding = Holding::new(directory, options.hold_dir.as_deref(), &self.config().id)?;
         holding.check()?;
         if options.hold_new {
-            holding.create()?;
+            holding.reopen()?;
             holding.hold_all()?;
         }
         // Before anything is read: these links' content is final.
@@ -233,7 +243,8 @@ impl Repository {
         let mut records = Vec::new();
         let mut read = BTreeSet::new();
         for found in files {
-            let Some((path, bytes)) = read_segment_file(&found.candidates)? else {
+            let Some((path, bytes)) = read_segment_file(&found.candidates, &mut report.warnings)?
+            else {
                 continue;
             };
             report.bytes_read += bytes.len() as u64;
@@ -368,6 +379,7 @@ fn holes(ranges: &[RecordRange]) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_segment_is_read_from_the_first_place_that_has_it() {
@@ -375,23 +387,51 @@ mod tests {
         let db = directory.path();
         fs::create_dir(db.join("archive")).unwrap();
         fs::write(db.join("archive/000005.log"), b"records").unwrap();
-        let holding = Holding::new(db, None);
+        let holding = Holding::new(db, None, "0123abcd").unwrap();
         let found = segment_files(db, &holding).unwrap();
         assert_eq!(found.len(), 1);
         // Listed in archive/ only; the holding link and the database
         // directory come first when they have it.
-        let (path, bytes) = read_segment_file(&found[0].candidates).unwrap().unwrap();
+        let mut warnings = Vec::new();
+        let read =
+            |warnings: &mut Vec<String>| read_segment_file(&found[0].candidates, warnings).unwrap();
+        let (path, bytes) = read(&mut warnings).unwrap();
         assert_eq!(bytes, b"records");
         assert_eq!(path, db.join("archive/000005.log"));
-        holding.create().unwrap();
+        let _owner = holding.create().unwrap();
         fs::write(holding.path().join("000005.log"), b"held").unwrap();
-        let (_, bytes) = read_segment_file(&found[0].candidates).unwrap().unwrap();
+        let (_, bytes) = read(&mut warnings).unwrap();
         assert_eq!(bytes, b"held");
         // Deleted everywhere: skipped, not an error.
         for place in [holding.path(), &db.join("archive")] {
             fs::remove_file(place.join("000005.log")).unwrap();
         }
-        assert!(read_segment_file(&found[0].candidates).unwrap().is_none());
+        assert!(read(&mut warnings).is_none());
+        assert!(warnings.is_empty());
+        // A symlink is skipped with a warning, the next place read.
+        std::os::unix::fs::symlink("/dev/zero", db.join("000005.log")).unwrap();
+        fs::write(db.join("archive/000005.log"), b"records").unwrap();
+        let (path, _) = read(&mut warnings).unwrap();
+        assert_eq!(path, db.join("archive/000005.log"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn another_repositorys_links_are_read_after_this_ones() {
+        let directory = tempfile::tempdir().unwrap();
+        let db = directory.path();
+        let mine = Holding::new(db, None, "aaaa").unwrap();
+        let theirs = Holding::new(db, None, "bbbb").unwrap();
+        let _owner = theirs.create().unwrap();
+        fs::write(theirs.path().join("000007.log"), b"theirs").unwrap();
+        let found = segment_files(db, &mine).unwrap();
+        let (path, bytes) = read_segment_file(&found[0].candidates, &mut Vec::new())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (path, bytes),
+            (theirs.path().join("000007.log"), b"theirs".to_vec())
+        );
     }
 
     #[test]

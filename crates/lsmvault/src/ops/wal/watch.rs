@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::hold::Ownership;
 use super::{ArchiveOptions, ArchiveReport, Holding};
 use crate::error::{Error, ErrorCode, Result};
 use crate::interrupt::Interrupt;
@@ -69,15 +70,24 @@ pub struct WalPickup {
     holding: Holding,
     linker: Arc<Linker>,
     thread: Option<JoinHandle<()>>,
+    /// Keeps a second watcher out of this repository's part.
+    _owner: Ownership,
 }
 
 impl WalPickup {
-    /// Creates the holding directory of the database in `directory`
-    /// (`hold_dir`, or the default), links every WAL file there now and
-    /// starts watching for new ones (Linux; elsewhere only the rounds link).
-    pub fn start(directory: &Path, hold_dir: Option<&Path>) -> Result<WalPickup> {
-        let holding = Holding::new(directory, hold_dir);
-        holding.create()?;
+    /// Creates the part of repository `repository_id` (see
+    /// [`Repository::unverified_id`]; [`Repository::watch_wal`] checks it)
+    /// in the holding directory of the database in `directory` (`hold_dir`,
+    /// or the default), refused while another watcher keeps it, links every
+    /// WAL file there now and starts watching for new ones (Linux;
+    /// elsewhere only the rounds link).
+    pub fn start(
+        directory: &Path,
+        hold_dir: Option<&Path>,
+        repository_id: &str,
+    ) -> Result<WalPickup> {
+        let holding = Holding::new(directory, hold_dir, repository_id)?;
+        let owner = holding.create()?;
         let linker = Arc::new(Linker::default());
         // Watching first, then linking what is there: nothing falls between.
         let watcher = events::Watcher::new(directory);
@@ -90,6 +100,7 @@ impl WalPickup {
             holding,
             linker,
             thread,
+            _owner: owner,
         })
     }
 }
@@ -133,9 +144,19 @@ impl Repository {
         on_round: &mut dyn FnMut(Round<'_>) -> Result<()>,
     ) -> Result<()> {
         let options = ArchiveOptions {
-            hold_dir: Some(pickup.holding.path().to_path_buf()),
+            hold_dir: Some(pickup.holding.root().to_path_buf()),
             ..options.clone()
         };
+        // The pickup started before the repository was opened, from its
+        // unauthenticated config: its part must be this repository's.
+        let rounds = Holding::new(directory, options.hold_dir.as_deref(), &self.config().id)?;
+        if rounds.path() != pickup.holding.path() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not the holding directory part of repository {}: its config changed while the watcher started",
+                pickup.holding.path().display(),
+                self.config().id
+            )));
+        }
         // The thread stops when `pickup` is dropped, after the last round.
         self.watch_rounds(directory, &options, watch, &pickup.linker, on_round)
     }
@@ -309,9 +330,9 @@ mod events {
                     .find(|(descriptor, _)| *descriptor == event.wd)
                     .map(|(_, path)| path);
                 if let Some(place) = place {
-                    if name.to_string_lossy().ends_with(".log") {
-                        holding.hold(&place.join(name))?;
-                    }
+                    // Anything but a WAL file (a directory, `app.log`) is
+                    // left alone by `hold`.
+                    holding.hold(&place.join(name))?;
                 }
             }
             if rescan {
