@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    backup, checkpoint, completions, diff, dump, find, forget, init, key, ls, prune, repair,
+    backup, checkpoint, completions, copy, diff, dump, find, forget, init, key, ls, prune, repair,
     restore, snapshots, stats, tag, unlock, verify, wal,
 };
 
@@ -65,6 +65,19 @@ pub struct GlobalArgs {
     /// (wins over --cache-dir and LSMVAULT_CACHE_DIR).
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Limit uploads to the repository to this many bytes per second, all
+    /// threads together (e.g. 50MiB, 10MB, 800KiB, or plain bytes).
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads from the repository to this many bytes per second,
+    /// all threads together (e.g. 50MiB, 10MB, 800KiB, or plain bytes).
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_download: Option<u64>,
+}
+
+/// A `--limit-upload` / `--limit-download` rate (see [`lsmvault::backend::throttle::parse_rate`]).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    lsmvault::backend::throttle::parse_rate(text)
 }
 
 #[derive(Subcommand)]
@@ -102,6 +115,9 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Files and storage that differ between two snapshots.
     Diff(diff::DiffArgs),
+    /// Copy snapshots from another repository (--from) into this one
+    /// (or --to), moving only the blobs it lacks.
+    Copy(copy::CopyArgs),
     /// Bind an encrypted repository's config to its master key (format version 2 to 3).
     Migrate,
     /// Remove stale locks (of crashed commands).

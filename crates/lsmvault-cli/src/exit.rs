@@ -106,10 +106,10 @@ pub fn hint(error: &Error) -> &'static str {
             "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
         }
         Error::PasswordRequired { .. } => {
-            "set LSMVAULT_PASSWORD, LSMVAULT_PASSWORD_FILE or LSMVAULT_PASSWORD_COMMAND, pass --password-file or --password-command, or run on a terminal to be asked; `init --no-encryption` creates a plaintext repository"
+            "set LSMVAULT_PASSWORD, LSMVAULT_PASSWORD_FILE or LSMVAULT_PASSWORD_COMMAND, pass --password-file or --password-command, or run on a terminal to be asked (the source of `copy --from` has its own: --from-password-file, --from-password-command, LSMVAULT_FROM_PASSWORD); `init --no-encryption` creates a plaintext repository"
         }
         Error::WrongPassword { .. } => {
-            "check the password (and --password-file / --password-command / LSMVAULT_PASSWORD, which take precedence over the terminal); each key of the repository has its own password"
+            "check the password (and --password-file / --password-command / LSMVAULT_PASSWORD, which take precedence over the terminal; for the source of `copy --from`: --from-password-file / --from-password-command / LSMVAULT_FROM_PASSWORD); each key of the repository has its own password"
         }
         Error::AuthenticationFailed { .. } => {
             "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         Command::Repair(command) => commands::repair::run(&context, command),
         Command::Stats(args) => commands::stats::run(&context, args),
         Command::Diff(args) => commands::diff::run(&context, args),
+        Command::Copy(args) => commands::copy::run(&context, args),
         Command::Migrate => commands::migrate::run(&context),
         Command::Unlock(args) => commands::unlock::run(&context, args),
         Command::Verify(args) => commands::verify::run(&context, args),

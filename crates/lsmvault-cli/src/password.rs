@@ -6,6 +6,8 @@
 //! refuses them — then `LSMVAULT_PASSWORD`, then a prompt when stdin is a
 //! terminal. A new key's password: `--new-password-file` (or
 //! `LSMVAULT_NEW_PASSWORD_FILE`), then `LSMVAULT_NEW_PASSWORD`, then a prompt.
+//! The source of `copy` has its own: `--from-password-file`,
+//! `--from-password-command`, `LSMVAULT_FROM_PASSWORD` (same order).
 //!
 //! A password command runs as restic's: `sh -c CMD`, stdin closed, killed
 //! after [`PASSWORD_COMMAND_TIMEOUT`] (or `LSMVAULT_PASSWORD_COMMAND_TIMEOUT`);
@@ -36,6 +38,10 @@ pub struct Sources<'a> {
     pub file: Option<&'a Path>,
     /// `--password-command` / `LSMVAULT_PASSWORD_COMMAND`.
     pub command: Option<&'a str>,
+    /// The environment variable holding the password itself
+    /// (`LSMVAULT_PASSWORD`; `LSMVAULT_FROM_PASSWORD` for `copy --from`);
+    /// empty: none.
+    pub variable: &'a str,
 }
 
 /// Where a password was found; only a typed one is asked for again to confirm it.
@@ -110,7 +116,10 @@ fn find_repository_password(
         }
         (None, None) => {}
     }
-    if let Ok(text) = std::env::var("LSMVAULT_PASSWORD") {
+    if let Some(text) = Some(sources.variable)
+        .filter(|variable| !variable.is_empty())
+        .and_then(|variable| std::env::var(variable).ok())
+    {
         return Ok(Some((text, Source::Environment)));
     }
     if std::io::stdin().is_terminal() {

@@ -50,6 +50,7 @@ pub use format::snapshot::{BackupStats, Snapshot, SnapshotEntry, SnapshotKind};
 pub use id::Id;
 pub use interrupt::Interrupt;
 pub use ops::backup::{BackupMode, BackupOptions, BackupOutcome};
+pub use ops::copy::{CopiedSnapshot, CopyOptions, CopyReport};
 pub use ops::forget::{ForgetIdsReport, ForgetOptions, ForgetReport};
 pub use ops::migrate::MigrateReport;
 pub use ops::prune::{PruneOptions, PruneReport};

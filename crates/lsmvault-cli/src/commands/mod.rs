@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use lsmvault::backend::{self, Backend, CountingBackend};
+use lsmvault::backend::{self, Backend, CountingBackend, ThrottledBackend};
 use lsmvault::{Error, Progress, Repository};
 
 use crate::cli::GlobalArgs;
@@ -24,6 +24,7 @@ use crate::{password, progress};
 pub mod backup;
 pub mod checkpoint;
 pub mod completions;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod find;
@@ -79,12 +80,20 @@ impl<'a> Context<'a> {
         Ok(Arc::clone(counting) as Arc<dyn Backend>)
     }
 
-    /// The storage of the repository location: an S3 bucket for
-    /// `s3:http(s)://host[:port]/bucket[/prefix]` and `s3://bucket[/prefix]`,
-    /// a local directory otherwise.
+    /// The storage of the repository location, with the global limits.
     fn storage(&self) -> Result<Arc<dyn Backend>, Error> {
-        let location = self.location()?;
-        match location.to_str() {
+        self.backend_at(self.location()?)
+    }
+
+    /// The storage at `location` (the repository's, or another one such as
+    /// `copy --from`): an S3 bucket for
+    /// `s3:http(s)://host[:port]/bucket[/prefix]` and `s3://bucket[/prefix]`,
+    /// a local directory otherwise; with `--limit-upload` and
+    /// `--limit-download` applied closest to the storage (cache hits are not
+    /// throttled). Each call has its own buckets: `copy` reads one
+    /// repository and writes the other.
+    pub fn backend_at(&self, location: &Path) -> Result<Arc<dyn Backend>, Error> {
+        let storage: Arc<dyn Backend> = match location.to_str() {
             Some(text) => {
                 // A malformed S3 location is a bad argument, not an I/O
                 // error; the reason names what is wrong without repeating
@@ -94,11 +103,17 @@ impl<'a> Context<'a> {
                         Error::InvalidArgument(format!("repository location: {reason}"))
                     })?;
                 }
-                Ok(backend::open_location(text)?)
+                backend::open_location(text)?
             }
             // Not UTF-8, so no `s3:` location: a local directory.
-            None => Ok(Arc::new(backend::LocalBackend::new(location))),
-        }
+            None => Arc::new(backend::LocalBackend::new(location)),
+        };
+        Ok(
+            match (self.global.limit_upload, self.global.limit_download) {
+                (None, None) => storage,
+                (upload, download) => Arc::new(ThrottledBackend::new(storage, upload, download)),
+            },
+        )
     }
 
     /// With `LSMVAULT_REQUEST_STATS=1`, prints the requests made to the
@@ -150,6 +165,7 @@ impl<'a> Context<'a> {
                 .password_command
                 .as_deref()
                 .filter(|command| !command.trim().is_empty()),
+            variable: "LSMVAULT_PASSWORD",
         }
     }
 
@@ -200,23 +216,42 @@ impl<'a> Context<'a> {
     /// Opens the repository to migrate it (an encrypted version 2 one
     /// included), asking for the password only if it is encrypted.
     pub fn open_repository_for_migration(&self) -> Result<Repository, Error> {
-        self.open_with(Repository::open_for_migration)
+        self.open_with(
+            self.backend()?,
+            self.password_sources(),
+            "repository password: ",
+            Repository::open_for_migration,
+        )
     }
 
-    /// Opens with `open` without a password, and again with one when the
-    /// repository turns out to be encrypted.
+    /// Opens another repository than `--repo` (`copy --from`) in `backend`,
+    /// with its own password sources and prompt.
+    pub fn open_other(
+        &self,
+        backend: Arc<dyn Backend>,
+        sources: password::Sources,
+        prompt: &str,
+    ) -> Result<Repository, Error> {
+        self.open_with(backend, sources, prompt, open_any)
+    }
+
+    /// Opens `backend` with `open` without a password, and again with one
+    /// (from `sources`, or asked with `prompt`) when the repository turns
+    /// out to be encrypted.
     fn open_with(
         &self,
+        backend: Arc<dyn Backend>,
+        sources: password::Sources,
+        prompt: &str,
         open: impl Fn(Arc<dyn Backend>, Option<&str>) -> Result<Repository, Error>,
     ) -> Result<Repository, Error> {
-        let repository = match open(self.backend()?, None) {
-            Err(Error::PasswordRequired { location: name }) => match password::repository_password(
-                self.password_sources(),
-                "repository password: ",
-            )? {
-                Some(password) => open(self.backend()?, Some(&password)),
-                None => Err(Error::PasswordRequired { location: name }),
-            },
+        let repository = match open(Arc::clone(&backend), None) {
+            Err(Error::PasswordRequired { location: name }) => {
+                match password::repository_password(sources, prompt)? {
+                    Some(password) => open(backend, Some(&password)),
+                    None => Err(Error::PasswordRequired { location: name }),
+                }
+            }
             other => other,
         }?;
         Ok(self.configure(repository))
@@ -248,4 +283,12 @@ fn default_cache_root() -> Option<PathBuf> {
     absolute("XDG_CACHE_HOME")
         .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
         .map(|root| root.join("lsmvault"))
+}
+
+/// Opens a repository for use, encrypted (with `password`) or not.
+fn open_any(backend: Arc<dyn Backend>, password: Option<&str>) -> Result<Repository, Error> {
+    match password {
+        None => Repository::open(backend),
+        Some(password) => Repository::open_with_password(backend, password),
+    }
 }

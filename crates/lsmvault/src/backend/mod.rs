@@ -12,8 +12,9 @@
 //! ([`ObjectKind::key`], the on-disk layout of every backend), the backend
 //! [`Error`], the local, memory and S3 implementations, [`open_location`]
 //! (a location string to a backend), the wrappers around any backend (the
-//! metadata cache [`cache`], request counting [`counting`]), and — behind
-//! the `conformance` feature — the one test suite every implementation runs
+//! metadata cache [`cache`], request counting [`counting`], bandwidth limits
+//! [`throttle`]), and — behind the `conformance` feature — the one test
+//! suite every implementation runs
 //! (`backend::conformance`).
 
 pub mod cache;
@@ -24,6 +25,7 @@ mod error;
 mod local;
 mod memory;
 pub mod s3;
+pub mod throttle;
 
 pub use cache::{CachingBackend, MetadataCache};
 pub use counting::{CountingBackend, RequestCounts};
@@ -32,6 +34,7 @@ pub use error::{Error, Result, Source, Subject};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use s3::S3Backend;
+pub use throttle::ThrottledBackend;
 
 use std::sync::Arc;
 

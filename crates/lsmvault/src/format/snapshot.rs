@@ -156,6 +156,18 @@ pub struct Snapshot {
     /// are the original's, `stats` included, except `tree`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repaired: Option<RepairRecord>,
+    /// Present when `copy` wrote this snapshot: the id of the snapshot it
+    /// was copied from, in its own repository — or, when that one was itself
+    /// a copy, the id it recorded, so a snapshot keeps the id of the backup
+    /// that made it along a chain of copies. A later `copy` skips a
+    /// snapshot whose id (or own `original`) a destination snapshot records
+    /// here. Everything else is the source's, except `tree` (and its file
+    /// digests) when the two repositories compute blob ids differently, and
+    /// `parent`, which names the destination's copy of the parent or is
+    /// `null`. A reader that does not know the field loses nothing: the
+    /// snapshot is complete in its repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 impl Snapshot {
@@ -306,6 +318,7 @@ pub(crate) fn test_snapshot(time: &str, tags: &[&str]) -> Snapshot {
         excludes: vec![],
         database: None,
         repaired: None,
+        original: None,
     }
 }
 
@@ -350,6 +363,22 @@ mod tests {
         new.excludes = vec!["LOG*".into(), "/archive".into()];
         new.stats.excluded = 3;
         assert_eq!(Snapshot::decode("x", &new.encode()).unwrap(), new);
+    }
+
+    #[test]
+    fn the_copy_origin_is_optional_both_ways() {
+        let old = snapshot("2026-11-23T14:32:05Z", &[]);
+        let text = String::from_utf8(old.encode()).unwrap();
+        assert!(!text.contains("\"original\""), "absent when none: {text}");
+        assert_eq!(
+            Snapshot::decode("x", text.as_bytes()).unwrap().original,
+            None
+        );
+        let mut copied = old;
+        copied.original = Some(Id([9; 32]));
+        let text = String::from_utf8(copied.encode()).unwrap();
+        assert!(text.contains("\"original\""));
+        assert_eq!(Snapshot::decode("x", text.as_bytes()).unwrap(), copied);
     }
 
     #[test]

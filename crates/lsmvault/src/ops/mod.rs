@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod cat;
+pub mod copy;
 pub mod dump;
 pub mod find;
 pub mod forget;

@@ -5,10 +5,12 @@
 //! creates repositories; the concerns of an open handle each have a module:
 //! key files ([`keys`]), the index cache ([`index_cache`]), blob and tree reads
 //! ([`blobs`]), snapshot files ([`snapshots`]), locks ([`lock`]), and
-//! [`PackWriter`], the one place where new blobs become packs ([`pack_writer`]).
+//! [`PackWriter`], the one place where new blobs become packs ([`pack_writer`]),
+//! and what a writer of snapshots checks before it commits ([`commit`]).
 //! Operations (`crate::ops`) build on these and never on each other.
 
 pub mod blobs;
+pub mod commit;
 pub mod file_content;
 pub mod index_cache;
 pub mod keys;

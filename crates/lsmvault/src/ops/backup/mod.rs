@@ -41,7 +41,7 @@ use crate::progress::Progress;
 use crate::repo::lock::{host_name, user_name, LockKind};
 use crate::repo::{PackWriter, Repository};
 
-use heal::{CommitCheck, StoredBlobs};
+use crate::repo::commit::{CommitCheck, StoredBlobs};
 use scan::{scan_source, ParentFiles, ScannedSource};
 use store::{build_tree, read_files};
 
@@ -295,7 +295,7 @@ impl Repository {
         let summary = writer.finish()?;
         self.protect_packs(&summary.published)?;
         commit_check.wrote(&self.write_index(&summary.locations)?);
-        let blobs_rewritten = stored.report_rewritten(&summary.locations, &mut tally);
+        let blobs_rewritten = heal::report_rewritten(&stored, &summary.locations, &mut tally);
 
         let Tally {
             mut stats,
@@ -324,6 +324,7 @@ impl Repository {
             excludes: options.excludes.clone(),
             database,
             repaired: None,
+            original: None,
         };
         options.interrupt.check("about to write the snapshot")?;
         let id = commit_check.commit(self, &lock, &snapshot, progress)?;
