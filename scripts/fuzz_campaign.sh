@@ -34,8 +34,10 @@ for target in "$@"; do
   cpu=0
   while kill -0 "$pid" 2>/dev/null; do
     sleep 10
-    cpu=$(ps -o cputimes= -p "$pid" 2>/dev/null | tr -d ' ')
-    cpu=${cpu:-0}
+    # Keep the last sample: a fuzzer stopped from outside (kill -INT) is
+    # gone by the next one, and its CPU time must still be logged.
+    sample=$(ps -o cputimes= -p "$pid" 2>/dev/null | tr -d ' ')
+    cpu=${sample:-$cpu}
     if [ "$cpu" -ge "$budget" ]; then
       kill -INT "$pid"
       break
