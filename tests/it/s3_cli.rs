@@ -426,3 +426,41 @@ fn backup_killed_mid_upload_leaves_the_s3_repository_consistent() {
     );
     assert_same_tree(&source, &target);
 }
+
+/// `copy` local → S3 → local: each hop restores byte for byte, and a second
+/// copy over the same hop transfers nothing.
+#[test]
+fn copy_local_to_s3_and_back_transfers_only_what_is_missing() {
+    let Some(moto) = Moto::start() else { return };
+    let s3 = moto.fresh_location();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    fs::create_dir_all(source.join("sub")).unwrap();
+    fs::write(source.join("000007.sst"), seeded_bytes(7, 3 << 20)).unwrap();
+    fs::write(source.join("sub/000008.log"), seeded_bytes(8, 200_000)).unwrap();
+    let local = work.path().join("local");
+    let back = work.path().join("back");
+    for repo in [path(&local), path(&back), s3.as_str()] {
+        lsmvault_s3_ok(repo, None, &["init", "--no-encryption"]);
+    }
+    lsmvault_s3_ok(path(&local), None, &["backup", path(&source)]);
+    for (hop, (from, to)) in [(path(&local), s3.as_str()), (s3.as_str(), path(&back))]
+        .into_iter()
+        .enumerate()
+    {
+        let first = json(to, None, &["copy", "--from", from]);
+        assert_eq!(first["copied"].as_array().unwrap().len(), 1, "{first:#}");
+        assert!(
+            first["bytes_copied"].as_u64().unwrap() > 3 << 20,
+            "{first:#}"
+        );
+        let target = work.path().join(format!("restored-{hop}"));
+        lsmvault_s3_ok(to, None, &["restore", "latest", "--target", path(&target)]);
+        assert_same_tree(&source, &target);
+        let again = json(to, None, &["copy", "--from", from]);
+        assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again:#}");
+        for field in ["blobs_copied", "bytes_copied", "packs_written"] {
+            assert_eq!(again[field], 0, "{field}: {again:#}");
+        }
+    }
+}
