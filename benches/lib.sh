@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the benchmark scripts (generations.sh, compression.sh,
 # pitr.sh, peers/run.sh, s3/run.sh): logging, timing one step, the
 # prefault/settle before it, the generation series of RocksDB checkpoints.
