@@ -2,7 +2,8 @@
 
 Usage: report.py RESULTS.tsv NEWBYTES.tsv ENVIRONMENT
 RESULTS rows (tab-separated): rate tool step gen run wall cpu rss_kib other
-up_bytes down_bytes requests own_requests own_up own_down in_flight ok note.
+up_bytes down_bytes requests own_requests own_up own_down in_flight server_cpu
+ok note.
 MB = 10^6 bytes; "x" ratios are lsmvault / restic.
 """
 
@@ -10,8 +11,8 @@ import statistics
 import sys
 
 FIELDS = ("rate tool step gen run wall cpu rss other up down requests own_requests own_up own_down "
-          "in_flight ok note").split()
-NUMERIC = {"wall", "cpu", "rss", "other", "up", "down", "requests", "own_requests", "own_up", "own_down", "in_flight"}
+          "in_flight server_cpu ok note").split()
+NUMERIC = {"wall", "cpu", "rss", "other", "up", "down", "requests", "own_requests", "own_up", "own_down", "in_flight", "server_cpu"}
 TOOLS = ("lsmvault", "restic")
 
 
@@ -108,7 +109,11 @@ def method(env):
 - `sync`{' and a prefault file (written, deleted)' if env.get('prefault') == '1' else ''} before every timed step;
   warm page cache. Unchanged backup and `snapshots` run right after the series (warm caches);
   restores: median of {env.get('repeat', '?')} run(s), each checked with `diff -r` against its checkpoint.
-  MB = 10^6 bytes; ratios are lsmvault / restic.""")
+  MB = 10^6 bytes; ratios are lsmvault / restic.
+- lsmvault's bytes depend on the repository, not only on the data: an encrypted repository keys its
+  chunker's gear table, so chunk boundaries, and with them which chunks pass the `auto`
+  compression probe (db_bench's half-compressible values sit near its threshold), differ from one
+  repository to the next; the same checkpoint can upload different byte counts at two rates.""")
 
 
 def series(newbytes):
@@ -121,6 +126,15 @@ def series(newbytes):
             continue
         print(f"| {f[1]} | {mb(int(f[2]))} | {f[3]} | {mb(int(f[4]))} | {int(f[6]) / 1e6:.3f} |")
     print(f"\nUnique bytes of all checkpoints (`du -sb`, hard links once): {mb(unique)} MB")
+
+
+def rate_bytes(rate):
+    """Bytes per second of a tc rate (1gbit, 100mbit, 500kbit)."""
+    units = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+    for unit, factor in units.items():
+        if rate.endswith(unit):
+            return float(rate[: -len(unit)]) * factor / 8
+    return float("inf")
 
 
 def pick(rows, tool, step, gen=None):
@@ -136,17 +150,24 @@ def requests_text(r):
 
 def rate_section(rate, rows, shaping):
     print(f"\n### Link {rate} ({shaping})\n")
-    probe = [r for r in rows if r["tool"] == "curl"]
-    if probe:
-        p = probe[0]
-        print(f"One curl stream through the link (32 MiB object, moto included): PUT {mb(p['up'])} MB/s, "
-              f"GET {mb(p['down'])} MB/s.\n")
+    for step, label in (("probe_unshaped", "without shaping"), ("probe", "through the shaped link")):
+        for p in pick(rows, "curl", step):
+            print(f"One curl stream {label} (a 32 MiB object, moto included): PUT {mb(p['up'])} MB/s, "
+                  f"GET {mb(p['down'])} MB/s.")
+    link = rate_bytes(rate)
+    for p in pick(rows, "curl", "probe_unshaped"):
+        slow = [name for name, key in (("PUT", "up"), ("GET", "down")) if p[key] is not None and p[key] < link]
+        if slow:
+            print(f"**moto is slower than the link** ({' and '.join(slow)} of one unshaped stream below "
+                  f"{link / 1e6:.0f} MB/s): at this rate those transfers are bound by the server (one Python "
+                  f"process, sharing the cores with the tools), not by the link.")
+    print()
     print("Backups (lsmvault / restic):\n")
     print("| step | lsmvault s | restic s | time x | up MB (lsmvault / restic) | up x | down MB | "
-          "requests (lsmvault own) | peak RSS MiB | in flight (max) | status |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "requests (lsmvault own) | peak RSS MiB | in flight (max) | CPU s | moto CPU s | status |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     gens = list(dict.fromkeys(r["gen"] for r in rows if r["step"] in ("initial", "incremental")))
-    total = {t: {"wall": 0.0, "up": 0.0, "down": 0.0, "requests": 0.0} for t in TOOLS}
+    total = {t: {"wall": 0.0, "up": 0.0, "down": 0.0, "requests": 0.0, "cpu": 0.0, "server_cpu": 0.0} for t in TOOLS}
     worst = []
     for label, step, gen in [(g, None, g) for g in gens] + [("unchanged (newest again)", "unchanged", None),
                                                             ("snapshots", "snapshots", None)]:
@@ -167,12 +188,15 @@ def rate_section(rate, rows, shaping):
               f"{num(ratio(L and L['wall'], R and R['wall']))} | {mb(L and L['up'])} / {mb(R and R['up'])} | "
               f"{num(ratio(L and L['up'], R and R['up']))} | {mb(L and L['down'])} / {mb(R and R['down'])} | "
               f"{requests_text(L)} / {requests_text(R)} | {mib(L and L['rss'])} / {mib(R and R['rss'])} | "
-              f"{intish(L and L['in_flight'])} / {intish(R and R['in_flight'])} | {status} |")
-        if label == gens[-1]:
+              f"{intish(L and L['in_flight'])} / {intish(R and R['in_flight'])} | "
+              f"{num(L and L['cpu'])} / {num(R and R['cpu'])} | {num(L and L['server_cpu'])} / {num(R and R['server_cpu'])} | "
+              f"{status} |")
+        if gens and label == gens[-1]:
             T, S = total["lsmvault"], total["restic"]
             print(f"| **series total** | {num(T['wall'])} | {num(S['wall'])} | {num(ratio(T['wall'], S['wall']))} | "
                   f"{mb(T['up'])} / {mb(S['up'])} | {num(ratio(T['up'], S['up']))} | {mb(T['down'])} / {mb(S['down'])} | "
-                  f"{intish(T['requests'])} / {intish(S['requests'])} | | | |")
+                  f"{intish(T['requests'])} / {intish(S['requests'])} | | | {num(T['cpu'])} / {num(S['cpu'])} | "
+                  f"{num(T['server_cpu'])} / {num(S['server_cpu'])} | |")
 
     for step, label in (("unchanged", "unchanged backup"), ("snapshots", "`snapshots`")):
         own = pick(rows, "lsmvault", step)
@@ -181,15 +205,15 @@ def rate_section(rate, rows, shaping):
 
     print("\nRestores (medians of the runs; each checked with `diff -r`):\n")
     print("| restore | lsmvault s | restic s | time x | down MB (lsmvault / restic) | requests (lsmvault own) | "
-          "peak RSS MiB | checks |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+          "peak RSS MiB | CPU s | moto CPU s | checks |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     medians = {}
     for which in ("newest", "oldest"):
         m = {}
         for tool in TOOLS:
             rs = pick(rows, tool, f"restore_{which}")
             m[tool] = {key: median([r[key] for r in rs if r["ok"] == "ok" or key != "wall"])
-                       for key in ("wall", "down", "requests", "own_requests", "rss")}
+                       for key in ("wall", "down", "requests", "own_requests", "rss", "cpu", "server_cpu")}
             m[tool]["checks"] = sorted(set(f"{r['ok']}" + (f" ({r['note']})" if r["note"] else "") for r in rs))
             m[tool]["runs"] = len(rs)
         medians[which] = m
@@ -198,7 +222,8 @@ def rate_section(rate, rows, shaping):
         checks = "; ".join(f"{t}: {', '.join(m[t]['checks'])} x{m[t]['runs']}" for t in TOOLS)
         print(f"| {which} ({gen[0]['gen'] if gen else '?'}) | {num(L['wall'])} | {num(R['wall'])} | "
               f"{num(ratio(L['wall'], R['wall']))} | {mb(L['down'])} / {mb(R['down'])} | "
-              f"{requests_text(L)} / {requests_text(R)} | {mib(L['rss'])} / {mib(R['rss'])} | {checks} |")
+              f"{requests_text(L)} / {requests_text(R)} | {mib(L['rss'])} / {mib(R['rss'])} | "
+              f"{num(L['cpu'])} / {num(R['cpu'])} | {num(L['server_cpu'])} / {num(R['server_cpu'])} | {checks} |")
 
     targets(rows, total, worst)
 

@@ -223,6 +223,9 @@ start_moto() {
         ((++tries < 600)) || die "moto_server did not answer within 60 s"
         sleep 0.1
     done
+    # `ip netns exec` execs moto in place: MOTO_PID is moto itself (its CPU
+    # time is read from /proc/MOTO_PID/stat).
+    [[ $(tr "\0" " " <"/proc/$MOTO_PID/cmdline") == *moto_server* ]] || die "process $MOTO_PID is not moto_server"
     local bucket
     for bucket in "$BUCKET_LSMVAULT" "$BUCKET_RESTIC" probe; do
         s3curl -X PUT -H 'Content-Length: 0' "$ENDPOINT/$bucket" || die "creating bucket $bucket failed"
@@ -247,6 +250,8 @@ moto_requests_settled() {
     done
     echo "$after"
 }
+# CPU seconds moto used so far (utime + stime of its process).
+moto_cpu() { awk -v t="$CLOCK_TICKS" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$MOTO_PID/stat"; }
 net_bytes() { echo "$(<"/sys/class/net/$VETH_HOST/statistics/tx_bytes") $(<"/sys/class/net/$VETH_HOST/statistics/rx_bytes")"; }
 
 # Uploads in flight: connections to moto holding > 16 KiB of unsent or
@@ -304,9 +309,9 @@ mkdir -p "$LOGS" "$CKPT" "$WORK/stage" "$WORK/moto-tmp"
 PREFAULT_MB=$((SIZE_MB * 5 / 4 + 1))
 
 # Raw rows: rate tool step gen run wall cpu rss_kib other up_bytes down_bytes
-# requests own_requests own_up own_down in_flight ok note
+# requests own_requests own_up own_down in_flight server_cpu ok note
 row() { local IFS=$'\t'; echo "$*" >>"$RESULTS"; }
-series_recorded() { row setup db "$1" "$2" "" "$WALL" "$CPU" "$RSS" "$OTHER" "$3" "" "" "" "" "" "" ok ""; }
+series_recorded() { row setup db "$1" "$2" "" "$WALL" "$CPU" "$RSS" "$OTHER" "$3" "" "" "" "" "" "" "" ok ""; }
 
 # lsmvault's own request count from its LSMVAULT_REQUEST_STATS=1 line, on two
 # lines: "requests bytes_up bytes_down", then the requests by object kind.
@@ -354,16 +359,19 @@ tool_cmd() { # TOOL ACTION ARGS...: sets CMD
 # sets STEP_OK.
 step() {
     local rate=$1 tool=$2 name=$3 gen=$4 run=$5 sample=$6 req0 req1 up0 down0 up1 down1 own=("" "" "") peak="" stats
+    local server0 server1
     STEP_KINDS=""
     shift 6
     settle
     req0=$(moto_requests_settled)
     read -r up0 down0 < <(net_bytes)
+    server0=$(moto_cpu)
     [[ $sample -eq 1 ]] && start_sampler "$WORK/sampler.out"
     STEP_OK=ok
     measure "$rate-$tool-$name-$gen-r$run" "$@" || STEP_OK="FAILED($?)"
     [[ $sample -eq 1 ]] && { stop_sampler; peak=$(<"$WORK/sampler.out"); }
     read -r up1 down1 < <(net_bytes)
+    server1=$(moto_cpu)
     req1=$(moto_requests_settled)
     if [[ $tool == lsmvault ]]; then
         stats=$(own_stats "$LOGS/$rate-$tool-$name-$gen-r$run.err")
@@ -372,7 +380,7 @@ step() {
         STEP_KINDS=${stats#*$'\n'}
     fi
     STEP_ROW=("$rate" "$tool" "$name" "$gen" "$run" "$WALL" "$CPU" "$RSS" "$OTHER" "$((up1 - up0))" "$((down1 - down0))"
-        "$((req1 - req0))" "${own[0]:-}" "${own[1]:-}" "${own[2]:-}" "$peak")
+        "$((req1 - req0))" "${own[0]:-}" "${own[1]:-}" "${own[2]:-}" "$peak" "$(awk -v a="$server0" -v b="$server1" 'BEGIN { printf "%.2f", b - a }')")
     log "[$rate] $tool $name $gen: $(((up1 - up0) / 1000000)) MB up, $(((down1 - down0) / 1000000)) MB down, $((req1 - req0)) requests${own[0]:+ (own count ${own[0]})}${peak:+, $peak uploads in flight}"
 }
 
@@ -392,8 +400,8 @@ backup() { # RATE TOOL GEN_NAME CKPT_DIR STEP
     row "${STEP_ROW[@]}" "$STEP_OK" "$STEP_KINDS"
 }
 
-# probe RATE: one 32 MiB object PUT and GET with curl through the shaped link
-# (single stream, moto included): what one connection gets.
+# probe RATE STEP: one 32 MiB object PUT and GET with curl (single stream,
+# moto included): what one connection gets, shaped or not.
 probe() {
     local blob=$WORK/probe.bin up down
     head -c $((32 * 1048576)) /dev/urandom >"$blob"
@@ -401,18 +409,21 @@ probe() {
     down=$(s3curl -w '%{speed_download}' "$ENDPOINT/probe/blob") || down=0
     s3curl -X DELETE "$ENDPOINT/probe/blob" || true
     rm -f "$blob"
-    row "$1" curl probe "" 1 "" "" "" "" "$up" "$down" "" "" "" "" "" ok "single-stream bytes/s (PUT, GET) of a 32 MiB object"
-    log "[$1] one curl stream: PUT $((${up%.*} / 1000000)) MB/s, GET $((${down%.*} / 1000000)) MB/s"
+    row "$1" curl "$2" "" 1 "" "" "" "" "$up" "$down" "" "" "" "" "" "" ok "single-stream bytes/s (PUT, GET) of a 32 MiB object"
+    log "[$1] $2, one curl stream: PUT $((${up%.*} / 1000000)) MB/s, GET $((${down%.*} / 1000000)) MB/s"
 }
 
 run_rate() {
     local rate=$1 tool generation order
     log "[$rate] shaping both directions, fresh moto"
-    shape "$rate"
+    tc qdisc del dev "$VETH_HOST" root 2>/dev/null || true
+    ip netns exec "$NS" tc qdisc del dev "$VETH_NS" root 2>/dev/null || true
     start_moto "$rate"
+    probe "$rate" probe_unshaped
+    shape "$rate"
     echo "$rate	$SHAPING" >>"$WORK/shaping"
     rm -rf "$WORK/lsmvault-cache" "$WORK/restic-cache"
-    probe "$rate"
+    probe "$rate" probe
     for tool in lsmvault restic; do
         tool_cmd "$tool" init
         "${CMD[@]}" >"$LOGS/$rate-$tool-init.out" 2>"$LOGS/$rate-$tool-init.err" ||
