@@ -250,8 +250,14 @@ moto_requests_settled() {
     done
     echo "$after"
 }
-# CPU seconds moto used so far (utime + stime of its process).
-moto_cpu() { awk -v t="$CLOCK_TICKS" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$MOTO_PID/stat"; }
+# moto_alive WHEN: stop the benchmark if moto died (nothing left to measure).
+moto_alive() {
+    kill -0 "$MOTO_PID" 2>/dev/null && return 0
+    tail -n 5 "$MOTO_LOG" >&2
+    die "moto_server died $1: the remaining steps would measure nothing"
+}
+# CPU seconds moto used so far (utime + stime of its process; 0 once it is gone).
+moto_cpu() { [[ -r /proc/$MOTO_PID/stat ]] || { echo 0; return; }; awk -v t="$CLOCK_TICKS" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$MOTO_PID/stat"; }
 net_bytes() { echo "$(<"/sys/class/net/$VETH_HOST/statistics/tx_bytes") $(<"/sys/class/net/$VETH_HOST/statistics/rx_bytes")"; }
 
 # Uploads in flight: connections to moto holding > 16 KiB of unsent or
@@ -364,12 +370,14 @@ step() {
     shift 6
     settle
     req0=$(moto_requests_settled)
+    moto_alive "before $tool $name $gen"
     read -r up0 down0 < <(net_bytes)
     server0=$(moto_cpu)
     [[ $sample -eq 1 ]] && start_sampler "$WORK/sampler.out"
     STEP_OK=ok
     measure "$rate-$tool-$name-$gen-r$run" "$@" || STEP_OK="FAILED($?)"
     [[ $sample -eq 1 ]] && { stop_sampler; peak=$(<"$WORK/sampler.out"); }
+    moto_alive "during $tool $name $gen"
     read -r up1 down1 < <(net_bytes)
     server1=$(moto_cpu)
     req1=$(moto_requests_settled)
