@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Helpers shared by the benchmark scripts (generations.sh, compression.sh,
-# pitr.sh, peers/run.sh): logging, timing one step, the prefault/settle
-# before it. Sourced, not run. A script sets LOGS (per-step logs), WORK,
-# PREFAULT (1/0) and PREFAULT_MB before it calls measure or settle; it may
-# set MEASURE_FAILURES=return to get a failing step's status back instead of
-# the default exit.
+# pitr.sh, peers/run.sh, s3/run.sh): logging, timing one step, the
+# prefault/settle before it, the generation series of RocksDB checkpoints.
+# Sourced, not run. A script sets LOGS (per-step logs), WORK, PREFAULT (1/0)
+# and PREFAULT_MB before it calls measure or settle; it may set
+# MEASURE_FAILURES=return to get a failing step's status back instead of the
+# default exit.
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -65,3 +67,64 @@ settle() {
         rm -f "$WORK/prefault"
     fi
 }
+
+# --- the generation series (peers/run.sh, s3/run.sh) ---------------------------
+# A RocksDB filled by db_bench fillrandom (value_size SERIES_VALUE_SIZE), then
+# per generation G: for G >= 2 an overwrite of CHURN_KEYS keys (seed G), and an
+# `ldb checkpoint` into CKPT/genG. A script calls series_sizes once, then
+# series_fill and series_checkpoint; after every timed setup step they call
+# the script's `series_recorded STEP GEN BYTES` (its raw rows). Each checkpoint
+# appends one row to the NEWBYTES file: DATASET genG total_bytes files new_sst
+# new_wal new_other ("new": inode not in the previous checkpoint).
+SERIES_VALUE_SIZE=400
+SERIES_BYTES_PER_KEY=236
+
+# series_sizes SIZE_MB CHURN_PERCENT: sets KEYS and CHURN_KEYS.
+series_sizes() {
+    KEYS=$(($1 * 1048576 / SERIES_BYTES_PER_KEY))
+    CHURN_KEYS=$(python3 -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]) / 100)))" "$KEYS" "$2")
+}
+
+# series_fill DATASET DB: fills DB (snappy or zstd SSTs) with KEYS keys.
+series_fill() {
+    SERIES_DATASET=$1
+    SERIES_FLAGS=(--db="$2" --value_size="$SERIES_VALUE_SIZE" --compression_type="$1" --threads=1)
+    log "[$1] db_bench fillrandom, $KEYS keys"
+    measure "$1-db_fill" db_bench "${SERIES_FLAGS[@]}" --benchmarks=fillrandom --use_existing_db=0 \
+        --num="$KEYS" --seed=1 || die "db_bench failed"
+    series_recorded db_fill "" ""
+}
+
+# series_checkpoint GEN CKPT NEWBYTES: churn (GEN >= 2), then CKPT/genGEN.
+series_checkpoint() {
+    local generation=$1 ckpt=$2 dataset=$SERIES_DATASET db
+    db=${SERIES_FLAGS[0]#--db=}
+    if ((generation > 1)); then
+        measure "$dataset-db_churn$generation" db_bench "${SERIES_FLAGS[@]}" --benchmarks=overwrite \
+            --use_existing_db=1 --num="$CHURN_KEYS" --seed="$generation" || die "db_bench overwrite failed"
+        series_recorded churn "gen$generation" ""
+    fi
+    measure "$dataset-checkpoint$generation" ldb --db="$db" checkpoint --checkpoint_dir="$ckpt/gen$generation" ||
+        die "ldb checkpoint failed"
+    series_recorded checkpoint "gen$generation" "$(bytes_of "$ckpt/gen$generation")"
+    python3 - "$ckpt" "$generation" "$dataset" >>"$3" <<'PY'
+import os, sys
+ckpt, g, dataset = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def files(d):
+    return {n: os.stat(os.path.join(d, n)) for n in os.listdir(d)}
+cur = files(os.path.join(ckpt, f"gen{g}"))
+prev = {s.st_ino for s in files(os.path.join(ckpt, f"gen{g-1}")).values()} if g > 1 else set()
+new = {"sst": 0, "wal": 0, "other": 0}
+for n, s in cur.items():
+    if s.st_ino in prev:
+        continue
+    kind = "sst" if n.endswith(".sst") else "wal" if n.endswith(".log") else "other"
+    new[kind] += s.st_size
+total = sum(s.st_size for s in cur.values())
+print(f"{dataset}\tgen{g}\t{total}\t{len(cur)}\t{new['sst']}\t{new['wal']}\t{new['other']}")
+PY
+}
+
+# series_unique CKPT NEWBYTES: the "unique" row (du -sb of all checkpoints,
+# hard links counted once).
+series_unique() { printf '%s\tunique\t%s\n' "$SERIES_DATASET" "$(bytes_of "$1")" >>"$2"; }

@@ -72,8 +72,6 @@ CEILINGS=1
 SCAN=1
 OUT=""
 CHART=""
-VALUE_SIZE=400
-BYTES_PER_KEY=236
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -161,8 +159,7 @@ export RESTIC_PASSWORD=peers-benchmark RESTIC_CACHE_DIR=$WORK/restic-cache
 export BORG_BASE_DIR=$WORK/borg-home BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 unset LSMVAULT_PASSWORD LSMVAULT_PASSWORD_FILE LSMVAULT_REPOSITORY
 
-KEYS=$((SIZE_MB * 1048576 / BYTES_PER_KEY))
-CHURN_KEYS=$(python3 -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]) / 100)))" "$KEYS" "$CHURN_PERCENT")
+series_sizes "$SIZE_MB" "$CHURN_PERCENT"
 
 # --- measurement (helpers in benches/lib.sh) ---------------------------------
 
@@ -170,6 +167,8 @@ CHURN_KEYS=$(python3 -c "import sys; print(max(1, round(int(sys.argv[1]) * float
 record() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$WALL" "$CPU" "$RSS" "$OTHER" "$6" "$7" "$8" >>"$RESULTS"
 }
+# the setup rows of the generation series (benches/lib.sh)
+series_recorded() { record "$SERIES_DATASET" setup "$1" "$2" "" "$3" ok ""; }
 
 PREFAULT_MB=$((SIZE_MB * 5 / 4 + 1))
 
@@ -292,11 +291,7 @@ run_dataset() {
     CKPT=$base/ckpt
     STAGE=$base/stage/db
     mkdir -p "$CKPT" "$base/stage"
-    local flags=(--db="$DB" --value_size="$VALUE_SIZE" --compression_type="$dataset" --threads=1)
-    log "[$dataset] db_bench fillrandom, $KEYS keys"
-    measure "$dataset-db_fill" db_bench "${flags[@]}" --benchmarks=fillrandom --use_existing_db=0 --num="$KEYS" --seed=1 ||
-        die "db_bench failed"
-    record "$dataset" setup db_fill "" "" "" ok ""
+    series_fill "$dataset" "$DB"
     local tool
     for tool in "${TOOL_LIST[@]}"; do
         rm -rf "$base/repo-$tool"
@@ -304,37 +299,14 @@ run_dataset() {
     done
     local generation prev=""
     for ((generation = 1; generation <= GENERATIONS; generation++)); do
-        if ((generation > 1)); then
-            measure "$dataset-db_churn$generation" db_bench "${flags[@]}" --benchmarks=overwrite --use_existing_db=1 \
-                --num="$CHURN_KEYS" --seed="$generation" || die "db_bench overwrite failed"
-            record "$dataset" setup churn "gen$generation" "" "" ok ""
-        fi
-        measure "$dataset-checkpoint$generation" ldb --db="$DB" checkpoint --checkpoint_dir="$CKPT/gen$generation" ||
-            die "ldb checkpoint failed"
-        record "$dataset" setup checkpoint "gen$generation" "" "$(bytes_of "$CKPT/gen$generation")" ok ""
-        python3 - "$CKPT" "$generation" "$dataset" >>"$NEWBYTES" <<'PY'
-import os, sys
-ckpt, g, dataset = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-def files(d):
-    return {n: os.stat(os.path.join(d, n)) for n in os.listdir(d)}
-cur = files(os.path.join(ckpt, f"gen{g}"))
-prev = {s.st_ino for s in files(os.path.join(ckpt, f"gen{g-1}")).values()} if g > 1 else set()
-new = {"sst": 0, "wal": 0, "other": 0}
-for n, s in cur.items():
-    if s.st_ino in prev:
-        continue
-    kind = "sst" if n.endswith(".sst") else "wal" if n.endswith(".log") else "other"
-    new[kind] += s.st_size
-total = sum(s.st_size for s in cur.values())
-print(f"{dataset}\tgen{g}\t{total}\t{len(cur)}\t{new['sst']}\t{new['wal']}\t{new['other']}")
-PY
+        series_checkpoint "$generation" "$CKPT" "$NEWBYTES"
         for tool in "${TOOL_LIST[@]}"; do
             tool_backup "$dataset" "$tool" "$base/repo-$tool" "gen$generation" "$CKPT/gen$generation" "$prev" \
                 "$([[ $generation -eq 1 ]] && echo initial || echo incremental)" 1
         done
         prev=gen$generation
     done
-    printf '%s\tunique\t%s\n' "$dataset" "$(bytes_of "$CKPT")" >>"$NEWBYTES"
+    series_unique "$CKPT" "$NEWBYTES"
     for tool in "${TOOL_LIST[@]}"; do
         tool_backup "$dataset" "$tool" "$base/repo-$tool" unchanged "$CKPT/gen$GENERATIONS" "gen$GENERATIONS" unchanged 1
     done
