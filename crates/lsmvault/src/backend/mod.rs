@@ -27,7 +27,7 @@ mod memory;
 pub mod s3;
 pub mod throttle;
 
-pub use cache::{CachingBackend, MetadataCache};
+pub use cache::{CacheGate, CachingBackend, MetadataCache, OpenRecord};
 pub use counting::{CountingBackend, RequestCounts};
 pub(crate) use error::short_object_reason;
 pub use error::{Error, Result, Source, Subject};
