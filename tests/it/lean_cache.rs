@@ -18,6 +18,8 @@ use crate::common::{assert_same_tree, assert_success, seeded_bytes};
 use crate::metadata_cache::{counts_of, Counts};
 
 const PASSWORD: &str = "lean cache password";
+/// The exit code of `repository_not_found`.
+const NOT_FOUND: i32 = 10;
 
 /// A repository on moto, a source and a cache directory.
 struct Setup {
@@ -427,4 +429,55 @@ fn a_wrong_password_with_a_warm_cache_is_refused() {
     let refused = setup.output(Some("wrong"), &["backup", setup.source()]);
     assert!(!refused.status.success());
     assert_eq!(setup.snapshot_count(Some(PASSWORD), false), 1);
+}
+
+/// A repository deleted behind a warm cache is reported missing, not as an
+/// empty repository, and nothing is written where it was.
+#[test]
+fn a_deleted_repository_with_a_warm_cache_is_not_found() {
+    let Some(setup) = Setup::new(Some(PASSWORD)) else {
+        return;
+    };
+    let password = Some(PASSWORD);
+    setup.ok(password, &["backup", setup.source()]);
+    setup.ok(password, &["snapshots"]);
+    delete_everything(&setup.storage());
+    for args in [&["snapshots"][..], &["backup", setup.source()][..]] {
+        let output = setup.output(password, args);
+        assert_eq!(
+            output.status.code(),
+            Some(NOT_FOUND),
+            "{args:?}: {output:?}"
+        );
+    }
+    let storage = setup.storage();
+    for kind in ObjectKind::ALL {
+        if kind != ObjectKind::Config {
+            assert_eq!(storage.list(kind).unwrap(), Vec::new(), "{kind:?}");
+        }
+    }
+}
+
+/// `key passwd` through the cache: the old password no longer opens from
+/// it (its key file is forgotten with the key file removed).
+#[test]
+fn an_old_password_does_not_open_from_the_cache_after_key_passwd() {
+    let Some(setup) = Setup::new(Some(PASSWORD)) else {
+        return;
+    };
+    setup.ok(Some(PASSWORD), &["backup", setup.source()]);
+    setup.ok(Some(PASSWORD), &["snapshots"]);
+    let new = "the new password";
+    let output = setup
+        .command(Some(PASSWORD), &["key", "passwd", "--kdf-target-ms", "20"])
+        .env("LSMVAULT_NEW_PASSWORD", new)
+        .output()
+        .unwrap();
+    assert_success(&output, "key passwd");
+    let refused = setup.output(Some(PASSWORD), &["snapshots"]);
+    assert_eq!(refused.status.code(), Some(26), "{refused:?}");
+    assert_eq!(setup.snapshot_count(Some(new), true), 1);
+    // Warm under the new password.
+    let (_, counts) = setup.run(Some(new), &["snapshots"]);
+    assert_eq!(counts.total(), 1, "{counts:?}");
 }

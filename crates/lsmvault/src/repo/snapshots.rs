@@ -104,16 +104,17 @@ impl Repository {
     }
 
     /// Reads the listed snapshot files. A handle opened from the metadata
-    /// cache that finds damaged ones first makes sure the location still
-    /// holds the repository it knew (another one's files would all look
-    /// damaged under its key).
+    /// cache that finds damaged ones, or none, first makes sure the location
+    /// still holds the repository it knew (another one's files would all
+    /// look damaged under its key; a deleted one has none).
     fn read_listed_snapshots(
         &self,
         listed: &[ObjectInfo],
     ) -> Result<(Vec<SnapshotEntry>, Vec<DamagedObject>)> {
         let (mut entries, damaged) =
             self.read_listed_objects(listed, |name| self.read_snapshot(name))?;
-        if !damaged.is_empty() {
+        // No snapshot at all may be a deleted repository too.
+        if !damaged.is_empty() || listed.is_empty() {
             self.confirm_cache()?;
         }
         snapshot::sort_by_time(&mut entries);

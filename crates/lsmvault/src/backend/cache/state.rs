@@ -337,16 +337,21 @@ impl CacheGate {
             views.snapshots = None;
             views.packs = None;
             views.index = Some(listed);
+            self.persist(views, &[INDEX_ENTRY]);
         }
-        self.persist(views);
         Ok(())
     }
 
     /// Reads the config (and the key files) from the storage: the same as
     /// opened confirms the handle; another drops the cache.
     fn check_storage(&self) -> Result<Trust> {
-        let config = self.inner.read(ObjectKind::Config, "config")?;
-        let mut same = config == self.opened.config;
+        // No config any more: the repository was deleted (the command run
+        // again from the storage says so).
+        let config = match self.inner.read(ObjectKind::Config, "config") {
+            Err(error) if error.is_not_found() => None,
+            other => Some(other?),
+        };
+        let mut same = config.as_ref() == Some(&self.opened.config);
         if let (true, Some((name, _))) = (same, &self.opened.key) {
             // The key file removed (its password revoked) does not open
             // from the cache any more: the command is run again from the
@@ -365,21 +370,28 @@ impl CacheGate {
         Ok(Trust::Outdated)
     }
 
-    /// Writes what this process holds back to the cache.
-    fn persist(&self, views: &Views) {
+    /// Writes the `entries` this process holds back to the cache (each
+    /// listing with the digest of the index listing it goes with).
+    fn persist(&self, views: &Views, entries: &[&str]) {
         let Some(index) = &views.index else {
             return;
         };
         let index_digest = digest(index);
-        self.cache.put_listing(
-            INDEX_ENTRY,
-            &StoredListing {
-                index: String::new(),
-                taken: now_seconds(),
-                objects: index.clone(),
-            },
-        );
-        if let Some(snapshots) = &views.snapshots {
+        if entries.contains(&INDEX_ENTRY) {
+            self.cache.put_listing(
+                INDEX_ENTRY,
+                &StoredListing {
+                    index: String::new(),
+                    taken: now_seconds(),
+                    objects: index.clone(),
+                },
+            );
+        }
+        if let Some(snapshots) = views
+            .snapshots
+            .as_ref()
+            .filter(|_| entries.contains(&SNAPSHOTS_ENTRY))
+        {
             self.cache.put_listing(
                 SNAPSHOTS_ENTRY,
                 &StoredListing {
@@ -389,7 +401,11 @@ impl CacheGate {
                 },
             );
         }
-        if let Some((taken, packs)) = &views.packs {
+        if let Some((taken, packs)) = views
+            .packs
+            .as_ref()
+            .filter(|_| entries.contains(&PACKS_ENTRY))
+        {
             self.cache.put_listing(
                 PACKS_ENTRY,
                 &StoredListing {
@@ -419,12 +435,14 @@ impl CacheGate {
 
     /// This process deleted object `name` of `kind`.
     pub fn deleted(&self, kind: ObjectKind, name: &str) {
+        // The key file a warm open would use is gone (`key passwd`, `key
+        // remove`): its password must not open from the cache any more.
         if kind == ObjectKind::Key
             && self
-                .opened
-                .key
-                .as_ref()
-                .is_some_and(|(opened, _)| opened == name)
+                .cache
+                .open_record()
+                .and_then(|record| record.key)
+                .is_some_and(|(recorded, _)| recorded == name)
         {
             self.cache.forget_key();
         }
@@ -433,17 +451,24 @@ impl CacheGate {
         });
     }
 
+    /// Applies this process's own change to the listing it holds. Packs
+    /// are only noted (a backup writes many; they count once their index
+    /// file is written); a new index file re-tags every listing held with
+    /// the new index digest.
     fn changed(&self, kind: ObjectKind, change: impl FnOnce(&mut Objects)) {
         let mut views = self.views();
-        let target = match kind {
-            ObjectKind::Index => views.index.as_mut(),
-            ObjectKind::Snapshot => views.snapshots.as_mut(),
-            ObjectKind::Pack => views.packs.as_mut().map(|(_, packs)| packs),
-            _ => None,
+        let (target, entries): (Option<&mut Objects>, &[&str]) = match kind {
+            ObjectKind::Index => (
+                views.index.as_mut(),
+                &[INDEX_ENTRY, SNAPSHOTS_ENTRY, PACKS_ENTRY],
+            ),
+            ObjectKind::Snapshot => (views.snapshots.as_mut(), &[SNAPSHOTS_ENTRY]),
+            ObjectKind::Pack => (views.packs.as_mut().map(|(_, packs)| packs), &[]),
+            _ => (None, &[]),
         };
         if let Some(objects) = target {
             change(objects);
-            self.persist(&views);
+            self.persist(&views, entries);
         }
     }
 
@@ -453,12 +478,18 @@ impl CacheGate {
         if views.index.is_none() {
             return;
         }
-        match kind {
-            ObjectKind::Snapshot => views.snapshots = Some(objects(listed)),
-            ObjectKind::Pack => views.packs = Some((now_seconds(), objects(listed))),
+        let entry = match kind {
+            ObjectKind::Snapshot => {
+                views.snapshots = Some(objects(listed));
+                SNAPSHOTS_ENTRY
+            }
+            ObjectKind::Pack => {
+                views.packs = Some((now_seconds(), objects(listed)));
+                PACKS_ENTRY
+            }
             _ => return,
-        }
-        self.persist(&views);
+        };
+        self.persist(&views, &[entry]);
     }
 
     /// The cached listing of snapshots or packs, if it may stand for the
