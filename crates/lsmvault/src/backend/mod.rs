@@ -138,7 +138,7 @@ pub enum WriteOutcome {
 }
 
 /// A listed object: its name and size in bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectInfo {
     /// The object's name within its kind, as [`Backend::read`] takes it: for
     /// content-addressed objects the 64-hex-digit id, without the namespace
