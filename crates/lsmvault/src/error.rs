@@ -631,6 +631,7 @@ impl Error {
             Error::Backend(backend::Error::Transient { .. }) => ErrorCode::StorageUnavailable,
             Error::Backend(backend::Error::Denied { .. }) => ErrorCode::StorageDenied,
             Error::ConditionalWritesUnsupported { .. } => ErrorCode::ConditionalWritesUnsupported,
+            Error::Backend(backend::Error::CacheOutdated { .. }) => ErrorCode::Other,
             Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
             Error::RepositoryLocked { .. } | Error::LockLost { .. } => ErrorCode::RepositoryLocked,

@@ -210,7 +210,7 @@ impl<'a> Context<'a> {
         let password =
             || password::repository_password(self.password_sources(), "repository password: ");
         let repository = Repository::open_asking(backend, cache_root, &password)?;
-        Ok(self.configure(repository))
+        self.configure(repository)
     }
 
     /// Opens the repository to migrate it (an encrypted version 2 one
@@ -254,13 +254,17 @@ impl<'a> Context<'a> {
             }
             other => other,
         }?;
-        Ok(self.configure(repository))
+        self.configure(repository)
     }
 
-    /// What every handle of the CLI gets: the `--retry-lock` wait and a
-    /// warning for each damaged index file.
-    fn configure(&self, mut repository: Repository) -> Repository {
+    /// What every handle of the CLI gets: the `--retry-lock` wait, the age
+    /// up to which a cached pack listing is reused, and a warning for each
+    /// damaged index file.
+    fn configure(&self, mut repository: Repository) -> Result<Repository, Error> {
         repository.set_lock_retry(self.lock_retry());
+        if let Some(age) = pack_listing_max_age()? {
+            repository.set_pack_listing_max_age(age);
+        }
         // A damaged index file is skipped by the library; say so once per file.
         repository.set_index_damage_hook(Box::new(|file| {
             eprintln!(
@@ -268,8 +272,27 @@ impl<'a> Context<'a> {
                 file.name, file.reason
             );
         }));
-        repository
+        Ok(repository)
     }
+}
+
+/// Seconds up to which a pack listing cached by an earlier command stands
+/// for the storage's (0: always list); the library's default when unset.
+const PACK_LISTING_MAX_AGE_VARIABLE: &str = "LSMVAULT_PACK_LISTING_MAX_AGE";
+
+fn pack_listing_max_age() -> Result<Option<Duration>, Error> {
+    let Some(value) = std::env::var_os(PACK_LISTING_MAX_AGE_VARIABLE) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .map(|seconds| Some(Duration::from_secs(seconds)))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{PACK_LISTING_MAX_AGE_VARIABLE}={value:?} is not a number of seconds"
+            ))
+        })
 }
 
 /// `$XDG_CACHE_HOME/lsmvault`, or `$HOME/.cache/lsmvault` when it is unset

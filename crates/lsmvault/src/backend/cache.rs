@@ -28,7 +28,10 @@
 //! - **The backend is the truth.** Writes go to the backend first, then to
 //!   the cache; deletes remove the cache entry after the backend object;
 //!   listings go to the backend, and cached entries of that kind that are no
-//!   longer listed (pruned, forgotten elsewhere) are dropped.
+//!   longer listed (pruned, forgotten elsewhere) are dropped. The one
+//!   exception is the pack listing, served from the cache within the limits
+//!   [`state`] sets out (its [`CacheGate`] also holds back every write of a
+//!   handle opened from the cached config until the config is confirmed).
 
 use std::collections::HashSet;
 use std::fs;
@@ -41,6 +44,10 @@ use std::time::{Duration, SystemTime};
 
 use super::{Backend, ObjectInfo, ObjectKind, Result, WriteOutcome};
 use crate::id::Id;
+
+pub mod state;
+
+pub use state::{CacheGate, OpenRecord};
 
 /// The cache space of tree blobs (as stored in their pack: sealed and
 /// compressed), keyed by blob id.
@@ -254,12 +261,39 @@ fn fits_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> bool {
 pub struct CachingBackend {
     inner: Arc<dyn Backend>,
     cache: Arc<MetadataCache>,
+    /// The repository handle's checks and listings, when it has them.
+    gate: Option<Arc<CacheGate>>,
 }
 
 impl CachingBackend {
     /// Serves `inner`'s metadata from `cache`.
     pub fn new(inner: Arc<dyn Backend>, cache: Arc<MetadataCache>) -> CachingBackend {
-        CachingBackend { inner, cache }
+        CachingBackend {
+            inner,
+            cache,
+            gate: None,
+        }
+    }
+
+    /// Like [`CachingBackend::new`], with the checks and cached listings of
+    /// `gate` (see [`state`]).
+    pub fn with_gate(
+        inner: Arc<dyn Backend>,
+        cache: Arc<MetadataCache>,
+        gate: Arc<CacheGate>,
+    ) -> CachingBackend {
+        CachingBackend {
+            inner,
+            cache,
+            gate: Some(gate),
+        }
+    }
+
+    fn before_change(&self, kind: ObjectKind) -> Result<()> {
+        match &self.gate {
+            Some(gate) => gate.before_change(kind),
+            None => Ok(()),
+        }
     }
 
     /// The cache this backend reads from.
@@ -328,7 +362,11 @@ impl Backend for CachingBackend {
     }
 
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {
+        self.before_change(kind)?;
         let outcome = self.inner.write_if_absent(kind, name, bytes)?;
+        if let (Some(gate), WriteOutcome::Created) = (&self.gate, outcome) {
+            gate.created(kind, name, bytes.len() as u64);
+        }
         if !is_cached(kind) {
             return Ok(outcome);
         }
@@ -343,11 +381,25 @@ impl Backend for CachingBackend {
     }
 
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {
+        self.before_change(ObjectKind::Config)?;
         self.inner.replace_config(bytes)
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
+        if let Some(gate) = &self.gate {
+            if kind == ObjectKind::Pack {
+                if let Some(cached) = gate.cached_listing(kind) {
+                    return Ok(cached);
+                }
+            }
+        }
         let listed = self.inner.list(kind)?;
+        if let Some(gate) = &self.gate {
+            match kind {
+                ObjectKind::Index => gate.index_listed(&listed)?,
+                _ => gate.listed(kind, &listed),
+            }
+        }
         if is_cached(kind) {
             let names: HashSet<&str> = listed.iter().map(|object| object.name.as_str()).collect();
             self.cache
@@ -357,7 +409,11 @@ impl Backend for CachingBackend {
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
+        self.before_change(kind)?;
         self.inner.delete(kind, name)?;
+        if let Some(gate) = &self.gate {
+            gate.deleted(kind, name);
+        }
         if is_cached(kind) {
             self.cache.remove(kind.directory(), name);
         }

@@ -127,6 +127,17 @@ pub enum Error {
         length: u64,
     },
 
+    /// The local metadata cache described another repository than the one
+    /// now at the location (it was deleted and a new one made there): the
+    /// cache was dropped before anything was written with what it held (see
+    /// `backend::cache::state`); the same command run again reads the new
+    /// repository from the storage.
+    #[error("{location} holds another repository than the one its local metadata cache knew (it was re-created there): the cache was dropped and nothing was written; run the command again")]
+    CacheOutdated {
+        /// The repository location (as the backend names it).
+        location: String,
+    },
+
     /// Any other failure (permissions, a full disk, a malformed answer).
     #[error("{context}: {source}")]
     Other {
@@ -193,6 +204,12 @@ impl Error {
     /// Whether the storage refused access (credentials, a missing bucket).
     pub fn is_denied(&self) -> bool {
         matches!(self, Error::Denied { .. })
+    }
+
+    /// Whether the metadata cache turned out to describe another repository
+    /// ([`Error::CacheOutdated`]): running the command again succeeds.
+    pub fn is_cache_outdated(&self) -> bool {
+        matches!(self, Error::CacheOutdated { .. })
     }
 }
 

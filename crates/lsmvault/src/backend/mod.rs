@@ -27,7 +27,7 @@ mod memory;
 pub mod s3;
 pub mod throttle;
 
-pub use cache::{CachingBackend, MetadataCache};
+pub use cache::{CacheGate, CachingBackend, MetadataCache, OpenRecord};
 pub use counting::{CountingBackend, RequestCounts};
 pub(crate) use error::short_object_reason;
 pub use error::{Error, Result, Source, Subject};
@@ -138,7 +138,7 @@ pub enum WriteOutcome {
 }
 
 /// A listed object: its name and size in bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectInfo {
     /// The object's name within its kind, as [`Backend::read`] takes it: for
     /// content-addressed objects the 64-hex-digit id, without the namespace

@@ -124,8 +124,12 @@ pub(crate) fn write_key_file(backend: &dyn Backend, name: &str, file: &KeyFile) 
 }
 
 fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
-    let bytes = backend.read(ObjectKind::Key, name)?;
-    let file: KeyFile = serde_json::from_slice(&bytes)
+    parse_key_file(name, &backend.read(ObjectKind::Key, name)?)
+}
+
+/// A key file's bytes as a [`KeyFile`] of a well-formed shape.
+pub(crate) fn parse_key_file(name: &str, bytes: &[u8]) -> Result<KeyFile> {
+    let file: KeyFile = serde_json::from_slice(bytes)
         .map_err(|error| Error::corrupt(ObjectKind::Key.describe(name), error.to_string()))?;
     file.check_form(name)?;
     Ok(file)

@@ -24,14 +24,13 @@ pub mod snapshots;
 pub mod store;
 pub mod tree_walker;
 pub mod wal;
+mod warm_open;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::backend::{
-    Backend, CachingBackend, LocalBackend, MetadataCache, ObjectKind, WriteOutcome,
-};
+use crate::backend::{Backend, CacheGate, LocalBackend, MetadataCache, ObjectKind, WriteOutcome};
 use crate::codec::chunker::ChunkerParams;
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Cipher, KdfParams, KeyFile, Keys, MasterKey, DEFAULT_KDF_TARGET};
@@ -107,6 +106,10 @@ pub struct Repository {
     /// ([`Repository::open_asking`]): `backend` then reads index, snapshot
     /// and key files through it, and tree blobs are cached here (`blobs.rs`).
     metadata_cache: Option<Arc<MetadataCache>>,
+    /// With the metadata cache: what it may answer instead of the storage,
+    /// and the check a handle opened from it waits for before writing
+    /// (`backend::cache::state`).
+    cache_gate: Option<Arc<CacheGate>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -183,20 +186,42 @@ impl Repository {
                 location: backend.location(),
             });
         }
-        Ok(Repository {
+        let keys = master
+            .as_ref()
+            .map_or_else(Keys::plaintext, |(master, _)| master.keys(options.cipher));
+        Ok(Repository::assemble(
             backend,
             config,
-            compression: options.compression,
-            keys: master
-                .as_ref()
-                .map_or_else(Keys::plaintext, |(master, _)| master.keys(options.cipher)),
+            options.compression,
+            keys,
+            master,
+            None,
+        ))
+    }
+
+    /// A handle on an opened (or created) repository.
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        compression: Compression,
+        keys: Keys,
+        master: Option<(MasterKey, String)>,
+        cache: Option<(Arc<MetadataCache>, Arc<CacheGate>)>,
+    ) -> Repository {
+        let (metadata_cache, cache_gate) = cache.unzip();
+        Repository {
+            backend,
+            config,
+            compression,
+            keys,
             master,
             index: RwLock::new(None),
             index_damage: Mutex::new(Vec::new()),
             index_damage_hook: None,
             lock_retry: Duration::ZERO,
-            metadata_cache: None,
-        })
+            metadata_cache,
+            cache_gate,
+        }
     }
 
     /// Opens an existing plaintext repository; an encrypted one fails with
@@ -257,6 +282,24 @@ impl Repository {
         purpose: Purpose,
         cache_root: Option<PathBuf>,
     ) -> Result<Repository> {
+        // Asked once, whether the warm open or the cold one uses it.
+        let asked = Mutex::new(None::<Option<String>>);
+        let password = || -> Result<Option<String>> {
+            let mut asked = asked
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(known) = asked.as_ref() {
+                return Ok(known.clone());
+            }
+            let answer = password()?;
+            *asked = Some(answer.clone());
+            Ok(answer)
+        };
+        if let (Some(root), Purpose::Use) = (&cache_root, purpose) {
+            if let Some(repository) = warm_open::open_warm(&backend, root, &password)? {
+                return Ok(repository);
+            }
+        }
         let location = backend.location();
         let bytes = read_config(backend.as_ref())?;
         let config = Config::decode(&bytes, &location)?;
@@ -271,11 +314,12 @@ impl Repository {
         // The id only names the cache directory (any plain name will do,
         // even from a config not yet authenticated: every cached object is
         // checked when read).
-        let metadata_cache =
-            cache_root.and_then(|root| MetadataCache::for_repository(&root, &config.id));
-        let backend: Arc<dyn Backend> = match &metadata_cache {
-            Some(cache) => Arc::new(CachingBackend::new(backend, Arc::clone(cache))),
-            None => backend,
+        let cold = cache_root
+            .as_deref()
+            .and_then(|root| warm_open::cold_cache(&backend, root, &config.id, &bytes));
+        let (backend, cache) = match cold {
+            Some(cold) => (cold.backend, Some((cold.cache, cold.gate))),
+            None => (backend, None),
         };
         // Nothing the config says is acted on (not even checked, so that an
         // edit is reported as an edit) before it is authenticated.
@@ -299,25 +343,52 @@ impl Repository {
         config.check_parameters()?;
         let compression = config.default_compression()?;
         let cipher = config.cipher(&location)?.unwrap_or_default();
-        Ok(Repository {
-            backend,
-            config,
-            compression,
-            keys: master
-                .as_ref()
-                .map_or_else(Keys::plaintext, |(master, _)| master.keys(cipher)),
-            master,
-            index: RwLock::new(None),
-            index_damage: Mutex::new(Vec::new()),
-            index_damage_hook: None,
-            lock_retry: Duration::ZERO,
-            metadata_cache,
-        })
+        let keys = master
+            .as_ref()
+            .map_or_else(Keys::plaintext, |(master, _)| master.keys(cipher));
+        let repository = Repository::assemble(backend, config, compression, keys, master, cache);
+        if let Some(root) = &cache_root {
+            warm_open::remember_cold_open(root, &location, &repository, bytes);
+        }
+        Ok(repository)
     }
 
     /// The local metadata cache this handle reads through, if opened with one.
     pub fn metadata_cache(&self) -> Option<&Arc<MetadataCache>> {
         self.metadata_cache.as_ref()
+    }
+
+    /// How long a pack listing cached by an earlier command may stand for
+    /// the storage's (remote repositories opened with a cache; zero: always
+    /// list). See `backend::cache::state`.
+    pub fn set_pack_listing_max_age(&self, age: Duration) {
+        if let Some(gate) = &self.cache_gate {
+            gate.set_pack_listing_max_age(age);
+        }
+    }
+
+    /// Makes every pack listing of this handle ask the storage
+    /// (`backup --verify-existing`).
+    pub fn always_list_packs(&self) {
+        if let Some(gate) = &self.cache_gate {
+            gate.always_list_packs();
+        }
+    }
+
+    /// For a handle opened from the cached config and key file: makes sure
+    /// the location still holds that repository (listing the index if this
+    /// command has not), failing with the backend's `CacheOutdated` when it
+    /// does not. A no-op for any other handle.
+    pub(crate) fn confirm_cache(&self) -> Result<()> {
+        match &self.cache_gate {
+            Some(gate) => Ok(gate.confirm()?),
+            None => Ok(()),
+        }
+    }
+
+    /// The cache gate, for what may be answered from the cache.
+    pub(crate) fn cache_gate(&self) -> Option<&Arc<CacheGate>> {
+        self.cache_gate.as_ref()
     }
 
     /// Whether the repository is encrypted.

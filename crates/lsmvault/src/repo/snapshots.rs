@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backend::ObjectKind;
+use crate::backend::{ObjectInfo, ObjectKind};
 use crate::codec::crypto::SealKind;
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::snapshot::{self, Snapshot, SnapshotEntry};
@@ -84,8 +84,39 @@ impl Repository {
     /// files that are damaged (fail their checks, do not parse, are of an
     /// unknown version), sorted by name. Fails only when the storage does.
     pub fn snapshots_checked(&self) -> Result<(Vec<SnapshotEntry>, Vec<DamagedObject>)> {
+        let listed = self.backend.list(ObjectKind::Snapshot)?;
+        self.read_listed_snapshots(&listed)
+    }
+
+    /// The snapshots a backup chooses its parent among: from the listing
+    /// the metadata cache holds when the index listing says no prune ran
+    /// since it was taken (a snapshot forgotten meanwhile still has all its
+    /// blobs; one written meanwhile by another client is missed, which
+    /// costs re-reading files at worst), else from a fresh listing.
+    pub(crate) fn snapshots_for_parent(&self) -> Result<(Vec<SnapshotEntry>, Vec<DamagedObject>)> {
+        let cached = self
+            .cache_gate()
+            .and_then(|gate| gate.cached_listing(ObjectKind::Snapshot));
+        match cached {
+            Some(listed) => self.read_listed_snapshots(&listed),
+            None => self.snapshots_checked(),
+        }
+    }
+
+    /// Reads the listed snapshot files. A handle opened from the metadata
+    /// cache that finds damaged ones, or none, first makes sure the location
+    /// still holds the repository it knew (another one's files would all
+    /// look damaged under its key; a deleted one has none).
+    fn read_listed_snapshots(
+        &self,
+        listed: &[ObjectInfo],
+    ) -> Result<(Vec<SnapshotEntry>, Vec<DamagedObject>)> {
         let (mut entries, damaged) =
-            self.read_every_object(ObjectKind::Snapshot, |name| self.read_snapshot(name))?;
+            self.read_listed_objects(listed, |name| self.read_snapshot(name))?;
+        // No snapshot at all may be a deleted repository too.
+        if !damaged.is_empty() || listed.is_empty() {
+            self.confirm_cache()?;
+        }
         snapshot::sort_by_time(&mut entries);
         Ok((entries, damaged))
     }
@@ -100,6 +131,15 @@ impl Repository {
         read: impl Fn(&str) -> Result<T> + Sync,
     ) -> Result<(Vec<T>, Vec<DamagedObject>)> {
         let listed = self.backend.list(kind)?;
+        self.read_listed_objects(&listed, read)
+    }
+
+    /// [`Repository::read_every_object`] on a listing made already.
+    fn read_listed_objects<T: Send>(
+        &self,
+        listed: &[ObjectInfo],
+        read: impl Fn(&str) -> Result<T> + Sync,
+    ) -> Result<(Vec<T>, Vec<DamagedObject>)> {
         let read: Vec<(String, Result<T>)> = listed
             .par_iter()
             .map(|object| (object.name.clone(), read(&object.name)))

@@ -244,6 +244,9 @@ impl Repository {
         let excludes = scan::parse_excludes(&options.excludes)?;
         let repository_directory = self.directory_within(&source)?;
         let database = database_state(&source, options.database_id.as_deref())?;
+        if options.verify_existing {
+            self.always_list_packs();
+        }
         let lock = self.lock(LockKind::Shared, "backup")?;
         let mut commit_check = CommitCheck::start(self)?;
         let stored = StoredBlobs::load(self)?;
@@ -376,7 +379,7 @@ impl Repository {
         }
         // A damaged snapshot is no candidate: a parent only saves re-reading
         // files, so choosing among the intact ones is always safe.
-        let (snapshots, _damaged) = self.snapshots_checked()?;
+        let (snapshots, _damaged) = self.snapshots_for_parent()?;
         let host = options.host.clone().unwrap_or_else(host_name);
         let same_database = |entry: &SnapshotEntry| {
             entry
