@@ -289,13 +289,14 @@ impl CachingBackend {
 }
 
 impl Backend for CachingBackend {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-
-    fn is_remote(&self) -> bool {
-        self.inner.is_remote()
-    }
+    delegate_to_inner!(
+        location,
+        is_remote,
+        read_range,
+        replace_config,
+        exists,
+        create
+    );
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         if !is_cached(kind) {
@@ -317,16 +318,6 @@ impl Backend for CachingBackend {
         self.inner.read_into(kind, name, buffer)
     }
 
-    fn read_range(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>> {
-        self.inner.read_range(kind, name, offset, length)
-    }
-
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {
         let outcome = self.inner.write_if_absent(kind, name, bytes)?;
         if !is_cached(kind) {
@@ -340,10 +331,6 @@ impl Backend for CachingBackend {
             WriteOutcome::AlreadyExisted => self.cache.remove(kind.directory(), name),
         }
         Ok(outcome)
-    }
-
-    fn replace_config(&self, bytes: &[u8]) -> Result<()> {
-        self.inner.replace_config(bytes)
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
@@ -362,14 +349,6 @@ impl Backend for CachingBackend {
             self.cache.remove(kind.directory(), name);
         }
         Ok(())
-    }
-
-    fn exists(&self) -> Result<bool> {
-        self.inner.exists()
-    }
-
-    fn create(&self) -> Result<()> {
-        self.inner.create()
     }
 }
 
