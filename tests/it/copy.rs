@@ -37,15 +37,26 @@ fn copy_command(
     command
 }
 
+/// Runs [`copy_command`] to its end.
+fn copy_output(
+    to: &Path,
+    to_password: Option<&str>,
+    from: &Path,
+    from_password: Option<&str>,
+    extra: &[&str],
+) -> std::process::Output {
+    copy_command(to, to_password, from, from_password, extra)
+        .output()
+        .unwrap()
+}
+
 fn copy_ok(
     to: &Path,
     to_password: Option<&str>,
     from: &Path,
     from_password: Option<&str>,
 ) -> serde_json::Value {
-    let output = copy_command(to, to_password, from, from_password, &[])
-        .output()
-        .unwrap();
+    let output = copy_output(to, to_password, from, from_password, &[]);
     let stdout = assert_success(&output, "copy");
     serde_json::from_str(&stdout).unwrap()
 }
@@ -124,18 +135,55 @@ fn sources(root: &Path) -> (PathBuf, PathBuf) {
     (one, two)
 }
 
-#[test]
-fn a_copy_restores_byte_exact_and_a_second_copy_moves_nothing() {
+/// Plaintext `from` holding a backup of [`sources`]' `one` (snapshot
+/// `first`) then of `two` (`second`), and an empty plaintext `to`, all in
+/// `work`.
+struct TwoBackups {
+    work: tempfile::TempDir,
+    one: PathBuf,
+    two: PathBuf,
+    from: PathBuf,
+    to: PathBuf,
+    first: String,
+    second: String,
+}
+
+/// [`TwoBackups`], each backup given its `extra` flags (tags).
+fn two_backups(first_extra: &[&str], second_extra: &[&str]) -> TwoBackups {
     let work = tempfile::tempdir().unwrap();
     let (one, two) = sources(work.path());
     let from = work.path().join("from");
     let to = work.path().join("to");
     init(&from, None);
-    let first = backup(&from, None, &one, &["--tag", "a"]);
-    let second = backup(&from, None, &two, &[]);
+    let first = backup(&from, None, &one, first_extra);
+    let second = backup(&from, None, &two, second_extra);
     init(&to, None);
+    TwoBackups {
+        work,
+        one,
+        two,
+        from,
+        to,
+        first,
+        second,
+    }
+}
 
-    let report = copy_ok(&to, None, &from, None);
+/// Overwrites `file`, a read-only repository object, with `bytes` (damage).
+fn damage(file: &Path, bytes: &[u8]) {
+    let mut permissions = fs::metadata(file).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    fs::set_permissions(file, permissions).unwrap();
+    fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_copy_restores_byte_exact_and_a_second_copy_moves_nothing() {
+    let fixture = two_backups(&["--tag", "a"], &[]);
+    let (from, to) = (&fixture.from, &fixture.to);
+
+    let report = copy_ok(to, None, from, None);
     assert_eq!(report["copied"].as_array().unwrap().len(), 2, "{report:#}");
     assert_eq!(report["ids_recomputed"], false);
     // The shared file travels once.
@@ -143,20 +191,20 @@ fn a_copy_restores_byte_exact_and_a_second_copy_moves_nothing() {
     let read = report["bytes_read"].as_u64().unwrap();
     assert!(read >= unique && read < unique + 64 * 1024, "{read}");
 
-    let copied = listing(&to, None);
+    let copied = listing(to, None);
     assert_eq!(copied.len(), 2);
     assert_eq!(
         copied[0].2.as_deref(),
-        Some(first.as_str()),
+        Some(fixture.first.as_str()),
         "origin recorded"
     );
-    assert_eq!(copied[1].2.as_deref(), Some(second.as_str()));
-    let scratch = work.path().join("scratch");
-    assert_restores(&to, None, &copied[0].0, &one, &scratch);
-    assert_restores(&to, None, &copied[1].0, &two, &scratch);
-    verify_read_data(&to, None);
+    assert_eq!(copied[1].2.as_deref(), Some(fixture.second.as_str()));
+    let scratch = fixture.work.path().join("scratch");
+    assert_restores(to, None, &copied[0].0, &fixture.one, &scratch);
+    assert_restores(to, None, &copied[1].0, &fixture.two, &scratch);
+    verify_read_data(to, None);
 
-    let again = copy_ok(&to, None, &from, None);
+    let again = copy_ok(to, None, from, None);
     assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again:#}");
     assert_eq!(again["already_present"].as_array().unwrap().len(), 2);
     for field in [
@@ -168,7 +216,7 @@ fn a_copy_restores_byte_exact_and_a_second_copy_moves_nothing() {
     ] {
         assert_eq!(again[field], 0, "{field}: {again:#}");
     }
-    assert_eq!(listing(&to, None).len(), 2);
+    assert_eq!(listing(to, None).len(), 2);
 }
 
 #[test]
@@ -246,17 +294,11 @@ fn a_damaged_source_blob_fails_the_copy_naming_it_and_writes_no_snapshot() {
     let (pack, offset) = chunk_of(&fixture.repo, "000002.sst");
     let mut bytes = fs::read(&pack).unwrap();
     bytes[offset + 100] ^= 0xff;
-    let mut permissions = fs::metadata(&pack).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    permissions.set_readonly(false);
-    fs::set_permissions(&pack, permissions).unwrap();
-    fs::write(&pack, bytes).unwrap();
+    damage(&pack, &bytes);
 
     let to = fixture.root.join("to");
     init(&to, None);
-    let output = copy_command(&to, None, &fixture.repo, None, &[])
-        .output()
-        .unwrap();
+    let output = copy_output(&to, None, &fixture.repo, None, &[]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let pack_name = pack.file_name().unwrap().to_str().unwrap();
@@ -391,15 +433,11 @@ fn copy_refuses_the_same_repository_and_names_a_missing_source() {
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     init(&repo, None);
-    let output = copy_command(&repo, None, &repo, None, &[])
-        .output()
-        .unwrap();
+    let output = copy_output(&repo, None, &repo, None, &[]);
     assert_eq!(output.status.code(), Some(22));
     assert!(String::from_utf8_lossy(&output.stderr).contains("same repository"));
     let missing = work.path().join("missing");
-    let output = copy_command(&repo, None, &missing, None, &[])
-        .output()
-        .unwrap();
+    let output = copy_output(&repo, None, &missing, None, &[]);
     assert_eq!(output.status.code(), Some(10));
     assert!(String::from_utf8_lossy(&output.stderr).contains("missing"));
 }
@@ -412,9 +450,7 @@ fn the_source_password_comes_from_its_own_flags_never_the_destinations() {
     init(&from, Some("same"));
     init(&to, Some("same"));
     // LSMVAULT_PASSWORD opens the destination only.
-    let output = copy_command(&to, Some("same"), &from, None, &[])
-        .output()
-        .unwrap();
+    let output = copy_output(&to, Some("same"), &from, None, &[]);
     assert_eq!(output.status.code(), Some(25));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(from.to_str().unwrap()), "{stderr}");
@@ -422,19 +458,15 @@ fn the_source_password_comes_from_its_own_flags_never_the_destinations() {
     // A password file for the source.
     let file = work.path().join("from.pass");
     fs::write(&file, "same\n").unwrap();
-    let output = copy_command(
+    let output = copy_output(
         &to,
         Some("same"),
         &from,
         None,
         &["--from-password-file", file.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
+    );
     assert_success(&output, "copy with --from-password-file");
-    let output = copy_command(&to, Some("same"), &from, Some("wrong"), &[])
-        .output()
-        .unwrap();
+    let output = copy_output(&to, Some("same"), &from, Some("wrong"), &[]);
     assert_eq!(output.status.code(), Some(26));
 }
 
@@ -483,14 +515,15 @@ fn an_interrupted_copy_exits_130_releases_its_locks_and_commits_nothing() {
 
 #[test]
 fn named_snapshots_and_filters_choose_what_is_copied() {
-    let work = tempfile::tempdir().unwrap();
-    let (one, two) = sources(work.path());
-    let from = work.path().join("from");
-    let to = work.path().join("to");
-    init(&from, None);
-    let first = backup(&from, None, &one, &["--tag", "a"]);
-    let second = backup(&from, None, &two, &["--tag", "b"]);
-    init(&to, None);
+    // `_work` keeps the temporary directory alive (`..` would drop it).
+    let TwoBackups {
+        work: _work,
+        from,
+        to,
+        first,
+        second,
+        ..
+    } = two_backups(&["--tag", "a"], &["--tag", "b"]);
     let copied = |report: &serde_json::Value| -> Vec<String> {
         report["copied"]
             .as_array()
@@ -500,9 +533,7 @@ fn named_snapshots_and_filters_choose_what_is_copied() {
             .collect()
     };
     let run = |extra: &[&str]| -> serde_json::Value {
-        let output = copy_command(&to, None, &from, None, extra)
-            .output()
-            .unwrap();
+        let output = copy_output(&to, None, &from, None, extra);
         serde_json::from_str(&assert_success(&output, &format!("copy {extra:?}"))).unwrap()
     };
     assert_eq!(copied(&run(&["--tag", "b"])), vec![second.clone()]);
@@ -511,9 +542,7 @@ fn named_snapshots_and_filters_choose_what_is_copied() {
         copied(&run(&["latest"])).is_empty(),
         "latest is there already"
     );
-    let output = copy_command(&to, None, &from, None, &["latest:nope"])
-        .output()
-        .unwrap();
+    let output = copy_output(&to, None, &from, None, &["latest:nope"]);
     assert_eq!(
         output.status.code(),
         Some(13),
@@ -523,21 +552,17 @@ fn named_snapshots_and_filters_choose_what_is_copied() {
 
 #[test]
 fn a_damaged_source_snapshot_file_is_named_and_the_others_are_copied() {
-    let work = tempfile::tempdir().unwrap();
-    let (one, two) = sources(work.path());
-    let from = work.path().join("from");
-    let to = work.path().join("to");
-    init(&from, None);
-    let damaged = backup(&from, None, &one, &[]);
-    let intact = backup(&from, None, &two, &[]);
-    let file = from.join("snapshots").join(&damaged);
-    let mut permissions = fs::metadata(&file).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    permissions.set_readonly(false);
-    fs::set_permissions(&file, permissions).unwrap();
-    fs::write(&file, b"{ not a snapshot").unwrap();
-    init(&to, None);
-    let output = copy_command(&to, None, &from, None, &[]).output().unwrap();
+    // `_work` keeps the temporary directory alive (`..` would drop it).
+    let TwoBackups {
+        work: _work,
+        from,
+        to,
+        first: damaged,
+        second: intact,
+        ..
+    } = two_backups(&[], &[]);
+    damage(&from.join("snapshots").join(&damaged), b"{ not a snapshot");
+    let output = copy_output(&to, None, &from, None, &[]);
     let report: serde_json::Value = serde_json::from_str(&assert_success(&output, "copy")).unwrap();
     assert_eq!(report["copied"][0]["source"], intact.as_str(), "{report:#}");
     assert_eq!(report["copied"].as_array().unwrap().len(), 1);

@@ -298,7 +298,8 @@ fn find_over_a_tree_dag_bomb_is_refused_quickly_naming_the_tree() {
 
 #[test]
 fn rocksdb_find_by_sst_number_and_dump_an_sst_that_sst_dump_verifies() {
-    use crate::rocksdb::{checkpoint, db_bench, run, ROCKSDB_TOOLS};
+    use crate::common::run_tool;
+    use crate::rocksdb::{checkpoint, db_bench, ROCKSDB_TOOLS};
     if !crate::common::tools_available(&ROCKSDB_TOOLS) {
         return;
     }
@@ -359,9 +360,11 @@ fn rocksdb_find_by_sst_number_and_dump_an_sst_that_sst_dump_verifies() {
     assert_eq!(output.stdout, fs::read(second.join(name)).unwrap());
     let dumped = work.path().join(name);
     fs::write(&dumped, &output.stdout).unwrap();
-    run(std::process::Command::new("sst_dump")
-        .arg(format!("--file={}", dumped.display()))
-        .arg("--command=verify"));
+    run_tool(
+        std::process::Command::new("sst_dump")
+            .arg(format!("--file={}", dumped.display()))
+            .arg("--command=verify"),
+    );
 }
 
 /// Runs `lsmvault ARGS | head -c 1`: the reader closes the pipe after one

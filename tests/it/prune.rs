@@ -41,15 +41,6 @@ fn write_generation(source: &Path, generation: u64) {
     .unwrap();
 }
 
-fn ids(snapshots: &serde_json::Value) -> Vec<String> {
-    snapshots
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| entry["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn forget_and_prune_free_space_and_keep_survivors_intact() {
     let work = tempfile::tempdir().unwrap();
@@ -86,15 +77,11 @@ fn forget_and_prune_free_space_and_keep_survivors_intact() {
         "{}",
         String::from_utf8_lossy(&all.stderr)
     );
-    assert_eq!(ids(&lsmvault_json(&repo, &["snapshots"])).len(), 6);
+    assert_eq!(snapshot_ids(&repo).len(), 6);
 
     let dry = lsmvault_json(&repo, &["forget", "--keep-last", "2", "--dry-run"]);
     assert_eq!(dry["removed"].as_array().unwrap().len(), 4);
-    assert_eq!(
-        ids(&lsmvault_json(&repo, &["snapshots"])).len(),
-        6,
-        "dry run removes nothing"
-    );
+    assert_eq!(snapshot_ids(&repo).len(), 6, "dry run removes nothing");
     let forget = lsmvault_json(&repo, &["forget", "--keep-last", "2", "--prune"]);
     // Generations 1-3 own SSTs 1-3 (SST 4 is still in generation 5).
     let kept_reasons = &forget["forget"]["groups"][0]["snapshots"][0]["reasons"];
@@ -103,7 +90,7 @@ fn forget_and_prune_free_space_and_keep_survivors_intact() {
         "{forget:#}"
     );
     assert_eq!(kept_reasons[0], "last");
-    let remaining = ids(&lsmvault_json(&repo, &["snapshots"]));
+    let remaining = snapshot_ids(&repo);
     assert_eq!(remaining, [expected[4].0.clone(), expected[5].0.clone()]);
 
     let after = lsmvault_json(&repo, &["stats"]);
@@ -290,10 +277,7 @@ fn concurrent_backups_and_prunes_never_lose_data() {
         report["findings"].as_array().unwrap().is_empty(),
         "{report:#}"
     );
-    for (index, id) in ids(&lsmvault_json(&repo, &["snapshots"]))
-        .iter()
-        .enumerate()
-    {
+    for (index, id) in snapshot_ids(&repo).iter().enumerate() {
         let target = work.path().join(format!("restore-{index}"));
         lsmvault_ok(
             &repo,
@@ -345,7 +329,7 @@ fn killed_prunes_leave_surviving_snapshots_complete() {
             );
         }
         lsmvault_ok(&repo, &["forget", "--keep-last", "2"]);
-        let survivors = ids(&lsmvault_json(&repo, &["snapshots"]));
+        let survivors = snapshot_ids(&repo);
         let run = kill_loop.run(&mut lsmvault_command(&repo, None, &prune));
         let delay = format!("{run:?}");
         if let Run::Finished(output) = &run {
@@ -357,7 +341,7 @@ fn killed_prunes_leave_surviving_snapshots_complete() {
             report["findings"].as_array().unwrap().is_empty(),
             "iteration {iteration}, {delay}: {report:#}"
         );
-        assert_eq!(ids(&lsmvault_json(&repo, &["snapshots"])), survivors);
+        assert_eq!(snapshot_ids(&repo), survivors);
         let target = work.path().join(format!("restore-{iteration}"));
         lsmvault_ok(
             &repo,
@@ -539,7 +523,7 @@ fn kind_filtered_policies_forget_by_id_dry_run_stats_and_diff() {
         ],
     );
     assert_eq!(forget["removed"].as_array().unwrap().len(), 0, "{forget:#}");
-    assert_eq!(ids(&lsmvault_json(&repo, &["snapshots"])).len(), 10);
+    assert_eq!(snapshot_ids(&repo).len(), 10);
 
     // forget by id (a unique prefix) removes exactly that snapshot.
     let gone = lsmvault_json(&repo, &["forget", &incremental[0][..12]]);
@@ -548,7 +532,7 @@ fn kind_filtered_policies_forget_by_id_dry_run_stats_and_diff() {
         1,
         "{gone:#}"
     );
-    let remaining = ids(&lsmvault_json(&repo, &["snapshots"]));
+    let remaining = snapshot_ids(&repo);
     assert_eq!(remaining.len(), 9);
     assert!(!remaining.contains(&incremental[0]));
 

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -224,15 +224,6 @@ fn plain_source(work: &Path, name: &str, files: &[(&str, &[u8])]) -> std::path::
     source
 }
 
-fn ids_of(listing: &serde_json::Value) -> Vec<String> {
-    listing
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| entry["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn snapshot_filters_tag_host_path_and_database_id_on_snapshots_ls_restore_diff_and_forget() {
     let work = tempfile::tempdir().unwrap();
@@ -265,7 +256,7 @@ fn snapshot_filters_tag_host_path_and_database_id_on_snapshots_ls_restore_diff_a
     let listed = |args: &[&str]| {
         let mut all = vec!["snapshots"];
         all.extend_from_slice(args);
-        ids_of(&lsmvault_json(&repo, &all))
+        listed_ids(&lsmvault_json(&repo, &all))
     };
     assert_eq!(listed(&[]), [first.clone(), second.clone(), third.clone()]);
     assert_eq!(listed(&["--host", "db2"]), vec![second.clone()]);
@@ -386,15 +377,6 @@ fn snapshot_filters_tag_host_path_and_database_id_on_snapshots_ls_restore_diff_a
     assert_eq!(listed(&[]), [second, third]);
 }
 
-/// Runs a RocksDB tool and panics with its output unless it succeeds.
-fn run_tool(program: &str, args: &[String]) {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| panic!("running {program}: {error}"));
-    assert!(output.status.success(), "{program} {args:?}: {output:?}");
-}
-
 #[test]
 fn forget_keep_daily_keeps_three_days_of_nine_dated_checkpoint_directories() {
     if !tools_available(&["db_bench", "ldb"]) {
@@ -405,38 +387,21 @@ fn forget_keep_daily_keeps_three_days_of_nine_dated_checkpoint_directories() {
     let repo = work.path().join("repo");
     lsmvault_ok(&repo, &["init", "--no-encryption"]);
     let db_flag = format!("--db={}", db.display());
-    run_tool(
-        "db_bench",
-        &[
-            db_flag.clone(),
-            "--benchmarks=fillseq".into(),
-            "--num=500".into(),
-        ],
-    );
+    run_tool(Command::new("db_bench").args([&db_flag, "--benchmarks=fillseq", "--num=500"]));
     let identity = fs::read_to_string(db.join("IDENTITY")).unwrap();
     let identity = identity.trim();
     // Nine nightly checkpoints, each into a directory named by its date and
     // backed up dated that night (what a cron job restoring history does).
     for day in 1..=9 {
-        run_tool(
-            "ldb",
-            &[
-                db_flag.clone(),
-                "put".into(),
-                format!("night-{day}"),
-                "value".into(),
-            ],
-        );
+        let key = format!("night-{day}");
+        run_tool(Command::new("ldb").args([&db_flag, "put", &key, "value"]));
         let directory = work.path().join(format!("ckpt/2026-12-0{day}"));
         fs::create_dir_all(directory.parent().unwrap()).unwrap();
-        run_tool(
-            "ldb",
-            &[
-                db_flag.clone(),
-                "checkpoint".into(),
-                format!("--checkpoint_dir={}", directory.display()),
-            ],
-        );
+        run_tool(Command::new("ldb").args([
+            db_flag.clone(),
+            "checkpoint".into(),
+            format!("--checkpoint_dir={}", directory.display()),
+        ]));
         let time = format!("2026-12-0{day}T02:00:00Z");
         lsmvault_ok(
             &repo,

@@ -12,40 +12,35 @@ use crate::common::*;
 /// The tools every test here runs.
 pub(crate) const ROCKSDB_TOOLS: [&str; 3] = ["db_bench", "ldb", "sst_dump"];
 
-pub(crate) fn run(command: &mut Command) -> String {
-    let output = command.output().expect("starting a rocksdb tool");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 pub(crate) fn db_bench(db: &Path, args: &[&str]) {
-    run(Command::new("db_bench")
-        .arg(format!("--db={}", db.display()))
-        .args([
-            "--num=100000",
-            "--value_size=200",
-            "--compression_type=snappy",
-            "--threads=1",
-        ])
-        .args(args));
+    run_tool(
+        Command::new("db_bench")
+            .arg(format!("--db={}", db.display()))
+            .args([
+                "--num=100000",
+                "--value_size=200",
+                "--compression_type=snappy",
+                "--threads=1",
+            ])
+            .args(args),
+    );
 }
 
 pub(crate) fn checkpoint(db: &Path, target: &Path) {
-    run(Command::new("ldb")
-        .arg(format!("--db={}", db.display()))
-        .arg("checkpoint")
-        .arg(format!("--checkpoint_dir={}", target.display())));
+    run_tool(
+        Command::new("ldb")
+            .arg(format!("--db={}", db.display()))
+            .arg("checkpoint")
+            .arg(format!("--checkpoint_dir={}", target.display())),
+    );
 }
 
 pub(crate) fn scan(db: &Path) -> String {
-    let text = run(Command::new("ldb")
-        .arg(format!("--db={}", db.display()))
-        .args(["scan", "--hex"]));
+    let text = run_tool(
+        Command::new("ldb")
+            .arg(format!("--db={}", db.display()))
+            .args(["scan", "--hex"]),
+    );
     assert!(
         text.lines().count() > 1000,
         "scan of {} is too short",
@@ -181,9 +176,11 @@ fn generations_round_trip(encrypted: bool) {
         let restored = work.path().join(format!("restored-gen{generation}"));
         vault_json(&["restore", id, "--target", restored.to_str().unwrap()]);
         assert_same_files(&checkpoint_dir, &restored);
-        let verified = run(Command::new("sst_dump")
-            .arg(format!("--file={}", restored.display()))
-            .arg("--command=verify"));
+        let verified = run_tool(
+            Command::new("sst_dump")
+                .arg(format!("--file={}", restored.display()))
+                .arg("--command=verify"),
+        );
         assert!(
             verified.contains("is ok") && !verified.contains("Corruption"),
             "{verified}"
@@ -228,9 +225,11 @@ fn rocksdb_forget_and_prune_match_a_fresh_repository() {
             // without it, a run on a busy machine could keep every SST live
             // and leave prune nothing to free (regression: the test failed
             // 1 run in 3 that way).
-            run(Command::new("ldb")
-                .arg(format!("--db={}", db.display()))
-                .arg("compact"));
+            run_tool(
+                Command::new("ldb")
+                    .arg(format!("--db={}", db.display()))
+                    .arg("compact"),
+            );
         }
         let checkpoint_dir = checkpoints.join(format!("gen{generation:02}"));
         checkpoint(&db, &checkpoint_dir);

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::s3::{location, lsmvault_s3, lsmvault_s3_ok, Moto, Proxy};
+use crate::common::s3::{location, lsmvault_s3, lsmvault_s3_command, lsmvault_s3_ok, Moto, Proxy};
 use crate::common::{assert_same_tree, seeded_bytes, tools_available};
 use crate::rocksdb::{assert_same_files, checkpoint, db_bench, scan, ROCKSDB_TOOLS};
 
@@ -21,6 +21,57 @@ fn json(location: &str, password: Option<&str>, args: &[&str]) -> serde_json::Va
 
 fn path(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// `verify --read-data` at `location` finds nothing; returns its report.
+fn assert_verifies_clean(location: &str, password: Option<&str>) -> serde_json::Value {
+    let report = json(location, password, &["verify", "--read-data"]);
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    report
+}
+
+/// Restores the latest snapshot at `location` into `target`.
+fn restore_latest(location: &str, password: Option<&str>, target: &Path) {
+    lsmvault_s3_ok(
+        location,
+        password,
+        &["restore", "latest", "--target", path(target)],
+    );
+}
+
+/// Starts `backup SOURCE` into `location`, its output captured.
+fn spawn_backup(location: &str, source: &Path) -> std::process::Child {
+    lsmvault_s3_command(location, None, &["backup", path(source)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A running moto (or `None`: the test is skipped), a plaintext repository
+/// initialised in a fresh bucket of it, and a scratch directory.
+fn moto_with_repository() -> Option<(Moto, String, tempfile::TempDir)> {
+    let moto = Moto::start()?;
+    let repo = moto.fresh_location();
+    let out = lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    assert!(out.contains(&repo), "init names the location: {out}");
+    Some((moto, repo, tempfile::tempdir().unwrap()))
+}
+
+/// A directory `work/name` holding `files`: (relative path, seed, length) of
+/// seeded, incompressible content.
+fn seeded_source(work: &Path, name: &str, files: &[(&str, u64, usize)]) -> std::path::PathBuf {
+    let source = work.join(name);
+    fs::create_dir_all(&source).unwrap();
+    for (file, seed, length) in files {
+        let file = source.join(file);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(file, seeded_bytes(*seed, *length)).unwrap();
+    }
+    source
 }
 
 /// Exits with `code`, and its stderr names every one of `expected`.
@@ -40,12 +91,10 @@ fn s3_rocksdb_backup_restore_verify_and_prune() {
     if !tools_available(&ROCKSDB_TOOLS) {
         return;
     }
-    let Some(moto) = Moto::start() else { return };
-    let repo = moto.fresh_location();
-    let work = tempfile::tempdir().unwrap();
+    let Some((_moto, repo, work)) = moto_with_repository() else {
+        return;
+    };
     let db = work.path().join("db");
-    let out = lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
-    assert!(out.contains(&repo), "init names the location: {out}");
     db_bench(&db, &["--benchmarks=fillrandom", "--num=30000"]);
     let mut generations = Vec::new();
     for generation in 1..=2 {
@@ -73,26 +122,14 @@ fn s3_rocksdb_backup_restore_verify_and_prune() {
         assert_same_files(checkpoint_dir, &target);
         assert_eq!(scan(checkpoint_dir), scan(&target));
     }
-    let report = json(&repo, None, &["verify", "--read-data"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    assert_verifies_clean(&repo, None);
     // Each generation is its own group (its own path): forget the first by id.
     lsmvault_s3_ok(&repo, None, &["forget", &generations[0].0, "--prune"]);
-    let report = json(&repo, None, &["verify", "--read-data"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    assert_verifies_clean(&repo, None);
     let (last, checkpoint_dir) = generations.last().unwrap();
     assert_eq!(json(&repo, None, &["snapshots"])[0]["id"], last.as_str());
     let target = work.path().join("after-prune");
-    lsmvault_s3_ok(
-        &repo,
-        None,
-        &["restore", "latest", "--target", path(&target)],
-    );
+    restore_latest(&repo, None, &target);
     assert_eq!(scan(checkpoint_dir), scan(&target));
 }
 
@@ -103,27 +140,20 @@ fn s3_encrypted_repository_round_trips() {
     let Some(moto) = Moto::start() else { return };
     let repo = moto.fresh_location();
     let work = tempfile::tempdir().unwrap();
-    let source = work.path().join("source");
-    fs::create_dir_all(source.join("sub")).unwrap();
-    fs::write(source.join("a.sst"), seeded_bytes(1, 3 << 20)).unwrap();
-    fs::write(source.join("sub/b.log"), seeded_bytes(2, 100_000)).unwrap();
+    let source = seeded_source(
+        work.path(),
+        "source",
+        &[("a.sst", 1, 3 << 20), ("sub/b.log", 2, 100_000)],
+    );
     let password = Some("s3 test password");
     lsmvault_s3_ok(&repo, password, &["init", "--kdf-target-ms", "20"]);
     lsmvault_s3_ok(&repo, password, &["backup", path(&source)]);
     let target = work.path().join("target");
-    lsmvault_s3_ok(
-        &repo,
-        password,
-        &["restore", "latest", "--target", path(&target)],
-    );
+    restore_latest(&repo, password, &target);
     assert_same_tree(&source, &target);
     let refused = lsmvault_s3(&repo, Some("wrong"), &["snapshots"]);
     assert_fails(&refused, 26, &[&repo]);
-    let report = json(&repo, password, &["verify", "--read-data"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    assert_verifies_clean(&repo, password);
 }
 
 /// WAL archived to S3 with `wal archive`, then a point-in-time restore by
@@ -132,10 +162,9 @@ fn s3_encrypted_repository_round_trips() {
 fn s3_point_in_time_restore_from_an_archived_wal() {
     use lsmvault::lsm::log::encode_log;
     use lsmvault::lsm::write_batch::encode_write_batch;
-    let Some(moto) = Moto::start() else { return };
-    let repo = moto.fresh_location();
-    let work = tempfile::tempdir().unwrap();
-    lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    let Some((_moto, repo, work)) = moto_with_repository() else {
+        return;
+    };
     let db = crate::pitr::fake_database(
         work.path(),
         &[(5, (1..=30).map(|sequence| (sequence, 1)).collect())],
@@ -237,9 +266,7 @@ fn backup_fails_cleanly_when_moto_is_killed_mid_backup() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let source = work.path().join("source");
-    fs::create_dir_all(&source).unwrap();
-    fs::write(source.join("small"), seeded_bytes(7, 1000)).unwrap();
+    let source = seeded_source(work.path(), "source", &[("small", 7, 1000)]);
     let bucket = moto.bucket();
     let mut proxy = Proxy::start(moto.port(), false);
     let repo = location(&proxy.endpoint(), &bucket, "repo");
@@ -254,11 +281,7 @@ fn backup_fails_cleanly_when_moto_is_killed_mid_backup() {
         .unwrap();
     }
     // Cut once 20 MiB (more than one pack) went up: mid-backup, on any machine.
-    let child = crate::common::s3::lsmvault_s3_command(&repo, None, &["backup", path(&source)])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_backup(&repo, &source);
     proxy.wait_for_upload(20 << 20);
     proxy.cut();
     let output = child.wait_with_output().unwrap();
@@ -271,26 +294,14 @@ fn backup_fails_cleanly_when_moto_is_killed_mid_backup() {
     let snapshots = json(&repo, None, &["snapshots"]);
     assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots:#}");
     assert_eq!(snapshots[0]["id"], first["id"]);
-    let report = json(&repo, None, &["verify", "--read-data"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    assert_verifies_clean(&repo, None);
     lsmvault_s3_ok(&repo, None, &["unlock"]);
     json(&repo, None, &["backup", path(&source)]);
     let target = work.path().join("target");
-    lsmvault_s3_ok(
-        &repo,
-        None,
-        &["restore", "latest", "--target", path(&target)],
-    );
+    restore_latest(&repo, None, &target);
     assert_same_tree(&source, &target);
     lsmvault_s3_ok(&repo, None, &["prune"]);
-    let report = json(&repo, None, &["verify", "--read-data"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    let report = assert_verifies_clean(&repo, None);
     assert!(
         report["unindexed_packs"]
             .as_array()
@@ -302,11 +313,7 @@ fn backup_fails_cleanly_when_moto_is_killed_mid_backup() {
     let proxy = Proxy::start(moto.port(), false);
     let direct = location(&proxy.endpoint(), &moto.bucket(), "repo");
     lsmvault_s3_ok(&direct, None, &["init", "--no-encryption"]);
-    let child = crate::common::s3::lsmvault_s3_command(&direct, None, &["backup", path(&source)])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_backup(&direct, &source);
     proxy.wait_for_upload(20 << 20);
     moto.kill();
     let output = child.wait_with_output().unwrap();
@@ -322,10 +329,9 @@ fn backup_fails_cleanly_when_moto_is_killed_mid_backup() {
 /// restores, and the shared file is stored once.
 #[test]
 fn s3_four_clients_back_up_at_once_and_share_blobs_after_prune() {
-    let Some(moto) = Moto::start() else { return };
-    let repo = moto.fresh_location();
-    let work = tempfile::tempdir().unwrap();
-    lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    let Some((_moto, repo, work)) = moto_with_repository() else {
+        return;
+    };
     let shared = seeded_bytes(4242, 8 << 20);
     let sources: Vec<_> = (0..4u64)
         .map(|client| {
@@ -338,23 +344,13 @@ fn s3_four_clients_back_up_at_once_and_share_blobs_after_prune() {
         .collect();
     let children: Vec<_> = sources
         .iter()
-        .map(|source| {
-            crate::common::s3::lsmvault_s3_command(&repo, None, &["backup", path(source)])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|source| spawn_backup(&repo, source))
         .collect();
     for child in children {
         crate::common::assert_success(&child.wait_with_output().unwrap(), "a concurrent backup");
     }
     lsmvault_s3_ok(&repo, None, &["prune"]);
-    let report = json(&repo, None, &["verify", "--read-data"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    assert_verifies_clean(&repo, None);
     let snapshots = json(&repo, None, &["snapshots"]);
     assert_eq!(snapshots.as_array().unwrap().len(), 4, "{snapshots:#}");
     for snapshot in snapshots.as_array().unwrap() {
@@ -399,7 +395,7 @@ fn backup_killed_mid_upload_leaves_the_s3_repository_consistent() {
     let proxy = Proxy::start(moto.port(), false);
     let repo = location(&proxy.endpoint(), &moto.bucket(), "repo");
     lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
-    let mut child = crate::common::s3::lsmvault_s3_command(&repo, None, &["backup", path(&source)])
+    let mut child = lsmvault_s3_command(&repo, None, &["backup", path(&source)])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -411,19 +407,11 @@ fn backup_killed_mid_upload_leaves_the_s3_repository_consistent() {
         .as_array()
         .unwrap()
         .is_empty());
-    let report = json(&repo, None, &["verify", "--read-data"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    assert_verifies_clean(&repo, None);
     json(&repo, None, &["backup", path(&source)]);
     lsmvault_s3_ok(&repo, None, &["prune"]);
     let target = work.path().join("target");
-    lsmvault_s3_ok(
-        &repo,
-        None,
-        &["restore", "latest", "--target", path(&target)],
-    );
+    restore_latest(&repo, None, &target);
     assert_same_tree(&source, &target);
 }
 
@@ -434,10 +422,11 @@ fn copy_local_to_s3_and_back_transfers_only_what_is_missing() {
     let Some(moto) = Moto::start() else { return };
     let s3 = moto.fresh_location();
     let work = tempfile::tempdir().unwrap();
-    let source = work.path().join("source");
-    fs::create_dir_all(source.join("sub")).unwrap();
-    fs::write(source.join("000007.sst"), seeded_bytes(7, 3 << 20)).unwrap();
-    fs::write(source.join("sub/000008.log"), seeded_bytes(8, 200_000)).unwrap();
+    let source = seeded_source(
+        work.path(),
+        "source",
+        &[("000007.sst", 7, 3 << 20), ("sub/000008.log", 8, 200_000)],
+    );
     let local = work.path().join("local");
     let back = work.path().join("back");
     for repo in [path(&local), path(&back), s3.as_str()] {
@@ -455,7 +444,7 @@ fn copy_local_to_s3_and_back_transfers_only_what_is_missing() {
             "{first:#}"
         );
         let target = work.path().join(format!("restored-{hop}"));
-        lsmvault_s3_ok(to, None, &["restore", "latest", "--target", path(&target)]);
+        restore_latest(to, None, &target);
         assert_same_tree(&source, &target);
         let again = json(to, None, &["copy", "--from", from]);
         assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again:#}");
@@ -480,7 +469,7 @@ fn one_request_in_ten_answered_500_never_corrupts_the_repository() {
     let source = work.path().join("source");
     fs::create_dir_all(&source).unwrap();
     let run = |args: &[&str]| {
-        let output = crate::common::s3::lsmvault_s3_command(&flaky, None, args)
+        let output = lsmvault_s3_command(&flaky, None, args)
             .env("LSMVAULT_S3_RETRIES", "10")
             .output()
             .unwrap();
@@ -515,11 +504,7 @@ fn one_request_in_ten_answered_500_never_corrupts_the_repository() {
     let (requests, failed) = proxy.counts();
     assert!(failed >= 5, "{failed} of {requests} requests failed");
     // Read directly: consistent, and every snapshot restores.
-    let report = json(&direct, None, &["verify", "--read-data"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    assert_verifies_clean(&direct, None);
     let snapshots = json(&direct, None, &["snapshots"]);
     for (number, snapshot) in snapshots.as_array().unwrap().iter().enumerate() {
         let id = snapshot["id"].as_str().unwrap();

@@ -9,8 +9,111 @@ use std::process::ExitCode;
 
 use lsmvault::{Error, ErrorCode};
 
+/// The hint of a storage or I/O failure of no more specific kind. Also the
+/// last arm of every family function below, which keeps their matches
+/// total: `hint` routes each variant only to the family that names it, so
+/// that arm is reached by the storage families alone.
+const GENERIC: &str = "check the path, permissions and free space";
+
 /// One line telling the user what to try next.
+///
+/// Routes each variant to the function of its family; the match is total, so
+/// a new variant cannot be added without choosing its family (and hint).
 pub fn hint(error: &Error) -> &'static str {
+    match error {
+        Error::Backend(failure) => backend_hint(failure, error.code()),
+        Error::Io { .. } => io_hint(error.code()),
+        Error::ConditionalWritesUnsupported { .. } => {
+            "use a server that honours `If-None-Match: *` on PUT (AWS S3, MinIO, R2…); see docs/maintenance.md, \"Object storage\""
+        }
+        Error::RepositoryLocked { .. } | Error::LockLost { .. } => lock_hint(error),
+        Error::RepositoryNotFound { .. }
+        | Error::RepositoryExists { .. }
+        | Error::UnsupportedVersion { .. }
+        | Error::SnapshotNotFound { .. }
+        | Error::AmbiguousPrefix { .. }
+        | Error::AmbiguousObject { .. }
+        | Error::PathNotFound { .. }
+        | Error::ObjectNotFound { .. } => lookup_hint(error),
+        Error::ChecksumMismatch { .. }
+        | Error::CorruptObject { .. }
+        | Error::DamagedSnapshot { .. }
+        | Error::UnsafePath { .. }
+        | Error::VerifyFailed { .. } => damage_hint(error),
+        Error::PasswordRequired { .. }
+        | Error::WrongPassword { .. }
+        | Error::PasswordCommandFailed { .. }
+        | Error::AuthenticationFailed { .. }
+        | Error::ConfigNotAuthentic { .. }
+        | Error::MigrationRequired { .. } => key_hint(error),
+        Error::DestinationExists { .. }
+        | Error::CrossFilesystemCheckpoint { .. }
+        | Error::FreezeFailed { .. }
+        | Error::ThawFailed { .. } => checkpoint_hint(error),
+        Error::CrossFilesystemHold { .. }
+        | Error::WalHoldInUse { .. }
+        | Error::WalGap { .. }
+        | Error::PointInTimeUnavailable { .. } => wal_hint(error),
+        Error::TargetNotEmpty { .. }
+        | Error::SourceNotFound { .. }
+        | Error::InvalidArgument(_)
+        | Error::PolicyRemovesAll { .. }
+        | Error::Interrupted { .. } => input_hint(error),
+        // The first failure decides the exit code, so it decides the hint too.
+        Error::RestoreIncomplete { first, .. } => hint(first),
+    }
+}
+
+/// The storage (local file system or object store) under the repository
+/// failed; `code` is the error's classified code (ENOSPC, EROFS, ...).
+fn backend_hint(failure: &lsmvault::backend::Error, code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NoSpace => {
+            "the repository's file system is full (ENOSPC): free space (grow the file system, or `lsmvault forget` then `lsmvault prune --max-unused 100`, which deletes unused packs without repacking) and run the command again; earlier snapshots are intact (restore and verify still work, without a lock), and what this run stored is reused or removed by the next prune"
+        }
+        ErrorCode::ReadOnlyFilesystem => {
+            "the repository is on a read-only file system (EROFS): `snapshots`, `ls`, `restore` and `verify` work there (without a lock); commands that write need it mounted read-write"
+        }
+        _ if failure.is_transient() => {
+            "the storage did not answer, or failed, even after retries: check that the server runs and the location's endpoint is right, or try again later (LSMVAULT_S3_RETRIES sets the retries); nothing half-written is visible"
+        }
+        _ if failure.is_denied() => {
+            "the storage refused access: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), the bucket's policy, and that the bucket exists (lsmvault never creates buckets)"
+        }
+        ErrorCode::CorruptObject => VERIFY_READ_DATA,
+        _ => GENERIC,
+    }
+}
+
+/// A path outside the repository (source, target, checkpoint) failed.
+fn io_hint(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NoSpace => {
+            "the file system of that path is full (ENOSPC): free space and run the command again (`restore --delta` keeps the files already restored)"
+        }
+        ErrorCode::ReadOnlyFilesystem => {
+            "that path is on a read-only file system (EROFS): choose another, or mount it read-write"
+        }
+        _ => GENERIC,
+    }
+}
+
+/// Another command holds the repository, or this one lost its lock.
+fn lock_hint(error: &Error) -> &'static str {
+    match error {
+        Error::RepositoryLocked { .. } => {
+            "wait for that command to finish (or pass --retry-lock 10m); if it no longer runs, `lsmvault unlock` removes stale locks"
+        }
+        Error::LockLost { .. } => {
+            "the backup paused past the lock staleness window or a prune ran meanwhile; run the backup again (it reuses what is still stored)"
+        }
+        _ => GENERIC,
+    }
+}
+
+/// What the user named (repository, snapshot, object, path) is not there, not
+/// unique, or of a format this release does not know.
+fn lookup_hint(error: &Error) -> &'static str {
     match error {
         Error::RepositoryNotFound { .. } => {
             "check --repo / LSMVAULT_REPOSITORY, or create one with `lsmvault init`"
@@ -30,9 +133,18 @@ pub fn hint(error: &Error) -> &'static str {
         Error::ObjectNotFound { .. } => {
             "ids are hex: `lsmvault snapshots`, `lsmvault ls`, `lsmvault cat index ID` and `lsmvault stats` show those that exist"
         }
-        Error::ChecksumMismatch { .. } | Error::CorruptObject { .. } => {
-            "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
-        }
+        _ => GENERIC,
+    }
+}
+
+/// The hint of a damaged object: where to see all the damage.
+const VERIFY_READ_DATA: &str =
+    "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects";
+
+/// The repository's content is damaged or hostile.
+fn damage_hint(error: &Error) -> &'static str {
+    match error {
+        Error::ChecksumMismatch { .. } | Error::CorruptObject { .. } => VERIFY_READ_DATA,
         Error::DamagedSnapshot {
             code: ErrorCode::UnsupportedVersion,
             ..
@@ -42,74 +154,27 @@ pub fn hint(error: &Error) -> &'static str {
         Error::DamagedSnapshot { .. } => {
             "`lsmvault forget ID` removes the damaged snapshot (prune refuses to delete data while one is unreadable); `lsmvault snapshots` lists the damaged ones"
         }
-        Error::TargetNotEmpty { .. } => {
-            "restore into a new or empty directory, or pass --delta to keep matching files"
-        }
-        Error::DestinationExists { .. } => {
-            "name a directory that does not exist yet: checkpoint creates it (on the database's file system, so that files are linked, not copied)"
-        }
-        Error::CrossFilesystemCheckpoint { .. } => {
-            "put the destination on the same filesystem, or pass --allow-copy to copy while frozen"
-        }
-        Error::CrossFilesystemHold { .. } => {
-            "pass a --hold-dir on the database's file system (the default, DBDIR/.lsmvault-wal-hold, is)"
-        }
-        Error::WalHoldInUse { .. } => {
-            "stop the running watcher first, or give this one a holding directory of its own with --hold-dir DIR (on the database's file system)"
-        }
-        Error::WalGap { .. } => {
-            "the database deleted a WAL file before it was archived: those writes cannot be restored from the archive (take a new backup to start a new window); docs/pitr.md lists the RocksDB options that prevent this (WAL_ttl_seconds / WAL_size_limit_MB)"
-        }
         Error::UnsafePath { .. } => {
             "the snapshot was tampered with or written by a faulty tool; nothing was written outside the target"
         }
         Error::VerifyFailed { .. } => {
             "the findings above name each damaged object and the snapshots and files it affects"
         }
-        Error::SourceNotFound { .. } => "pass the directory of a database checkpoint",
-        Error::Backend(_) if error.code() == ErrorCode::NoSpace => {
-            "the repository's file system is full (ENOSPC): free space (grow the file system, or `lsmvault forget` then `lsmvault prune --max-unused 100`, which deletes unused packs without repacking) and run the command again; earlier snapshots are intact (restore and verify still work, without a lock), and what this run stored is reused or removed by the next prune"
-        }
-        Error::Backend(_) if error.code() == ErrorCode::ReadOnlyFilesystem => {
-            "the repository is on a read-only file system (EROFS): `snapshots`, `ls`, `restore` and `verify` work there (without a lock); commands that write need it mounted read-write"
-        }
-        Error::Io { .. } if error.code() == ErrorCode::NoSpace => {
-            "the file system of that path is full (ENOSPC): free space and run the command again (`restore --delta` keeps the files already restored)"
-        }
-        Error::Io { .. } if error.code() == ErrorCode::ReadOnlyFilesystem => {
-            "that path is on a read-only file system (EROFS): choose another, or mount it read-write"
-        }
-        Error::Io { .. } => "check the path, permissions and free space",
-        Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
-        Error::Backend(failure) if failure.is_transient() => {
-            "the storage did not answer, or failed, even after retries: check that the server runs and the location's endpoint is right, or try again later (LSMVAULT_S3_RETRIES sets the retries); nothing half-written is visible"
-        }
-        Error::Backend(failure) if failure.is_denied() => {
-            "the storage refused access: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), the bucket's policy, and that the bucket exists (lsmvault never creates buckets)"
-        }
-        Error::ConditionalWritesUnsupported { .. } => {
-            "use a server that honours `If-None-Match: *` on PUT (AWS S3, MinIO, R2…); see docs/maintenance.md, \"Object storage\""
-        }
-        Error::Backend(_) if error.code() == ErrorCode::CorruptObject => {
-            "run `lsmvault verify --read-data` to see every damaged object and the snapshots it affects"
-        }
-        Error::Backend(_) => "check the path, permissions and free space",
-        // The first failure decides the exit code, so it decides the hint too.
-        Error::RestoreIncomplete { first, .. } => hint(first),
-        Error::RepositoryLocked { .. } => {
-            "wait for that command to finish (or pass --retry-lock 10m); if it no longer runs, `lsmvault unlock` removes stale locks"
-        }
-        Error::LockLost { .. } => {
-            "the backup paused past the lock staleness window or a prune ran meanwhile; run the backup again (it reuses what is still stored)"
-        }
-        Error::PolicyRemovesAll { .. } => {
-            "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
-        }
+        _ => GENERIC,
+    }
+}
+
+/// Passwords, keys and the authenticity of the repository's objects.
+fn key_hint(error: &Error) -> &'static str {
+    match error {
         Error::PasswordRequired { .. } => {
             "set LSMVAULT_PASSWORD, LSMVAULT_PASSWORD_FILE or LSMVAULT_PASSWORD_COMMAND, pass --password-file or --password-command, or run on a terminal to be asked (the source of `copy --from` has its own: --from-password-file, --from-password-command, LSMVAULT_FROM_PASSWORD); `init --no-encryption` creates a plaintext repository"
         }
         Error::WrongPassword { .. } => {
             "check the password (and --password-file / --password-command / LSMVAULT_PASSWORD, which take precedence over the terminal; for the source of `copy --from`: --from-password-file / --from-password-command / LSMVAULT_FROM_PASSWORD); each key of the repository has its own password"
+        }
+        Error::PasswordCommandFailed { .. } => {
+            "run the password command by hand: it must exit 0 and print the password on its first line within its timeout (30s unless LSMVAULT_PASSWORD_COMMAND_TIMEOUT says otherwise); or use --password-file"
         }
         Error::AuthenticationFailed { .. } => {
             "the object was modified or damaged; run `lsmvault verify --read-data` to see what it affects"
@@ -120,21 +185,63 @@ pub fn hint(error: &Error) -> &'static str {
         Error::MigrationRequired { .. } => {
             "run `lsmvault migrate` (with the password) to bind the config to the master key; it prints what it binds"
         }
+        _ => GENERIC,
+    }
+}
+
+/// Taking a checkpoint of a live database (destination, freeze and thaw).
+fn checkpoint_hint(error: &Error) -> &'static str {
+    match error {
+        Error::DestinationExists { .. } => {
+            "name a directory that does not exist yet: checkpoint creates it (on the database's file system, so that files are linked, not copied)"
+        }
+        Error::CrossFilesystemCheckpoint { .. } => {
+            "put the destination on the same filesystem, or pass --allow-copy to copy while frozen"
+        }
         Error::FreezeFailed { .. } => {
             "check the freeze command by hand; the thaw command was run, so the writer is not left paused (--freeze-timeout sets how long it may take)"
-        }
-        Error::PasswordCommandFailed { .. } => {
-            "run the password command by hand: it must exit 0 and print the password on its first line within its timeout (30s unless LSMVAULT_PASSWORD_COMMAND_TIMEOUT says otherwise); or use --password-file"
         }
         Error::ThawFailed { .. } => {
             "resume the writer NOW with the thaw command named above, by hand, and check that it runs"
         }
-        Error::Interrupted { .. } => {
-            "nothing was committed and nothing was left behind; run the command again"
+        _ => GENERIC,
+    }
+}
+
+/// WAL archiving and point-in-time restore.
+fn wal_hint(error: &Error) -> &'static str {
+    match error {
+        Error::CrossFilesystemHold { .. } => {
+            "pass a --hold-dir on the database's file system (the default, DBDIR/.lsmvault-wal-hold, is)"
+        }
+        Error::WalHoldInUse { .. } => {
+            "stop the running watcher first, or give this one a holding directory of its own with --hold-dir DIR (on the database's file system)"
+        }
+        Error::WalGap { .. } => {
+            "the database deleted a WAL file before it was archived: those writes cannot be restored from the archive (take a new backup to start a new window); docs/pitr.md lists the RocksDB options that prevent this (WAL_ttl_seconds / WAL_size_limit_MB)"
         }
         Error::PointInTimeUnavailable { .. } => {
             "`lsmvault wal ls` shows the archived timeline, its recoverable windows and its gaps"
         }
+        _ => GENERIC,
+    }
+}
+
+/// What the command was given (arguments, source, target) or told (Ctrl-C).
+fn input_hint(error: &Error) -> &'static str {
+    match error {
+        Error::TargetNotEmpty { .. } => {
+            "restore into a new or empty directory, or pass --delta to keep matching files"
+        }
+        Error::SourceNotFound { .. } => "pass the directory of a database checkpoint",
+        Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
+        Error::PolicyRemovesAll { .. } => {
+            "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
+        }
+        Error::Interrupted { .. } => {
+            "nothing was committed and nothing was left behind; run the command again"
+        }
+        _ => GENERIC,
     }
 }
 

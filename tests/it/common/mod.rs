@@ -398,13 +398,31 @@ pub fn iterations_from_env(variable: &str, default: u64) -> u64 {
 
 /// The ids of a plaintext repository's snapshots, oldest first.
 pub fn snapshot_ids(repo: &Path) -> Vec<String> {
-    let listing = lsmvault_json(repo, &["snapshots"]);
+    listed_ids(&lsmvault_json(repo, &["snapshots"]))
+}
+
+/// The `id` of every entry of a JSON listing (`snapshots --json`, `forget
+/// --json`'s lists...), in its order.
+pub fn listed_ids(listing: &serde_json::Value) -> Vec<String> {
     listing
         .as_array()
         .unwrap()
         .iter()
-        .map(|snapshot| snapshot["id"].as_str().unwrap().to_string())
+        .map(|entry| entry["id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Runs a tool (a RocksDB tool, mostly) and returns its stdout; panics with
+/// the command and its output unless it succeeds.
+pub fn run_tool(command: &mut Command) -> String {
+    let output = command.output().expect("starting a rocksdb tool");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Writes `count` files of `size` bytes into `directory` (created), named

@@ -323,13 +323,13 @@ impl CachingBackend {
 }
 
 impl Backend for CachingBackend {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-
-    fn is_remote(&self) -> bool {
-        self.inner.is_remote()
-    }
+    delegate_to_inner!(
+        location,
+        is_remote,
+        read_range,
+        exists,
+        create
+    );
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         if !is_cached(kind) {
@@ -349,16 +349,6 @@ impl Backend for CachingBackend {
             return Ok(());
         }
         self.inner.read_into(kind, name, buffer)
-    }
-
-    fn read_range(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>> {
-        self.inner.read_range(kind, name, offset, length)
     }
 
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {
@@ -418,14 +408,6 @@ impl Backend for CachingBackend {
             self.cache.remove(kind.directory(), name);
         }
         Ok(())
-    }
-
-    fn exists(&self) -> Result<bool> {
-        self.inner.exists()
-    }
-
-    fn create(&self) -> Result<()> {
-        self.inner.create()
     }
 }
 

@@ -147,13 +147,7 @@ impl CountingBackend {
 }
 
 impl Backend for CountingBackend {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-
-    fn is_remote(&self) -> bool {
-        self.inner.is_remote()
-    }
+    delegate_to_inner!(location, is_remote);
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         self.count(READ, kind);

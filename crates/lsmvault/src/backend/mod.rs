@@ -17,6 +17,67 @@
 //! suite every implementation runs
 //! (`backend::conformance`).
 
+/// Inside `impl Backend for Wrapper`, defines the named [`Backend`] methods
+/// as plain calls to `self.inner`: the wrappers ([`cache`], [`counting`],
+/// [`throttle`]) spell out only the methods they change, and the list says
+/// which ones pass through untouched.
+///
+/// Defined before the `mod` items below so that they can use it.
+macro_rules! delegate_to_inner {
+    ($($method:ident),+ $(,)?) => {
+        $(delegate_to_inner!(@method $method);)+
+    };
+    (@method location) => {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+    };
+    (@method is_remote) => {
+        fn is_remote(&self) -> bool {
+            self.inner.is_remote()
+        }
+    };
+    (@method read_range) => {
+        fn read_range(
+            &self,
+            kind: $crate::backend::ObjectKind,
+            name: &str,
+            offset: u64,
+            length: u64,
+        ) -> $crate::backend::Result<Vec<u8>> {
+            self.inner.read_range(kind, name, offset, length)
+        }
+    };
+    (@method replace_config) => {
+        fn replace_config(&self, bytes: &[u8]) -> $crate::backend::Result<()> {
+            self.inner.replace_config(bytes)
+        }
+    };
+    (@method list) => {
+        fn list(
+            &self,
+            kind: $crate::backend::ObjectKind,
+        ) -> $crate::backend::Result<Vec<$crate::backend::ObjectInfo>> {
+            self.inner.list(kind)
+        }
+    };
+    (@method delete) => {
+        fn delete(&self, kind: $crate::backend::ObjectKind, name: &str) -> $crate::backend::Result<()> {
+            self.inner.delete(kind, name)
+        }
+    };
+    (@method exists) => {
+        fn exists(&self) -> $crate::backend::Result<bool> {
+            self.inner.exists()
+        }
+    };
+    (@method create) => {
+        fn create(&self) -> $crate::backend::Result<()> {
+            self.inner.create()
+        }
+    };
+}
+
 pub mod cache;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

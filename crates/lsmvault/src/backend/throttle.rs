@@ -32,7 +32,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backend, ObjectInfo, ObjectKind, Result, WriteOutcome};
+use super::{Backend, ObjectKind, Result, WriteOutcome};
 
 /// Time as the bucket sees it: a monotonic clock and a way to wait.
 pub trait Clock: Send + Sync {
@@ -221,9 +221,7 @@ impl ThrottledBackend {
 }
 
 impl Backend for ThrottledBackend {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
+    delegate_to_inner!(location, is_remote, list, delete, exists, create);
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let bytes = self.inner.read(kind, name)?;
@@ -256,22 +254,6 @@ impl Backend for ThrottledBackend {
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {
         self.meter_upload(bytes.len());
         self.inner.replace_config(bytes)
-    }
-
-    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
-        self.inner.list(kind)
-    }
-
-    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
-        self.inner.delete(kind, name)
-    }
-
-    fn exists(&self) -> Result<bool> {
-        self.inner.exists()
-    }
-
-    fn create(&self) -> Result<()> {
-        self.inner.create()
     }
 }
 

@@ -245,17 +245,11 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
+    /// Recreates `source` at `destination`: immutable files and rotated WAL
+    /// segments linked, the rest copied, skipped names left out.
     fn copy_tree(&mut self, source: &Path, destination: &Path, top_level: bool) -> Result<()> {
-        let classes = self.classes;
         fs::create_dir(destination).context(|| format!("creating {}", destination.display()))?;
-        let mut names: Vec<(String, fs::FileType)> = Vec::new();
-        for entry in fs::read_dir(source).context(|| format!("listing {}", source.display()))? {
-            let entry = entry.context(|| format!("listing {}", source.display()))?;
-            let file_type = entry
-                .file_type()
-                .context(|| format!("inspecting {}", entry.path().display()))?;
-            names.push((entry.file_name().to_string_lossy().into_owned(), file_type));
-        }
+        let names = list_directory(source)?;
         let directory = (!top_level)
             .then(|| {
                 source
@@ -264,11 +258,47 @@ impl Copier<'_> {
             })
             .flatten();
         let directory = directory.as_deref();
-        // The active WAL is the newest segment of the database directory itself
-        // (plain patterns such as `*.log`) or of the directory a pattern names
-        // (fjall's `journals/*`); older ones, and segments that plain patterns
-        // find in subdirectories (RocksDB's `archive/`), are rotated and immutable.
-        let active_wal_patterns: Vec<String> = classes
+        let newest_wal = self.newest_active_wal(&names, directory, top_level);
+        for (name, file_type) in names {
+            self.interrupt.check("linking the checkpoint")?;
+            let from = source.join(&name);
+            let to = destination.join(&name);
+            if matches_any_in_directory(&self.classes.skip, directory, &name) {
+                self.report.skipped += 1;
+            } else if file_type.is_dir() {
+                self.copy_tree(&from, &to, false)?;
+            } else if !file_type.is_file() {
+                self.report.skipped += 1;
+            } else {
+                let is_wal = matches_any_in_directory(&self.classes.wal, directory, &name);
+                let link = matches_any_in_directory(&self.classes.immutable, directory, &name)
+                    || (is_wal && file_number(&name) != newest_wal);
+                if link {
+                    self.link_file(&from, &to)?;
+                } else {
+                    self.report.bytes_copied += copy_file(&from, &to)?;
+                    self.report.copied += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of the active (newest) WAL segment among `names`, the
+    /// entries of `directory` (`None`: the database directory itself).
+    ///
+    /// The active WAL is the newest segment of the database directory itself
+    /// (plain patterns such as `*.log`) or of the directory a pattern names
+    /// (fjall's `journals/*`); older ones, and segments that plain patterns
+    /// find in subdirectories (RocksDB's `archive/`), are rotated and immutable.
+    fn newest_active_wal(
+        &self,
+        names: &[(String, fs::FileType)],
+        directory: Option<&str>,
+        top_level: bool,
+    ) -> Option<u64> {
+        let active_wal_patterns: Vec<String> = self
+            .classes
             .wal
             .iter()
             .filter(|pattern| match (pattern.rsplit_once('/'), directory) {
@@ -278,53 +308,50 @@ impl Copier<'_> {
             })
             .cloned()
             .collect();
-        let newest_wal = names
+        names
             .iter()
             .filter(|(name, kind)| {
                 kind.is_file() && matches_any_in_directory(&active_wal_patterns, directory, name)
             })
             .filter_map(|(name, _)| file_number(name))
-            .max();
-        for (name, file_type) in names {
-            self.interrupt.check("linking the checkpoint")?;
-            let report = &mut *self.report;
-            let from = source.join(&name);
-            let to = destination.join(&name);
-            if matches_any_in_directory(&classes.skip, directory, &name) {
-                report.skipped += 1;
-            } else if file_type.is_dir() {
-                self.copy_tree(&from, &to, false)?;
-            } else if !file_type.is_file() {
-                report.skipped += 1;
-            } else {
-                let is_wal = matches_any_in_directory(&classes.wal, directory, &name);
-                let link = matches_any_in_directory(&classes.immutable, directory, &name)
-                    || (is_wal && file_number(&name) != newest_wal);
-                if link {
-                    match fs::hard_link(&from, &to) {
-                        Ok(()) => report.linked += 1,
-                        Err(error) if error.raw_os_error() == Some(nix::libc::EXDEV) => {
-                            report.bytes_copied += copy_file(&from, &to)?;
-                            report.cross_device_copies += 1;
-                        }
-                        // Deleted by the database between listing and linking
-                        // (only possible without a freeze): not part of this state.
-                        Err(error) if error.kind() == ErrorKind::NotFound => report.skipped += 1,
-                        Err(error) => {
-                            return Err(Error::io(
-                                format!("linking {} to {}", to.display(), from.display()),
-                                error,
-                            ))
-                        }
-                    }
-                } else {
-                    report.bytes_copied += copy_file(&from, &to)?;
-                    report.copied += 1;
-                }
+            .max()
+    }
+
+    /// Hard-links `from` to `to`; across file systems, copies it instead.
+    fn link_file(&mut self, from: &Path, to: &Path) -> Result<()> {
+        let report = &mut *self.report;
+        match fs::hard_link(from, to) {
+            Ok(()) => report.linked += 1,
+            Err(error) if error.raw_os_error() == Some(nix::libc::EXDEV) => {
+                report.bytes_copied += copy_file(from, to)?;
+                report.cross_device_copies += 1;
+            }
+            // Deleted by the database between listing and linking
+            // (only possible without a freeze): not part of this state.
+            Err(error) if error.kind() == ErrorKind::NotFound => report.skipped += 1,
+            Err(error) => {
+                return Err(Error::io(
+                    format!("linking {} to {}", to.display(), from.display()),
+                    error,
+                ))
             }
         }
         Ok(())
     }
+}
+
+/// The names and types of the entries of `directory`.
+fn list_directory(directory: &Path) -> Result<Vec<(String, fs::FileType)>> {
+    let listing = || format!("listing {}", directory.display());
+    let mut names = Vec::new();
+    for entry in fs::read_dir(directory).context(listing)? {
+        let entry = entry.context(listing)?;
+        let file_type = entry
+            .file_type()
+            .context(|| format!("inspecting {}", entry.path().display()))?;
+        names.push((entry.file_name().to_string_lossy().into_owned(), file_type));
+    }
+    Ok(names)
 }
 
 fn copy_file(from: &Path, to: &Path) -> Result<u64> {

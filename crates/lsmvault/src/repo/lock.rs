@@ -543,6 +543,21 @@ mod tests {
     use super::*;
     use crate::backend::MemoryBackend;
 
+    /// The exclusive lock of a prune on another host, created and last
+    /// refreshed at `time`.
+    fn foreign_prune_lock(time: &str) -> LockInfo {
+        LockInfo {
+            version: LOCK_VERSION,
+            kind: LockKind::Exclusive,
+            host: "elsewhere".into(),
+            pid: 1,
+            purpose: "prune".into(),
+            created: time.into(),
+            refreshed: time.into(),
+            process_start: None,
+        }
+    }
+
     #[test]
     fn shared_locks_coexist_and_exclusive_excludes() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
@@ -614,16 +629,7 @@ mod tests {
     #[test]
     fn stale_locks_are_ignored_and_removed() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let old = LockInfo {
-            version: LOCK_VERSION,
-            kind: LockKind::Exclusive,
-            host: "elsewhere".into(),
-            pid: 1,
-            purpose: "prune".into(),
-            created: "2020-01-01T00:00:00Z".into(),
-            refreshed: "2020-01-01T00:00:00Z".into(),
-            process_start: None,
-        };
+        let old = foreign_prune_lock("2020-01-01T00:00:00Z");
         write_lock(backend.as_ref(), "old", &old).unwrap();
         // A dead process of this host, refreshed just now.
         let now = format_time(SystemTime::now());
@@ -693,17 +699,7 @@ mod tests {
             "{error}"
         );
         let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
-        let now = format_time(SystemTime::now());
-        let prune = LockInfo {
-            version: LOCK_VERSION,
-            kind: LockKind::Exclusive,
-            host: "elsewhere".into(),
-            pid: 1,
-            purpose: "prune".into(),
-            created: now.clone(),
-            refreshed: now,
-            process_start: None,
-        };
+        let prune = foreign_prune_lock(&format_time(SystemTime::now()));
         write_lock(backend.as_ref(), "prune", &prune).unwrap();
         let error = guard.confirm_live().unwrap_err();
         assert_eq!(error.code(), crate::ErrorCode::RepositoryLocked);
@@ -722,17 +718,7 @@ mod tests {
         let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
         // A prune's object, written just before it lists the locks, sees
         // this shared lock and is removed again (200 ms later: a slow store).
-        let now = format_time(SystemTime::now());
-        let candidate = LockInfo {
-            version: LOCK_VERSION,
-            kind: LockKind::Exclusive,
-            host: "elsewhere".into(),
-            pid: 1,
-            purpose: "prune".into(),
-            created: now.clone(),
-            refreshed: now,
-            process_start: None,
-        };
+        let candidate = foreign_prune_lock(&format_time(SystemTime::now()));
         write_lock(backend.as_ref(), "candidate", &candidate).unwrap();
         let backing_off = {
             let backend = Arc::clone(&backend);

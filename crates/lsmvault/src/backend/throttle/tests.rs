@@ -185,3 +185,16 @@ fn rates_parse_with_units_and_refuse_nonsense() {
         .unwrap_err()
         .contains("too large"));
 }
+
+/// A throttled S3 repository is still remote: the CLI decides from
+/// `is_remote` whether the metadata cache is used, and `--limit-upload`
+/// once silently turned the cache off.
+#[test]
+fn a_throttled_remote_backend_stays_remote() {
+    let remote = crate::backend::open_location("s3:http://127.0.0.1:9/bucket/prefix").unwrap();
+    assert!(remote.is_remote());
+    let throttled = ThrottledBackend::new(remote, Some(MIB), None);
+    assert!(throttled.is_remote());
+    let local: Arc<dyn Backend> = Arc::new(LocalBackend::new("/nonexistent/repository"));
+    assert!(!ThrottledBackend::new(local, Some(MIB), None).is_remote());
+}

@@ -277,8 +277,8 @@ impl Scan<'_> {
     }
 
     /// Scans one entry of the directory at `path`; `None` when it is left
-    /// out (unreadable, or not a regular file, directory or symlink), with a
-    /// warning.
+    /// out (excluded, unreadable, or not a regular file, directory or
+    /// symlink), with a warning where the user should know.
     fn scan_entry(&mut self, path: &Path, relative: &[u8], name: OsString) -> Option<ScannedEntry> {
         let child = path.join(&name);
         let name = name.as_bytes().to_vec();
@@ -298,59 +298,83 @@ impl Scan<'_> {
                 return None;
             }
         };
+        if stat.is_dir() && self.is_left_out_directory(&child, &child_relative, &stat) {
+            return None;
+        }
         let metadata = metadata_of(&stat);
-        let file_type = stat.file_type();
-        if file_type.is_dir() && self.repository_directory == Some((stat.dev(), stat.ino())) {
+        let node = self.scan_node(child, &child_relative, &name, &metadata, &stat)?;
+        Some(ScannedEntry {
+            name,
+            metadata,
+            node,
+        })
+    }
+
+    /// Whether the directory `child` is one no backup holds: the repository
+    /// itself (with a warning), or the WAL watcher's holding directory.
+    fn is_left_out_directory(
+        &mut self,
+        child: &Path,
+        relative: &[u8],
+        stat: &fs::Metadata,
+    ) -> bool {
+        if self.repository_directory == Some((stat.dev(), stat.ino())) {
             self.tally.warn(format!(
                 "{} is the repository itself: left out of the backup",
                 child.display()
             ));
-            return None;
+            return true;
         }
         // `wal archive --watch`'s hard links to WAL files, in the database
         // directory (the source root): no part of the database (the segments
         // are in the WAL archive already). A directory of that name deeper
         // down is someone's data and is backed up.
-        if file_type.is_dir() && child_relative == WAL_HOLD_DIRECTORY.as_bytes() {
-            return None;
-        }
-        let node = if file_type.is_dir() {
-            match self.scan_directory(&child, &child_relative) {
+        relative == WAL_HOLD_DIRECTORY.as_bytes()
+    }
+
+    /// The content of the entry `child` by its type; `None` (with a
+    /// warning) when it cannot be read or is of no type a snapshot holds.
+    fn scan_node(
+        &mut self,
+        child: PathBuf,
+        relative: &[u8],
+        name: &[u8],
+        metadata: &Metadata,
+        stat: &fs::Metadata,
+    ) -> Option<ScannedNode> {
+        let file_type = stat.file_type();
+        if file_type.is_dir() {
+            match self.scan_directory(&child, relative) {
                 Ok(directory) => {
                     self.tally.stats.directories += 1;
-                    ScannedNode::Directory(directory)
+                    Some(ScannedNode::Directory(directory))
                 }
                 Err(error) => {
                     self.tally.unreadable(error.to_string());
-                    return None;
+                    None
                 }
             }
         } else if file_type.is_symlink() {
             match fs::read_link(&child) {
                 Ok(target) => {
                     self.tally.stats.symlinks += 1;
-                    ScannedNode::Symlink(target.as_os_str().as_bytes().to_vec())
+                    Some(ScannedNode::Symlink(target.as_os_str().as_bytes().to_vec()))
                 }
                 Err(error) => {
                     self.tally
                         .unreadable(format!("{}: {error}", child.display()));
-                    return None;
+                    None
                 }
             }
         } else if file_type.is_file() {
-            self.scan_file(child, &child_relative, &name, &metadata, stat.len())
+            Some(self.scan_file(child, relative, name, metadata, stat.len()))
         } else {
             self.tally.warn(format!(
                 "{}: skipped (not a regular file, directory or symlink)",
                 child.display()
             ));
-            return None;
-        };
-        Some(ScannedEntry {
-            name,
-            metadata,
-            node,
-        })
+            None
+        }
     }
 
     /// A regular file: reused from the parent, or queued to be read.

@@ -25,7 +25,7 @@ use crate::progress::NoProgress;
 use crate::repo::lock::LockKind;
 use crate::repo::store::store_stream;
 use crate::repo::wal::keep_newest;
-use crate::repo::{PackWriter, Repository};
+use crate::repo::{PackWriter, Repository, WriteSummary};
 
 use super::hold::{log_files, Holding};
 use super::timeline::{missing_sequences, MissingSequences};
@@ -220,12 +220,7 @@ impl Repository {
         let started = Instant::now();
         let _lock = self.lock(LockKind::Shared, "wal archive")?;
         let database_id = database_id(directory, options.database_id.as_deref())?;
-        let holding = Holding::new(directory, options.hold_dir.as_deref(), &self.config().id)?;
-        holding.check()?;
-        if options.hold_new {
-            holding.reopen()?;
-            holding.hold_all()?;
-        }
+        let holding = self.open_holding(directory, options)?;
         // Before anything is read: these links' content is final.
         let orphaned = holding.orphaned();
         let known = self.latest_segments(&database_id)?;
@@ -240,6 +235,41 @@ impl Repository {
             database_id,
             ..ArchiveReport::default()
         };
+        let (records, read) = self.archive_segment_files(&run, files, &known, &mut report)?;
+        let summary = run.writer.finish()?;
+        let latest = self.commit_segments(&summary, records, &known)?;
+        // Committed: the links whose final content this run archived can go.
+        report.held_released = holding.release(&read, &orphaned, options.release_held)?;
+        report.new_gaps = self.gaps_opened(&report.database_id, &known, &latest)?;
+        report.bytes_added = summary.blob_bytes;
+        report.bytes_stored = summary.pack_bytes;
+        report.duration_seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// The holding directory of the database in `directory`, checked, and
+    /// with `options.hold_new` reopened and holding every segment there.
+    fn open_holding(&self, directory: &Path, options: &ArchiveOptions) -> Result<Holding> {
+        let holding = Holding::new(directory, options.hold_dir.as_deref(), &self.config().id)?;
+        holding.check()?;
+        if options.hold_new {
+            holding.reopen()?;
+            holding.hold_all()?;
+        }
+        Ok(holding)
+    }
+
+    /// Stores every segment of `files` (newest first) that `known` (the
+    /// newest archived version of each) does not hold as it is now, into
+    /// `report`. Returns the records to write and the names of the files
+    /// read.
+    fn archive_segment_files(
+        &self,
+        run: &ArchiveRun<'_>,
+        files: Vec<FoundSegment>,
+        known: &BTreeMap<u64, SegmentRecord>,
+        report: &mut ArchiveReport,
+    ) -> Result<(Vec<SegmentRecord>, BTreeSet<String>)> {
         let mut records = Vec::new();
         let mut read = BTreeSet::new();
         for found in files {
@@ -250,7 +280,7 @@ impl Repository {
             report.bytes_read += bytes.len() as u64;
             let previous = known.get(&found.number);
             let (archived, record) = self.archive_segment(
-                &run,
+                run,
                 &path,
                 found.file_name.clone(),
                 found.number,
@@ -262,7 +292,17 @@ impl Repository {
             report.segments.push(archived);
         }
         report.segments.reverse();
-        let summary = run.writer.finish()?;
+        Ok((records, read))
+    }
+
+    /// Commits the run: its packs protected and indexed, then its segment
+    /// records written. Returns `known` updated with them.
+    fn commit_segments(
+        &self,
+        summary: &WriteSummary,
+        records: Vec<SegmentRecord>,
+        known: &BTreeMap<u64, SegmentRecord>,
+    ) -> Result<BTreeMap<u64, SegmentRecord>> {
         self.protect_packs(&summary.published)?;
         self.write_index(&summary.locations)?;
         let mut latest = known.clone();
@@ -270,20 +310,26 @@ impl Repository {
             self.write_wal_object(&WalObject::Segment(record.clone()))?;
             keep_newest(&mut latest, record);
         }
-        // Committed: the links whose final content this run archived can go.
-        report.held_released = holding.release(&read, &orphaned, options.release_held)?;
-        let before = missing_sequences(&known);
-        report.new_gaps = new_gaps(&before, missing_sequences(&latest));
-        if !report.new_gaps.is_empty() {
-            // Another run (a `tag`, a one-shot archive) may have archived
-            // the missing part meanwhile: the repository decides.
-            let stored = missing_sequences(&self.latest_segments(&report.database_id)?);
-            report.new_gaps = new_gaps(&before, stored);
+        Ok(latest)
+    }
+
+    /// The gaps in the archived timeline that `latest` has and `known` (the
+    /// timeline before this run) had not.
+    fn gaps_opened(
+        &self,
+        database_id: &str,
+        known: &BTreeMap<u64, SegmentRecord>,
+        latest: &BTreeMap<u64, SegmentRecord>,
+    ) -> Result<Vec<MissingSequences>> {
+        let before = missing_sequences(known);
+        let gaps = new_gaps(&before, missing_sequences(latest));
+        if gaps.is_empty() {
+            return Ok(gaps);
         }
-        report.bytes_added = summary.blob_bytes;
-        report.bytes_stored = summary.pack_bytes;
-        report.duration_seconds = started.elapsed().as_secs_f64();
-        Ok(report)
+        // Another run (a `tag`, a one-shot archive) may have archived
+        // the missing part meanwhile: the repository decides.
+        let stored = missing_sequences(&self.latest_segments(database_id)?);
+        Ok(new_gaps(&before, stored))
     }
 
     /// Archives one segment's current content unless `previous` (its newest
