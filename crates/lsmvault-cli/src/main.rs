@@ -25,7 +25,7 @@ use crate::commands::Context;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    allocator::tune(&cli.command);
+    allocator::tune();
     let context = Context::new(&cli.global);
     let outcome = match &cli.command {
         Command::Init(args) => commands::init::run(&context, args),

@@ -54,7 +54,8 @@ pub const DOWNLOADS_VARIABLE: &str = "LSMVAULT_DOWNLOADS";
 /// [`DOWNLOADS_VARIABLE`] says otherwise: enough to fill a link whose
 /// round trips would leave one request idle most of the time.
 pub const REMOTE_DOWNLOADS: usize = 8;
-/// The most bytes of ranges held at once, whatever the number of readers.
+/// The most bytes of ranges held at once, whatever the number of readers
+/// (the CLI has buffers this large mapped and returned when freed).
 const BYTES_IN_FLIGHT: u64 = 64 << 20;
 
 /// One file being written.
