@@ -114,11 +114,48 @@ fn s3_restore_reads_each_pack_range_once_and_each_shared_chunk_once() {
         "a delta restore of a correct target read {reads} ranges"
     );
     assert_same_tree(&source, &target);
+
+    // One download at a time restores the same.
+    let one = work.path().join("one-download");
+    let status = lsmvault_s3_command(&repo, None, &["restore", "latest", "--target", path(&one)])
+        .env("LSMVAULT_DOWNLOADS", "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "restore with LSMVAULT_DOWNLOADS=1");
+    assert_same_tree(&source, &one);
+}
+
+/// A download count that is no number from 1 to 256 is refused, naming the
+/// variable, before the target is created.
+#[test]
+fn s3_restore_refuses_a_bad_download_count_before_touching_the_target() {
+    let Some(moto) = Moto::start() else { return };
+    let repo = moto.fresh_location();
+    lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("file"), b"content").unwrap();
+    lsmvault_s3_ok(&repo, None, &["backup", path(work.path())]);
+    let target = work.path().join("target");
+    for bad in ["0", "many", "1000"] {
+        let output = lsmvault_s3_command(
+            &repo,
+            None,
+            &["restore", "latest", "--target", path(&target)],
+        )
+        .env("LSMVAULT_DOWNLOADS", bad)
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{bad}: {stderr}");
+        assert!(stderr.contains("LSMVAULT_DOWNLOADS"), "{bad}: {stderr}");
+        assert!(!target.exists(), "{bad}: the target was created");
+    }
 }
 
 /// A pack damaged in the middle of a range read whole: the restore names
 /// the damaged blob and its pack and the file it breaks, fails with a
-/// non-zero exit, and restores every other file.
+/// non-zero exit, and restores every other file; a second file sharing the
+/// damaged chunk (read once) fails too.
 #[test]
 fn s3_restore_of_a_pack_damaged_mid_range_names_blob_and_pack() {
     let Some(moto) = Moto::start() else { return };
@@ -129,6 +166,8 @@ fn s3_restore_of_a_pack_damaged_mid_range_names_blob_and_pack() {
     for (seed, name) in [(1, "000001.sst"), (2, "000002.sst"), (3, "000003.sst")] {
         fs::write(source.join(name), seeded_bytes(seed, 1_500_000)).unwrap();
     }
+    // Shares every chunk with 000002.sst: the damaged chunk breaks both.
+    fs::write(source.join("copy-of-2.sst"), seeded_bytes(2, 1_500_000)).unwrap();
     Repository::init_local(&local, small_chunks()).unwrap();
     crate::common::lsmvault_ok(&local, &["backup", path(&source)]);
 

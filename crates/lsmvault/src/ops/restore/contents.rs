@@ -258,10 +258,14 @@ impl Budget {
 impl Repository {
     /// Writes the content of every output (files created empty, in path
     /// order), records each file's failure in it, and checks and finishes
-    /// the others. An error is one no file could be restored past (the
-    /// index cannot be loaded, the download setting is invalid).
-    pub(super) fn write_contents(&self, outputs: &[Output], progress: &dyn Progress) -> Result<()> {
-        let readers = self.readers()?;
+    /// the others, with `readers` ranges read at once. An error is one no
+    /// file could be restored past (the index cannot be loaded).
+    pub(super) fn write_contents(
+        &self,
+        outputs: &[Output],
+        readers: usize,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let needed = self.plan_chunks(outputs)?;
         let ranges = plan_ranges(needed.iter().enumerate().map(|(tag, blob)| Wanted {
             pack: blob.location.pack,
@@ -297,8 +301,9 @@ impl Repository {
         Ok(())
     }
 
-    /// How many ranges are read at once.
-    fn readers(&self) -> Result<usize> {
+    /// How many ranges are read at once ([`DOWNLOADS_VARIABLE`] checked
+    /// before the target is touched).
+    pub(super) fn readers(&self) -> Result<usize> {
         if !self.backend().is_remote() {
             return Ok(rayon::current_num_threads());
         }

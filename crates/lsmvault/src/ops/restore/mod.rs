@@ -107,7 +107,14 @@ struct FilePlan {
 }
 
 /// What writing the files did.
+#[derive(Default)]
 struct FilesWritten {
+    /// Files restored (written or kept).
+    files: u64,
+    /// With `--delta`: files kept as they were.
+    kept: u64,
+    /// Bytes of content written.
+    bytes: u64,
     /// Positions of the files that failed (their links are skipped).
     failed_positions: HashSet<usize>,
     /// Each failed file's path and error.
@@ -132,6 +139,7 @@ impl Repository {
         let snapshot = self.find_snapshot(selector)?;
         let planned =
             self.walk_selected(&snapshot.snapshot.tree, &options.include, &options.exclude)?;
+        let readers = self.readers()?;
         prepare_target(target, options.delta)?;
         let mut sync = TargetSync::open(target)?;
         let mut stats = RestoreStats {
@@ -142,7 +150,10 @@ impl Repository {
         stats.directories = create_directories(target, &planned, options.delta, &mut sync)?;
         let plan = plan_files(&planned);
         let mut written =
-            self.restore_files(target, &planned, plan.files, options, progress, &mut stats)?;
+            self.restore_files(target, &planned, plan.files, options, readers, progress)?;
+        stats.files = written.files;
+        stats.files_kept = written.kept;
+        stats.bytes_written = written.bytes;
         report_mismatched_links(&planned, &plan.mismatched, &mut written.failures);
         let hard_links = create_hard_links(
             target,
@@ -168,8 +179,7 @@ impl Repository {
         incomplete_unless_clean(stats, written.failures)
     }
 
-    /// Writes the files (pack by pack, [`contents`]), counting them into
-    /// `stats`; with `--delta` a file already correct is kept. A file that
+    /// Writes the files (pack by pack, [`contents`]) and counts them; with `--delta` a file already correct is kept. A file that
     /// fails is removed and recorded; the others still restore.
     fn restore_files(
         &self,
@@ -177,8 +187,8 @@ impl Repository {
         planned: &[WalkedEntry],
         mut files: Vec<usize>,
         options: &RestoreOptions,
+        readers: usize,
         progress: &dyn Progress,
-        stats: &mut RestoreStats,
     ) -> Result<FilesWritten> {
         // Path order: a chunk's first file in this order gets its error.
         files.sort_by(|&a, &b| planned[a].relative.cmp(&planned[b].relative));
@@ -197,10 +207,7 @@ impl Repository {
                 )
             })
             .collect();
-        let mut written = FilesWritten {
-            failed_positions: HashSet::new(),
-            failures: Vec::new(),
-        };
+        let mut written = FilesWritten::default();
         let mut outputs = Vec::new();
         let mut positions = Vec::new();
         for (&file, prepared) in files.iter().zip(prepared) {
@@ -208,8 +215,8 @@ impl Repository {
             let path = target.join(&item.relative);
             match prepared {
                 Ok(true) => {
-                    stats.files += 1;
-                    stats.files_kept += 1;
+                    written.files += 1;
+                    written.kept += 1;
                 }
                 Ok(false) => {
                     outputs.push(Output::new(&item.relative, path, &item.entry));
@@ -222,14 +229,14 @@ impl Repository {
                 }
             }
         }
-        self.write_contents(&outputs, progress)?;
+        self.write_contents(&outputs, readers, progress)?;
         progress.finish();
         for (output, file) in outputs.into_iter().zip(positions) {
             let (relative, size) = (output.relative.to_path_buf(), output.entry.size());
             match output.into_failure() {
                 None => {
-                    stats.files += 1;
-                    stats.bytes_written += size;
+                    written.files += 1;
+                    written.bytes += size;
                 }
                 Some(error) => {
                     written.failures.push((relative, error));
