@@ -475,3 +475,44 @@ fn duplicate(error: &Error) -> Error {
         other => Error::corrupt("a chunk", other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    fn budget() -> Budget {
+        Budget {
+            available: Mutex::new(BYTES_IN_FLIGHT),
+            freed: Condvar::new(),
+        }
+    }
+
+    #[test]
+    fn a_range_longer_than_the_budget_takes_all_of_it_and_no_more() {
+        let budget = budget();
+        assert_eq!(budget.take(4 * BYTES_IN_FLIGHT), BYTES_IN_FLIGHT);
+        budget.give_back(BYTES_IN_FLIGHT);
+        assert_eq!(budget.take(16 << 20), 16 << 20);
+    }
+
+    #[test]
+    fn a_reader_waits_until_enough_bytes_are_given_back() {
+        let budget = budget();
+        let held = budget.take(BYTES_IN_FLIGHT - (8 << 20));
+        let got = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let taken = budget.take(16 << 20);
+                got.store(true, Ordering::SeqCst);
+                budget.give_back(taken);
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!got.load(Ordering::SeqCst), "took more than was left");
+            budget.give_back(held);
+        });
+        assert!(got.load(Ordering::SeqCst));
+        assert_eq!(budget.take(BYTES_IN_FLIGHT), BYTES_IN_FLIGHT);
+    }
+}
