@@ -49,6 +49,7 @@ mod rocksdb;
 mod rocksdb_wal;
 mod s3_backend;
 mod s3_cli;
+mod s3_restore;
 mod stats_completions;
 mod throttle;
 mod wal_pickup;

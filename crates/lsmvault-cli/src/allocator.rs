@@ -7,13 +7,10 @@
 //! measured on an 0.85 GB checkpoint, that was most of the system time of
 //! `verify --read-data` (267 000 faults, 0.6 s of 1.2 s CPU) and of a restore.
 //! So freed heap memory is kept for reuse, and chunk-sized buffers stay in the
-//! heap. Pack-sized buffers stay mappings returned when freed, except in a
-//! restore (which reads chunk by chunk, so it holds no pack buffer and its
-//! peak stays at ~37 MiB): heap arenas kept a verify's 16-20 MiB pack buffers
-//! at their fragmented peak, 75 MiB on a repository of zstd SSTs, above the
-//! 64 MiB target. Peak RSS of each command is in docs/benchmarks.md.
-
-use crate::cli::Command;
+//! heap. Pack-sized buffers stay mappings returned when freed, in a restore
+//! too (which reads packs in ranges of up to a pack): heap arenas kept a
+//! verify's 16-20 MiB pack buffers at their fragmented peak, 75 MiB on a
+//! repository of zstd SSTs, above the 64 MiB target. Peak RSS of each command is in docs/benchmarks.md.
 
 /// Above the largest chunk (4 MiB) with room for what a chunk grows by on
 /// its way into a pack (zstd's worst-case bound, ~16 KiB; the seal's nonce
@@ -21,20 +18,14 @@ use crate::cli::Command;
 /// pack-sized buffers do not. At exactly 4 MiB + 1, every incompressible
 /// maximum-size chunk's zstd output buffer was a fresh mapping.
 const DEFAULT_MMAP_THRESHOLD: i32 = 4 * 1024 * 1024 + 64 * 1024;
-/// glibc's maximum mmap threshold on 64-bit (`DEFAULT_MMAP_THRESHOLD_MAX`).
-const RESTORE_MMAP_THRESHOLD: i32 = 32 * 1024 * 1024;
 /// Free memory at the top of a heap kept before it is returned.
 const TRIM_THRESHOLD: i32 = 256 * 1024 * 1024;
 
-/// Tunes the allocator for `command`; call before any thread starts.
-pub fn tune(command: &Command) {
-    let mmap_threshold = match command {
-        Command::Restore(_) => RESTORE_MMAP_THRESHOLD,
-        _ => DEFAULT_MMAP_THRESHOLD,
-    };
+/// Tunes the allocator (the same for every command); call before any thread starts.
+pub fn tune() {
     // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
     unsafe {
-        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, mmap_threshold);
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD);
         nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }

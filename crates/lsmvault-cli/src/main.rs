@@ -25,7 +25,7 @@ use crate::commands::Context;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    allocator::tune(&cli.command);
+    allocator::tune();
     let context = Context::new(&cli.global);
     let mut outcome = run(&cli, &context);
     if outcome.as_ref().is_err_and(is_cache_outdated) {

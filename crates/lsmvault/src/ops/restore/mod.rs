@@ -4,8 +4,9 @@
 //! it names, whatever generation it is: there is no chain to replay.
 //!
 //! Order of work: the plan (the snapshot's entries under `--include`), the
-//! directories (parents first), the files in parallel (largest first; of each
-//! hard-linked group only the first), the hard links, the symlinks, with
+//! directories (parents first), the files (of each hard-linked group only the
+//! first; their content read pack by pack in few large ranges, each chunk
+//! once however many files use it: [`contents`]), the hard links, the symlinks, with
 //! `--delta` the removal of what the snapshot does not have, directory
 //! metadata (writing children changes a directory's mtime), and last one
 //! sync of the target's file system ([`sync`]): nothing is reported
@@ -22,20 +23,21 @@
 //!   entry records the same content (size, digest, chunks): a group member
 //!   recording another content is written from its own chunks and reported
 //!   as a mismatch naming it, so the restore fails;
-//! - memory per file is a bounded window of chunks, whatever the file size.
+//! - memory is bounded whatever the files' sizes: content is read in
+//!   ranges of packs, a bounded number of bytes at a time ([`contents`]).
 
+mod contents;
 pub mod dry_run;
 pub mod point_in_time;
+mod ranges;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::Read;
+use std::fs::{self, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use filetime::FileTime;
@@ -44,13 +46,15 @@ use serde::Serialize;
 
 use crate::codec::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
-use crate::format::tree::{Entry, EntryKind, Metadata};
+use crate::format::tree::{EntryKind, Metadata};
 use crate::id::Id;
 use crate::progress::Progress;
-use crate::repo::file_content::FileContent;
 use crate::repo::tree_walker::WalkedEntry;
 use crate::repo::Repository;
+use contents::{file_digest, Output};
 use sync::TargetSync;
+
+pub use contents::{DOWNLOADS_VARIABLE, REMOTE_DOWNLOADS};
 
 /// Options for [`Repository::restore`].
 #[derive(Debug, Clone, Default)]
@@ -103,7 +107,14 @@ struct FilePlan {
 }
 
 /// What writing the files did.
+#[derive(Default)]
 struct FilesWritten {
+    /// Files restored (written or kept).
+    files: u64,
+    /// With `--delta`: files kept as they were.
+    kept: u64,
+    /// Bytes of content written.
+    bytes: u64,
     /// Positions of the files that failed (their links are skipped).
     failed_positions: HashSet<usize>,
     /// Each failed file's path and error.
@@ -128,6 +139,7 @@ impl Repository {
         let snapshot = self.find_snapshot(selector)?;
         let planned =
             self.walk_selected(&snapshot.snapshot.tree, &options.include, &options.exclude)?;
+        let readers = self.readers()?;
         prepare_target(target, options.delta)?;
         let mut sync = TargetSync::open(target)?;
         let mut stats = RestoreStats {
@@ -138,7 +150,10 @@ impl Repository {
         stats.directories = create_directories(target, &planned, options.delta, &mut sync)?;
         let plan = plan_files(&planned);
         let mut written =
-            self.restore_files(target, &planned, plan.files, options, progress, &mut stats);
+            self.restore_files(target, &planned, plan.files, options, readers, progress)?;
+        stats.files = written.files;
+        stats.files_kept = written.kept;
+        stats.bytes_written = written.bytes;
         report_mismatched_links(&planned, &plan.mismatched, &mut written.failures);
         let hard_links = create_hard_links(
             target,
@@ -164,8 +179,7 @@ impl Repository {
         incomplete_unless_clean(stats, written.failures)
     }
 
-    /// Writes the files in parallel, largest first (so one big file does not
-    /// start last and run alone), counting them into `stats`. A file that
+    /// Writes the files (pack by pack, [`contents`]) and counts them; with `--delta` a file already correct is kept. A file that
     /// fails is removed and recorded; the others still restore.
     fn restore_files(
         &self,
@@ -173,98 +187,95 @@ impl Repository {
         planned: &[WalkedEntry],
         mut files: Vec<usize>,
         options: &RestoreOptions,
+        readers: usize,
         progress: &dyn Progress,
-        stats: &mut RestoreStats,
-    ) -> FilesWritten {
-        files.sort_by_key(|&file| std::cmp::Reverse(planned[file].entry.size()));
+    ) -> Result<FilesWritten> {
+        // Path order: a chunk's first file in this order gets its error.
+        files.sort_by(|&a, &b| planned[a].relative.cmp(&planned[b].relative));
         let total: u64 = files.iter().map(|&file| planned[file].entry.size()).sum();
         progress.start("restoring", total);
-        let failures = Mutex::new(Vec::<(PathBuf, Error)>::new());
-        let outcomes: Vec<Option<(bool, u64)>> = files
+        let prepared: Vec<Result<bool>> = files
             .par_iter()
             .map(|&file| {
                 let item = &planned[file];
-                let path = target.join(&item.relative);
-                match self.restore_file(&path, &item.entry, options.delta, progress) {
-                    Ok(outcome) => Some(outcome),
-                    Err(error) => {
-                        let _ = fs::remove_file(&path);
-                        failures
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .push((item.relative.clone(), error));
-                        None
-                    }
-                }
+                prepare_file(
+                    &target.join(&item.relative),
+                    item,
+                    options.delta,
+                    self.keys(),
+                    progress,
+                )
             })
             .collect();
+        let mut written = FilesWritten::default();
+        let mut outputs = Vec::new();
+        let mut positions = Vec::new();
+        for (&file, prepared) in files.iter().zip(prepared) {
+            let item = &planned[file];
+            let path = target.join(&item.relative);
+            match prepared {
+                Ok(true) => {
+                    written.files += 1;
+                    written.kept += 1;
+                }
+                Ok(false) => {
+                    outputs.push(Output::new(&item.relative, path, &item.entry));
+                    positions.push(file);
+                }
+                Err(error) => {
+                    let _ = fs::remove_file(&path);
+                    written.failures.push((item.relative.clone(), error));
+                    written.failed_positions.insert(file);
+                }
+            }
+        }
+        self.write_contents(&outputs, readers, progress)?;
         progress.finish();
-        let mut failed_positions = HashSet::new();
-        for (&file, outcome) in files.iter().zip(&outcomes) {
-            match outcome {
-                Some((kept, written)) => {
-                    stats.files += 1;
-                    stats.bytes_written += written;
-                    stats.files_kept += u64::from(*kept);
-                }
+        for (output, file) in outputs.into_iter().zip(positions) {
+            let (relative, size) = (output.relative.to_path_buf(), output.entry.size());
+            match output.into_failure() {
                 None => {
-                    failed_positions.insert(file);
+                    written.files += 1;
+                    written.bytes += size;
+                }
+                Some(error) => {
+                    written.failures.push((relative, error));
+                    written.failed_positions.insert(file);
                 }
             }
         }
-        FilesWritten {
-            failed_positions,
-            failures: failures
-                .into_inner()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        }
+        Ok(written)
     }
+}
 
-    /// Writes one file (or keeps it with `delta` when it already matches).
-    /// Returns (kept, bytes written).
-    fn restore_file(
-        &self,
-        path: &Path,
-        entry: &Entry,
-        delta: bool,
-        progress: &dyn Progress,
-    ) -> Result<(bool, u64)> {
-        let EntryKind::File {
-            size,
-            digest,
-            chunks,
-        } = &entry.kind
-        else {
-            return Ok((false, 0));
-        };
-        if delta {
-            if matches_existing(path, *size, digest, self.keys()) {
-                apply_metadata(path, &entry.metadata)?;
-                progress.advance(*size);
-                return Ok((true, 0));
-            }
-            remove_unless(path, |_| false)?;
+/// Readies one file to be written: with `delta`, keeps it (returns true)
+/// when it already has the entry's size and digest, else removes what is
+/// there; then creates it empty (never through a symlink).
+fn prepare_file(
+    path: &Path,
+    item: &WalkedEntry,
+    delta: bool,
+    keys: &Keys,
+    progress: &dyn Progress,
+) -> Result<bool> {
+    let EntryKind::File { size, digest, .. } = &item.entry.kind else {
+        return Ok(true); // only files are planned: nothing to write
+    };
+    if delta {
+        if matches_existing(path, *size, digest, keys) {
+            apply_metadata(path, &item.entry.metadata)?;
+            progress.advance(*size);
+            return Ok(true);
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(path)
-            .context(|| format!("creating {}", path.display()))?;
-        let content = FileContent {
-            size: *size,
-            digest,
-            chunks,
-        };
-        let restored_file = || format!("restored file {}", path.display());
-        let written =
-            self.write_file_content(content, &restored_file, &mut file, &mut |bytes| {
-                progress.advance(bytes)
-            })?;
-        drop(file);
-        apply_metadata(path, &entry.metadata)?;
-        Ok((false, written))
+        remove_unless(path, |_| false)?;
     }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .context(|| format!("creating {}", path.display()))?;
+    Ok(false)
 }
 
 /// Creates the planned directories (parents come before children in the
@@ -526,21 +537,7 @@ fn matches_existing(path: &Path, size: u64, digest: &Id, keys: &Keys) -> bool {
     if !stat.is_file() || stat.len() != size {
         return false;
     }
-    let Ok(mut file) = File::open(path) else {
-        return false;
-    };
-    let mut hasher = keys.hasher();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(count) => {
-                hasher.update(&buffer[..count]);
-            }
-            Err(_) => return false,
-        }
-    }
-    Id(*hasher.finalize().as_bytes()) == *digest
+    matches!(file_digest(path, keys), Ok((length, actual)) if length == size && actual == *digest)
 }
 
 /// Removes entries under `target` that the snapshot does not have; returns how many.
