@@ -102,6 +102,9 @@ pub fn hint(error: &Error) -> &'static str {
         Error::LockLost { .. } => {
             "the backup paused past the lock staleness window or a prune ran meanwhile; run the backup again (it reuses what is still stored)"
         }
+        Error::LockExpired { .. } => {
+            "the command paused (or could not refresh its lock) past the lock staleness margin; run it again (nothing it left behind is lost: the next prune collects it)"
+        }
         Error::PolicyRemovesAll { .. } => {
             "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
         }

@@ -10,13 +10,22 @@
 //! create-if-absent, list and delete, so it holds on object storage too (no
 //! rename, no atomic directory operation).
 //!
-//! A lock is stale, and ignored (and removed by `unlock`), when it was not
-//! refreshed for [`STALE_AFTER`], or when it belongs to a process of this host
-//! that no longer runs. A lock object that does not parse is nobody's live
-//! lock (holders refresh by writing a new well-formed object): it is ignored
-//! by conflict checks and removed by `unlock`. A lock of another format
-//! version is not corrupt and is refused. Holders refresh their lock every [`REFRESH_EVERY`] by
-//! writing a new lock object and deleting the old one.
+//! A lock is stale, and ignored (and removed by `unlock`), when its newest
+//! object was written more than [`STALE_AFTER`] before the judge's own object,
+//! both times by the **storage's** clock (`listing.rs`), or when it belongs to
+//! a process of this host that no longer runs. A lock object that does not
+//! parse is nobody's live lock (holders refresh by writing a new well-formed
+//! object): it is ignored by conflict checks and removed by `unlock`. A lock
+//! of another format version is not corrupt and is refused. Holders refresh
+//! their lock every [`REFRESH_EVERY`] by writing a new lock object and
+//! deleting the old one.
+//!
+//! Invariant the commit check builds on ([`LockGuard::uncontested`]): since
+//! staleness is judged by the storage's clock, a lock taken less than
+//! [`UNCONTESTED_FOR`] ago by the holder's monotonic clock has looked live to
+//! every other locker all along, so no conflicting lock was taken beside it.
+//! A holder whose lock may have looked stale ([`LockGuard::ensure_held`])
+//! must not delete anything.
 
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -30,10 +39,26 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::format_time;
 use crate::id::Id;
 
-/// A lock whose `refreshed` time is older than this is stale.
+/// A lock whose newest object is older than this (storage's clock; the
+/// `refreshed` field against the reader's clock where the storage gives no
+/// times) is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// Holders refresh their lock this often.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// A lock whose first object's PUT began less than this ago (the holder's
+/// monotonic clock) cannot have looked stale to anyone: its age on the
+/// storage's clock is at most this, far inside [`STALE_AFTER`]. The 20
+/// minutes between them absorb a storage clock that runs at another rate and
+/// listings that lag. See `docs/maintenance.md` ("The commit check is free
+/// while the lock is young").
+pub const UNCONTESTED_FOR: Duration = Duration::from_secs(10 * 60);
+/// A holder whose newest lock object was written longer ago than this, or
+/// whose refreshes ever left such a gap (a paused process, a storage that
+/// refused refreshes), may have looked stale to another client: with
+/// [`LockGuard::ensure_held`] it stops before deleting anything. Two
+/// refresh periods of slack for slow or retried refreshes, ten minutes of
+/// margin to [`STALE_AFTER`].
+pub const MAY_HAVE_LAPSED_AFTER: Duration = Duration::from_secs(20 * 60);
 
 /// Shared or exclusive; stored as the `kind` field of a lock object
 /// (`"shared"` / `"exclusive"`).
@@ -160,64 +185,15 @@ fn random_name() -> Result<String> {
     Ok(Id(bytes).to_hex())
 }
 
-/// The lock objects of a repository, sorted into those that parse and those
-/// that do not.
-#[derive(Debug, Default)]
-pub struct LockListing {
-    /// Every lock that parses, with its object name.
-    pub locks: Vec<(String, LockInfo)>,
-    /// Object names of the locks that do not parse (truncated, garbage).
-    /// A corrupt lock is nobody's live lock: a live holder refreshes by
-    /// writing a new, well-formed object, so the corrupt one can only be
-    /// debris. Conflict checks ignore them; `unlock` removes them.
-    pub corrupt: Vec<String>,
-}
+mod clock;
+mod listing;
 
-/// Every lock in the repository with its object name; corrupt ones are
-/// skipped (see [`list_locks_checked`] to learn their names).
-pub fn list_locks(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
-    Ok(list_locks_checked(backend)?.locks)
-}
+pub use clock::LockClock;
+use clock::Reading;
 
-/// Every lock of the repository, the corrupt ones named apart. Fails only on
-/// a lock of another format version (it can be judged neither stale nor
-/// compatible, and is not damage) or when the backend fails.
-pub fn list_locks_checked(backend: &dyn Backend) -> Result<LockListing> {
-    let mut listing = LockListing::default();
-    for object in backend.list(ObjectKind::Lock)? {
-        // A lock deleted between list and read was released: skip it.
-        let Ok(bytes) = backend.read(ObjectKind::Lock, &object.name) else {
-            continue;
-        };
-        match parse_lock(&object.name, &bytes)? {
-            Some(info) => listing.locks.push((object.name, info)),
-            None => listing.corrupt.push(object.name),
-        }
-    }
-    Ok(listing)
-}
-
-/// Only the version field, read first: a lock of a newer format may have
-/// other fields, and must be refused as newer, not taken for corrupt.
-#[derive(Deserialize)]
-struct LockVersion {
-    version: u32,
-}
-
-/// Parses a lock object: `Ok(None)` when it is corrupt, an error when it is
-/// of another version.
-pub fn parse_lock(name: &str, bytes: &[u8]) -> Result<Option<LockInfo>> {
-    if let Ok(probe) = serde_json::from_slice::<LockVersion>(bytes) {
-        if probe.version != LOCK_VERSION {
-            return Err(Error::UnsupportedVersion {
-                object: ObjectKind::Lock.describe(name),
-                found: probe.version,
-                supported: LOCK_VERSION,
-            });
-        }
-    }
-    Ok(serde_json::from_slice::<LockInfo>(bytes).ok())
-}
+pub use listing::{
+    list_locks, list_locks_checked, list_locks_with, parse_lock, ListedLock, LockListing,
+};
 
 /// What [`remove_locks`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -231,48 +207,128 @@ pub struct RemovedLocks {
 /// Removes stale and corrupt locks (every lock with `all`, whatever it
 /// holds: it never needs to parse one, so nothing can make it fail but the
 /// backend).
+///
+/// Staleness is judged by the storage's clock, like every locker judges it:
+/// `unlock` writes a short-lived probe lock (a shared lock, purpose
+/// `unlock (probe)`), lists, and deletes it last. Judged by this process's
+/// clock instead, a host whose clock runs ahead would remove live locks that
+/// every locker still respects, and the commit check's shortcut
+/// ([`LockGuard::uncontested`]) rests on no live lock being removed but by
+/// `--remove-all`. A probe left by a killed `unlock` is an ordinary lock of
+/// a dead process.
 pub fn remove_locks(backend: &dyn Backend, all: bool) -> Result<RemovedLocks> {
-    let mut removed = RemovedLocks::default();
     if all {
-        for object in backend.list(ObjectKind::Lock)? {
-            let corrupt = backend
-                .read(ObjectKind::Lock, &object.name)
-                .map(|bytes| matches!(parse_lock(&object.name, &bytes), Ok(None)))
-                .unwrap_or(false);
-            backend.delete(ObjectKind::Lock, &object.name)?;
-            removed.removed += 1;
-            if corrupt {
-                removed.corrupt.push(object.name);
+        return remove_all_locks(backend);
+    }
+    let mut removed = RemovedLocks::default();
+    let host = host_name();
+    let probe_info = new_info(LockKind::Shared, "unlock (probe)");
+    let probe = random_name()?;
+    write_lock(backend, &probe, &probe_info)?;
+    let listed = list_locks_with(backend, &[(&probe, &probe_info)]);
+    let judged = listed.and_then(|listing| {
+        let now = SystemTime::now();
+        for lock in &listing.locks {
+            if lock.name != probe && listing.is_stale(lock, &host, now) {
+                backend.delete(ObjectKind::Lock, &lock.name)?;
+                removed.removed += 1;
             }
         }
-        return Ok(removed);
-    }
-    let host = host_name();
-    let now = SystemTime::now();
-    let listing = list_locks_checked(backend)?;
-    for (name, info) in listing.locks {
-        if info.is_stale(&host, now) {
+        for name in listing.corrupt {
             backend.delete(ObjectKind::Lock, &name)?;
             removed.removed += 1;
+            removed.corrupt.push(name);
         }
-    }
-    for name in listing.corrupt {
-        backend.delete(ObjectKind::Lock, &name)?;
+        Ok(())
+    });
+    backend.delete(ObjectKind::Lock, &probe)?;
+    judged.map(|()| removed)
+}
+
+/// `unlock --remove-all`: every lock object goes, parsed or not.
+fn remove_all_locks(backend: &dyn Backend) -> Result<RemovedLocks> {
+    let mut removed = RemovedLocks::default();
+    for object in backend.list(ObjectKind::Lock)? {
+        let corrupt = backend
+            .read(ObjectKind::Lock, &object.name)
+            .map(|bytes| matches!(parse_lock(&object.name, &bytes), Ok(None)))
+            .unwrap_or(false);
+        backend.delete(ObjectKind::Lock, &object.name)?;
         removed.removed += 1;
-        removed.corrupt.push(name);
+        if corrupt {
+            removed.corrupt.push(object.name);
+        }
     }
     Ok(removed)
 }
 
+/// The content of a new lock of this process.
+fn new_info(kind: LockKind, purpose: &str) -> LockInfo {
+    let now = format_time(SystemTime::now());
+    LockInfo {
+        version: LOCK_VERSION,
+        kind,
+        host: host_name(),
+        pid: std::process::id(),
+        purpose: purpose.to_string(),
+        created: now.clone(),
+        refreshed: now,
+        process_start: process_start_time(std::process::id()),
+    }
+}
+
+/// The lock object a guard holds now, and how its objects followed each other.
 struct Held {
     name: String,
     info: LockInfo,
+    clock: LockClock,
+    /// When the PUT of the current object began.
+    put_started: Reading,
+    /// Set when an object of this lock was written [`MAY_HAVE_LAPSED_AFTER`]
+    /// or more after the PUT of the one before began: the lock may have
+    /// looked stale in between.
+    lapsed: bool,
+}
+
+impl Held {
+    /// Writes the next object of this lock (a refresh) and makes it the
+    /// current one; returns the previous one's name and content, which the
+    /// caller deletes (after looking, in [`LockGuard::confirm_live`]).
+    fn write_successor(&mut self, backend: &dyn Backend) -> Result<(String, LockInfo)> {
+        let mut info = self.info.clone();
+        info.refreshed = format_time(SystemTime::now());
+        let name = random_name()?;
+        let started = self.clock.now();
+        write_lock(backend, &name, &info)?;
+        if self.clock.since(self.put_started) >= MAY_HAVE_LAPSED_AFTER {
+            self.lapsed = true;
+        }
+        self.put_started = started;
+        let old_name = std::mem::replace(&mut self.name, name);
+        let old_info = std::mem::replace(&mut self.info, info);
+        Ok((old_name, old_info))
+    }
+
+    /// Why this lock may have looked stale to another client, if it may.
+    fn lapse(&self) -> Option<String> {
+        let age = self.clock.since(self.put_started);
+        if self.lapsed {
+            Some("it was once not refreshed in time (the process was paused, or the storage refused the refresh)".into())
+        } else if age >= MAY_HAVE_LAPSED_AFTER {
+            Some(format!("it was last refreshed {} s ago", age.as_secs()))
+        } else {
+            None
+        }
+    }
 }
 
 /// A lock held until dropped; refreshed in the background meanwhile.
 pub struct LockGuard {
     backend: Arc<dyn Backend>,
     held: Arc<Mutex<Held>>,
+    clock: LockClock,
+    /// When the PUT of the lock's first object began.
+    acquired: Reading,
     stop: Option<Sender<()>>,
     refresher: Option<JoinHandle<()>>,
 }
@@ -285,44 +341,51 @@ impl std::fmt::Debug for LockGuard {
 
 impl LockGuard {
     /// Takes a lock, or fails with [`Error::RepositoryLocked`] naming the
-    /// conflicting lock.
+    /// conflicting lock. Requests: one PUT and one LIST (plus a GET per
+    /// other lock listed; its own object is not read back), and a DELETE
+    /// when it backs off.
     pub fn acquire(backend: Arc<dyn Backend>, kind: LockKind, purpose: &str) -> Result<LockGuard> {
-        let host = host_name();
-        let now = format_time(SystemTime::now());
-        let info = LockInfo {
-            version: LOCK_VERSION,
-            kind,
-            host: host.clone(),
-            pid: std::process::id(),
-            purpose: purpose.to_string(),
-            created: now.clone(),
-            refreshed: now,
-            process_start: process_start_time(std::process::id()),
-        };
+        LockGuard::acquire_timed(backend, kind, purpose, LockClock::default())
+    }
+
+    /// [`LockGuard::acquire`], measuring the lock's age with `clock`.
+    pub fn acquire_timed(
+        backend: Arc<dyn Backend>,
+        kind: LockKind,
+        purpose: &str,
+        clock: LockClock,
+    ) -> Result<LockGuard> {
+        let info = new_info(kind, purpose);
         let name = random_name()?;
+        let acquired = clock.now();
         write_lock(backend.as_ref(), &name, &info)?;
-        let conflict = list_locks(backend.as_ref()).map(|locks| {
-            let now = SystemTime::now();
-            locks.into_iter().find(|(other, other_info)| {
-                other != &name
-                    && !other_info.is_stale(&host, now)
-                    && (kind == LockKind::Exclusive || other_info.kind == LockKind::Exclusive)
-            })
-        });
-        match conflict {
-            Ok(None) => {}
-            Ok(Some((_, other))) => {
-                backend.delete(ObjectKind::Lock, &name)?;
+        let checked = list_locks_with(backend.as_ref(), &[(&name, &info)]).and_then(|listing| {
+            if !listing.contains(&name) {
                 return Err(Error::RepositoryLocked {
-                    holder: other.describe(),
+                    holder: format!(
+                        "its own {} was not listed right after it was written (removed at once by `unlock --remove-all`, or the storage's listing is not read-after-write consistent)",
+                        ObjectKind::Lock.describe(&name)
+                    ),
                 });
             }
-            Err(error) => {
-                backend.delete(ObjectKind::Lock, &name)?;
-                return Err(error);
+            match listing.conflicts(&[&name], kind).first() {
+                Some(other) => Err(Error::RepositoryLocked {
+                    holder: other.info.describe(),
+                }),
+                None => Ok(()),
             }
+        });
+        if let Err(error) = checked {
+            backend.delete(ObjectKind::Lock, &name)?;
+            return Err(error);
         }
-        let held = Arc::new(Mutex::new(Held { name, info }));
+        let held = Arc::new(Mutex::new(Held {
+            name,
+            info,
+            clock: clock.clone(),
+            put_started: acquired,
+            lapsed: false,
+        }));
         let (stop, stopped) = channel::<()>();
         let refresher = {
             let backend = Arc::clone(&backend);
@@ -346,50 +409,91 @@ impl LockGuard {
         Ok(LockGuard {
             backend,
             held,
+            clock,
+            acquired,
             stop: Some(stop),
             refresher: Some(refresher),
         })
     }
 
-    /// Re-checks, before a commit, that this lock still protects its holder:
-    /// its object must still exist (a lock that went stale may have been
-    /// removed by `unlock`), and no live exclusive lock may exist beside it
-    /// (a prune that took its lock while this one looked stale). The lock is
-    /// refreshed first, so a prune starting after this check sees it live and
-    /// waits. Fails with [`Error::LockLost`].
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the lock was taken less than [`UNCONTESTED_FOR`] ago (the PUT
+    /// of its first object began then, by this process's monotonic clock).
+    /// Staleness being judged by the storage's clock, no other locker can
+    /// have taken it for stale yet, so no exclusive lock was taken beside
+    /// it: [`CommitCheck::confirm`](crate::repo::commit::CommitCheck::confirm)
+    /// then needs no request. Blind to an operator's `unlock --remove-all`.
+    pub fn uncontested(&self) -> bool {
+        self.clock.since(self.acquired) < UNCONTESTED_FOR
+    }
+
+    /// Fails with [`Error::LockExpired`] when this lock may have looked
+    /// stale to another client at some point (see [`MAY_HAVE_LAPSED_AFTER`]):
+    /// a command about to delete calls it before each deletion, since
+    /// another command may have taken a conflicting lock meanwhile and
+    /// relied on what it would delete. No request.
+    pub fn ensure_held(&self) -> Result<()> {
+        let held = self.held();
+        match held.lapse() {
+            None => Ok(()),
+            Some(reason) => Err(Error::LockExpired {
+                lock: held.info.describe(),
+                reason,
+            }),
+        }
+    }
+
+    /// Re-checks, before a commit, that this lock still protects its holder,
+    /// with one listing: the lock is refreshed (a new object is written),
+    /// the locks are listed, then the previous object is deleted. In that
+    /// listing the previous object must still be there (a lock that went
+    /// stale may have been removed by `unlock`), and no live exclusive lock
+    /// may be beside it (a prune that took its lock while this one looked
+    /// stale). A prune starting after the new object was written sees it
+    /// live and waits. Fails with [`Error::LockLost`]. Requests: PUT, LIST,
+    /// DELETE (and a GET per other lock listed); the listing is repeated only
+    /// while an exclusive lock object is in it (see below).
     ///
     /// This does not see a prune that already finished: the caller checks
     /// that the index files it saw are still there (every prune that deletes
     /// anything deletes them), see `docs/maintenance.md`.
     pub fn confirm_live(&self) -> Result<()> {
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let locks = list_locks(self.backend.as_ref())?;
-        if !locks.iter().any(|(name, _)| *name == held.name) {
+        let mut held = self.held();
+        let (previous, previous_info) = held.write_successor(self.backend.as_ref())?;
+        let own = held.name.clone();
+        let listing = list_locks_with(
+            self.backend.as_ref(),
+            &[(&previous, &previous_info), (&own, &held.info)],
+        );
+        self.backend.delete(ObjectKind::Lock, &previous)?;
+        drop(held);
+        let listing = listing?;
+        if !listing.contains(&previous) {
             return Err(Error::LockLost {
                 reason: format!(
                     "its lock object {} is gone (removed as stale?)",
-                    ObjectKind::Lock.describe(&held.name)
+                    ObjectKind::Lock.describe(&previous)
                 ),
             });
         }
-        refresh(self.backend.as_ref(), &mut held)?;
-        let own = held.name.clone();
-        drop(held);
         // An exclusive lock object is not yet an exclusive lock: a prune that
         // asks (with `--retry-lock`, again and again) writes its object, sees
         // this shared lock, and removes its object again. Only one that is
         // still there, the same holder (host, pid, creation time), after that
         // round trip could take has really been taken.
-        let mut seen = self.live_exclusive_locks(&own)?;
+        let own_names = [own.as_str(), previous.as_str()];
+        let mut seen: Vec<LockInfo> = exclusive_infos(&listing, &own_names);
         for pause in CANDIDATE_LOCK_PAUSES {
             if seen.is_empty() {
                 return Ok(());
             }
             std::thread::sleep(pause);
-            let now_seen = self.live_exclusive_locks(&own)?;
+            let now_seen = self.live_exclusive_locks()?;
             seen.retain(|holder| now_seen.iter().any(|other| same_holder(holder, other)));
         }
         match seen.first() {
@@ -400,27 +504,29 @@ impl LockGuard {
         }
     }
 
-    /// The live exclusive locks other than `own`.
-    fn live_exclusive_locks(&self, own: &str) -> Result<Vec<LockInfo>> {
-        let host = host_name();
-        let now = SystemTime::now();
-        Ok(list_locks(self.backend.as_ref())?
-            .into_iter()
-            .filter(|(name, info)| {
-                name != own && info.kind == LockKind::Exclusive && !info.is_stale(&host, now)
-            })
-            .map(|(_, info)| info)
-            .collect())
+    /// The live exclusive locks other than this one's, from a new listing.
+    fn live_exclusive_locks(&self) -> Result<Vec<LockInfo>> {
+        let (name, info) = {
+            let held = self.held();
+            (held.name.clone(), held.info.clone())
+        };
+        let listing = list_locks_with(self.backend.as_ref(), &[(&name, &info)])?;
+        Ok(exclusive_infos(&listing, &[&name]))
     }
 
     /// Name of the lock object currently held.
     pub fn name(&self) -> String {
-        self.held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .name
-            .clone()
+        self.held().name.clone()
     }
+}
+
+/// The live exclusive locks of `listing` but the caller's `own` objects.
+fn exclusive_infos(listing: &LockListing, own: &[&str]) -> Vec<LockInfo> {
+    listing
+        .conflicts(own, LockKind::Shared)
+        .into_iter()
+        .map(|lock| lock.info.clone())
+        .collect()
 }
 
 /// How long [`LockGuard::confirm_live`] watches an exclusive lock object
@@ -441,13 +547,9 @@ fn write_lock(backend: &dyn Backend, name: &str, info: &LockInfo) -> Result<()> 
     Ok(())
 }
 
+/// The periodic refresh: a new object, then the old one goes.
 fn refresh(backend: &dyn Backend, held: &mut Held) -> Result<()> {
-    let mut info = held.info.clone();
-    info.refreshed = format_time(SystemTime::now());
-    let name = random_name()?;
-    write_lock(backend, &name, &info)?;
-    let old = std::mem::replace(&mut held.name, name);
-    held.info = info;
+    let (old, _) = held.write_successor(backend)?;
     Ok(backend.delete(ObjectKind::Lock, &old)?)
 }
 
@@ -474,7 +576,8 @@ impl crate::repo::Repository {
     pub fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard> {
         let started = std::time::Instant::now();
         let guard = loop {
-            match LockGuard::acquire(Arc::clone(&self.backend), kind, purpose) {
+            let clock = self.lock_clock.clone();
+            match LockGuard::acquire_timed(Arc::clone(&self.backend), kind, purpose, clock) {
                 Err(Error::RepositoryLocked { .. }) if started.elapsed() < self.lock_retry => {
                     std::thread::sleep(lock_retry_pause());
                 }
@@ -512,6 +615,12 @@ impl crate::repo::Repository {
         }
     }
 
+    /// The clock this handle's locks measure their age by: a test plays a
+    /// paused process with [`LockClock::simulate_pause`].
+    pub fn lock_clock(&self) -> &LockClock {
+        &self.lock_clock
+    }
+
     /// Makes every command of this handle wait up to `wait` for a
     /// conflicting lock to go away (restic's `--retry-lock`): a prune
     /// started next to nightly backups then runs when they finish.
@@ -539,224 +648,4 @@ fn lock_retry_pause() -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backend::MemoryBackend;
-
-    #[test]
-    fn shared_locks_coexist_and_exclusive_excludes() {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let first = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup a").unwrap();
-        let second =
-            LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup b").unwrap();
-        let error =
-            LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune").unwrap_err();
-        assert!(
-            matches!(&error, Error::RepositoryLocked { holder } if holder.contains("backup")),
-            "{error}"
-        );
-        // The loser removed its own lock.
-        assert_eq!(list_locks(backend.as_ref()).unwrap().len(), 2);
-        drop(first);
-        drop(second);
-        assert!(list_locks(backend.as_ref()).unwrap().is_empty());
-        let exclusive =
-            LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune").unwrap();
-        let error =
-            LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap_err();
-        assert!(
-            matches!(&error, Error::RepositoryLocked { holder } if holder.contains("prune")),
-            "{error}"
-        );
-        drop(exclusive);
-        assert!(list_locks(backend.as_ref()).unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_lock_of_an_unknown_version_is_refused() {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let newer = LockInfo {
-            version: LOCK_VERSION + 1,
-            kind: LockKind::Shared,
-            host: host_name(),
-            pid: std::process::id(),
-            purpose: "backup".into(),
-            created: format_time(SystemTime::now()),
-            refreshed: format_time(SystemTime::now()),
-            process_start: None,
-        };
-        write_lock(backend.as_ref(), "newer", &newer).unwrap();
-        let error = list_locks(backend.as_ref()).unwrap_err();
-        assert_eq!(error.code(), crate::ErrorCode::UnsupportedVersion);
-        let error = LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune")
-            .err()
-            .unwrap();
-        assert_eq!(error.code(), crate::ErrorCode::UnsupportedVersion);
-    }
-
-    #[test]
-    fn a_corrupt_lock_is_ignored_and_removed() {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        backend
-            .write_if_absent(ObjectKind::Lock, "torn", b"{\"version\": 1, \"ki")
-            .unwrap();
-        let listing = list_locks_checked(backend.as_ref()).unwrap();
-        assert!(listing.locks.is_empty());
-        assert_eq!(listing.corrupt, ["torn"]);
-        // Exclusive locking is not blocked by it.
-        drop(LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune").unwrap());
-        let removed = remove_locks(backend.as_ref(), false).unwrap();
-        assert_eq!(removed.removed, 1);
-        assert_eq!(removed.corrupt, ["torn"]);
-        assert!(backend.list(ObjectKind::Lock).unwrap().is_empty());
-    }
-
-    #[test]
-    fn stale_locks_are_ignored_and_removed() {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let old = LockInfo {
-            version: LOCK_VERSION,
-            kind: LockKind::Exclusive,
-            host: "elsewhere".into(),
-            pid: 1,
-            purpose: "prune".into(),
-            created: "2020-01-01T00:00:00Z".into(),
-            refreshed: "2020-01-01T00:00:00Z".into(),
-            process_start: None,
-        };
-        write_lock(backend.as_ref(), "old", &old).unwrap();
-        // A dead process of this host, refreshed just now.
-        let now = format_time(SystemTime::now());
-        let dead = LockInfo {
-            host: host_name(),
-            pid: u32::MAX - 7,
-            created: now.clone(),
-            refreshed: now,
-            ..old.clone()
-        };
-        write_lock(backend.as_ref(), "dead", &dead).unwrap();
-        // A live lock of another host is not stale.
-        let live = LockInfo {
-            kind: LockKind::Shared,
-            refreshed: format_time(SystemTime::now()),
-            ..old.clone()
-        };
-        assert!(!live.is_stale(&host_name(), SystemTime::now()));
-        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
-        drop(guard);
-        assert_eq!(remove_locks(backend.as_ref(), false).unwrap().removed, 2);
-        assert!(list_locks(backend.as_ref()).unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_lock_whose_pid_was_reused_by_another_process_is_stale() {
-        let now = format_time(SystemTime::now());
-        let me = std::process::id();
-        let mine = LockInfo {
-            version: LOCK_VERSION,
-            kind: LockKind::Exclusive,
-            host: host_name(),
-            pid: me,
-            purpose: "prune".into(),
-            created: now.clone(),
-            refreshed: now,
-            process_start: process_start_time(me),
-        };
-        assert!(!mine.is_stale(&host_name(), SystemTime::now()));
-        if let Some(start) = mine.process_start {
-            // The same pid, started at another time: another process.
-            let reused = LockInfo {
-                process_start: Some(start + 1),
-                ..mine.clone()
-            };
-            assert!(reused.is_stale(&host_name(), SystemTime::now()));
-        }
-        // A lock of an earlier build (no start time): the pid decides.
-        let earlier = LockInfo {
-            process_start: None,
-            ..mine
-        };
-        assert!(!earlier.is_stale(&host_name(), SystemTime::now()));
-    }
-
-    #[test]
-    fn confirm_live_fails_once_the_lock_is_gone_or_an_exclusive_lock_appeared() {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
-        guard.confirm_live().unwrap();
-        // Confirming refreshed the lock: still exactly one, under a new name.
-        assert_eq!(list_locks(backend.as_ref()).unwrap().len(), 1);
-        backend.delete(ObjectKind::Lock, &guard.name()).unwrap();
-        let error = guard.confirm_live().unwrap_err();
-        assert!(
-            matches!(&error, Error::LockLost { reason } if reason.contains("gone")),
-            "{error}"
-        );
-        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
-        let now = format_time(SystemTime::now());
-        let prune = LockInfo {
-            version: LOCK_VERSION,
-            kind: LockKind::Exclusive,
-            host: "elsewhere".into(),
-            pid: 1,
-            purpose: "prune".into(),
-            created: now.clone(),
-            refreshed: now,
-            process_start: None,
-        };
-        write_lock(backend.as_ref(), "prune", &prune).unwrap();
-        let error = guard.confirm_live().unwrap_err();
-        assert_eq!(error.code(), crate::ErrorCode::RepositoryLocked);
-        assert!(
-            error.to_string().contains("exclusive lock of prune"),
-            "{error}"
-        );
-    }
-
-    /// Review of issue 15 (a `prune --retry-lock` racing backups failed one
-    /// of them): an exclusive lock object that its writer removes again
-    /// (it saw this shared lock) is a candidate, not a lock taken.
-    #[test]
-    fn confirm_live_ignores_an_exclusive_candidate_that_backs_off() {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
-        // A prune's object, written just before it lists the locks, sees
-        // this shared lock and is removed again (200 ms later: a slow store).
-        let now = format_time(SystemTime::now());
-        let candidate = LockInfo {
-            version: LOCK_VERSION,
-            kind: LockKind::Exclusive,
-            host: "elsewhere".into(),
-            pid: 1,
-            purpose: "prune".into(),
-            created: now.clone(),
-            refreshed: now,
-            process_start: None,
-        };
-        write_lock(backend.as_ref(), "candidate", &candidate).unwrap();
-        let backing_off = {
-            let backend = Arc::clone(&backend);
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(200));
-                backend.delete(ObjectKind::Lock, "candidate").unwrap();
-            })
-        };
-        guard.confirm_live().unwrap();
-        backing_off.join().unwrap();
-    }
-
-    #[test]
-    fn refresh_replaces_the_lock_object() {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
-        let before = guard.name();
-        {
-            let mut held = guard.held.lock().unwrap();
-            refresh(backend.as_ref(), &mut held).unwrap();
-        }
-        let locks = list_locks(backend.as_ref()).unwrap();
-        assert_eq!(locks.len(), 1);
-        assert_ne!(locks[0].0, before);
-        assert_eq!(locks[0].0, guard.name());
-    }
-}
+mod tests;
