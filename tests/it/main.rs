@@ -24,6 +24,7 @@ mod hostile_bytes;
 mod identity;
 mod kill_loops;
 mod layers;
+mod lean_locks;
 mod library;
 mod live_safety;
 mod metadata_cache;
