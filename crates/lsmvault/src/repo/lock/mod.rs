@@ -39,6 +39,16 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::format_time;
 use crate::id::Id;
 
+mod clock;
+mod listing;
+
+pub use clock::LockClock;
+use clock::Reading;
+
+pub use listing::{
+    list_locks, list_locks_checked, list_locks_with, parse_lock, ListedLock, LockListing,
+};
+
 /// A lock whose newest object is older than this (storage's clock; the
 /// `refreshed` field against the reader's clock where the storage gives no
 /// times) is stale.
@@ -108,7 +118,10 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    /// Whether the lock no longer protects anything.
+    /// Whether the lock no longer protects anything, judged by its holder's
+    /// clock (`refreshed`) against `now`: the rule for a storage that lists
+    /// no modification times. Lockers judge by the storage's clock where it
+    /// has one ([`LockListing::is_stale`]).
     pub fn is_stale(&self, this_host: &str, now: SystemTime) -> bool {
         let refreshed = humantime::parse_rfc3339(&self.refreshed).unwrap_or(SystemTime::UNIX_EPOCH);
         if now.duration_since(refreshed).unwrap_or_default() > STALE_AFTER {
@@ -184,16 +197,6 @@ fn random_name() -> Result<String> {
     crate::codec::crypto::random_bytes(&mut bytes)?;
     Ok(Id(bytes).to_hex())
 }
-
-mod clock;
-mod listing;
-
-pub use clock::LockClock;
-use clock::Reading;
-
-pub use listing::{
-    list_locks, list_locks_checked, list_locks_with, parse_lock, ListedLock, LockListing,
-};
 
 /// What [`remove_locks`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
