@@ -235,17 +235,19 @@ fn succeeded_or_locked(output: &Output, what: &str) -> bool {
 }
 
 /// Backups (whose commit check is skipped: their locks are young) and
-/// `forget --prune` race for `LSMVAULT_LEAN_LOCKS_SECONDS`; every command
-/// ends with 0 or 23, and the repository verifies clean with its data read:
-/// no snapshot references a pack a prune deleted.
-#[test]
-fn prune_racing_backups_never_leaves_a_snapshot_referencing_a_deleted_pack() {
+/// `forget --prune` race for `LSMVAULT_LEAN_LOCKS_SECONDS` through `run`
+/// (`lsmvault ARGS` on one repository); every command ends with 0 or 23, and
+/// the repository verifies clean with its data read: no snapshot references a
+/// pack a prune deleted. Returns how many backups and prunes succeeded.
+fn race_prune_and_backups(
+    work: &Path,
+    source: &Path,
+    run: &(dyn Fn(&[&str]) -> Output + Sync),
+) -> (u64, u64) {
     let seconds: u64 = std::env::var("LSMVAULT_LEAN_LOCKS_SECONDS")
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(6);
-    let work = tempfile::tempdir().unwrap();
-    let (repo, source) = repository_with_a_snapshot(work.path());
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let (mut backups, mut prunes) = (0, 0);
     std::thread::scope(|scope| {
@@ -259,7 +261,7 @@ fn prune_racing_backups_never_leaves_a_snapshot_referencing_a_deleted_pack() {
                 let _ = fs::remove_file(source.join(format!("{:06}.sst", round + 99)));
                 let name = format!("{:06}.sst", round + 100);
                 fs::write(source.join(name), seeded_bytes(round + 10, 200_000)).unwrap();
-                let output = lsmvault(&repo, &["backup", "-q", source.to_str().unwrap()]);
+                let output = run(&["backup", "-q", source.to_str().unwrap()]);
                 if succeeded_or_locked(&output, "backup") {
                     done += 1;
                 }
@@ -268,7 +270,7 @@ fn prune_racing_backups_never_leaves_a_snapshot_referencing_a_deleted_pack() {
         });
         let mut pruned = 0;
         while Instant::now() < deadline {
-            let output = lsmvault(&repo, &["forget", "--keep-last", "1", "--prune", "-q"]);
+            let output = run(&["forget", "--keep-last", "1", "--prune", "-q"]);
             if succeeded_or_locked(&output, "forget --prune") {
                 pruned += 1;
             }
@@ -281,16 +283,39 @@ fn prune_racing_backups_never_leaves_a_snapshot_referencing_a_deleted_pack() {
         backups > 0 && prunes > 0,
         "{backups} backups, {prunes} prunes"
     );
-    let report = lsmvault_json(&repo, &["verify", "--read-data"]);
+    let verified = run(&["--json", "verify", "--read-data"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&assert_success(&verified, "verify --read-data")).unwrap();
     assert!(
         report["findings"].as_array().unwrap().is_empty(),
         "{report:#}"
     );
-    let target = work.path().join("restored");
-    lsmvault_ok(
-        &repo,
-        &["restore", "latest", "--target", target.to_str().unwrap()],
+    let target = work.join("restored");
+    assert_success(
+        &run(&["restore", "latest", "--target", target.to_str().unwrap()]),
+        "restore latest",
     );
+    (backups, prunes)
+}
+
+#[test]
+fn prune_racing_backups_never_leaves_a_snapshot_referencing_a_deleted_pack() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repository_with_a_snapshot(work.path());
+    race_prune_and_backups(work.path(), &source, &|args| lsmvault(&repo, args));
+}
+
+/// The same race over S3 (moto): locks judged by `Last-Modified`.
+#[test]
+fn over_s3_prune_racing_backups_never_leaves_a_snapshot_referencing_a_deleted_pack() {
+    let Some(moto) = Moto::start() else { return };
+    let repo = moto.fresh_location();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("000001.sst"), seeded_bytes(1, 300_000)).unwrap();
+    lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    race_prune_and_backups(work.path(), &source, &|args| lsmvault_s3(&repo, None, args));
 }
 
 /// Prune and unlock over S3 judge a lock by S3's `Last-Modified`: a lock
