@@ -25,6 +25,7 @@ mod identity;
 mod kill_loops;
 mod layers;
 mod lean_cache;
+mod lean_locks;
 mod library;
 mod live_safety;
 mod metadata_cache;

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use crate::common::*;
 use lsmvault::backend::ObjectKind;
-use lsmvault::repo::lock::{LockGuard, LockKind};
+use lsmvault::repo::lock::{LockClock, LockGuard, LockKind, STALE_AFTER};
 use lsmvault::{
     BackupMode, BackupOptions, Error, ErrorCode, InitOptions, NoProgress, Progress, PruneOptions,
     ReadData, Repository, RestoreOptions, VerifyOptions,
@@ -117,7 +117,8 @@ fn backup_verify_existing_rewrites_damaged_blobs() {
 }
 
 /// What happens, at the "committing" phase of a backup, to simulate a backup
-/// paused past the lock staleness window.
+/// paused past the lock staleness window (its lock clock jumps by the
+/// window too: a backup that knows its lock is young skips the check).
 #[derive(Clone, Copy, PartialEq)]
 enum WhilePaused {
     /// Its lock is removed as stale and a prune runs.
@@ -135,6 +136,8 @@ struct PauseAtCommit {
     what: WhilePaused,
     done: AtomicBool,
     held: Mutex<Option<LockGuard>>,
+    /// The backup's lock clock: it is paused past the window.
+    clock: LockClock,
 }
 
 impl Progress for PauseAtCommit {
@@ -142,6 +145,8 @@ impl Progress for PauseAtCommit {
         if phase != "committing" || self.done.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.clock
+            .simulate_pause(STALE_AFTER + std::time::Duration::from_secs(60));
         let other = Repository::open_local(&self.repo).unwrap();
         let backend = other.backend();
         let locks: Vec<(String, Vec<u8>)> = backend
@@ -180,13 +185,14 @@ fn backup_paused_at_commit(what: WhilePaused) -> Error {
         seeded_bytes(9, 1_500_000),
     )
     .unwrap();
+    let repository = Repository::open_local(&fixture.repo).unwrap();
     let hook = PauseAtCommit {
         repo: fixture.repo.clone(),
         what,
         done: AtomicBool::new(false),
         held: Mutex::new(None),
+        clock: repository.lock_clock().clone(),
     };
-    let repository = Repository::open_local(&fixture.repo).unwrap();
     let before = snapshot_ids(&fixture.repo);
     let error = repository
         .backup(&fixture.source, &BackupOptions::default(), &hook)

@@ -26,7 +26,9 @@ pub fn hint(error: &Error) -> &'static str {
         Error::ConditionalWritesUnsupported { .. } => {
             "use a server that honours `If-None-Match: *` on PUT (AWS S3, MinIO, R2…); see docs/maintenance.md, \"Object storage\""
         }
-        Error::RepositoryLocked { .. } | Error::LockLost { .. } => lock_hint(error),
+        Error::RepositoryLocked { .. } | Error::LockLost { .. } | Error::LockExpired { .. } => {
+            lock_hint(error)
+        }
         Error::RepositoryNotFound { .. }
         | Error::RepositoryExists { .. }
         | Error::UnsupportedVersion { .. }
@@ -106,6 +108,9 @@ fn lock_hint(error: &Error) -> &'static str {
         }
         Error::LockLost { .. } => {
             "the backup paused past the lock staleness window or a prune ran meanwhile; run the backup again (it reuses what is still stored)"
+        }
+        Error::LockExpired { .. } => {
+            "the command paused (or could not refresh its lock) past the lock staleness margin; run it again (nothing it left behind is lost: the next prune collects it)"
         }
         _ => GENERIC,
     }

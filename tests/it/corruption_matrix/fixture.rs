@@ -150,7 +150,12 @@ impl Base {
         assert!(archived.status.success(), "{archived:?}");
         let locks = ["e".repeat(64), "f".repeat(64)];
         for (name, purpose) in locks.iter().zip(["backup", "restore"]) {
-            fs::write(repo.join("locks").join(name), stale_lock(purpose)).unwrap();
+            let path = repo.join("locks").join(name);
+            fs::write(&path, stale_lock(purpose)).unwrap();
+            // Stale by the storage's clock too (locks are judged by their
+            // object's mtime): written when its holder said, in 2020.
+            filetime::set_file_mtime(&path, filetime::FileTime::from_unix_time(1_577_836_800, 0))
+                .unwrap();
         }
         let other = work.path().join("other");
         Repository::init_local(&other, init_options(encrypted)).unwrap();

@@ -323,13 +323,7 @@ impl CachingBackend {
 }
 
 impl Backend for CachingBackend {
-    delegate_to_inner!(
-        location,
-        is_remote,
-        read_range,
-        exists,
-        create
-    );
+    delegate_to_inner!(location, is_remote, read_range, exists, create);
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         if !is_cached(kind) {

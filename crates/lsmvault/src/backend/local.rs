@@ -361,6 +361,7 @@ impl Backend for LocalBackend {
                 Ok(metadata) => Ok(vec![ObjectInfo {
                     name: "config".to_string(),
                     size: metadata.len(),
+                    modified: metadata.modified().ok(),
                 }]),
                 Err(error) if error.kind() == ErrorKind::NotFound => Ok(Vec::new()),
                 Err(error) => Err(listing_error(format!("stat {}", path.display()), error)),
@@ -397,6 +398,7 @@ impl Backend for LocalBackend {
                     objects.push(ObjectInfo {
                         name,
                         size: metadata.len(),
+                        modified: metadata.modified().ok(),
                     });
                 }
             }

@@ -9,10 +9,13 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use super::{Backend, Error, ObjectInfo, ObjectKind, Result, WriteOutcome};
 
-type Objects = HashMap<(String, String), Arc<Vec<u8>>>;
+/// Each object's bytes and the time it was written (listed as its
+/// `modified`: this process's clock is the storage's clock here).
+type Objects = HashMap<(String, String), (Arc<Vec<u8>>, SystemTime)>;
 
 /// A repository held in process memory.
 #[derive(Debug, Default)]
@@ -42,7 +45,7 @@ impl MemoryBackend {
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Arc<Vec<u8>>> {
         self.objects()
             .get(&Self::key(kind, name))
-            .cloned()
+            .map(|(bytes, _)| Arc::clone(bytes))
             .ok_or_else(|| Error::NotFound {
                 kind,
                 name: name.to_string(),
@@ -91,14 +94,14 @@ impl Backend for MemoryBackend {
         if objects.contains_key(&key) {
             return Ok(WriteOutcome::AlreadyExisted);
         }
-        objects.insert(key, Arc::new(bytes.to_vec()));
+        objects.insert(key, (Arc::new(bytes.to_vec()), SystemTime::now()));
         Ok(WriteOutcome::Created)
     }
 
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {
         self.objects().insert(
             Self::key(ObjectKind::Config, "config"),
-            Arc::new(bytes.to_vec()),
+            (Arc::new(bytes.to_vec()), SystemTime::now()),
         );
         Ok(())
     }
@@ -109,9 +112,10 @@ impl Backend for MemoryBackend {
             .objects()
             .iter()
             .filter(|((object_directory, _), _)| object_directory == directory)
-            .map(|((_, key), bytes)| ObjectInfo {
+            .map(|((_, key), (bytes, written))| ObjectInfo {
                 name: key.rsplit('/').next().unwrap_or(key).to_string(),
                 size: bytes.len() as u64,
+                modified: Some(*written),
             })
             .collect())
     }

@@ -98,6 +98,7 @@ pub use s3::S3Backend;
 pub use throttle::ThrottledBackend;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// The backend of a repository location: `s3:http(s)://host[:port]/bucket[/prefix]`
 /// or `s3://bucket[/prefix]` is an [`S3Backend`] (see [`s3::S3Location`]);
@@ -198,7 +199,8 @@ pub enum WriteOutcome {
     AlreadyExisted,
 }
 
-/// A listed object: its name and size in bytes.
+/// A listed object: its name, size in bytes and, where the storage says,
+/// when it was written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectInfo {
     /// The object's name within its kind, as [`Backend::read`] takes it: for
@@ -208,6 +210,12 @@ pub struct ObjectInfo {
     /// The object's whole size in bytes as stored (sealed and compressed
     /// bytes, not the logical size of what it holds).
     pub size: u64,
+    /// When the object was written, by the **storage's** clock (S3's
+    /// `Last-Modified`, a local file's mtime, the memory backend's time of
+    /// the write); `None` when the backend does not say. Objects are never
+    /// rewritten, so this is their creation time. Locks judge staleness by
+    /// it (`repo/lock`): one clock for every client, whatever theirs say.
+    pub modified: Option<SystemTime>,
 }
 
 /// Repository storage.

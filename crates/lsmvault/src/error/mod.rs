@@ -303,6 +303,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A command about to delete found that its lock may have looked stale
+    /// to other clients (it was paused, or its refreshes failed, for longer
+    /// than `repo::lock::MAY_HAVE_LAPSED_AFTER`): another command may have
+    /// taken a conflicting lock meanwhile and rely on what it would delete,
+    /// so it stopped (what it wrote stays for the next prune).
+    #[error("stopped before deleting anything more: the {lock} may have looked stale to other commands ({reason}); run it again")]
+    LockExpired {
+        /// The lock in words (kind, purpose, pid, host, creation time).
+        lock: String,
+        /// Why it may have looked stale.
+        reason: String,
+    },
+
     /// A retention policy would remove every snapshot of a group, and the
     /// caller did not allow that
     /// ([`ForgetOptions::allow_remove_all`](crate::ForgetOptions::allow_remove_all)).
@@ -493,7 +506,9 @@ impl Error {
             Error::Backend(backend::Error::CacheOutdated { .. }) => ErrorCode::Other,
             Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
-            Error::RepositoryLocked { .. } | Error::LockLost { .. } => ErrorCode::RepositoryLocked,
+            Error::RepositoryLocked { .. } | Error::LockLost { .. } | Error::LockExpired { .. } => {
+                ErrorCode::RepositoryLocked
+            }
             Error::PolicyRemovesAll { .. } => ErrorCode::PolicyRemovesAll,
             Error::PasswordRequired { .. } => ErrorCode::PasswordRequired,
             Error::WrongPassword { .. } => ErrorCode::WrongPassword,

@@ -6,19 +6,25 @@
 //! backup writes it again and the repository heals (`--verify-existing`
 //! goes further and reads every reused blob, see [`PackWriter`]).
 //!
+//! The writer lists the index files once, after taking its lock: that one
+//! listing is both what its index is loaded from ([`StoredBlobs::load`]) and
+//! what its commit check records ([`CommitCheck::start`]).
+//!
 //! Just before the snapshot is written, [`CommitCheck::confirm`] makes sure
 //! no prune ran since the start: the backup's lock must still be live (see
 //! [`LockGuard::confirm_live`]) and every index file the backup saw or wrote
 //! must still exist, since a prune that deletes anything replaces all index
 //! files. Both need only list, create-if-absent and delete, so they hold on
-//! object storage too (`docs/maintenance.md`).
+//! object storage too (`docs/maintenance.md`). While the lock is younger than
+//! [`UNCONTESTED_FOR`](crate::repo::lock::UNCONTESTED_FOR) neither can fail, and the check makes no request (see
+//! [`LockGuard::uncontested`]).
 //!
 //! [`PackWriter`]: crate::repo::PackWriter
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::backend::ObjectKind;
+use crate::backend::{ObjectInfo, ObjectKind};
 use crate::error::{Error, Result};
 use crate::format::index::Index;
 use crate::format::snapshot::Snapshot;
@@ -40,9 +46,11 @@ pub struct StoredBlobs {
 }
 
 impl StoredBlobs {
-    /// Loads the index and lists the packs once.
-    pub fn load(repository: &Repository) -> Result<StoredBlobs> {
-        let indexed = repository.index()?;
+    /// Loads the index from `index_files` (the listing the caller took
+    /// after its lock, see [`Repository::list_index_files`]) and lists the
+    /// packs once.
+    pub fn load(repository: &Repository, index_files: &[ObjectInfo]) -> Result<StoredBlobs> {
+        let indexed = repository.load_index_from(index_files)?;
         let packs: HashSet<Id> = repository
             .backend()
             .list(ObjectKind::Pack)?
@@ -75,15 +83,12 @@ pub struct CommitCheck {
 }
 
 impl CommitCheck {
-    /// Records the index files present now (call once the lock is held).
-    pub fn start(repository: &Repository) -> Result<CommitCheck> {
-        let index_files = repository
-            .backend()
-            .list(ObjectKind::Index)?
-            .into_iter()
-            .map(|file| file.name)
-            .collect();
-        Ok(CommitCheck { index_files })
+    /// Records the index files of `listed`, a listing taken once the lock
+    /// was held (the one the index was loaded from).
+    pub fn start(listed: &[ObjectInfo]) -> CommitCheck {
+        CommitCheck {
+            index_files: listed.iter().map(|file| file.name.clone()).collect(),
+        }
     }
 
     /// Adds the index files the backup wrote.
@@ -110,7 +115,18 @@ impl CommitCheck {
 
     /// Fails with [`Error::LockLost`] unless the lock is still live and
     /// every recorded index file still exists.
+    ///
+    /// Skipped, with no request, while the lock is younger than
+    /// [`UNCONTESTED_FOR`](crate::repo::lock::UNCONTESTED_FOR) ([`LockGuard::uncontested`]): staleness being
+    /// judged by the storage's clock, nobody can have taken it for stale,
+    /// so no exclusive lock was taken beside it and no prune ran since it
+    /// was taken (a prune holding an older lock that looked stale stops
+    /// before deleting, [`LockGuard::ensure_held`]). What this cannot see is
+    /// an operator's `unlock --remove-all` of the live lock.
     pub fn confirm(&self, repository: &Repository, lock: &LockGuard) -> Result<()> {
+        if lock.uncontested() {
+            return Ok(());
+        }
         lock.confirm_live()?;
         let now: HashSet<String> = repository
             .backend()
@@ -127,5 +143,49 @@ impl CommitCheck {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::{Backend, CountingBackend, MemoryBackend};
+    use crate::repo::lock::{LockKind, UNCONTESTED_FOR};
+    use crate::repo::InitOptions;
+
+    #[test]
+    fn the_commit_check_costs_nothing_while_the_lock_is_young_and_checks_when_old() {
+        let counting = Arc::new(CountingBackend::new(Arc::new(MemoryBackend::new())));
+        let backend: Arc<dyn Backend> = Arc::clone(&counting) as Arc<dyn Backend>;
+        let repository = Repository::init(backend, InitOptions::default()).unwrap();
+        repository
+            .backend()
+            .write_if_absent(ObjectKind::Index, "seen", b"an index file")
+            .unwrap();
+        let lock = repository.lock(LockKind::Shared, "backup").unwrap();
+        let check = CommitCheck::start(&repository.list_index_files().unwrap());
+        let before = counting.counts().requests;
+        check.confirm(&repository, &lock).unwrap();
+        assert_eq!(
+            counting.counts().requests,
+            before,
+            "a young lock: no request"
+        );
+        // A prune ran while the (paused) backup's lock looked stale.
+        repository
+            .backend()
+            .delete(ObjectKind::Index, "seen")
+            .unwrap();
+        check.confirm(&repository, &lock).unwrap();
+        repository
+            .lock_clock()
+            .simulate_pause(UNCONTESTED_FOR + Duration::from_secs(1));
+        let error = check.confirm(&repository, &lock).unwrap_err();
+        assert!(
+            matches!(&error, Error::LockLost { reason } if reason.contains("index file")),
+            "{error}"
+        );
     }
 }

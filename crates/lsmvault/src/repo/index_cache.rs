@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::cache::TREES;
-use crate::backend::{ObjectKind, WriteOutcome};
+use crate::backend::{ObjectInfo, ObjectKind, WriteOutcome};
 use crate::error::{Error, Result};
 use crate::format::index::{decode_index_file, encode_index_file, BlobLocation, Index};
 use crate::id::Id;
@@ -82,7 +82,22 @@ impl Repository {
 
     /// Reloads the index from every index file (to see other processes' writes).
     pub fn refresh_index(&self) -> Result<Arc<Index>> {
-        let loaded = Arc::new(self.load_index()?);
+        let files = self.list_index_files()?;
+        self.load_index_from(&files)
+    }
+
+    /// Lists the index files (one request; through the metadata cache,
+    /// which drops its entries of files no longer listed).
+    pub fn list_index_files(&self) -> Result<Vec<ObjectInfo>> {
+        Ok(self.backend.list(ObjectKind::Index)?)
+    }
+
+    /// (Re)loads the index from the index files of `files`, a listing the
+    /// caller already holds ([`Repository::list_index_files`]): a writer
+    /// lists once, after taking its lock, and both loads its index and
+    /// records what it saw for its commit check from that one listing.
+    pub fn load_index_from(&self, files: &[ObjectInfo]) -> Result<Arc<Index>> {
+        let loaded = Arc::new(self.load_index(files)?);
         *self
             .index
             .write()
@@ -106,8 +121,8 @@ impl Repository {
         }
     }
 
-    fn load_index(&self) -> Result<Index> {
-        let files = self.read_index_files()?;
+    fn load_index(&self, listed: &[ObjectInfo]) -> Result<Index> {
+        let files = self.read_listed_index_files(listed)?;
         let mut index = Index::new();
         for location in files.readable.into_iter().flat_map(|(_, entries)| entries) {
             index.insert(location);
@@ -136,7 +151,11 @@ impl Repository {
     /// Reads every index file (in parallel), skipping and recording the
     /// damaged ones; fails only when the storage itself fails.
     pub fn read_index_files(&self) -> Result<IndexFiles> {
-        let files = self.backend.list(ObjectKind::Index)?;
+        self.read_listed_index_files(&self.list_index_files()?)
+    }
+
+    /// [`Repository::read_index_files`] of the files in a listing.
+    fn read_listed_index_files(&self, files: &[ObjectInfo]) -> Result<IndexFiles> {
         let results: Vec<(String, Result<Vec<BlobLocation>>)> = files
             .par_iter()
             .map(|file| (file.name.clone(), self.read_index_file(&file.name)))

@@ -102,6 +102,8 @@ pub struct Repository {
     /// How long [`Repository::lock`] keeps trying while another command's
     /// lock conflicts (zero: fail at once).
     lock_retry: Duration,
+    /// What this handle's locks measure their age by ([`lock::LockClock`]).
+    lock_clock: lock::LockClock,
     /// The local metadata cache, when the handle was opened with one
     /// ([`Repository::open_asking`]): `backend` then reads index, snapshot
     /// and key files through it, and tree blobs are cached here (`blobs.rs`).
@@ -219,6 +221,7 @@ impl Repository {
             index_damage: Mutex::new(Vec::new()),
             index_damage_hook: None,
             lock_retry: Duration::ZERO,
+            lock_clock: lock::LockClock::default(),
             metadata_cache,
             cache_gate,
         }

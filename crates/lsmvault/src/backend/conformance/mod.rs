@@ -68,6 +68,10 @@ pub const CASES: &[Case] = &[
         run: listing_sizes_are_exact,
     },
     Case {
+        name: "listing_times_are_the_storage_clock",
+        run: listing_times_are_the_storage_clock,
+    },
+    Case {
         name: "delete_is_idempotent",
         run: delete_is_idempotent,
     },
@@ -150,6 +154,19 @@ fn name_for(kind: ObjectKind, seed: u64) -> String {
     }
 }
 
+/// A listing that must succeed, without the `modified` times (checked by
+/// [`listing_times_are_the_storage_clock`] alone: the other cases compare
+/// names and sizes).
+pub(crate) fn listed(backend: &dyn Backend, kind: ObjectKind, what: &str) -> Vec<ObjectInfo> {
+    expect(backend.list(kind), what)
+        .into_iter()
+        .map(|object| ObjectInfo {
+            modified: None,
+            ..object
+        })
+        .collect()
+}
+
 fn sorted(mut objects: Vec<ObjectInfo>) -> Vec<ObjectInfo> {
     objects.sort_by(|left, right| left.name.cmp(&right.name));
     objects
@@ -176,7 +193,7 @@ fn create_is_idempotent_and_exists_follows_config(backend: &dyn Backend) {
     assert!(!expect(backend.exists(), "exists"), "exists before config");
     for kind in ObjectKind::ALL {
         assert!(
-            expect(backend.list(kind), "list").is_empty(),
+            listed(backend, kind, "list").is_empty(),
             "{kind:?} listing of a new repository"
         );
     }
@@ -195,10 +212,11 @@ fn create_is_idempotent_and_exists_follows_config(backend: &dyn Backend) {
         config
     );
     assert_eq!(
-        expect(backend.list(ObjectKind::Config), "list config"),
+        listed(backend, ObjectKind::Config, "list config"),
         vec![ObjectInfo {
             name: "config".to_string(),
-            size: config.len() as u64
+            size: config.len() as u64,
+            modified: None,
         }]
     );
 }
@@ -238,10 +256,11 @@ fn write_if_absent_never_overwrites(backend: &dyn Backend) {
         first
     );
     assert_eq!(
-        expect(backend.list(ObjectKind::Index), "list"),
+        listed(backend, ObjectKind::Index, "list"),
         vec![ObjectInfo {
             name,
-            size: first.len() as u64
+            size: first.len() as u64,
+            modified: None,
         }]
     );
 }
@@ -331,10 +350,11 @@ fn every_kind_round_trips_in_its_own_namespace(backend: &dyn Backend) {
         );
         assert_eq!(expect(backend.read(kind, &name), "read"), bytes, "{kind:?}");
         assert_eq!(
-            expect(backend.list(kind), "list"),
+            listed(backend, kind, "list"),
             vec![ObjectInfo {
                 name: name.clone(),
-                size: bytes.len() as u64
+                size: bytes.len() as u64,
+                modified: None,
             }],
             "{kind:?}"
         );
@@ -343,7 +363,7 @@ fn every_kind_round_trips_in_its_own_namespace(backend: &dyn Backend) {
                 assert_not_found(backend.read(other, &name), other, &name);
             }
             assert!(
-                !expect(backend.list(other), "list")
+                !listed(backend, other, "list")
                     .iter()
                     .any(|object| object.name == name),
                 "{kind:?} object listed as {other:?}"
@@ -351,7 +371,7 @@ fn every_kind_round_trips_in_its_own_namespace(backend: &dyn Backend) {
         }
         expect(backend.delete(kind, &name), "delete");
         assert_not_found(backend.read(kind, &name), kind, &name);
-        assert!(expect(backend.list(kind), "list").is_empty(), "{kind:?}");
+        assert!(listed(backend, kind, "list").is_empty(), "{kind:?}");
     }
     // Packs spread over fan-out directories still list as one namespace.
     let names: Vec<String> = (200..240).map(object_name).collect();
@@ -361,12 +381,13 @@ fn every_kind_round_trips_in_its_own_namespace(backend: &dyn Backend) {
             "write pack",
         );
     }
-    let listed = sorted(expect(backend.list(ObjectKind::Pack), "list packs"));
+    let listed = sorted(listed(backend, ObjectKind::Pack, "list packs"));
     let mut expected: Vec<ObjectInfo> = names
         .iter()
         .map(|name| ObjectInfo {
             name: name.clone(),
             size: name.len() as u64,
+            modified: None,
         })
         .collect();
     expected.sort_by(|left, right| left.name.cmp(&right.name));
@@ -386,14 +407,46 @@ fn listing_sizes_are_exact(backend: &dyn Backend) {
             expected.push(ObjectInfo {
                 name,
                 size: size as u64,
+                modified: None,
             });
         }
         assert_eq!(
-            sorted(expect(backend.list(kind), "list")),
+            sorted(listed(backend, kind, "list")),
             sorted(expected),
             "{kind:?}"
         );
     }
+}
+
+/// How far a fresh object's `modified` may be from this machine's clock: the
+/// storage's clock is another machine's, and the test server's is ours.
+const MODIFIED_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// A backend that reports `modified` reports the time of the write, by a
+/// clock close to ours (locks judge staleness by it, `repo/lock`).
+fn listing_times_are_the_storage_clock(backend: &dyn Backend) {
+    let name = object_name(350);
+    expect(
+        backend.write_if_absent(ObjectKind::Lock, &name, b"lock"),
+        "write",
+    );
+    let now = std::time::SystemTime::now();
+    let listing = expect(backend.list(ObjectKind::Lock), "list");
+    let object = listing
+        .iter()
+        .find(|object| object.name == name)
+        .expect("the object just written is listed");
+    if let Some(modified) = object.modified {
+        let distance = match now.duration_since(modified) {
+            Ok(behind) => behind,
+            Err(ahead) => ahead.duration(),
+        };
+        assert!(
+            distance < MODIFIED_TOLERANCE,
+            "a fresh object lists as modified {distance:?} away from now"
+        );
+    }
+    expect(backend.delete(ObjectKind::Lock, &name), "delete");
 }
 
 fn delete_is_idempotent(backend: &dyn Backend) {
@@ -409,7 +462,7 @@ fn delete_is_idempotent(backend: &dyn Backend) {
         ObjectKind::Lock,
         &name,
     );
-    assert!(expect(backend.list(ObjectKind::Lock), "list").is_empty());
+    assert!(listed(backend, ObjectKind::Lock, "list").is_empty());
     // A deleted name can be written again (prune deletes a pack a later
     // backup may produce anew).
     assert_eq!(
@@ -518,10 +571,11 @@ fn write_if_absent_race_between_threads(backend: &dyn Backend) {
         "readers saw a loser's object: {seen:?}, winner {winner}"
     );
     assert_eq!(
-        expect(backend.list(ObjectKind::Pack), "list"),
+        listed(backend, ObjectKind::Pack, "list"),
         vec![ObjectInfo {
             name,
-            size: candidates[winner].len() as u64
+            size: candidates[winner].len() as u64,
+            modified: None,
         }]
     );
 }
@@ -543,7 +597,7 @@ fn list_never_shows_a_partial_object(backend: &dyn Backend) {
             let mut listings = 0usize;
             loop {
                 let finished = writers_done.load(Ordering::Acquire);
-                let listed = expect(backend.list(ObjectKind::Pack), "listing during writes");
+                let listed = listed(backend, ObjectKind::Pack, "listing during writes");
                 for object in &listed {
                     let size = expected
                         .get(&object.name)
@@ -595,7 +649,7 @@ fn list_never_shows_a_partial_object(backend: &dyn Backend) {
             .unwrap_or_else(|_| panic!("the lister panicked"))
     });
     assert!(listings > 0);
-    let listed: HashMap<String, u64> = expect(backend.list(ObjectKind::Pack), "final listing")
+    let listed: HashMap<String, u64> = listed(backend, ObjectKind::Pack, "final listing")
         .into_iter()
         .map(|object| (object.name, object.size))
         .collect();
@@ -657,16 +711,17 @@ fn replace_config_swaps_the_whole_object(backend: &dyn Backend) {
         last
     );
     assert_eq!(
-        expect(backend.list(ObjectKind::Config), "list config"),
+        listed(backend, ObjectKind::Config, "list config"),
         vec![ObjectInfo {
             name: "config".to_string(),
-            size: last.len() as u64
+            size: last.len() as u64,
+            modified: None,
         }]
     );
     for kind in ObjectKind::ALL {
         if kind != ObjectKind::Config {
             assert!(
-                expect(backend.list(kind), "list").is_empty(),
+                listed(backend, kind, "list").is_empty(),
                 "{kind:?} listing after replacing config"
             );
         }

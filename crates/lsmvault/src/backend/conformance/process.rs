@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 
-use super::{expect, object_name, pattern};
+use super::{expect, listed, object_name, pattern};
 use crate::backend::{Backend, Error, ObjectInfo, ObjectKind, WriteOutcome};
 
 /// Set (to the writer's index) in a child of [`write_if_absent_process_race`].
@@ -149,10 +149,11 @@ fn run_parent<B: Backend>(test_name: &str, location: &str, open: impl Fn(&str) -
         "the object is not the winner's"
     );
     assert_eq!(
-        expect(backend.list(ObjectKind::Pack), "list"),
+        listed(&backend, ObjectKind::Pack, "list"),
         vec![ObjectInfo {
             name: race_name(),
-            size: OBJECT_SIZE as u64
+            size: OBJECT_SIZE as u64,
+            modified: None,
         }]
     );
 }

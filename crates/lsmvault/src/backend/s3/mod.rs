@@ -36,6 +36,7 @@ mod errors;
 mod location;
 
 use std::ops::Range;
+use std::time::SystemTime;
 
 use object_store::path::Path;
 use object_store::{
@@ -143,10 +144,15 @@ impl S3Backend {
 
     /// The size of an object (one HEAD request).
     fn size(&self, kind: ObjectKind, name: &str) -> Result<u64> {
+        self.head(kind, name).map(|(size, _)| size)
+    }
+
+    /// The object's size and `Last-Modified` time (one HEAD request).
+    fn head(&self, kind: ObjectKind, name: &str) -> Result<(u64, SystemTime)> {
         let key = self.key(kind, name);
         self.client
             .block_on(self.client.store.head(&Path::from(key.as_str())))
-            .map(|meta| meta.size)
+            .map(|meta| (meta.size, meta.last_modified.into()))
             .map_err(|error| {
                 map(
                     &self.location,
@@ -294,10 +300,11 @@ impl Backend for S3Backend {
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
         if kind == ObjectKind::Config {
-            return match self.size(kind, "config") {
-                Ok(size) => Ok(vec![ObjectInfo {
+            return match self.head(kind, "config") {
+                Ok((size, modified)) => Ok(vec![ObjectInfo {
                     name: "config".to_string(),
                     size,
+                    modified: Some(modified),
                 }]),
                 Err(Error::NotFound { .. }) => Ok(Vec::new()),
                 Err(error) => Err(error),
@@ -332,6 +339,7 @@ impl Backend for S3Backend {
                 Some(ObjectInfo {
                     name: name.to_string(),
                     size: meta.size,
+                    modified: Some(meta.last_modified.into()),
                 })
             })
             .collect())

@@ -248,8 +248,11 @@ impl Repository {
             self.always_list_packs();
         }
         let lock = self.lock(LockKind::Shared, "backup")?;
-        let mut commit_check = CommitCheck::start(self)?;
-        let stored = StoredBlobs::load(self)?;
+        // One listing of the index files, under the lock: the index is
+        // loaded from it and the commit check starts from it.
+        let index_files = self.list_index_files()?;
+        let mut commit_check = CommitCheck::start(&index_files);
+        let stored = StoredBlobs::load(self, &index_files)?;
         let finder = CutFinder::new(&self.config().chunker, self.keys().chunker_seed())?;
 
         let identity = database.as_ref().and_then(|state| state.id.as_deref());

@@ -131,8 +131,11 @@ impl Repository {
         check_pair(source, self)?;
         let _source_lock = source.lock_for_reading("copy (source)")?;
         let lock = self.lock(LockKind::Shared, "copy")?;
-        let mut commit_check = CommitCheck::start(self)?;
-        let stored = StoredBlobs::load(self)?;
+        // One listing of the index files, under the lock: the index is
+        // loaded from it and the commit check starts from it.
+        let index_files = self.list_index_files()?;
+        let mut commit_check = CommitCheck::start(&index_files);
+        let stored = StoredBlobs::load(self, &index_files)?;
         let mut report = CopyReport::default();
         let selected = select(source, options, &mut report.warnings)?;
         let (destination_snapshots, _damaged) = self.snapshots_checked()?;

@@ -15,6 +15,7 @@ use crate::format::index::{BlobLocation, Index};
 use crate::format::pack;
 use crate::id::Id;
 use crate::progress::Progress;
+use crate::repo::lock::LockGuard;
 use crate::repo::{PackWriter, Repository};
 
 use super::plan::PrunePlan;
@@ -25,6 +26,7 @@ use super::PruneReport;
 pub(super) fn execute(
     repository: &Repository,
     plan: &PrunePlan,
+    lock: &LockGuard,
     progress: &dyn Progress,
     report: &mut PruneReport,
 ) -> Result<()> {
@@ -68,9 +70,13 @@ pub(super) fn execute(
         .collect();
     report.index_files_after = new_index_files.len();
 
-    // 3. Old index files go; 4. then the packs they alone named.
+    // 3. Old index files go; 4. then the packs they alone named. Before
+    // each deletion: a prune whose lock may have looked stale (paused past
+    // the window) stops, since a backup may have started beside it and
+    // reused what the plan deletes (docs/maintenance.md).
     for name in &plan.index_files {
         if !new_index_files.contains(name) {
+            lock.ensure_held()?;
             repository.backend().delete(ObjectKind::Index, name)?;
         }
     }
@@ -91,6 +97,7 @@ pub(super) fn execute(
         .chain(plan.unindexed.iter().map(|(name, _)| name.clone()))
         .filter(|name| !indexed(name))
     {
+        lock.ensure_held()?;
         repository.backend().delete(ObjectKind::Pack, &name)?;
     }
     // 5. The parity of groups that lost members goes last: their survivors

@@ -6,6 +6,11 @@
 //! Takes the exclusive lock (see [`crate::repo::lock`]): no backup, restore or
 //! verify runs meanwhile, so a blob that is unreferenced when prune looks stays
 //! unreferenced until prune ends, and nothing a reader needs disappears.
+//! That holds only while the lock looks live to everyone: before each
+//! deletion prune checks that it cannot have looked stale (paused past the
+//! window), and stops otherwise ([`LockGuard::ensure_held`]).
+//!
+//! [`LockGuard::ensure_held`]: crate::repo::lock::LockGuard::ensure_held
 //!
 //! Prune's order of work keeps every surviving snapshot complete if it is
 //! killed at any point:
@@ -106,11 +111,11 @@ impl Repository {
     /// Deletes what no snapshot references; see the module documentation.
     pub fn prune(&self, options: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
         let started = Instant::now();
-        let _lock = self.lock(LockKind::Exclusive, "prune")?;
+        let lock = self.lock(LockKind::Exclusive, "prune")?;
         let plan = plan::PrunePlan::build(self, options)?;
         let mut report = plan.report(options.dry_run);
         if !options.dry_run && !plan.is_empty() {
-            execute::execute(self, &plan, progress, &mut report)?;
+            execute::execute(self, &plan, &lock, progress, &mut report)?;
         } else if !options.dry_run && self.parity_config().is_some() {
             execute::merge_small_groups(self, &plan)?;
         }
