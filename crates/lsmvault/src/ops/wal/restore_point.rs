@@ -19,6 +19,10 @@ use crate::format::wal_object::{RestorePoint, WalObject};
 use crate::id::Id;
 use crate::repo::Repository;
 
+/// How often `tag` withdraws its point and tries again when other runs wrote
+/// a point of the same name at the same moment.
+const CLAIM_ATTEMPTS: usize = 20;
+
 /// The refusal of a name another restore point already has.
 fn name_taken(point: &RestorePoint) -> Error {
     Error::InvalidArgument(format!(
@@ -68,23 +72,46 @@ impl Repository {
             time: format_time(SystemTime::now()),
             host: crate::repo::lock::host_name(),
         };
-        let ours = self.write_wal_object(&WalObject::RestorePoint(point.clone()))?;
-        // Two `tag NAME` run at once both passed the check above. The first
-        // point written (then the smaller id) keeps the name; every process
-        // computes the same winner, so exactly one of them succeeds.
-        if !replace {
-            if let Some((winner, first)) = self.first_point_named(name)? {
-                if winner != ours {
-                    self.backend().delete(ObjectKind::Wal, &ours.to_hex())?;
-                    return Err(name_taken(&first));
-                }
-            }
+        if replace {
+            self.write_wal_object(&WalObject::RestorePoint(point.clone()))?;
+            return Ok(point);
         }
-        Ok(point)
+        self.claim_name(point)
     }
 
-    /// The earliest point called `name` (by time, then id), with its id.
-    fn first_point_named(&self, name: &str) -> Result<Option<(Id, RestorePoint)>> {
+    /// Writes `point` so that, of several `tag NAME` run at once, exactly one
+    /// keeps the name: as with locks, each writes its point and then lists,
+    /// and only one that sees no other point of that name wins. Points are
+    /// never replaced, so a later writer always sees the winner's point and
+    /// loses; writers that see each other all withdraw theirs and try again
+    /// after a random pause, and a retry that finds a point of the name is
+    /// refused. (Deciding by the `time` field instead let a writer whose
+    /// clock read earlier but whose write landed later win a second time.)
+    fn claim_name(&self, point: RestorePoint) -> Result<RestorePoint> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            if let Some((_, first)) = self.first_point_named(&point.name)? {
+                return Err(name_taken(&first));
+            }
+            let ours = self.write_wal_object(&WalObject::RestorePoint(point.clone()))?;
+            let others = self
+                .points_named(&point.name)?
+                .into_iter()
+                .filter(|(id, _)| *id != ours)
+                .count();
+            if others == 0 {
+                return Ok(point);
+            }
+            self.backend().delete(ObjectKind::Wal, &ours.to_hex())?;
+            std::thread::sleep(crate::repo::lock::lock_retry_pause());
+        }
+        Err(Error::InvalidArgument(format!(
+            "restore point \"{}\" was contended by other `tag` runs {CLAIM_ATTEMPTS} times: run it again",
+            point.name
+        )))
+    }
+
+    /// Every point called `name`, with its id.
+    fn points_named(&self, name: &str) -> Result<Vec<(Id, RestorePoint)>> {
         Ok(self
             .wal_objects()?
             .into_iter()
@@ -92,6 +119,14 @@ impl Repository {
                 WalObject::RestorePoint(point) if point.name == name => Some((id, point)),
                 _ => None,
             })
+            .collect())
+    }
+
+    /// The earliest point called `name` (by time, then id), with its id.
+    fn first_point_named(&self, name: &str) -> Result<Option<(Id, RestorePoint)>> {
+        Ok(self
+            .points_named(name)?
+            .into_iter()
             .min_by(|(a_id, a), (b_id, b)| (&a.time, a_id).cmp(&(&b.time, b_id))))
     }
 

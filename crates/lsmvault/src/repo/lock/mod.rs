@@ -642,7 +642,7 @@ impl crate::repo::Repository {
 
 /// A random pause of 50-550 ms between lock attempts, so that two commands
 /// that refused each other do not retry in lockstep.
-fn lock_retry_pause() -> Duration {
+pub(crate) fn lock_retry_pause() -> Duration {
     let mut random = [0u8; 2];
     let jitter = crate::codec::crypto::random_bytes(&mut random)
         .map(|()| u64::from(u16::from_le_bytes(random)) % 500)
