@@ -48,6 +48,7 @@ mod rocksdb;
 mod rocksdb_wal;
 mod s3_backend;
 mod s3_cli;
+mod s3_uploads;
 mod stats_completions;
 mod throttle;
 mod wal_pickup;
