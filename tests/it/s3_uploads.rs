@@ -147,6 +147,7 @@ fn s3_invalid_upload_settings_are_refused() {
     for (variable, value) in [
         ("LSMVAULT_S3_MULTIPART_THRESHOLD", "64 megs"),
         ("LSMVAULT_UPLOADS", "0"),
+        ("LSMVAULT_UPLOADS", "100000"),
     ] {
         let output = lsmvault_s3_command(&repo, None, &["backup", path(&source)])
             .env(variable, value)

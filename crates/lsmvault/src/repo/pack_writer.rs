@@ -234,22 +234,23 @@ impl<'repository> PackWriter<'repository> {
                 &self.repository.keys,
             )?;
             if state.packer.len() >= self.repository.config.pack_size as usize {
-                Some(std::mem::replace(
+                // Reserved under the lock: adders wait here while the
+                // budget is full, rather than each holding a full pack.
+                let charged = state.packer.len() as u64;
+                self.uploads.reserve(charged)?;
+                let full = std::mem::replace(
                     &mut state.packer,
                     Packer::with_capacity(self.packer_capacity()),
-                ))
+                );
+                Some((full, charged))
             } else {
                 None
             }
         };
-        if let Some(packer) = full {
-            self.send(packer)?;
+        if let Some((packer, charged)) = full {
+            self.uploads.submit(packer, charged)?;
         }
         Ok(true)
-    }
-
-    fn send(&self, packer: Packer) -> Result<()> {
-        self.uploads.submit(packer)
     }
 
     /// Publishes the last pack and waits for all uploads; returns what was
@@ -258,7 +259,9 @@ impl<'repository> PackWriter<'repository> {
     pub fn finish(self) -> Result<WriteSummary> {
         let last = std::mem::take(&mut self.state().packer);
         if !last.is_empty() {
-            self.send(last)?;
+            let charged = last.len() as u64;
+            self.uploads.reserve(charged)?;
+            self.uploads.submit(last, charged)?;
         }
         Ok(summarize(self.uploads.join()?))
     }

@@ -37,27 +37,32 @@ use crate::format::pack::{BlobKind, PackEntry, Packer};
 use crate::id::Id;
 use crate::repo::pack_writer::PackSink;
 
-/// Overrides the number of packs published at once (a positive count).
+/// Overrides the number of packs published at once (1 to [`MAX_UPLOADS`]).
 pub const UPLOADS_VARIABLE: &str = "LSMVAULT_UPLOADS";
 /// Uploads at once to a remote backend ([`crate::backend::Backend::is_remote`]).
 pub const REMOTE_UPLOADS: usize = 8;
 /// Uploads at once to a local backend: fsync-bound, two overlap one pack's
 /// sync with the next one's write.
 pub const LOCAL_UPLOADS: usize = 2;
-/// Bytes of pack buffers a writer holds at most: the pack being filled and
-/// the packs handed over and not yet published (about six 16 MiB packs),
-/// so a backup stays within ~128 MiB of resident memory.
-pub const PACK_MEMORY: u64 = 96 << 20;
+/// The most [`UPLOADS_VARIABLE`] may ask for: one thread each, and the byte
+/// budget bounds the packs in flight long before.
+pub const MAX_UPLOADS: usize = 64;
+/// Bytes of pack buffers a writer holds at most: the pack being filled (its
+/// target size) and the packs handed over and not yet published. With
+/// 16 MiB packs that is three in flight: measured, a backup to S3 then
+/// peaks at ~110 MiB RSS (four in flight under 96 MiB peaked at 130 MiB,
+/// above the 128 MiB target), and three already keep a 100 Mbit/s link busy.
+pub const PACK_MEMORY: u64 = 80 << 20;
 
 /// The number of uploads at once: [`UPLOADS_VARIABLE`] if set, else
 /// [`REMOTE_UPLOADS`] or [`LOCAL_UPLOADS`].
 pub fn upload_count(remote: bool) -> Result<usize> {
     match std::env::var(UPLOADS_VARIABLE) {
         Ok(value) => match value.trim().parse::<usize>() {
-            Ok(count) if count > 0 => Ok(count),
+            Ok(count) if (1..=MAX_UPLOADS).contains(&count) => Ok(count),
             _ => Err(Error::InvalidArgument(format!(
-                "{UPLOADS_VARIABLE}={value:?} is not a positive count of uploads \
-                 (unset it for the default: {REMOTE_UPLOADS} to object storage, \
+                "{UPLOADS_VARIABLE}={value:?} is not a count of uploads from 1 to \
+                 {MAX_UPLOADS} (unset it for the default: {REMOTE_UPLOADS} to object storage, \
                  {LOCAL_UPLOADS} to a local directory)"
             ))),
         },
@@ -217,29 +222,41 @@ impl UploadPool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Hands a full pack to an idle worker, waiting for one and for room in
-    /// the budget. After a failed upload, returns that failure (once all
+    /// Waits for room for `bytes` in the budget and takes it, before the
+    /// pack is taken out of the writer: a pack waiting for a worker is
+    /// counted too. After a failed upload, returns that failure (once all
     /// workers stopped).
-    pub(crate) fn submit(&self, packer: Packer) -> Result<()> {
-        let charged = packer.len() as u64;
-        if self.budget.acquire(charged) {
-            let sender = self
-                .sender
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone();
-            let job = Job {
-                sequence: self.sequence.fetch_add(1, Ordering::SeqCst),
-                packer,
-                charged,
-            };
-            if sender.is_some_and(|sender| sender.send(job).is_ok()) {
-                return Ok(());
-            }
-            self.budget.release(charged);
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<()> {
+        if self.budget.acquire(bytes) {
+            Ok(())
+        } else {
+            Err(self.failure())
         }
-        // An upload failed (or every worker stopped): its error is the answer.
-        Err(self.join().err().unwrap_or_else(stopped))
+    }
+
+    /// Hands a full pack, for which `charged` bytes were reserved, to an
+    /// idle worker, waiting for one.
+    pub(crate) fn submit(&self, packer: Packer, charged: u64) -> Result<()> {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let job = Job {
+            sequence: self.sequence.fetch_add(1, Ordering::SeqCst),
+            packer,
+            charged,
+        };
+        if sender.is_some_and(|sender| sender.send(job).is_ok()) {
+            return Ok(());
+        }
+        self.budget.release(charged);
+        Err(self.failure())
+    }
+
+    /// An upload failed (or every worker stopped): its error is the answer.
+    fn failure(&self) -> Error {
+        self.join().err().unwrap_or_else(stopped)
     }
 
     /// Waits for every upload; the packs published, in no particular order,

@@ -163,3 +163,32 @@ fn the_upload_count_comes_from_the_backend_kind() {
         assert_eq!(upload_count(false).unwrap(), 2);
     }
 }
+
+#[test]
+fn adders_on_many_threads_wait_for_the_budget_and_every_blob_is_located() {
+    let repository = repository();
+    let sink = Arc::new(RecordingSink::default());
+    let limit = 5 * MIB as u64 / 2;
+    let known = Arc::new(Index::default());
+    let writer = PackWriter::with_uploads(&repository, known, sink.clone(), 8, limit).unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..8u32 {
+            let writer = &writer;
+            scope.spawn(move || {
+                for number in 0..5 {
+                    let data = blob(thread * 100 + number, 600 << 10);
+                    let id = writer.keys().blob_id(&data);
+                    assert!(writer.add(id, BlobKind::Data, &data).unwrap());
+                }
+            });
+        }
+    });
+    let peak = writer.peak_bytes();
+    let summary = writer.finish().unwrap();
+    assert!(
+        peak <= limit,
+        "{peak} bytes in flight over a limit of {limit}"
+    );
+    assert_eq!(summary.locations.len(), 40);
+    assert_eq!(summary.packs as usize, sink.published.lock().unwrap().len());
+}
