@@ -24,21 +24,9 @@ use crate::format::index::{BlobLocation, Index};
 use crate::format::pack::{BlobKind, Packer};
 use crate::format::parity::GroupMember;
 use crate::id::Id;
+pub use crate::repo::upload_pool::PackSink;
 use crate::repo::upload_pool::{upload_count, Published, UploadPool, PACK_MEMORY};
 use crate::repo::Repository;
-
-/// Where finished packs go. The repository's own sink publishes each pack to
-/// its backend; a wrapper (parity over packs, throttling) implements it around
-/// another sink.
-///
-/// Called from several upload threads at once.
-pub trait PackSink: Send + Sync {
-    /// Publishes one finished pack under its id. When it returns `Ok` the pack
-    /// is durable: the index that names it may be written next. The bytes
-    /// come by value (cheap to clone, shared with the tree cache), so an
-    /// object store can send them without a copy.
-    fn publish(&self, id: &Id, bytes: Bytes) -> Result<()>;
-}
 
 /// The default [`PackSink`]: a create-if-absent write to the backend. A pack
 /// that already exists under the name should have the same content, since

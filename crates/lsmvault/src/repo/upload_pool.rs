@@ -1,7 +1,7 @@
 //! [`UploadPool`]: the threads that publish a [`PackWriter`]'s finished
 //! packs, several at once, with the bytes in flight bounded.
 //!
-//! Owns: the number of uploads ([`upload_count`], [`UPLOADS_VARIABLE`]), the
+//! Owns: the [`PackSink`] trait (where packs go), the number of uploads ([`upload_count`], [`UPLOADS_VARIABLE`]), the
 //! byte budget ([`Budget`]) and the worker loop. One upload at a time leaves
 //! a remote link idle while a pack is sealed, signed and acknowledged, so a
 //! remote backend gets [`REMOTE_UPLOADS`] uploads; a local disk is bound by
@@ -35,7 +35,19 @@ use crate::codec::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::pack::{BlobKind, PackEntry, Packer};
 use crate::id::Id;
-use crate::repo::pack_writer::PackSink;
+
+/// Where finished packs go. The repository's own sink publishes each pack to
+/// its backend; a wrapper (parity over packs, throttling) implements it around
+/// another sink.
+///
+/// Called from several upload threads at once.
+pub trait PackSink: Send + Sync {
+    /// Publishes one finished pack under its id. When it returns `Ok` the pack
+    /// is durable: the index that names it may be written next. The bytes
+    /// come by value (cheap to clone, shared with the tree cache), so an
+    /// object store can send them without a copy.
+    fn publish(&self, id: &Id, bytes: Bytes) -> Result<()>;
+}
 
 /// Overrides the number of packs published at once (1 to [`MAX_UPLOADS`]).
 pub const UPLOADS_VARIABLE: &str = "LSMVAULT_UPLOADS";
