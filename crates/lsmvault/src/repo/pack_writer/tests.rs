@@ -34,13 +34,28 @@ fn blob(number: u32, size: usize) -> Vec<u8> {
 }
 
 /// Records how many publishes overlap; fails the publish numbered `fail_at`.
-#[derive(Default)]
 struct RecordingSink {
     running: AtomicUsize,
     most_running: AtomicUsize,
     calls: AtomicUsize,
     fail_at: Option<usize>,
     published: Mutex<Vec<Id>>,
+    /// How long a publish takes: longer than adding a pack's blobs, even
+    /// in a debug build on a loaded machine, so publishes overlap.
+    delay: Duration,
+}
+
+impl Default for RecordingSink {
+    fn default() -> Self {
+        RecordingSink {
+            running: AtomicUsize::new(0),
+            most_running: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            fail_at: None,
+            published: Mutex::new(Vec::new()),
+            delay: Duration::from_millis(150),
+        }
+    }
 }
 
 impl PackSink for RecordingSink {
@@ -48,7 +63,7 @@ impl PackSink for RecordingSink {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_running.fetch_max(running, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(self.delay);
         self.running.fetch_sub(1, Ordering::SeqCst);
         if Some(call) == self.fail_at {
             return Err(crate::error::Error::io(
@@ -70,11 +85,11 @@ fn write(
     count: u32,
 ) -> (Result<WriteSummary>, u64) {
     let known = Arc::new(Index::default());
+    let blobs: Vec<Vec<u8>> = (0..count).map(|number| blob(number, 600 << 10)).collect();
     let writer = PackWriter::with_uploads(repository, known, sink, uploads, limit).unwrap();
-    for number in 0..count {
-        let data = blob(number, 600 << 10);
-        let id = writer.keys().blob_id(&data);
-        if let Err(error) = writer.add(id, BlobKind::Data, &data) {
+    for data in &blobs {
+        let id = writer.keys().blob_id(data);
+        if let Err(error) = writer.add(id, BlobKind::Data, data) {
             return (Err(error), writer.peak_bytes());
         }
     }
