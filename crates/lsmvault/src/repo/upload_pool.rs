@@ -62,8 +62,9 @@ pub const MAX_UPLOADS: usize = 64;
 /// Bytes of pack buffers a writer holds at most: the pack being filled (its
 /// target size) and the packs handed over and not yet published. With
 /// 16 MiB packs that is three in flight: measured, a backup to S3 then
-/// peaks at ~110 MiB RSS (four in flight under 96 MiB peaked at 130 MiB,
-/// above the 128 MiB target), and three already keep a 100 Mbit/s link busy.
+/// peaks at ~97 MiB RSS (96 MiB, with adders not yet waiting for the budget,
+/// peaked at 130 MiB, above the 128 MiB target), and three keep a 100 Mbit/s
+/// link 86% busy (docs/benchmarks.md, "Parallel pack uploads").
 pub const PACK_MEMORY: u64 = 80 << 20;
 
 /// The number of uploads at once: [`UPLOADS_VARIABLE`] if set, else
