@@ -321,9 +321,22 @@ fn stopped() -> Error {
     )
 }
 
+/// Marks the budget failed if its worker panics, so that adders waiting for
+/// room wake up and report the panic instead of waiting for ever.
+struct FailOnPanic<'a>(&'a Budget);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail();
+        }
+    }
+}
+
 /// A worker: takes packs until the channel closes, seals and publishes
 /// each; after any failure (its own or another worker's) drops the rest.
 fn upload(context: &Context) -> Result<Vec<Published>> {
+    let _guard = FailOnPanic(&context.budget);
     let mut published = Vec::new();
     loop {
         let job = {

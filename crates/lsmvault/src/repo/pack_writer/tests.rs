@@ -39,6 +39,8 @@ struct RecordingSink {
     most_running: AtomicUsize,
     calls: AtomicUsize,
     fail_at: Option<usize>,
+    /// Panic (rather than fail) at `fail_at`.
+    panic: bool,
     published: Mutex<Vec<Id>>,
     /// How long a publish takes: longer than adding a pack's blobs, even
     /// in a debug build on a loaded machine, so publishes overlap.
@@ -52,6 +54,7 @@ impl Default for RecordingSink {
             most_running: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
             fail_at: None,
+            panic: false,
             published: Mutex::new(Vec::new()),
             delay: Duration::from_millis(150),
         }
@@ -65,6 +68,9 @@ impl PackSink for RecordingSink {
         self.most_running.fetch_max(running, Ordering::SeqCst);
         std::thread::sleep(self.delay);
         self.running.fetch_sub(1, Ordering::SeqCst);
+        if Some(call) == self.fail_at && self.panic {
+            panic!("publish {call} panicked");
+        }
         if Some(call) == self.fail_at {
             return Err(crate::error::Error::io(
                 "test sink",
@@ -158,13 +164,15 @@ fn a_failed_upload_fails_the_whole_write() {
             fail_at: Some(3),
             ..RecordingSink::default()
         });
-        let (summary, _) = write(&repository, Arc::clone(&sink), uploads, 64 * MIB as u64, 40);
+        let (summary, _) = write(&repository, Arc::clone(&sink), uploads, 64 * MIB as u64, 80);
         let error = summary.expect_err("a refused publish must fail the write");
         assert!(error.to_string().contains("publish refused"), "{error}");
-        // Nothing after the failure was published beyond those in flight.
+        // Once the failure is known no pack is handed over: only those
+        // already being published (at most one round of `uploads`) finish,
+        // not the 40 the writer was given.
         let published = sink.published.lock().unwrap().len();
         assert!(
-            published < 2 + uploads,
+            published <= 2 * uploads + 2,
             "{published} packs published after a failure with {uploads} uploads"
         );
     }
@@ -206,4 +214,20 @@ fn adders_on_many_threads_wait_for_the_budget_and_every_blob_is_located() {
     );
     assert_eq!(summary.locations.len(), 40);
     assert_eq!(summary.packs as usize, sink.published.lock().unwrap().len());
+}
+
+#[test]
+fn a_panicking_upload_fails_the_write_instead_of_hanging_it() {
+    for uploads in [1, 3] {
+        let repository = repository();
+        let sink = Arc::new(RecordingSink {
+            fail_at: Some(2),
+            panic: true,
+            ..RecordingSink::default()
+        });
+        // A budget of one pack: adders wait for the panicked upload's bytes.
+        let (summary, _) = write(&repository, sink, uploads, MIB as u64, 20);
+        let error = summary.expect_err("a panicked upload must fail the write");
+        assert!(error.to_string().contains("panicked"), "{error}");
+    }
 }
