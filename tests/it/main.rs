@@ -51,6 +51,7 @@ mod rocksdb_wal;
 mod s3_backend;
 mod s3_cli;
 mod s3_restore;
+mod s3_uploads;
 mod stats_completions;
 mod throttle;
 mod wal_pickup;

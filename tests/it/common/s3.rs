@@ -145,6 +145,13 @@ impl Moto {
         );
     }
 
+    /// The answer (status line, headers, body) to a plain, unsigned request
+    /// without a body (moto accepts it): to look at objects and uploads as
+    /// the server has them, bypassing lsmvault.
+    pub fn request(&self, method: &str, path: &str) -> String {
+        http(self.port, method, path).expect("moto answers")
+    }
+
     /// The repository location `s3:http://127.0.0.1:PORT/BUCKET/PREFIX`.
     pub fn location(&self, bucket: &str, prefix: &str) -> String {
         location(&self.endpoint(), bucket, prefix)

@@ -364,6 +364,20 @@ impl Backend for CachingBackend {
         Ok(outcome)
     }
 
+    /// Packs (never cached) go straight to the inner backend, by value;
+    /// cached kinds take the `write_if_absent` path above.
+    fn write_content_addressed(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<WriteOutcome> {
+        if is_cached(kind) {
+            return self.write_if_absent(kind, name, &bytes);
+        }
+        self.inner.write_content_addressed(kind, name, bytes)
+    }
+
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {
         self.before_change(ObjectKind::Config)?;
         self.inner.replace_config(bytes)

@@ -182,6 +182,19 @@ impl Backend for CountingBackend {
         self.inner.write_if_absent(kind, name, bytes)
     }
 
+    /// Counted as a `write_if_absent` (one object written, however many
+    /// requests the backend below makes for it).
+    fn write_content_addressed(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<WriteOutcome> {
+        self.count(WRITE, kind);
+        self.up(bytes.len());
+        self.inner.write_content_addressed(kind, name, bytes)
+    }
+
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {
         self.count(REPLACE_CONFIG, ObjectKind::Config);
         self.up(bytes.len());

@@ -273,6 +273,24 @@ pub trait Backend: Send + Sync {
     /// directory sync — the whole object).
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome>;
 
+    /// Like [`Backend::write_if_absent`], for a content-addressed object
+    /// (`name` is the hash of `bytes`: any two writers of one name write the
+    /// same bytes), handed over by value so an object store can send it
+    /// without copying it. Atomic and durable like `write_if_absent`, and an
+    /// existing object is left as it is ([`WriteOutcome::AlreadyExisted`]);
+    /// but of concurrent writers of one name more than one may see
+    /// [`WriteOutcome::Created`] (an object store may upload a large object
+    /// in parts, which not every server can make conditional: the bytes are
+    /// the same whoever wins). Wrappers forward it to their inner backend.
+    fn write_content_addressed(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<WriteOutcome> {
+        self.write_if_absent(kind, name, &bytes)
+    }
+
     /// Publishes `bytes` as the `config` object, replacing the one there (or
     /// creating it). The only write that replaces an object: a format
     /// migration rewrites `config` under the exclusive lock.

@@ -8,7 +8,8 @@
 //! ([`parse_rate`]).
 //!
 //! Invariants:
-//! - Uploads are `write_if_absent` and `replace_config`; downloads are
+//! - Uploads are `write_if_absent`, `write_content_addressed` and
+//!   `replace_config`; downloads are
 //!   `read`, `read_into` and `read_range`. Listing, deletes and `exists`
 //!   carry no object bytes and pass unmetered.
 //! - A transfer is metered in slices of at most [`TokenBucket::slice`]
@@ -249,6 +250,16 @@ impl Backend for ThrottledBackend {
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {
         self.meter_upload(bytes.len());
         self.inner.write_if_absent(kind, name, bytes)
+    }
+
+    fn write_content_addressed(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<WriteOutcome> {
+        self.meter_upload(bytes.len());
+        self.inner.write_content_addressed(kind, name, bytes)
     }
 
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {

@@ -23,6 +23,7 @@ pub mod snapshot_filter;
 pub mod snapshots;
 pub mod store;
 pub mod tree_walker;
+pub mod upload_pool;
 pub mod wal;
 mod warm_open;
 

@@ -1,36 +1,32 @@
 //! [`PackWriter`]: new blobs are compressed, sealed and collected into packs;
-//! each full pack is published from a dedicated I/O thread through a
-//! [`PackSink`], so chunking and hashing continue while a pack is fsync'd.
+//! full packs are published through a [`PackSink`] by a pool of upload
+//! threads ([`super::upload_pool`]: several uploads at once, bytes in flight
+//! bounded), so chunking and hashing continue while packs are fsync'd or
+//! uploaded.
 //!
 //! Invariant: a blob's location is reported (for the index) only after its
-//! pack was published; the caller writes the index after [`PackWriter::finish`].
+//! pack was published, and a failed upload fails the whole write (nothing
+//! of it is reported); the caller writes the index after
+//! [`PackWriter::finish`].
 //! The tree blobs of a published pack are then written through to the
 //! repository's metadata cache, if it has one (backend first, then cache).
 
 use std::collections::HashSet;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
-use crate::backend::cache::{MetadataCache, TREES};
+use bytes::Bytes;
+
 use crate::backend::{Backend, ObjectKind, WriteOutcome};
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Keys};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::index::{BlobLocation, Index};
-use crate::format::pack::{BlobKind, PackEntry, Packer};
+use crate::format::pack::{BlobKind, Packer};
 use crate::format::parity::GroupMember;
 use crate::id::Id;
+pub use crate::repo::upload_pool::PackSink;
+use crate::repo::upload_pool::{upload_count, Published, UploadPool, PACK_MEMORY};
 use crate::repo::Repository;
-
-/// Where finished packs go. The repository's own sink publishes each pack to
-/// its backend; a wrapper (parity over packs, throttling) implements it around
-/// another sink.
-pub trait PackSink: Send + Sync {
-    /// Publishes one finished pack under its id. When it returns `Ok` the pack
-    /// is durable: the index that names it may be written next.
-    fn publish(&self, id: &Id, bytes: &[u8]) -> Result<()>;
-}
 
 /// The default [`PackSink`]: a create-if-absent write to the backend. A pack
 /// that already exists under the name should have the same content, since
@@ -41,7 +37,7 @@ pub trait PackSink: Send + Sync {
 pub struct BackendSink(pub Arc<dyn Backend>);
 
 impl PackSink for BackendSink {
-    fn publish(&self, id: &Id, bytes: &[u8]) -> Result<()> {
+    fn publish(&self, id: &Id, bytes: Bytes) -> Result<()> {
         write_replacing_damaged(self.0.as_ref(), ObjectKind::Pack, &id.to_hex(), bytes)
     }
 }
@@ -49,21 +45,23 @@ impl PackSink for BackendSink {
 /// Publishes `bytes` under `name`, the hash of `bytes`: create-if-absent,
 /// and an existing object of that name that does not hash to it is damaged
 /// and replaced (delete, then create: a crash in between leaves the object
-/// missing, never partial).
+/// missing, never partial). A content-addressed write
+/// ([`Backend::write_content_addressed`]): an object store may upload a
+/// large one in parts.
 pub(crate) fn write_replacing_damaged(
     backend: &dyn Backend,
     kind: ObjectKind,
     name: &str,
-    bytes: &[u8],
+    bytes: Bytes,
 ) -> Result<()> {
-    if backend.write_if_absent(kind, name, bytes)? == WriteOutcome::AlreadyExisted {
+    if backend.write_content_addressed(kind, name, bytes.clone())? == WriteOutcome::AlreadyExisted {
         let intact = match backend.read(kind, name) {
             Ok(existing) => Id::of(&existing).to_hex() == name,
             Err(_) => false,
         };
         if !intact {
             backend.delete(kind, name)?;
-            backend.write_if_absent(kind, name, bytes)?;
+            backend.write_content_addressed(kind, name, bytes)?;
         }
     }
     Ok(())
@@ -92,11 +90,11 @@ struct PackerState {
     pending: HashSet<Id>,
 }
 
-/// Collects new blobs into packs and publishes each full pack from a dedicated
-/// I/O thread, so chunking and hashing continue while a pack is fsync'd.
+/// Collects new blobs into packs and hands each full pack to its upload pool,
+/// so chunking and hashing continue while packs are written.
 ///
-/// Memory is bounded by two packs: the one being filled and the one being
-/// written (the hand-over channel has no buffer).
+/// Memory is bounded by [`PACK_MEMORY`]: the pack being filled plus the packs
+/// handed over and not yet published (at least one of them).
 pub struct PackWriter<'repository> {
     repository: &'repository Repository,
     known: Arc<Index>,
@@ -105,8 +103,7 @@ pub struct PackWriter<'repository> {
     verify_known: bool,
     compression: Compression,
     state: Mutex<PackerState>,
-    sender: Mutex<Option<SyncSender<Packer>>>,
-    thread: Mutex<Option<JoinHandle<Result<WriteSummary>>>>,
+    uploads: UploadPool,
 }
 
 impl<'repository> PackWriter<'repository> {
@@ -129,13 +126,27 @@ impl<'repository> PackWriter<'repository> {
         known: Arc<Index>,
         sink: Arc<dyn PackSink>,
     ) -> Result<Self> {
-        let (sender, receiver) = sync_channel::<Packer>(0);
-        let keys = repository.keys.clone();
-        let tree_cache = repository.metadata_cache.clone();
-        let thread = std::thread::Builder::new()
-            .name("lsmvault-pack-writer".into())
-            .spawn(move || write_packs(sink.as_ref(), &keys, tree_cache.as_deref(), receiver))
-            .map_err(|error| Error::io("starting the pack writer thread", error))?;
+        let uploads = upload_count(repository.backend.is_remote())?;
+        let limit = PACK_MEMORY.saturating_sub(repository.config.pack_size.into());
+        Self::with_uploads(repository, known, sink, uploads, limit)
+    }
+
+    /// Like [`PackWriter::with_sink`] with `uploads` upload threads holding at
+    /// most `limit` bytes of finished packs (tests choose their own).
+    pub(crate) fn with_uploads(
+        repository: &'repository Repository,
+        known: Arc<Index>,
+        sink: Arc<dyn PackSink>,
+        uploads: usize,
+        limit: u64,
+    ) -> Result<Self> {
+        let uploads = UploadPool::start(
+            sink,
+            repository.keys.clone(),
+            repository.metadata_cache.clone(),
+            uploads,
+            limit,
+        )?;
         Ok(PackWriter {
             repository,
             known,
@@ -145,8 +156,7 @@ impl<'repository> PackWriter<'repository> {
                 packer: Packer::with_capacity(packer_capacity(repository)),
                 pending: HashSet::new(),
             }),
-            sender: Mutex::new(Some(sender)),
-            thread: Mutex::new(Some(thread)),
+            uploads,
         })
     }
 
@@ -212,82 +222,66 @@ impl<'repository> PackWriter<'repository> {
                 &self.repository.keys,
             )?;
             if state.packer.len() >= self.repository.config.pack_size as usize {
-                Some(std::mem::replace(
+                // Reserved under the lock: adders wait here while the
+                // budget is full, rather than each holding a full pack.
+                let charged = state.packer.len() as u64;
+                self.uploads.reserve(charged)?;
+                let full = std::mem::replace(
                     &mut state.packer,
                     Packer::with_capacity(self.packer_capacity()),
-                ))
+                );
+                Some((full, charged))
             } else {
                 None
             }
         };
-        if let Some(packer) = full {
-            self.send(packer)?;
+        if let Some((packer, charged)) = full {
+            self.uploads.submit(packer, charged)?;
         }
         Ok(true)
     }
 
-    fn send(&self, packer: Packer) -> Result<()> {
-        let sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        match sender {
-            Some(sender) if sender.send(packer).is_ok() => Ok(()),
-            // The writer thread stopped early: its error is reported by `finish`.
-            _ => Err(self.join_writer().err().unwrap_or_else(|| {
-                Error::io(
-                    "pack writer",
-                    std::io::Error::other("the pack writer stopped unexpectedly"),
-                )
-            })),
-        }
-    }
-
-    fn join_writer(&self) -> Result<WriteSummary> {
-        self.sender
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        match thread {
-            Some(thread) => thread.join().unwrap_or_else(|_| {
-                Err(Error::io(
-                    "pack writer",
-                    std::io::Error::other("the pack writer thread panicked"),
-                ))
-            }),
-            None => Err(Error::io(
-                "pack writer",
-                std::io::Error::other("the pack writer already finished"),
-            )),
-        }
-    }
-
-    /// Publishes the last pack and waits for all writes; returns what was written.
-    /// The caller then writes the index for `locations`.
+    /// Publishes the last pack and waits for all uploads; returns what was
+    /// written (in hand-over order, whatever the number of uploads). The
+    /// caller then writes the index for `locations`.
     pub fn finish(self) -> Result<WriteSummary> {
         let last = std::mem::take(&mut self.state().packer);
         if !last.is_empty() {
-            self.send(last)?;
+            let charged = last.len() as u64;
+            self.uploads.reserve(charged)?;
+            self.uploads.submit(last, charged)?;
         }
-        self.join_writer()
+        Ok(summarize(self.uploads.join()?))
+    }
+
+    /// The most bytes of finished packs that waited or were being published
+    /// at once so far.
+    #[cfg(test)]
+    fn peak_bytes(&self) -> u64 {
+        self.uploads.peak_bytes()
     }
 }
 
-/// Writes the tree blobs of a published pack to the metadata cache, as
-/// stored in the pack (readers decode and check them like any blob).
-fn cache_trees(cache: &MetadataCache, entries: &[PackEntry], pack: &[u8]) {
-    for entry in entries.iter().filter(|entry| entry.kind == BlobKind::Tree) {
-        let start = entry.offset as usize;
-        if let Some(stored) = pack.get(start..start + entry.stored_length as usize) {
-            cache.put(TREES, &entry.id.to_hex(), stored);
+/// The summary of the published packs, put back in hand-over order.
+fn summarize(mut published: Vec<Published>) -> WriteSummary {
+    published.sort_by_key(|pack| pack.sequence);
+    let mut summary = WriteSummary::default();
+    for pack in published {
+        summary.packs += 1;
+        summary.published.push(GroupMember {
+            pack: pack.id,
+            length: pack.length,
+        });
+        summary.pack_bytes += pack.length;
+        for entry in pack.entries {
+            summary.blob_bytes += u64::from(entry.raw_length);
+            summary.locations.push(BlobLocation {
+                pack: pack.id,
+                entry,
+            });
         }
     }
+    summary
 }
 
 /// A pack closes at the first blob reaching the target size: room for the
@@ -298,49 +292,5 @@ fn packer_capacity(repository: &Repository) -> usize {
         + crypto::SEAL_OVERHEAD
 }
 
-fn write_packs(
-    sink: &dyn PackSink,
-    keys: &Keys,
-    tree_cache: Option<&MetadataCache>,
-    receiver: Receiver<Packer>,
-) -> Result<WriteSummary> {
-    let mut summary = WriteSummary::default();
-    let mut failure = None;
-    for packer in receiver {
-        if failure.is_some() {
-            break;
-        }
-        let finished = match packer.finish(keys) {
-            Ok(finished) => finished,
-            Err(error) => {
-                failure = Some(error);
-                break;
-            }
-        };
-        match sink.publish(&finished.id, &finished.bytes) {
-            Ok(_) => {
-                summary.packs += 1;
-                summary.published.push(GroupMember {
-                    pack: finished.id,
-                    length: finished.bytes.len() as u64,
-                });
-                summary.pack_bytes += finished.bytes.len() as u64;
-                if let Some(cache) = tree_cache {
-                    cache_trees(cache, &finished.entries, &finished.bytes);
-                }
-                for entry in &finished.entries {
-                    summary.blob_bytes += u64::from(entry.raw_length);
-                    summary.locations.push(BlobLocation {
-                        pack: finished.id,
-                        entry: *entry,
-                    });
-                }
-            }
-            Err(error) => failure = Some(error),
-        }
-    }
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(summary),
-    }
-}
+#[cfg(test)]
+mod tests;

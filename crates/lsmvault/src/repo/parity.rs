@@ -219,7 +219,12 @@ impl Repository {
                 continue;
             };
             let name = Id::of(bytes).to_hex();
-            write_replacing_damaged(self.backend.as_ref(), ObjectKind::Parity, &name, bytes)?;
+            write_replacing_damaged(
+                self.backend.as_ref(),
+                ObjectKind::Parity,
+                &name,
+                bytes::Bytes::copy_from_slice(bytes),
+            )?;
             names.push(name);
         }
         Ok(names)

@@ -14,11 +14,16 @@
 //!   object_store's `PutMode::Create`): S3 publishes an object whole or not
 //!   at all, and of concurrent conditional PUTs of one key exactly one
 //!   succeeds; the others get 412 (or 409 while the winner is in flight,
-//!   which is retried here until the winner is decided). Objects are sent in
-//!   one request: a pack is about 16 MiB (at most the repository's pack size
-//!   plus one blob), far below S3's 5 GiB single-PUT limit, and a multipart
-//!   upload would not be conditional on every S3-compatible server. `init`
-//!   refuses a server that ignores the condition (`Repository::init` probes it).
+//!   which is retried here until the winner is decided). `init` refuses a
+//!   server that ignores the condition (`Repository::init` probes it).
+//! - `write_content_addressed` (packs, parity objects: the name is the hash
+//!   of the bytes) takes the bytes by value and sends them without a copy:
+//!   one conditional PUT up to [`MULTIPART_THRESHOLD_VARIABLE`] bytes
+//!   (default 64 MiB, above the default 16 MiB pack), above it a HEAD
+//!   (`AlreadyExisted` if the object is there) and a multipart upload in
+//!   parts of [`PART_SIZE`], aborted on failure ([`multipart`]). A multipart
+//!   upload is not conditional on every server, which is harmless only
+//!   because both racing writers send the same bytes.
 //! - `replace_config` is one plain PUT, atomic on S3.
 //! - `read_range` is one ranged GET; the object's size in the answer's
 //!   `Content-Range` decides whether the range is short, before any body is
@@ -34,10 +39,12 @@
 mod client;
 mod errors;
 mod location;
+mod multipart;
 
 use std::ops::Range;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -50,6 +57,7 @@ use errors::{map, object, Doing};
 pub use client::{DEFAULT_RETRIES, RETRIES_VARIABLE};
 pub use errors::S3Failure;
 pub use location::{is_s3_location, S3Location};
+pub use multipart::{DEFAULT_MULTIPART_THRESHOLD, MULTIPART_THRESHOLD_VARIABLE, PART_SIZE};
 
 /// How often a conditional PUT answered 409 (another conditional write of
 /// the key in flight) is tried again before giving up.
@@ -60,6 +68,8 @@ const CONFLICT_RETRIES: u32 = 8;
 pub struct S3Backend {
     location: S3Location,
     client: Client,
+    /// Content-addressed objects above this many bytes go in parts.
+    multipart_threshold: u64,
 }
 
 impl S3Backend {
@@ -87,7 +97,12 @@ impl S3Backend {
     /// environment to pass credentials.
     pub fn with_settings(location: S3Location, settings: &[(&str, &str)]) -> Result<S3Backend> {
         let client = Client::new(&location, settings)?;
-        Ok(S3Backend { location, client })
+        let multipart_threshold = multipart::threshold(&location)?;
+        Ok(S3Backend {
+            location,
+            client,
+            multipart_threshold,
+        })
     }
 
     /// The parsed location.
@@ -160,6 +175,46 @@ impl S3Backend {
                     error,
                 )
             })
+    }
+
+    /// A conditional PUT of `payload` (see the module docs).
+    fn put_if_absent(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        payload: PutPayload,
+    ) -> Result<WriteOutcome> {
+        let key = self.key(kind, name);
+        let path = Path::from(key.as_str());
+        let mut conflicts = 0;
+        loop {
+            let options = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            let put = self.client.store.put_opts(&path, payload.clone(), options);
+            match self.client.block_on(put) {
+                Ok(_) => return Ok(WriteOutcome::Created),
+                Err(object_store::Error::AlreadyExists { source, .. })
+                    if refused_by_precondition(source.as_ref()) =>
+                {
+                    return Ok(WriteOutcome::AlreadyExisted)
+                }
+                // 409: a concurrent conditional write of the key is in
+                // flight; once it is decided, ours gets 412 or succeeds.
+                Err(object_store::Error::AlreadyExists { .. }) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20 << conflicts));
+                }
+                Err(error) => {
+                    return Err(map(
+                        &self.location,
+                        self.doing("writing", &key, kind, name),
+                        error,
+                    ))
+                }
+            }
+        }
     }
 }
 
@@ -248,38 +303,38 @@ impl Backend for S3Backend {
     }
 
     fn write_if_absent(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<WriteOutcome> {
+        self.put_if_absent(kind, name, PutPayload::from(bytes.to_vec()))
+    }
+
+    /// One conditional PUT up to the multipart threshold; above it, a HEAD
+    /// and, if there is no such object, a multipart upload ([`multipart`]).
+    /// The payload shares `bytes`: nothing is copied.
+    fn write_content_addressed(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: Bytes,
+    ) -> Result<WriteOutcome> {
+        if bytes.len() as u64 <= self.multipart_threshold {
+            return self.put_if_absent(kind, name, PutPayload::from(bytes));
+        }
+        match self.size(kind, name) {
+            Ok(_) => return Ok(WriteOutcome::AlreadyExisted),
+            Err(Error::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
         let key = self.key(kind, name);
         let path = Path::from(key.as_str());
-        let payload = PutPayload::from(bytes.to_vec());
-        let mut conflicts = 0;
-        loop {
-            let options = PutOptions {
-                mode: PutMode::Create,
-                ..PutOptions::default()
-            };
-            let put = self.client.store.put_opts(&path, payload.clone(), options);
-            match self.client.block_on(put) {
-                Ok(_) => return Ok(WriteOutcome::Created),
-                Err(object_store::Error::AlreadyExists { source, .. })
-                    if refused_by_precondition(source.as_ref()) =>
-                {
-                    return Ok(WriteOutcome::AlreadyExisted)
-                }
-                // 409: a concurrent conditional write of the key is in
-                // flight; once it is decided, ours gets 412 or succeeds.
-                Err(object_store::Error::AlreadyExists { .. }) if conflicts < CONFLICT_RETRIES => {
-                    conflicts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20 << conflicts));
-                }
-                Err(error) => {
-                    return Err(map(
-                        &self.location,
-                        self.doing("writing", &key, kind, name),
-                        error,
-                    ))
-                }
-            }
-        }
+        self.client
+            .block_on(multipart::upload(&self.client.store, &path, bytes))
+            .map(|()| WriteOutcome::Created)
+            .map_err(|error| {
+                map(
+                    &self.location,
+                    self.doing("writing (in parts)", &key, kind, name),
+                    error,
+                )
+            })
     }
 
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {

@@ -274,7 +274,7 @@ impl Repository {
                             self.backend().as_ref(),
                             ObjectKind::Pack,
                             &pack.to_hex(),
-                            &bytes,
+                            bytes::Bytes::from(bytes),
                         )?;
                     }
                     state.intact.insert(pack);

@@ -1,0 +1,233 @@
+//! The upload pool seen through a [`PackWriter`]: the bound on packs and
+//! bytes in flight, the order of the summary, and a failed upload failing
+//! the whole write.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+use crate::backend::MemoryBackend;
+use crate::repo::InitOptions;
+
+const MIB: usize = 1 << 20;
+
+/// A 1 MiB-pack repository in memory.
+fn repository() -> Repository {
+    let options = InitOptions {
+        pack_size: MIB as u32,
+        ..InitOptions::default()
+    };
+    Repository::init(Arc::new(MemoryBackend::new()), options).unwrap()
+}
+
+/// Blobs of `size` bytes, each different (and incompressible enough).
+fn blob(number: u32, size: usize) -> Vec<u8> {
+    let mut state = u64::from(number).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Records how many publishes overlap; fails the publish numbered `fail_at`.
+struct RecordingSink {
+    running: AtomicUsize,
+    most_running: AtomicUsize,
+    calls: AtomicUsize,
+    fail_at: Option<usize>,
+    /// Panic (rather than fail) at `fail_at`.
+    panic: bool,
+    published: Mutex<Vec<Id>>,
+    /// How long a publish takes: longer than adding a pack's blobs, even
+    /// in a debug build on a loaded machine, so publishes overlap.
+    delay: Duration,
+}
+
+impl Default for RecordingSink {
+    fn default() -> Self {
+        RecordingSink {
+            running: AtomicUsize::new(0),
+            most_running: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            fail_at: None,
+            panic: false,
+            published: Mutex::new(Vec::new()),
+            delay: Duration::from_millis(150),
+        }
+    }
+}
+
+impl PackSink for RecordingSink {
+    fn publish(&self, id: &Id, _bytes: Bytes) -> Result<()> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(running, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if Some(call) == self.fail_at && self.panic {
+            panic!("publish {call} panicked");
+        }
+        if Some(call) == self.fail_at {
+            return Err(crate::error::Error::io(
+                "test sink",
+                std::io::Error::other("publish refused"),
+            ));
+        }
+        self.published.lock().unwrap().push(*id);
+        Ok(())
+    }
+}
+
+/// Writes `count` blobs of 600 KiB (two to a 1 MiB pack) through `sink`.
+fn write(
+    repository: &Repository,
+    sink: Arc<RecordingSink>,
+    uploads: usize,
+    limit: u64,
+    count: u32,
+) -> (Result<WriteSummary>, u64) {
+    let known = Arc::new(Index::default());
+    let blobs: Vec<Vec<u8>> = (0..count).map(|number| blob(number, 600 << 10)).collect();
+    let writer = PackWriter::with_uploads(repository, known, sink, uploads, limit).unwrap();
+    for data in &blobs {
+        let id = writer.keys().blob_id(data);
+        if let Err(error) = writer.add(id, BlobKind::Data, data) {
+            return (Err(error), writer.peak_bytes());
+        }
+    }
+    let peak = writer.peak_bytes();
+    (writer.finish(), peak)
+}
+
+#[test]
+fn uploads_overlap_up_to_the_count_and_the_summary_keeps_hand_over_order() {
+    let repository = repository();
+    let sink = Arc::new(RecordingSink::default());
+    let (summary, _) = write(&repository, Arc::clone(&sink), 4, 64 * MIB as u64, 40);
+    let summary = summary.unwrap();
+    assert_eq!(summary.packs, 20);
+    let most = sink.most_running.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "{most} publishes at once");
+    // Every published pack is in the summary, and only those.
+    let mut published = sink.published.lock().unwrap().clone();
+    let mut summarized: Vec<Id> = summary.published.iter().map(|member| member.pack).collect();
+    published.sort();
+    summarized.sort();
+    assert_eq!(published, summarized);
+    assert_eq!(summary.locations.len(), 40);
+    // Hand-over order: blobs were added in order, so their packs appear in
+    // order, and `published` lists packs in the order of `locations`.
+    let mut packs_in_location_order: Vec<Id> = Vec::new();
+    for location in &summary.locations {
+        if packs_in_location_order.last() != Some(&location.pack) {
+            packs_in_location_order.push(location.pack);
+        }
+    }
+    let in_summary: Vec<Id> = summary.published.iter().map(|member| member.pack).collect();
+    assert_eq!(packs_in_location_order, in_summary);
+}
+
+#[test]
+fn bytes_in_flight_stay_within_the_limit() {
+    let repository = repository();
+    let sink = Arc::new(RecordingSink::default());
+    // Room for two ~1.2 MiB packs, not three, although 8 uploads may run.
+    let limit = 5 * MIB as u64 / 2;
+    let (summary, peak) = write(&repository, Arc::clone(&sink), 8, limit, 30);
+    summary.unwrap();
+    assert!(
+        peak <= limit,
+        "{peak} bytes in flight over a limit of {limit}"
+    );
+    assert!(peak > MIB as u64, "packs did not overlap at all: {peak}");
+    assert!(sink.most_running.load(Ordering::SeqCst) <= 2);
+}
+
+#[test]
+fn a_pack_larger_than_the_limit_still_goes_alone() {
+    let repository = repository();
+    let sink = Arc::new(RecordingSink::default());
+    let (summary, _) = write(&repository, Arc::clone(&sink), 4, 1, 6);
+    assert_eq!(summary.unwrap().packs, 3);
+    assert_eq!(sink.most_running.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_failed_upload_fails_the_whole_write() {
+    for uploads in [1, 2, 8] {
+        let repository = repository();
+        let sink = Arc::new(RecordingSink {
+            fail_at: Some(3),
+            ..RecordingSink::default()
+        });
+        let (summary, _) = write(&repository, Arc::clone(&sink), uploads, 64 * MIB as u64, 80);
+        let error = summary.expect_err("a refused publish must fail the write");
+        assert!(error.to_string().contains("publish refused"), "{error}");
+        // Once the failure is known no pack is handed over: only those
+        // already being published (at most one round of `uploads`) finish,
+        // not the 40 the writer was given.
+        let published = sink.published.lock().unwrap().len();
+        assert!(
+            published <= 2 * uploads + 2,
+            "{published} packs published after a failure with {uploads} uploads"
+        );
+    }
+}
+
+#[test]
+fn the_upload_count_comes_from_the_backend_kind() {
+    // The variable is not set in unit tests.
+    if std::env::var_os(crate::repo::upload_pool::UPLOADS_VARIABLE).is_none() {
+        assert_eq!(upload_count(true).unwrap(), 8);
+        assert_eq!(upload_count(false).unwrap(), 2);
+    }
+}
+
+#[test]
+fn adders_on_many_threads_wait_for_the_budget_and_every_blob_is_located() {
+    let repository = repository();
+    let sink = Arc::new(RecordingSink::default());
+    let limit = 5 * MIB as u64 / 2;
+    let known = Arc::new(Index::default());
+    let writer = PackWriter::with_uploads(&repository, known, sink.clone(), 8, limit).unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..8u32 {
+            let writer = &writer;
+            scope.spawn(move || {
+                for number in 0..5 {
+                    let data = blob(thread * 100 + number, 600 << 10);
+                    let id = writer.keys().blob_id(&data);
+                    assert!(writer.add(id, BlobKind::Data, &data).unwrap());
+                }
+            });
+        }
+    });
+    let peak = writer.peak_bytes();
+    let summary = writer.finish().unwrap();
+    assert!(
+        peak <= limit,
+        "{peak} bytes in flight over a limit of {limit}"
+    );
+    assert_eq!(summary.locations.len(), 40);
+    assert_eq!(summary.packs as usize, sink.published.lock().unwrap().len());
+}
+
+#[test]
+fn a_panicking_upload_fails_the_write_instead_of_hanging_it() {
+    for uploads in [1, 3] {
+        let repository = repository();
+        let sink = Arc::new(RecordingSink {
+            fail_at: Some(2),
+            panic: true,
+            ..RecordingSink::default()
+        });
+        // A budget of one pack: adders wait for the panicked upload's bytes.
+        let (summary, _) = write(&repository, sink, uploads, MIB as u64, 20);
+        let error = summary.expect_err("a panicked upload must fail the write");
+        assert!(error.to_string().contains("panicked"), "{error}");
+    }
+}
