@@ -130,11 +130,13 @@ pub enum ObjectKind {
     Wal,
     /// Reed-Solomon parity shards over groups of packs (`parity/<id>`).
     Parity,
+    /// Cluster snapshots (`clusters/<id>`): metadata, like snapshots.
+    Cluster,
 }
 
 impl ObjectKind {
     /// Every kind, for code that walks all namespaces.
-    pub const ALL: [ObjectKind; 8] = [
+    pub const ALL: [ObjectKind; 9] = [
         ObjectKind::Config,
         ObjectKind::Pack,
         ObjectKind::Index,
@@ -143,6 +145,7 @@ impl ObjectKind {
         ObjectKind::Key,
         ObjectKind::Wal,
         ObjectKind::Parity,
+        ObjectKind::Cluster,
     ];
 
     /// The top-level directory / key prefix of this kind.
@@ -156,6 +159,7 @@ impl ObjectKind {
             ObjectKind::Key => "keys",
             ObjectKind::Wal => "wal",
             ObjectKind::Parity => "parity",
+            ObjectKind::Cluster => "clusters",
         }
     }
 
@@ -185,6 +189,7 @@ impl ObjectKind {
             ObjectKind::Key => format!("key file {name}"),
             ObjectKind::Wal => format!("WAL record {name}"),
             ObjectKind::Parity => format!("parity object {name}"),
+            ObjectKind::Cluster => format!("cluster snapshot {name}"),
         }
     }
 }
