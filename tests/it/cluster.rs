@@ -657,3 +657,29 @@ fn cluster_snapshots_are_sealed_in_an_encrypted_repository() {
         "{text}"
     );
 }
+
+#[test]
+fn topology_file_that_is_not_utf8_is_refused_as_invalid() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("topology.toml");
+    fs::write(&file, b"name = \"\xff\"\n").unwrap();
+    let output = lsmvault_command(work.path(), None, &["cluster", "topology", "--check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = stderr_text(&output);
+    assert_eq!(output.status.code(), Some(22), "{stderr}");
+    assert!(stderr.contains("byte 8 is not UTF-8"), "{stderr}");
+}
+
+#[test]
+fn topology_check_of_a_missing_file_is_an_io_error() {
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("absent.toml");
+    let output = lsmvault_command(work.path(), None, &["cluster", "topology", "--check"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(21));
+    assert!(stderr_text(&output).contains("reading topology file"));
+}

@@ -65,11 +65,20 @@ pub fn run(context: &Context, command: &ClusterCommand) -> Result<ExitCode, Erro
     }
 }
 
-/// Reads and validates a topology file.
+/// Reads and validates a topology file (a file that is not UTF-8 is an
+/// invalid topology, not an I/O error).
 pub fn read_topology(file: &Path) -> Result<Topology, Error> {
-    let text = fs::read_to_string(file)
+    let bytes = fs::read(file)
         .map_err(|error| Error::io(format!("reading topology file {}", file.display()), error))?;
-    Topology::parse(&file.display().to_string(), &text)
+    let name = file.display().to_string();
+    let text = String::from_utf8(bytes).map_err(|error| Error::InvalidTopology {
+        file: name.clone(),
+        problems: vec![format!(
+            "byte {} is not UTF-8 (hint: TOML files are UTF-8 text)",
+            error.utf8_error().valid_up_to()
+        )],
+    })?;
+    Topology::parse(&name, &text)
 }
 
 fn check(context: &Context, file: &Path) -> Result<ExitCode, Error> {

@@ -14,7 +14,7 @@
 //! what its scheme demands. Unknown keys are refused rather than ignored: a
 //! misspelt `pid_fle` must not silently leave a shard unpaused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,9 +23,11 @@ use crate::error::{Error, Result};
 mod env;
 mod parse;
 mod summary;
+mod validate;
 
 pub use env::{from_env, EnvTopologyOptions, THEMIS_VARIABLES};
 pub use summary::{GroupSummary, ShardSummary, TopologySummary};
+pub use validate::unusable_shard_name;
 
 /// How command templates name the host and the command to run there.
 pub const HOST_PLACEHOLDER: &str = "{host}";
@@ -33,8 +35,6 @@ pub const HOST_PLACEHOLDER: &str = "{host}";
 pub const COMMAND_PLACEHOLDER: &str = "{command}";
 /// The template of a shard with a `host` and no `remote_command`.
 pub const DEFAULT_REMOTE_COMMAND: &str = "ssh {host} {command}";
-/// Longest shard name: one path component on every common file system.
-const MAX_SHARD_NAME_BYTES: usize = 255;
 
 /// A cluster: its name, its groups by name, its shards in file order (a
 /// shard's position within its group is its index, as ThemisDB numbers them).
@@ -309,36 +309,6 @@ impl Topology {
             .map_err(|error| Error::InvalidArgument(format!("topology as TOML: {error}")))
     }
 
-    /// Every problem of the topology, in file order (empty: valid).
-    pub fn problems(&self) -> Vec<TopologyProblem> {
-        let mut problems = Vec::new();
-        if self.name.trim().is_empty() || self.name.chars().any(char::is_control) {
-            problems.push(problem(
-                None,
-                format!(
-                    "cluster name {:?} is empty or has control characters",
-                    self.name
-                ),
-                "give `name` a printable value",
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        for shard in &self.shards {
-            if !seen.insert(shard.name.as_str()) {
-                problems.push(problem(
-                    Some(&shard.name),
-                    "the name is used by more than one shard".to_string(),
-                    "give every shard its own name: restores write each into DIR/<name>",
-                ));
-            }
-            problems.extend(shard_problems(shard, &self.groups));
-        }
-        for (name, group) in &self.groups {
-            problems.extend(group_problems(name, group.scheme, &self.shards));
-        }
-        problems
-    }
-
     /// Fails with [`Error::InvalidTopology`] naming every problem.
     pub fn validate(&self, file: &str) -> Result<()> {
         let problems = self.problems();
@@ -353,176 +323,6 @@ impl Topology {
     pub fn group_shards<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Shard> + 'a {
         self.shards.iter().filter(move |shard| shard.group == name)
     }
-}
-
-/// Why `name` cannot be a shard's directory name, if it cannot.
-pub fn unusable_shard_name(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty")
-    } else if name == "." || name == ".." {
-        Some("is `.` or `..`")
-    } else if name.contains('/') || name.contains('\\') {
-        Some("contains a slash")
-    } else if name.chars().any(char::is_control) {
-        Some("contains a control character")
-    } else if name.len() > MAX_SHARD_NAME_BYTES {
-        Some("is longer than 255 bytes")
-    } else {
-        None
-    }
-}
-
-/// The problems of one shard on its own (its name, group, location, pause).
-fn shard_problems(shard: &Shard, groups: &BTreeMap<String, Group>) -> Vec<TopologyProblem> {
-    let name = Some(shard.name.as_str());
-    let mut problems = Vec::new();
-    if let Some(why) = unusable_shard_name(&shard.name) {
-        problems.push(problem(
-            name,
-            format!("the name {why}, so it cannot be a directory name"),
-            "use letters, digits, `-`, `_` or `.`: restores write each shard into DIR/<name>",
-        ));
-    }
-    match groups.get(&shard.group) {
-        None => problems.push(problem(
-            name,
-            format!("unknown group {:?}", shard.group),
-            &format!(
-                "declare it as [groups.{}] with a scheme, or use one of: {}",
-                shard.group,
-                groups.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        )),
-        Some(group) if shard.role == Role::Parity && group.scheme.parity_shards() == 0 => problems
-            .push(problem(
-                name,
-                format!(
-                    "role \"parity\" in group {:?}, whose scheme {} has no parity",
-                    shard.group,
-                    group.scheme.name()
-                ),
-                "use role = \"data\", or a raid5/raid6 group",
-            )),
-        Some(_) => {}
-    }
-    problems.extend(location_problems(shard));
-    problems.extend(pause_problems(shard));
-    problems
-}
-
-fn location_problems(shard: &Shard) -> Vec<TopologyProblem> {
-    let name = Some(shard.name.as_str());
-    let mut problems = Vec::new();
-    if !shard.path.starts_with('/') {
-        problems.push(problem(
-            name,
-            format!("path {:?} is not absolute", shard.path),
-            "give the database directory's absolute path (on its host, if it has one)",
-        ));
-    }
-    match (&shard.host, &shard.remote_command) {
-        (Some(host), _)
-            if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-        {
-            problems.push(problem(
-                name,
-                format!("host {host:?} is empty or has spaces or control characters"),
-                "give a host name or address as ssh takes it",
-            ))
-        }
-        (None, Some(_)) => problems.push(problem(
-            name,
-            "remote_command without host".to_string(),
-            "add `host`, or remove `remote_command` for a local shard",
-        )),
-        (Some(_), Some(template)) if !template.contains(COMMAND_PLACEHOLDER) => {
-            problems.push(problem(
-                name,
-                format!("remote_command {template:?} lacks {COMMAND_PLACEHOLDER}"),
-                "write it like \"ssh {host} {command}\"",
-            ))
-        }
-        _ => {}
-    }
-    problems
-}
-
-fn pause_problems(shard: &Shard) -> Vec<TopologyProblem> {
-    let name = Some(shard.name.as_str());
-    let commands = shard.freeze.is_some() || shard.thaw.is_some();
-    let methods = [
-        commands,
-        shard.pid_file.is_some(),
-        shard.pause_file.is_some(),
-    ];
-    let mut problems = Vec::new();
-    if shard.freeze.is_some() != shard.thaw.is_some() {
-        problems.push(problem(
-            name,
-            "`freeze` without `thaw` (or the reverse)".to_string(),
-            "give both commands: a freeze that is never undone leaves the writer paused",
-        ));
-    }
-    if methods.iter().filter(|given| **given).count() > 1 {
-        problems.push(problem(
-            name,
-            "more than one pause method (freeze/thaw, pid_file, pause_file)".to_string(),
-            "keep exactly one of them",
-        ));
-    }
-    for (key, value) in [
-        ("pid_file", &shard.pid_file),
-        ("pause_file", &shard.pause_file),
-    ] {
-        if value.as_deref().is_some_and(|path| !path.starts_with('/')) {
-            problems.push(problem(
-                name,
-                format!("{key} is not an absolute path"),
-                "give the file's absolute path (on the shard's host)",
-            ));
-        }
-    }
-    problems
-}
-
-/// The problems of group `name` as a whole: no shards, wrong parity count,
-/// too few data shards.
-fn group_problems(name: &str, scheme: Scheme, shards: &[Shard]) -> Vec<TopologyProblem> {
-    let members: Vec<&Shard> = shards.iter().filter(|shard| shard.group == name).collect();
-    let parity = members
-        .iter()
-        .filter(|shard| shard.role == Role::Parity)
-        .count();
-    let data = members.len() - parity;
-    let group = |text: String, hint: &str| {
-        problem(
-            None,
-            format!("group {name:?} ({}): {text}", scheme.name()),
-            hint,
-        )
-    };
-    let mut problems = Vec::new();
-    if members.is_empty() {
-        problems.push(group(
-            "has no shards".to_string(),
-            "remove the group, or set `group` on its shards",
-        ));
-        return problems;
-    }
-    let wanted = scheme.parity_shards();
-    if wanted > 0 && parity != wanted {
-        problems.push(group(
-            format!("has {parity} parity shard(s), needs exactly {wanted}"),
-            "set role = \"parity\" on exactly that many of its shards (raid5: 1, raid6: 2)",
-        ));
-    }
-    if wanted > 0 && data < 2 {
-        problems.push(group(
-            format!("has {data} data shard(s), needs at least 2"),
-            "with fewer data shards use scheme = \"replicated\"",
-        ));
-    }
-    problems
 }
 
 #[cfg(test)]

@@ -124,8 +124,51 @@ fn remote_command_needs_a_host_and_a_command_placeholder() {
 }
 
 #[test]
-fn parse_errors_name_the_line() {
+fn value_errors_name_the_shard_and_syntax_errors_the_line() {
     let message = problems_of(&RAID5.replace("role = \"parity\"", "role = \"mirror\""));
-    assert!(message.contains("line "), "{message}");
+    assert!(
+        message.contains("shard \"p\": unknown variant `mirror`"),
+        "{message}"
+    );
     assert!(message.contains("t.toml"), "{message}");
+    let message =
+        problems_of(&RAID5.replace("[[shards]]\nname = \"s2\"", "[[shards]\nname = \"s2\""));
+    assert!(message.contains("line 14:"), "{message}");
+}
+
+#[test]
+fn an_empty_cluster_and_unprintable_group_names_are_refused() {
+    let message = problems_of("name = \"x\"\ngroups = {}\nshards = []\n");
+    assert!(message.contains("the cluster has no shards"), "{message}");
+    let message = problems_of(
+        &RAID5
+            .replace("[groups.east]", "[groups.\"\"]")
+            .replace("group = \"east\"", "group = \"\""),
+    );
+    assert!(message.contains("group name \"\" is empty"), "{message}");
+}
+
+#[test]
+fn a_host_that_ssh_would_take_for_an_option_is_refused() {
+    let message =
+        problems_of(&RAID5.replace("host = \"db2\"", "host = \"-oProxyCommand=touch /tmp/x\""));
+    assert!(message.contains("starts with `-`"), "{message}");
+}
+
+#[test]
+fn empty_freeze_or_thaw_commands_are_refused() {
+    let message = problems_of(&RAID5.replace("thaw = \"kill -CONT 1\"", "thaw = \" \""));
+    assert!(message.contains("`thaw` is an empty command"), "{message}");
+}
+
+#[test]
+fn two_shards_at_one_location_are_refused() {
+    let message =
+        problems_of(&RAID5.replace("path = \"/srv/s2\"\nhost = \"db2\"", "path = \"/srv/s1\""));
+    assert!(
+        message.contains("shard \"s2\": its host and path are another shard's too"),
+        "{message}"
+    );
+    // The same path on two hosts is two databases.
+    assert!(problems_of(&RAID5.replace("path = \"/srv/p\"", "path = \"/srv/s2\"")).is_empty());
 }
