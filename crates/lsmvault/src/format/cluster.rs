@@ -14,6 +14,7 @@
 //! topology (and none of another).
 
 use std::collections::BTreeSet;
+use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,10 @@ use crate::time::Timestamp;
 
 /// Cluster snapshot format version (the `version` field); readers refuse any other.
 pub const CLUSTER_SNAPSHOT_VERSION: u32 = 1;
+
+/// 10000-01-01T00:00:00Z in seconds since the epoch: times from there on
+/// cannot be printed as RFC 3339.
+const LAST_PRINTABLE_SECOND: u64 = 253_402_300_800;
 
 /// How long one shard's writes were paused, in its three steps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -148,6 +153,13 @@ impl ClusterSnapshot {
     fn check(&self) -> std::result::Result<(), String> {
         if let Some(problem) = self.topology.problems().first() {
             return Err(format!("its topology is invalid: {problem}"));
+        }
+        // RFC 3339 text can name times that `Timestamp` reads but cannot
+        // print (before 1970, after 9999): encoding such an object again,
+        // or listing it with --json, would panic.
+        let since_epoch = self.time.system_time().duration_since(UNIX_EPOCH);
+        if !since_epoch.is_ok_and(|since| since.as_secs() < LAST_PRINTABLE_SECOND) {
+            return Err("time is before 1970 or after 9999".to_string());
         }
         if self.cluster != self.topology.name {
             return Err(format!(

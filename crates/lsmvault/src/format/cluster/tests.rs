@@ -85,6 +85,23 @@ fn decode_refuses_unknown_versions_and_foreign_members() {
     assert!(ClusterSnapshot::decode("x", b"{\"version\":1}").is_err());
 }
 
+#[test]
+fn decode_refuses_times_that_cannot_be_printed_again() {
+    let json = String::from_utf8(cluster_snapshot(3).encode()).unwrap();
+    let time = serde_json::to_string(&cluster_snapshot(3).time).unwrap();
+    for bad in ["\"0026-12-03T11:40:02Z\"", "\"9999-12-31T23:59:59-01:00\""] {
+        let (before, after) = json.split_once("\"time\": ").unwrap();
+        let after = after.split_once(',').unwrap().1;
+        let text = format!("{before}\"time\": {bad},{after}");
+        let error = ClusterSnapshot::decode("x", text.as_bytes()).unwrap_err();
+        assert!(
+            error.to_string().contains("before 1970 or after 9999"),
+            "{error}"
+        );
+    }
+    assert!(time.starts_with("\"20"));
+}
+
 fn figure() -> impl Strategy<Value = f64> {
     (0u32..1_000_000).prop_map(|micros| f64::from(micros) / 1e6)
 }
