@@ -683,3 +683,19 @@ fn topology_check_of_a_missing_file_is_an_io_error() {
     assert_eq!(output.status.code(), Some(21));
     assert!(stderr_text(&output).contains("reading topology file"));
 }
+
+#[test]
+fn cluster_ls_names_a_cluster_snapshot_whose_time_cannot_be_printed() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    lsmvault_ok(&repo, &["init", "--no-encryption"]);
+    let seed = source_root().join("fuzz/corpus/cluster_snapshot/regression-time-before-epoch");
+    let bytes = fs::read(seed).unwrap();
+    let name = Id::of(&bytes).to_hex();
+    fs::create_dir_all(repo.join("clusters")).unwrap();
+    fs::write(repo.join("clusters").join(&name), &bytes).unwrap();
+    let json = lsmvault_json(&repo, &["cluster", "ls"]);
+    assert_eq!(json["clusters"], serde_json::json!([]));
+    assert_eq!(json["damaged"][0]["name"], name);
+    assert_eq!(json["damaged"][0]["code"], "corrupt_object");
+}
