@@ -699,3 +699,61 @@ fn cluster_ls_names_a_cluster_snapshot_whose_time_cannot_be_printed() {
     assert_eq!(json["damaged"][0]["name"], name);
     assert_eq!(json["damaged"][0]["code"], "corrupt_object");
 }
+
+/// `cluster ls` through the metadata cache `cache`: its stdout and the
+/// requests it made, by kind (`LSMVAULT_REQUEST_STATS`).
+fn cached_ls(repo: &Path, cache: &Path) -> (String, serde_json::Value) {
+    let output = lsmvault_command(repo, Some("pw"), &["cluster", "ls", "--cache-dir"])
+        .arg(cache)
+        .env("LSMVAULT_REQUEST_STATS", "1")
+        .output()
+        .unwrap();
+    let stdout = assert_success(&output, "cluster ls --cache-dir");
+    let stderr = stderr_text(&output);
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("{\"request_stats\""))
+        .unwrap_or_else(|| panic!("no request stats in {stderr}"));
+    let stats: serde_json::Value = serde_json::from_str(line).unwrap();
+    (
+        stdout,
+        stats["request_stats"]["by_kind"]["clusters"].clone(),
+    )
+}
+
+#[test]
+fn cluster_snapshots_are_served_from_the_metadata_cache() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let cache = work.path().join("cache");
+    assert_success(
+        &lsmvault_with_password(&repo, Some("pw"), &["init"]),
+        "init",
+    );
+    let repository = Repository::open_local_with_password(&repo, "pw").unwrap();
+    for seconds in [1_700_000_000, 1_700_000_100] {
+        repository
+            .write_cluster_snapshot(&cluster_snapshot(None, &[], seconds))
+            .unwrap();
+    }
+    let (cold, requests) = cached_ls(&repo, &cache);
+    assert!(cold.contains("2 cluster snapshot(s)"), "{cold}");
+    assert_eq!(requests, serde_json::json!({ "list": 1, "read": 2 }));
+    let (warm, requests) = cached_ls(&repo, &cache);
+    assert_eq!(warm, cold);
+    assert_eq!(requests, serde_json::json!({ "list": 1 }));
+    // A damaged cache entry is dropped and read again from the repository.
+    let cached: Vec<_> = walkdir::WalkDir::new(&cache)
+        .into_iter()
+        .map(|entry| entry.unwrap().into_path())
+        .filter(|path| path.is_file() && path.parent().unwrap().ends_with("clusters"))
+        .collect();
+    assert_eq!(cached.len(), 2);
+    let mut bytes = fs::read(&cached[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&cached[0], bytes).unwrap();
+    let (healed, requests) = cached_ls(&repo, &cache);
+    assert_eq!(healed, cold);
+    assert_eq!(requests, serde_json::json!({ "list": 1, "read": 1 }));
+}
