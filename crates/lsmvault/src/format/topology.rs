@@ -7,11 +7,13 @@
 //! the same structure, as JSON, is embedded in every cluster snapshot
 //! ([`super::cluster`]), so a snapshot says what the cluster was.
 //!
-//! Invariant: a [`Topology`] handed out by [`Topology::parse`] (or checked
-//! by [`Topology::validate`]) has unique shard names that are each usable as
-//! one directory name (restores write `DIR/<shard>`), every shard in a
-//! declared group, every group with shards, and each group's parity count
-//! what its scheme demands. Unknown keys are refused rather than ignored: a
+//! Invariant: a [`Topology`] handed out by [`Topology::parse`] or
+//! [`from_env`] (or checked by [`Topology::validate`]) has at least one
+//! shard, unique shard names that are each usable as one directory name
+//! (restores write `DIR/<shard>`), one shard per host and path, absolute
+//! paths, every shard in a declared group, every group with shards, each
+//! group's parity count what its scheme demands, and at most one complete
+//! pause method per shard (see `validate.rs` for every check). Unknown keys are refused rather than ignored: a
 //! misspelt `pid_fle` must not silently leave a shard unpaused.
 
 use std::collections::BTreeMap;
@@ -72,7 +74,7 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    /// How many parity shards the scheme requires (`None`: no parity role).
+    /// How many parity shards the scheme requires (0: the scheme has no parity role).
     pub fn parity_shards(self) -> usize {
         match self {
             Scheme::Raid5 => 1,
