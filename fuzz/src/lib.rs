@@ -11,6 +11,7 @@
 //! an error. This file uses only `lsmvault`, `serde_json` and `blake3`.
 
 use lsmvault::codec::crypto::{KeyFile, Keys, SealKind};
+use lsmvault::format::cluster::ClusterSnapshot;
 use lsmvault::format::config::{Binding, Config};
 use lsmvault::format::index::decode_index_file;
 use lsmvault::format::pack::{
@@ -18,6 +19,7 @@ use lsmvault::format::pack::{
 };
 use lsmvault::format::parity;
 use lsmvault::format::snapshot::Snapshot;
+use lsmvault::format::topology::Topology;
 use lsmvault::format::tree::Tree;
 use lsmvault::format::wal_object::WalObject;
 use lsmvault::lsm::log::{encode_log, read_log, sequence_ranges};
@@ -43,6 +45,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("wal_reader", wal_reader),
     ("manifest", manifest),
     ("parity", parity_object),
+    ("topology", topology),
+    ("cluster_snapshot", cluster_snapshot),
 ];
 
 /// A whole pack: trailer, header (entry count and lengths against the pack
@@ -116,6 +120,33 @@ pub fn tree(data: &[u8]) {
 pub fn snapshot(data: &[u8]) {
     if let Ok(json) = Keys::plaintext().open(SealKind::Snapshot, data, || "fuzz".to_string()) {
         let _ = Snapshot::decode("fuzz", &json);
+    }
+}
+
+/// A cluster topology file (TOML, as `cluster topology --check` reads it);
+/// a valid one is summarised, and printed as TOML that reads back to it.
+pub fn topology(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(topology) = Topology::parse("fuzz", text) {
+        let _ = topology.summary();
+        let printed = topology.to_toml().expect("a valid topology prints");
+        let again = Topology::parse("fuzz", &printed).expect("a printed topology reads back");
+        assert_eq!(again, topology);
+    }
+}
+
+/// A cluster snapshot object (`clusters/<id>`), opened as the repository
+/// opens it; a decoded one encodes to bytes that decode again.
+pub fn cluster_snapshot(data: &[u8]) {
+    let Ok(json) = Keys::plaintext().open(SealKind::ClusterSnapshot, data, || "fuzz".to_string())
+    else {
+        return;
+    };
+    if let Ok(snapshot) = ClusterSnapshot::decode("fuzz", &json) {
+        let _ = snapshot.complete_groups();
+        assert!(ClusterSnapshot::decode("fuzz", &snapshot.encode()).is_ok());
     }
 }
 

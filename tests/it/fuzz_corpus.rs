@@ -67,6 +67,46 @@ fn seed(target: &str, name: &str, bytes: &[u8]) {
     fs::write(directory.join(name), bytes).unwrap();
 }
 
+/// Seeds of the cluster parsers: topology files (the example of
+/// docs/cluster.md, one with many problems) and, in `repo`, a cluster
+/// snapshot of that example (no command writes one yet: the library does).
+fn cluster_seeds(repo: &Path) {
+    use lsmvault::format::cluster::{ClusterMember, ClusterSnapshot, PauseFigures};
+    use lsmvault::format::topology::Topology;
+    let docs = fs::read_to_string(source_root().join("docs/cluster.md")).unwrap();
+    let example = docs
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    seed("topology", "docs-example", example.as_bytes());
+    seed(
+        "topology",
+        "invalid-many",
+        b"name = \"x\"\n[groups.g]\nscheme = \"raid5\"\n[[shards]]\nname = \"..\"\ngroup = \"h\"\nrole = \"parity\"\npath = \"rel\"\nfreeze = \"a\"\npid_file = \"/p\"\npathh = 1\n",
+    );
+    let topology = Topology::parse("docs/cluster.md", example).unwrap();
+    let members = topology
+        .shards
+        .iter()
+        .skip(1)
+        .map(|shard| ClusterMember {
+            shard: shard.name.clone(),
+            group: shard.group.clone(),
+            role: shard.role,
+            snapshot: Some(Id::of(shard.name.as_bytes())),
+            sequence: Some(42),
+            pause: PauseFigures::default(),
+        })
+        .collect();
+    let mut snapshot = ClusterSnapshot::new(topology, lsmvault::Timestamp::now(), members);
+    snapshot.tag = Some("nightly".to_string());
+    let repository = Repository::open_local(repo).unwrap();
+    repository.write_cluster_snapshot(&snapshot).unwrap();
+}
+
 /// Every file of a repository directory (`data` holds one more level).
 fn objects_under(directory: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(directory)
@@ -130,11 +170,13 @@ fn write_fuzz_corpus_from_a_real_repository() {
         }
     }
     seed("config", "config", &fs::read(repo.join("config")).unwrap());
+    cluster_seeds(&repo);
     for (target, directory) in [
         ("index", "index"),
         ("snapshot", "snapshots"),
         ("wal_object", "wal"),
         ("parity", "parity"),
+        ("cluster_snapshot", "clusters"),
     ] {
         for object in objects_under(&repo.join(directory)) {
             seed(target, &short_name(&object), &fs::read(&object).unwrap());

@@ -9,6 +9,7 @@ mod backend;
 mod bench_smoke;
 mod checkpoint_filesystems;
 mod cli;
+mod cluster;
 mod compression;
 mod concurrency;
 mod config_auth;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    backup, checkpoint, completions, copy, diff, dump, find, forget, init, key, ls, prune, repair,
-    restore, snapshots, stats, tag, unlock, verify, wal,
+    backup, checkpoint, cluster, completions, copy, diff, dump, find, forget, init, key, ls, prune,
+    repair, restore, snapshots, stats, tag, unlock, verify, wal,
 };
 
 #[derive(Parser)]
@@ -100,6 +100,9 @@ pub enum Command {
     /// Continuous WAL archiving.
     #[command(subcommand)]
     Wal(wal::WalCommand),
+    /// Cluster backups: topologies of sharded databases (RAID5/6 groups), cluster snapshots.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Name the current point of a database (archives its WAL now): restore it with `restore --tag`.
     Tag(tag::TagArgs),
     /// Remove snapshots by retention policy (or by id).

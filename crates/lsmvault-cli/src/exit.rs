@@ -59,6 +59,7 @@ pub fn hint(error: &Error) -> &'static str {
         Error::TargetNotEmpty { .. }
         | Error::SourceNotFound { .. }
         | Error::InvalidArgument(_)
+        | Error::InvalidTopology { .. }
         | Error::PolicyRemovesAll { .. }
         | Error::Interrupted { .. } => input_hint(error),
         // The first failure decides the exit code, so it decides the hint too.
@@ -240,6 +241,9 @@ fn input_hint(error: &Error) -> &'static str {
         }
         Error::SourceNotFound { .. } => "pass the directory of a database checkpoint",
         Error::InvalidArgument(_) => "see `lsmvault help` for the accepted values",
+        Error::InvalidTopology { .. } => {
+            "fix each problem named (docs/cluster.md describes the file); `lsmvault cluster topology --check FILE` checks it again"
+        }
         Error::PolicyRemovesAll { .. } => {
             "add a keep rule, or pass --allow-remove-all if removing every snapshot is intended"
         }

@@ -63,6 +63,7 @@ fn run(cli: &Cli, context: &Context) -> Result<ExitCode, lsmvault::Error> {
         Command::Restore(args) => commands::restore::run(context, args),
         Command::Checkpoint(args) => commands::checkpoint::run(context, args),
         Command::Wal(command) => commands::wal::run(context, command),
+        Command::Cluster(command) => commands::cluster::run(context, command),
         Command::Tag(args) => commands::tag::run(context, args),
         Command::Forget(args) => commands::forget::run(context, args),
         Command::Prune(args) => commands::prune::run(context, args),

@@ -23,6 +23,7 @@ use crate::{password, progress};
 
 pub mod backup;
 pub mod checkpoint;
+pub mod cluster;
 pub mod completions;
 pub mod copy;
 pub mod diff;

@@ -4,19 +4,21 @@
 //!
 //! Owns the cache directory of one repository
 //! (`$XDG_CACHE_HOME/lsmvault/<repository id>/` by default; the caller picks
-//! it) and [`CachingBackend`], the wrapper that serves reads of index, snapshot
-//! and key files from it. Tree blobs are cached by the repository layer
+//! it) and [`CachingBackend`], the wrapper that serves reads of index, snapshot,
+//! cluster snapshot and key files from it. Tree blobs are cached by the repository layer
 //! (`repo/blobs.rs`) in the [`TREES`] space of the same [`MetadataCache`],
 //! since they live inside packs.
 //!
 //! Invariants:
 //! - **Nothing is trusted.** Every entry holds the BLAKE3 hash of its content
 //!   in front of it and is checked on every read; an entry of a
-//!   content-named kind (index, snapshot) must also hash to its name. A
+//!   content-named kind (index, snapshot, cluster snapshot) must also hash to
+//!   its name. A
 //!   damaged entry is removed and reads as a miss, so the object is fetched
 //!   from the backend again. Callers check what they read as always (names,
 //!   authentication, blob ids).
-//! - **Only immutable objects.** Index, snapshot and key files never change
+//! - **Only immutable objects.** Index, snapshot, cluster snapshot and key
+//!   files never change
 //!   under a name; `config` (replaced by a migration), locks, packs, WAL and
 //!   parity objects pass through uncached.
 //! - **Safe to delete at any moment, and never a cause of failure.** Entries
@@ -244,14 +246,17 @@ fn is_stale(entry: &fs::DirEntry) -> bool {
 fn is_cached(kind: ObjectKind) -> bool {
     matches!(
         kind,
-        ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key
+        ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::Cluster
     )
 }
 
-/// Whether `bytes` can be the object `name` of `kind`: index and snapshot
-/// files are named by their hash; key files have random names.
+/// Whether `bytes` can be the object `name` of `kind`: index, snapshot and
+/// cluster snapshot files are named by their hash; key files have random names.
 fn fits_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> bool {
-    let content_named = matches!(kind, ObjectKind::Index | ObjectKind::Snapshot);
+    let content_named = matches!(
+        kind,
+        ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Cluster
+    );
     !content_named || Id::of(bytes).to_hex() == name
 }
 

@@ -131,11 +131,13 @@ pub enum ObjectKind {
     Wal,
     /// Reed-Solomon parity shards over groups of packs (`parity/<id>`).
     Parity,
+    /// Cluster snapshots (`clusters/<id>`): metadata, like snapshots.
+    Cluster,
 }
 
 impl ObjectKind {
     /// Every kind, for code that walks all namespaces.
-    pub const ALL: [ObjectKind; 8] = [
+    pub const ALL: [ObjectKind; 9] = [
         ObjectKind::Config,
         ObjectKind::Pack,
         ObjectKind::Index,
@@ -144,6 +146,7 @@ impl ObjectKind {
         ObjectKind::Key,
         ObjectKind::Wal,
         ObjectKind::Parity,
+        ObjectKind::Cluster,
     ];
 
     /// The top-level directory / key prefix of this kind.
@@ -157,6 +160,7 @@ impl ObjectKind {
             ObjectKind::Key => "keys",
             ObjectKind::Wal => "wal",
             ObjectKind::Parity => "parity",
+            ObjectKind::Cluster => "clusters",
         }
     }
 
@@ -186,6 +190,7 @@ impl ObjectKind {
             ObjectKind::Key => format!("key file {name}"),
             ObjectKind::Wal => format!("WAL record {name}"),
             ObjectKind::Parity => format!("parity object {name}"),
+            ObjectKind::Cluster => format!("cluster snapshot {name}"),
         }
     }
 }

@@ -63,6 +63,8 @@ pub enum SealKind {
     /// A whole `wal/` object: an archived segment record or a restore point
     /// (`lsmvault wal record v1`).
     WalRecord,
+    /// A whole cluster snapshot (`clusters/`) (`lsmvault cluster snapshot v1`).
+    ClusterSnapshot,
     /// The 64-byte master key inside a key file, always sealed with
     /// XChaCha20-Poly1305 under the password-derived key, whatever the
     /// repository's cipher (`lsmvault master key v1`).
@@ -78,6 +80,7 @@ impl SealKind {
             SealKind::Snapshot => b"lsmvault snapshot v1",
             SealKind::WalRecord => b"lsmvault wal record v1",
             SealKind::MasterKey => b"lsmvault master key v1",
+            SealKind::ClusterSnapshot => b"lsmvault cluster snapshot v1",
         }
     }
 }

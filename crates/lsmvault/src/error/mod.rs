@@ -266,6 +266,17 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A cluster topology (a file, the `THEMIS_*` variables) is not valid;
+    /// every problem is named, with its shard and a hint. Its code is
+    /// [`ErrorCode::InvalidArgument`]: the input, not the repository, is wrong.
+    #[error("invalid cluster topology in {file}: {}", listed(problems))]
+    InvalidTopology {
+        /// The file (or `the THEMIS_* environment variables`).
+        file: String,
+        /// Each problem in words: `shard "x": what (hint: what to do)`.
+        problems: Vec<String>,
+    },
+
     /// `init` found that the storage overwrote an object on a second
     /// create-if-absent write (an S3-compatible server that ignores
     /// `If-None-Match: *`); nothing but the probe object was written, and it
@@ -492,6 +503,7 @@ impl Error {
             Error::SourceNotFound { .. } => ErrorCode::SourceNotFound,
             Error::Io { .. } => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::InvalidArgument(_)
+            | Error::InvalidTopology { .. }
             | Error::CrossFilesystemCheckpoint { .. }
             | Error::CrossFilesystemHold { .. } => ErrorCode::InvalidArgument,
             Error::WalGap { .. } => ErrorCode::WalGap,
@@ -571,6 +583,18 @@ impl Error {
             object: object.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// Problems in a message: one inline, several one per line.
+fn listed(problems: &[String]) -> String {
+    match problems {
+        [one] => one.clone(),
+        several => format!(
+            "{} problems:\n  - {}",
+            several.len(),
+            several.join("\n  - ")
+        ),
     }
 }
 

@@ -10,6 +10,7 @@
 //! Operations (`crate::ops`) build on these and never on each other.
 
 pub mod blobs;
+pub mod clusters;
 pub mod commit;
 pub mod file_content;
 pub mod index_cache;
