@@ -208,7 +208,13 @@ def alive():
 
 while True:
     segment = newest()
-    if segment and os.stat(segment).st_size >= wanted:
+    try:
+        size = os.stat(segment).st_size if segment else 0
+    except FileNotFoundError:
+        # The writer rotated its WAL and deleted this segment between the
+        # listing and the stat (seen under load): look again.
+        size = 0
+    if size >= wanted:
         os.kill(pid, signal.SIGSTOP)
         break
     if not alive():
