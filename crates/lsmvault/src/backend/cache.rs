@@ -370,7 +370,10 @@ impl Backend for CachingBackend {
     }
 
     /// Packs (never cached) go straight to the inner backend, by value;
-    /// cached kinds take the `write_if_absent` path above.
+    /// cached kinds take the `write_if_absent` path above. Either way the
+    /// gate hears of the write, as from `write_if_absent`: a pack missing
+    /// from the cached pack listing would count as lost to the next backup,
+    /// which would upload its blobs again.
     fn write_content_addressed(
         &self,
         kind: ObjectKind,
@@ -380,7 +383,13 @@ impl Backend for CachingBackend {
         if is_cached(kind) {
             return self.write_if_absent(kind, name, &bytes);
         }
-        self.inner.write_content_addressed(kind, name, bytes)
+        self.before_change(kind)?;
+        let length = bytes.len() as u64;
+        let outcome = self.inner.write_content_addressed(kind, name, bytes)?;
+        if let (Some(gate), WriteOutcome::Created) = (&self.gate, outcome) {
+            gate.created(kind, name, length);
+        }
+        Ok(outcome)
     }
 
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {
