@@ -285,6 +285,7 @@ fn write_fuzz_corpus_from_a_real_repository() {
         created: "2026-12-02T22:00:00.123456789Z".into(),
         refreshed: "2026-12-02T22:05:00Z".into(),
         process_start: Some(123_456),
+        process_namespace: None,
     };
     seed(
         "lock",

@@ -64,11 +64,20 @@ pub fn hint(error: &Error) -> &'static str {
         | Error::Interrupted { .. } => input_hint(error),
         // The first failure decides the exit code, so it decides the hint too.
         Error::RestoreIncomplete { first, .. } => hint(first),
+        // Another thread's failure, repeated: its code says which family.
+        Error::Repeated { code, .. } => match code {
+            ErrorCode::StorageUnavailable => STORAGE_UNAVAILABLE,
+            ErrorCode::StorageDenied => STORAGE_DENIED,
+            other => io_hint(*other),
+        },
     }
 }
 
 /// The storage (local file system or object store) under the repository
 /// failed; `code` is the error's classified code (ENOSPC, EROFS, ...).
+const STORAGE_UNAVAILABLE: &str = "the storage did not answer, or failed, even after retries: check that the server runs and the location's endpoint is right, or try again later (LSMVAULT_S3_RETRIES sets the retries); nothing half-written is visible";
+const STORAGE_DENIED: &str = "the storage refused access: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), the bucket's policy, and that the bucket exists (lsmvault never creates buckets)";
+
 fn backend_hint(failure: &lsmvault::backend::Error, code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::NoSpace => {
@@ -78,10 +87,10 @@ fn backend_hint(failure: &lsmvault::backend::Error, code: ErrorCode) -> &'static
             "the repository is on a read-only file system (EROFS): `snapshots`, `ls`, `restore` and `verify` work there (without a lock); commands that write need it mounted read-write"
         }
         _ if failure.is_transient() => {
-            "the storage did not answer, or failed, even after retries: check that the server runs and the location's endpoint is right, or try again later (LSMVAULT_S3_RETRIES sets the retries); nothing half-written is visible"
+            STORAGE_UNAVAILABLE
         }
         _ if failure.is_denied() => {
-            "the storage refused access: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), the bucket's policy, and that the bucket exists (lsmvault never creates buckets)"
+            STORAGE_DENIED
         }
         ErrorCode::CorruptObject => VERIFY_READ_DATA,
         _ => GENERIC,

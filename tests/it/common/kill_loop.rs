@@ -108,7 +108,15 @@ impl KillLoop {
     /// Starts `command` and kills it after the next drawn delay unless it
     /// ended before.
     pub fn run(&mut self, command: &mut Command) -> Run {
-        let delay = Duration::from_micros(self.random.below(self.spread.as_micros() as u64 + 1));
+        // Until a run was killed, draw below half the typical runtime: a
+        // loop of a few runs must interrupt at least one (a fast command on
+        // a quiet machine otherwise finished every run now and then).
+        let bound = if self.killed == 0 {
+            self.spread / (2 * self.stretch)
+        } else {
+            self.spread
+        };
+        let delay = Duration::from_micros(self.random.below(bound.as_micros() as u64 + 1));
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

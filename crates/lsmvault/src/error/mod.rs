@@ -476,6 +476,18 @@ pub enum Error {
         /// The error of that file.
         first: Box<Error>,
     },
+
+    /// A failure another thread of the same operation met first and
+    /// returned (a failed pack upload seen by every adder): the same words
+    /// and code, so whichever thread's error reaches the caller says the
+    /// same.
+    #[error("{message}")]
+    Repeated {
+        /// The first failure's code.
+        code: ErrorCode,
+        /// The first failure, as displayed.
+        message: String,
+    },
 }
 
 impl Error {
@@ -518,6 +530,7 @@ impl Error {
             Error::Backend(backend::Error::CacheOutdated { .. }) => ErrorCode::Other,
             Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
+            Error::Repeated { code, .. } => *code,
             Error::RepositoryLocked { .. } | Error::LockLost { .. } | Error::LockExpired { .. } => {
                 ErrorCode::RepositoryLocked
             }

@@ -32,7 +32,7 @@ use bytes::Bytes;
 
 use crate::backend::cache::{MetadataCache, TREES};
 use crate::codec::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::format::pack::{BlobKind, PackEntry, Packer};
 use crate::id::Id;
 
@@ -189,6 +189,10 @@ type Worker = JoinHandle<Result<Vec<Published>>>;
 pub(crate) struct UploadPool {
     sender: Mutex<Option<SyncSender<Job>>>,
     workers: Mutex<Vec<Worker>>,
+    /// Held for the whole of a join, so that a second joiner waits for the
+    /// first and then repeats its failure (`Error::Repeated`) instead of
+    /// guessing.
+    joined: Mutex<Option<(ErrorCode, String)>>,
     budget: Arc<Budget>,
     sequence: AtomicU64,
 }
@@ -215,6 +219,7 @@ impl UploadPool {
         let pool = UploadPool {
             sender: Mutex::new(Some(sender)),
             workers: Mutex::new(Vec::new()),
+            joined: Mutex::new(None),
             budget,
             sequence: AtomicU64::new(0),
         };
@@ -275,17 +280,24 @@ impl UploadPool {
     /// Waits for every upload; the packs published, in no particular order,
     /// or the first failure.
     pub(crate) fn join(&self) -> Result<Vec<Published>> {
+        let mut joined = self
+            .joined
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.sender
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         let workers = std::mem::take(&mut *self.workers());
         if workers.is_empty() {
-            // Another thread joined first: it reports the failure.
-            return Err(Error::io(
-                "pack writer",
-                std::io::Error::other("a pack upload failed (reported by another thread)"),
-            ));
+            // Another thread joined first and returned the failure.
+            let (code, message) = joined.clone().unwrap_or_else(|| {
+                (
+                    ErrorCode::Other,
+                    "pack writer: a pack upload failed (reported by another thread)".into(),
+                )
+            });
+            return Err(Error::Repeated { code, message });
         }
         let mut published = Vec::new();
         let mut failure = None;
@@ -302,7 +314,10 @@ impl UploadPool {
             }
         }
         match failure {
-            Some(error) => Err(error),
+            Some(error) => {
+                *joined = Some((error.code(), error.to_string()));
+                Err(error)
+            }
             None => Ok(published),
         }
     }

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::{host_name, process_alive, LockInfo, LockKind, LOCK_VERSION, STALE_AFTER};
+use super::{host_name, LockInfo, LockKind, LOCK_VERSION, STALE_AFTER};
 use crate::backend::{Backend, ObjectKind};
 use crate::error::{Error, Result};
 
@@ -64,9 +64,7 @@ impl LockListing {
             // No storage times: the holder's clock against ours.
             _ => return lock.info.is_stale(this_host, client_now),
         };
-        too_old
-            || (lock.info.host == this_host
-                && !process_alive(lock.info.pid, lock.info.process_start))
+        too_old || lock.info.holder_is_dead(this_host)
     }
 
     /// The live locks other than the caller's `own` objects that conflict

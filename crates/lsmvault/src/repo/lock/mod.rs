@@ -115,6 +115,15 @@ pub struct LockInfo {
     /// decides, as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_start: Option<u64>,
+    /// Which process table `pid` belongs to: the boot id and the pid
+    /// namespace of the holder (`BOOT_ID/pid:[INODE]`). Two machines, or a
+    /// container and its host, can share a host name (cloned VMs, `docker
+    /// --network host`, Kubernetes `hostNetwork`) while their pids name
+    /// different processes; the dead-pid rule applies only to a lock whose
+    /// namespace is the judge's. Absent in locks of earlier builds (then the
+    /// host name alone decides, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_namespace: Option<String>,
 }
 
 impl LockInfo {
@@ -127,7 +136,19 @@ impl LockInfo {
         if now.duration_since(refreshed).unwrap_or_default() > STALE_AFTER {
             return true;
         }
-        self.host == this_host && !process_alive(self.pid, self.process_start)
+        self.holder_is_dead(this_host)
+    }
+
+    /// Whether the holder is a process of this process table that no longer
+    /// runs. Only then may a lock be taken for stale before its time: a pid
+    /// of another machine or pid namespace says nothing here.
+    pub(crate) fn holder_is_dead(&self, this_host: &str) -> bool {
+        let same_table = self.host == this_host
+            && self
+                .process_namespace
+                .as_ref()
+                .is_none_or(|namespace| Some(namespace) == process_namespace().as_ref());
+        same_table && !process_alive(self.pid, self.process_start)
     }
 
     fn describe(&self) -> String {
@@ -277,7 +298,20 @@ fn new_info(kind: LockKind, purpose: &str) -> LockInfo {
         created: now.clone(),
         refreshed: now,
         process_start: process_start_time(std::process::id()),
+        process_namespace: process_namespace(),
     }
+}
+
+/// This process's boot id and pid namespace (see
+/// [`LockInfo::process_namespace`]), or `None` without `/proc`.
+pub(crate) fn process_namespace() -> Option<String> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!(
+        "{}/{}",
+        boot_id.trim(),
+        namespace.to_string_lossy()
+    ))
 }
 
 /// The lock object a guard holds now, and how its objects followed each other.

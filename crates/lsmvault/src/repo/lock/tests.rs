@@ -40,6 +40,7 @@ fn a_lock_of_an_unknown_version_is_refused() {
         created: format_time(SystemTime::now()),
         refreshed: format_time(SystemTime::now()),
         process_start: None,
+        process_namespace: None,
     };
     write_lock(backend.as_ref(), "newer", &newer).unwrap();
     let error = list_locks(backend.as_ref()).unwrap_err();
@@ -127,6 +128,7 @@ fn foreign(kind: LockKind, refreshed: SystemTime) -> LockInfo {
         created: format_time(refreshed),
         refreshed: format_time(refreshed),
         process_start: None,
+        process_namespace: None,
     }
 }
 
@@ -207,6 +209,7 @@ fn without_storage_times_the_refreshed_field_decides() {
         created: "2020-01-01T00:00:00Z".into(),
         refreshed: "2020-01-01T00:00:00Z".into(),
         process_start: None,
+        process_namespace: None,
     };
     write_lock(backend.as_ref(), "old", &old).unwrap();
     // A dead process of this host, refreshed just now.
@@ -245,12 +248,14 @@ fn a_lock_whose_pid_was_reused_by_another_process_is_stale() {
         created: now.clone(),
         refreshed: now,
         process_start: process_start_time(me),
+        process_namespace: None,
     };
     assert!(!mine.is_stale(&host_name(), SystemTime::now()));
     if let Some(start) = mine.process_start {
         // The same pid, started at another time: another process.
         let reused = LockInfo {
             process_start: Some(start + 1),
+            process_namespace: None,
             ..mine.clone()
         };
         assert!(reused.is_stale(&host_name(), SystemTime::now()));
@@ -258,6 +263,7 @@ fn a_lock_whose_pid_was_reused_by_another_process_is_stale() {
     // A lock of an earlier build (no start time): the pid decides.
     let earlier = LockInfo {
         process_start: None,
+        process_namespace: None,
         ..mine
     };
     assert!(!earlier.is_stale(&host_name(), SystemTime::now()));
@@ -287,6 +293,7 @@ fn confirm_live_fails_once_the_lock_is_gone_or_an_exclusive_lock_appeared() {
         created: now.clone(),
         refreshed: now,
         process_start: None,
+        process_namespace: None,
     };
     write_lock(backend.as_ref(), "prune", &prune).unwrap();
     let error = guard.confirm_live().unwrap_err();
@@ -316,6 +323,7 @@ fn confirm_live_ignores_an_exclusive_candidate_that_backs_off() {
         created: now.clone(),
         refreshed: now,
         process_start: None,
+        process_namespace: None,
     };
     write_lock(backend.as_ref(), "candidate", &candidate).unwrap();
     let backing_off = {
@@ -458,4 +466,46 @@ fn a_dead_process_lock_is_stale_at_once_by_the_storage_clock_too() {
     write_lock(backend.as_ref(), "dead", &dead).unwrap();
     drop(LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap());
     assert_eq!(remove_locks(backend.as_ref(), false).unwrap().removed, 1);
+}
+
+/// A container run with the host's network (`docker --network host`) has
+/// the host's name but its own pids: a live backup there must not look
+/// dead to a prune on the host because the host has no process of that pid
+/// (the free commit check would then let the backup commit over deleted
+/// packs). The dead-pid rule applies only within one process table.
+#[test]
+fn a_dead_pid_of_another_pid_namespace_with_this_host_name_is_not_stale() {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let now = format_time(SystemTime::now());
+    let container = LockInfo {
+        version: LOCK_VERSION,
+        kind: LockKind::Shared,
+        host: host_name(),
+        pid: u32::MAX - 7,
+        purpose: "backup".into(),
+        created: now.clone(),
+        refreshed: now,
+        process_start: Some(42),
+        process_namespace: Some("another-boot/pid:[4026531836]".into()),
+    };
+    assert!(!container.is_stale(&host_name(), SystemTime::now()));
+    write_lock(backend.as_ref(), "container", &container).unwrap();
+    let refused = LockGuard::acquire(Arc::clone(&backend), LockKind::Exclusive, "prune");
+    assert!(
+        matches!(refused, Err(Error::RepositoryLocked { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(remove_locks(backend.as_ref(), false).unwrap().removed, 0);
+    // The same dead pid in this process table is stale at once, as before.
+    let here = LockInfo {
+        process_namespace: process_namespace(),
+        ..container.clone()
+    };
+    assert!(here.process_namespace.is_some());
+    assert!(here.is_stale(&host_name(), SystemTime::now()));
+    // New locks record the namespace.
+    assert_eq!(
+        new_info(LockKind::Shared, "x").process_namespace,
+        process_namespace()
+    );
 }
