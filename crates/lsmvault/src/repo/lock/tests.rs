@@ -283,18 +283,7 @@ fn confirm_live_fails_once_the_lock_is_gone_or_an_exclusive_lock_appeared() {
         "{error}"
     );
     let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
-    let now = format_time(SystemTime::now());
-    let prune = LockInfo {
-        version: LOCK_VERSION,
-        kind: LockKind::Exclusive,
-        host: "elsewhere".into(),
-        pid: 1,
-        purpose: "prune".into(),
-        created: now.clone(),
-        refreshed: now,
-        process_start: None,
-        process_namespace: None,
-    };
+    let prune = foreign(LockKind::Exclusive, SystemTime::now());
     write_lock(backend.as_ref(), "prune", &prune).unwrap();
     let error = guard.confirm_live().unwrap_err();
     assert_eq!(error.code(), crate::ErrorCode::RepositoryLocked);
@@ -313,18 +302,7 @@ fn confirm_live_ignores_an_exclusive_candidate_that_backs_off() {
     let guard = LockGuard::acquire(Arc::clone(&backend), LockKind::Shared, "backup").unwrap();
     // A prune's object, written just before it lists the locks, sees
     // this shared lock and is removed again (200 ms later: a slow store).
-    let now = format_time(SystemTime::now());
-    let candidate = LockInfo {
-        version: LOCK_VERSION,
-        kind: LockKind::Exclusive,
-        host: "elsewhere".into(),
-        pid: 1,
-        purpose: "prune".into(),
-        created: now.clone(),
-        refreshed: now,
-        process_start: None,
-        process_namespace: None,
-    };
+    let candidate = foreign(LockKind::Exclusive, SystemTime::now());
     write_lock(backend.as_ref(), "candidate", &candidate).unwrap();
     let backing_off = {
         let backend = Arc::clone(&backend);
