@@ -13,9 +13,9 @@
 //! [`Error`], the local, memory and S3 implementations, [`open_location`]
 //! (a location string to a backend), the wrappers around any backend (the
 //! metadata cache [`cache`], request counting [`counting`], bandwidth limits
-//! [`throttle`]), and — behind the `conformance` feature — the one test
-//! suite every implementation runs
-//! (`backend::conformance`).
+//! [`throttle`], and for tests a storage clock that jumps, [`time_shift`]),
+//! and — behind the `conformance` feature — the one test suite every
+//! implementation runs (`backend::conformance`).
 
 /// Inside `impl Backend for Wrapper`, defines the named [`Backend`] methods
 /// as plain calls to `self.inner`: the wrappers ([`cache`], [`counting`],
@@ -87,6 +87,7 @@ mod local;
 mod memory;
 pub mod s3;
 pub mod throttle;
+pub mod time_shift;
 
 pub use cache::{CacheGate, CachingBackend, MetadataCache, OpenRecord};
 pub use counting::{CountingBackend, RequestCounts};
@@ -96,6 +97,7 @@ pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use s3::S3Backend;
 pub use throttle::ThrottledBackend;
+pub use time_shift::TimeShiftBackend;
 
 use std::sync::Arc;
 use std::time::SystemTime;
