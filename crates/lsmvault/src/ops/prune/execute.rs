@@ -61,7 +61,10 @@ pub(super) fn execute(
         .collect();
     let stale_parity = regroup::protect_survivors(repository, &live)?;
 
-    // 2. New index: kept packs plus the new ones.
+    // 2. New index: kept packs plus the new ones. Not while the lock may
+    // have looked stale: by the storage's view too (a paused virtual machine
+    // stops this process's clocks), see docs/maintenance.md.
+    lock.ensure_lease()?;
     kept_locations.extend(written.locations.iter().copied());
     let new_index_files: HashSet<String> = repository
         .write_index(&kept_locations)?
@@ -70,15 +73,23 @@ pub(super) fn execute(
         .collect();
     report.index_files_after = new_index_files.len();
 
-    // 3. Old index files go; 4. then the packs they alone named. Before
-    // each deletion: a prune whose lock may have looked stale (paused past
-    // the window) stops, since a backup may have started beside it and
-    // reused what the plan deletes (docs/maintenance.md).
-    for name in &plan.index_files {
-        if !new_index_files.contains(name) {
-            lock.ensure_held()?;
-            repository.backend().delete(ObjectKind::Index, name)?;
-        }
+    // 3. Old index files go; 4. then the packs they alone named. A prune
+    // whose lock may have looked stale (paused past the window) stops, since
+    // a backup may have started beside it and reused what the plan deletes
+    // (docs/maintenance.md): the storage's view before each of the two
+    // steps (a pause during the index step is seen before the packs go),
+    // this process's clock before each deletion.
+    let old_index_files: Vec<&String> = plan
+        .index_files
+        .iter()
+        .filter(|name| !new_index_files.contains(*name))
+        .collect();
+    if !old_index_files.is_empty() {
+        lock.ensure_lease()?;
+    }
+    for name in old_index_files {
+        lock.ensure_held()?;
+        repository.backend().delete(ObjectKind::Index, name)?;
     }
     // A pack the new index names is never deleted, whatever it was
     // classified as: repacking is deterministic in a plaintext repository,
@@ -89,14 +100,18 @@ pub(super) fn execute(
         .map(|location| location.pack)
         .collect();
     let indexed = |name: &String| Id::from_hex(name).is_ok_and(|id| indexed_packs.contains(&id));
-    for name in plan
+    let doomed: Vec<String> = plan
         .delete
         .iter()
         .chain(&plan.repack)
         .map(Id::to_hex)
         .chain(plan.unindexed.iter().map(|(name, _)| name.clone()))
         .filter(|name| !indexed(name))
-    {
+        .collect();
+    if !doomed.is_empty() {
+        lock.ensure_lease()?;
+    }
+    for name in doomed {
         lock.ensure_held()?;
         repository.backend().delete(ObjectKind::Pack, &name)?;
     }

@@ -22,10 +22,15 @@
 //!
 //! Invariant the commit check builds on ([`LockGuard::uncontested`]): since
 //! staleness is judged by the storage's clock, a lock taken less than
-//! [`UNCONTESTED_FOR`] ago by the holder's monotonic clock has looked live to
-//! every other locker all along, so no conflicting lock was taken beside it.
-//! A holder whose lock may have looked stale ([`LockGuard::ensure_held`])
-//! must not delete anything.
+//! [`UNCONTESTED_FOR`] ago on the storage's clock has looked live to every
+//! other locker all along, so no conflicting lock was taken beside it. The
+//! holder's own clock says so only if it was not paused unseen (a paused
+//! virtual machine stops every clock of the guest), so the commit check
+//! asks the storage where it can (`repo/commit.rs`). A holder whose lock may
+//! have looked stale must not delete anything: [`LockGuard::ensure_held`]
+//! (its own clock, no request) before each deletion, and
+//! [`LockGuard::ensure_lease`] (the storage's view, `lease.rs`) before a
+//! prune writes its index and before it deletes.
 
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -40,10 +45,12 @@ use crate::format::snapshot::format_time;
 use crate::id::Id;
 
 mod clock;
+mod lease;
 mod listing;
 
 pub use clock::LockClock;
 use clock::Reading;
+pub use lease::STORAGE_AHEAD_LIMIT;
 
 pub use listing::{
     list_locks, list_locks_checked, list_locks_with, parse_lock, ListedLock, LockListing,
@@ -366,6 +373,9 @@ pub struct LockGuard {
     clock: LockClock,
     /// When the PUT of the lock's first object began.
     acquired: Reading,
+    /// When the storage wrote the lock's first object (its `modified` in
+    /// the listing that took the lock; `None` if the backend gives no times).
+    acquired_stored: Option<SystemTime>,
     stop: Option<Sender<()>>,
     refresher: Option<JoinHandle<()>>,
 }
@@ -409,13 +419,16 @@ impl LockGuard {
                 Some(other) => Err(Error::RepositoryLocked {
                     holder: other.info.describe(),
                 }),
-                None => Ok(()),
+                None => Ok(listing.storage_now),
             }
         });
-        if let Err(error) = checked {
-            backend.delete(ObjectKind::Lock, &name)?;
-            return Err(error);
-        }
+        let acquired_stored = match checked {
+            Ok(stored) => stored,
+            Err(error) => {
+                backend.delete(ObjectKind::Lock, &name)?;
+                return Err(error);
+            }
+        };
         let held = Arc::new(Mutex::new(Held {
             name,
             info,
@@ -448,6 +461,7 @@ impl LockGuard {
             held,
             clock,
             acquired,
+            acquired_stored,
             stop: Some(stop),
             refresher: Some(refresher),
         })
@@ -463,8 +477,11 @@ impl LockGuard {
     /// of its first object began then, by this process's monotonic clock).
     /// Staleness being judged by the storage's clock, no other locker can
     /// have taken it for stale yet, so no exclusive lock was taken beside
-    /// it: [`CommitCheck::confirm`](crate::repo::commit::CommitCheck::confirm)
-    /// then needs no request. Blind to an operator's `unlock --remove-all`.
+    /// it, unless this process was paused unseen: a virtual machine paused
+    /// by its hypervisor stops the boot clock and the wall clock alike, so
+    /// [`CommitCheck::confirm`](crate::repo::commit::CommitCheck::confirm)
+    /// also asks the storage's clock ([`LockGuard::storage_age`]) where it
+    /// has a time for free. Blind to an operator's `unlock --remove-all`.
     pub fn uncontested(&self) -> bool {
         self.clock.since(self.acquired) < UNCONTESTED_FOR
     }
@@ -485,96 +502,10 @@ impl LockGuard {
         }
     }
 
-    /// Re-checks, before a commit, that this lock still protects its holder,
-    /// with one listing: the lock is refreshed (a new object is written),
-    /// the locks are listed, then the previous object is deleted. In that
-    /// listing the previous object must still be there (a lock that went
-    /// stale may have been removed by `unlock`), and no live exclusive lock
-    /// may be beside it (a prune that took its lock while this one looked
-    /// stale). A prune starting after the new object was written sees it
-    /// live and waits. Fails with [`Error::LockLost`]. Requests: PUT, LIST,
-    /// DELETE (and a GET per other lock listed); the listing is repeated only
-    /// while an exclusive lock object is in it (see below).
-    ///
-    /// This does not see a prune that already finished: the caller checks
-    /// that the index files it saw are still there (every prune that deletes
-    /// anything deletes them), see `docs/maintenance.md`.
-    pub fn confirm_live(&self) -> Result<()> {
-        let mut held = self.held();
-        let (previous, previous_info) = held.write_successor(self.backend.as_ref())?;
-        let own = held.name.clone();
-        let listing = list_locks_with(
-            self.backend.as_ref(),
-            &[(&previous, &previous_info), (&own, &held.info)],
-        );
-        self.backend.delete(ObjectKind::Lock, &previous)?;
-        drop(held);
-        let listing = listing?;
-        if !listing.contains(&previous) {
-            return Err(Error::LockLost {
-                reason: format!(
-                    "its lock object {} is gone (removed as stale?)",
-                    ObjectKind::Lock.describe(&previous)
-                ),
-            });
-        }
-        // An exclusive lock object is not yet an exclusive lock: a prune that
-        // asks (with `--retry-lock`, again and again) writes its object, sees
-        // this shared lock, and removes its object again. Only one that is
-        // still there, the same holder (host, pid, creation time), after that
-        // round trip could take has really been taken.
-        let own_names = [own.as_str(), previous.as_str()];
-        let mut seen: Vec<LockInfo> = exclusive_infos(&listing, &own_names);
-        for pause in CANDIDATE_LOCK_PAUSES {
-            if seen.is_empty() {
-                return Ok(());
-            }
-            std::thread::sleep(pause);
-            let now_seen = self.live_exclusive_locks()?;
-            seen.retain(|holder| now_seen.iter().any(|other| same_holder(holder, other)));
-        }
-        match seen.first() {
-            Some(info) => Err(Error::LockLost {
-                reason: format!("an {} was taken meanwhile", info.describe()),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// The live exclusive locks other than this one's, from a new listing.
-    fn live_exclusive_locks(&self) -> Result<Vec<LockInfo>> {
-        let (name, info) = {
-            let held = self.held();
-            (held.name.clone(), held.info.clone())
-        };
-        let listing = list_locks_with(self.backend.as_ref(), &[(&name, &info)])?;
-        Ok(exclusive_infos(&listing, &[&name]))
-    }
-
     /// Name of the lock object currently held.
     pub fn name(&self) -> String {
         self.held().name.clone()
     }
-}
-
-/// The live exclusive locks of `listing` but the caller's `own` objects.
-fn exclusive_infos(listing: &LockListing, own: &[&str]) -> Vec<LockInfo> {
-    listing
-        .conflicts(own, LockKind::Shared)
-        .into_iter()
-        .map(|lock| lock.info.clone())
-        .collect()
-}
-
-/// How long [`LockGuard::confirm_live`] watches an exclusive lock object
-/// before it believes the lock was taken: a candidate that saw a shared lock
-/// removes its object within one write, one listing and one delete.
-const CANDIDATE_LOCK_PAUSES: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(2)];
-
-/// Whether two lock objects belong to one holder: refreshing writes a new
-/// object under a new name but keeps host, pid and creation time.
-fn same_holder(a: &LockInfo, b: &LockInfo) -> bool {
-    a.host == b.host && a.pid == b.pid && a.created == b.created
 }
 
 fn write_lock(backend: &dyn Backend, name: &str, info: &LockInfo) -> Result<()> {

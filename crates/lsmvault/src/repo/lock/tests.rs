@@ -1,7 +1,7 @@
 //! Unit tests of the lock protocol on the memory backend.
 
 use super::*;
-use crate::backend::{CountingBackend, MemoryBackend, ObjectInfo, WriteOutcome};
+use crate::backend::{CountingBackend, MemoryBackend, ObjectInfo, TimeShiftBackend, WriteOutcome};
 
 #[test]
 fn shared_locks_coexist_and_exclusive_excludes() {
@@ -486,4 +486,112 @@ fn a_dead_pid_of_another_pid_namespace_with_this_host_name_is_not_stale() {
         new_info(LockKind::Shared, "x").process_namespace,
         process_namespace()
     );
+}
+
+/// An exclusive lock (a prune's) on a storage whose clock can jump, with
+/// its own clock; and the wrapper to move the storage's clock.
+fn prune_lock(counting: bool) -> (Arc<TimeShiftBackend>, Arc<CountingBackend>, LockGuard) {
+    let counted = Arc::new(CountingBackend::new(Arc::new(MemoryBackend::new())));
+    let inner: Arc<dyn Backend> = if counting {
+        Arc::clone(&counted) as Arc<dyn Backend>
+    } else {
+        Arc::new(MemoryBackend::new())
+    };
+    let storage = Arc::new(TimeShiftBackend::new(inner));
+    let backend: Arc<dyn Backend> = Arc::clone(&storage) as Arc<dyn Backend>;
+    let guard = LockGuard::acquire(backend, LockKind::Exclusive, "prune").unwrap();
+    (storage, counted, guard)
+}
+
+#[test]
+fn ensure_lease_refreshes_in_three_requests_while_the_lock_is_held() {
+    let (_, counting, guard) = prune_lock(true);
+    let before = counting.counts();
+    let name = guard.name();
+    guard.ensure_lease().unwrap();
+    let after = counting.counts();
+    assert_eq!(after.requests - before.requests, 3, "PUT, LIST, DELETE");
+    assert_ne!(guard.name(), name, "refreshed");
+    assert_eq!(after.of(ObjectKind::Lock, "read"), 0);
+    guard.ensure_lease().unwrap();
+}
+
+/// Review finding F2: a virtual machine paused by its hypervisor stops the
+/// guest's boot clock and wall clock; only the storage's clock shows the
+/// pause, even after the lock was refreshed once resumed.
+#[test]
+fn ensure_lease_sees_a_paused_vm_by_the_storage_clock() {
+    let (storage, _, guard) = prune_lock(false);
+    storage.advance(STALE_AFTER + Duration::from_secs(60));
+    refresh(storage.as_ref(), &mut guard.held()).unwrap();
+    guard.ensure_held().unwrap();
+    let error = guard.ensure_lease().unwrap_err();
+    assert!(matches!(error, Error::LockExpired { .. }), "{error}");
+    assert_eq!(error.code(), crate::ErrorCode::RepositoryLocked);
+    assert!(error.to_string().contains("was paused"), "{error}");
+    // A shorter gap than any that can make the lock look stale is not one.
+    let (storage, _, guard) = prune_lock(false);
+    storage.advance(STORAGE_AHEAD_LIMIT - Duration::from_secs(30));
+    guard.ensure_lease().unwrap();
+}
+
+/// A refresh gap on the storage's clock (the previous object old when the
+/// new one was written) fails the lease even without a pause of this
+/// process: the storage or the refresher stalled.
+#[test]
+fn ensure_lease_fails_when_the_storage_saw_a_refresh_gap() {
+    let (storage, _, guard) = prune_lock(false);
+    // As if the clock of this process had run on as well: no pause seen here.
+    guard.clock.simulate_pause(REFRESH_EVERY);
+    storage.advance(MAY_HAVE_LAPSED_AFTER);
+    let error = guard.ensure_lease().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("previous lock object was written"),
+        "{error}"
+    );
+}
+
+#[test]
+fn ensure_lease_fails_when_a_conflicting_lock_appeared_or_its_object_is_gone() {
+    let (storage, _, guard) = prune_lock(false);
+    // A backup took its shared lock while the prune's looked stale.
+    let backup = LockInfo {
+        purpose: "backup".into(),
+        ..foreign(LockKind::Shared, SystemTime::now())
+    };
+    write_lock(storage.as_ref(), "backup", &backup).unwrap();
+    let error = guard.ensure_lease().unwrap_err();
+    assert!(matches!(error, Error::LockExpired { .. }), "{error}");
+    assert!(
+        error.to_string().contains("shared lock of backup"),
+        "{error}"
+    );
+    let (storage, _, guard) = prune_lock(false);
+    storage.delete(ObjectKind::Lock, &guard.name()).unwrap();
+    let error = guard.ensure_lease().unwrap_err();
+    assert!(error.to_string().contains("is gone"), "{error}");
+}
+
+/// A backup asking for its lock (`--retry-lock`) writes its object, sees
+/// the prune's lock and removes it again: not a conflicting lock taken.
+#[test]
+fn ensure_lease_ignores_a_candidate_that_backs_off() {
+    let (storage, _, guard) = prune_lock(false);
+    write_lock(
+        storage.as_ref(),
+        "candidate",
+        &foreign(LockKind::Shared, SystemTime::now()),
+    )
+    .unwrap();
+    let backing_off = {
+        let storage = Arc::clone(&storage);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            storage.delete(ObjectKind::Lock, "candidate").unwrap();
+        })
+    };
+    guard.ensure_lease().unwrap();
+    backing_off.join().unwrap();
 }
