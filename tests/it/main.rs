@@ -33,6 +33,7 @@ mod metadata_cache;
 mod papercuts;
 mod parity;
 mod parity_maintenance;
+mod paused_vm;
 mod peers_smoke;
 mod pitr;
 mod pitr_bench_smoke;

@@ -12,12 +12,16 @@
 //!
 //! Just before the snapshot is written, [`CommitCheck::confirm`] makes sure
 //! no prune ran since the start: the backup's lock must still be live (see
-//! [`LockGuard::confirm_live`]) and every index file the backup saw or wrote
-//! must still exist, since a prune that deletes anything replaces all index
-//! files. Both need only list, create-if-absent and delete, so they hold on
-//! object storage too (`docs/maintenance.md`). While the lock is younger than
-//! [`UNCONTESTED_FOR`](crate::repo::lock::UNCONTESTED_FOR) neither can fail, and the check makes no request (see
-//! [`LockGuard::uncontested`]).
+//! [`LockGuard::confirm_live`]), every index file the backup saw or wrote
+//! must still exist (a prune that deletes a blob replaces the index files
+//! naming it), and so must every pack it wrote (a prune deletes packs no
+//! index names yet, and may rewrite a lone index file under its old name).
+//! All of it needs only list, create-if-absent and delete, so it holds on
+//! object storage too (`docs/maintenance.md`). On object storage, while the
+//! lock is younger than [`UNCONTESTED_FOR`] on this process's clock and on
+//! the storage's (the times of the index files the backup wrote), none of
+//! it can fail, and the check makes at most one listing; on a local or
+//! mounted repository it always runs.
 //!
 //! [`PackWriter`]: crate::repo::PackWriter
 
@@ -30,8 +34,8 @@ use crate::format::index::Index;
 use crate::format::snapshot::Snapshot;
 use crate::id::Id;
 use crate::progress::Progress;
-use crate::repo::lock::LockGuard;
-use crate::repo::Repository;
+use crate::repo::lock::{LockGuard, UNCONTESTED_FOR};
+use crate::repo::{Repository, WriteSummary};
 
 /// The index as the backup trusts it.
 pub struct StoredBlobs {
@@ -76,10 +80,17 @@ impl StoredBlobs {
     }
 }
 
-/// The index files a backup saw at its start and wrote itself; any of them
-/// gone before the snapshot is written means a prune ran meanwhile.
+/// What a writer's commit depends on: the index files it saw at its start
+/// and wrote itself (any of them gone means a prune ran meanwhile) and the
+/// packs it wrote (a prune can delete them as unindexed while rewriting a
+/// lone index file to the same name, which deletes no index file).
 pub struct CommitCheck {
     index_files: HashSet<String>,
+    /// The index files this writer wrote: their storage times tell how old
+    /// the lock is on the storage's clock.
+    written_index: HashSet<String>,
+    /// The packs this writer's index files name.
+    packs: HashSet<Id>,
 }
 
 impl CommitCheck {
@@ -88,12 +99,19 @@ impl CommitCheck {
     pub fn start(listed: &[ObjectInfo]) -> CommitCheck {
         CommitCheck {
             index_files: listed.iter().map(|file| file.name.clone()).collect(),
+            written_index: HashSet::new(),
+            packs: HashSet::new(),
         }
     }
 
-    /// Adds the index files the backup wrote.
-    pub fn wrote(&mut self, files: &[Id]) {
-        self.index_files.extend(files.iter().map(Id::to_hex));
+    /// Adds what the writer stored: the packs of `summary` and the index
+    /// files naming them.
+    pub fn wrote(&mut self, summary: &WriteSummary, index_files: &[Id]) {
+        self.packs
+            .extend(summary.locations.iter().map(|location| location.pack));
+        let names: Vec<String> = index_files.iter().map(Id::to_hex).collect();
+        self.written_index.extend(names.iter().cloned());
+        self.index_files.extend(names);
     }
 
     /// The commit point: writes `snapshot` only if no prune can have deleted
@@ -113,28 +131,86 @@ impl CommitCheck {
         repository.write_snapshot(snapshot)
     }
 
-    /// Fails with [`Error::LockLost`] unless the lock is still live and
-    /// every recorded index file still exists.
+    /// Fails with [`Error::LockLost`] unless the lock is still live, every
+    /// recorded index file still exists and every pack the writer wrote
+    /// too (the full check, [`CommitCheck::full_check`]).
     ///
-    /// Skipped, with no request, while the lock is younger than
-    /// [`UNCONTESTED_FOR`](crate::repo::lock::UNCONTESTED_FOR) ([`LockGuard::uncontested`]): staleness being
-    /// judged by the storage's clock, nobody can have taken it for stale,
-    /// so no exclusive lock was taken beside it and no prune ran since it
-    /// was taken (a prune holding an older lock that looked stale stops
-    /// before deleting, [`LockGuard::ensure_held`]). What this cannot see is
-    /// an operator's `unlock --remove-all` of the live lock.
+    /// On a repository that is not remote (a local disk, and any mount:
+    /// rclone, s3fs and some SMB setups stamp mtimes with the client's
+    /// clock, so "the storage's clock" would be this host's again) the full
+    /// check always runs: it costs nothing there. On object storage it is
+    /// skipped while the lock is younger than
+    /// [`UNCONTESTED_FOR`](crate::repo::lock::UNCONTESTED_FOR) by this
+    /// process's clock ([`LockGuard::uncontested`]) and, when the writer
+    /// wrote index files, on the storage's clock too: one listing of the
+    /// index files gives their storage times (a virtual machine paused by
+    /// its hypervisor stops every clock of the guest, not the storage's).
+    /// A writer that wrote nothing has no storage time without one more
+    /// request, and goes by its own clock (`docs/maintenance.md`). Staleness
+    /// being judged by the storage's clock, nobody can have taken a young
+    /// lock for stale, so no exclusive lock was taken beside it and no prune
+    /// ran since it was taken (a prune holding an older lock that looked
+    /// stale stops before deleting, [`LockGuard::ensure_lease`]).
     pub fn confirm(&self, repository: &Repository, lock: &LockGuard) -> Result<()> {
-        if lock.uncontested() {
+        let backend = repository.backend();
+        if !backend.is_remote() || !lock.uncontested() {
+            return self.full_check(repository, lock);
+        }
+        if self.written_index.is_empty() {
             return Ok(());
         }
+        let listed = backend.list(ObjectKind::Index)?;
+        self.index_files_remain(&listed)?;
+        let written_at = listed
+            .iter()
+            .filter(|file| self.written_index.contains(&file.name))
+            .filter_map(|file| file.modified)
+            .max();
+        // An index file that existed before the lock (same name, same
+        // content) says nothing about now: no storage time, full check.
+        match written_at.and_then(|time| lock.storage_age(time)) {
+            Some(age) if age < UNCONTESTED_FOR => Ok(()),
+            _ => self.full_check(repository, lock),
+        }
+    }
+
+    /// Confirms the lock ([`LockGuard::confirm_live`]), then lists the
+    /// index files and, if the writer wrote any pack, the packs: all must
+    /// still be there. The listings come after the lock's refresh, so a
+    /// prune that finished before it is seen.
+    fn full_check(&self, repository: &Repository, lock: &LockGuard) -> Result<()> {
         lock.confirm_live()?;
-        let now: HashSet<String> = repository
+        self.index_files_remain(&repository.backend().list(ObjectKind::Index)?)?;
+        if self.packs.is_empty() {
+            return Ok(());
+        }
+        let listed: HashSet<Id> = repository
             .backend()
-            .list(ObjectKind::Index)?
-            .into_iter()
-            .map(|file| file.name)
+            .list(ObjectKind::Pack)?
+            .iter()
+            .filter_map(|pack| Id::from_hex(&pack.name).ok())
             .collect();
-        let gone = self.index_files.difference(&now).count();
+        let mut gone = self.packs.iter().filter(|pack| !listed.contains(pack));
+        if let Some(first) = gone.next() {
+            return Err(Error::LockLost {
+                reason: format!(
+                    "{} pack(s) it wrote were deleted meanwhile (a prune ran), {} among them",
+                    1 + gone.count(),
+                    ObjectKind::Pack.describe(&first.to_hex())
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails unless every recorded index file is in `listed`.
+    fn index_files_remain(&self, listed: &[ObjectInfo]) -> Result<()> {
+        let now: HashSet<&str> = listed.iter().map(|file| file.name.as_str()).collect();
+        let gone = self
+            .index_files
+            .iter()
+            .filter(|name| !now.contains(name.as_str()))
+            .count();
         if gone > 0 {
             return Err(Error::LockLost {
                 reason: format!(
@@ -151,14 +227,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::backend::{Backend, CountingBackend, MemoryBackend};
-    use crate::repo::lock::{LockKind, UNCONTESTED_FOR};
-    use crate::repo::InitOptions;
+    use crate::backend::{Backend, CountingBackend, MemoryBackend, TimeShiftBackend};
+    use crate::format::pack::BlobKind;
+    use crate::repo::lock::{LockKind, STALE_AFTER};
+    use crate::repo::{InitOptions, PackWriter};
 
-    #[test]
-    fn the_commit_check_costs_nothing_while_the_lock_is_young_and_checks_when_old() {
-        let counting = Arc::new(CountingBackend::new(Arc::new(MemoryBackend::new())));
-        let backend: Arc<dyn Backend> = Arc::clone(&counting) as Arc<dyn Backend>;
+    /// A repository on `backend` holding the index file `seen`, a shared
+    /// lock on it and a commit check started from its listing.
+    fn started(backend: Arc<dyn Backend>) -> (Repository, LockGuard, CommitCheck) {
         let repository = Repository::init(backend, InitOptions::default()).unwrap();
         repository
             .backend()
@@ -166,6 +242,30 @@ mod tests {
             .unwrap();
         let lock = repository.lock(LockKind::Shared, "backup").unwrap();
         let check = CommitCheck::start(&repository.list_index_files().unwrap());
+        (repository, lock, check)
+    }
+
+    /// Stores one blob as a backup would: its pack, then an index file.
+    fn write_one_blob(repository: &Repository, check: &mut CommitCheck, seed: u8) -> Id {
+        let writer = PackWriter::new(repository).unwrap();
+        let data = vec![seed; 4096];
+        writer
+            .add(writer.keys().blob_id(&data), BlobKind::Data, &data)
+            .unwrap();
+        let summary = writer.finish().unwrap();
+        check.wrote(
+            &summary,
+            &repository.write_index(&summary.locations).unwrap(),
+        );
+        summary.locations[0].pack
+    }
+
+    #[test]
+    fn the_commit_check_costs_nothing_on_object_storage_while_the_lock_is_young_and_checks_when_old(
+    ) {
+        let counting = Arc::new(CountingBackend::new(Arc::new(MemoryBackend::new())));
+        let backend = Arc::new(TimeShiftBackend::remote(counting.clone()));
+        let (repository, lock, check) = started(backend);
         let before = counting.counts().requests;
         check.confirm(&repository, &lock).unwrap();
         assert_eq!(
@@ -187,5 +287,74 @@ mod tests {
             matches!(&error, Error::LockLost { reason } if reason.contains("index file")),
             "{error}"
         );
+    }
+
+    /// Review finding F6: on a local disk or a mount (rclone, s3fs, SMB)
+    /// the "storage's clock" may be this client's: the full check always
+    /// runs, even for a young lock.
+    #[test]
+    fn on_a_local_or_mounted_repository_the_commit_check_always_runs() {
+        let (repository, lock, check) = started(Arc::new(MemoryBackend::new()));
+        assert!(lock.uncontested());
+        check.confirm(&repository, &lock).unwrap();
+        repository
+            .backend()
+            .delete(ObjectKind::Index, "seen")
+            .unwrap();
+        let error = check.confirm(&repository, &lock).unwrap_err();
+        assert!(
+            matches!(&error, Error::LockLost { reason } if reason.contains("index file")),
+            "{error}"
+        );
+    }
+
+    /// Review finding F2: a virtual machine paused by its hypervisor stops
+    /// every clock of the guest, so the lock looks young to the backup; the
+    /// storage's time of the index file it wrote says otherwise.
+    #[test]
+    fn a_backup_in_a_paused_vm_is_caught_by_the_storage_time_of_its_index_file() {
+        let counting = Arc::new(CountingBackend::new(Arc::new(MemoryBackend::new())));
+        let backend = Arc::new(TimeShiftBackend::remote(counting.clone()));
+        let (repository, lock, mut check) = started(backend.clone());
+        // Not paused: one listing of the index files, and the commit goes on.
+        write_one_blob(&repository, &mut check, 1);
+        let before = counting.counts().requests;
+        check.confirm(&repository, &lock).unwrap();
+        assert_eq!(counting.counts().requests - before, 1, "one listing");
+        // Paused for 35 minutes before writing its next index file, while a
+        // prune deleted its new pack as unindexed (and the index files it
+        // knows stayed: a lone one rewritten under its own name).
+        backend.advance(STALE_AFTER + Duration::from_secs(300));
+        let pack = write_one_blob(&repository, &mut check, 2);
+        repository
+            .backend()
+            .delete(ObjectKind::Pack, &pack.to_hex())
+            .unwrap();
+        assert!(lock.uncontested(), "the guest's clocks did not move");
+        let error = check.confirm(&repository, &lock).unwrap_err();
+        assert!(
+            matches!(&error, Error::LockLost { reason } if reason.contains("pack(s) it wrote")),
+            "{error}"
+        );
+    }
+
+    /// Review finding F3: a prune that deletes a backup's not yet indexed
+    /// pack and rewrites a lone index file to the same name deletes no index
+    /// file; the full check looks for the packs the backup wrote.
+    #[test]
+    fn the_full_check_fails_when_a_pack_the_backup_wrote_is_gone() {
+        let (repository, lock, mut check) = started(Arc::new(MemoryBackend::new()));
+        let pack = write_one_blob(&repository, &mut check, 1);
+        check.confirm(&repository, &lock).unwrap();
+        repository
+            .backend()
+            .delete(ObjectKind::Pack, &pack.to_hex())
+            .unwrap();
+        let error = check.confirm(&repository, &lock).unwrap_err();
+        assert!(
+            matches!(&error, Error::LockLost { reason } if reason.contains("1 pack(s) it wrote") && reason.contains(&pack.to_hex())),
+            "{error}"
+        );
+        assert_eq!(error.code(), crate::ErrorCode::RepositoryLocked);
     }
 }

@@ -300,7 +300,7 @@ impl Repository {
         let root_tree = build_tree(root, &mut contents, &mut store::LinkGroups::new(), &writer)?;
         let summary = writer.finish()?;
         self.protect_packs(&summary.published)?;
-        commit_check.wrote(&self.write_index(&summary.locations)?);
+        commit_check.wrote(&summary, &self.write_index(&summary.locations)?);
         let blobs_rewritten = heal::report_rewritten(&stored, &summary.locations, &mut tally);
 
         let Tally {

@@ -223,7 +223,9 @@ impl Repository {
         progress.finish();
         let (tree, summary) = summary?;
         self.protect_packs(&summary.published)?;
-        commit.check.wrote(&self.write_index(&summary.locations)?);
+        commit
+            .check
+            .wrote(&summary, &self.write_index(&summary.locations)?);
         transfer.committed(&summary.locations);
         let snapshot = copied_snapshot(entry, tree, copies);
         options.interrupt.check("about to write the snapshot")?;

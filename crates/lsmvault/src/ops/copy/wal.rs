@@ -85,7 +85,8 @@ pub(super) fn copy_wal(
     }
     let summary = writer.finish()?;
     destination.protect_packs(&summary.published)?;
-    destination.write_index(&summary.locations)?;
+    let index_files = destination.write_index(&summary.locations)?;
+    commit.check.wrote(&summary, &index_files);
     transfer.committed(&summary.locations);
     report.add_written(&summary);
     commit.check.confirm(destination, commit.lock)?;
