@@ -1,7 +1,7 @@
 //! Issue 11, last part (R1): locks judged by the storage's clock, and a
 //! commit check that costs nothing while it cannot matter
 //! (`docs/maintenance.md`, "Clock skew between nodes" and "The commit check
-//! is free while the lock is young").
+//! is cheap while the lock is young, on object storage").
 //!
 //! - a lock whose holder's clock is hours slow stays live while its object
 //!   is fresh; one whose object is old is stale whatever it says;
