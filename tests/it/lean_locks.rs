@@ -162,6 +162,54 @@ fn an_unchanged_backup_over_s3_takes_its_lock_in_three_requests_and_lists_the_in
     assert_eq!(listed.as_array().unwrap().len(), 3);
 }
 
+/// What the storage-side checks cost over S3 (review findings F2/F3): a
+/// backup that wrote data lists the index files once more before it
+/// commits (the storage time of its index file), and a prune checks its
+/// lease three times (refresh, listing, delete each).
+#[test]
+fn over_s3_a_backup_with_new_data_lists_the_index_twice_and_prune_checks_its_lease_three_times() {
+    let Some(moto) = Moto::start() else { return };
+    let repo = moto.fresh_location();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("a.sst"), seeded_bytes(1, 300_000)).unwrap();
+    let cache = work.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let backup = [
+        "--cache-dir",
+        cache,
+        "backup",
+        "-q",
+        source.to_str().unwrap(),
+    ];
+    lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    lsmvault_s3_ok(&repo, None, &backup);
+    // New data, and the old file's data no longer in the newest snapshot.
+    fs::remove_file(source.join("a.sst")).unwrap();
+    fs::write(source.join("b.sst"), seeded_bytes(2, 200_000)).unwrap();
+    let stats_of = |args: &[&str]| {
+        let output = lsmvault_s3_command(&repo, None, args)
+            .env("LSMVAULT_REQUEST_STATS", "1")
+            .env_remove("LSMVAULT_CACHE_DIR")
+            .output()
+            .unwrap();
+        assert_success(&output, &args.join(" "));
+        request_stats(&output)
+    };
+    let stats = stats_of(&backup);
+    eprintln!("backup with new data over S3, warm cache: {stats}");
+    let locks = ["write_if_absent", "list", "read", "delete"].map(|m| count(&stats, "locks", m));
+    assert_eq!(locks, [1, 1, 0, 1], "{stats}");
+    assert_eq!(count(&stats, "index", "list"), 2, "{stats}");
+    lsmvault_s3_ok(&repo, None, &["forget", "--keep-last", "1"]);
+    let stats = stats_of(&["--cache-dir", cache, "prune"]);
+    eprintln!("prune over S3: {stats}");
+    let locks = ["write_if_absent", "list", "delete"].map(|m| count(&stats, "locks", m));
+    assert_eq!(locks, [4, 4, 4], "taking, 3 lease checks, release: {stats}");
+    lsmvault_s3_ok(&repo, None, &["verify", "--read-data"]);
+}
+
 /// Pauses the prune's lock clock past the window once its repacking starts
 /// (after its plan, before any deletion), as a stopped process would be.
 struct PauseAtRepack {

@@ -184,6 +184,10 @@ impl CommitCheck {
         if self.packs.is_empty() {
             return Ok(());
         }
+        // From the storage, not the metadata cache: a cached pack listing
+        // is trusted while the index listing looks unchanged, which is
+        // exactly the case this looks for.
+        repository.always_list_packs();
         let listed: HashSet<Id> = repository
             .backend()
             .list(ObjectKind::Pack)?
