@@ -133,14 +133,14 @@ impl CommitCheck {
 
     /// Fails with [`Error::LockLost`] unless the lock is still live, every
     /// recorded index file still exists and every pack the writer wrote
-    /// too (the full check, [`CommitCheck::full_check`]).
+    /// too (the full check: refresh and list the locks, then list the index
+    /// files and the packs).
     ///
     /// On a repository that is not remote (a local disk, and any mount:
     /// rclone, s3fs and some SMB setups stamp mtimes with the client's
     /// clock, so "the storage's clock" would be this host's again) the full
     /// check always runs: it costs nothing there. On object storage it is
-    /// skipped while the lock is younger than
-    /// [`UNCONTESTED_FOR`](crate::repo::lock::UNCONTESTED_FOR) by this
+    /// skipped while the lock is younger than [`UNCONTESTED_FOR`] by this
     /// process's clock ([`LockGuard::uncontested`]) and, when the writer
     /// wrote index files, on the storage's clock too: one listing of the
     /// index files gives their storage times (a virtual machine paused by

@@ -6,11 +6,15 @@
 //! Takes the exclusive lock (see [`crate::repo::lock`]): no backup, restore or
 //! verify runs meanwhile, so a blob that is unreferenced when prune looks stays
 //! unreferenced until prune ends, and nothing a reader needs disappears.
-//! That holds only while the lock looks live to everyone: before each
-//! deletion prune checks that it cannot have looked stale (paused past the
-//! window), and stops otherwise ([`LockGuard::ensure_held`]).
+//! That holds only while the lock looks live to everyone: prune checks that
+//! it cannot have looked stale (paused past the window), and stops
+//! otherwise: by its own clock before each deletion
+//! ([`LockGuard::ensure_held`]), and by the storage's view before steps 2,
+//! 3 and 4 below ([`LockGuard::ensure_lease`]: a paused virtual machine
+//! stops every clock of the guest, not the storage's).
 //!
 //! [`LockGuard::ensure_held`]: crate::repo::lock::LockGuard::ensure_held
+//! [`LockGuard::ensure_lease`]: crate::repo::lock::LockGuard::ensure_lease
 //!
 //! Prune's order of work keeps every surviving snapshot complete if it is
 //! killed at any point:
