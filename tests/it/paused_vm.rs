@@ -14,7 +14,10 @@
 //! - an unchanged backup on a local repository: the full check always runs
 //!   there (mounts may stamp mtimes with the client's clock), no snapshot;
 //! - a prune: its lease check before writing its index sees the storage's
-//!   clock far ahead of its own and stops before deleting anything.
+//!   clock far ahead of its own and stops before deleting anything;
+//! - (finding F3) a backup over S3 with a warm metadata cache whose new pack
+//!   is deleted before it commits: the full check lists the packs from the
+//!   storage, not the cache.
 
 use std::fs;
 use std::path::Path;
@@ -196,4 +199,63 @@ fn a_prune_in_a_paused_vm_stops_before_writing_its_index_or_deleting() {
 #[test]
 fn the_pause_played_here_is_longer_than_the_staleness_window() {
     assert!(PAUSE > STALE_AFTER);
+}
+
+/// Review finding F3 through the metadata cache: the full check must list
+/// the packs from the storage. Here the backup's new pack is deleted at
+/// its commit point, the index files untouched (a prune that deleted it as
+/// unindexed and rewrote a lone plaintext index file under its own name),
+/// and the backup's own clock says it was paused (so the full check runs).
+#[test]
+fn over_s3_with_a_warm_cache_a_backup_whose_new_pack_is_gone_writes_no_snapshot() {
+    let Some(moto) = Moto::start() else { return };
+    let repo = moto.fresh_location();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let source = work.path().join("source");
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("000001.sst"), seeded_bytes(1, 300_000)).unwrap();
+    lsmvault_s3_ok(&repo, None, &["init", "--no-encryption"]);
+    let backup = [
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "backup",
+        "-q",
+        source.to_str().unwrap(),
+    ];
+    lsmvault_s3_ok(&repo, None, &backup);
+    lsmvault_s3_ok(&repo, None, &backup);
+    fs::write(source.join("000002.sst"), seeded_bytes(2, 200_000)).unwrap();
+    let raw: Arc<dyn Backend> = Arc::new(Moto::backend(&repo));
+    let packs = |backend: &dyn Backend| -> Vec<String> {
+        let listed = backend.list(lsmvault::backend::ObjectKind::Pack).unwrap();
+        listed.into_iter().map(|pack| pack.name).collect()
+    };
+    let packs_before = packs(raw.as_ref());
+    let repository =
+        Repository::open_asking(Arc::clone(&raw), Some(cache.as_path()), &|| Ok(None)).unwrap();
+    let hook = PauseAt {
+        phase: "committing",
+        // Not the backup's backend: this pause shows on its own clock.
+        storage: Arc::new(TimeShiftBackend::new(Arc::clone(&raw))),
+        meanwhile: || {
+            repository.lock_clock().simulate_pause(PAUSE);
+            for pack in packs(raw.as_ref()) {
+                if !packs_before.contains(&pack) {
+                    raw.delete(lsmvault::backend::ObjectKind::Pack, &pack)
+                        .unwrap();
+                }
+            }
+        },
+        paused: AtomicBool::new(false),
+    };
+    let error = repository
+        .backup(&source, &BackupOptions::default(), &hook)
+        .unwrap_err();
+    assert!(hook.paused.load(Ordering::SeqCst));
+    assert_lock_lost(&error);
+    assert!(error.to_string().contains("pack(s) it wrote"), "{error}");
+    let listed = lsmvault_s3_ok(&repo, None, &["--json", "snapshots"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 }
