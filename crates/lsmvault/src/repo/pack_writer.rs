@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::backend::{Backend, ObjectKind, WriteOutcome};
+use crate::backend::{spill, Backend, ObjectKind, SpillFile, WriteOutcome};
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Keys};
 use crate::error::Result;
@@ -25,7 +25,7 @@ use crate::format::pack::{BlobKind, Packer};
 use crate::format::parity::GroupMember;
 use crate::id::Id;
 pub use crate::repo::upload_pool::PackSink;
-use crate::repo::upload_pool::{upload_count, Published, UploadPool, PACK_MEMORY};
+use crate::repo::upload_pool::{upload_count, Published, UploadPool, PACK_MEMORY, SPILL_MEMORY};
 use crate::repo::Repository;
 
 /// The default [`PackSink`]: a create-if-absent write to the backend. A pack
@@ -39,6 +39,13 @@ pub struct BackendSink(pub Arc<dyn Backend>);
 impl PackSink for BackendSink {
     fn publish(&self, id: &Id, bytes: Bytes) -> Result<()> {
         write_replacing_damaged(self.0.as_ref(), ObjectKind::Pack, &id.to_hex(), bytes)
+    }
+
+    fn publish_spilled(&self, id: &Id, spilled: &SpillFile) -> Result<()> {
+        let name = id.to_hex();
+        replace_damaged(self.0.as_ref(), ObjectKind::Pack, &name, &|| {
+            self.0.write_spilled(ObjectKind::Pack, &name, spilled)
+        })
     }
 }
 
@@ -54,14 +61,26 @@ pub(crate) fn write_replacing_damaged(
     name: &str,
     bytes: Bytes,
 ) -> Result<()> {
-    if backend.write_content_addressed(kind, name, bytes.clone())? == WriteOutcome::AlreadyExisted {
+    replace_damaged(backend, kind, name, &|| {
+        backend.write_content_addressed(kind, name, bytes.clone())
+    })
+}
+
+/// The rule of [`write_replacing_damaged`] around any `write` of the object.
+fn replace_damaged(
+    backend: &dyn Backend,
+    kind: ObjectKind,
+    name: &str,
+    write: &dyn Fn() -> crate::backend::Result<WriteOutcome>,
+) -> Result<()> {
+    if write()? == WriteOutcome::AlreadyExisted {
         let intact = match backend.read(kind, name) {
             Ok(existing) => Id::of(&existing).to_hex() == name,
             Err(_) => false,
         };
         if !intact {
             backend.delete(kind, name)?;
-            backend.write_content_addressed(kind, name, bytes)?;
+            write()?;
         }
     }
     Ok(())
@@ -94,7 +113,9 @@ struct PackerState {
 /// so chunking and hashing continue while packs are written.
 ///
 /// Memory is bounded by [`PACK_MEMORY`]: the pack being filled plus the packs
-/// handed over and not yet published (at least one of them).
+/// handed over and not yet published (at least one of them). To a remote
+/// backend, by [`SPILL_MEMORY`]: the pack being filled and the one being
+/// spilled; packs in flight wait in spill files ([`super::upload_pool`]).
 pub struct PackWriter<'repository> {
     repository: &'repository Repository,
     known: Arc<Index>,
@@ -126,19 +147,33 @@ impl<'repository> PackWriter<'repository> {
         known: Arc<Index>,
         sink: Arc<dyn PackSink>,
     ) -> Result<Self> {
-        let uploads = upload_count(repository.backend.is_remote())?;
+        let remote = repository.backend.is_remote();
+        let uploads = upload_count(remote)?;
+        if remote {
+            let directory = spill::spill_directory();
+            return Self::with_uploads(
+                repository,
+                known,
+                sink,
+                uploads,
+                SPILL_MEMORY,
+                Some(directory),
+            );
+        }
         let limit = PACK_MEMORY.saturating_sub(repository.config.pack_size.into());
-        Self::with_uploads(repository, known, sink, uploads, limit)
+        Self::with_uploads(repository, known, sink, uploads, limit, None)
     }
 
     /// Like [`PackWriter::with_sink`] with `uploads` upload threads holding at
-    /// most `limit` bytes of finished packs (tests choose their own).
+    /// most `limit` bytes of finished packs, spilling them to files in
+    /// `spill` if given (tests choose their own).
     pub(crate) fn with_uploads(
         repository: &'repository Repository,
         known: Arc<Index>,
         sink: Arc<dyn PackSink>,
         uploads: usize,
         limit: u64,
+        spill: Option<std::path::PathBuf>,
     ) -> Result<Self> {
         let uploads = UploadPool::start(
             sink,
@@ -146,6 +181,7 @@ impl<'repository> PackWriter<'repository> {
             repository.metadata_cache.clone(),
             uploads,
             limit,
+            spill,
         )?;
         Ok(PackWriter {
             repository,
