@@ -41,12 +41,46 @@ impl PackSink for BackendSink {
         write_replacing_damaged(self.0.as_ref(), ObjectKind::Pack, &id.to_hex(), bytes)
     }
 
+    /// As [`BackendSink::publish`]; an existing pack is checked in pieces
+    /// ([`intact_in_pieces`]), so that eight uploads meeting existing packs
+    /// (a plaintext backup run again after a kill) do not read eight whole
+    /// packs into memory.
     fn publish_spilled(&self, id: &Id, spilled: &SpillFile) -> Result<()> {
         let name = id.to_hex();
-        replace_damaged(self.0.as_ref(), ObjectKind::Pack, &name, &|| {
-            self.0.write_spilled(ObjectKind::Pack, &name, spilled)
-        })
+        let backend = self.0.as_ref();
+        let write = || backend.write_spilled(ObjectKind::Pack, &name, spilled);
+        if write()? == WriteOutcome::AlreadyExisted
+            && !intact_in_pieces(backend, &name, spilled.len())
+        {
+            backend.delete(ObjectKind::Pack, &name)?;
+            write()?;
+        }
+        Ok(())
     }
+}
+
+/// Bytes of an existing pack read at once to check it.
+const CHECK_PIECE: u64 = 4 << 20;
+
+/// Whether the pack `name` is exactly `length` bytes that hash to its name,
+/// read in ranges of [`CHECK_PIECE`] bytes (one more range of one byte
+/// proves it ends there).
+fn intact_in_pieces(backend: &dyn Backend, name: &str, length: u64) -> bool {
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0;
+    while offset < length {
+        let piece = CHECK_PIECE.min(length - offset);
+        match backend.read_range(ObjectKind::Pack, name, offset, piece) {
+            Ok(bytes) => hasher.update(&bytes),
+            Err(_) => return false,
+        };
+        offset += piece;
+    }
+    let longer = !matches!(
+        backend.read_range(ObjectKind::Pack, name, length, 1),
+        Err(crate::backend::Error::ShortObject { .. })
+    );
+    !longer && Id(*hasher.finalize().as_bytes()).to_hex() == name
 }
 
 /// Publishes `bytes` under `name`, the hash of `bytes`: create-if-absent,
@@ -61,26 +95,14 @@ pub(crate) fn write_replacing_damaged(
     name: &str,
     bytes: Bytes,
 ) -> Result<()> {
-    replace_damaged(backend, kind, name, &|| {
-        backend.write_content_addressed(kind, name, bytes.clone())
-    })
-}
-
-/// The rule of [`write_replacing_damaged`] around any `write` of the object.
-fn replace_damaged(
-    backend: &dyn Backend,
-    kind: ObjectKind,
-    name: &str,
-    write: &dyn Fn() -> crate::backend::Result<WriteOutcome>,
-) -> Result<()> {
-    if write()? == WriteOutcome::AlreadyExisted {
+    if backend.write_content_addressed(kind, name, bytes.clone())? == WriteOutcome::AlreadyExisted {
         let intact = match backend.read(kind, name) {
             Ok(existing) => Id::of(&existing).to_hex() == name,
             Err(_) => false,
         };
         if !intact {
             backend.delete(kind, name)?;
-            write()?;
+            backend.write_content_addressed(kind, name, bytes)?;
         }
     }
     Ok(())

@@ -341,12 +341,13 @@ impl UploadPool {
             Error::io(
                 format!(
                     "writing pack {} ({} bytes) to a temporary file in {} (packs wait there \
-                     while they upload: up to {} of them; point TMPDIR at a file system with \
-                     room, or set {UPLOADS_VARIABLE} lower)",
+                     while they upload: one per upload in flight, {} at most, and one per \
+                     thread adding blobs; point TMPDIR at a file system with room, or set \
+                     {UPLOADS_VARIABLE} lower)",
                     finished.id,
                     finished.bytes.len(),
                     directory.display(),
-                    self.uploads + 1,
+                    self.uploads,
                 ),
                 error,
             )

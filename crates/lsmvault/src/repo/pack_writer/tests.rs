@@ -291,3 +291,34 @@ fn a_spill_directory_that_cannot_take_the_pack_fails_the_write_naming_it() {
     assert!(message.contains("TMPDIR"), "{message}");
     assert_eq!(error.code(), crate::error::ErrorCode::Io);
 }
+
+#[test]
+fn a_spilled_pack_replaces_a_damaged_copy_and_leaves_an_intact_one() {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let sink = BackendSink(Arc::clone(&backend));
+    let spill = tempfile::tempdir().unwrap();
+    // Larger than one checked piece, so the check reads several ranges.
+    let pack = blob(7, 9 * MIB + 123);
+    let id = Id::of(&pack);
+    let name = id.to_hex();
+    let spilled = SpillFile::write(spill.path(), &pack).unwrap();
+    for damaged in [
+        pack[..pack.len() - 1].to_vec(),
+        [pack.as_slice(), b"x"].concat(),
+        {
+            let mut flipped = pack.clone();
+            flipped[5 * MIB] ^= 1;
+            flipped
+        },
+    ] {
+        backend.delete(ObjectKind::Pack, &name).unwrap();
+        backend
+            .write_if_absent(ObjectKind::Pack, &name, &damaged)
+            .unwrap();
+        sink.publish_spilled(&id, &spilled).unwrap();
+        assert!(backend.read(ObjectKind::Pack, &name).unwrap() == pack);
+    }
+    // An intact copy is left as it is.
+    sink.publish_spilled(&id, &spilled).unwrap();
+    assert!(backend.read(ObjectKind::Pack, &name).unwrap() == pack);
+}
