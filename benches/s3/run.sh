@@ -122,8 +122,8 @@ ENDPOINT=http://$NS_IP:$PORT
 BUCKET_LSMVAULT=bench-lsmvault
 BUCKET_RESTIC=bench-restic
 # What the code says about lsmvault's uploads in flight (checked at commit
-# c7541d8; the report also shows what this run observed):
-LSMVAULT_UPLOADS_IN_CODE="up to 8 upload threads for a remote repository (LSMVAULT_UPLOADS; crates/lsmvault/src/repo/upload_pool.rs), but pack buffers are capped at 80 MiB including the pack being filled, so with 16 MiB packs at most 3-4 packs upload at once"
+# 76bbfca; the report also shows what this run observed):
+LSMVAULT_UPLOADS_IN_CODE="up to 8 upload threads for a remote repository (LSMVAULT_UPLOADS; crates/lsmvault/src/repo/upload_pool.rs), each uploading a pack spilled to an unlinked file in \$TMPDIR (parts of 5-6 MiB read one at a time), so 8 packs upload at once when the backup has 8 ready"
 RESTIC_UPLOADS_IN_CODE="5: restic 0.14's default -o s3.connections=5"
 
 # --- installation ------------------------------------------------------------

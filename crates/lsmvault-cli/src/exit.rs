@@ -101,7 +101,7 @@ fn backend_hint(failure: &lsmvault::backend::Error, code: ErrorCode) -> &'static
 fn io_hint(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::NoSpace => {
-            "the file system of that path is full (ENOSPC): free space and run the command again (`restore --delta` keeps the files already restored)"
+            "the file system of that path is full (ENOSPC): free space (for the temporary files of a backup to object storage, point TMPDIR at a file system with room) and run the command again (`restore --delta` keeps the files already restored)"
         }
         ErrorCode::ReadOnlyFilesystem => {
             "that path is on a read-only file system (EROFS): choose another, or mount it read-write"

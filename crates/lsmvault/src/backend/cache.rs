@@ -392,6 +392,25 @@ impl Backend for CachingBackend {
         Ok(outcome)
     }
 
+    /// Like [`Backend::write_content_addressed`] above, from a spill file.
+    fn write_spilled(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        spilled: &super::SpillFile,
+    ) -> Result<WriteOutcome> {
+        if is_cached(kind) {
+            let bytes = spilled.read_object(kind, name)?;
+            return self.write_if_absent(kind, name, &bytes);
+        }
+        self.before_change(kind)?;
+        let outcome = self.inner.write_spilled(kind, name, spilled)?;
+        if let (Some(gate), WriteOutcome::Created) = (&self.gate, outcome) {
+            gate.created(kind, name, spilled.len());
+        }
+        Ok(outcome)
+    }
+
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {
         self.before_change(ObjectKind::Config)?;
         self.inner.replace_config(bytes)

@@ -195,6 +195,18 @@ impl Backend for CountingBackend {
         self.inner.write_content_addressed(kind, name, bytes)
     }
 
+    /// Counted like [`Backend::write_content_addressed`].
+    fn write_spilled(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        spilled: &super::SpillFile,
+    ) -> Result<WriteOutcome> {
+        self.count(WRITE, kind);
+        self.up(spilled.len() as usize);
+        self.inner.write_spilled(kind, name, spilled)
+    }
+
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {
         self.count(REPLACE_CONFIG, ObjectKind::Config);
         self.up(bytes.len());

@@ -8,8 +8,8 @@
 //! ([`parse_rate`]).
 //!
 //! Invariants:
-//! - Uploads are `write_if_absent`, `write_content_addressed` and
-//!   `replace_config`; downloads are
+//! - Uploads are `write_if_absent`, `write_content_addressed`,
+//!   `write_spilled` and `replace_config`; downloads are
 //!   `read`, `read_into` and `read_range`. Listing, deletes and `exists`
 //!   carry no object bytes and pass unmetered.
 //! - A transfer is metered in slices of at most [`TokenBucket::slice`]
@@ -260,6 +260,16 @@ impl Backend for ThrottledBackend {
     ) -> Result<WriteOutcome> {
         self.meter_upload(bytes.len());
         self.inner.write_content_addressed(kind, name, bytes)
+    }
+
+    fn write_spilled(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        spilled: &super::SpillFile,
+    ) -> Result<WriteOutcome> {
+        self.meter_upload(spilled.len() as usize);
+        self.inner.write_spilled(kind, name, spilled)
     }
 
     fn replace_config(&self, bytes: &[u8]) -> Result<()> {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::backend::{Backend, ObjectKind, WriteOutcome};
+use crate::backend::{spill, Backend, ObjectKind, SpillFile, WriteOutcome};
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Keys};
 use crate::error::Result;
@@ -25,7 +25,7 @@ use crate::format::pack::{BlobKind, Packer};
 use crate::format::parity::GroupMember;
 use crate::id::Id;
 pub use crate::repo::upload_pool::PackSink;
-use crate::repo::upload_pool::{upload_count, Published, UploadPool, PACK_MEMORY};
+use crate::repo::upload_pool::{upload_count, Published, UploadPool, PACK_MEMORY, SPILL_MEMORY};
 use crate::repo::Repository;
 
 /// The default [`PackSink`]: a create-if-absent write to the backend. A pack
@@ -40,6 +40,47 @@ impl PackSink for BackendSink {
     fn publish(&self, id: &Id, bytes: Bytes) -> Result<()> {
         write_replacing_damaged(self.0.as_ref(), ObjectKind::Pack, &id.to_hex(), bytes)
     }
+
+    /// As [`BackendSink::publish`]; an existing pack is checked in pieces
+    /// ([`intact_in_pieces`]), so that eight uploads meeting existing packs
+    /// (a plaintext backup run again after a kill) do not read eight whole
+    /// packs into memory.
+    fn publish_spilled(&self, id: &Id, spilled: &SpillFile) -> Result<()> {
+        let name = id.to_hex();
+        let backend = self.0.as_ref();
+        let write = || backend.write_spilled(ObjectKind::Pack, &name, spilled);
+        if write()? == WriteOutcome::AlreadyExisted
+            && !intact_in_pieces(backend, &name, spilled.len())
+        {
+            backend.delete(ObjectKind::Pack, &name)?;
+            write()?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of an existing pack read at once to check it.
+const CHECK_PIECE: u64 = 4 << 20;
+
+/// Whether the pack `name` is exactly `length` bytes that hash to its name,
+/// read in ranges of [`CHECK_PIECE`] bytes (one more range of one byte
+/// proves it ends there).
+fn intact_in_pieces(backend: &dyn Backend, name: &str, length: u64) -> bool {
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0;
+    while offset < length {
+        let piece = CHECK_PIECE.min(length - offset);
+        match backend.read_range(ObjectKind::Pack, name, offset, piece) {
+            Ok(bytes) => hasher.update(&bytes),
+            Err(_) => return false,
+        };
+        offset += piece;
+    }
+    let longer = !matches!(
+        backend.read_range(ObjectKind::Pack, name, length, 1),
+        Err(crate::backend::Error::ShortObject { .. })
+    );
+    !longer && Id(*hasher.finalize().as_bytes()).to_hex() == name
 }
 
 /// Publishes `bytes` under `name`, the hash of `bytes`: create-if-absent,
@@ -94,7 +135,9 @@ struct PackerState {
 /// so chunking and hashing continue while packs are written.
 ///
 /// Memory is bounded by [`PACK_MEMORY`]: the pack being filled plus the packs
-/// handed over and not yet published (at least one of them).
+/// handed over and not yet published (at least one of them). To a remote
+/// backend, by [`SPILL_MEMORY`]: the pack being filled and the one being
+/// spilled; packs in flight wait in spill files ([`super::upload_pool`]).
 pub struct PackWriter<'repository> {
     repository: &'repository Repository,
     known: Arc<Index>,
@@ -126,19 +169,33 @@ impl<'repository> PackWriter<'repository> {
         known: Arc<Index>,
         sink: Arc<dyn PackSink>,
     ) -> Result<Self> {
-        let uploads = upload_count(repository.backend.is_remote())?;
+        let remote = repository.backend.is_remote();
+        let uploads = upload_count(remote)?;
+        if remote {
+            let directory = spill::spill_directory();
+            return Self::with_uploads(
+                repository,
+                known,
+                sink,
+                uploads,
+                SPILL_MEMORY,
+                Some(directory),
+            );
+        }
         let limit = PACK_MEMORY.saturating_sub(repository.config.pack_size.into());
-        Self::with_uploads(repository, known, sink, uploads, limit)
+        Self::with_uploads(repository, known, sink, uploads, limit, None)
     }
 
     /// Like [`PackWriter::with_sink`] with `uploads` upload threads holding at
-    /// most `limit` bytes of finished packs (tests choose their own).
+    /// most `limit` bytes of finished packs, spilling them to files in
+    /// `spill` if given (tests choose their own).
     pub(crate) fn with_uploads(
         repository: &'repository Repository,
         known: Arc<Index>,
         sink: Arc<dyn PackSink>,
         uploads: usize,
         limit: u64,
+        spill: Option<std::path::PathBuf>,
     ) -> Result<Self> {
         let uploads = UploadPool::start(
             sink,
@@ -146,6 +203,7 @@ impl<'repository> PackWriter<'repository> {
             repository.metadata_cache.clone(),
             uploads,
             limit,
+            spill,
         )?;
         Ok(PackWriter {
             repository,

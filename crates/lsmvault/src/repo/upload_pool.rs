@@ -7,6 +7,16 @@
 //! remote backend gets [`REMOTE_UPLOADS`] uploads; a local disk is bound by
 //! fsync and gets [`LOCAL_UPLOADS`].
 //!
+//! To a remote backend, packs are spilled (restic's design): the thread that
+//! hands a full pack over seals it, writes it to an unlinked temporary file
+//! in the spill directory ([`SpillFile`], `$TMPDIR`) and frees its buffer
+//! before waiting for an idle worker, and the worker uploads from the file
+//! ([`PackSink::publish_spilled`]; the S3 backend reads it a part at a
+//! time). The byte budget then bounds only packs on their way to a file, so
+//! the number of uploads in flight is bounded by the workers alone, not by
+//! memory. A local backend writes each pack file straight from memory (a
+//! spill file would be one more copy of it on the same kind of disk).
+//!
 //! Invariants:
 //! - At most `uploads` packs are being published (one per worker; the
 //!   hand-over channel has no buffer), and the packs handed over and not yet
@@ -30,7 +40,10 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
+use std::path::PathBuf;
+
 use crate::backend::cache::{MetadataCache, TREES};
+use crate::backend::{ObjectKind, SpillFile};
 use crate::codec::crypto::Keys;
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::pack::{BlobKind, PackEntry, Packer};
@@ -47,6 +60,15 @@ pub trait PackSink: Send + Sync {
     /// come by value (cheap to clone, shared with the tree cache), so an
     /// object store can send them without a copy.
     fn publish(&self, id: &Id, bytes: Bytes) -> Result<()>;
+
+    /// Like [`PackSink::publish`], for a pack parked in a spill file. The
+    /// default reads it whole and publishes that.
+    fn publish_spilled(&self, id: &Id, spilled: &SpillFile) -> Result<()> {
+        let bytes = spilled
+            .read_object(ObjectKind::Pack, &id.to_hex())
+            .map_err(Error::from)?;
+        self.publish(id, Bytes::from(bytes))
+    }
 }
 
 /// Overrides the number of packs published at once (1 to [`MAX_UPLOADS`]).
@@ -59,13 +81,19 @@ pub const LOCAL_UPLOADS: usize = 2;
 /// The most [`UPLOADS_VARIABLE`] may ask for: one thread each, and the byte
 /// budget bounds the packs in flight long before.
 pub const MAX_UPLOADS: usize = 64;
-/// Bytes of pack buffers a writer holds at most: the pack being filled (its
-/// target size) and the packs handed over and not yet published. With
+/// Bytes of pack buffers a writer to a local backend holds at most: the pack
+/// being filled (its target size) and the packs handed over and not yet
+/// published. (To a remote backend packs are spilled: see the module docs
+/// and [`SPILL_MEMORY`].) With
 /// 16 MiB packs that is three in flight: measured, a backup to S3 then
 /// peaks at ~97 MiB RSS (96 MiB, with adders not yet waiting for the budget,
 /// peaked at 130 MiB, above the 128 MiB target), and three keep a 100 Mbit/s
 /// link 86% busy (docs/benchmarks.md, "Parallel pack uploads").
 pub const PACK_MEMORY: u64 = 80 << 20;
+/// Bytes of finished packs a spilling writer holds besides the one being
+/// filled: none but the one being sealed and written to its spill file (a
+/// budget of 0 lets one pack at a time through).
+pub const SPILL_MEMORY: u64 = 0;
 
 /// The number of uploads at once: [`UPLOADS_VARIABLE`] if set, else
 /// [`REMOTE_UPLOADS`] or [`LOCAL_UPLOADS`].
@@ -170,8 +198,23 @@ pub(crate) struct Published {
 
 struct Job {
     sequence: u64,
-    packer: Packer,
+    pack: Pack,
+    /// Bytes of the budget this job holds until it is published (0 for a
+    /// spilled pack: its buffer was freed when it was spilled).
     charged: u64,
+}
+
+/// A pack on its way to a worker.
+enum Pack {
+    /// Still in memory; the worker seals it. (Boxed: the hasher in a
+    /// packer is large, and the enum travels through the channel.)
+    Filled(Box<Packer>),
+    /// Sealed and parked in a spill file.
+    Spilled {
+        id: Id,
+        entries: Vec<PackEntry>,
+        file: SpillFile,
+    },
 }
 
 /// What every worker shares.
@@ -195,23 +238,29 @@ pub(crate) struct UploadPool {
     joined: Mutex<Option<(ErrorCode, String)>>,
     budget: Arc<Budget>,
     sequence: AtomicU64,
+    keys: Keys,
+    /// Where packs are spilled before they are handed over, if they are.
+    spill: Option<PathBuf>,
+    uploads: usize,
 }
 
 impl UploadPool {
     /// Starts `uploads` workers publishing through `sink`, holding at most
-    /// `limit` bytes of handed-over packs.
+    /// `limit` bytes of handed-over packs; with `spill`, packs are spilled
+    /// to files in that directory before they are handed over.
     pub(crate) fn start(
         sink: Arc<dyn PackSink>,
         keys: Keys,
         tree_cache: Option<Arc<MetadataCache>>,
         uploads: usize,
         limit: u64,
+        spill: Option<PathBuf>,
     ) -> Result<UploadPool> {
         let (sender, receiver) = sync_channel::<Job>(0);
         let budget = Arc::new(Budget::new(limit));
         let context = Arc::new(Context {
             sink,
-            keys,
+            keys: keys.clone(),
             tree_cache,
             budget: Arc::clone(&budget),
             receiver: Mutex::new(receiver),
@@ -222,6 +271,9 @@ impl UploadPool {
             joined: Mutex::new(None),
             budget,
             sequence: AtomicU64::new(0),
+            keys,
+            spill,
+            uploads: uploads.max(1),
         };
         for number in 0..uploads.max(1) {
             let context = Arc::clone(&context);
@@ -253,8 +305,18 @@ impl UploadPool {
     }
 
     /// Hands a full pack, for which `charged` bytes were reserved, to an
-    /// idle worker, waiting for one.
+    /// idle worker, waiting for one. A spilling pool first seals the pack
+    /// and writes it to a spill file in this thread, and gives the budget
+    /// back before it waits.
     pub(crate) fn submit(&self, packer: Packer, charged: u64) -> Result<()> {
+        let (pack, charged) = match &self.spill {
+            None => (Pack::Filled(Box::new(packer)), charged),
+            Some(directory) => {
+                let spilled = self.spill(packer, directory);
+                self.budget.release(charged);
+                (spilled?, 0)
+            }
+        };
         let sender = self
             .sender
             .lock()
@@ -262,7 +324,7 @@ impl UploadPool {
             .clone();
         let job = Job {
             sequence: self.sequence.fetch_add(1, Ordering::SeqCst),
-            packer,
+            pack,
             charged,
         };
         if sender.is_some_and(|sender| sender.send(job).is_ok()) {
@@ -270,6 +332,31 @@ impl UploadPool {
         }
         self.budget.release(charged);
         Err(self.failure())
+    }
+
+    /// Seals `packer` and writes it to a new spill file in `directory`.
+    fn spill(&self, packer: Packer, directory: &std::path::Path) -> Result<Pack> {
+        let finished = packer.finish(&self.keys)?;
+        let file = SpillFile::write(directory, &finished.bytes).map_err(|error| {
+            Error::io(
+                format!(
+                    "writing pack {} ({} bytes) to a temporary file in {} (packs wait there \
+                     while they upload: one per upload in flight, {} at most, and one per \
+                     thread adding blobs; point TMPDIR at a file system with room, or set \
+                     {UPLOADS_VARIABLE} lower)",
+                    finished.id,
+                    finished.bytes.len(),
+                    directory.display(),
+                    self.uploads,
+                ),
+                error,
+            )
+        })?;
+        Ok(Pack::Spilled {
+            id: finished.id,
+            entries: finished.entries,
+            file,
+        })
     }
 
     /// An upload failed (or every worker stopped): its error is the answer.
@@ -383,7 +470,22 @@ fn upload(context: &Context) -> Result<Vec<Published>> {
 }
 
 fn publish(context: &Context, job: Job) -> Result<Published> {
-    let finished = job.packer.finish(&context.keys)?;
+    let packer = match job.pack {
+        Pack::Filled(packer) => packer,
+        Pack::Spilled { id, entries, file } => {
+            context.sink.publish_spilled(&id, &file)?;
+            if let Some(cache) = &context.tree_cache {
+                cache_spilled_trees(cache, &entries, &file);
+            }
+            return Ok(Published {
+                sequence: job.sequence,
+                id,
+                length: file.len(),
+                entries,
+            });
+        }
+    };
+    let finished = (*packer).finish(&context.keys)?;
     let length = finished.bytes.len() as u64;
     // Shared, not copied, between the upload and the tree cache.
     let bytes = Bytes::from(finished.bytes);
@@ -406,6 +508,15 @@ fn cache_trees(cache: &MetadataCache, entries: &[PackEntry], pack: &[u8]) {
         let start = entry.offset as usize;
         if let Some(stored) = pack.get(start..start + entry.stored_length as usize) {
             cache.put(TREES, &entry.id.to_hex(), stored);
+        }
+    }
+}
+
+/// [`cache_trees`] for a spilled pack: each tree blob read from its file.
+fn cache_spilled_trees(cache: &MetadataCache, entries: &[PackEntry], file: &SpillFile) {
+    for entry in entries.iter().filter(|entry| entry.kind == BlobKind::Tree) {
+        if let Ok(stored) = file.read_at(u64::from(entry.offset), entry.stored_length as usize) {
+            cache.put(TREES, &entry.id.to_hex(), &stored);
         }
     }
 }

@@ -24,6 +24,13 @@
 //!   parts of [`PART_SIZE`], aborted on failure ([`multipart`]). A multipart
 //!   upload is not conditional on every server, which is harmless only
 //!   because both racing writers send the same bytes.
+//! - `write_spilled` (packs, parked in an unlinked temporary file by the
+//!   pack writer while they upload: [`crate::backend::spill`]) sends an
+//!   object of at most [`SPILLED_PART_MAX`] (6 MiB) as one conditional PUT
+//!   read whole from the file, a larger one after a HEAD as a multipart
+//!   upload whose parts (5 to 6 MiB, [`spilled_part_size`]) are read from
+//!   the file one at a time: an upload in flight holds one part in memory,
+//!   which is what lets eight run at once within 128 MiB.
 //! - `replace_config` is one plain PUT, atomic on S3.
 //! - `read_range` is one ranged GET; the object's size in the answer's
 //!   `Content-Range` decides whether the range is short, before any body is
@@ -50,14 +57,17 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 
-use super::{Backend, Error, ObjectInfo, ObjectKind, Result, Subject, WriteOutcome};
+use super::{Backend, Error, ObjectInfo, ObjectKind, Result, SpillFile, Subject, WriteOutcome};
 use client::Client;
 use errors::{map, object, Doing};
 
 pub use client::{DEFAULT_RETRIES, RETRIES_VARIABLE};
 pub use errors::S3Failure;
 pub use location::{is_s3_location, S3Location};
-pub use multipart::{DEFAULT_MULTIPART_THRESHOLD, MULTIPART_THRESHOLD_VARIABLE, PART_SIZE};
+pub use multipart::{
+    spilled_part_size, DEFAULT_MULTIPART_THRESHOLD, MULTIPART_THRESHOLD_VARIABLE, PART_SIZE,
+    SPILLED_PART_MAX,
+};
 
 /// How often a conditional PUT answered 409 (another conditional write of
 /// the key in flight) is tried again before giving up.
@@ -332,6 +342,43 @@ impl Backend for S3Backend {
                 map(
                     &self.location,
                     self.doing("writing (in parts)", &key, kind, name),
+                    error,
+                )
+            })
+    }
+
+    /// A spilled object up to [`SPILLED_PART_MAX`] (and the multipart
+    /// threshold) is read whole and sent as one conditional PUT; a larger
+    /// one after a HEAD in parts read from the file one at a time
+    /// ([`multipart::upload_spilled`]).
+    fn write_spilled(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        spilled: &SpillFile,
+    ) -> Result<WriteOutcome> {
+        if spilled.len() <= self.multipart_threshold.min(SPILLED_PART_MAX) {
+            let bytes = spilled.read_object(kind, name)?;
+            return self.put_if_absent(kind, name, PutPayload::from(bytes));
+        }
+        match self.size(kind, name) {
+            Ok(_) => return Ok(WriteOutcome::AlreadyExisted),
+            Err(Error::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        let key = self.key(kind, name);
+        let path = Path::from(key.as_str());
+        self.client
+            .block_on(multipart::upload_spilled(
+                &self.client.store,
+                &path,
+                spilled,
+            ))
+            .map(|()| WriteOutcome::Created)
+            .map_err(|error| {
+                map(
+                    &self.location,
+                    self.doing("writing (in parts, from a spill file)", &key, kind, name),
                     error,
                 )
             })

@@ -62,7 +62,8 @@ impl Default for RecordingSink {
 }
 
 impl PackSink for RecordingSink {
-    fn publish(&self, id: &Id, _bytes: Bytes) -> Result<()> {
+    fn publish(&self, id: &Id, bytes: Bytes) -> Result<()> {
+        assert_eq!(Id::of(&bytes), *id, "a pack published with other bytes");
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_running.fetch_max(running, Ordering::SeqCst);
@@ -90,9 +91,22 @@ fn write(
     limit: u64,
     count: u32,
 ) -> (Result<WriteSummary>, u64) {
+    write_spilling(repository, sink, uploads, limit, count, None)
+}
+
+/// [`write`], spilling packs to files in `spill` if given.
+fn write_spilling(
+    repository: &Repository,
+    sink: Arc<RecordingSink>,
+    uploads: usize,
+    limit: u64,
+    count: u32,
+    spill: Option<&std::path::Path>,
+) -> (Result<WriteSummary>, u64) {
     let known = Arc::new(Index::default());
     let blobs: Vec<Vec<u8>> = (0..count).map(|number| blob(number, 600 << 10)).collect();
-    let writer = PackWriter::with_uploads(repository, known, sink, uploads, limit).unwrap();
+    let spill = spill.map(std::path::Path::to_path_buf);
+    let writer = PackWriter::with_uploads(repository, known, sink, uploads, limit, spill).unwrap();
     for data in &blobs {
         let id = writer.keys().blob_id(data);
         if let Err(error) = writer.add(id, BlobKind::Data, data) {
@@ -193,7 +207,8 @@ fn adders_on_many_threads_wait_for_the_budget_and_every_blob_is_located() {
     let sink = Arc::new(RecordingSink::default());
     let limit = 5 * MIB as u64 / 2;
     let known = Arc::new(Index::default());
-    let writer = PackWriter::with_uploads(&repository, known, sink.clone(), 8, limit).unwrap();
+    let writer =
+        PackWriter::with_uploads(&repository, known, sink.clone(), 8, limit, None).unwrap();
     std::thread::scope(|scope| {
         for thread in 0..8u32 {
             let writer = &writer;
@@ -230,4 +245,80 @@ fn a_panicking_upload_fails_the_write_instead_of_hanging_it() {
         let error = summary.expect_err("a panicked upload must fail the write");
         assert!(error.to_string().contains("panicked"), "{error}");
     }
+}
+
+#[test]
+fn spilled_packs_upload_eight_at_once_with_no_finished_pack_held_in_memory() {
+    let repository = repository();
+    let spill = tempfile::tempdir().unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let (summary, peak) = write_spilling(
+        &repository,
+        Arc::clone(&sink),
+        8,
+        SPILL_MEMORY,
+        40,
+        Some(spill.path()),
+    );
+    let summary = summary.unwrap();
+    assert_eq!(summary.packs, 20);
+    assert_eq!(summary.locations.len(), 40);
+    // One pack at a time between the writer and its spill file...
+    assert!(peak <= 2 * MIB as u64, "{peak} bytes of packs in memory");
+    // ...and yet the uploads overlap (from their files), past what a
+    // budget of one pack in memory would allow.
+    let most = sink.most_running.load(Ordering::SeqCst);
+    assert!(most >= 4, "only {most} spilled uploads at once");
+    // The sink saw every pack whole (it checks each pack's bytes against
+    // its name), and no spill file is left with a name.
+    assert_eq!(sink.published.lock().unwrap().len(), 20);
+    assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_spill_directory_that_cannot_take_the_pack_fails_the_write_naming_it() {
+    let repository = repository();
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("no-such-directory");
+    let sink = Arc::new(RecordingSink::default());
+    let (summary, _) = write_spilling(&repository, sink, 8, SPILL_MEMORY, 6, Some(&missing));
+    let error = summary.expect_err("a pack that cannot be spilled must fail the write");
+    let message = error.to_string();
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("TMPDIR"), "{message}");
+    assert_eq!(error.code(), crate::error::ErrorCode::Io);
+}
+
+#[test]
+fn a_spilled_pack_replaces_a_damaged_copy_and_leaves_an_intact_one() {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let sink = BackendSink(Arc::clone(&backend));
+    let spill = tempfile::tempdir().unwrap();
+    // Larger than one checked piece, so the check reads several ranges.
+    let pack = blob(7, 9 * MIB + 123);
+    let id = Id::of(&pack);
+    let name = id.to_hex();
+    let spilled = SpillFile::write(spill.path(), &pack).unwrap();
+    for damaged in [
+        pack[..pack.len() - 1].to_vec(),
+        [pack.as_slice(), b"x"].concat(),
+        {
+            let mut flipped = pack.clone();
+            flipped[5 * MIB] ^= 1;
+            flipped
+        },
+    ] {
+        backend.delete(ObjectKind::Pack, &name).unwrap();
+        backend
+            .write_if_absent(ObjectKind::Pack, &name, &damaged)
+            .unwrap();
+        sink.publish_spilled(&id, &spilled).unwrap();
+        assert!(backend.read(ObjectKind::Pack, &name).unwrap() == pack);
+    }
+    // An intact copy is left as it is.
+    sink.publish_spilled(&id, &spilled).unwrap();
+    assert!(backend.read(ObjectKind::Pack, &name).unwrap() == pack);
 }
