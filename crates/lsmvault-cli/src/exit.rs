@@ -64,6 +64,7 @@ pub fn hint(error: &Error) -> &'static str {
         | Error::Interrupted { .. } => input_hint(error),
         // The first failure decides the exit code, so it decides the hint too.
         Error::RestoreIncomplete { first, .. } => hint(first),
+        Error::ClusterShard { source, .. } => hint(source),
         // Another thread's failure, repeated: its code says which family.
         Error::Repeated { code, .. } => match code {
             ErrorCode::StorageUnavailable => STORAGE_UNAVAILABLE,

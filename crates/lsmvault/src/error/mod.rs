@@ -477,6 +477,24 @@ pub enum Error {
         first: Box<Error>,
     },
 
+    /// One shard of a cluster backup failed: no cluster snapshot was
+    /// written. Its code is that of the shard's failure.
+    #[error(
+        "shard {shard:?} failed while {during}: {source}{}",
+        written_members(written)
+    )]
+    ClusterShard {
+        /// The shard's name in the topology.
+        shard: String,
+        /// What was being done (`freezing`, `linking its checkpoint`, `backing it up`).
+        during: String,
+        /// Its failure.
+        source: Box<Error>,
+        /// Member snapshots already written (short ids with their shard),
+        /// which stay as ordinary snapshots.
+        written: Vec<String>,
+    },
+
     /// A failure another thread of the same operation met first and
     /// returned (a failed pack upload seen by every adder): the same words
     /// and code, so whichever thread's error reaches the caller says the
@@ -530,6 +548,7 @@ impl Error {
             Error::Backend(backend::Error::CacheOutdated { .. }) => ErrorCode::Other,
             Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
+            Error::ClusterShard { source, .. } => source.code(),
             Error::Repeated { code, .. } => *code,
             Error::RepositoryLocked { .. } | Error::LockLost { .. } | Error::LockExpired { .. } => {
                 ErrorCode::RepositoryLocked
@@ -628,6 +647,17 @@ fn stderr_tail(stderr: &str) -> String {
         String::new()
     } else {
         format!(", stderr: {stderr:?}")
+    }
+}
+
+fn written_members(written: &[String]) -> String {
+    if written.is_empty() {
+        "; no cluster snapshot was written, nothing was committed".to_string()
+    } else {
+        format!(
+            "; no cluster snapshot was written; member snapshot(s) {} were written and stay as ordinary snapshots (tagged with the cluster and shard, never part of a cluster snapshot: `forget` removes them)",
+            written.join(", ")
+        )
     }
 }
 
