@@ -477,6 +477,16 @@ pub enum Error {
         first: Box<Error>,
     },
 
+    /// A backup could not read some files: its snapshot was written, marked
+    /// incomplete (an operation that needs every file fails with this).
+    #[error("snapshot {snapshot} is incomplete: some files could not be read ({first})")]
+    IncompleteSnapshot {
+        /// The snapshot's short id.
+        snapshot: String,
+        /// The first of its warnings.
+        first: String,
+    },
+
     /// One shard of a cluster backup failed: no cluster snapshot was
     /// written. Its code is that of the shard's failure.
     #[error(
@@ -549,6 +559,7 @@ impl Error {
             Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
             Error::ClusterShard { source, .. } => source.code(),
+            Error::IncompleteSnapshot { .. } => ErrorCode::IncompleteBackup,
             Error::Repeated { code, .. } => *code,
             Error::RepositoryLocked { .. } | Error::LockLost { .. } | Error::LockExpired { .. } => {
                 ErrorCode::RepositoryLocked

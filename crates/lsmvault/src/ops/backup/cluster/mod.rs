@@ -324,6 +324,10 @@ impl Repository {
         time: std::time::SystemTime,
     ) -> Vec<Result<BackupOutcome>> {
         let stop = Interrupt::new();
+        // Interrupted already (during the last thaw): no member starts at all.
+        if options.backup.interrupt.is_triggered() {
+            stop.trigger();
+        }
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             // The caller's interrupt reaches the member backups through `stop`.
@@ -348,7 +352,9 @@ impl Repository {
                     };
                     let stop = &stop;
                     scope.spawn(move || {
-                        let outcome = self.backup(&local.staging.path, &backup, &NoProgress);
+                        let outcome = self
+                            .backup(&local.staging.path, &backup, &NoProgress)
+                            .and_then(refuse_incomplete);
                         if outcome.is_err() {
                             stop.trigger();
                         }
@@ -368,6 +374,23 @@ impl Repository {
             outcomes
         })
     }
+}
+
+/// A member that lacks files is no part of a consistent cut: its
+/// snapshot stays (incomplete, as `backup` keeps it), the cluster fails.
+fn refuse_incomplete(outcome: BackupOutcome) -> Result<BackupOutcome> {
+    if !outcome.snapshot.incomplete {
+        return Ok(outcome);
+    }
+    Err(Error::IncompleteSnapshot {
+        snapshot: outcome.id.to_hex()[..8].to_string(),
+        first: outcome
+            .snapshot
+            .warnings
+            .first()
+            .cloned()
+            .unwrap_or_default(),
+    })
 }
 
 fn sequence_of(outcome: &BackupOutcome) -> Option<u64> {
