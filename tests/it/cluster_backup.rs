@@ -453,8 +453,14 @@ fn a_freeze_past_the_timeout_thaws_every_shard_and_writes_nothing() {
     assert!(stderr.contains("timed out after 300ms"), "{stderr}");
 }
 
-/// Starts a cluster backup and sends it SIGINT once `marker` exists.
-fn interrupted_backup(repo: &Path, topology: &Path, marker: &Path) -> Output {
+/// Starts a cluster backup, runs `meanwhile` once `marker` exists, then
+/// sends it SIGINT.
+fn interrupted_backup(
+    repo: &Path,
+    topology: &Path,
+    marker: &Path,
+    meanwhile: impl FnOnce(),
+) -> Output {
     let child = lsmvault_command(
         repo,
         None,
@@ -474,6 +480,7 @@ fn interrupted_backup(repo: &Path, topology: &Path, marker: &Path) -> Output {
         assert!(Instant::now() < deadline, "the freeze never started");
         std::thread::sleep(Duration::from_millis(5));
     }
+    meanwhile();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -483,7 +490,7 @@ fn interrupted_backup(repo: &Path, topology: &Path, marker: &Path) -> Output {
 }
 
 #[test]
-fn sigint_during_the_freeze_thaws_every_shard_and_writes_nothing() {
+fn sigint_during_the_freeze_thaws_every_shard_and_a_concurrent_backup_is_refused() {
     if !tools_available(&["python3"]) {
         return;
     }
@@ -498,7 +505,22 @@ fn sigint_during_the_freeze_thaws_every_shard_and_writes_nothing() {
         thawed.display()
     );
     let topology = write_topology(work.path(), &shards);
-    let output = interrupted_backup(&repo, &topology, &marker);
+    // Meanwhile a second cluster backup of the same shards is refused
+    // before it pauses (and so thaws) anyone.
+    let output = interrupted_backup(&repo, &topology, &marker, || {
+        let second = cluster_backup(&repo, &topology, &[]);
+        let stderr = stderr_text(&second);
+        assert_eq!(second.status.code(), Some(21), "{stderr}");
+        assert!(
+            stderr.contains("another cluster backup is pausing"),
+            "{stderr}"
+        );
+        assert_eq!(
+            process_state(writers[0].0.id()),
+            'T',
+            "still paused by the first"
+        );
+    });
     assert_eq!(output.status.code(), Some(130), "{}", stderr_text(&output));
     assert!(thawed.exists(), "the interrupted freeze was thawed");
     for writer in &writers {
@@ -594,4 +616,44 @@ fn a_missing_shard_directory_or_a_remote_shard_is_refused_before_anyone_is_pause
     );
     assert_nothing_written(&repo);
     assert!(staging_left(work.path()).is_empty());
+}
+
+#[test]
+fn a_staging_checkpoint_left_by_a_killed_run_is_removed_and_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = init(work.path());
+    let shards: Vec<TestShard> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|name| {
+            let path = work.path().join(name);
+            fs::create_dir(&path).unwrap();
+            fs::write(path.join("000010.sst"), name).unwrap();
+            TestShard {
+                name: name.to_string(),
+                path,
+                pause: String::new(),
+            }
+        })
+        .collect();
+    // Named as a run of a process that no longer exists would name it.
+    let leftover = work.path().join(".lsmvault-live-999999999-1");
+    fs::create_dir(&leftover).unwrap();
+    fs::write(leftover.join("000010.sst"), "old").unwrap();
+    let topology = write_topology(work.path(), &shards);
+    let report = lsmvault_json(
+        &repo,
+        &[
+            "cluster",
+            "backup",
+            "--topology",
+            topology.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        report["leftovers_removed"][0],
+        leftover.to_str().unwrap(),
+        "{report}"
+    );
+    assert!(staging_left(work.path()).is_empty());
+    assert_eq!(snapshot_ids(&repo).len(), 3);
 }

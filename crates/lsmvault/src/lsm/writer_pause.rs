@@ -170,6 +170,17 @@ fn read_pid(file: &std::path::Path) -> Result<Pid> {
         .filter(|pid| *pid > 1)
         .map(Pid::from_raw)
         .ok_or_else(|| freeze_failed(&what, format!("the pid file holds no pid: {text:?}")))
+        .and_then(|pid| {
+            // Stopping itself, lsmvault would never thaw anyone.
+            if pid == Pid::this() {
+                Err(freeze_failed(
+                    &what,
+                    format!("pid {pid} is lsmvault itself"),
+                ))
+            } else {
+                Ok(pid)
+            }
+        })
 }
 
 /// Waits until `pid` is stopped (state `T` in `/proc/PID/stat`): SIGSTOP
@@ -247,7 +258,8 @@ mod tests {
         let dead = child.id();
         child.wait().unwrap();
         let file = work.path().join("pid");
-        for text in [dead.to_string(), "garbage".to_string()] {
+        let itself = std::process::id().to_string();
+        for text in [dead.to_string(), "garbage".to_string(), itself] {
             fs::write(&file, &text).unwrap();
             let mut guard =
                 PauseGuard::new(WriterPause::PidFile(file.clone()), Duration::from_secs(5));

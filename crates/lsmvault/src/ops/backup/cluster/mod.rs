@@ -27,6 +27,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
 use super::live::{remove_leftovers, TemporaryCheckpoint, TEMPORARY_PREFIX};
@@ -161,6 +162,32 @@ fn check_shard(shard: &Shard) -> Result<PathBuf> {
         })
 }
 
+/// An exclusive `flock` of the shard's directory, held for the whole
+/// cluster backup: a second cluster backup of the same shard would thaw
+/// this one's writers in the middle of its cut (SIGCONT, a pause file
+/// removed), so it is refused before it pauses anyone.
+fn lock_shard(shard: &Shard, directory: &Path) -> Result<Flock<fs::File>> {
+    let context = || {
+        format!(
+            "locking {} (a cluster backup holds it while it pauses the shard)",
+            directory.display()
+        )
+    };
+    let file = fs::File::open(directory).map_err(|error| Error::io(context(), error))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        let reason = if errno == nix::errno::Errno::EWOULDBLOCK {
+            "another cluster backup is pausing this shard now: wait for it to finish".to_string()
+        } else {
+            errno.to_string()
+        };
+        shard_error(
+            &shard.name,
+            "locking it (nobody was paused)",
+            Error::io(context(), std::io::Error::other(reason)),
+        )
+    })
+}
+
 fn writer_pause(shard: &Shard) -> WriterPause {
     match shard.pause() {
         PauseMethod::None => WriterPause::None,
@@ -187,6 +214,12 @@ impl Repository {
             .iter()
             .map(check_shard)
             .collect::<Result<_>>()?;
+        let _locks = topology
+            .shards
+            .iter()
+            .zip(&sources)
+            .map(|(shard, source)| lock_shard(shard, source))
+            .collect::<Result<Vec<_>>>()?;
         let parents = self.previous_members(topology)?;
         let mut leftovers_removed = Vec::new();
         let parent_directories: BTreeSet<&Path> = sources
