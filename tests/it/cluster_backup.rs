@@ -657,3 +657,52 @@ fn a_staging_checkpoint_left_by_a_killed_run_is_removed_and_reported() {
     assert!(staging_left(work.path()).is_empty());
     assert_eq!(snapshot_ids(&repo).len(), 3);
 }
+
+#[test]
+fn a_pause_file_inside_a_shard_is_left_out_of_its_member_snapshot() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = init(work.path());
+    let shards: Vec<TestShard> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|name| {
+            let path = work.path().join(name);
+            fs::create_dir_all(path.join("run")).unwrap();
+            fs::write(path.join("000010.sst"), name).unwrap();
+            // s1: at the top of the shard; s2: in a subdirectory; s3: beside.
+            let pause = match *name {
+                "s1" => path.join("PAUSE"),
+                "s2" => path.join("run/PAUSE"),
+                _ => work.path().join("s3.PAUSE"),
+            };
+            TestShard {
+                name: name.to_string(),
+                path,
+                pause: format!("pause_file = \"{}\"", pause.display()),
+            }
+        })
+        .collect();
+    let topology = write_topology(work.path(), &shards);
+    let report = lsmvault_json(
+        &repo,
+        &[
+            "cluster",
+            "backup",
+            "--topology",
+            topology.to_str().unwrap(),
+        ],
+    );
+    for index in 0..3 {
+        let snapshot = report["shards"][index]["snapshot"].as_str().unwrap();
+        let paths = listed_paths(&repo, snapshot);
+        assert!(
+            paths.iter().any(|path| path.ends_with("000010.sst")),
+            "{paths:?}"
+        );
+        assert!(
+            !paths.iter().any(|path| path.ends_with("PAUSE")),
+            "{paths:?}"
+        );
+    }
+    assert!(!shards[0].path.join("PAUSE").exists());
+    assert!(!shards[1].path.join("run/PAUSE").exists());
+}

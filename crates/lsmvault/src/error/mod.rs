@@ -8,10 +8,12 @@
 //! are in `error/code.rs`.
 
 mod code;
+mod messages;
 
 use std::path::PathBuf;
 
 pub use code::ErrorCode;
+use messages::{earlier_failure, listed, skipped_keys, stderr_tail, written_members};
 
 use crate::backend;
 
@@ -629,56 +631,6 @@ impl Error {
     }
 }
 
-/// Problems in a message: one inline, several one per line.
-fn listed(problems: &[String]) -> String {
-    match problems {
-        [one] => one.clone(),
-        several => format!(
-            "{} problems:\n  - {}",
-            several.len(),
-            several.join("\n  - ")
-        ),
-    }
-}
-
-/// The tail of [`Error::WrongPassword`]'s message naming damaged key files.
-fn skipped_keys(names: &[String]) -> String {
-    if names.is_empty() {
-        return String::new();
-    }
-    format!(
-        " ({} damaged key file(s) skipped: {})",
-        names.len(),
-        names.join(", ")
-    )
-}
-
-fn stderr_tail(stderr: &str) -> String {
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(", stderr: {stderr:?}")
-    }
-}
-
-fn written_members(written: &[String]) -> String {
-    if written.is_empty() {
-        "; no cluster snapshot was written, nothing was committed".to_string()
-    } else {
-        format!(
-            "; no cluster snapshot was written; member snapshot(s) {} were written and stay as ordinary snapshots (tagged with the cluster and shard, never part of a cluster snapshot: `forget` removes them)",
-            written.join(", ")
-        )
-    }
-}
-
-fn earlier_failure(earlier: &Option<Box<Error>>) -> String {
-    match earlier {
-        Some(error) => format!(" (before the thaw: {error})"),
-        None => String::new(),
-    }
-}
-
 /// Result alias used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -715,36 +667,4 @@ impl From<backend::Error> for Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn os_error(errno: nix::errno::Errno) -> std::io::Error {
-        std::io::Error::from_raw_os_error(errno as i32)
-    }
-
-    #[test]
-    fn full_and_read_only_file_systems_get_their_own_codes_wherever_the_error_arose() {
-        use nix::errno::Errno;
-        let target = Error::io("writing /target/a.sst", os_error(Errno::ENOSPC));
-        assert_eq!(target.code(), ErrorCode::NoSpace);
-        let quota = Error::io("writing /target/a.sst", os_error(Errno::EDQUOT));
-        assert_eq!(quota.code(), ErrorCode::NoSpace);
-        let repository = Error::from(backend::Error::other(
-            backend::Subject::Location,
-            "creating /repo/locks/x",
-            os_error(Errno::EROFS),
-        ));
-        assert_eq!(repository.code(), ErrorCode::ReadOnlyFilesystem);
-        let restore = Error::RestoreIncomplete {
-            failed: 1,
-            restored: 0,
-            first_path: PathBuf::from("a.sst"),
-            first: Box::new(target),
-        };
-        assert_eq!(restore.code(), ErrorCode::NoSpace);
-        // Other operating-system errors stay plain I/O.
-        let denied = Error::io("reading /db/a.sst", os_error(Errno::EACCES));
-        assert_eq!(denied.code(), ErrorCode::Io);
-        assert!(!repository.is_damage());
-    }
-}
+mod tests;

@@ -37,6 +37,8 @@ pub(super) struct ShardCut {
     pub staging: PathBuf,
     /// How its writer is paused.
     pub pause: WriterPause,
+    /// Which files are linked, copied or left out.
+    pub classes: FileClasses,
 }
 
 /// The cut: when every shard was paused, and per shard (in the order
@@ -133,7 +135,6 @@ impl Gate {
 pub(super) fn take_cut(
     shards: &[ShardCut],
     timeouts: Timeouts,
-    classes: &FileClasses,
     interrupt: &Interrupt,
 ) -> Result<Cut> {
     let gate = Gate {
@@ -149,9 +150,7 @@ pub(super) fn take_cut(
                 let gate = &gate;
                 std::thread::Builder::new()
                     .name(format!("freeze {}", shard.name))
-                    .spawn_scoped(scope, move || {
-                        cut_one(shard, gate, timeouts, classes, interrupt)
-                    })
+                    .spawn_scoped(scope, move || cut_one(shard, gate, timeouts, interrupt))
                     .inspect_err(|_| gate.call_off())
             })
             .collect();
@@ -178,13 +177,7 @@ pub(super) fn take_cut(
 }
 
 /// One shard's thread: freeze, wait at the barrier, link, thaw.
-fn cut_one(
-    shard: &ShardCut,
-    gate: &Gate,
-    timeouts: Timeouts,
-    classes: &FileClasses,
-    interrupt: &Interrupt,
-) -> Outcome {
+fn cut_one(shard: &ShardCut, gate: &Gate, timeouts: Timeouts, interrupt: &Interrupt) -> Outcome {
     let mut guard = PauseGuard::new(shard.pause.clone(), timeouts.thaw);
     let started = Instant::now();
     let mut during = "freezing";
@@ -196,7 +189,7 @@ fn cut_one(
         let open = gate.wait(interrupt);
         freeze_seconds = started.elapsed().as_secs_f64();
         during = "linking its checkpoint";
-        open.then(|| link_checkpoint(&shard.source, &shard.staging, classes, interrupt))
+        open.then(|| link_checkpoint(&shard.source, &shard.staging, &shard.classes, interrupt))
             .transpose()
     });
     if linked.is_err() {

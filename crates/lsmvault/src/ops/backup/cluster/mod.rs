@@ -200,6 +200,31 @@ fn writer_pause(shard: &Shard) -> WriterPause {
     }
 }
 
+/// The checkpoint's file classes: the defaults, with the shard's pause
+/// file left out when it lies inside the shard's directory (it exists
+/// while the checkpoint is taken; a restored database must not come with
+/// its writer paused).
+fn classes_for(source: &Path, pause: &WriterPause) -> FileClasses {
+    let mut classes = FileClasses::default();
+    let WriterPause::PauseFile(file) = pause else {
+        return classes;
+    };
+    let directory = file
+        .parent()
+        .and_then(|parent| fs::canonicalize(parent).ok());
+    let name = file.file_name().and_then(|name| name.to_str());
+    if let (Some(directory), Some(name)) = (directory, name) {
+        if directory == source {
+            classes.skip.push(name.to_string());
+        } else if directory.starts_with(source) {
+            if let Some(parent) = directory.file_name().and_then(|parent| parent.to_str()) {
+                classes.skip.push(format!("{parent}/{name}"));
+            }
+        }
+    }
+    classes
+}
+
 impl Repository {
     /// Backs up every shard of `topology` at one consistent cut (see the
     /// module documentation) and writes the cluster snapshot naming them.
@@ -258,18 +283,22 @@ impl Repository {
         interrupt.check("starting the cluster backup")?;
         let cuts: Vec<ShardCut> = shards
             .iter()
-            .map(|local| ShardCut {
-                name: local.shard.name.clone(),
-                source: local.source.clone(),
-                staging: local.staging.path.clone(),
-                pause: writer_pause(local.shard),
+            .map(|local| {
+                let pause = writer_pause(local.shard);
+                ShardCut {
+                    name: local.shard.name.clone(),
+                    source: local.source.clone(),
+                    staging: local.staging.path.clone(),
+                    classes: classes_for(&local.source, &pause),
+                    pause,
+                }
             })
             .collect();
         let timeouts = Timeouts {
             freeze: options.freeze_timeout,
             thaw: options.thaw_timeout,
         };
-        let cut = take_cut(&cuts, timeouts, &FileClasses::default(), interrupt)?;
+        let cut = take_cut(&cuts, timeouts, interrupt)?;
         let time = Timestamp::from(cut.time);
         let outcomes = self.ingest(topology, &shards, options, cut.time);
         // Removed whatever happened; a removal failure only matters on success.
