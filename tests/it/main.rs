@@ -10,6 +10,7 @@ mod bench_smoke;
 mod checkpoint_filesystems;
 mod cli;
 mod cluster;
+mod cluster_backup;
 mod compression;
 mod concurrency;
 mod config_auth;

@@ -64,6 +64,9 @@ pub fn hint(error: &Error) -> &'static str {
         | Error::Interrupted { .. } => input_hint(error),
         // The first failure decides the exit code, so it decides the hint too.
         Error::RestoreIncomplete { first, .. } => hint(first),
+        Error::ClusterShard { .. } | Error::IncompleteSnapshot { .. } => {
+            cluster_hint(error)
+        }
         // Another thread's failure, repeated: its code says which family.
         Error::Repeated { code, .. } => match code {
             ErrorCode::StorageUnavailable => STORAGE_UNAVAILABLE,
@@ -258,6 +261,24 @@ fn input_hint(error: &Error) -> &'static str {
         }
         Error::Interrupted { .. } => {
             "nothing was committed and nothing was left behind; run the command again"
+        }
+        _ => GENERIC,
+    }
+}
+
+/// A cluster backup's shard failed: its failure's hint, except where the
+/// topology is what to change.
+fn cluster_hint(error: &Error) -> &'static str {
+    match error {
+        Error::ClusterShard { source, .. } => match source.as_ref() {
+            Error::SourceNotFound { .. } => {
+                "fix the shard's `path` in the topology file (an existing database directory on this machine); nobody was paused"
+            }
+            Error::IncompleteSnapshot { .. } => cluster_hint(source),
+            other => hint(other),
+        },
+        Error::IncompleteSnapshot { .. } => {
+            "make every file of the shard readable by this user and run the cluster backup again; the incomplete member snapshot is kept as an ordinary snapshot"
         }
         _ => GENERIC,
     }

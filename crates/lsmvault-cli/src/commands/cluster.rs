@@ -1,13 +1,14 @@
 //! `lsmvault cluster ...`: backups of a database spread over shards.
 //! This slice has the topology (`cluster topology --from-env` builds one
 //! from ThemisDB's variables, `--check` validates and summarises a file)
-//! and the listing of cluster snapshots (`cluster ls`); docs/cluster.md
-//! describes both.
+//! the listing of cluster snapshots (`cluster ls`) and `cluster backup` of
+//! shards on this machine; docs/cluster.md describes them.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{ArgGroup, Args, Subcommand};
 use lsmvault::format::cluster::ClusterEntry;
@@ -15,8 +16,12 @@ use lsmvault::format::topology::{self, EnvTopologyOptions, Topology, TopologySum
 use lsmvault::Error;
 use serde::Serialize;
 
+use lsmvault::ops::backup::cluster::{ClusterBackupOptions, ClusterBackupOutcome};
+use lsmvault::BackupOptions;
+
 use super::Context;
-use crate::output::{print_json, short_id, table_time};
+use crate::output::{human_bytes, print_json, short_id, table_time};
+use crate::signals;
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -25,6 +30,28 @@ pub enum ClusterCommand {
     Topology(TopologyArgs),
     /// List the cluster snapshots: id, time, cluster, tag, members, complete groups.
     Ls,
+    /// Back up every shard of a topology at one consistent cut: all writers
+    /// paused together, hard-link checkpoints, thaw, then every shard backed
+    /// up and the cluster snapshot written last (shards on this machine).
+    Backup(BackupArgs),
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// The topology file (docs/cluster.md).
+    #[arg(long, value_name = "FILE")]
+    topology: PathBuf,
+    /// Name this cut (recorded in the cluster snapshot and tagged on every member snapshot).
+    #[arg(long)]
+    tag: Option<String>,
+    /// How long each shard's freeze may take; past it everyone is thawed
+    /// and nothing is written.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          default_value = "5s")]
+    freeze_timeout: Duration,
+    /// Host name to record in the member snapshots.
+    #[arg(long)]
+    host: Option<String>,
 }
 
 #[derive(Args)]
@@ -62,6 +89,7 @@ pub fn run(context: &Context, command: &ClusterCommand) -> Result<ExitCode, Erro
             None => from_env(context, args),
         },
         ClusterCommand::Ls => list(context),
+        ClusterCommand::Backup(args) => backup(context, args),
     }
 }
 
@@ -273,4 +301,67 @@ fn print_table(listed: &[ListedCluster]) {
         );
     }
     outln!("{} cluster snapshot(s)", listed.len());
+}
+
+fn backup(context: &Context, args: &BackupArgs) -> Result<ExitCode, Error> {
+    let interrupt = signals::install();
+    // The topology first: a bad file fails before the repository is opened.
+    let topology = read_topology(&args.topology)?;
+    let repository = context.open_repository()?;
+    let options = ClusterBackupOptions {
+        tag: args.tag.clone(),
+        freeze_timeout: args.freeze_timeout,
+        backup: BackupOptions {
+            host: args.host.clone(),
+            interrupt,
+            ..BackupOptions::default()
+        },
+        ..ClusterBackupOptions::default()
+    };
+    let outcome = repository.cluster_backup(&topology, &options)?;
+    context.output().summary(&outcome, print_backup)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_backup(outcome: &ClusterBackupOutcome) {
+    for leftover in &outcome.leftovers_removed {
+        outln!(
+            "removed the staging checkpoint of an earlier run that was killed: {}",
+            leftover.display()
+        );
+    }
+    let ms = |seconds: f64| seconds * 1000.0;
+    for shard in &outcome.shards {
+        let stats = &shard.stats;
+        let sequence = shard
+            .sequence
+            .map_or(String::new(), |sequence| format!(", sequence {sequence}"));
+        outln!(
+            "shard {}: snapshot {}{}; files {} new, {} changed, {} unmodified; {} added; paused {:.1} ms (freeze {:.1} / link {:.1} / thaw {:.1})",
+            shard.shard,
+            short_id(&shard.snapshot),
+            sequence,
+            stats.files_new,
+            stats.files_changed,
+            stats.files_unmodified,
+            human_bytes(stats.bytes_added),
+            ms(shard.pause.total_seconds()),
+            ms(shard.pause.freeze_seconds),
+            ms(shard.pause.link_seconds),
+            ms(shard.pause.thaw_seconds)
+        );
+    }
+    let longest = outcome
+        .shards
+        .iter()
+        .map(|shard| shard.pause.total_seconds())
+        .fold(0.0, f64::max);
+    outln!(
+        "cluster snapshot {} of {} ({} shard(s)); write pause {:.1} ms (longest shard {:.1} ms)",
+        short_id(&outcome.id),
+        outcome.cluster.cluster,
+        outcome.shards.len(),
+        ms(outcome.cluster.pause_seconds),
+        ms(longest)
+    );
 }

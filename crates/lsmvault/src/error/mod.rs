@@ -8,10 +8,12 @@
 //! are in `error/code.rs`.
 
 mod code;
+mod messages;
 
 use std::path::PathBuf;
 
 pub use code::ErrorCode;
+use messages::{earlier_failure, listed, skipped_keys, stderr_tail, written_members};
 
 use crate::backend;
 
@@ -477,6 +479,34 @@ pub enum Error {
         first: Box<Error>,
     },
 
+    /// A backup could not read some files: its snapshot was written, marked
+    /// incomplete (an operation that needs every file fails with this).
+    #[error("snapshot {snapshot} is incomplete: some files could not be read ({first})")]
+    IncompleteSnapshot {
+        /// The snapshot's short id.
+        snapshot: String,
+        /// The first of its warnings.
+        first: String,
+    },
+
+    /// One shard of a cluster backup failed: no cluster snapshot was
+    /// written. Its code is that of the shard's failure.
+    #[error(
+        "shard {shard:?} failed while {during}: {source}{}",
+        written_members(written)
+    )]
+    ClusterShard {
+        /// The shard's name in the topology.
+        shard: String,
+        /// What was being done (`freezing`, `linking its checkpoint`, `backing it up`).
+        during: String,
+        /// Its failure.
+        source: Box<Error>,
+        /// Member snapshots already written (short ids with their shard),
+        /// which stay as ordinary snapshots.
+        written: Vec<String>,
+    },
+
     /// A failure another thread of the same operation met first and
     /// returned (a failed pack upload seen by every adder): the same words
     /// and code, so whichever thread's error reaches the caller says the
@@ -530,6 +560,8 @@ impl Error {
             Error::Backend(backend::Error::CacheOutdated { .. }) => ErrorCode::Other,
             Error::Backend(_) => self.filesystem_condition().unwrap_or(ErrorCode::Io),
             Error::RestoreIncomplete { first, .. } => first.code(),
+            Error::ClusterShard { source, .. } => source.code(),
+            Error::IncompleteSnapshot { .. } => ErrorCode::IncompleteBackup,
             Error::Repeated { code, .. } => *code,
             Error::RepositoryLocked { .. } | Error::LockLost { .. } | Error::LockExpired { .. } => {
                 ErrorCode::RepositoryLocked
@@ -599,45 +631,6 @@ impl Error {
     }
 }
 
-/// Problems in a message: one inline, several one per line.
-fn listed(problems: &[String]) -> String {
-    match problems {
-        [one] => one.clone(),
-        several => format!(
-            "{} problems:\n  - {}",
-            several.len(),
-            several.join("\n  - ")
-        ),
-    }
-}
-
-/// The tail of [`Error::WrongPassword`]'s message naming damaged key files.
-fn skipped_keys(names: &[String]) -> String {
-    if names.is_empty() {
-        return String::new();
-    }
-    format!(
-        " ({} damaged key file(s) skipped: {})",
-        names.len(),
-        names.join(", ")
-    )
-}
-
-fn stderr_tail(stderr: &str) -> String {
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(", stderr: {stderr:?}")
-    }
-}
-
-fn earlier_failure(earlier: &Option<Box<Error>>) -> String {
-    match earlier {
-        Some(error) => format!(" (before the thaw: {error})"),
-        None => String::new(),
-    }
-}
-
 /// Result alias used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -674,36 +667,4 @@ impl From<backend::Error> for Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn os_error(errno: nix::errno::Errno) -> std::io::Error {
-        std::io::Error::from_raw_os_error(errno as i32)
-    }
-
-    #[test]
-    fn full_and_read_only_file_systems_get_their_own_codes_wherever_the_error_arose() {
-        use nix::errno::Errno;
-        let target = Error::io("writing /target/a.sst", os_error(Errno::ENOSPC));
-        assert_eq!(target.code(), ErrorCode::NoSpace);
-        let quota = Error::io("writing /target/a.sst", os_error(Errno::EDQUOT));
-        assert_eq!(quota.code(), ErrorCode::NoSpace);
-        let repository = Error::from(backend::Error::other(
-            backend::Subject::Location,
-            "creating /repo/locks/x",
-            os_error(Errno::EROFS),
-        ));
-        assert_eq!(repository.code(), ErrorCode::ReadOnlyFilesystem);
-        let restore = Error::RestoreIncomplete {
-            failed: 1,
-            restored: 0,
-            first_path: PathBuf::from("a.sst"),
-            first: Box::new(target),
-        };
-        assert_eq!(restore.code(), ErrorCode::NoSpace);
-        // Other operating-system errors stay plain I/O.
-        let denied = Error::io("reading /db/a.sst", os_error(Errno::EACCES));
-        assert_eq!(denied.code(), ErrorCode::Io);
-        assert!(!repository.is_damage());
-    }
-}
+mod tests;

@@ -34,7 +34,8 @@ const LAST_PRINTABLE_SECOND: u64 = 253_402_300_800;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PauseFigures {
-    /// Seconds from starting the freeze until it reported the writer paused.
+    /// Seconds from starting the freeze until it reported the writer paused
+    /// (in a cluster backup: until every shard had, the barrier).
     pub freeze_seconds: f64,
     /// Seconds taking the hard-link checkpoint (or reading the sequence number).
     pub link_seconds: f64,

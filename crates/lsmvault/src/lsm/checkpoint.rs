@@ -132,10 +132,7 @@ pub fn checkpoint_then(
                 .to_string(),
         ));
     }
-    refuse_destination_inside(source, destination)?;
-    if !options.allow_copy {
-        refuse_other_file_system(source, destination)?;
-    }
+    check_destination(source, destination, options.allow_copy)?;
     options.interrupt.check("starting the checkpoint")?;
     let mut report = CheckpointReport {
         destination: destination.to_path_buf(),
@@ -164,6 +161,48 @@ pub fn checkpoint_then(
         return Err(error);
     }
     sync_tree(destination)?;
+    Ok(report)
+}
+
+/// The refusals [`checkpoint`] makes before it freezes anything: a
+/// destination inside the source, and (unless `allow_copy`) one on another
+/// file system. For callers that pause writers themselves and then call
+/// [`link_checkpoint`] (a cluster backup freezes every shard first).
+pub fn check_destination(source: &Path, destination: &Path, allow_copy: bool) -> Result<()> {
+    refuse_destination_inside(source, destination)?;
+    if !allow_copy {
+        refuse_other_file_system(source, destination)?;
+    }
+    Ok(())
+}
+
+/// The linking part of [`checkpoint`] alone, for a caller that has already
+/// paused the writer (and thaws it afterwards): `source` is recreated at
+/// `destination` (which must not exist), immutable files linked, across
+/// file systems copied. On failure (an [`Interrupt`] included) what was
+/// linked is removed. Not synced: the caller reads it at once.
+pub fn link_checkpoint(
+    source: &Path,
+    destination: &Path,
+    classes: &FileClasses,
+    interrupt: &Interrupt,
+) -> Result<CheckpointReport> {
+    let mut report = CheckpointReport {
+        destination: destination.to_path_buf(),
+        ..CheckpointReport::default()
+    };
+    let started = Instant::now();
+    let copied = Copier {
+        classes,
+        interrupt,
+        report: &mut report,
+    }
+    .copy_tree(source, destination, true);
+    report.pause_seconds = started.elapsed().as_secs_f64();
+    if let Err(error) = copied {
+        let _ = fs::remove_dir_all(destination);
+        return Err(error);
+    }
     Ok(report)
 }
 

@@ -8,8 +8,10 @@
 //! or errors, never as a panic, whatever the bytes (the fuzz targets hold them
 //! to it); the one function here that opens a database file
 //! ([`read_regular_file`]) never follows a symlink nor blocks on a FIFO
-//! named like one. The only writer is [`checkpoint::checkpoint`], which writes nothing
-//! outside the new directory it creates.
+//! named like one. The only writers are [`checkpoint::checkpoint`] (and its
+//! [`checkpoint::link_checkpoint`]), which write nothing outside the new
+//! directory they create, and [`writer_pause`], which creates and removes the
+//! pause file a topology names (and signals the process a pid file names).
 
 pub mod checkpoint;
 pub mod file_class;
@@ -17,6 +19,7 @@ pub mod log;
 pub mod manifest;
 pub mod pause;
 pub mod write_batch;
+pub mod writer_pause;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;

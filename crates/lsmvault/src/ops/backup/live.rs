@@ -21,17 +21,17 @@ use crate::repo::lock::process_alive;
 use crate::repo::Repository;
 
 /// The name prefix of the temporary checkpoints.
-const TEMPORARY_PREFIX: &str = ".lsmvault-live-";
+pub(super) const TEMPORARY_PREFIX: &str = ".lsmvault-live-";
 
 /// The temporary checkpoint directory, removed when dropped.
-struct TemporaryCheckpoint {
-    path: PathBuf,
-    removed: bool,
+pub(super) struct TemporaryCheckpoint {
+    pub(super) path: PathBuf,
+    pub(super) removed: bool,
 }
 
 impl TemporaryCheckpoint {
     /// Removes the directory now, reporting a failure.
-    fn remove(mut self) -> Result<()> {
+    pub(super) fn remove(mut self) -> Result<()> {
         self.removed = true;
         remove_if_present(&self.path)
             .context(|| format!("removing the temporary checkpoint {}", self.path.display()))
@@ -63,7 +63,7 @@ fn owner_pid(name: &str) -> Option<u32> {
 /// Removes the temporary checkpoints in `parent` whose process is gone,
 /// returning their paths. A directory that cannot be removed is left for
 /// the next run (its removal is not this backup's job).
-fn remove_leftovers(parent: &Path) -> Vec<PathBuf> {
+pub(super) fn remove_leftovers(parent: &Path) -> Vec<PathBuf> {
     let Ok(listing) = fs::read_dir(parent) else {
         return Vec::new();
     };

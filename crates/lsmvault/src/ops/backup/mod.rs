@@ -16,6 +16,7 @@
 //! Step 1 is `scan.rs`, steps 2 and 3 are `store.rs`; this file chooses the
 //! parent snapshot and does steps 4 and 5.
 
+pub mod cluster;
 mod heal;
 pub mod live;
 mod scan;
