@@ -8,12 +8,22 @@
 //! never stored), the `state` space of a repository's cache directory, and
 //! [`CacheGate`], which decides when those may be believed.
 //!
+//! Layout of `state/`: the config and key file (`config`, `key`) are the
+//! repository's, whatever location it was opened at (the config is checked
+//! under the key, or read from the storage for a plaintext repository, see
+//! `repo/warm_open.rs`). The listings are the location's, in
+//! `state/<BLAKE3 of the location>/`: two copies of one repository (a
+//! replica, a `cp -a`, a mirrored bucket) share the id, but not what each
+//! holds, so a pack missing at one location is never believed present
+//! because the other has it. Listings an older version kept in `state/`
+//! itself (of whichever location it last listed) are removed unread.
+//!
 //! Invariants:
 //! - **The index listing is the witness.** Every prune replaces all index
 //!   files, and index file names are content hashes (of sealed bytes, whose
 //!   nonces are random), so a non-empty index listing equal to one seen
-//!   before proves that no prune ran and that no other repository was made
-//!   at the location since. A handle opened from the cached config and key
+//!   before at the same location proves that no prune ran and that no other
+//!   repository was made there since. A handle opened from the cached config and key
 //!   file starts *unchecked*; the first index listing the command makes
 //!   confirms it when it equals the cached one. Otherwise the config is read
 //!   from the storage: equal to the cached one (and the cached key file still
@@ -55,6 +65,8 @@ const KEY_ENTRY: &str = "key";
 const INDEX_ENTRY: &str = "indexlisting";
 const SNAPSHOTS_ENTRY: &str = "snapshotlisting";
 const PACKS_ENTRY: &str = "packlisting";
+/// The listing entries, kept per location (see the module docs).
+const LISTING_ENTRIES: [&str; 3] = [INDEX_ENTRY, SNAPSHOTS_ENTRY, PACKS_ENTRY];
 
 /// How long a cached pack listing is reused by default.
 pub const DEFAULT_PACK_LISTING_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -70,6 +82,12 @@ pub struct OpenRecord {
 
 fn location_key(location: &str) -> String {
     Id::of(location.as_bytes()).to_hex()
+}
+
+/// The space of a repository's cache directory holding the listings taken
+/// at `location`.
+fn listing_space(location: &str) -> String {
+    format!("{STATE}/{}", location_key(location))
 }
 
 /// The id of the repository last opened at `location` through the cache in
@@ -135,13 +153,21 @@ impl MetadataCache {
         self.remove(STATE, KEY_ENTRY);
     }
 
-    fn listing(&self, entry: &str) -> Option<StoredListing> {
-        serde_json::from_slice(&self.get(STATE, entry)?).ok()
+    fn listing(&self, space: &str, entry: &str) -> Option<StoredListing> {
+        serde_json::from_slice(&self.get(space, entry)?).ok()
     }
 
-    fn put_listing(&self, entry: &str, listing: &StoredListing) {
+    fn put_listing(&self, space: &str, entry: &str, listing: &StoredListing) {
         if let Ok(bytes) = serde_json::to_vec(listing) {
-            self.put(STATE, entry, &bytes);
+            self.put(space, entry, &bytes);
+        }
+    }
+
+    /// Removes the listings an older version kept in `state/` itself: they
+    /// do not say which location they were taken at.
+    fn drop_unlocated_listings(&self) {
+        for entry in LISTING_ENTRIES {
+            self.remove(STATE, entry);
         }
     }
 }
@@ -225,6 +251,8 @@ struct Views {
 pub struct CacheGate {
     inner: Arc<dyn Backend>,
     cache: Arc<MetadataCache>,
+    /// Where this location's listings are kept in `cache`.
+    listings: String,
     root: PathBuf,
     /// What the handle was opened with.
     opened: OpenRecord,
@@ -250,7 +278,9 @@ impl CacheGate {
         } else {
             0
         };
+        cache.drop_unlocated_listings();
         CacheGate {
+            listings: listing_space(&inner.location()),
             inner,
             cache,
             root: root.to_path_buf(),
@@ -325,7 +355,10 @@ impl CacheGate {
     fn observe_index(&self, views: &mut Views, listed: &[ObjectInfo]) -> Result<()> {
         let listed = objects(listed);
         if views.trust == Trust::Unchecked {
-            let cached = self.cache.listing(INDEX_ENTRY).map(|stored| stored.objects);
+            let cached = self
+                .cache
+                .listing(&self.listings, INDEX_ENTRY)
+                .map(|stored| stored.objects);
             if !listed.is_empty() && cached.as_ref() == Some(&listed) {
                 views.trust = Trust::Confirmed;
             } else {
@@ -383,6 +416,7 @@ impl CacheGate {
         let index_digest = digest(index);
         if entries.contains(&INDEX_ENTRY) {
             self.cache.put_listing(
+                &self.listings,
                 INDEX_ENTRY,
                 &StoredListing {
                     index: String::new(),
@@ -397,6 +431,7 @@ impl CacheGate {
             .filter(|_| entries.contains(&SNAPSHOTS_ENTRY))
         {
             self.cache.put_listing(
+                &self.listings,
                 SNAPSHOTS_ENTRY,
                 &StoredListing {
                     index: index_digest.clone(),
@@ -411,6 +446,7 @@ impl CacheGate {
             .filter(|_| entries.contains(&PACKS_ENTRY))
         {
             self.cache.put_listing(
+                &self.listings,
                 PACKS_ENTRY,
                 &StoredListing {
                     index: index_digest,
@@ -509,7 +545,7 @@ impl CacheGate {
                 if let Some(held) = &views.snapshots {
                     return Some(infos(held));
                 }
-                let stored = self.cache.listing(SNAPSHOTS_ENTRY)?;
+                let stored = self.cache.listing(&self.listings, SNAPSHOTS_ENTRY)?;
                 (stored.index == index_digest).then_some(())?;
                 views.snapshots = Some(stored.objects);
                 views.snapshots.as_ref().map(infos)
@@ -528,7 +564,7 @@ impl CacheGate {
                 if let Some((taken, held)) = &views.packs {
                     return young(*taken).then(|| infos(held));
                 }
-                let stored = self.cache.listing(PACKS_ENTRY)?;
+                let stored = self.cache.listing(&self.listings, PACKS_ENTRY)?;
                 (stored.index == index_digest && young(stored.taken)).then_some(())?;
                 views.packs = Some((stored.taken, stored.objects));
                 views.packs.as_ref().map(|(_, packs)| infos(packs))

@@ -1,0 +1,188 @@
+//! What a metadata cache must never make a command believe (review of issue
+//! 11, findings F4 and F5): a copy of a repository at another location
+//! holds what it holds, not what the original holds; a cache tampered with
+//! cannot make an encrypted repository take plaintext; and after `key
+//! passwd` the cache remembers the new key file, not the removed one.
+//! Local repositories with `--cache-dir`, requests counted
+//! (`LSMVAULT_REQUEST_STATS=1`); the same over S3 is in `lean_cache.rs`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::common::{
+    assert_same_tree, assert_success, copy_tree, lsmvault_command, seeded_bytes, snapshot_ids,
+};
+use crate::metadata_cache::{counts_of, Counts};
+
+const PASSWORD: &str = "cache safety password";
+/// The exit code of a password that opens no key file.
+const WRONG_PASSWORD: i32 = 26;
+
+/// A work directory with a source tree and a cache directory; repositories
+/// are made in it by the tests.
+struct Setup {
+    work: tempfile::TempDir,
+    source: PathBuf,
+    cache: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let work = tempfile::tempdir().unwrap();
+        let source = work.path().join("source");
+        fs::create_dir_all(&source).unwrap();
+        fs::write(source.join("a.sst"), seeded_bytes(1, 300_000)).unwrap();
+        fs::write(source.join("b.log"), seeded_bytes(2, 20_000)).unwrap();
+        let cache = work.path().join("cache");
+        Setup {
+            work,
+            source,
+            cache,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
+    /// `lsmvault --repo REPO --cache-dir CACHE ARGS...`, requests counted.
+    fn output(&self, repo: &Path, password: Option<&str>, args: &[&str]) -> Output {
+        let mut all = vec!["--cache-dir", self.cache.to_str().unwrap()];
+        all.extend_from_slice(args);
+        lsmvault_command(repo, password, &all)
+            .env("LSMVAULT_REQUEST_STATS", "1")
+            .env_remove("LSMVAULT_CACHE_DIR")
+            .env_remove("LSMVAULT_PACK_LISTING_MAX_AGE")
+            .output()
+            .unwrap()
+    }
+
+    fn run(&self, repo: &Path, password: Option<&str>, args: &[&str]) -> (String, Counts) {
+        let output = self.output(repo, password, args);
+        let stdout = assert_success(&output, &format!("lsmvault {args:?}"));
+        (stdout, counts_of(&output))
+    }
+
+    fn backup(&self, repo: &Path, password: Option<&str>) -> Counts {
+        self.run(repo, password, &["backup", self.source.to_str().unwrap()])
+            .1
+    }
+
+    /// A new repository at `name` (encrypted with `password`, if any).
+    fn init(&self, name: &str, password: Option<&str>) -> PathBuf {
+        let repo = self.path(name);
+        let args: &[&str] = match password {
+            Some(_) => &["--no-cache", "init", "--kdf-target-ms", "20"],
+            None => &["--no-cache", "init", "--no-encryption"],
+        };
+        assert_success(
+            &lsmvault_command(&repo, password, args).output().unwrap(),
+            "init",
+        );
+        repo
+    }
+
+    /// Without the cache: `verify --read-data` finds nothing, and `latest`
+    /// restores the source byte for byte.
+    fn assert_intact(&self, repo: &Path, password: Option<&str>, target: &str) {
+        self.assert_verifies(repo, password);
+        self.assert_restores(repo, password, target);
+    }
+
+    fn assert_verifies(&self, repo: &Path, password: Option<&str>) {
+        let verify = lsmvault_command(repo, password, &["--no-cache", "verify", "--read-data"])
+            .output()
+            .unwrap();
+        let stdout = assert_success(&verify, "verify --read-data");
+        assert!(stdout.contains("no problems found"), "{stdout}");
+    }
+
+    /// Without the cache, `latest` restores the source byte for byte.
+    fn assert_restores(&self, repo: &Path, password: Option<&str>, target: &str) {
+        let target = self.path(target);
+        let restore = lsmvault_command(
+            repo,
+            password,
+            &[
+                "--no-cache",
+                "restore",
+                "latest",
+                "--target",
+                target.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert_success(&restore, "restore latest");
+        assert_same_tree(&self.source, &target);
+    }
+
+    /// The cache directory of the repository with `id`.
+    fn repository_cache(&self, id: &str) -> PathBuf {
+        self.cache.join(id)
+    }
+}
+
+/// The repository's id, from its config.
+fn repository_id(repo: &Path) -> String {
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(repo.join("config")).unwrap()).unwrap();
+    config["id"].as_str().unwrap().to_string()
+}
+
+fn packs(repo: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(repo.join("data"))
+        .into_iter()
+        .map(|entry| entry.unwrap().into_path())
+        .filter(|path| path.is_file())
+        .collect()
+}
+
+/// A cache entry as the cache writes one: the BLAKE3 hash of the content,
+/// then the content (so the planted entry passes the cache's own check).
+fn plant_entry(path: &Path, content: &[u8]) {
+    let mut entry = blake3::hash(content).as_bytes().to_vec();
+    entry.extend_from_slice(content);
+    fs::write(path, entry).unwrap();
+}
+
+/// The content of a cache entry (after its hash).
+fn entry_content(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap()[32..].to_vec()
+}
+
+/// Review finding F4: two copies of one repository (`cp -a`) share one
+/// cache. A pack deleted in the copy is written again by the next backup
+/// into the copy (the original's pack listing is not the copy's), and the
+/// copy's new snapshot restores.
+#[test]
+fn a_pack_missing_in_a_copy_is_written_again_whatever_the_original_cached() {
+    let setup = Setup::new();
+    let original = setup.init("original", None);
+    setup.backup(&original, None);
+    setup.backup(&original, None);
+    let copy = setup.path("copy");
+    copy_tree(&original, &copy);
+    // Both warm, their listings side by side in one cache.
+    setup.backup(&copy, None);
+    setup.backup(&original, None);
+    let lost = packs(&copy);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    fs::remove_file(&lost[0]).unwrap();
+    let counts = setup.backup(&copy, None);
+    assert_eq!(counts.of("data", "write_if_absent"), 1, "{counts:?}");
+    setup.assert_restores(&copy, None, "restored-copy");
+    // The lost pack's index entries stay until a prune, as after any heal
+    // (unless the pack written again has the same bytes, hence name).
+    let prune = lsmvault_command(&copy, None, &["--no-cache", "prune", "--max-unused", "0"])
+        .output()
+        .unwrap();
+    assert_success(&prune, "prune of the copy");
+    setup.assert_verifies(&copy, None);
+    // The original is warm still, and intact.
+    let counts = setup.backup(&original, None);
+    assert_eq!(counts.of("data", "write_if_absent"), 0, "{counts:?}");
+    setup.assert_intact(&original, None, "restored-original");
+    assert_eq!(snapshot_ids(&copy).len(), 4);
+}
