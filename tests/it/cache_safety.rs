@@ -186,3 +186,99 @@ fn a_pack_missing_in_a_copy_is_written_again_whatever_the_original_cached() {
     setup.assert_intact(&original, None, "restored-original");
     assert_eq!(snapshot_ids(&copy).len(), 4);
 }
+
+/// Review finding F5: someone who can write the cache replaces the cached
+/// config of an encrypted repository with a plaintext config of the same
+/// id (and removes the cached key file), the cached index listing matching
+/// the storage's. The next backup must not write plaintext: the planted
+/// config is compared with the storage's, the open goes to the storage, and
+/// no byte of the new file is found in any pack.
+#[test]
+fn a_plaintext_config_planted_in_the_cache_never_makes_a_backup_write_plaintext() {
+    let setup = Setup::new();
+    let password = Some(PASSWORD);
+    let repo = setup.init("encrypted", password);
+    setup.backup(&repo, password);
+    setup.backup(&repo, password);
+    let id = repository_id(&repo);
+    let state = setup.repository_cache(&id).join("state");
+    assert!(state.join("key").exists());
+    // The plaintext config of another repository, given this one's id.
+    let other = setup.init("plaintext", None);
+    let mut planted: serde_json::Value =
+        serde_json::from_slice(&fs::read(other.join("config")).unwrap()).unwrap();
+    planted["id"] = serde_json::Value::String(id.clone());
+    let planted = serde_json::to_vec_pretty(&planted).unwrap();
+    plant_entry(&state.join("config"), &planted);
+    fs::remove_file(state.join("key")).unwrap();
+
+    let secret = seeded_bytes(77, 200_000);
+    fs::write(setup.source.join("secret.sst"), &secret).unwrap();
+    let output = setup.output(&repo, password, &["backup", setup.source.to_str().unwrap()]);
+    assert_success(&output, "backup with a planted plaintext config");
+    let window = &secret[100_000..100_064];
+    for pack in packs(&repo) {
+        let bytes = fs::read(&pack).unwrap();
+        assert!(
+            !bytes.windows(window.len()).any(|part| part == window),
+            "plaintext of the new file in {}",
+            pack.display()
+        );
+    }
+    let counts = counts_of(&output);
+    assert!(counts.of("config", "read") >= 1, "{counts:?}");
+    setup.assert_intact(&repo, password, "restored");
+    // The cache holds the storage's config again, not the planted one.
+    assert_eq!(
+        entry_content(&state.join("config")),
+        fs::read(repo.join("config")).unwrap()
+    );
+}
+
+/// An encrypted repository's cached config is checked by the key: a
+/// cached config edited (its authenticator kept), or a cached key file
+/// swapped for another repository's opened by the same password, is
+/// refused, the command opens from the storage and writes what the
+/// storage's config says, and the cache holds the storage's config again.
+#[test]
+fn an_encrypted_config_or_key_file_planted_in_the_cache_is_refused_by_the_key() {
+    let setup = Setup::new();
+    let password = Some(PASSWORD);
+    let repo = setup.init("encrypted", password);
+    let other = setup.init("other", password);
+    setup.backup(&repo, password);
+    setup.backup(&other, password);
+    let state = setup.repository_cache(&repository_id(&repo)).join("state");
+    let stored = fs::read(repo.join("config")).unwrap();
+    let edited = String::from_utf8(stored.clone())
+        .unwrap()
+        .replace("\"pack_size\": 16777216", "\"pack_size\": 1048576");
+    assert_ne!(edited.as_bytes(), stored.as_slice());
+    let other_state = setup.repository_cache(&repository_id(&other)).join("state");
+    let other_key = entry_content(&other_state.join("key"));
+    let plants: [(&str, &[u8]); 2] = [("config", edited.as_bytes()), ("key", &other_key)];
+    for (entry, content) in plants {
+        plant_entry(&state.join(entry), content);
+        let counts = setup.backup(&repo, password);
+        assert_eq!(counts.of("config", "read"), 1, "{entry}: {counts:?}");
+        assert_eq!(entry_content(&state.join("config")), stored, "{entry}");
+        // Warm again.
+        let counts = setup.backup(&repo, password);
+        assert_eq!(counts.of("config", "read"), 0, "{entry}: {counts:?}");
+    }
+    setup.assert_intact(&repo, password, "restored");
+}
+
+/// A plaintext repository opens warm with one config read, which confirms
+/// it: no key files, no other check.
+#[test]
+fn a_warm_plaintext_open_reads_the_config_once() {
+    let setup = Setup::new();
+    let repo = setup.init("plaintext", None);
+    setup.backup(&repo, None);
+    let counts = setup.backup(&repo, None);
+    assert_eq!(counts.of("config", "read"), 1, "{counts:?}");
+    assert_eq!(counts.of("keys", "list"), 0, "{counts:?}");
+    let (_, counts) = setup.run(&repo, None, &["snapshots"]);
+    assert_eq!(counts.of("config", "read"), 1, "{counts:?}");
+}
