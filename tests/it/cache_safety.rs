@@ -282,3 +282,59 @@ fn a_warm_plaintext_open_reads_the_config_once() {
     let (_, counts) = setup.run(&repo, None, &["snapshots"]);
     assert_eq!(counts.of("config", "read"), 1, "{counts:?}");
 }
+
+/// The name of the key file the cache would open the repository with.
+fn remembered_key(state: &Path) -> Option<String> {
+    let path = state.join("key");
+    path.exists().then(|| {
+        let content = entry_content(&path);
+        let end = content.iter().position(|byte| *byte == b'\n').unwrap();
+        String::from_utf8(content[..end].to_vec()).unwrap()
+    })
+}
+
+fn key_files(repo: &Path) -> Vec<String> {
+    fs::read_dir(repo.join("keys"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+/// `key passwd` through the cache, then a backup with the new password:
+/// the warm open uses the new key file (no config or key read), and the
+/// old one, removed by passwd, is remembered nowhere.
+#[test]
+fn after_key_passwd_the_cache_opens_with_the_new_key_file_only() {
+    let setup = Setup::new();
+    let repo = setup.init("encrypted", Some(PASSWORD));
+    setup.backup(&repo, Some(PASSWORD));
+    let state = setup.repository_cache(&repository_id(&repo)).join("state");
+    let old = key_files(&repo);
+    assert_eq!(remembered_key(&state), Some(old[0].clone()));
+    let new = "the new password";
+    let mut all = vec!["--cache-dir", setup.cache.to_str().unwrap()];
+    all.extend_from_slice(&["key", "passwd", "--kdf-target-ms", "20"]);
+    let passwd = lsmvault_command(&repo, Some(PASSWORD), &all)
+        .env("LSMVAULT_NEW_PASSWORD", new)
+        .output()
+        .unwrap();
+    assert_success(&passwd, "key passwd");
+    let current = key_files(&repo);
+    assert_eq!(current.len(), 1);
+    assert_ne!(current, old);
+    assert_eq!(remembered_key(&state), Some(current[0].clone()));
+    let counts = setup.backup(&repo, Some(new));
+    for (kind, method) in [("config", "read"), ("keys", "list"), ("keys", "read")] {
+        assert_eq!(counts.of(kind, method), 0, "{kind} {method}: {counts:?}");
+    }
+    assert_eq!(remembered_key(&state), Some(current[0].clone()));
+    let refused = setup.output(&repo, Some(PASSWORD), &["snapshots"]);
+    assert_eq!(refused.status.code(), Some(WRONG_PASSWORD), "{refused:?}");
+    // The old key file is in no cache entry.
+    let cached_keys: Vec<String> = fs::read_dir(state.parent().unwrap().join("keys"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(cached_keys, current);
+    setup.assert_intact(&repo, Some(new), "restored");
+}

@@ -466,6 +466,16 @@ impl CacheGate {
         self.confirm()
     }
 
+    /// The handle's key file was replaced by `name` (`key passwd`): the next
+    /// warm open unwraps the new one with the new password. The old one
+    /// was forgotten when it was deleted ([`CacheGate::deleted`]).
+    pub fn key_replaced(&self, name: &str, bytes: &[u8]) {
+        self.cache.remember_open(&OpenRecord {
+            config: self.opened.config.clone(),
+            key: Some((name.to_string(), bytes.to_vec())),
+        });
+    }
+
     /// This process created object `name` of `kind`.
     pub fn created(&self, kind: ObjectKind, name: &str, size: u64) {
         self.changed(kind, |objects| {
