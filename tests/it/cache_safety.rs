@@ -269,6 +269,55 @@ fn an_encrypted_config_or_key_file_planted_in_the_cache_is_refused_by_the_key() 
     setup.assert_intact(&repo, password, "restored");
 }
 
+/// The one location directory in a repository's `state/` (whose listings
+/// it holds), by name.
+fn location_directory(state: &Path) -> String {
+    let mut found: Vec<String> = fs::read_dir(state)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .map(|entry| entry.file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+/// Someone who can write the cache points the location of repository A at
+/// the cache of repository B, opened by the same password, and gives B's
+/// cache A's index listing (copied from A's own). B's config and key file
+/// are authentic, so only the listing could confirm the warm handle; it
+/// was made under A's key, so it does not, the config is read and
+/// differs, and the backup runs from the storage: nothing is written into
+/// A under B's key.
+#[test]
+fn another_repositorys_cache_opened_by_the_same_password_is_not_believed() {
+    let setup = Setup::new();
+    let password = Some(PASSWORD);
+    let a = setup.init("a", password);
+    let b = setup.init("b", password);
+    for repo in [&a, &b, &a, &b] {
+        setup.backup(repo, password);
+    }
+    let a_state = setup.repository_cache(&repository_id(&a)).join("state");
+    let b_state = setup.repository_cache(&repository_id(&b)).join("state");
+    let a_location = location_directory(&a_state);
+    let b_location = location_directory(&b_state);
+    let planted = b_state.join(&a_location);
+    fs::create_dir_all(&planted).unwrap();
+    fs::copy(
+        a_state.join(&a_location).join("indexlisting"),
+        planted.join("indexlisting"),
+    )
+    .unwrap();
+    let locations = setup.cache.join("locations");
+    fs::copy(locations.join(&b_location), locations.join(&a_location)).unwrap();
+
+    fs::write(setup.source.join("new.sst"), seeded_bytes(5, 100_000)).unwrap();
+    setup.backup(&a, password);
+    setup.assert_intact(&a, password, "restored-a");
+    setup.assert_verifies(&b, password);
+}
+
 /// A plaintext repository opens warm with one config read, which confirms
 /// it: no key files, no other check.
 #[test]

@@ -345,6 +345,11 @@ impl Repository {
                 )?)
             }
         };
+        if let (Some((_, gate)), Some((master, _))) = (&cache, &master) {
+            // Before the first listing: what this handle caches of the
+            // listings is its key's (`backend::cache::state`).
+            gate.bind_to_key(master.cache_state_key());
+        }
         config.check_parameters()?;
         let compression = config.default_compression()?;
         let cipher = config.cipher(&location)?.unwrap_or_default();

@@ -160,6 +160,9 @@ pub(super) fn open_warm(
         record,
         confirmed,
     ));
+    if let Some((master, _)) = &master {
+        gate.bind_to_key(master.cache_state_key());
+    }
     let backend: Arc<dyn Backend> = Arc::new(CachingBackend::with_gate(
         Arc::clone(storage),
         Arc::clone(&cache),

@@ -41,13 +41,22 @@
 //!   [`CacheGate::set_pack_listing_max_age`]). What this process writes is
 //!   added to the listings it holds; a fresh index listing that differs from
 //!   what it holds drops them.
+//! - **An encrypted repository's listings are its own.** Each carries a
+//!   keyed BLAKE3 hash under a key derived from the master key
+//!   ([`CacheGate::bind_to_key`]) over the location's space, the entry's
+//!   name and the listing; a listing whose hash does not verify is a miss.
+//!   Whoever can write the cache, pointing a location at another
+//!   repository's cache directory opened by the same password, cannot give
+//!   it a listing that confirms the wrong repository there: the config is
+//!   then read, differs, and the cache is dropped. (A plaintext repository's
+//!   warm open reads the config anyway, see `repo/warm_open.rs`.)
 //! - Like every cache entry, each state entry is checked against its hash: a
 //!   damaged one is a miss, and the command asks the storage.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -153,12 +162,32 @@ impl MetadataCache {
         self.remove(STATE, KEY_ENTRY);
     }
 
-    fn listing(&self, space: &str, entry: &str) -> Option<StoredListing> {
-        serde_json::from_slice(&self.get(space, entry)?).ok()
+    /// Listing `entry` of `space`, if intact and, with a `key`, made under
+    /// it.
+    fn listing(&self, space: &str, entry: &str, key: Option<&[u8; 32]>) -> Option<StoredListing> {
+        let listing: StoredListing = serde_json::from_slice(&self.get(space, entry)?).ok()?;
+        match key {
+            Some(key) => {
+                (listing.mac == listing_mac(key, space, entry, &listing)?).then_some(listing)
+            }
+            None => Some(listing),
+        }
     }
 
-    fn put_listing(&self, space: &str, entry: &str, listing: &StoredListing) {
-        if let Ok(bytes) = serde_json::to_vec(listing) {
+    fn put_listing(
+        &self,
+        space: &str,
+        entry: &str,
+        key: Option<&[u8; 32]>,
+        mut listing: StoredListing,
+    ) {
+        if let Some(key) = key {
+            let Some(mac) = listing_mac(key, space, entry, &listing) else {
+                return;
+            };
+            listing.mac = mac;
+        }
+        if let Ok(bytes) = serde_json::to_vec(&listing) {
             self.put(space, entry, &bytes);
         }
     }
@@ -181,9 +210,31 @@ struct StoredListing {
     /// Seconds since the epoch when the storage was listed.
     taken: u64,
     objects: BTreeMap<String, u64>,
+    /// Keyed hash of the rest, for an encrypted repository (see the module
+    /// docs); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    mac: String,
 }
 
 type Objects = BTreeMap<String, u64>;
+
+/// The keyed hash binding `listing` to the repository's key, the location's
+/// space and the entry's name.
+fn listing_mac(
+    key: &[u8; 32],
+    space: &str,
+    entry: &str,
+    listing: &StoredListing,
+) -> Option<String> {
+    let content = serde_json::to_vec(&(&listing.index, listing.taken, &listing.objects)).ok()?;
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    for part in [space.as_bytes(), entry.as_bytes()] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.update(&content);
+    Some(hasher.finalize().to_hex().to_string())
+}
 
 fn objects(listed: &[ObjectInfo]) -> Objects {
     listed
@@ -261,6 +312,8 @@ pub struct CacheGate {
     pack_max_age: AtomicU64,
     /// Set by `--verify-existing`: list the packs whatever the cache holds.
     fresh_packs: AtomicBool,
+    /// An encrypted repository's key for the listings (see the module docs).
+    key: OnceLock<[u8; 32]>,
 }
 
 impl CacheGate {
@@ -297,7 +350,25 @@ impl CacheGate {
             }),
             pack_max_age: AtomicU64::new(max_age),
             fresh_packs: AtomicBool::new(false),
+            key: OnceLock::new(),
         }
+    }
+
+    /// Binds the listings this gate reads and writes to an encrypted
+    /// repository's key (`MasterKey::cache_state_key`): a listing made
+    /// under another key, or none, is a miss. Set once, before the first
+    /// listing; a later call is ignored.
+    pub fn bind_to_key(&self, key: [u8; 32]) {
+        let _ = self.key.set(key);
+    }
+
+    fn load(&self, entry: &str) -> Option<StoredListing> {
+        self.cache.listing(&self.listings, entry, self.key.get())
+    }
+
+    fn store(&self, entry: &str, listing: StoredListing) {
+        self.cache
+            .put_listing(&self.listings, entry, self.key.get(), listing);
     }
 
     fn views(&self) -> MutexGuard<'_, Views> {
@@ -355,10 +426,7 @@ impl CacheGate {
     fn observe_index(&self, views: &mut Views, listed: &[ObjectInfo]) -> Result<()> {
         let listed = objects(listed);
         if views.trust == Trust::Unchecked {
-            let cached = self
-                .cache
-                .listing(&self.listings, INDEX_ENTRY)
-                .map(|stored| stored.objects);
+            let cached = self.load(INDEX_ENTRY).map(|stored| stored.objects);
             if !listed.is_empty() && cached.as_ref() == Some(&listed) {
                 views.trust = Trust::Confirmed;
             } else {
@@ -414,46 +482,29 @@ impl CacheGate {
             return;
         };
         let index_digest = digest(index);
+        let listing = |index: String, taken: u64, objects: &Objects| StoredListing {
+            index,
+            taken,
+            objects: objects.clone(),
+            mac: String::new(),
+        };
         if entries.contains(&INDEX_ENTRY) {
-            self.cache.put_listing(
-                &self.listings,
-                INDEX_ENTRY,
-                &StoredListing {
-                    index: String::new(),
-                    taken: now_seconds(),
-                    objects: index.clone(),
-                },
-            );
+            self.store(INDEX_ENTRY, listing(String::new(), now_seconds(), index));
         }
         if let Some(snapshots) = views
             .snapshots
             .as_ref()
             .filter(|_| entries.contains(&SNAPSHOTS_ENTRY))
         {
-            self.cache.put_listing(
-                &self.listings,
-                SNAPSHOTS_ENTRY,
-                &StoredListing {
-                    index: index_digest.clone(),
-                    taken: now_seconds(),
-                    objects: snapshots.clone(),
-                },
-            );
+            let stored = listing(index_digest.clone(), now_seconds(), snapshots);
+            self.store(SNAPSHOTS_ENTRY, stored);
         }
         if let Some((taken, packs)) = views
             .packs
             .as_ref()
             .filter(|_| entries.contains(&PACKS_ENTRY))
         {
-            self.cache.put_listing(
-                &self.listings,
-                PACKS_ENTRY,
-                &StoredListing {
-                    index: index_digest,
-                    taken: *taken,
-                    objects: packs.clone(),
-                },
-            );
+            self.store(PACKS_ENTRY, listing(index_digest, *taken, packs));
         }
     }
 
@@ -555,7 +606,7 @@ impl CacheGate {
                 if let Some(held) = &views.snapshots {
                     return Some(infos(held));
                 }
-                let stored = self.cache.listing(&self.listings, SNAPSHOTS_ENTRY)?;
+                let stored = self.load(SNAPSHOTS_ENTRY)?;
                 (stored.index == index_digest).then_some(())?;
                 views.snapshots = Some(stored.objects);
                 views.snapshots.as_ref().map(infos)
@@ -574,7 +625,7 @@ impl CacheGate {
                 if let Some((taken, held)) = &views.packs {
                     return young(*taken).then(|| infos(held));
                 }
-                let stored = self.cache.listing(&self.listings, PACKS_ENTRY)?;
+                let stored = self.load(PACKS_ENTRY)?;
                 (stored.index == index_digest && young(stored.taken)).then_some(())?;
                 views.packs = Some((stored.taken, stored.objects));
                 views.packs.as_ref().map(|(_, packs)| infos(packs))

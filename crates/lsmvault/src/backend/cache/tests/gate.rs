@@ -433,3 +433,32 @@ fn listings_of_the_older_layout_are_removed_unread() {
     assert!(backend.list(ObjectKind::Pack).unwrap().is_empty());
     assert_eq!(mirror.counts().of(ObjectKind::Pack, "list"), 1);
 }
+
+/// An encrypted repository's listings are bound to its key: a gate bound
+/// to another key (another repository opened by the same password) does
+/// not take them as its own, and reads the config instead.
+#[test]
+fn listings_made_under_one_key_do_not_confirm_a_gate_under_another() {
+    let world = world();
+    let open = |key: Option<[u8; 32]>, checked: bool| {
+        let (gate, backend) = world.open(checked);
+        if let Some(key) = key {
+            gate.bind_to_key(key);
+        }
+        (gate, backend)
+    };
+    {
+        let (_, backend) = open(Some([1; 32]), true);
+        backend.list(ObjectKind::Index).unwrap();
+        let (name, bytes) = object(1);
+        backend
+            .write_if_absent(ObjectKind::Index, &name, &bytes)
+            .unwrap();
+    }
+    for (reads, key) in [(0, Some([1; 32])), (1, Some([2; 32]))] {
+        let (gate, backend) = open(key, false);
+        backend.list(ObjectKind::Index).unwrap();
+        assert!(gate.is_confirmed());
+        assert_eq!(world.requests(ObjectKind::Config, "read"), reads);
+    }
+}
