@@ -326,6 +326,10 @@ impl Repository {
             Some(cold) => (cold.backend, Some((cold.cache, cold.gate))),
             None => (backend, None),
         };
+        if let (Some((_, gate)), false) = (&cache, binding == Binding::Plaintext) {
+            // Its listings wait for the key (bound below).
+            gate.expect_key();
+        }
         // Nothing the config says is acted on (not even checked, so that an
         // edit is reported as an edit) before it is authenticated.
         let master = match binding {

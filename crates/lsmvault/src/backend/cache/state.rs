@@ -314,6 +314,9 @@ pub struct CacheGate {
     fresh_packs: AtomicBool,
     /// An encrypted repository's key for the listings (see the module docs).
     key: OnceLock<[u8; 32]>,
+    /// Set for an encrypted repository until its key is bound: listings are
+    /// held, not written (unkeyed they would be misses later).
+    awaiting_key: AtomicBool,
 }
 
 impl CacheGate {
@@ -351,15 +354,30 @@ impl CacheGate {
             pack_max_age: AtomicU64::new(max_age),
             fresh_packs: AtomicBool::new(false),
             key: OnceLock::new(),
+            awaiting_key: AtomicBool::new(false),
+        }
+    }
+
+    /// The repository is encrypted: write no listing before
+    /// [`CacheGate::bind_to_key`] (opening lists index files before the
+    /// key is known).
+    pub fn expect_key(&self) {
+        if self.key.get().is_none() {
+            self.awaiting_key.store(true, Ordering::Relaxed);
         }
     }
 
     /// Binds the listings this gate reads and writes to an encrypted
     /// repository's key (`MasterKey::cache_state_key`): a listing made
-    /// under another key, or none, is a miss. Set once, before the first
-    /// listing; a later call is ignored.
+    /// under another key, or none, is a miss. Set once; a later call is
+    /// ignored. The listings held so far are written under it.
     pub fn bind_to_key(&self, key: [u8; 32]) {
-        let _ = self.key.set(key);
+        if self.key.set(key).is_ok() {
+            self.awaiting_key.store(false, Ordering::Relaxed);
+            // What was listed while opening, keyed now.
+            let views = self.views();
+            self.persist(&views, &LISTING_ENTRIES);
+        }
     }
 
     fn load(&self, entry: &str) -> Option<StoredListing> {
@@ -481,6 +499,9 @@ impl CacheGate {
         let Some(index) = &views.index else {
             return;
         };
+        if self.awaiting_key.load(Ordering::Relaxed) {
+            return;
+        }
         let index_digest = digest(index);
         let listing = |index: String, taken: u64, objects: &Objects| StoredListing {
             index,

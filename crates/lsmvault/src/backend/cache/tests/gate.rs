@@ -462,3 +462,30 @@ fn listings_made_under_one_key_do_not_confirm_a_gate_under_another() {
         assert_eq!(world.requests(ObjectKind::Config, "read"), reads);
     }
 }
+
+/// A cold open of an encrypted repository lists index files before it
+/// knows the key: that listing is written once the key is bound (keyed),
+/// never unkeyed, so the next warm open is confirmed by it.
+#[test]
+fn listings_made_before_the_key_is_bound_are_written_under_it() {
+    let world = world();
+    filled(&world);
+    let state = world.cache.directory().join("state");
+    fs::remove_dir_all(&state).unwrap();
+    {
+        let (gate, backend) = world.open(true);
+        gate.expect_key();
+        backend.list(ObjectKind::Index).unwrap();
+        let written = walkdir::WalkDir::new(&state)
+            .into_iter()
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name() == "indexlisting");
+        assert!(!written);
+        gate.bind_to_key([1; 32]);
+    }
+    let (gate, backend) = world.open(false);
+    gate.bind_to_key([1; 32]);
+    backend.list(ObjectKind::Index).unwrap();
+    assert!(gate.is_confirmed());
+    assert_eq!(world.requests(ObjectKind::Config, "read"), 0);
+}
