@@ -211,6 +211,25 @@ fn warm_unchanged_backup_asks_no_config_keys_packs_or_snapshots() {
     setup.assert_restores(password, "restored");
 }
 
+/// A plaintext repository's cached config proves nothing (no
+/// authenticator), so every warm command reads the storage's once: one
+/// request more than an encrypted repository's, and nothing else.
+#[test]
+fn a_warm_plaintext_repository_reads_only_its_config_more() {
+    let Some(setup) = Setup::new(None) else {
+        return;
+    };
+    setup.ok(None, &["backup", setup.source()]);
+    setup.ok(None, &["backup", setup.source()]);
+    let (_, counts) = setup.run(None, &["backup", setup.source()]);
+    eprintln!("warm unchanged plaintext backup: {counts:?}");
+    assert_eq!(counts.of("config", "read"), 1, "{counts:?}");
+    assert_eq!(counts.total(), 6, "{counts:?}");
+    let (_, counts) = setup.run(None, &["snapshots"]);
+    assert_eq!(counts.of("config", "read"), 1, "{counts:?}");
+    assert_eq!(counts.total(), 2, "{counts:?}");
+}
+
 /// Repository A is warm in the cache; every object of A is deleted and B
 /// made at the same location with another password: B's password opens B
 /// (A's cached key file does not), and nothing of B is written with A's key.

@@ -115,9 +115,7 @@ impl Repository {
         }
         Ok(name)
     }
-}
 
-impl Repository {
     /// With a metadata cache: the next warm open uses key file `name` (just
     /// written, so read from the cache). A key file that cannot be read
     /// back is not remembered: the next open reads the keys.

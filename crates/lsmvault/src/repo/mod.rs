@@ -350,8 +350,9 @@ impl Repository {
             }
         };
         if let (Some((_, gate)), Some((master, _))) = (&cache, &master) {
-            // Before the first listing: what this handle caches of the
-            // listings is its key's (`backend::cache::state`).
+            // The listings this handle caches are bound to its key
+            // (`backend::cache::state`); those made while unlocking are
+            // written now.
             gate.bind_to_key(master.cache_state_key());
         }
         config.check_parameters()?;

@@ -22,13 +22,14 @@
 //! - **The index listing is the witness.** Every prune replaces all index
 //!   files, and index file names are content hashes (of sealed bytes, whose
 //!   nonces are random), so a non-empty index listing equal to one seen
-//!   before at the same location proves that no prune ran and that no other
-//!   repository was made there since. A handle opened from the cached config and key
-//!   file starts *unchecked*; the first index listing the command makes
-//!   confirms it when it equals the cached one. Otherwise the config is read
-//!   from the storage: equal to the cached one (and the cached key file still
-//!   listed) confirms it; different drops the repository's cache and its
-//!   location entry and fails with [`Error::CacheOutdated`].
+//!   before at the same location proves that no prune ran and that no
+//!   other repository was made there since. A handle opened from the cached
+//!   config and key file starts *unchecked*; the first index listing the
+//!   command makes confirms it when it equals the cached one. Otherwise the
+//!   config is read from the storage: equal to the cached one (and the
+//!   cached key file still listed) confirms it; different drops the
+//!   repository's cache and its location entry and fails with
+//!   [`Error::CacheOutdated`].
 //! - **Nothing sealed is written unchecked.** Every write and delete but a
 //!   lock's (locks are plain JSON, sealed with no key) waits for the check,
 //!   making an index listing first if the command has not made one.
