@@ -211,6 +211,25 @@ fn warm_unchanged_backup_asks_no_config_keys_packs_or_snapshots() {
     setup.assert_restores(password, "restored");
 }
 
+/// A plaintext repository's cached config proves nothing (no
+/// authenticator), so every warm command reads the storage's once: one
+/// request more than an encrypted repository's, and nothing else.
+#[test]
+fn a_warm_plaintext_repository_reads_only_its_config_more() {
+    let Some(setup) = Setup::new(None) else {
+        return;
+    };
+    setup.ok(None, &["backup", setup.source()]);
+    setup.ok(None, &["backup", setup.source()]);
+    let (_, counts) = setup.run(None, &["backup", setup.source()]);
+    eprintln!("warm unchanged plaintext backup: {counts:?}");
+    assert_eq!(counts.of("config", "read"), 1, "{counts:?}");
+    assert_eq!(counts.total(), 6, "{counts:?}");
+    let (_, counts) = setup.run(None, &["snapshots"]);
+    assert_eq!(counts.of("config", "read"), 1, "{counts:?}");
+    assert_eq!(counts.total(), 2, "{counts:?}");
+}
+
 /// Repository A is warm in the cache; every object of A is deleted and B
 /// made at the same location with another password: B's password opens B
 /// (A's cached key file does not), and nothing of B is written with A's key.
@@ -350,6 +369,56 @@ fn packs_deleted_behind_the_cache_are_healed() {
     setup.assert_verifies(password);
     let (_, counts) = setup.run(password, &["backup", setup.source()]);
     assert_eq!(counts.of("data", "list"), 1, "{counts:?}");
+}
+
+/// Copies every object of `from` to `to`, as a bucket mirrored to another.
+fn mirror_objects(from: &dyn Backend, to: &dyn Backend) {
+    to.replace_config(&from.read(ObjectKind::Config, "config").unwrap())
+        .unwrap();
+    for kind in ObjectKind::ALL {
+        if kind == ObjectKind::Config {
+            continue;
+        }
+        for object in from.list(kind).unwrap() {
+            let bytes = from.read(kind, &object.name).unwrap();
+            to.write_if_absent(kind, &object.name, &bytes).unwrap();
+        }
+    }
+}
+
+/// Review finding F4 over S3: the repository mirrored to another bucket
+/// (same id, same index) loses its packs there. A backup into the mirror,
+/// with the cache that holds the original's young pack listing, writes
+/// the blobs again: the listing it goes by is the mirror's own, and the
+/// mirror's new snapshot restores. Warm again, both locations keep their
+/// own listings.
+#[test]
+fn a_pack_missing_in_a_mirrored_bucket_is_written_again() {
+    let Some(mut setup) = Setup::new(Some(PASSWORD)) else {
+        return;
+    };
+    let password = Some(PASSWORD);
+    setup.ok(password, &["backup", setup.source()]);
+    setup.ok(password, &["backup", setup.source()]);
+    let original = setup.repo.clone();
+    let mirror = setup._moto.fresh_location();
+    mirror_objects(&setup.storage(), &Moto::backend(&mirror));
+    setup.repo = mirror;
+    assert!(delete_packs(&setup) > 0);
+    let (_, counts) = setup.run(password, &["backup", setup.source()]);
+    assert_eq!(counts.of("data", "list"), 1, "{counts:?}");
+    assert!(counts.of("data", "write_if_absent") >= 1, "{counts:?}");
+    // (`verify` still names the lost pack: its index entries stay until a
+    // prune, as after any heal.)
+    setup.assert_restores(password, "restored-mirror");
+    let (_, counts) = setup.run(password, &["backup", setup.source()]);
+    assert_eq!(counts.of("data", "list"), 0, "{counts:?}");
+    assert_eq!(counts.of("data", "write_if_absent"), 0, "{counts:?}");
+    setup.repo = original;
+    let (_, counts) = setup.run(password, &["backup", setup.source()]);
+    assert_eq!(counts.of("data", "list"), 0, "{counts:?}");
+    assert_eq!(counts.of("data", "write_if_absent"), 0, "{counts:?}");
+    setup.assert_verifies(password);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 
 mod backend;
 mod bench_smoke;
+mod cache_safety;
 mod checkpoint_filesystems;
 mod cli;
 mod cluster;

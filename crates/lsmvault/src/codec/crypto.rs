@@ -263,6 +263,14 @@ impl MasterKey {
         blake3::derive_key("lsmvault config authenticator v1", &self.bytes)
     }
 
+    /// The key that authenticates what a local metadata cache remembers of
+    /// the repository's listings (`backend/cache/state.rs`):
+    /// `blake3::derive_key("lsmvault metadata cache state v1", master_key)`.
+    /// Local only; nothing in the repository depends on it.
+    pub fn cache_state_key(&self) -> [u8; 32] {
+        blake3::derive_key("lsmvault metadata cache state v1", &self.bytes)
+    }
+
     /// The keys of a repository sealed with `cipher`.
     pub fn keys(&self, cipher: Cipher) -> Keys {
         let mut encryption = [0u8; 32];
@@ -673,6 +681,18 @@ mod tests {
             blake3::derive_key("lsmvault config authenticator v1", &[7u8; 64])
         );
         assert_eq!(hex(&key), PINNED_CONFIG_AUTHENTICATOR_KEY);
+    }
+
+    /// The cache state key has a context of its own: never the config
+    /// authenticator's.
+    #[test]
+    fn cache_state_key_is_its_own_derivation() {
+        let master = MasterKey { bytes: [7u8; 64] };
+        assert_eq!(
+            master.cache_state_key(),
+            blake3::derive_key("lsmvault metadata cache state v1", &[7u8; 64])
+        );
+        assert_ne!(master.cache_state_key(), master.config_authenticator_key());
     }
 
     const PINNED_CONFIG_AUTHENTICATOR_KEY: &str =

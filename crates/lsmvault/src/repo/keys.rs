@@ -111,8 +111,20 @@ impl Repository {
         if let Some((master, old)) = self.master.take() {
             self.backend.delete(ObjectKind::Key, &old)?;
             self.master = Some((master, name.clone()));
+            self.remember_key(&name);
         }
         Ok(name)
+    }
+
+    /// With a metadata cache: the next warm open uses key file `name` (just
+    /// written, so read from the cache). A key file that cannot be read
+    /// back is not remembered: the next open reads the keys.
+    fn remember_key(&self, name: &str) {
+        if let Some(gate) = self.cache_gate() {
+            if let Ok(bytes) = self.backend.read(ObjectKind::Key, name) {
+                gate.key_replaced(name, &bytes);
+            }
+        }
     }
 }
 

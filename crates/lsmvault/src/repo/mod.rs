@@ -326,6 +326,10 @@ impl Repository {
             Some(cold) => (cold.backend, Some((cold.cache, cold.gate))),
             None => (backend, None),
         };
+        if let (Some((_, gate)), false) = (&cache, binding == Binding::Plaintext) {
+            // Its listings wait for the key (bound below).
+            gate.expect_key();
+        }
         // Nothing the config says is acted on (not even checked, so that an
         // edit is reported as an edit) before it is authenticated.
         let master = match binding {
@@ -345,6 +349,12 @@ impl Repository {
                 )?)
             }
         };
+        if let (Some((_, gate)), Some((master, _))) = (&cache, &master) {
+            // The listings this handle caches are bound to its key
+            // (`backend::cache::state`); those made while unlocking are
+            // written now.
+            gate.bind_to_key(master.cache_state_key());
+        }
         config.check_parameters()?;
         let compression = config.default_compression()?;
         let cipher = config.cipher(&location)?.unwrap_or_default();

@@ -7,7 +7,10 @@
 //! the cached config's authenticator under it; the handle then starts
 //! unchecked, and its [`CacheGate`] holds back every write until the first
 //! index listing (or the storage's config) confirms it — see
-//! [`crate::backend::cache::state`]. Anything missing, damaged or refused in
+//! [`crate::backend::cache::state`]. A cached plaintext config has no
+//! authenticator to check: a warm open compares it with the storage's config
+//! (one request) before believing it, so a cache tampered with cannot make
+//! an encrypted repository open as a plaintext one. Anything missing, damaged or refused in
 //! the cache (a wrong password included) falls back to the cold open, which
 //! reads config and keys from the storage and drops a cache whose config
 //! differs from the storage's.
@@ -124,8 +127,17 @@ pub(super) fn open_warm(
     if config.id != id || config.check_parameters().is_err() {
         return Ok(None);
     }
+    // A plaintext config is checked by nothing in the cache: it is compared
+    // with the storage's (one request), which also confirms the handle.
+    let mut confirmed = false;
     let master = match (config.binding(&location), &record.key) {
-        (Ok(Binding::Plaintext), None) => None,
+        (Ok(Binding::Plaintext), None) => {
+            if !storage_holds(storage.as_ref(), &record.config) {
+                return Ok(None);
+            }
+            confirmed = true;
+            None
+        }
         (Ok(Binding::Bound(expected)), Some((name, bytes))) => {
             let Some(password) = password()? else {
                 return Ok(None);
@@ -146,8 +158,11 @@ pub(super) fn open_warm(
         Arc::clone(&cache),
         root,
         record,
-        false,
+        confirmed,
     ));
+    if let Some((master, _)) = &master {
+        gate.bind_to_key(master.cache_state_key());
+    }
     let backend: Arc<dyn Backend> = Arc::new(CachingBackend::with_gate(
         Arc::clone(storage),
         Arc::clone(&cache),
@@ -164,6 +179,18 @@ pub(super) fn open_warm(
         master,
         Some((cache, gate)),
     )))
+}
+
+/// Whether the storage's config is `config`. A plaintext config in the
+/// cache could have been put there by anyone who can write the cache (an
+/// encrypted config is authenticated under the key): believed, it would
+/// have a backup write plaintext into an encrypted repository. On any other
+/// answer the open goes to the storage, which drops a cache whose config
+/// differs (`cold_cache`).
+fn storage_holds(storage: &dyn Backend, config: &[u8]) -> bool {
+    storage
+        .read(ObjectKind::Config, "config")
+        .is_ok_and(|bytes| bytes == config)
 }
 
 /// The master key in the cached key file, if `password` opens it and the

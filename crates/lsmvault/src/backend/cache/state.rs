@@ -8,17 +8,28 @@
 //! never stored), the `state` space of a repository's cache directory, and
 //! [`CacheGate`], which decides when those may be believed.
 //!
+//! Layout of `state/`: the config and key file (`config`, `key`) are the
+//! repository's, whatever location it was opened at (the config is checked
+//! under the key, or read from the storage for a plaintext repository, see
+//! `repo/warm_open.rs`). The listings are the location's, in
+//! `state/<BLAKE3 of the location>/`: two copies of one repository (a
+//! replica, a `cp -a`, a mirrored bucket) share the id, but not what each
+//! holds, so a pack missing at one location is never believed present
+//! because the other has it. Listings an older version kept in `state/`
+//! itself (of whichever location it last listed) are removed unread.
+//!
 //! Invariants:
 //! - **The index listing is the witness.** Every prune replaces all index
 //!   files, and index file names are content hashes (of sealed bytes, whose
 //!   nonces are random), so a non-empty index listing equal to one seen
-//!   before proves that no prune ran and that no other repository was made
-//!   at the location since. A handle opened from the cached config and key
-//!   file starts *unchecked*; the first index listing the command makes
-//!   confirms it when it equals the cached one. Otherwise the config is read
-//!   from the storage: equal to the cached one (and the cached key file still
-//!   listed) confirms it; different drops the repository's cache and its
-//!   location entry and fails with [`Error::CacheOutdated`].
+//!   before at the same location proves that no prune ran and that no
+//!   other repository was made there since. A handle opened from the cached
+//!   config and key file starts *unchecked*; the first index listing the
+//!   command makes confirms it when it equals the cached one. Otherwise the
+//!   config is read from the storage: equal to the cached one (and the
+//!   cached key file still listed) confirms it; different drops the
+//!   repository's cache and its location entry and fails with
+//!   [`Error::CacheOutdated`].
 //! - **Nothing sealed is written unchecked.** Every write and delete but a
 //!   lock's (locks are plain JSON, sealed with no key) waits for the check,
 //!   making an index listing first if the command has not made one.
@@ -31,13 +42,22 @@
 //!   [`CacheGate::set_pack_listing_max_age`]). What this process writes is
 //!   added to the listings it holds; a fresh index listing that differs from
 //!   what it holds drops them.
+//! - **An encrypted repository's listings are its own.** Each carries a
+//!   keyed BLAKE3 hash under a key derived from the master key
+//!   ([`CacheGate::bind_to_key`]) over the location's space, the entry's
+//!   name and the listing; a listing whose hash does not verify is a miss.
+//!   Whoever can write the cache, pointing a location at another
+//!   repository's cache directory opened by the same password, cannot give
+//!   it a listing that confirms the wrong repository there: the config is
+//!   then read, differs, and the cache is dropped. (A plaintext repository's
+//!   warm open reads the config anyway, see `repo/warm_open.rs`.)
 //! - Like every cache entry, each state entry is checked against its hash: a
 //!   damaged one is a miss, and the command asks the storage.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +75,8 @@ const KEY_ENTRY: &str = "key";
 const INDEX_ENTRY: &str = "indexlisting";
 const SNAPSHOTS_ENTRY: &str = "snapshotlisting";
 const PACKS_ENTRY: &str = "packlisting";
+/// The listing entries, kept per location (see the module docs).
+const LISTING_ENTRIES: [&str; 3] = [INDEX_ENTRY, SNAPSHOTS_ENTRY, PACKS_ENTRY];
 
 /// How long a cached pack listing is reused by default.
 pub const DEFAULT_PACK_LISTING_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -70,6 +92,12 @@ pub struct OpenRecord {
 
 fn location_key(location: &str) -> String {
     Id::of(location.as_bytes()).to_hex()
+}
+
+/// The space of a repository's cache directory holding the listings taken
+/// at `location`.
+fn listing_space(location: &str) -> String {
+    format!("{STATE}/{}", location_key(location))
 }
 
 /// The id of the repository last opened at `location` through the cache in
@@ -135,13 +163,41 @@ impl MetadataCache {
         self.remove(STATE, KEY_ENTRY);
     }
 
-    fn listing(&self, entry: &str) -> Option<StoredListing> {
-        serde_json::from_slice(&self.get(STATE, entry)?).ok()
+    /// Listing `entry` of `space`, if intact and, with a `key`, made under
+    /// it.
+    fn listing(&self, space: &str, entry: &str, key: Option<&[u8; 32]>) -> Option<StoredListing> {
+        let listing: StoredListing = serde_json::from_slice(&self.get(space, entry)?).ok()?;
+        match key {
+            Some(key) => {
+                (listing.mac == listing_mac(key, space, entry, &listing)?).then_some(listing)
+            }
+            None => Some(listing),
+        }
     }
 
-    fn put_listing(&self, entry: &str, listing: &StoredListing) {
-        if let Ok(bytes) = serde_json::to_vec(listing) {
-            self.put(STATE, entry, &bytes);
+    fn put_listing(
+        &self,
+        space: &str,
+        entry: &str,
+        key: Option<&[u8; 32]>,
+        mut listing: StoredListing,
+    ) {
+        if let Some(key) = key {
+            let Some(mac) = listing_mac(key, space, entry, &listing) else {
+                return;
+            };
+            listing.mac = mac;
+        }
+        if let Ok(bytes) = serde_json::to_vec(&listing) {
+            self.put(space, entry, &bytes);
+        }
+    }
+
+    /// Removes the listings an older version kept in `state/` itself: they
+    /// do not say which location they were taken at.
+    fn drop_unlocated_listings(&self) {
+        for entry in LISTING_ENTRIES {
+            self.remove(STATE, entry);
         }
     }
 }
@@ -155,9 +211,31 @@ struct StoredListing {
     /// Seconds since the epoch when the storage was listed.
     taken: u64,
     objects: BTreeMap<String, u64>,
+    /// Keyed hash of the rest, for an encrypted repository (see the module
+    /// docs); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    mac: String,
 }
 
 type Objects = BTreeMap<String, u64>;
+
+/// The keyed hash binding `listing` to the repository's key, the location's
+/// space and the entry's name.
+fn listing_mac(
+    key: &[u8; 32],
+    space: &str,
+    entry: &str,
+    listing: &StoredListing,
+) -> Option<String> {
+    let content = serde_json::to_vec(&(&listing.index, listing.taken, &listing.objects)).ok()?;
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    for part in [space.as_bytes(), entry.as_bytes()] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.update(&content);
+    Some(hasher.finalize().to_hex().to_string())
+}
 
 fn objects(listed: &[ObjectInfo]) -> Objects {
     listed
@@ -225,6 +303,8 @@ struct Views {
 pub struct CacheGate {
     inner: Arc<dyn Backend>,
     cache: Arc<MetadataCache>,
+    /// Where this location's listings are kept in `cache`.
+    listings: String,
     root: PathBuf,
     /// What the handle was opened with.
     opened: OpenRecord,
@@ -233,6 +313,11 @@ pub struct CacheGate {
     pack_max_age: AtomicU64,
     /// Set by `--verify-existing`: list the packs whatever the cache holds.
     fresh_packs: AtomicBool,
+    /// An encrypted repository's key for the listings (see the module docs).
+    key: OnceLock<[u8; 32]>,
+    /// Set for an encrypted repository until its key is bound: listings are
+    /// held, not written (unkeyed they would be misses later).
+    awaiting_key: AtomicBool,
 }
 
 impl CacheGate {
@@ -250,7 +335,9 @@ impl CacheGate {
         } else {
             0
         };
+        cache.drop_unlocated_listings();
         CacheGate {
+            listings: listing_space(&inner.location()),
             inner,
             cache,
             root: root.to_path_buf(),
@@ -267,7 +354,40 @@ impl CacheGate {
             }),
             pack_max_age: AtomicU64::new(max_age),
             fresh_packs: AtomicBool::new(false),
+            key: OnceLock::new(),
+            awaiting_key: AtomicBool::new(false),
         }
+    }
+
+    /// The repository is encrypted: write no listing before
+    /// [`CacheGate::bind_to_key`] (opening lists index files before the
+    /// key is known).
+    pub fn expect_key(&self) {
+        if self.key.get().is_none() {
+            self.awaiting_key.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Binds the listings this gate reads and writes to an encrypted
+    /// repository's key (`MasterKey::cache_state_key`): a listing made
+    /// under another key, or none, is a miss. Set once; a later call is
+    /// ignored. The listings held so far are written under it.
+    pub fn bind_to_key(&self, key: [u8; 32]) {
+        if self.key.set(key).is_ok() {
+            self.awaiting_key.store(false, Ordering::Relaxed);
+            // What was listed while opening, keyed now.
+            let views = self.views();
+            self.persist(&views, &LISTING_ENTRIES);
+        }
+    }
+
+    fn load(&self, entry: &str) -> Option<StoredListing> {
+        self.cache.listing(&self.listings, entry, self.key.get())
+    }
+
+    fn store(&self, entry: &str, listing: StoredListing) {
+        self.cache
+            .put_listing(&self.listings, entry, self.key.get(), listing);
     }
 
     fn views(&self) -> MutexGuard<'_, Views> {
@@ -325,7 +445,7 @@ impl CacheGate {
     fn observe_index(&self, views: &mut Views, listed: &[ObjectInfo]) -> Result<()> {
         let listed = objects(listed);
         if views.trust == Trust::Unchecked {
-            let cached = self.cache.listing(INDEX_ENTRY).map(|stored| stored.objects);
+            let cached = self.load(INDEX_ENTRY).map(|stored| stored.objects);
             if !listed.is_empty() && cached.as_ref() == Some(&listed) {
                 views.trust = Trust::Confirmed;
             } else {
@@ -380,44 +500,33 @@ impl CacheGate {
         let Some(index) = &views.index else {
             return;
         };
+        if self.awaiting_key.load(Ordering::Relaxed) {
+            return;
+        }
         let index_digest = digest(index);
+        let listing = |index: String, taken: u64, objects: &Objects| StoredListing {
+            index,
+            taken,
+            objects: objects.clone(),
+            mac: String::new(),
+        };
         if entries.contains(&INDEX_ENTRY) {
-            self.cache.put_listing(
-                INDEX_ENTRY,
-                &StoredListing {
-                    index: String::new(),
-                    taken: now_seconds(),
-                    objects: index.clone(),
-                },
-            );
+            self.store(INDEX_ENTRY, listing(String::new(), now_seconds(), index));
         }
         if let Some(snapshots) = views
             .snapshots
             .as_ref()
             .filter(|_| entries.contains(&SNAPSHOTS_ENTRY))
         {
-            self.cache.put_listing(
-                SNAPSHOTS_ENTRY,
-                &StoredListing {
-                    index: index_digest.clone(),
-                    taken: now_seconds(),
-                    objects: snapshots.clone(),
-                },
-            );
+            let stored = listing(index_digest.clone(), now_seconds(), snapshots);
+            self.store(SNAPSHOTS_ENTRY, stored);
         }
         if let Some((taken, packs)) = views
             .packs
             .as_ref()
             .filter(|_| entries.contains(&PACKS_ENTRY))
         {
-            self.cache.put_listing(
-                PACKS_ENTRY,
-                &StoredListing {
-                    index: index_digest,
-                    taken: *taken,
-                    objects: packs.clone(),
-                },
-            );
+            self.store(PACKS_ENTRY, listing(index_digest, *taken, packs));
         }
     }
 
@@ -428,6 +537,16 @@ impl CacheGate {
             return Ok(());
         }
         self.confirm()
+    }
+
+    /// The handle's key file was replaced by `name` (`key passwd`): the next
+    /// warm open unwraps the new one with the new password. The old one
+    /// was forgotten when it was deleted ([`CacheGate::deleted`]).
+    pub fn key_replaced(&self, name: &str, bytes: &[u8]) {
+        self.cache.remember_open(&OpenRecord {
+            config: self.opened.config.clone(),
+            key: Some((name.to_string(), bytes.to_vec())),
+        });
     }
 
     /// This process created object `name` of `kind`.
@@ -509,7 +628,7 @@ impl CacheGate {
                 if let Some(held) = &views.snapshots {
                     return Some(infos(held));
                 }
-                let stored = self.cache.listing(SNAPSHOTS_ENTRY)?;
+                let stored = self.load(SNAPSHOTS_ENTRY)?;
                 (stored.index == index_digest).then_some(())?;
                 views.snapshots = Some(stored.objects);
                 views.snapshots.as_ref().map(infos)
@@ -528,7 +647,7 @@ impl CacheGate {
                 if let Some((taken, held)) = &views.packs {
                     return young(*taken).then(|| infos(held));
                 }
-                let stored = self.cache.listing(PACKS_ENTRY)?;
+                let stored = self.load(PACKS_ENTRY)?;
                 (stored.index == index_digest && young(stored.taken)).then_some(())?;
                 views.packs = Some((stored.taken, stored.objects));
                 views.packs.as_ref().map(|(_, packs)| infos(packs))
