@@ -109,6 +109,7 @@ series_fill() {
     if [[ $SERIES_SOURCE == corpus ]]; then
         log "[$1] corpus: text pool of $((KEYS * SERIES_VALUE_SIZE)) bytes, then ldb load of $KEYS keys"
         python3 "$CORPUS" pool "$WORK/corpus-pool.txt" $((KEYS * SERIES_VALUE_SIZE)) || die "corpus.py pool failed"
+        # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
         measure "$1-db_fill" bash -c 'set -o pipefail; python3 "$1" fill "$2" "$3" "$4" | ldb --db="$5" load --create_if_missing --compression_type="$6"' \
             _ "$CORPUS" "$WORK/corpus-pool.txt" "$KEYS" "$SERIES_VALUE_SIZE" "$2" "$1" || die "ldb load failed"
     else
@@ -123,6 +124,7 @@ series_fill() {
 series_churn() {
     local generation=$1 dataset=$SERIES_DATASET db=${SERIES_FLAGS[0]#--db=}
     if [[ $SERIES_SOURCE == corpus ]]; then
+        # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
         measure "$dataset-db_churn$generation" bash -c 'set -o pipefail; python3 "$1" churn "$2" "$3" "$4" "$5" "$6" | ldb --db="$7" load --compression_type="$8"' \
             _ "$CORPUS" "$WORK/corpus-pool.txt" "$KEYS" "$SERIES_VALUE_SIZE" "$CHURN_KEYS" "$generation" "$db" "$dataset" ||
             die "ldb load (churn) failed"
