@@ -69,19 +69,36 @@ settle() {
 }
 
 # --- the generation series (peers/run.sh, s3/run.sh) ---------------------------
-# A RocksDB filled by db_bench fillrandom (value_size SERIES_VALUE_SIZE), then
-# per generation G: for G >= 2 an overwrite of CHURN_KEYS keys (seed G), and an
-# `ldb checkpoint` into CKPT/genG. A script calls series_sizes once, then
-# series_fill and series_checkpoint; after every timed setup step they call
-# the script's `series_recorded STEP GEN BYTES` (its raw rows). Each checkpoint
-# appends one row to the NEWBYTES file: DATASET genG total_bytes files new_sst
-# new_wal new_other ("new": inode not in the previous checkpoint).
+# A RocksDB of KEYS records, then per generation G: for G >= 2 an overwrite of
+# CHURN_KEYS keys (seed G), and an `ldb checkpoint` into CKPT/genG. Two
+# sources of records (SERIES_SOURCE, set before series_sizes):
+# - dbbench (default): db_bench fillrandom (value_size SERIES_VALUE_SIZE) and
+#   db_bench overwrite. Its values repeat one ~1 MiB random buffer, so zstd
+#   over multi-MiB blobs finds redundancy real databases do not have.
+# - corpus: values are SERIES_VALUE_SIZE-byte slices of real text found on
+#   the machine (man pages, /usr/share/doc, ~/.cargo/registry/src, the Rust
+#   toolchain's docs: benches/corpus.py), no value repeating another, loaded
+#   with `ldb load` in a shuffled key order (seed 1); the churn overwrites
+#   CHURN_KEYS keys (seed G) with slices at random offsets of the same text.
+#   The text pool is written once to $WORK/corpus-pool.txt.
+# Both write SSTs compressed with DATASET (snappy, zstd...). A script calls
+# series_sizes once, then series_fill and series_checkpoint; after every timed
+# setup step they call the script's `series_recorded STEP GEN BYTES` (its raw
+# rows). Each checkpoint appends one row to the NEWBYTES file: DATASET genG
+# total_bytes files new_sst new_wal new_other ("new": inode not in the
+# previous checkpoint).
+SERIES_SOURCE=${SERIES_SOURCE:-dbbench}
 SERIES_VALUE_SIZE=400
-SERIES_BYTES_PER_KEY=236
+CORPUS=$(dirname "${BASH_SOURCE[0]}")/corpus.py
+
+# Bytes of snappy SSTs per key (measured): db_bench's values compress to half,
+# text to ~0.7.
+series_bytes_per_key() { [[ $SERIES_SOURCE == corpus ]] && echo 280 || echo 236; }
 
 # series_sizes SIZE_MB CHURN_PERCENT: sets KEYS and CHURN_KEYS.
 series_sizes() {
-    KEYS=$(($1 * 1048576 / SERIES_BYTES_PER_KEY))
+    case $SERIES_SOURCE in dbbench | corpus) ;; *) die "unknown dataset $SERIES_SOURCE (dbbench or corpus)" ;; esac
+    KEYS=$(($1 * 1048576 / $(series_bytes_per_key)))
     CHURN_KEYS=$(python3 -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]) / 100)))" "$KEYS" "$2")
 }
 
@@ -89,10 +106,32 @@ series_sizes() {
 series_fill() {
     SERIES_DATASET=$1
     SERIES_FLAGS=(--db="$2" --value_size="$SERIES_VALUE_SIZE" --compression_type="$1" --threads=1)
-    log "[$1] db_bench fillrandom, $KEYS keys"
-    measure "$1-db_fill" db_bench "${SERIES_FLAGS[@]}" --benchmarks=fillrandom --use_existing_db=0 \
-        --num="$KEYS" --seed=1 || die "db_bench failed"
+    if [[ $SERIES_SOURCE == corpus ]]; then
+        log "[$1] corpus: text pool of $((KEYS * SERIES_VALUE_SIZE)) bytes, then ldb load of $KEYS keys"
+        python3 "$CORPUS" pool "$WORK/corpus-pool.txt" $((KEYS * SERIES_VALUE_SIZE)) || die "corpus.py pool failed"
+        # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
+        measure "$1-db_fill" bash -c 'set -o pipefail; python3 "$1" fill "$2" "$3" "$4" | ldb --db="$5" load --create_if_missing --compression_type="$6"' \
+            _ "$CORPUS" "$WORK/corpus-pool.txt" "$KEYS" "$SERIES_VALUE_SIZE" "$2" "$1" || die "ldb load failed"
+    else
+        log "[$1] db_bench fillrandom, $KEYS keys"
+        measure "$1-db_fill" db_bench "${SERIES_FLAGS[@]}" --benchmarks=fillrandom --use_existing_db=0 \
+            --num="$KEYS" --seed=1 || die "db_bench failed"
+    fi
     series_recorded db_fill "" ""
+}
+
+# series_churn GEN: overwrites CHURN_KEYS keys (seed GEN).
+series_churn() {
+    local generation=$1 dataset=$SERIES_DATASET db=${SERIES_FLAGS[0]#--db=}
+    if [[ $SERIES_SOURCE == corpus ]]; then
+        # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
+        measure "$dataset-db_churn$generation" bash -c 'set -o pipefail; python3 "$1" churn "$2" "$3" "$4" "$5" "$6" | ldb --db="$7" load --compression_type="$8"' \
+            _ "$CORPUS" "$WORK/corpus-pool.txt" "$KEYS" "$SERIES_VALUE_SIZE" "$CHURN_KEYS" "$generation" "$db" "$dataset" ||
+            die "ldb load (churn) failed"
+    else
+        measure "$dataset-db_churn$generation" db_bench "${SERIES_FLAGS[@]}" --benchmarks=overwrite \
+            --use_existing_db=1 --num="$CHURN_KEYS" --seed="$generation" || die "db_bench overwrite failed"
+    fi
 }
 
 # series_checkpoint GEN CKPT NEWBYTES: churn (GEN >= 2), then CKPT/genGEN.
@@ -100,8 +139,7 @@ series_checkpoint() {
     local generation=$1 ckpt=$2 dataset=$SERIES_DATASET db
     db=${SERIES_FLAGS[0]#--db=}
     if ((generation > 1)); then
-        measure "$dataset-db_churn$generation" db_bench "${SERIES_FLAGS[@]}" --benchmarks=overwrite \
-            --use_existing_db=1 --num="$CHURN_KEYS" --seed="$generation" || die "db_bench overwrite failed"
+        series_churn "$generation"
         series_recorded churn "gen$generation" ""
     fi
     measure "$dataset-checkpoint$generation" ldb --db="$db" checkpoint --checkpoint_dir="$ckpt/gen$generation" ||

@@ -11,9 +11,12 @@
 # after SIGKILL: then `ip netns pids lsmv-s3 | xargs -r kill; ip netns del
 # lsmv-s3`). Runs as root.
 #
-# Data: db_bench fills a RocksDB (snappy SSTs), then generations 2..G each
-# overwrite ~7.5% of the keys before an `ldb checkpoint` (benches/lib.sh, the
-# series of benches/peers/run.sh). The checkpoints are made once, before the
+# Data (--dataset): dbbench = db_bench fills a RocksDB (snappy SSTs), then
+# generations 2..G each overwrite ~7.5% of the keys before an `ldb
+# checkpoint` (benches/lib.sh, the series of benches/peers/run.sh); corpus =
+# the same with records whose values are slices of real text found on the
+# machine, loaded with `ldb load` (benches/corpus.py; no value repeats
+# another, unlike db_bench's). The checkpoints are made once, before the
 # first rate. Taking a checkpoint hard-links the unchanged SSTs of the
 # previous one, which changes their ctime (restic takes that as a change);
 # so before generation K is backed up, at every rate, every file of checkpoint
@@ -48,6 +51,7 @@
 #   --size-mb N        approximate live data of the database [512]
 #   --generations G    checkpoints [8]
 #   --churn-percent P  keys overwritten between checkpoints [7.5]
+#   --dataset D        dbbench (db_bench's values) or corpus (slices of real text) [dbbench]
 #   --rates LIST       comma-separated tc rates [1gbit,100mbit]
 #   --repeat N         runs of each restore [3; 1 below 256 MiB]
 #   --port N           moto's port inside the namespace [9000]
@@ -80,12 +84,14 @@ BUILD=1
 INSTALL=1
 PREFAULT=1
 OUT=""
+SERIES_SOURCE=dbbench
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --size-mb) SIZE_MB=$2; shift 2 ;;
         --generations) GENERATIONS=$2; shift 2 ;;
         --churn-percent) CHURN_PERCENT=$2; shift 2 ;;
+        --dataset) SERIES_SOURCE=$2; shift 2 ;;
         --rates) RATES=$2; shift 2 ;;
         --repeat) REPEAT=$2; shift 2 ;;
         --port) PORT=$2; shift 2 ;;
@@ -101,6 +107,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $SIZE_MB =~ ^[0-9]+$ && $SIZE_MB -ge 1 ]] || { echo "--size-mb must be a positive integer" >&2; exit 2; }
 [[ $GENERATIONS =~ ^[0-9]+$ && $GENERATIONS -ge 1 ]] || { echo "--generations must be >= 1" >&2; exit 2; }
+[[ $SERIES_SOURCE == dbbench || $SERIES_SOURCE == corpus ]] || { echo "--dataset must be dbbench or corpus" >&2; exit 2; }
 [[ $PORT =~ ^[0-9]+$ && $PORT -ge 1 && $PORT -le 65535 ]] || { echo "--port must be a TCP port" >&2; exit 2; }
 if [[ -z $REPEAT ]]; then REPEAT=3; ((SIZE_MB < 256)) && REPEAT=1; fi
 [[ $REPEAT =~ ^[0-9]+$ && $REPEAT -ge 1 ]] || { echo "--repeat must be >= 1" >&2; exit 2; }
@@ -493,7 +500,7 @@ restores() {
 
 # --- run ---------------------------------------------------------------------------
 series_sizes "$SIZE_MB" "$CHURN_PERCENT"
-log "work $WORK; ~$SIZE_MB MiB ($KEYS keys), $GENERATIONS generations, $CHURN_KEYS keys overwritten each; rates $RATES; repeat $REPEAT"
+log "work $WORK; dataset $SERIES_SOURCE; ~$SIZE_MB MiB ($KEYS keys), $GENERATIONS generations, $CHURN_KEYS keys overwritten each; rates $RATES; repeat $REPEAT"
 series_fill snappy "$WORK/db"
 for ((generation = 1; generation <= GENERATIONS; generation++)); do
     series_checkpoint "$generation" "$CKPT" "$NEWBYTES"
@@ -533,7 +540,11 @@ ENVFILE=$WORK/environment
     echo "lsmvault	$("$LSMVAULT" --version) at $LSMVAULT ($(binary_checkout)); script from checkout $(checkout_state "$ROOT")"
     echo "lsmvault_uploads	$LSMVAULT_UPLOADS_IN_CODE"
     echo "restic_uploads	$RESTIC_UPLOADS_IN_CODE"
-    echo "size	~$SIZE_MB MiB, $KEYS keys (db_bench fillrandom, value_size $SERIES_VALUE_SIZE, snappy), $GENERATIONS generations, $CHURN_KEYS keys overwritten between generations"
+    if [[ $SERIES_SOURCE == corpus ]]; then
+        echo "size	~$SIZE_MB MiB, $KEYS keys (corpus: values are $SERIES_VALUE_SIZE-byte slices of real text, benches/corpus.py, loaded with ldb load; snappy), $GENERATIONS generations, $CHURN_KEYS keys overwritten between generations with other slices"
+    else
+        echo "size	~$SIZE_MB MiB, $KEYS keys (db_bench fillrandom, value_size $SERIES_VALUE_SIZE, snappy), $GENERATIONS generations, $CHURN_KEYS keys overwritten between generations"
+    fi
     echo "repeat	$REPEAT"
     echo "prefault	$PREFAULT"
     cat "$WORK/shaping"

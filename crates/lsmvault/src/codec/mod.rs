@@ -7,6 +7,7 @@
 //! format (`docs/format.md`), pinned by tests (`pinned_boundaries`,
 //! `aes_subkey_seal_is_pinned`); changing one needs a new name or version.
 
+pub mod adaptive;
 pub mod chunker;
 pub mod compression;
 pub mod crypto;

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use crate::backend::{spill, Backend, ObjectKind, SpillFile, WriteOutcome};
+use crate::codec::adaptive::{AdaptiveLevel, Pressure};
 use crate::codec::compression::Compression;
 use crate::codec::crypto::{self, Keys};
 use crate::error::Result;
@@ -144,7 +145,9 @@ pub struct PackWriter<'repository> {
     /// Read back and check a known blob before skipping it (`backup
     /// --verify-existing`): a damaged copy is then written again.
     verify_known: bool,
-    compression: Compression,
+    /// The compression of new blobs; `auto`'s level follows the upload
+    /// backlog ([`crate::codec::adaptive`]).
+    level: AdaptiveLevel,
     state: Mutex<PackerState>,
     uploads: UploadPool,
 }
@@ -209,7 +212,7 @@ impl<'repository> PackWriter<'repository> {
             repository,
             known,
             verify_known: false,
-            compression: repository.compression,
+            level: AdaptiveLevel::new(repository.compression),
             state: Mutex::new(PackerState {
                 packer: Packer::with_capacity(packer_capacity(repository)),
                 pending: HashSet::new(),
@@ -237,7 +240,7 @@ impl<'repository> PackWriter<'repository> {
     /// Version 1 repositories are never compressed.
     pub fn set_compression(&mut self, compression: Compression) {
         if self.repository.config.version > 1 {
-            self.compression = compression;
+            self.level = AdaptiveLevel::new(compression);
         }
     }
 
@@ -268,7 +271,9 @@ impl<'repository> PackWriter<'repository> {
         if self.verify_known && self.known_copy_intact(&id) {
             return Ok(false);
         }
-        let (codec, compressed) = self.compression.encode(data);
+        let (in_flight, limit) = self.uploads.backlog();
+        self.level.observe(Pressure::of_backlog(in_flight, limit));
+        let (codec, compressed) = self.level.compression().encode(data);
         let full = {
             let mut state = self.state();
             state.packer.add_encoded(
@@ -310,6 +315,12 @@ impl<'repository> PackWriter<'repository> {
             self.uploads.submit(last, charged)?;
         }
         Ok(summarize(self.uploads.join()?))
+    }
+
+    /// The highest zstd level a blob was compressed at so far.
+    #[cfg(test)]
+    fn peak_level(&self) -> i32 {
+        self.level.peak()
     }
 
     /// The most bytes of finished packs that waited or were being published

@@ -179,6 +179,11 @@ impl Budget {
         self.state().failed
     }
 
+    /// Bytes in flight now, and the limit.
+    fn backlog(&self) -> (u64, u64) {
+        (self.state().in_flight, self.limit)
+    }
+
     /// The most bytes that were in flight at once.
     #[cfg(test)]
     fn peak(&self) -> u64 {
@@ -407,6 +412,12 @@ impl UploadPool {
             }
             None => Ok(published),
         }
+    }
+
+    /// Bytes handed over and not yet published now, and the budget's limit
+    /// (the backlog the adaptive compression level follows).
+    pub(crate) fn backlog(&self) -> (u64, u64) {
+        self.budget.backlog()
     }
 
     /// The most bytes that were handed over and not yet published at once.

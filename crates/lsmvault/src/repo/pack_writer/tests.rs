@@ -322,3 +322,33 @@ fn a_spilled_pack_replaces_a_damaged_copy_and_leaves_an_intact_one() {
     sink.publish_spilled(&id, &spilled).unwrap();
     assert!(backend.read(ObjectKind::Pack, &name).unwrap() == pack);
 }
+
+#[test]
+fn slow_uploads_raise_the_auto_level_and_fast_ones_leave_it() {
+    let repository = repository();
+    let writer_level = |sink: Arc<RecordingSink>, limit: u64| {
+        let known = Arc::new(Index::default());
+        let writer = PackWriter::with_uploads(&repository, known, sink, 2, limit, None).unwrap();
+        for number in 100..120 {
+            let data = blob(number, 600 << 10);
+            let id = writer.keys().blob_id(&data);
+            writer.add(id, BlobKind::Data, &data).unwrap();
+        }
+        let level = writer.peak_level();
+        writer.finish().unwrap();
+        level
+    };
+    // Uploads behind (150 ms a pack, two at once, a 4 MiB budget of 1 MiB
+    // packs): the backlog reaches half the budget and the level climbs.
+    let behind = writer_level(Arc::new(RecordingSink::default()), 4 * MIB as u64);
+    assert!(
+        behind > 3,
+        "the level stayed at {behind} with the uploads behind"
+    );
+    // Uploads instant, a roomy budget: never half full, the level stays.
+    let instant = Arc::new(RecordingSink {
+        delay: Duration::ZERO,
+        ..RecordingSink::default()
+    });
+    assert_eq!(writer_level(instant, 64 * MIB as u64), 3);
+}
