@@ -211,10 +211,12 @@ fn s3_spilled_packs_upload_from_their_files_and_restore_byte_for_byte() {
     let tmpdir = [("TMPDIR", path(&spill))];
     let repo = round_trip(&moto, &source, work.path(), &tmpdir);
     let etags = pack_etags(&moto, &repo);
-    // 40 MiB: two full 16 MiB packs (3 parts each), the rest in one more.
+    // 40 MiB: two full packs of 16 MiB or more (3 parts each, 4 when the
+    // chunk that filled it overshoots: chunk order depends on which reading
+    // thread gets there first), the rest in one more.
     let full = etags
         .iter()
-        .filter(|(_, etag)| parts(etag) == Some(3))
+        .filter(|(_, etag)| parts(etag).is_some_and(|parts| parts >= 3))
         .count();
     assert!(full >= 2, "{etags:#?}");
     // One more small file: its pack (under 6 MiB) goes as one PUT.
