@@ -249,6 +249,27 @@ pub fn decode<'a>(
                     ),
                 ));
             }
+            // The frame header states its content size (our writers always
+            // record it): a claim that contradicts it is refused before the
+            // decoder allocates the claimed size (found by fuzzing the pack
+            // parser: one flipped length bit, a 64 MiB allocation).
+            match zstd::zstd_safe::get_frame_content_size(&stored) {
+                Ok(Some(declared)) if declared != raw_length as u64 => {
+                    return Err(Error::corrupt(
+                        object(),
+                        format!(
+                            "claims {raw_length} raw bytes, its zstd frame declares {declared}"
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(Error::corrupt(
+                        object(),
+                        "its zstd frame header is damaged".to_string(),
+                    ))
+                }
+            }
             let raw = zstd::bulk::decompress(&stored, raw_length)
                 .map_err(|error| Error::corrupt(object(), format!("zstd: {error}")))?;
             if raw.len() != raw_length {
@@ -325,6 +346,8 @@ mod tests {
         assert_eq!(decode(&compressed, 3000).unwrap(), text);
         assert!(decode(&compressed, 2999).is_err());
         assert!(decode(&compressed, 3001).is_err());
+        let error = decode(&compressed, 100_000).unwrap_err();
+        assert!(error.to_string().contains("frame declares 3000"), "{error}");
         assert!(decode(b"garbage", 10).is_err());
         assert!(decode(&compressed, MAX_BLOB_SIZE + 1).is_err());
     }
