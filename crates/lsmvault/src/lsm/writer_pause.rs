@@ -91,13 +91,32 @@ impl PauseGuard {
                 wait_stopped(pid, &what, timeout, interrupt)
             }
             WriterPause::PauseFile(path) => {
-                self.undo = Undo::Remove(path.clone());
-                fs::write(&path, b"").map_err(|error| {
-                    freeze_failed(
-                        &format!("creating the pause file {}", path.display()),
-                        error.to_string(),
-                    )
-                })
+                // Only a file this run created is removed at the thaw: an
+                // existing one (a mistyped path naming a database file such
+                // as CURRENT, or a pause someone else holds) is neither
+                // truncated nor deleted, and a file that could not be
+                // created leaves nothing to undo.
+                let what = format!("creating the pause file {}", path.display());
+                match fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(_) => {
+                        self.undo = Undo::Remove(path.clone());
+                        Ok(())
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Err(freeze_failed(
+                            &what,
+                            "it already exists: lsmvault neither overwrites nor removes a \
+                             file it did not create (remove it if a killed run left it, or \
+                             correct pause_file if it names another file)"
+                                .to_string(),
+                        ))
+                    }
+                    Err(error) => Err(freeze_failed(&what, error.to_string())),
+                }
             }
         }
     }
@@ -269,6 +288,36 @@ mod tests {
             assert_eq!(error.code(), crate::ErrorCode::FreezeFailed, "{error}");
             guard.thaw().unwrap();
         }
+    }
+
+    #[test]
+    fn an_existing_file_named_as_the_pause_file_is_neither_truncated_nor_removed() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("CURRENT");
+        fs::write(&file, b"MANIFEST-000005\n").unwrap();
+        let mut guard = PauseGuard::new(WriterPause::PauseFile(file.clone()), Duration::ZERO);
+        let error = guard
+            .freeze(Duration::from_secs(1), &Interrupt::new())
+            .unwrap_err();
+        assert!(error.to_string().contains("already exists"), "{error}");
+        guard.thaw().unwrap();
+        drop(guard);
+        assert_eq!(fs::read(&file).unwrap(), b"MANIFEST-000005\n");
+    }
+
+    #[test]
+    fn a_pause_file_that_cannot_be_created_leaves_nothing_to_thaw() {
+        let directory = tempfile::tempdir().unwrap();
+        let not_a_directory = directory.path().join("file");
+        fs::write(&not_a_directory, b"x").unwrap();
+        let mut guard = PauseGuard::new(
+            WriterPause::PauseFile(not_a_directory.join("PAUSE")),
+            Duration::ZERO,
+        );
+        assert!(guard
+            .freeze(Duration::from_secs(1), &Interrupt::new())
+            .is_err());
+        guard.thaw().unwrap();
     }
 
     #[test]

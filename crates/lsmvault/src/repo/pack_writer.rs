@@ -51,7 +51,7 @@ impl PackSink for BackendSink {
         let backend = self.0.as_ref();
         let write = || backend.write_spilled(ObjectKind::Pack, &name, spilled);
         if write()? == WriteOutcome::AlreadyExisted
-            && !intact_in_pieces(backend, &name, spilled.len())
+            && !intact_in_pieces(backend, &name, spilled.len())?
         {
             backend.delete(ObjectKind::Pack, &name)?;
             write()?;
@@ -66,22 +66,36 @@ const CHECK_PIECE: u64 = 4 << 20;
 /// Whether the pack `name` is exactly `length` bytes that hash to its name,
 /// read in ranges of [`CHECK_PIECE`] bytes (one more range of one byte
 /// proves it ends there).
-fn intact_in_pieces(backend: &dyn Backend, name: &str, length: u64) -> bool {
+fn intact_in_pieces(backend: &dyn Backend, name: &str, length: u64) -> Result<bool> {
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0;
     while offset < length {
         let piece = CHECK_PIECE.min(length - offset);
         match backend.read_range(ObjectKind::Pack, name, offset, piece) {
             Ok(bytes) => hasher.update(&bytes),
-            Err(_) => return false,
+            Err(error) if shows_damage(&error) => return Ok(false),
+            Err(error) => return Err(error.into()),
         };
         offset += piece;
     }
-    let longer = !matches!(
-        backend.read_range(ObjectKind::Pack, name, length, 1),
-        Err(crate::backend::Error::ShortObject { .. })
-    );
-    !longer && Id(*hasher.finalize().as_bytes()).to_hex() == name
+    let ends_here = match backend.read_range(ObjectKind::Pack, name, length, 1) {
+        Err(crate::backend::Error::ShortObject { .. }) => true,
+        Ok(_) => false,
+        Err(error) if shows_damage(&error) => false,
+        Err(error) => return Err(error.into()),
+    };
+    Ok(ends_here && Id(*hasher.finalize().as_bytes()).to_hex() == name)
+}
+
+/// Whether a failed read of an existing pack proves it damaged (gone or
+/// short). Any other failure (a timeout, a refused request) proves nothing:
+/// replacing the pack on such evidence would delete an intact pack that
+/// committed snapshots use, and a failing rewrite would leave it lost.
+fn shows_damage(error: &crate::backend::Error) -> bool {
+    matches!(
+        error,
+        crate::backend::Error::NotFound { .. } | crate::backend::Error::ShortObject { .. }
+    )
 }
 
 /// Publishes `bytes` under `name`, the hash of `bytes`: create-if-absent,
@@ -99,7 +113,8 @@ pub(crate) fn write_replacing_damaged(
     if backend.write_content_addressed(kind, name, bytes.clone())? == WriteOutcome::AlreadyExisted {
         let intact = match backend.read(kind, name) {
             Ok(existing) => Id::of(&existing).to_hex() == name,
-            Err(_) => false,
+            Err(error) if shows_damage(&error) => false,
+            Err(error) => return Err(error.into()),
         };
         if !intact {
             backend.delete(kind, name)?;

@@ -352,3 +352,114 @@ fn slow_uploads_raise_the_auto_level_and_fast_ones_leave_it() {
     });
     assert_eq!(writer_level(instant, 64 * MIB as u64), 3);
 }
+
+/// An object store whose link fails: every ranged read is a transient
+/// error, and once `down` is set every write is too. Counts deletes.
+struct FlakyBackend {
+    inner: Arc<dyn Backend>,
+    down: std::sync::atomic::AtomicBool,
+    deletes: AtomicUsize,
+}
+
+impl FlakyBackend {
+    fn transient(what: &str) -> crate::backend::Error {
+        crate::backend::Error::Transient {
+            subject: crate::backend::Subject::Location,
+            context: format!("{what} (test: the link is down)"),
+            source: "HTTP 503".into(),
+        }
+    }
+}
+
+impl Backend for FlakyBackend {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn replace_config(&self, bytes: &[u8]) -> crate::backend::Result<()> {
+        self.inner.replace_config(bytes)
+    }
+
+    fn list(&self, kind: ObjectKind) -> crate::backend::Result<Vec<crate::backend::ObjectInfo>> {
+        self.inner.list(kind)
+    }
+
+    fn exists(&self) -> crate::backend::Result<bool> {
+        self.inner.exists()
+    }
+
+    fn create(&self) -> crate::backend::Result<()> {
+        self.inner.create()
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> crate::backend::Result<Vec<u8>> {
+        self.inner.read(kind, name)
+    }
+
+    fn read_range(
+        &self,
+        _kind: ObjectKind,
+        _name: &str,
+        _offset: u64,
+        _length: u64,
+    ) -> crate::backend::Result<Vec<u8>> {
+        self.down.store(true, Ordering::SeqCst);
+        Err(FlakyBackend::transient("reading a range"))
+    }
+
+    fn write_if_absent(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> crate::backend::Result<WriteOutcome> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(FlakyBackend::transient("writing"));
+        }
+        self.inner.write_if_absent(kind, name, bytes)
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> crate::backend::Result<()> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(kind, name)
+    }
+}
+
+/// Attack (review of the spilled uploads): a pack that is already stored
+/// intact (committed snapshots name it) and met again by a spilled upload
+/// must never be deleted because the check could not read it. A transient
+/// error is not proof of damage; deleting on it and then failing the
+/// re-upload loses a pack older snapshots need.
+#[test]
+fn a_transient_error_while_checking_an_existing_pack_never_deletes_it() {
+    let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let pack = blob(8, 5 * MIB + 17);
+    let id = Id::of(&pack);
+    let name = id.to_hex();
+    memory
+        .write_if_absent(ObjectKind::Pack, &name, &pack)
+        .unwrap();
+    let flaky = Arc::new(FlakyBackend {
+        inner: Arc::clone(&memory),
+        down: std::sync::atomic::AtomicBool::new(false),
+        deletes: AtomicUsize::new(0),
+    });
+    let sink = BackendSink(Arc::clone(&flaky) as Arc<dyn Backend>);
+    let spill = tempfile::tempdir().unwrap();
+    let spilled = SpillFile::write(spill.path(), &pack).unwrap();
+    // Failing is fine (the link is down); losing the stored pack is not.
+    let _ = sink.publish_spilled(&id, &spilled);
+    assert_eq!(
+        flaky.deletes.load(Ordering::SeqCst),
+        0,
+        "an intact stored pack was deleted on a transient read error"
+    );
+    assert!(
+        memory.read(ObjectKind::Pack, &name).ok() == Some(pack),
+        "the intact stored pack is gone"
+    );
+}
