@@ -706,3 +706,47 @@ fn a_pause_file_inside_a_shard_is_left_out_of_its_member_snapshot() {
     assert!(!shards[0].path.join("PAUSE").exists());
     assert!(!shards[1].path.join("run/PAUSE").exists());
 }
+
+/// A shard directory that happens to be named like a staging checkpoint of
+/// a dead process is the user's database, not a leftover: it is backed up,
+/// never removed (found by the report-only attack of this command).
+#[test]
+fn a_shard_directory_named_like_a_staging_checkpoint_is_never_deleted() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = init(work.path());
+    let shards: Vec<TestShard> = ["s1", ".lsmvault-live-999999999-1", "s3"]
+        .iter()
+        .enumerate()
+        .map(|(index, directory)| {
+            let path = work.path().join(directory);
+            fs::create_dir(&path).unwrap();
+            fs::write(path.join("000010.sst"), directory).unwrap();
+            TestShard {
+                name: format!("s{}", index + 1),
+                path,
+                pause: String::new(),
+            }
+        })
+        .collect();
+    let topology = write_topology(work.path(), &shards);
+    let report = lsmvault_json(
+        &repo,
+        &[
+            "cluster",
+            "backup",
+            "--topology",
+            topology.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        report["leftovers_removed"]
+            .as_array()
+            .is_none_or(|removed| removed.is_empty()),
+        "{report}"
+    );
+    assert_eq!(
+        fs::read_to_string(shards[1].path.join("000010.sst")).unwrap(),
+        ".lsmvault-live-999999999-1"
+    );
+    assert_eq!(snapshot_ids(&repo).len(), 3);
+}

@@ -62,8 +62,11 @@ fn owner_pid(name: &str) -> Option<u32> {
 
 /// Removes the temporary checkpoints in `parent` whose process is gone,
 /// returning their paths. A directory that cannot be removed is left for
-/// the next run (its removal is not this backup's job).
-pub(super) fn remove_leftovers(parent: &Path) -> Vec<PathBuf> {
+/// the next run (its removal is not this backup's job). A directory that is
+/// (or holds) one of the `protected` canonical paths, the databases being
+/// backed up, is never removed, whatever its name: a shard directory that
+/// happens to be named like a checkpoint is the user's data.
+pub(super) fn remove_leftovers(parent: &Path, protected: &[PathBuf]) -> Vec<PathBuf> {
     let Ok(listing) = fs::read_dir(parent) else {
         return Vec::new();
     };
@@ -74,8 +77,11 @@ pub(super) fn remove_leftovers(parent: &Path) -> Vec<PathBuf> {
             continue;
         };
         let is_directory = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        let path = entry.path();
+        if protected.iter().any(|kept| kept.starts_with(&path)) {
+            continue;
+        }
         if is_directory && pid != std::process::id() && !process_alive(pid, None) {
-            let path = entry.path();
             if fs::remove_dir_all(&path).is_ok() {
                 removed.push(path);
             }
@@ -106,7 +112,7 @@ impl Repository {
         let parent = source.parent().ok_or_else(|| Error::SourceNotFound {
             path: source.clone(),
         })?;
-        let leftovers_removed = remove_leftovers(parent);
+        let leftovers_removed = remove_leftovers(parent, std::slice::from_ref(&source));
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()

@@ -252,7 +252,7 @@ impl Repository {
             .filter_map(|source| source.parent())
             .collect();
         for directory in parent_directories {
-            leftovers_removed.extend(remove_leftovers(directory));
+            leftovers_removed.extend(remove_leftovers(directory, &sources));
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
