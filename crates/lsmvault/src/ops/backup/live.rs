@@ -81,10 +81,12 @@ pub(super) fn remove_leftovers(parent: &Path, protected: &[PathBuf]) -> Vec<Path
         if protected.iter().any(|kept| kept.starts_with(&path)) {
             continue;
         }
-        if is_directory && pid != std::process::id() && !process_alive(pid, None) {
-            if fs::remove_dir_all(&path).is_ok() {
-                removed.push(path);
-            }
+        if is_directory
+            && pid != std::process::id()
+            && !process_alive(pid, None)
+            && fs::remove_dir_all(&path).is_ok()
+        {
+            removed.push(path);
         }
     }
     removed.sort();
