@@ -44,6 +44,18 @@ fn write_topology(work: &Path, shards: &[TestShard]) -> PathBuf {
     file
 }
 
+/// `cluster backup --json` that must succeed; its report.
+fn cluster_backup_json(repo: &Path, topology: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "cluster",
+        "backup",
+        "--topology",
+        topology.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    lsmvault_json(repo, &args)
+}
+
 fn cluster_backup(repo: &Path, topology: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "cluster",
@@ -233,17 +245,7 @@ fn cluster_backup_of_three_rocksdb_shards_is_complete_and_each_member_restores()
     let repo = init(work.path());
     let shards = rocksdb_shards(work.path());
     let topology = write_topology(work.path(), &shards);
-    let report = lsmvault_json(
-        &repo,
-        &[
-            "cluster",
-            "backup",
-            "--topology",
-            topology.to_str().unwrap(),
-            "--tag",
-            "nightly",
-        ],
-    );
+    let report = cluster_backup_json(&repo, &topology, &["--tag", "nightly"]);
     let listed = lsmvault_json(&repo, &["cluster", "ls"]);
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 1);
@@ -294,17 +296,7 @@ fn a_second_cluster_backup_after_churn_dedups_and_chains_each_shard() {
     let repo = init(work.path());
     let shards = rocksdb_shards(work.path());
     let topology = write_topology(work.path(), &shards);
-    let backup = |repo: &Path| -> serde_json::Value {
-        lsmvault_json(
-            repo,
-            &[
-                "cluster",
-                "backup",
-                "--topology",
-                topology.to_str().unwrap(),
-            ],
-        )
-    };
+    let backup = |repo: &Path| -> serde_json::Value { cluster_backup_json(repo, &topology, &[]) };
     let added = |report: &serde_json::Value| -> u64 {
         report["shards"]
             .as_array()
@@ -356,15 +348,7 @@ fn the_cut_is_one_moment_for_every_shard() {
         "freeze = \"sleep 0.2; kill -STOP {pid}; until [ \\\"$(cut -d' ' -f3 /proc/{pid}/stat)\\\" = T ]; do sleep 0.001; done\"\nthaw = \"kill -CONT {pid}\""
     );
     let topology = write_topology(work.path(), &shards);
-    let report = lsmvault_json(
-        &repo,
-        &[
-            "cluster",
-            "backup",
-            "--topology",
-            topology.to_str().unwrap(),
-        ],
-    );
+    let report = cluster_backup_json(&repo, &topology, &[]);
     // Let every writer append after the thaw.
     std::thread::sleep(Duration::from_millis(300));
     let mut in_backup = Vec::new();
@@ -640,15 +624,7 @@ fn a_staging_checkpoint_left_by_a_killed_run_is_removed_and_reported() {
     fs::create_dir(&leftover).unwrap();
     fs::write(leftover.join("000010.sst"), "old").unwrap();
     let topology = write_topology(work.path(), &shards);
-    let report = lsmvault_json(
-        &repo,
-        &[
-            "cluster",
-            "backup",
-            "--topology",
-            topology.to_str().unwrap(),
-        ],
-    );
+    let report = cluster_backup_json(&repo, &topology, &[]);
     assert_eq!(
         report["leftovers_removed"][0],
         leftover.to_str().unwrap(),
@@ -682,15 +658,7 @@ fn a_pause_file_inside_a_shard_is_left_out_of_its_member_snapshot() {
         })
         .collect();
     let topology = write_topology(work.path(), &shards);
-    let report = lsmvault_json(
-        &repo,
-        &[
-            "cluster",
-            "backup",
-            "--topology",
-            topology.to_str().unwrap(),
-        ],
-    );
+    let report = cluster_backup_json(&repo, &topology, &[]);
     for index in 0..3 {
         let snapshot = report["shards"][index]["snapshot"].as_str().unwrap();
         let paths = listed_paths(&repo, snapshot);
@@ -729,15 +697,7 @@ fn a_shard_directory_named_like_a_staging_checkpoint_is_never_deleted() {
         })
         .collect();
     let topology = write_topology(work.path(), &shards);
-    let report = lsmvault_json(
-        &repo,
-        &[
-            "cluster",
-            "backup",
-            "--topology",
-            topology.to_str().unwrap(),
-        ],
-    );
+    let report = cluster_backup_json(&repo, &topology, &[]);
     assert!(
         report["leftovers_removed"]
             .as_array()
